@@ -1,0 +1,122 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The tensor codec: compresses one float tensor into a small parameter block
+ * plus independently decodable chunks, and reconstructs any chunk alone.
+ *
+ * Encoding (group-wise 4/8-bit quantization, optional low-rank part taken out
+ * before quantizing, entropy coding, quality floor with 8-bit and lossless
+ * fallbacks) may use BLAS and is deterministic: the same input and config give
+ * the same bytes. Decoding is plain C with a fixed operation order, so the
+ * same chunk always reconstructs to the same bytes on any thread.
+ *
+ * Element order: a tensor is a flat sequence of elements in storage order,
+ * viewed as a matrix of rows = product of all dims but the last, cols = last
+ * dim. A chunk reconstructs a contiguous element range [elem_begin, elem_end),
+ * i.e. a contiguous byte range of the tensor's storage.
+ */
+#ifndef LCPFS_CODEC_H
+#define LCPFS_CODEC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lcpfs/config.h"
+#include "lcpfs/dtype.h"
+#include "lcpfs/err.h"
+#include "lcpfs/qlor.h"
+
+#define LCP_MAX_DIMS 8
+
+/* A tensor in memory, as read from a file. data holds len bytes; len must be
+ * the product of dims times lcp_dtype_bytes(dtype). Not owned. */
+struct lcp_tensor_view {
+	enum lcp_dtype dtype;
+	uint32_t ndims;
+	uint64_t dims[LCP_MAX_DIMS];
+	const void *data;
+	size_t len;
+};
+
+/* How a tensor ended up stored (values pinned: stored in the sidecar). */
+enum lcp_encoding {
+	LCP_ENC_Q4 = 1,       /* 4-bit groups (+ optional low-rank part) */
+	LCP_ENC_Q8 = 2,       /* 8-bit groups (+ optional low-rank part) */
+	LCP_ENC_LOSSLESS = 3, /* exact bytes, losslessly compressed */
+};
+
+/* One independently decodable piece of an encoded tensor. */
+struct lcp_chunk_info {
+	uint64_t elem_begin;  /* first element reconstructed */
+	uint64_t elem_end;    /* one past the last */
+	uint64_t data_off;    /* offset of its stored bytes in lcp_encoded.data */
+	uint64_t data_len;    /* stored length */
+	uint64_t stored_xxh3; /* xxh3-64 of the stored bytes, checked before decoding */
+	uint64_t output_xxh3; /* xxh3-64 of the reconstructed bytes */
+};
+
+/* Result of lcp_codec_encode. Owned by the caller; release with
+ * lcp_encoded_free. */
+struct lcp_encoded {
+	enum lcp_encoding encoding;
+	uint8_t bits;         /* 4, 8; 0 for lossless */
+	uint32_t group_size;  /* 0 for lossless */
+	bool symmetric;
+	uint16_t rank;        /* low-rank components kept (0..config rank) */
+	double cosine;        /* cosine(original, reconstruction); 1 for lossless */
+	double sqnr_db;       /* 10 log10(sum x^2 / sum (x-y)^2); INFINITY when exact */
+	uint64_t stored_bytes; /* params_len + data_len: everything this tensor stores */
+	uint8_t *params;      /* codec-defined, versioned, checksummed block that every
+	                         chunk decode needs (dtype, shape, scales' coder state,
+	                         low-rank factors...) */
+	size_t params_len;
+	uint8_t *data;        /* chunk bytes, concatenated */
+	size_t data_len;
+	uint32_t nchunks;
+	struct lcp_chunk_info *chunks;
+	struct lcp_qlor qlor; /* the seed's metadata for this tensor */
+	const char *fallback_reason; /* static string when the configured bits were
+	                                not kept (quality floor, NaN/Inf), else NULL */
+};
+
+void lcp_encoded_free(struct lcp_encoded *enc);
+
+/* Per-thread encoder workspace. Not thread-safe; one per thread. */
+struct lcp_codec_ctx;
+lcp_err lcp_codec_ctx_create(struct lcp_codec_ctx **out);
+void lcp_codec_ctx_free(struct lcp_codec_ctx *ctx);
+
+/* Codec-level check of a config: like lcp_config_is_valid but rank 0 (no
+ * low-rank part) is allowed. */
+bool lcp_codec_config_ok(const struct lcp_config *cfg);
+
+/*
+ * Encodes one tensor (F32, F16, BF16 or F64; anything else: LCP_ERR_UNSUPPORTED).
+ * Tries cfg->bits; if cosine < cfg->quality_threshold retries at 8 bits, then
+ * stores lossless. NaN/Inf anywhere: lossless. Deterministic.
+ * On success *out is filled; on error *out is zeroed.
+ */
+lcp_err lcp_codec_encode(struct lcp_codec_ctx *ctx, const struct lcp_tensor_view *t,
+			 const struct lcp_config *cfg, struct lcp_encoded *out);
+
+/* Parsed params block, immutable once opened; safe to share between threads. */
+struct lcp_codec_tensor;
+/* Validates and parses a params block (every field bounds-checked; a damaged
+ * block gives LCP_ERR_CHECKSUM or LCP_ERR_FORMAT, never a crash). */
+lcp_err lcp_codec_tensor_open(const uint8_t *params, size_t params_len,
+			      struct lcp_codec_tensor **out);
+void lcp_codec_tensor_free(struct lcp_codec_tensor *t);
+enum lcp_dtype lcp_codec_tensor_dtype(const struct lcp_codec_tensor *t);
+
+/*
+ * Reconstructs one chunk into out, which must hold
+ * (chunk->elem_end - chunk->elem_begin) * dtype bytes. Checks
+ * chunk->stored_xxh3 against data first (LCP_ERR_CHECKSUM on mismatch: out is
+ * then unspecified and must not be served). Plain C, fixed operation order,
+ * no allocation beyond a bounded scratch: the same inputs give the same bytes
+ * on every call and thread. Thread-safe for distinct out buffers.
+ */
+lcp_err lcp_codec_decode_chunk(const struct lcp_codec_tensor *t, const struct lcp_chunk_info *chunk,
+			       const uint8_t *data, size_t data_len, void *out, size_t out_len);
+
+#endif

@@ -1,0 +1,106 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Tensor file formats: detection by validating the header, and the region map
+ * of a file, an ordered list of regions that covers every byte exactly once.
+ *
+ *   EXACT  bytes kept as they are (headers, padding, metadata, integer/bool/F8
+ *          tensors, tensors under min_size, 1-D tensors, unknown data)
+ *   TENSOR a float tensor the codec may compress (F32, F16, BF16, F64)
+ *   CRC32  4 bytes that hold the little-endian CRC-32 of another region's
+ *          reconstructed bytes (the CRC fields of a PyTorch zip entry)
+ *
+ * A file that fails validation gets format LCP_FORMAT_UNKNOWN (or the format
+ * it claimed, with ok = false) and a single EXACT region, with the reason.
+ */
+#ifndef LCPFS_FORMAT_H
+#define LCPFS_FORMAT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lcpfs/codec.h"
+#include "lcpfs/dtype.h"
+#include "lcpfs/err.h"
+
+/* Numbered in the seed's order. */
+enum lcp_format {
+	LCP_FORMAT_SAFETENSORS = 0,
+	LCP_FORMAT_GGUF = 1,
+	LCP_FORMAT_GGML = 2,
+	LCP_FORMAT_PYTORCH = 3,
+	LCP_FORMAT_NUMPY = 4,
+	LCP_FORMAT_RAW = 5,
+	LCP_FORMAT_UNKNOWN = 6,
+};
+
+/* ".safetensors", ".gguf", ".ggml", ".pt", ".npy", ".bin", "" (seed). */
+const char *lcp_format_extension(enum lcp_format f);
+/* "safetensors", "gguf", "ggml", "pytorch", "numpy", "raw", "unknown". */
+const char *lcp_format_name(enum lcp_format f);
+
+/* Random-access source of file bytes. read must fill buf completely or fail. */
+struct lcp_reader {
+	uint64_t size;
+	lcp_err (*read)(void *ctx, void *buf, size_t len, uint64_t off);
+	void *ctx;
+};
+/* Reader over a memory buffer (ctx points at the struct lcp_mem_source). */
+struct lcp_mem_source {
+	const uint8_t *data;
+	size_t len;
+};
+void lcp_reader_from_memory(struct lcp_reader *r, struct lcp_mem_source *src);
+/* Reader over a file descriptor (pread; ctx holds the fd). size from fstat. */
+lcp_err lcp_reader_from_fd(struct lcp_reader *r, int *fd);
+
+enum lcp_region_kind {
+	LCP_REGION_EXACT = 0,
+	LCP_REGION_TENSOR = 1,
+	LCP_REGION_CRC32 = 2,
+};
+
+struct lcp_region {
+	enum lcp_region_kind kind;
+	uint64_t off;            /* byte offset in the file */
+	uint64_t len;            /* byte length (4 for CRC32) */
+	char *name;              /* tensor name (owned) or NULL */
+	char dtype_name[16];     /* the file's own dtype spelling ("F32", "I32", "<f4") or "" */
+	/* TENSOR only: */
+	enum lcp_dtype dtype;
+	uint32_t ndims;
+	uint64_t dims[LCP_MAX_DIMS]; /* in storage order: row-major over the bytes
+	                                (a Fortran-order array's dims are reversed) */
+	/* CRC32 only: index of the region (in this map) whose reconstructed bytes
+	 * the CRC covers. A zip entry's local and central CRC fields each get one. */
+	uint32_t crc_of;
+	/* EXACT tensors are tensors too: why this one is kept exact ("int dtype",
+	 * "1-D", "under min_size"), static string or NULL for non-tensor bytes. */
+	const char *exact_reason;
+};
+
+struct lcp_region_map {
+	enum lcp_format format;
+	bool ok;                 /* false: validation failed, one EXACT region */
+	char reason[160];        /* why !ok, or "" */
+	uint64_t file_size;
+	size_t nregions;
+	struct lcp_region *regions; /* ordered by off, contiguous, covering [0, file_size) */
+};
+
+/*
+ * Detects the format and builds the region map. Tensors under min_size bytes
+ * and 1-D tensors become EXACT. Never fails on bad content (that gives
+ * ok = false with a reason); returns an error only for I/O or allocation
+ * failure. Reads the file through r; peak memory is bounded by the header
+ * size, never the data section.
+ */
+lcp_err lcp_format_parse(const struct lcp_reader *r, uint64_t min_size, struct lcp_region_map *out);
+void lcp_region_map_free(struct lcp_region_map *m);
+
+/* Format of a complete file held in memory, by full validation (not magic
+ * bytes alone): what lcp_format_parse would report, or LCP_FORMAT_UNKNOWN when
+ * validation fails. */
+enum lcp_format lcp_format_detect(const void *data, size_t len);
+
+#endif

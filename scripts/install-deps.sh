@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Installs every Debian 12 package lcpfs needs to build, test and benchmark.
+#   build:  gcc make pkg-config libfuse3-dev libopenblas-dev liblapacke-dev
+#           libxxhash-dev libjansson-dev (JSON headers) libzstd-dev (entropy
+#           and lossless coding) zlib1g-dev (zip CRC-32)
+#   run:    fuse3 (fusermount3, mount.fuse3)
+#   test:   libcriterion-dev, python3-numpy and python3-torch (real readers),
+#           attr (getfattr), util-linux, e2fsprogs
+set -eu
+PKGS="gcc make pkg-config libfuse3-dev fuse3 libopenblas-dev liblapacke-dev libxxhash-dev
+libjansson-dev libzstd-dev zlib1g-dev libcriterion-dev python3-numpy python3-torch attr"
+SUDO=
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $PKGS

@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* xxh3-64 and CRC-32 wrappers; see checksum.h for why they exist. */
+#include "common/checksum.h"
+
+#include <limits.h>
+#include <xxhash.h>
+#include <zlib.h>
+
+#include "common/alloc.h"
+
+struct lcp_xxh3_stream {
+	XXH3_state_t *state;
+};
+
+uint64_t lcp_xxh3(const void *data, size_t len)
+{
+	return XXH3_64bits(len ? data : "", len);
+}
+
+lcp_err lcp_xxh3_stream_create(struct lcp_xxh3_stream **out)
+{
+	struct lcp_xxh3_stream *s = lcp_malloc(sizeof *s);
+	if (!s)
+		return LCP_ERR_NOMEM;
+	s->state = XXH3_createState();
+	if (!s->state) {
+		lcp_free(s);
+		return LCP_ERR_NOMEM;
+	}
+	XXH3_64bits_reset(s->state);
+	*out = s;
+	return LCP_OK;
+}
+
+void lcp_xxh3_stream_update(struct lcp_xxh3_stream *s, const void *data, size_t len)
+{
+	if (len)
+		XXH3_64bits_update(s->state, data, len);
+}
+
+uint64_t lcp_xxh3_stream_digest(const struct lcp_xxh3_stream *s)
+{
+	return XXH3_64bits_digest(s->state);
+}
+
+void lcp_xxh3_stream_free(struct lcp_xxh3_stream *s)
+{
+	if (!s)
+		return;
+	XXH3_freeState(s->state);
+	lcp_free(s);
+}
+
+uint32_t lcp_crc32(uint32_t crc, const void *data, size_t len)
+{
+	const unsigned char *p = data;
+	uLong c = crc;
+	/* zlib takes uInt lengths; feed large buffers in pieces. */
+	while (len) {
+		uInt n = len > UINT_MAX ? UINT_MAX : (uInt)len;
+		c = crc32(c, p, n);
+		p += n;
+		len -= n;
+	}
+	return (uint32_t)c;
+}
