@@ -11,6 +11,25 @@
  *
  * A file that fails validation gets format LCP_FORMAT_UNKNOWN (or the format
  * it claimed, with ok = false) and a single EXACT region, with the reason.
+ *
+ * Per format (the files in src/format say why):
+ *   safetensors  header (8 + N bytes) EXACT; the data_offsets must tile the
+ *                data section exactly. F32/F16/BF16/F64 tensors by the rule below.
+ *   GGUF v2/v3   header up to the aligned data start EXACT; F32/F16/BF16 by
+ *                the rule below, dims reversed into storage order; quantized
+ *                and integer types EXACT; padding EXACT.
+ *   GGML legacy  ('ggml', 'ggmf' v1, 'ggjt' v1-3) valid but kept whole:
+ *                ok = true, one EXACT region, reason says so.
+ *   NumPy        header EXACT; the array (named "array") by the rule below
+ *                when descr is <f2/<f4/<f8; Fortran-order dims reversed.
+ *   PyTorch zip  a storage used by exactly one tensor, contiguous, offset 0,
+ *                spanning the storage, becomes a TENSOR (named by its dict
+ *                key) by the rule below, plus CRC32 regions for its CRC
+ *                fields; a zip without <archive>/data.pkl is UNKNOWN; a torch
+ *                zip with compressed entries is ok = true, one EXACT region.
+ *   Rule: TENSOR when the dtype is a float the codec takes, 2 <= ndims <=
+ *   LCP_MAX_DIMS and len >= min_size; otherwise EXACT with exact_reason.
+ *   Zero-length tensors have no region. LCP_FORMAT_RAW is never returned.
  */
 #ifndef LCPFS_FORMAT_H
 #define LCPFS_FORMAT_H
@@ -51,7 +70,10 @@ struct lcp_mem_source {
 	size_t len;
 };
 void lcp_reader_from_memory(struct lcp_reader *r, struct lcp_mem_source *src);
-/* Reader over a file descriptor (pread; ctx holds the fd). size from fstat. */
+/* Reader over a file descriptor (pread; ctx points at *fd, which must stay
+ * valid while r is used). size from fstat. LCP_ERR_IO when fstat fails,
+ * LCP_ERR_INVAL for anything but a regular file. A read past the current end
+ * (the file shrank) gives LCP_ERR_TRUNCATED. */
 lcp_err lcp_reader_from_fd(struct lcp_reader *r, int *fd);
 
 enum lcp_region_kind {
@@ -64,25 +86,36 @@ struct lcp_region {
 	enum lcp_region_kind kind;
 	uint64_t off;            /* byte offset in the file */
 	uint64_t len;            /* byte length (4 for CRC32) */
-	char *name;              /* tensor name (owned) or NULL */
-	char dtype_name[16];     /* the file's own dtype spelling ("F32", "I32", "<f4") or "" */
-	/* TENSOR only: */
+	char *name;              /* tensor name (owned) or NULL for non-tensor bytes;
+	                            .npy: "array"; .pt: the dict key, else the
+	                            zip entry name */
+	char dtype_name[16];     /* the file's own dtype spelling ("F32", "I32",
+	                            "Q8_0", "<f4", "FloatStorage") or "" */
+	/* dtype: TENSOR only. ndims/dims: TENSOR, and EXACT tensors when known
+	 * (ndims 0 for a scalar or when unknown). */
 	enum lcp_dtype dtype;
 	uint32_t ndims;
 	uint64_t dims[LCP_MAX_DIMS]; /* in storage order: row-major over the bytes
-	                                (a Fortran-order array's dims are reversed) */
+	                                (a Fortran-order array's dims are reversed,
+	                                a GGUF tensor's dims are reversed) */
 	/* CRC32 only: index of the region (in this map) whose reconstructed bytes
 	 * the CRC covers. A zip entry's local and central CRC fields each get one. */
 	uint32_t crc_of;
-	/* EXACT tensors are tensors too: why this one is kept exact ("int dtype",
-	 * "1-D", "under min_size"), static string or NULL for non-tensor bytes. */
+	/* EXACT tensors are tensors too: why this one is kept exact, a static
+	 * string: "dtype not compressed", "1-D" (also scalars), "under min_size",
+	 * "too many dims", "quantized" (GGUF), "big-endian" (.npy), and for .pt
+	 * storages "storage shared by several tensors", "view of a storage",
+	 * "storage without a tensor", "unknown storage type", "unusual tensor
+	 * shape". NULL for non-tensor bytes. */
 	const char *exact_reason;
 };
 
 struct lcp_region_map {
 	enum lcp_format format;
-	bool ok;                 /* false: validation failed, one EXACT region */
-	char reason[160];        /* why !ok, or "" */
+	bool ok;                 /* false: validation failed, one EXACT region;
+	                            UNKNOWN files always have ok = false */
+	char reason[160];        /* why !ok; for an ok file kept as one EXACT
+	                            region (GGML, compressed torch zip) why; else "" */
 	uint64_t file_size;
 	size_t nregions;
 	struct lcp_region *regions; /* ordered by off, contiguous, covering [0, file_size) */
