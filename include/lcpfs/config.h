@@ -38,13 +38,22 @@ bool lcp_config_is_valid(const struct lcp_config *cfg);
 /*
  * Applies a comma-separated option string to *cfg:
  *   preset=aggressive|balanced|quality, bits=N, rank=N, group=N, asym, sym,
- *   quality=F, min_size=N (suffixes k, M, G accepted).
- * A preset resets every field first, wherever it appears in the string; the
- * other options then apply in order. Options this parser does not know are
- * returned in *unknown (a malloc'ed comma-separated string, or NULL when none)
- * if unknown is non-NULL, and are an error otherwise. The result must satisfy
- * lcp_config_is_valid. On error *cfg is unchanged and errbuf (if non-NULL)
- * names the offending option.
+ *   quality=F, min_size=N (suffixes k, M, G accepted: powers of 1024).
+ * A preset resets every field first, wherever it appears in the string (if
+ * several are given, the last one); the other options then apply in order.
+ * Numbers are plain decimal digits (no sign, blank, 0x or trailing garbage:
+ * "bits=4x", "bits=", "bits= 4" are errors); each value must satisfy the
+ * seed's rule for its field (bits 4 or 8, rank 1..1024, group 8..256,
+ * quality in (0, 1], 0 < min_size <= max_size). asym and sym take no value.
+ * Empty items (",,", a trailing comma) are ignored; options NULL is the
+ * same as "" (only the validity check below). Options this parser does not know are
+ * returned in *unknown (an lcp_malloc'ed comma-separated string in their
+ * original order, released with lcp_free, or NULL when none) if unknown is
+ * non-NULL, and are an error otherwise. The result must satisfy
+ * lcp_config_is_valid. Errors: LCP_ERR_INVAL (bad or unknown option, invalid
+ * result), LCP_ERR_NOMEM. On error *cfg is unchanged, *unknown (if given) is
+ * NULL, and errbuf (if non-NULL) names the offending option; on success
+ * errbuf holds "". Thread-safe.
  */
 lcp_err lcp_config_parse_options(struct lcp_config *cfg, const char *options, char **unknown,
 				 char *errbuf, size_t errbuf_len);
