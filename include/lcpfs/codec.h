@@ -74,7 +74,15 @@ struct lcp_encoded {
 	size_t data_len;
 	uint32_t nchunks;
 	struct lcp_chunk_info *chunks;
-	struct lcp_qlor qlor; /* the seed's metadata for this tensor */
+	struct lcp_qlor qlor; /* the seed's metadata for this tensor: bits (0 for
+	                         lossless), the rank kept, dtype, dims (left empty
+	                         if a dim exceeds 32 bits), original_size,
+	                         original_checksum = xxh3 of the input bytes,
+	                         timestamp 0 (so output is deterministic; the
+	                         caller may set it), scales = {the per-tensor
+	                         super-scale} (none for lossless), has_zero_points
+	                         = asymmetric with no zero points listed (they are
+	                         per group, inside the chunks) */
 	const char *fallback_reason; /* static string when the configured bits were
 	                                not kept (quality floor, NaN/Inf), else NULL */
 };
@@ -107,6 +115,8 @@ lcp_err lcp_codec_tensor_open(const uint8_t *params, size_t params_len,
 			      struct lcp_codec_tensor **out);
 void lcp_codec_tensor_free(struct lcp_codec_tensor *t);
 enum lcp_dtype lcp_codec_tensor_dtype(const struct lcp_codec_tensor *t);
+/* Elements of the whole tensor (the product of its dims). */
+uint64_t lcp_codec_tensor_elems(const struct lcp_codec_tensor *t);
 
 /*
  * Reconstructs one chunk into out, which must hold
@@ -118,5 +128,13 @@ enum lcp_dtype lcp_codec_tensor_dtype(const struct lcp_codec_tensor *t);
  */
 lcp_err lcp_codec_decode_chunk(const struct lcp_codec_tensor *t, const struct lcp_chunk_info *chunk,
 			       const uint8_t *data, size_t data_len, void *out, size_t out_len);
+
+/*
+ * The built-in "cpu" provider (src/codec/provider_cpu.c): this codec behind
+ * the provider interface of lcpfs/provider.h, one self-contained payload per
+ * tensor. Static storage; register it once with lcp_provider_register.
+ */
+struct lcp_provider;
+const struct lcp_provider *lcp_provider_cpu(void);
 
 #endif

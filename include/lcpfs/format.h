@@ -28,7 +28,9 @@
  *                fields; a zip without <archive>/data.pkl is UNKNOWN; a torch
  *                zip with compressed entries is ok = true, one EXACT region.
  *   Rule: TENSOR when the dtype is a float the codec takes, 2 <= ndims <=
- *   LCP_MAX_DIMS and len >= min_size; otherwise EXACT with exact_reason.
+ *   LCP_MAX_DIMS, len >= min_size and the name is not a rotary-embedding
+ *   table (freqs*, inv_freq, rotary*, rope*: computed constants the model is
+ *   very sensitive to); otherwise EXACT with exact_reason.
  *   Zero-length tensors have no region. LCP_FORMAT_RAW is never returned.
  */
 #ifndef LCPFS_FORMAT_H
@@ -103,7 +105,7 @@ struct lcp_region {
 	uint32_t crc_of;
 	/* EXACT tensors are tensors too: why this one is kept exact, a static
 	 * string: "dtype not compressed", "1-D" (also scalars), "under min_size",
-	 * "too many dims", "quantized" (GGUF), "big-endian" (.npy), and for .pt
+	 * "positional table", "too many dims", "quantized" (GGUF), "big-endian" (.npy), and for .pt
 	 * storages "storage shared by several tensors", "view of a storage",
 	 * "storage without a tensor", "unknown storage type", "unusual tensor
 	 * shape". NULL for non-tensor bytes. */

@@ -227,3 +227,25 @@ Test(format_safetensors, reader_errors_are_returned)
 	cr_expect_eq(lcp_format_parse(&r, 0, &m), LCP_ERR_RANGE);
 	cr_expect_eq(m.nregions, 0);
 }
+
+Test(format_safetensors, rotary_tables_stay_exact)
+{
+	/* Large enough and 2-D, but rotary tables are constants kept exact. */
+	const char *json = "{\"freqs_cos\":{\"dtype\":\"F32\",\"shape\":[4,4],\"data_offsets\":[0,64]},"
+			   "\"layers.0.rotary_emb.inv_freq_t\":{\"dtype\":\"F32\",\"shape\":[4,4],\"data_offsets\":[64,128]},"
+			   "\"w\":{\"dtype\":\"F32\",\"shape\":[4,4],\"data_offsets\":[128,192]}}";
+	struct lcp_buf b = LCP_BUF_INIT;
+	fmt_build_st(&b, json, 192);
+	struct lcp_region_map m;
+	fmt_parse_buf(b.data, b.len, 16, &m);
+	cr_assert(m.ok, "%s", m.reason);
+	cr_assert_eq(m.nregions, 4);
+	cr_expect_eq(m.regions[1].kind, LCP_REGION_EXACT);
+	cr_expect_str_eq(m.regions[1].exact_reason, "positional table");
+	cr_expect_eq(m.regions[2].kind, LCP_REGION_EXACT);
+	cr_expect_str_eq(m.regions[2].exact_reason, "positional table");
+	cr_expect_eq(m.regions[3].kind, LCP_REGION_TENSOR);
+	cr_expect_str_eq(m.regions[3].name, "w");
+	lcp_region_map_free(&m);
+	lcp_buf_free(&b);
+}

@@ -1,0 +1,785 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The encoder: quality-floor loop, low-rank choice, quantization plan,
+ * chunking, entropy coding and the params block (layout in codec_format.h);
+ * every encoding is checked by decoding it through decode.c, so its metrics
+ * and output checksums describe exactly what readers will get.
+ */
+#include "lcpfs/codec.h"
+
+#include <math.h>
+#include <string.h>
+#include <zstd.h>
+
+#include "codec/codec_format.h"
+#include "codec/half.h"
+#include "codec/lowrank.h"
+#include "codec/quant.h"
+#include "common/alloc.h"
+#include "common/buf.h"
+#include "common/checksum.h"
+#include "common/le.h"
+#include "lcpfs/qlor.h"
+
+/* zstd level for all streams. Code streams are almost pure Huffman
+ * literals: measured on faceres 4-bit codes, level 1 stores 3.49 bits/code
+ * for nibble-packed codes (order-0 entropy 3.52), while levels 3-9 on
+ * one-code-per-byte streams find many useless short matches (3.99). */
+#define ZSTD_LEVEL 1
+/* Entropy-coded 4-bit class (plan_quant): step = ECSQ_STEP * rms_group^ALPHA
+ * * rms_tensor^(1-ALPHA). ALPHA < 1 moves bits from quiet groups to loud
+ * ones, toward the equal-step allocation that minimizes total squared error
+ * for a given rate, but that starves quiet groups the model still needs.
+ * Measured (faceres / stories260K, bits/weight and dB; stories260k.py
+ * perplexity change over STEP 0.25..0.275, which is noisy on so small a
+ * model): ALPHA 1: 3.95/22.20 at 0.27, ppl +2..+10% (mean +5%);
+ * 0.75: 3.97/22.38, 3.93/22.18, ppl -2..+6.5% (mean +1.1%); 0.5: 3.96/22.47,
+ * 3.90/22.42, ppl +4..+7.5% (mean +5.9%). STEP sets the rate: ~3.9 stored
+ * bits/weight on the shared weights, about 10 log10(12 / STEP^2) = 22 dB. */
+#define ECSQ_STEP 0.27f
+#define ECSQ_ALPHA 0.75f
+/* Low rank (lowrank_choose, encode_as): the exchange rate between stored
+ * bits and error, ~6.02 dB per bit per weight for a uniform quantizer at
+ * high rate; the most bits/weight the factors may take; fp16 factor peaks
+ * kept away from overflow and from the subnormal range; the fixed seed of
+ * the randomized SVD. */
+#define LR_DB_PER_BIT 6.02
+#define LR_MAX_BPW 1.0
+#define LR_FP16_MAX 1.0e4f
+#define LR_FP16_MIN 1.0e-3f
+#define LR_SEED 0x6c637066734c52ull
+/* Bits per weight a low-rank encoding may exceed the plain one by before
+ * its step is corrected. */
+#define LR_RATE_SLACK 0.01
+
+struct lcp_codec_ctx {
+	ZSTD_CCtx *zc;
+};
+
+/* Low-rank part of a tensor during encoding: fp16 factors as stored, and
+ * their binary32 values as the decoder will see them. */
+struct lowrank {
+	uint16_t rank;
+	uint64_t rows, cols;
+	uint16_t *u16;  /* rows x rank */
+	uint16_t *vt16; /* rank x cols */
+	float *u;       /* rows x rank, binary32 values of u16 */
+	float *vt;      /* rank x cols */
+};
+
+void lcp_encoded_free(struct lcp_encoded *enc)
+{
+	if (!enc)
+		return;
+	lcp_free(enc->params);
+	lcp_free(enc->data);
+	lcp_free(enc->chunks);
+	lcp_qlor_free(&enc->qlor);
+	memset(enc, 0, sizeof *enc);
+}
+
+lcp_err lcp_codec_ctx_create(struct lcp_codec_ctx **out)
+{
+	*out = NULL;
+	struct lcp_codec_ctx *c = lcp_calloc(1, sizeof *c);
+	if (!c)
+		return LCP_ERR_NOMEM;
+	c->zc = ZSTD_createCCtx();
+	/* No content size in frames: the params block already fixes every
+	 * stream's length, and small chunks feel every byte. */
+	if (!c->zc || ZSTD_isError(ZSTD_CCtx_setParameter(c->zc, ZSTD_c_compressionLevel, ZSTD_LEVEL)) ||
+	    ZSTD_isError(ZSTD_CCtx_setParameter(c->zc, ZSTD_c_contentSizeFlag, 0))) {
+		ZSTD_freeCCtx(c->zc);
+		lcp_free(c);
+		return LCP_ERR_NOMEM;
+	}
+	*out = c;
+	return LCP_OK;
+}
+
+void lcp_codec_ctx_free(struct lcp_codec_ctx *ctx)
+{
+	if (!ctx)
+		return;
+	ZSTD_freeCCtx(ctx->zc);
+	lcp_free(ctx);
+}
+
+bool lcp_codec_config_ok(const struct lcp_config *cfg)
+{
+	return cfg && (cfg->bits == 4 || cfg->bits == 8) && cfg->rank <= MAX_RANK &&
+	       cfg->group_size >= 8 && cfg->group_size <= 256 &&
+	       cfg->quality_threshold > 0.0f && cfg->quality_threshold <= 1.0f;
+}
+
+/* Element i of the input as float (F64 rounds to nearest; overflow -> inf). */
+static float load_elem(enum lcp_dtype dt, const uint8_t *p, uint64_t i)
+{
+	switch (dt) {
+	case LCP_DTYPE_F32:
+		return lcp_load_lef32(p + 4 * i);
+	case LCP_DTYPE_F16:
+		return lcp_f16_to_f32(lcp_load_le16(p + 2 * i));
+	case LCP_DTYPE_BF16:
+		return lcp_bf16_to_f32(lcp_load_le16(p + 2 * i));
+	default:
+		return (float)lcp_load_lef64(p + 8 * i);
+	}
+}
+
+static double load_elem_f64(enum lcp_dtype dt, const uint8_t *p, uint64_t i)
+{
+	if (dt == LCP_DTYPE_F64)
+		return lcp_load_lef64(p + 8 * i);
+	return (double)load_elem(dt, p, i);
+}
+
+/* Chunk length in elements: a multiple of unit (the group size, or 1 for
+ * lossless), and of cols when whole rows fit the target. */
+static uint32_t chunk_elems_for(uint64_t cols, unsigned elem_bytes, uint32_t unit)
+{
+	uint64_t target = CHUNK_TARGET_BYTES / elem_bytes;
+	uint64_t step = unit;
+	if (cols > 0 && cols <= target) {
+		uint64_t a = cols, b = unit;
+		while (b) {
+			uint64_t t = a % b;
+			a = b;
+			b = t;
+		}
+		uint64_t l = cols / a * unit;
+		if (l <= target)
+			step = l;
+	}
+	uint64_t c = target / step * step;
+	return (uint32_t)(c ? c : step);
+}
+
+static lcp_err params_build(const struct lcp_tensor_view *t, enum lcp_encoding enc,
+			    const struct lcp_qparams *q, bool ecsq, const struct lowrank *lr,
+			    uint32_t group_size, uint32_t chunk_elems, uint8_t **out,
+			    size_t *out_len)
+{
+	struct lcp_buf b = LCP_BUF_INIT;
+	lcp_err err = lcp_buf_append(&b, PARAMS_MAGIC, 4);
+	if (!err)
+		err = lcp_buf_append_u8(&b, PARAMS_VERSION);
+	if (!err)
+		err = lcp_buf_append_u8(&b, (uint8_t)enc);
+	if (!err)
+		err = lcp_buf_append_u8(&b, (uint8_t)t->dtype);
+	if (!err)
+		err = lcp_buf_append_u8(&b, enc == LCP_ENC_LOSSLESS ? 0 : enc == LCP_ENC_Q4 ? 4 : 8);
+	if (!err)
+		err = lcp_buf_append_u8(&b, (uint8_t)((enc != LCP_ENC_LOSSLESS && q->symmetric ? 1 : 0) |
+						     (ecsq ? 2 : 0)));
+	if (!err)
+		err = lcp_buf_append_u8(&b, enc == LCP_ENC_LOSSLESS ? 0 : q->scale_log2_steps);
+	if (!err)
+		err = lcp_buf_append_le16(&b, lr ? lr->rank : 0);
+	if (!err)
+		err = lcp_buf_append_le32(&b, group_size);
+	if (!err)
+		err = lcp_buf_append_le32(&b, chunk_elems);
+	if (!err)
+		err = lcp_buf_append_lef32(&b, enc == LCP_ENC_LOSSLESS ? 0.0f : q->super);
+	if (!err)
+		err = lcp_buf_append_u8(&b, (uint8_t)t->ndims);
+	for (uint32_t i = 0; !err && i < t->ndims; i++)
+		err = lcp_buf_append_le64(&b, t->dims[i]);
+	for (uint64_t i = 0; !err && lr && i < (uint64_t)lr->rank * lr->cols; i++)
+		err = lcp_buf_append_le16(&b, lr->vt16[i]);
+	if (!err)
+		err = lcp_buf_append_le64(&b, lcp_xxh3(b.data, b.len));
+	if (err) {
+		lcp_buf_free(&b);
+		return err;
+	}
+	*out = b.data;
+	*out_len = b.len;
+	return LCP_OK;
+}
+
+/* Appends src as a zstd frame when that is smaller (*mode = 1), else as it
+ * is (*mode = 0). */
+static lcp_err put_stream(struct lcp_codec_ctx *ctx, struct lcp_buf *b, const uint8_t *src,
+			  size_t len, uint8_t *mode)
+{
+	size_t bound = ZSTD_compressBound(len);
+	lcp_err err = lcp_buf_reserve(b, bound > len ? bound : len);
+	if (err)
+		return err;
+	size_t z = ZSTD_compress2(ctx->zc, b->data + b->len, bound, src, len);
+	if (!ZSTD_isError(z) && z < len) {
+		*mode = 1;
+		b->len += z;
+		return LCP_OK;
+	}
+	*mode = 0;
+	return lcp_buf_append(b, src, len);
+}
+
+struct chunk_plan {
+	uint64_t n;
+	uint32_t chunk_elems;
+	uint32_t nchunks;
+};
+
+static lcp_err alloc_chunks(struct lcp_encoded *out, const struct chunk_plan *pl)
+{
+	out->nchunks = pl->nchunks;
+	out->chunks = lcp_calloc(pl->nchunks ? pl->nchunks : 1, sizeof *out->chunks);
+	return out->chunks ? LCP_OK : LCP_ERR_NOMEM;
+}
+
+static void plan_chunks(struct chunk_plan *pl, uint64_t n, uint64_t cols, unsigned eb,
+			uint32_t unit)
+{
+	pl->n = n;
+	pl->chunk_elems = chunk_elems_for(cols, eb, unit);
+	pl->nchunks = (uint32_t)((n + pl->chunk_elems - 1) / pl->chunk_elems);
+}
+
+static lcp_err encode_lossless_chunks(struct lcp_codec_ctx *ctx, const struct lcp_tensor_view *t,
+				      const struct chunk_plan *pl, struct lcp_encoded *out)
+{
+	unsigned eb = lcp_codec_elem_bytes(t->dtype);
+	struct lcp_buf data = LCP_BUF_INIT;
+	uint8_t *planes = lcp_malloc((size_t)pl->chunk_elems * eb);
+	lcp_err err = planes ? LCP_OK : LCP_ERR_NOMEM;
+	const uint8_t *src = t->data;
+	for (uint32_t c = 0; !err && c < pl->nchunks; c++) {
+		struct lcp_chunk_info *ci = &out->chunks[c];
+		ci->elem_begin = (uint64_t)c * pl->chunk_elems;
+		ci->elem_end = ci->elem_begin + pl->chunk_elems < pl->n ? ci->elem_begin + pl->chunk_elems : pl->n;
+		uint64_t m = ci->elem_end - ci->elem_begin;
+		const uint8_t *raw = src + ci->elem_begin * eb;
+		for (unsigned b = 0; b < eb; b++)
+			for (uint64_t i = 0; i < m; i++)
+				planes[b * m + i] = raw[i * eb + b];
+		ci->data_off = data.len;
+		uint8_t mode = 0;
+		err = lcp_buf_append_u8(&data, 0);
+		if (!err)
+			err = put_stream(ctx, &data, planes, m * eb, &mode);
+		if (!err) {
+			data.data[ci->data_off] = mode;
+			if (mode == 0) /* stored bytes are in storage order */
+				memcpy(data.data + ci->data_off + 1, raw, m * eb);
+		}
+		ci->data_len = data.len - ci->data_off;
+	}
+	lcp_free(planes);
+	if (err) {
+		lcp_buf_free(&data);
+		return err;
+	}
+	out->data = data.data;
+	out->data_len = data.len;
+	return LCP_OK;
+}
+
+/* How the groups of one tensor are quantized. */
+struct qplan {
+	struct lcp_qparams q; /* the kernel's parameters (bits = symbol width) */
+	bool ecsq;            /* entropy-coded step: q is {8, symmetric} */
+	float step_coef;      /* ecsq: step = step_coef * group_rms^ECSQ_ALPHA */
+};
+
+static float group_rms(const float *x, uint32_t n)
+{
+	float s = 0.0f;
+	for (uint32_t i = 0; i < n; i++)
+		s += x[i] * x[i];
+	return sqrtf(s / (float)n);
+}
+
+static lcp_err encode_quant_chunks(struct lcp_codec_ctx *ctx, const float *x,
+				   const struct qplan *qp, const struct lowrank *lr, uint32_t G,
+				   const struct chunk_plan *pl, struct lcp_encoded *out)
+{
+	const struct lcp_qparams *q = &qp->q;
+	struct lcp_buf data = LCP_BUF_INIT;
+	uint64_t cg = pl->chunk_elems / G;
+	/* codes, side (scale codes then aux), packed codes */
+	size_t ce = pl->chunk_elems;
+	unsigned sbytes = q->scale_log2_steps == 8 ? 2 : 1;
+	/* side bytes then codes (packed for 4-bit symbols), 4-bit codes */
+	uint8_t *stream = lcp_malloc((sbytes + 1) * cg + ce);
+	uint8_t *codes4 = q->bits == 4 ? lcp_malloc(ce) : NULL;
+	uint16_t *sc = lcp_malloc(cg * sizeof *sc);
+	lcp_err err = stream && sc && (codes4 || q->bits != 4) ? LCP_OK : LCP_ERR_NOMEM;
+	for (uint32_t c = 0; !err && c < pl->nchunks; c++) {
+		struct lcp_chunk_info *ci = &out->chunks[c];
+		ci->elem_begin = (uint64_t)c * pl->chunk_elems;
+		ci->elem_end = ci->elem_begin + ce < pl->n ? ci->elem_begin + ce : pl->n;
+		uint64_t m = ci->elem_end - ci->elem_begin;
+		uint64_t ng = (m + G - 1) / G;
+		const float *xc = x + ci->elem_begin;
+		uint8_t *side = stream;
+		uint8_t *codes = q->bits == 4 ? codes4 : stream + (sbytes + 1) * ng;
+		for (uint64_t g = 0; g < ng; g++) {
+			uint64_t beg = g * G;
+			uint32_t len = (uint32_t)(m - beg < G ? m - beg : G);
+			if (qp->ecsq)
+				lcp_quant_group_ecsq(xc + beg, len, q,
+						     qp->step_coef * powf(group_rms(xc + beg, len), ECSQ_ALPHA),
+						     codes + beg, &sc[g], &side[sbytes * ng + g]);
+			else
+				lcp_quant_group(xc + beg, len, q, codes + beg, &sc[g], &side[sbytes * ng + g]);
+			if (sbytes == 2) {
+				side[g] = (uint8_t)(sc[g] >> 8);
+				side[ng + g] = (uint8_t)sc[g];
+			} else {
+				side[g] = (uint8_t)sc[g];
+			}
+		}
+		size_t code_len = m;
+		if (q->bits == 4) {
+			uint8_t *packed = stream + (sbytes + 1) * ng;
+			code_len = (m + 1) / 2;
+			memset(packed, 0, code_len);
+			for (uint64_t i = 0; i < m; i++)
+				packed[i / 2] |= (uint8_t)(codes[i] << (4 * (i & 1)));
+		}
+		ci->data_off = data.len;
+		err = lcp_buf_append(&data, (const uint8_t[QCHUNK_HEADER_LEN]){0}, QCHUNK_HEADER_LEN);
+		uint8_t side_mode = 0, code_mode = 0;
+		size_t side_at = data.len;
+		if (!err)
+			err = put_stream(ctx, &data, stream, (sbytes + 1) * ng, &side_mode);
+		size_t side_len = data.len - side_at;
+		if (!err)
+			err = put_stream(ctx, &data, stream + (sbytes + 1) * ng, code_len, &code_mode);
+		if (!err) {
+			uint8_t *h = data.data + ci->data_off;
+			h[0] = (uint8_t)(side_mode | code_mode << 1);
+			lcp_store_le32(h + 1, (uint32_t)side_len);
+		}
+		if (!err && lr) {
+			uint64_t r0, nrows;
+			lcp_codec_touched_rows(lr->cols, ci->elem_begin, m, &r0, &nrows);
+			for (uint64_t i = 0; !err && i < nrows * lr->rank; i++)
+				err = lcp_buf_append_le16(&data, lr->u16[r0 * lr->rank + i]);
+		}
+		ci->data_len = data.len - ci->data_off;
+	}
+	lcp_free(stream);
+	lcp_free(codes4);
+	lcp_free(sc);
+	if (err) {
+		lcp_buf_free(&data);
+		return err;
+	}
+	out->data = data.data;
+	out->data_len = data.len;
+	return LCP_OK;
+}
+
+/* Decodes every chunk through the public decode path (so the metrics and
+ * output checksums describe exactly what readers will get), fills
+ * output_xxh3, cosine and SQNR. */
+static lcp_err measure(const struct lcp_tensor_view *t, struct lcp_encoded *out)
+{
+	struct lcp_codec_tensor *ct;
+	lcp_err err = lcp_codec_tensor_open(out->params, out->params_len, &ct);
+	if (err)
+		return err;
+	unsigned eb = ct->elem_bytes;
+	uint8_t *buf = lcp_malloc((size_t)ct->chunk_elems * eb);
+	if (!buf) {
+		lcp_codec_tensor_free(ct);
+		return LCP_ERR_NOMEM;
+	}
+	double xx = 0.0, yy = 0.0, xy = 0.0, ee = 0.0;
+	for (uint32_t c = 0; !err && c < out->nchunks; c++) {
+		struct lcp_chunk_info *ci = &out->chunks[c];
+		uint64_t m = ci->elem_end - ci->elem_begin;
+		ci->stored_xxh3 = lcp_xxh3(out->data + ci->data_off, ci->data_len);
+		err = lcp_codec_decode_chunk(ct, ci, out->data + ci->data_off, ci->data_len, buf, m * eb);
+		if (err)
+			break;
+		ci->output_xxh3 = lcp_xxh3(buf, m * eb);
+		const uint8_t *src = (const uint8_t *)t->data + ci->elem_begin * eb;
+		for (uint64_t i = 0; i < m; i++) {
+			double a = load_elem_f64(t->dtype, src, i);
+			double b = load_elem_f64(t->dtype, buf, i);
+			xx += a * a;
+			yy += b * b;
+			xy += a * b;
+			ee += (a - b) * (a - b);
+		}
+	}
+	lcp_free(buf);
+	lcp_codec_tensor_free(ct);
+	if (err)
+		return err;
+	if (xx == 0.0 && yy == 0.0)
+		out->cosine = 1.0;
+	else if (xx == 0.0 || yy == 0.0)
+		out->cosine = 0.0;
+	else
+		out->cosine = xy / (sqrt(xx) * sqrt(yy));
+	out->sqnr_db = ee == 0.0 ? INFINITY : 10.0 * log10(xx / ee);
+	return LCP_OK;
+}
+
+/*
+ * Chooses the quantizer. The 4-bit symmetric class (the default preset) is
+ * entropy-coded scalar quantization: measured on the shared weights (all 2-D
+ * tensors >= 4096 elements, group 64, order-0 entropy), 16 uniform levels
+ * with an MSE scale search reach 20.3/20.8 dB (faceres/stories) at 3.59/3.82
+ * bits, IQ4_NL's codebook 21.4/21.7 dB at 3.77/3.97, and this step rule
+ * 22.5/22.4 dB at 3.96/3.90 (stored, zstd): more dB, outliers kept.
+ * Other classes: 16 or 256 uniform levels with an MSE scale search.
+ */
+static void plan_quant(struct qplan *qp, const float *x, uint64_t n, enum lcp_encoding enc,
+		       const struct lcp_config *cfg, float step_mult)
+{
+	memset(qp, 0, sizeof *qp);
+	qp->q.bits = enc == LCP_ENC_Q4 ? 4 : 8;
+	qp->q.symmetric = cfg->symmetric;
+	qp->q.scale_log2_steps = enc == LCP_ENC_Q4 ? 4 : 8;
+	qp->ecsq = enc == LCP_ENC_Q4 && cfg->symmetric;
+	if (!qp->ecsq) {
+		qp->q.super = lcp_quant_super(x, n, cfg->group_size, qp->q.bits, qp->q.symmetric);
+		return;
+	}
+	qp->q.bits = 8;
+	double ss = 0.0;
+	for (uint64_t i = 0; i < n; i++)
+		ss += (double)x[i] * x[i];
+	float rt = (float)sqrt(ss / (double)n);
+	qp->step_coef = step_mult * ECSQ_STEP * powf(rt, 1.0f - ECSQ_ALPHA);
+	float top = 0.0f;
+	for (uint64_t g = 0; g < n; g += cfg->group_size) {
+		uint32_t len = (uint32_t)(n - g < cfg->group_size ? n - g : cfg->group_size);
+		float s = qp->step_coef * powf(group_rms(x + g, len), ECSQ_ALPHA);
+		if (s > top)
+			top = s;
+	}
+	/* One scale code of headroom: the largest step rounds to a code
+	 * below 255, never above the grid. */
+	float super = top * 1.05f;
+	qp->q.super = isfinite(super) ? super : top;
+}
+
+static uint64_t elem_count(const struct lcp_tensor_view *t, uint64_t *cols)
+{
+	uint64_t n = 1;
+	*cols = 1;
+	for (uint32_t i = 0; i < t->ndims; i++) {
+		n *= t->dims[i];
+		*cols = t->dims[i];
+	}
+	return n;
+}
+
+static void lowrank_free(struct lowrank *lr)
+{
+	lcp_free(lr->u16);
+	lcp_free(lr->vt16);
+	lcp_free(lr->u);
+	lcp_free(lr->vt);
+	memset(lr, 0, sizeof *lr);
+}
+
+/*
+ * Fits W ~ U V^T of rank up to a ceiling and keeps the prefix r that the
+ * rule in DESIGN.md prefers: each kept component must remove more error (in
+ * dB, from the singular values: 10 log10 of the energy left) than spending
+ * its stored bits on quantization would (LR_DB_PER_BIT per bit per weight).
+ * The factors are stored in fp16, balanced per component so both sides share
+ * the dynamic range. lr->rank == 0 when nothing pays (the common case: trained
+ * weights are mostly full-rank noise at the scale of 4-bit error).
+ */
+static lcp_err lowrank_choose(const float *x, uint64_t rows, uint64_t cols, uint16_t ceiling,
+			      struct lowrank *lr)
+{
+	memset(lr, 0, sizeof *lr);
+	double comp_bpw = 16.0 * (double)(rows + cols) / ((double)rows * (double)cols);
+	uint64_t kmax = ceiling;
+	if (kmax > rows)
+		kmax = rows;
+	if (kmax > cols)
+		kmax = cols;
+	if ((double)kmax * comp_bpw > LR_MAX_BPW)
+		kmax = (uint64_t)(LR_MAX_BPW / comp_bpw);
+	if (kmax == 0 || rows > UINT32_MAX || cols > UINT32_MAX)
+		return LCP_OK;
+	float *u = lcp_malloc(rows * kmax * sizeof *u);
+	float *vt = lcp_malloc(kmax * cols * sizeof *vt);
+	float *sv = lcp_malloc(kmax * sizeof *sv);
+	lcp_err err = u && vt && sv ? LCP_OK : LCP_ERR_NOMEM;
+	if (!err)
+		err = lcp_lowrank_fit(x, (uint32_t)rows, (uint32_t)cols, (uint32_t)kmax, LR_SEED, u, vt,
+				      sv);
+	if (err == LCP_ERR_NOMEM)
+		goto out;
+	if (err) { /* a numerical failure only costs the low-rank part */
+		err = LCP_OK;
+		goto out;
+	}
+	double total = 0.0;
+	for (uint64_t i = 0; i < rows * cols; i++)
+		total += (double)x[i] * x[i];
+	double left = total, best_j = 0.0;
+	uint64_t best_r = 0;
+	for (uint64_t r = 1; r <= kmax && total > 0.0; r++) {
+		left -= (double)sv[r - 1] * sv[r - 1];
+		if (!(left > 0.0))
+			left = total * 1e-12; /* (numerically) exact fit */
+		double j = 10.0 * log10(left / total) + LR_DB_PER_BIT * comp_bpw * (double)r;
+		if (j < best_j) {
+			best_j = j;
+			best_r = r;
+		}
+	}
+	if (best_r == 0)
+		goto out;
+	lr->rank = (uint16_t)best_r;
+	lr->rows = rows;
+	lr->cols = cols;
+	lr->u16 = lcp_malloc(rows * best_r * sizeof *lr->u16);
+	lr->vt16 = lcp_malloc(best_r * cols * sizeof *lr->vt16);
+	lr->u = lcp_malloc(rows * best_r * sizeof *lr->u);
+	lr->vt = lcp_malloc(best_r * cols * sizeof *lr->vt);
+	if (!lr->u16 || !lr->vt16 || !lr->u || !lr->vt) {
+		err = LCP_ERR_NOMEM;
+		goto out;
+	}
+	for (uint64_t k = 0; k < best_r; k++) {
+		float ua = 0.0f, va = 0.0f;
+		for (uint64_t i = 0; i < rows; i++)
+			ua = fmaxf(ua, fabsf(u[i * kmax + k]));
+		for (uint64_t c = 0; c < cols; c++)
+			va = fmaxf(va, fabsf(vt[k * cols + c]));
+		float f = ua > 0.0f && va > 0.0f ? sqrtf(va / ua) : 1.0f;
+		float peak = sqrtf(ua * va);
+		/* Outside fp16's comfortable range the factors would lose
+		 * their precision or overflow: no low-rank part then. */
+		if (!(peak < LR_FP16_MAX) || !(peak > LR_FP16_MIN) || !isfinite(f)) {
+			lowrank_free(lr);
+			goto out;
+		}
+		for (uint64_t i = 0; i < rows; i++) {
+			lr->u16[i * best_r + k] = lcp_f16_from_f32(u[i * kmax + k] * f);
+			lr->u[i * best_r + k] = lcp_f16_to_f32(lr->u16[i * best_r + k]);
+		}
+		for (uint64_t c = 0; c < cols; c++) {
+			lr->vt16[k * cols + c] = lcp_f16_from_f32(vt[k * cols + c] / f);
+			lr->vt[k * cols + c] = lcp_f16_to_f32(lr->vt16[k * cols + c]);
+		}
+	}
+out:
+	lcp_free(u);
+	lcp_free(vt);
+	lcp_free(sv);
+	return err;
+}
+
+static lcp_err encode_quant(struct lcp_codec_ctx *ctx, const struct lcp_tensor_view *t,
+			    const float *x, enum lcp_encoding enc, const struct lcp_config *cfg,
+			    const struct lowrank *lr, float step_mult, struct lcp_encoded *out)
+{
+	uint64_t cols;
+	uint64_t n = elem_count(t, &cols);
+	unsigned eb = lcp_codec_elem_bytes(t->dtype);
+	float *res = NULL;
+	if (lr) {
+		/* Quantize the residual W - U V^T, computed exactly as decoding
+		 * adds the product back. */
+		res = lcp_malloc(n * sizeof *res);
+		if (!res)
+			return LCP_ERR_NOMEM;
+		for (uint64_t r = 0; r < n / cols; r++) {
+			float *row = res + r * cols;
+			lcp_codec_lr_segment(lr->u + r * lr->rank, lr->vt, cols, lr->rank, 0, cols, row);
+			for (uint64_t j = 0; j < cols; j++)
+				row[j] = x[r * cols + j] - row[j];
+		}
+		x = res;
+	}
+	struct qplan qp;
+	struct chunk_plan pl;
+	plan_quant(&qp, x, n, enc, cfg, step_mult);
+	out->encoding = enc;
+	out->bits = enc == LCP_ENC_Q4 ? 4 : 8;
+	out->group_size = cfg->group_size;
+	out->symmetric = cfg->symmetric;
+	out->rank = lr ? lr->rank : 0;
+	plan_chunks(&pl, n, cols, eb, cfg->group_size);
+	lcp_err err = alloc_chunks(out, &pl);
+	if (!err)
+		err = encode_quant_chunks(ctx, x, &qp, lr, cfg->group_size, &pl, out);
+	if (!err)
+		err = params_build(t, enc, &qp.q, qp.ecsq, lr, cfg->group_size, pl.chunk_elems,
+				   &out->params, &out->params_len);
+	lcp_free(res);
+	if (!err)
+		err = measure(t, out);
+	if (!err) {
+		out->stored_bytes = out->params_len + out->data_len;
+		out->qlor.nscales = 1;
+		out->qlor.scales = lcp_malloc(sizeof(float));
+		if (!out->qlor.scales)
+			err = LCP_ERR_NOMEM;
+		else
+			out->qlor.scales[0] = qp.q.super;
+		out->qlor.has_zero_points = !cfg->symmetric;
+	}
+	return err;
+}
+
+/* Stored bits per weight plus the dB of error: lower is better, with one bit
+ * per weight worth LR_DB_PER_BIT (the exchange rate of DESIGN.md). */
+static double rd_cost(const struct lcp_encoded *e, uint64_t n)
+{
+	return -e->sqnr_db + LR_DB_PER_BIT * 8.0 * (double)e->stored_bytes / (double)n;
+}
+
+static lcp_err encode_as(struct lcp_codec_ctx *ctx, const struct lcp_tensor_view *t,
+			 const float *x, enum lcp_encoding enc, const struct lcp_config *cfg,
+			 struct lcp_encoded *out)
+{
+	uint64_t cols;
+	uint64_t n = elem_count(t, &cols);
+	lcp_err err;
+	if (enc == LCP_ENC_LOSSLESS) {
+		struct lcp_qparams q = {0, false, 0, 0.0f};
+		struct chunk_plan pl;
+		out->encoding = enc;
+		plan_chunks(&pl, n, cols, lcp_codec_elem_bytes(t->dtype), 1);
+		err = alloc_chunks(out, &pl);
+		if (!err)
+			err = encode_lossless_chunks(ctx, t, &pl, out);
+		if (!err)
+			err = params_build(t, enc, &q, false, NULL, 0, pl.chunk_elems, &out->params,
+					   &out->params_len);
+		if (!err)
+			err = measure(t, out);
+	} else {
+		struct lowrank lr = {0};
+		uint64_t rows = cols ? n / cols : 0;
+		err = rows >= 2 && cols >= 2 ? lowrank_choose(x, rows, cols, cfg->rank, &lr) : LCP_OK;
+		if (!err)
+			err = encode_quant(ctx, t, x, enc, cfg, NULL, 1.0f, out);
+		if (!err && lr.rank) {
+			/*
+			 * The singular values predicted a gain. In the entropy-
+			 * coded class, pay for the factors with a coarser step
+			 * (one bit per weight doubles it), correcting once by the
+			 * measured excess, so the tensor keeps about the bits it
+			 * had and the low rank must win in dB at equal size. Keep
+			 * the low-rank encoding only if the real bytes and error
+			 * confirm it.
+			 */
+			double bpw0 = 8.0 * (double)out->stored_bytes / (double)n;
+			double comp = 16.0 * (double)lr.rank * (double)(rows + cols) / (double)n;
+			float mult = (float)exp2(comp);
+			struct lcp_encoded with;
+			memset(&with, 0, sizeof with);
+			err = encode_quant(ctx, t, x, enc, cfg, &lr, mult, &with);
+			double excess = 8.0 * (double)with.stored_bytes / (double)n - bpw0;
+			if (!err && out->symmetric && enc == LCP_ENC_Q4 && excess > LR_RATE_SLACK) {
+				lcp_encoded_free(&with);
+				err = encode_quant(ctx, t, x, enc, cfg, &lr, mult * (float)exp2(excess), &with);
+			}
+			if (!err && rd_cost(&with, n) < rd_cost(out, n)) {
+				lcp_encoded_free(out);
+				*out = with;
+			} else {
+				lcp_encoded_free(&with);
+			}
+		}
+		lowrank_free(&lr);
+	}
+	if (!err) {
+		out->stored_bytes = out->params_len + out->data_len;
+		out->qlor.original_size = t->len;
+		out->qlor.bits = out->bits;
+		out->qlor.rank = out->rank;
+		out->qlor.dtype = t->dtype;
+	}
+	return err;
+}
+
+static lcp_err fill_dims(const struct lcp_tensor_view *t, struct lcp_qlor *m)
+{
+	for (uint32_t i = 0; i < t->ndims; i++)
+		if (t->dims[i] > UINT32_MAX)
+			return LCP_OK; /* not representable in QLOR v1: leave dims empty */
+	if (!t->ndims)
+		return LCP_OK;
+	m->dims = lcp_malloc(t->ndims * sizeof *m->dims);
+	if (!m->dims)
+		return LCP_ERR_NOMEM;
+	m->ndims = (uint16_t)t->ndims;
+	for (uint32_t i = 0; i < t->ndims; i++)
+		m->dims[i] = (uint32_t)t->dims[i];
+	return LCP_OK;
+}
+
+lcp_err lcp_codec_encode(struct lcp_codec_ctx *ctx, const struct lcp_tensor_view *t,
+			 const struct lcp_config *cfg, struct lcp_encoded *out)
+{
+	if (out)
+		memset(out, 0, sizeof *out);
+	if (!ctx || !t || !cfg || !out || !lcp_codec_config_ok(cfg) || t->ndims > LCP_MAX_DIMS)
+		return LCP_ERR_INVAL;
+	unsigned eb = lcp_codec_elem_bytes(t->dtype);
+	if (!eb)
+		return LCP_ERR_UNSUPPORTED;
+	uint64_t n = 1;
+	for (uint32_t i = 0; i < t->ndims; i++) {
+		if (t->dims[i] && n > (UINT64_MAX / 16) / t->dims[i])
+			return LCP_ERR_INVAL;
+		n *= t->dims[i];
+	}
+	if (n * eb != t->len || (!t->data && t->len))
+		return LCP_ERR_INVAL;
+
+	float *x = lcp_malloc(n ? n * sizeof(float) : 1);
+	if (!x)
+		return LCP_ERR_NOMEM;
+	bool finite = true;
+	for (uint64_t i = 0; i < n; i++) {
+		x[i] = load_elem(t->dtype, t->data, i);
+		finite = finite && isfinite(x[i]);
+	}
+
+	lcp_err err = LCP_OK;
+	enum lcp_encoding tries[2] = {cfg->bits == 4 ? LCP_ENC_Q4 : LCP_ENC_Q8, LCP_ENC_Q8};
+	unsigned ntries = cfg->bits == 4 ? 2 : 1;
+	const char *reason = NULL;
+	bool done = false;
+	if (!finite) {
+		reason = "NaN or Inf in tensor";
+		ntries = 0;
+	} else if (n == 0) {
+		ntries = 0;
+	}
+	for (unsigned k = 0; k < ntries && !err && !done; k++) {
+		err = encode_as(ctx, t, x, tries[k], cfg, out);
+		if (!err && out->cosine >= (double)cfg->quality_threshold) {
+			done = true;
+			if (k > 0)
+				reason = "quality floor: 4-bit cosine below threshold, stored 8-bit";
+		} else {
+			lcp_encoded_free(out);
+			reason = "quality floor: quantized cosine below threshold, stored lossless";
+		}
+	}
+	if (!err && !done)
+		err = encode_as(ctx, t, x, LCP_ENC_LOSSLESS, cfg, out);
+	lcp_free(x);
+	if (!err) {
+		out->fallback_reason = reason;
+		out->qlor.original_checksum = lcp_xxh3(t->data, t->len);
+		err = fill_dims(t, &out->qlor);
+	}
+	if (err)
+		lcp_encoded_free(out);
+	return err;
+}
+
