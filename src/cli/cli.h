@@ -1,7 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Offline verbs of the lcpfs command (pack, unpack, inspect, verify). */
+/* Offline verbs of the lcpfs command (pack, unpack, inspect, verify, recover). */
 #ifndef LCPFS_CLI_CLI_H
 #define LCPFS_CLI_CLI_H
+
+#include <stdbool.h>
+
+#define LCPFS_VERSION_STRING "0.1.0"
 
 struct lcp_cli_verb {
 	const char *name;
@@ -10,5 +14,17 @@ struct lcp_cli_verb {
 
 /* The verb called name, or NULL. Also answers "--help", "-h", "--version". */
 const struct lcp_cli_verb *lcp_cli_find_verb(const char *name);
+
+/* Verbs (argv[0] is the verb name). Exit status 0 ok, 1 failure/damage,
+ * 2 usage error. */
+int lcp_cli_pack(int argc, char **argv);
+int lcp_cli_unpack(int argc, char **argv);
+int lcp_cli_inspect(int argc, char **argv);
+int lcp_cli_verify(int argc, char **argv);
+int lcp_cli_recover(int argc, char **argv);
+
+/* Opens the directory holding path and points *base at its last component
+ * (inside path or a static "."). Returns a directory fd or -1 (errno set). */
+int lcp_cli_open_parent(const char *path, char *dirbuf, size_t dirbuf_len, const char **base);
 
 #endif

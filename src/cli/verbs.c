@@ -1,12 +1,72 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Placeholder verb table until the offline tool lands. */
+/* The verb table, --help, --version and shared path helpers of the tool. */
+#include <errno.h>
+#include <fcntl.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 
+static int run_help(int argc, char **argv)
+{
+	(void)argc;
+	(void)argv;
+	printf("usage: lcpfs BACKING MOUNTPOINT [-o OPTIONS] [-f] [-d]   mount (see lcpfs(1))\n"
+	       "       lcpfs pack [-o OPTIONS] SRC DST   store SRC at DST compressed (payload + sidecar)\n"
+	       "       lcpfs unpack SRC DST              write the reconstructed bytes of SRC to DST\n"
+	       "       lcpfs inspect [--json] PATH       format, sizes, ratio and per-tensor quality\n"
+	       "       lcpfs verify PATH...              check every checksum; exit 1 on damage\n"
+	       "       lcpfs recover DIR...              clean up after a crash (what a mount does)\n"
+	       "       lcpfs --help | --version\n"
+	       "OPTIONS: preset=aggressive|balanced|quality, bits=4|8, rank=N, group=N, asym, sym,\n"
+	       "         quality=F, min_size=N[k|M|G]\n");
+	return 0;
+}
+
+static int run_version(int argc, char **argv)
+{
+	(void)argc;
+	(void)argv;
+	printf("lcpfs %s (container format 1)\n", LCPFS_VERSION_STRING);
+	return 0;
+}
+
+static const struct lcp_cli_verb verbs[] = {
+	{"pack", lcp_cli_pack},       {"unpack", lcp_cli_unpack}, {"inspect", lcp_cli_inspect},
+	{"verify", lcp_cli_verify},   {"recover", lcp_cli_recover},   {"--help", run_help},       {"-h", run_help},
+	{"--version", run_version},
+};
+
 const struct lcp_cli_verb *lcp_cli_find_verb(const char *name)
 {
-	(void)name;
+	for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
+		if (strcmp(verbs[i].name, name) == 0)
+			return &verbs[i];
 	return NULL;
+}
+
+int lcp_cli_open_parent(const char *path, char *dirbuf, size_t dirbuf_len, const char **base)
+{
+	const char *slash = strrchr(path, '/');
+	if (!slash) {
+		*base = path;
+		return open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	}
+	if (slash[1] == 0) {
+		errno = EISDIR;
+		return -1;
+	}
+	*base = slash + 1;
+	size_t n = (size_t)(slash - path);
+	if (n == 0)
+		n = 1; /* "/name" */
+	if (n >= dirbuf_len) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	memcpy(dirbuf, path, n);
+	dirbuf[n] = 0;
+	return open(dirbuf, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 }

@@ -291,6 +291,8 @@ static void expect_lossless(const struct tensor *t, const struct lcp_config *c)
 	cr_expect_eq(e.encoding, LCP_ENC_LOSSLESS);
 	cr_expect_eq(e.bits, 0);
 	cr_expect_not_null(e.fallback_reason);
+	cr_expect_eq(e.cosine, 1.0, "lossless reports cosine 1, even with NaN/Inf inside");
+	cr_expect(isinf(e.sqnr_db) && e.sqnr_db > 0, "lossless reports infinite SQNR");
 	uint8_t *out = decode_all(&e, t->v.dtype, nelems(t));
 	cr_expect_eq(memcmp(out, t->bytes, t->v.len), 0, "lossless must be byte-exact");
 	free(out);

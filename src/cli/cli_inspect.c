@@ -1,0 +1,318 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * `lcpfs inspect`, `lcpfs verify` and `lcpfs recover`. inspect reads the sidecar beside PATH;
+ * on a path inside a mount (where sidecars are hidden) it reads the JSON
+ * report the daemon exposes as xattr "user.lcpfs.inspect" (the same
+ * lcp_store_report_json text) and the state from "user.lcpfs.state".
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "common/alloc.h"
+#include "lcpfs/store.h"
+
+#define XATTR_INSPECT "user.lcpfs.inspect"
+#define XATTR_STATE "user.lcpfs.state"
+
+/* Reads an xattr of path into an lcp_malloc'ed NUL-terminated string. */
+static char *get_xattr(const char *path, const char *key)
+{
+	ssize_t n = getxattr(path, key, NULL, 0);
+	char *s;
+	if (n < 0)
+		return NULL;
+	s = lcp_malloc((size_t)n + 1);
+	if (!s)
+		return NULL;
+	n = getxattr(path, key, s, (size_t)n);
+	if (n < 0) {
+		lcp_free(s);
+		return NULL;
+	}
+	s[n] = 0;
+	return s;
+}
+
+static enum lcp_format format_by_name(const char *name)
+{
+	for (int f = LCP_FORMAT_SAFETENSORS; f <= LCP_FORMAT_UNKNOWN; f++)
+		if (name && strcmp(lcp_format_name((enum lcp_format)f), name) == 0)
+			return (enum lcp_format)f;
+	return LCP_FORMAT_UNKNOWN;
+}
+
+/* The inverse of lcp_store_report_json, for the human-readable listing of a
+ * file inside a mount. encoding strings point at static names. */
+static lcp_err report_from_json(const char *text, struct lcp_file_report *r)
+{
+	static const char *const encs[] = {"q4", "q8", "lossless", "exact"};
+	json_t *o = json_loads(text, 0, NULL), *ts;
+	size_t i;
+	memset(r, 0, sizeof *r);
+	if (!o)
+		return LCP_ERR_FORMAT;
+	r->format = format_by_name(json_string_value(json_object_get(o, "format")));
+	r->logical_size = (uint64_t)json_integer_value(json_object_get(o, "logical_size"));
+	r->stored_size = (uint64_t)json_integer_value(json_object_get(o, "stored_size"));
+	ts = json_object_get(o, "tensors");
+	r->tensors = lcp_calloc(json_array_size(ts) + 1, sizeof *r->tensors);
+	if (!r->tensors) {
+		json_decref(o);
+		return LCP_ERR_NOMEM;
+	}
+	for (i = 0; i < json_array_size(ts); i++) {
+		json_t *t = json_array_get(ts, i), *shape = json_object_get(t, "shape");
+		struct lcp_tensor_report *tr = &r->tensors[i];
+		const char *nm = json_string_value(json_object_get(t, "name"));
+		const char *enc = json_string_value(json_object_get(t, "encoding"));
+		json_t *sq = json_object_get(t, "sqnr_db");
+		tr->name = lcp_strdup(nm ? nm : "?");
+		if (!tr->name)
+			break;
+		r->ntensors = i + 1;
+		const char *dt = json_string_value(json_object_get(t, "dtype"));
+		snprintf(tr->dtype, sizeof tr->dtype, "%s", dt ? dt : "");
+		tr->ndims = (uint32_t)(json_array_size(shape) < LCP_MAX_DIMS ? json_array_size(shape)
+									     : LCP_MAX_DIMS);
+		for (uint32_t d = 0; d < tr->ndims; d++)
+			tr->dims[d] = (uint64_t)json_integer_value(json_array_get(shape, d));
+		tr->encoding = "exact";
+		for (size_t e = 0; e < 4; e++)
+			if (enc && !strcmp(enc, encs[e]))
+				tr->encoding = encs[e];
+		tr->bits = (uint8_t)json_integer_value(json_object_get(t, "bits"));
+		tr->group_size = (uint32_t)json_integer_value(json_object_get(t, "group"));
+		tr->rank = (uint16_t)json_integer_value(json_object_get(t, "rank"));
+		tr->bits_per_weight = json_number_value(json_object_get(t, "bpw"));
+		tr->sqnr_db = json_is_number(sq) ? json_number_value(sq) : INFINITY;
+		tr->cosine = json_number_value(json_object_get(t, "cosine"));
+	}
+	json_decref(o);
+	return i == json_array_size(ts) ? LCP_OK : LCP_ERR_NOMEM;
+}
+
+static void print_report(const char *path, const char *state, const struct lcp_file_report *r,
+			 bool have_config)
+{
+	printf("%s\n", path);
+	printf("  format:        %s\n", lcp_format_name(r->format));
+	printf("  state:         %s\n", state);
+	printf("  logical size:  %llu bytes\n", (unsigned long long)r->logical_size);
+	printf("  stored size:   %llu bytes\n", (unsigned long long)r->stored_size);
+	printf("  ratio:         %.3fx\n",
+	       r->stored_size ? (double)r->logical_size / (double)r->stored_size : 0.0);
+	if (have_config) {
+		printf("  original xxh3: %016llx (provenance)\n",
+		       (unsigned long long)r->original_xxh3);
+		printf("  config:        bits=%u rank=%u group=%u %s quality=%g min_size=%llu\n",
+		       r->config.bits, r->config.rank, r->config.group_size,
+		       r->config.symmetric ? "sym" : "asym", (double)r->config.quality_threshold,
+		       (unsigned long long)r->config.min_size);
+	}
+	printf("  %-40s %-16s %-20s %-8s %4s %5s %4s %7s %8s %9s\n", "tensor", "dtype", "shape",
+	       "encoding", "bits", "group", "rank", "bpw", "SQNR dB", "cosine");
+	for (size_t i = 0; i < r->ntensors; i++) {
+		const struct lcp_tensor_report *t = &r->tensors[i];
+		char shape[128];
+		int n = snprintf(shape, sizeof shape, "[");
+		for (uint32_t d = 0; d < t->ndims && n < (int)sizeof shape; d++)
+			n += snprintf(shape + n, sizeof shape - (size_t)n, "%s%llu", d ? "," : "",
+				      (unsigned long long)t->dims[d]);
+		if (n < (int)sizeof shape)
+			snprintf(shape + n, sizeof shape - (size_t)n, "]");
+		char sq[32];
+		if (isfinite(t->sqnr_db))
+			snprintf(sq, sizeof sq, "%.2f", t->sqnr_db);
+		else
+			snprintf(sq, sizeof sq, "inf");
+		printf("  %-40s %-16s %-20s %-8s %4u %5u %4u %7.3f %8s %9.6f\n", t->name, t->dtype,
+		       shape, t->encoding, t->bits, t->group_size, t->rank, t->bits_per_weight, sq,
+		       t->cosine);
+	}
+}
+
+int lcp_cli_inspect(int argc, char **argv)
+{
+	bool json = false;
+	const char *path, *base;
+	char dirbuf[4096];
+	struct lcp_file_report r;
+	struct lcp_store_file *f = NULL;
+	const char *state = "compressed";
+	bool have_config = false;
+	int dirfd, i = 1;
+	lcp_err err;
+	char *xstate = NULL, *text = NULL;
+
+	memset(&r, 0, sizeof r);
+	if (i < argc && strcmp(argv[i], "--json") == 0) {
+		json = true;
+		i++;
+	}
+	if (argc - i != 1) {
+		fprintf(stderr, "usage: lcpfs inspect [--json] PATH\n");
+		return 2;
+	}
+	path = argv[i];
+	dirfd = lcp_cli_open_parent(path, dirbuf, sizeof dirbuf, &base);
+	if (dirfd < 0) {
+		fprintf(stderr, "lcpfs inspect: %s: %s\n", path, strerror(errno));
+		return 1;
+	}
+	err = lcp_store_open_at(dirfd, base, NULL, &f);
+	if (err == LCP_OK) {
+		err = lcp_store_report(f, &r);
+		have_config = true;
+		lcp_store_close(f);
+	} else if (err == LCP_ERR_NOENT && (text = get_xattr(path, XATTR_INSPECT)) != NULL) {
+		/* Inside a mount: the daemon's report. */
+		xstate = get_xattr(path, XATTR_STATE);
+		state = xstate ? xstate : "compressed";
+		err = json ? LCP_OK : report_from_json(text, &r);
+	} else if (err == LCP_ERR_NOENT) {
+		xstate = get_xattr(path, XATTR_STATE);
+		state = xstate ? xstate : "raw";
+		err = lcp_store_report_raw_at(dirfd, base, &r);
+	}
+	close(dirfd);
+	if (err) {
+		fprintf(stderr, "lcpfs inspect: %s: %s\n", path, lcp_strerror(err));
+		lcp_free(text);
+		lcp_free(xstate);
+		return 1;
+	}
+	if (json) {
+		if (!text && lcp_store_report_json(&r, &text) != LCP_OK) {
+			lcp_file_report_free(&r);
+			lcp_free(xstate);
+			return 1;
+		}
+		printf("%s\n", text);
+		lcp_file_report_free(&r);
+	} else {
+		print_report(path, state, &r, have_config);
+		lcp_file_report_free(&r);
+	}
+	lcp_free(text);
+	lcp_free(xstate);
+	return 0;
+}
+
+/* Inside a mount the daemon checks every chunk as it decodes it: reading
+ * the whole file there checks it. Returns 0, or -1 with the offset of the
+ * failing read. */
+static int read_through_mount(const char *path, uint64_t *bad_off)
+{
+	enum { STEP = 1 << 20 };
+	char *buf = lcp_malloc(STEP);
+	uint64_t off = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC), rc = 0;
+	*bad_off = 0;
+	if (fd < 0 || !buf) {
+		if (fd >= 0)
+			close(fd);
+		lcp_free(buf);
+		return -1;
+	}
+	for (;;) {
+		ssize_t n = pread(fd, buf, STEP, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			*bad_off = off;
+			rc = -1;
+			break;
+		}
+		if (n == 0)
+			break;
+		off += (uint64_t)n;
+	}
+	close(fd);
+	lcp_free(buf);
+	return rc;
+}
+
+int lcp_cli_verify(int argc, char **argv)
+{
+	int status = 0;
+	if (argc < 2) {
+		fprintf(stderr, "usage: lcpfs verify PATH...\n");
+		return 2;
+	}
+	for (int i = 1; i < argc; i++) {
+		const char *base;
+		char dirbuf[4096], where[256];
+		struct lcp_store_file *f;
+		int dirfd = lcp_cli_open_parent(argv[i], dirbuf, sizeof dirbuf, &base);
+		lcp_err err;
+		if (dirfd < 0) {
+			fprintf(stderr, "%s: %s\n", argv[i], strerror(errno));
+			status = 1;
+			continue;
+		}
+		err = lcp_store_open_at(dirfd, base, NULL, &f);
+		close(dirfd);
+		if (err == LCP_ERR_NOENT && access(argv[i], F_OK) == 0) {
+			char *state = get_xattr(argv[i], XATTR_STATE);
+			bool mounted = state && strcmp(state, "compressed") == 0;
+			lcp_free(state);
+			if (!mounted) {
+				printf("%s: raw (not packed), nothing to verify\n", argv[i]);
+				continue;
+			}
+			uint64_t bad_off;
+			if (read_through_mount(argv[i], &bad_off) != 0) {
+				printf("%s: DAMAGED: read error at offset %llu\n", argv[i],
+				       (unsigned long long)bad_off);
+				status = 1;
+			} else {
+				printf("%s: ok (read through the mount)\n", argv[i]);
+			}
+			continue;
+		}
+		if (err) {
+			printf("%s: DAMAGED: sidecar or payload header: %s\n", argv[i],
+			       lcp_strerror(err));
+			status = 1;
+			continue;
+		}
+		err = lcp_store_verify(f, where, sizeof where);
+		lcp_store_close(f);
+		if (err) {
+			printf("%s: DAMAGED: %s: %s\n", argv[i], where, lcp_strerror(err));
+			status = 1;
+		} else {
+			printf("%s: ok\n", argv[i]);
+		}
+	}
+	return status;
+}
+
+int lcp_cli_recover(int argc, char **argv)
+{
+	int status = 0;
+	if (argc < 2) {
+		fprintf(stderr, "usage: lcpfs recover DIR...\n");
+		return 2;
+	}
+	for (int i = 1; i < argc; i++) {
+		int fd = open(argv[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		lcp_err err = fd < 0 ? LCP_ERR_IO : lcp_store_recover_dir(fd);
+		if (fd >= 0)
+			close(fd);
+		if (err) {
+			fprintf(stderr, "lcpfs recover: %s: %s\n", argv[i],
+				fd < 0 ? strerror(errno) : lcp_strerror(err));
+			status = 1;
+		}
+	}
+	return status;
+}

@@ -1,0 +1,167 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Bounded LRU cache of decoded chunks: a chained hash table for lookup and a
+ * doubly linked list for recency, under one mutex. Copying out under the
+ * mutex keeps ownership trivial (no reference counts); a chunk is at most a
+ * few hundred KiB, so the copy is short next to the decode it saves.
+ */
+#include "store/cache.h"
+
+#include <pthread.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "common/checksum.h"
+
+#define NBUCKETS 4096 /* power of two */
+
+struct entry {
+	struct lcp_cache_key key;
+	struct entry *hnext;          /* hash chain */
+	struct entry *prev, *next;    /* LRU list, head = most recent */
+	size_t len;
+	uint8_t data[];
+};
+
+struct lcp_chunk_cache {
+	pthread_mutex_t lock;
+	size_t capacity;
+	size_t used;
+	struct entry *head, *tail;
+	struct entry *buckets[NBUCKETS];
+};
+
+lcp_err lcp_chunk_cache_create(size_t capacity_bytes, struct lcp_chunk_cache **out)
+{
+	struct lcp_chunk_cache *c = lcp_calloc(1, sizeof *c);
+	*out = NULL;
+	if (!c)
+		return LCP_ERR_NOMEM;
+	if (pthread_mutex_init(&c->lock, NULL) != 0) {
+		lcp_free(c);
+		return LCP_ERR_NOMEM;
+	}
+	c->capacity = capacity_bytes;
+	*out = c;
+	return LCP_OK;
+}
+
+void lcp_chunk_cache_free(struct lcp_chunk_cache *c)
+{
+	if (!c)
+		return;
+	for (struct entry *e = c->head, *n; e; e = n) {
+		n = e->next;
+		lcp_free(e);
+	}
+	pthread_mutex_destroy(&c->lock);
+	lcp_free(c);
+}
+
+static size_t bucket_of(const struct lcp_cache_key *k)
+{
+	return (size_t)lcp_xxh3(k, sizeof *k) & (NBUCKETS - 1);
+}
+
+static bool key_eq(const struct lcp_cache_key *a, const struct lcp_cache_key *b)
+{
+	return a->region == b->region && a->chunk == b->chunk &&
+	       memcmp(a->file_id, b->file_id, LCP_FILE_ID_LEN) == 0;
+}
+
+static struct entry *find(struct lcp_chunk_cache *c, const struct lcp_cache_key *k)
+{
+	for (struct entry *e = c->buckets[bucket_of(k)]; e; e = e->hnext)
+		if (key_eq(&e->key, k))
+			return e;
+	return NULL;
+}
+
+static void lru_unlink(struct lcp_chunk_cache *c, struct entry *e)
+{
+	if (e->prev)
+		e->prev->next = e->next;
+	else
+		c->head = e->next;
+	if (e->next)
+		e->next->prev = e->prev;
+	else
+		c->tail = e->prev;
+	e->prev = e->next = NULL;
+}
+
+static void lru_push_front(struct lcp_chunk_cache *c, struct entry *e)
+{
+	e->prev = NULL;
+	e->next = c->head;
+	if (c->head)
+		c->head->prev = e;
+	c->head = e;
+	if (!c->tail)
+		c->tail = e;
+}
+
+static void evict(struct lcp_chunk_cache *c, struct entry *e)
+{
+	struct entry **pp = &c->buckets[bucket_of(&e->key)];
+	while (*pp != e)
+		pp = &(*pp)->hnext;
+	*pp = e->hnext;
+	lru_unlink(c, e);
+	c->used -= e->len;
+	lcp_free(e);
+}
+
+bool lcp_chunk_cache_copy(struct lcp_chunk_cache *c, const struct lcp_cache_key *key,
+			  size_t off, void *dst, size_t len)
+{
+	bool hit = false;
+	pthread_mutex_lock(&c->lock);
+	struct entry *e = find(c, key);
+	if (e && off <= e->len && len <= e->len - off) {
+		memcpy(dst, e->data + off, len);
+		lru_unlink(c, e);
+		lru_push_front(c, e);
+		hit = true;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return hit;
+}
+
+void lcp_chunk_cache_put(struct lcp_chunk_cache *c, const struct lcp_cache_key *key,
+			 const void *data, size_t len)
+{
+	struct entry *e;
+	if (len > c->capacity)
+		return;
+	/* Allocate and copy outside the lock: only list surgery happens under it. */
+	e = lcp_malloc(sizeof *e + len);
+	if (!e)
+		return; /* a cache that cannot grow just misses */
+	memset(e, 0, sizeof *e);
+	e->key = *key;
+	e->len = len;
+	memcpy(e->data, data, len);
+	pthread_mutex_lock(&c->lock);
+	if (find(c, key)) {
+		pthread_mutex_unlock(&c->lock);
+		lcp_free(e);
+		return;
+	}
+	while (c->used + len > c->capacity && c->tail)
+		evict(c, c->tail);
+	size_t b = bucket_of(key);
+	e->hnext = c->buckets[b];
+	c->buckets[b] = e;
+	lru_push_front(c, e);
+	c->used += len;
+	pthread_mutex_unlock(&c->lock);
+}
+
+size_t lcp_chunk_cache_used(struct lcp_chunk_cache *c)
+{
+	pthread_mutex_lock(&c->lock);
+	size_t u = c->used;
+	pthread_mutex_unlock(&c->lock);
+	return u;
+}

@@ -1,0 +1,422 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Open committed files: validate the sidecar against its payload, map byte
+ * ranges to regions and chunks, decode only the touched chunks (through the
+ * shared cache), and verify every checksum. Reads are thread-safe: the
+ * opened state is immutable and each read decodes into its own buffer.
+ */
+#include "lcpfs/store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include "common/alloc.h"
+#include "common/checksum.h"
+#include "common/le.h"
+#include "store/cache.h"
+#include "store/sidecar.h"
+#include "store/store_priv.h"
+
+struct lcp_store_file {
+	int fd;                          /* payload */
+	struct lcp_sidecar sc;
+	uint64_t sidecar_len;
+	struct lcp_chunk_cache *cache;   /* not owned, may be NULL */
+	struct lcp_codec_tensor **ct;    /* per region, TENSOR only */
+};
+
+void lcp_store_close(struct lcp_store_file *f)
+{
+	if (!f)
+		return;
+	if (f->ct) {
+		for (uint32_t i = 0; i < f->sc.nregions; i++)
+			lcp_codec_tensor_free(f->ct[i]);
+		lcp_free(f->ct);
+	}
+	if (f->fd >= 0)
+		close(f->fd);
+	lcp_sidecar_free(&f->sc);
+	lcp_free(f);
+}
+
+lcp_err lcp_store_open_at(int dirfd, const char *name, struct lcp_chunk_cache *cache,
+			  struct lcp_store_file **out)
+{
+	char scname[256];
+	uint8_t id[LCP_FILE_ID_LEN], hdr[LCP_PAYLOAD_HEADER_LEN];
+	bool ours;
+	struct stat st;
+	lcp_err err;
+	struct lcp_store_file *f;
+
+	*out = NULL;
+	if (lcp_store_sidecar_name(name, scname, sizeof scname) != LCP_OK)
+		return LCP_ERR_NOENT; /* too long to have a sidecar: raw */
+	f = lcp_calloc(1, sizeof *f);
+	if (!f)
+		return LCP_ERR_NOMEM;
+	f->cache = cache;
+	f->fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (f->fd < 0) {
+		err = errno == ENOENT ? LCP_ERR_NOENT : LCP_ERR_IO;
+		goto fail;
+	}
+	if (fstat(f->fd, &st) != 0) {
+		err = LCP_ERR_IO;
+		goto fail;
+	}
+	ours = S_ISREG(st.st_mode) && lcp_store_pread_all(f->fd, hdr, sizeof hdr, 0) == LCP_OK;
+	ours = ours && lcp_payload_header_check(hdr, id);
+	err = lcp_store_load_sidecar(dirfd, scname, &f->sc, &f->sidecar_len);
+	if (err == LCP_ERR_NOENT || err == LCP_ERR_IO || err == LCP_ERR_NOMEM)
+		goto fail;
+	if (err) {
+		/* A damaged sidecar beside a raw file is stale; beside one of our
+		 * payloads it is damage. */
+		if (!ours)
+			err = LCP_ERR_NOENT;
+		goto fail;
+	}
+	/* The file id decides whose sidecar this is, even if the payload magic
+	 * itself was damaged: then the header checksum below reports it. */
+	if (S_ISREG(st.st_mode) && (uint64_t)st.st_size >= LCP_PAYLOAD_HEADER_LEN &&
+	    memcmp(hdr + 16, f->sc.file_id, LCP_FILE_ID_LEN) == 0) {
+		if (lcp_xxh3(hdr, sizeof hdr) != f->sc.payload_header_xxh3 ||
+		    (uint64_t)st.st_size != f->sc.payload_size) {
+			err = LCP_ERR_CHECKSUM;
+			goto fail;
+		}
+	} else {
+		err = ours ? LCP_ERR_CHECKSUM : LCP_ERR_NOENT;
+		goto fail;
+	}
+	f->ct = lcp_calloc(f->sc.nregions ? f->sc.nregions : 1, sizeof *f->ct);
+	if (!f->ct) {
+		err = LCP_ERR_NOMEM;
+		goto fail;
+	}
+	for (uint32_t i = 0; i < f->sc.nregions; i++) {
+		const struct lcp_sc_region *r = &f->sc.regions[i];
+		if (r->kind != LCP_REGION_TENSOR)
+			continue;
+		err = lcp_codec_tensor_open(r->params, r->params_len, &f->ct[i]);
+		if (err == LCP_OK && (lcp_codec_tensor_dtype(f->ct[i]) != r->dtype ||
+				      lcp_codec_tensor_elems(f->ct[i]) != r->len / lcp_sc_unit_bytes(r)))
+			err = LCP_ERR_FORMAT;
+		if (err)
+			goto fail;
+	}
+	*out = f;
+	return LCP_OK;
+fail:
+	lcp_store_close(f);
+	return err;
+}
+
+uint64_t lcp_store_logical_size(const struct lcp_store_file *f)
+{
+	return f->sc.logical_size;
+}
+
+uint64_t lcp_store_stored_size(const struct lcp_store_file *f)
+{
+	return f->sc.payload_size + f->sidecar_len;
+}
+
+/* Decodes chunk ci of region ri into out (exactly its reconstructed size)
+ * and checks the reconstruction against its output checksum. */
+static lcp_err decode_chunk(const struct lcp_store_file *f, uint32_t ri, uint32_t ci, uint8_t *out,
+			    size_t out_len)
+{
+	const struct lcp_sc_region *r = &f->sc.regions[ri];
+	const struct lcp_sc_chunk *c = &r->chunks[ci];
+	uint8_t *stored = lcp_malloc(c->stored_len ? (size_t)c->stored_len : 1);
+	lcp_err err;
+
+	if (!stored)
+		return LCP_ERR_NOMEM;
+	err = lcp_store_pread_all(f->fd, stored, (size_t)c->stored_len, c->payload_off);
+	if (err == LCP_ERR_TRUNCATED)
+		err = LCP_ERR_CHECKSUM; /* the payload shrank: damage */
+	if (err)
+		goto out;
+	if (r->kind == LCP_REGION_TENSOR) {
+		struct lcp_chunk_info ci_ = {
+			.elem_begin = c->begin, .elem_end = c->end, .data_off = 0,
+			.data_len = c->stored_len, .stored_xxh3 = c->stored_xxh3,
+			.output_xxh3 = c->output_xxh3,
+		};
+		err = lcp_codec_decode_chunk(f->ct[ri], &ci_, stored, (size_t)c->stored_len, out,
+					     out_len);
+		if (err && err != LCP_ERR_NOMEM)
+			err = LCP_ERR_CHECKSUM;
+	} else {
+		if (lcp_xxh3(stored, (size_t)c->stored_len) != c->stored_xxh3 || c->stored_len < 1) {
+			err = LCP_ERR_CHECKSUM;
+			goto out;
+		}
+		if (stored[0] == LCP_EXACT_MODE_RAW && c->stored_len - 1 == out_len) {
+			memcpy(out, stored + 1, out_len);
+		} else if (stored[0] == LCP_EXACT_MODE_ZSTD) {
+			size_t n = ZSTD_decompress(out, out_len, stored + 1, (size_t)c->stored_len - 1);
+			if (ZSTD_isError(n) || n != out_len)
+				err = LCP_ERR_CHECKSUM;
+		} else {
+			err = LCP_ERR_CHECKSUM;
+		}
+	}
+	/* Decode is deterministic, so a mismatch here means damage or a bug:
+	 * either way these bytes must not be served. */
+	if (err == LCP_OK && lcp_xxh3(out, out_len) != c->output_xxh3)
+		err = LCP_ERR_CHECKSUM;
+out:
+	lcp_free(stored);
+	return err;
+}
+
+/* Copies [off, off + len) of chunk ci of region ri (offsets within the
+ * chunk's reconstruction) into dst, through the cache. */
+static lcp_err read_chunk_part(struct lcp_store_file *f, uint32_t ri, uint32_t ci, size_t off,
+			       void *dst, size_t len)
+{
+	const struct lcp_sc_region *r = &f->sc.regions[ri];
+	const struct lcp_sc_chunk *c = &r->chunks[ci];
+	size_t out_len = (size_t)(c->end - c->begin) * lcp_sc_unit_bytes(r);
+	struct lcp_cache_key key;
+	uint8_t *buf;
+	lcp_err err;
+
+	memset(&key, 0, sizeof key);
+	memcpy(key.file_id, f->sc.file_id, LCP_FILE_ID_LEN);
+	key.region = ri;
+	key.chunk = ci;
+	if (f->cache && lcp_chunk_cache_copy(f->cache, &key, off, dst, len))
+		return LCP_OK;
+	buf = lcp_malloc(out_len);
+	if (!buf)
+		return LCP_ERR_NOMEM;
+	err = decode_chunk(f, ri, ci, buf, out_len);
+	if (err == LCP_OK) {
+		memcpy(dst, buf + off, len);
+		if (f->cache)
+			lcp_chunk_cache_put(f->cache, &key, buf, out_len);
+	}
+	lcp_free(buf);
+	return err;
+}
+
+/* First region whose end is beyond off (regions tile the file in order). */
+static uint32_t find_region(const struct lcp_sidecar *sc, uint64_t off)
+{
+	uint32_t lo = 0, hi = sc->nregions;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (sc->regions[mid].off + sc->regions[mid].len <= off)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static uint32_t find_chunk(const struct lcp_sc_region *r, uint64_t unit_idx)
+{
+	uint32_t lo = 0, hi = r->nchunks;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (r->chunks[mid].end <= unit_idx)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+lcp_err lcp_store_read(struct lcp_store_file *f, void *buf, size_t len, uint64_t off,
+		       size_t *nread, uint64_t *bad_off)
+{
+	uint8_t *dst = buf;
+	uint64_t end;
+	size_t done = 0;
+
+	*nread = 0;
+	if (off >= f->sc.logical_size || len == 0)
+		return LCP_OK;
+	end = f->sc.logical_size - off < len ? f->sc.logical_size : off + len;
+	for (uint32_t ri = find_region(&f->sc, off); ri < f->sc.nregions && off < end; ri++) {
+		const struct lcp_sc_region *r = &f->sc.regions[ri];
+		uint64_t rend = r->off + r->len < end ? r->off + r->len : end;
+		if (r->kind == LCP_REGION_CRC32) {
+			uint8_t v[4];
+			lcp_store_le32(v, r->crc_value);
+			memcpy(dst + done, v + (off - r->off), (size_t)(rend - off));
+			done += (size_t)(rend - off);
+			off = rend;
+			continue;
+		}
+		unsigned unit = lcp_sc_unit_bytes(r);
+		while (off < rend) {
+			uint64_t rel = off - r->off;
+			uint32_t ci = find_chunk(r, rel / unit);
+			const struct lcp_sc_chunk *c = &r->chunks[ci];
+			uint64_t cbeg = c->begin * unit, cend = c->end * unit;
+			uint64_t take = (rend - r->off < cend ? rend - r->off : cend) - rel;
+			lcp_err err = read_chunk_part(f, ri, ci, (size_t)(rel - cbeg), dst + done,
+						      (size_t)take);
+			if (err) {
+				if (bad_off)
+					*bad_off = r->off + cbeg;
+				*nread = 0;
+				return err;
+			}
+			done += (size_t)take;
+			off += take;
+		}
+	}
+	*nread = done;
+	return LCP_OK;
+}
+
+lcp_err lcp_store_verify(struct lcp_store_file *f, char *where, size_t where_len)
+{
+	if (where_len)
+		where[0] = 0;
+	for (uint32_t ri = 0; ri < f->sc.nregions; ri++) {
+		const struct lcp_sc_region *r = &f->sc.regions[ri];
+		unsigned unit = lcp_sc_unit_bytes(r);
+		for (uint32_t ci = 0; ci < r->nchunks; ci++) {
+			const struct lcp_sc_chunk *c = &r->chunks[ci];
+			size_t out_len = (size_t)(c->end - c->begin) * unit;
+			uint8_t *buf = lcp_malloc(out_len);
+			lcp_err err;
+			if (!buf)
+				return LCP_ERR_NOMEM;
+			err = decode_chunk(f, ri, ci, buf, out_len);
+			lcp_free(buf);
+			if (err == LCP_OK)
+				continue;
+			if (where_len) {
+				if (r->name)
+					snprintf(where, where_len,
+						 "%s '%s' chunk %u at offset %llu",
+						 r->kind == LCP_REGION_TENSOR ? "tensor" : "exact tensor",
+						 r->name, ci,
+						 (unsigned long long)(r->off + c->begin * unit));
+				else
+					snprintf(where, where_len,
+						 "exact region %u chunk %u at offset %llu", ri, ci,
+						 (unsigned long long)(r->off + c->begin * unit));
+			}
+			return err;
+		}
+	}
+	/* The CRC fields must match the reconstruction they cover. */
+	for (uint32_t ri = 0; ri < f->sc.nregions; ri++) {
+		const struct lcp_sc_region *r = &f->sc.regions[ri], *t;
+		if (r->kind != LCP_REGION_CRC32)
+			continue;
+		t = &f->sc.regions[r->crc_of];
+		uint32_t crc = 0;
+		uint8_t *buf = lcp_malloc(1u << 20);
+		lcp_err err = buf ? LCP_OK : LCP_ERR_NOMEM;
+		for (uint64_t o = 0; o < t->len && err == LCP_OK;) {
+			size_t n = t->len - o < (1u << 20) ? (size_t)(t->len - o) : (1u << 20), got;
+			err = lcp_store_read(f, buf, n, t->off + o, &got, NULL);
+			crc = lcp_crc32(crc, buf, got);
+			o += n;
+		}
+		lcp_free(buf);
+		if (err == LCP_OK && crc != r->crc_value)
+			err = LCP_ERR_CHECKSUM;
+		if (err) {
+			if (where_len)
+				snprintf(where, where_len, "CRC-32 field at offset %llu",
+					 (unsigned long long)r->off);
+			return err;
+		}
+	}
+	return LCP_OK;
+}
+
+static void tensor_report_shape(struct lcp_tensor_report *t, const char *dtype_name,
+				uint32_t ndims, const uint64_t *dims)
+{
+	snprintf(t->dtype, sizeof t->dtype, "%s", dtype_name);
+	t->ndims = ndims;
+	memcpy(t->dims, dims, sizeof t->dims);
+}
+
+static uint64_t elems_of(uint32_t ndims, const uint64_t *dims)
+{
+	uint64_t n = 1;
+	for (uint32_t d = 0; d < ndims; d++)
+		n *= dims[d];
+	return n;
+}
+
+lcp_err lcp_store_report(const struct lcp_store_file *f, struct lcp_file_report *out)
+{
+	size_t n = 0, k = 0;
+	memset(out, 0, sizeof *out);
+	out->format = f->sc.format;
+	out->logical_size = f->sc.logical_size;
+	out->stored_size = lcp_store_stored_size(f);
+	out->original_xxh3 = f->sc.original_xxh3;
+	out->config = f->sc.config;
+	for (uint32_t i = 0; i < f->sc.nregions; i++)
+		n += f->sc.regions[i].name && f->sc.regions[i].kind != LCP_REGION_CRC32;
+	out->tensors = lcp_calloc(n ? n : 1, sizeof *out->tensors);
+	if (!out->tensors)
+		return LCP_ERR_NOMEM;
+	for (uint32_t i = 0; i < f->sc.nregions; i++) {
+		const struct lcp_sc_region *r = &f->sc.regions[i];
+		struct lcp_tensor_report *t = &out->tensors[k];
+		if (!r->name || r->kind == LCP_REGION_CRC32)
+			continue;
+		t->name = lcp_strdup(r->name);
+		if (!t->name) {
+			lcp_file_report_free(out);
+			return LCP_ERR_NOMEM;
+		}
+		out->ntensors = ++k;
+		tensor_report_shape(t, r->dtype_name, r->ndims, r->dims);
+		uint64_t elems = elems_of(r->ndims, r->dims);
+		if (r->kind == LCP_REGION_TENSOR) {
+			elems = r->len / lcp_sc_unit_bytes(r);
+			t->encoding = r->encoding == LCP_ENC_Q4 ? "q4"
+				      : r->encoding == LCP_ENC_Q8 ? "q8" : "lossless";
+			t->bits = r->bits;
+			t->group_size = r->group_size;
+			t->rank = r->rank;
+			t->sqnr_db = r->sqnr_db;
+			t->cosine = r->cosine;
+			/* Everything stored for the tensor: params and chunk data
+			 * (the codec's count) plus its chunk table and QLOR block
+			 * in the sidecar. */
+			uint64_t bytes = r->stored_bytes + r->qlor_len +
+					 (uint64_t)r->nchunks * LCP_SC_CHUNK_RECORD_BYTES;
+			t->bits_per_weight = elems ? (double)bytes * 8.0 / (double)elems : 0;
+		} else {
+			t->encoding = "exact";
+			t->sqnr_db = INFINITY;
+			t->cosine = 1.0;
+			t->bits_per_weight = elems ? (double)r->len * 8.0 / (double)elems : 0;
+		}
+	}
+	return LCP_OK;
+}
+
+void lcp_file_report_free(struct lcp_file_report *r)
+{
+	for (size_t i = 0; i < r->ntensors; i++)
+		lcp_free(r->tensors[i].name);
+	lcp_free(r->tensors);
+	memset(r, 0, sizeof *r);
+}
