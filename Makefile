@@ -50,6 +50,9 @@ BIN_OBJS := $(BIN_SRCS:%.c=$(BUILD)/%.o)
 UNIT_OBJS := $(UNIT_SRCS:%.c=$(BUILD)/%.o)
 BENCH_LIB_OBJS := $(BENCH_LIB_SRCS:%.c=$(BUILD)/%.o)
 BENCH_BINS := $(BENCH_MAIN_SRCS:tests/bench/%.c=$(BUILD)/bench/%)
+# Bench objects are reached only through a pattern rule; keep make from
+# deleting them as intermediates (which forced a rebuild on every run).
+.SECONDARY: $(BENCH_LIB_OBJS) $(BENCH_MAIN_SRCS:%.c=$(BUILD)/%.o)
 
 LIB  := $(BUILD)/liblcpfs.a
 BIN  := $(BUILD)/lcpfs
