@@ -1,12 +1,411 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Placeholder until the daemon lands. */
+/*
+ * The daemon's entry point: `lcpfs BACKING MOUNTPOINT [-o OPTIONS] [-f] [-d]`,
+ * as typed or as mount.fuse3 runs it for an fstab line of type fuse.lcpfs.
+ * Splits -o options into ours (compression settings, cache=, threads=), the
+ * mount(8) noise fuse3's own tools ignore, and the rest, which goes to
+ * libfuse (allow_other, default_permissions, ro, ...). Then recovers the
+ * backing directory, mounts, daemonizes unless -f, and serves with the
+ * multithreaded loop until unmounted.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdatomic.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include "common/alloc.h"
+#include "common/log.h"
 #include "fs/fs.h"
+#include "fs/fs_priv.h"
+#include "lcpfs/codec.h"
+#include "lcpfs/provider.h"
+
+#define LCPFS_FS_VERSION "0.1.0"
+#define DEFAULT_CACHE_BYTES (256ull << 20) /* a few layers' decoded chunks */
+#define DEFAULT_THREADS 1u                 /* compression competes with serving reads */
+#define MAX_THREADS 64u
+#define ATTR_TIMEOUT_SEC 60.0 /* long: the page cache is the hot path; we invalidate on change */
+#define MAX_IDLE_THREADS 16u
+/* Model files are read front to back: a deep readahead keeps several read
+ * requests in flight, so chunks decode on all cores at once. */
+#define DEFAULT_READAHEAD_BYTES (4ull << 20)
+
+struct fs_ctx fs_ctx;
+
+/* mount(8) and fstab words that mean nothing to a FUSE filesystem (or are
+ * already the kernel's defaults); fuse3's own helpers drop them the same way. */
+static const char *const ignored_options[] = {
+	"rw", "dev", "nodev", "suid", "nosuid", "exec", "noexec", "auto", "noauto",
+	"user", "nouser", "users", "defaults", "_netdev", "nofail", "async", "sync",
+	"atime", "noatime", "relatime", "norelatime", "strictatime", "lazytime", "nolazytime",
+	"diratime", "nodiratime", "loop", "owner", "group", "nosymfollow", NULL,
+};
+
+/* Compression settings understood by lcp_config_parse_options. */
+static const char *const config_options[] = {
+	"preset", "bits", "rank", "group", "asym", "sym", "quality", "min_size", NULL,
+};
+
+static bool in_list(const char *const *list, const char *opt)
+{
+	size_t n = strcspn(opt, "=");
+	for (size_t i = 0; list[i]; i++)
+		if (strlen(list[i]) == n && strncmp(list[i], opt, n) == 0)
+			return true;
+	return false;
+}
+
+static void usage(FILE *to, const char *prog)
+{
+	fprintf(to,
+		"usage: %s BACKING MOUNTPOINT [-o OPTION[,OPTION...]] [-f] [-d] [-s]\n"
+		"\n"
+		"Mounts BACKING at MOUNTPOINT. Tensor files written through the mount are\n"
+		"compressed in the background after their last close.\n"
+		"\n"
+		"lcpfs options:\n"
+		"    -o preset=aggressive|balanced|quality   compression preset (balanced)\n"
+		"    -o bits=4|8  rank=N  group=N  asym|sym  quality=F  min_size=N[kMG]\n"
+		"    -o cache=SIZE[kMG]    decoded chunk cache (default 256M)\n"
+		"    -o threads=N          compression workers (default 1)\n"
+		"    -o readahead=SIZE     kernel readahead for the mount (default 4M; 0: kernel's)\n"
+		"    -f                    stay in the foreground\n"
+		"    -d                    debug: foreground, log every request\n"
+		"    -s                    single-threaded request loop\n"
+		"\n"
+		"Other -o options go to FUSE: allow_other, default_permissions, ro, ...\n"
+		"Unmount with: fusermount3 -u MOUNTPOINT\n",
+		prog);
+}
+
+static bool parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s || *s == '-')
+		return false;
+	switch (*end) {
+	case 'k': case 'K': v <<= 10; end++; break;
+	case 'm': case 'M': v <<= 20; end++; break;
+	case 'g': case 'G': v <<= 30; end++; break;
+	default: break;
+	}
+	if (*end)
+		return false;
+	*out = v;
+	return true;
+}
+
+static int append_opt(char **list, const char *opt)
+{
+	size_t old = *list ? strlen(*list) : 0;
+	char *n = lcp_realloc(*list, old + strlen(opt) + 2);
+
+	if (!n)
+		return -1;
+	if (old)
+		n[old++] = ',';
+	strcpy(n + old, opt);
+	*list = n;
+	return 0;
+}
+
+static bool has_option(const char *list, const char *opt)
+{
+	size_t n = strlen(opt);
+
+	for (const char *p = list; p && *p; p += strcspn(p, ",") + (p[strcspn(p, ",")] == ',')) {
+		if (strncmp(p, opt, n) == 0 && (p[n] == ',' || p[n] == '\0'))
+			return true;
+	}
+	return false;
+}
+
+struct cmdline {
+	const char *backing, *mountpoint;
+	bool foreground, debug, single;
+	char *fuse_opts;   /* for libfuse */
+	char *cfg_opts;    /* for lcp_config_parse_options */
+	uint64_t readahead_bytes;
+};
+
+/* Sorts one comma-separated -o argument; returns 0 or prints and returns 2. */
+static int sort_options(const char *prog, const char *arg, struct cmdline *cl)
+{
+	char *copy = lcp_strdup(arg), *save = NULL;
+	int rc = 0;
+
+	if (!copy)
+		return 2;
+	for (char *o = strtok_r(copy, ",", &save); o && !rc; o = strtok_r(NULL, ",", &save)) {
+		if (in_list(ignored_options, o) || strncmp(o, "x-", 2) == 0 ||
+		    strncmp(o, "comment=", 8) == 0) {
+			continue;
+		} else if (strncmp(o, "cache=", 6) == 0) {
+			if (!parse_size(o + 6, &fs_ctx.cache_bytes)) {
+				fprintf(stderr, "%s: bad size in option '%s'\n", prog, o);
+				rc = 2;
+			}
+		} else if (strncmp(o, "readahead=", 10) == 0) {
+			if (!parse_size(o + 10, &cl->readahead_bytes)) {
+				fprintf(stderr, "%s: bad size in option '%s'\n", prog, o);
+				rc = 2;
+			}
+		} else if (strncmp(o, "threads=", 8) == 0) {
+			uint64_t n;
+			if (!parse_size(o + 8, &n) || n < 1 || n > MAX_THREADS) {
+				fprintf(stderr, "%s: option '%s': threads must be 1..%u\n", prog, o,
+					MAX_THREADS);
+				rc = 2;
+			}
+			fs_ctx.threads = (unsigned)n;
+		} else if (in_list(config_options, o)) {
+			if (append_opt(&cl->cfg_opts, o))
+				rc = 2;
+		} else {
+			if (strcmp(o, "ro") == 0)
+				fs_ctx.readonly = true;
+			if (append_opt(&cl->fuse_opts, o))
+				rc = 2;
+		}
+	}
+	lcp_free(copy);
+	return rc;
+}
+
+/* Returns -1 to go on, or an exit status. */
+static int parse_cmdline(int argc, char **argv, struct cmdline *cl)
+{
+	const char *prog = argv[0];
+
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+			usage(stdout, prog);
+			return 0;
+		} else if (strcmp(a, "-V") == 0 || strcmp(a, "--version") == 0) {
+			printf("lcpfs %s\n", LCPFS_FS_VERSION);
+			fuse_lowlevel_version();
+			return 0;
+		} else if (strcmp(a, "-f") == 0) {
+			cl->foreground = true;
+		} else if (strcmp(a, "-d") == 0 || strcmp(a, "-odebug") == 0) {
+			cl->debug = cl->foreground = true;
+		} else if (strcmp(a, "-s") == 0) {
+			cl->single = true;
+		} else if (strncmp(a, "-o", 2) == 0) {
+			const char *o = a[2] ? a + 2 : (i + 1 < argc ? argv[++i] : NULL);
+			if (!o) {
+				fprintf(stderr, "%s: -o needs an argument\n", prog);
+				return 2;
+			}
+			if (sort_options(prog, o, cl))
+				return 2;
+		} else if (a[0] == '-') {
+			fprintf(stderr, "%s: unknown option '%s' (try --help)\n", prog, a);
+			return 2;
+		} else if (!cl->backing) {
+			cl->backing = a;
+		} else if (!cl->mountpoint) {
+			cl->mountpoint = a;
+		} else {
+			fprintf(stderr, "%s: unexpected argument '%s'\n", prog, a);
+			return 2;
+		}
+	}
+	if (!cl->backing || !cl->mountpoint) {
+		usage(stderr, prog);
+		return 2;
+	}
+	/* The daemon opens existing files with its own (root) rights: with
+	 * allow_other, only the kernel's permission checks keep other users to
+	 * what the modes allow. */
+	if (has_option(cl->fuse_opts, "allow_other") &&
+	    !has_option(cl->fuse_opts, "default_permissions") &&
+	    append_opt(&cl->fuse_opts, "default_permissions"))
+		return 2;
+	return -1;
+}
+
+/* Writes text into the mountinfo escaping of a path (octal for space, tab,
+ * newline and backslash). */
+static void mountinfo_escape(const char *path, char *out, size_t len)
+{
+	size_t o = 0;
+
+	for (const char *p = path; *p && o + 5 < len; p++) {
+		if (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\\')
+			o += (size_t)snprintf(out + o, len - o, "\\%03o", (unsigned char)*p);
+		else
+			out[o++] = *p;
+	}
+	out[o] = '\0';
+}
+
+/* Finds the sysfs readahead file of our new mount (through its device
+ * number in /proc/self/mountinfo: a stat of the mountpoint would wait for the
+ * request loop, which is not running yet) and keeps it for
+ * fs_apply_readahead. */
+static void find_readahead_file(const char *mountpoint, uint64_t bytes)
+{
+	char real[PATH_MAX], want[PATH_MAX * 4], line[PATH_MAX * 4 + 512], dev[32] = "";
+	FILE *f;
+
+	if (!bytes || !realpath(mountpoint, real))
+		return;
+	mountinfo_escape(real, want, sizeof want);
+	f = fopen("/proc/self/mountinfo", "re");
+	if (!f)
+		return;
+	while (fgets(line, sizeof line, f)) {
+		char devfield[32], point[PATH_MAX * 4], fstype[64];
+		/* id parent dev root point options [optional...] - fstype ... */
+		if (sscanf(line, "%*s %*s %31s %*s %16383s", devfield, point) != 2)
+			continue;
+		const char *sep = strstr(line, " - ");
+		if (!sep || sscanf(sep + 3, "%63s", fstype) != 1)
+			continue;
+		if (strcmp(point, want) == 0 && strncmp(fstype, "fuse", 4) == 0)
+			snprintf(dev, sizeof dev, "%s", devfield); /* the last one is ours */
+	}
+	fclose(f);
+	if (dev[0]) {
+		snprintf(fs_ctx.readahead_file, sizeof fs_ctx.readahead_file,
+			 "/sys/class/bdi/%s/read_ahead_kb", dev);
+		fs_ctx.readahead_kb = bytes >> 10;
+	}
+}
+
+void fs_apply_readahead(void)
+{
+	static atomic_flag done = ATOMIC_FLAG_INIT;
+	FILE *f;
+
+	if (atomic_flag_test_and_set(&done) || !fs_ctx.readahead_file[0])
+		return;
+	/* Best effort: a non-root daemon may not write sysfs. */
+	f = fopen(fs_ctx.readahead_file, "we");
+	if (!f)
+		return;
+	fprintf(f, "%llu\n", (unsigned long long)fs_ctx.readahead_kb);
+	if (fclose(f) != 0)
+		lcp_log(LCP_LOG_INFO, "cannot set readahead in %s", fs_ctx.readahead_file);
+}
+
+static int serve(struct cmdline *cl, const char *prog, int root_fd)
+{
+	char *fsname = NULL;
+	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+	struct fuse_session *se = NULL;
+	int rc = 1;
+
+	if (fuse_opt_add_arg(&args, prog) || (cl->debug && fuse_opt_add_arg(&args, "-odebug")))
+		goto out;
+	/* fsname shows the backing directory in mount(8); subtype makes the type
+	 * fuse.lcpfs, which is what fstab entries name. */
+	fsname = lcp_malloc(strlen(cl->backing) + 32);
+	if (!fsname)
+		goto out;
+	sprintf(fsname, "fsname=%s,subtype=lcpfs", cl->backing);
+	if (fuse_opt_add_arg(&args, "-o") || fuse_opt_add_arg(&args, fsname))
+		goto out;
+	if (cl->fuse_opts && (fuse_opt_add_arg(&args, "-o") || fuse_opt_add_arg(&args, cl->fuse_opts)))
+		goto out;
+
+	se = fuse_session_new(&args, &fs_ops, sizeof fs_ops, NULL);
+	if (!se)
+		goto out;
+	fs_ctx.se = se;
+	if (fuse_set_signal_handlers(se) != 0)
+		goto out_session;
+	if (fuse_session_mount(se, cl->mountpoint) != 0)
+		goto out_signals;
+	find_readahead_file(cl->mountpoint, cl->readahead_bytes);
+	if (!cl->foreground)
+		lcp_log_use_syslog(1);
+	if (fuse_daemonize(cl->foreground) != 0)
+		goto out_unmount;
+	if (fs_tensor_start(root_fd) != LCP_OK) {
+		lcp_log(LCP_LOG_ERROR, "cannot start compression workers");
+		goto out_unmount;
+	}
+	if (cl->single) {
+		rc = fuse_session_loop(se);
+	} else {
+		struct fuse_loop_config *lc = fuse_loop_cfg_create();
+		if (!lc)
+			goto out_unmount;
+		fuse_loop_cfg_set_clone_fd(lc, 0);
+		fuse_loop_cfg_set_idle_threads(lc, MAX_IDLE_THREADS);
+		rc = fuse_session_loop_mt(se, lc);
+		fuse_loop_cfg_destroy(lc);
+	}
+	rc = rc ? 1 : 0;
+out_unmount:
+	fuse_session_unmount(se);
+out_signals:
+	fuse_remove_signal_handlers(se);
+out_session:
+	fuse_session_destroy(se);
+out:
+	fuse_opt_free_args(&args);
+	lcp_free(fsname);
+	return rc;
+}
 
 int lcp_fs_main(int argc, char **argv)
 {
-	(void)argc;
-	fprintf(stderr, "%s: mounting is not implemented yet\n", argv[0]);
-	return 1;
+	struct cmdline cl;
+	char errbuf[200];
+	int rc, root_fd;
+	struct stat st;
+
+	memset(&cl, 0, sizeof cl);
+	cl.readahead_bytes = DEFAULT_READAHEAD_BYTES;
+	fs_ctx.cache_bytes = DEFAULT_CACHE_BYTES;
+	fs_ctx.threads = DEFAULT_THREADS;
+	fs_ctx.timeout = ATTR_TIMEOUT_SEC;
+	rc = parse_cmdline(argc, argv, &cl);
+	if (rc >= 0)
+		goto out;
+	rc = 2;
+	if (fs_tensor_configure(cl.cfg_opts, errbuf, sizeof errbuf) != LCP_OK) {
+		fprintf(stderr, "%s: %s\n", argv[0], errbuf);
+		goto out;
+	}
+	fs_ctx.backing = cl.backing;
+	root_fd = open(cl.backing, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (root_fd < 0 || fstat(root_fd, &st) != 0) {
+		fprintf(stderr, "%s: cannot open backing directory %s: %s\n", argv[0], cl.backing,
+			strerror(errno));
+		goto out;
+	}
+	if (cl.debug)
+		lcp_log_set_level(LCP_LOG_DEBUG);
+	else
+		lcp_log_set_level(LCP_LOG_INFO);
+	/* Modes arrive already masked by the caller's umask. */
+	umask(0);
+	pthread_rwlockattr_t ra;
+	pthread_rwlockattr_init(&ra);
+	/* Commits take ns for writing; a stream of lookups must not starve them. */
+	pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&fs_ctx.ns, &ra);
+	pthread_rwlockattr_destroy(&ra);
+	fs_table_init(root_fd);
+	/* The real codec; false only means one is registered already. */
+	(void)lcp_provider_register(lcp_provider_cpu());
+	rc = serve(&cl, argv[0], root_fd);
+out:
+	lcp_free(cl.fuse_opts);
+	lcp_free(cl.cfg_opts);
+	return rc;
 }

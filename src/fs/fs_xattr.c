@@ -1,0 +1,171 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Extended attributes: the read-only user.lcpfs.* attributes are computed by
+ * the tensor layer (state, format, ratio, reason, quality figures, inspect
+ * report); every other attribute passes through to the backing object.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <string.h>
+#include <sys/xattr.h>
+
+#include "common/alloc.h"
+#include "fs/fs_priv.h"
+
+#define COMPUTED_PREFIX "user.lcpfs."
+#define PROCPATH_LEN 64
+
+/* Listed by listxattr when they have a value for the inode. */
+static const char *const computed_keys[] = {
+	"state", "format", "ratio", "reason", "sqnr_db", "min_cosine", "inspect",
+};
+
+static const char *computed_key(const char *name)
+{
+	size_t n = strlen(COMPUTED_PREFIX);
+	return strncmp(name, COMPUTED_PREFIX, n) == 0 ? name + n : NULL;
+}
+
+/* Removes the backing's own user.lcpfs.* names (the daemon's bookkeeping,
+ * e.g. a remembered refusal) from a name list; returns the new length. */
+static size_t drop_own_names(char *list, size_t len)
+{
+	size_t out = 0;
+
+	for (size_t i = 0; i < len;) {
+		size_t n = strnlen(list + i, len - i) + 1;
+		if (!computed_key(list + i)) {
+			memmove(list + out, list + i, n);
+			out += n;
+		}
+		i += n;
+	}
+	return out;
+}
+
+/* Replies with len bytes of value for a request of size (0: length only). */
+static void reply_value(fuse_req_t req, const char *value, ssize_t len, size_t size)
+{
+	if (len < 0)
+		fuse_reply_err(req, (int)-len);
+	else if (size == 0)
+		fuse_reply_xattr(req, (size_t)len);
+	else if ((size_t)len > size)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, value, (size_t)len);
+}
+
+void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	struct fs_inode *inode = fs_inode_of(ino);
+	const char *key = computed_key(name);
+	char path[PROCPATH_LEN];
+	char *buf = NULL;
+	ssize_t len;
+
+	if (size) {
+		buf = lcp_malloc(size);
+		if (!buf) {
+			fuse_reply_err(req, ENOMEM);
+			return;
+		}
+	}
+	pthread_rwlock_rdlock(&fs_ctx.ns);
+	if (key) {
+		len = fs_tensor_xattr(inode, key, buf, size);
+	} else {
+		fs_inode_procpath(inode, path, sizeof path);
+		len = getxattr(path, name, buf, size);
+		if (len < 0)
+			len = -errno;
+	}
+	pthread_rwlock_unlock(&fs_ctx.ns);
+	reply_value(req, buf, len, size);
+	lcp_free(buf);
+}
+
+void fs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+		 size_t size, int flags)
+{
+	char path[PROCPATH_LEN];
+	int err = 0;
+
+	/* The computed attributes describe the store's state: not settable. */
+	if (computed_key(name)) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	pthread_rwlock_rdlock(&fs_ctx.ns);
+	fs_inode_procpath(fs_inode_of(ino), path, sizeof path);
+	if (setxattr(path, name, value, size, flags) != 0)
+		err = errno;
+	pthread_rwlock_unlock(&fs_ctx.ns);
+	fuse_reply_err(req, err);
+}
+
+void fs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	char path[PROCPATH_LEN];
+	int err = 0;
+
+	if (computed_key(name)) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	pthread_rwlock_rdlock(&fs_ctx.ns);
+	fs_inode_procpath(fs_inode_of(ino), path, sizeof path);
+	if (removexattr(path, name) != 0)
+		err = errno;
+	pthread_rwlock_unlock(&fs_ctx.ns);
+	fuse_reply_err(req, err);
+}
+
+void fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	struct fs_inode *inode = fs_inode_of(ino);
+	char path[PROCPATH_LEN];
+	size_t extra = 0, cap;
+	ssize_t len;
+	char *buf;
+
+	pthread_rwlock_rdlock(&fs_ctx.ns);
+	fs_inode_procpath(inode, path, sizeof path);
+	len = listxattr(path, NULL, 0);
+	if (len < 0) {
+		/* Symlinks and some filesystems have none: still list ours. */
+		len = 0;
+	}
+	if (inode->type == S_IFREG) {
+		for (size_t i = 0; i < sizeof computed_keys / sizeof computed_keys[0]; i++)
+			if (fs_tensor_xattr(inode, computed_keys[i], NULL, 0) >= 0)
+				extra += strlen(COMPUTED_PREFIX) + strlen(computed_keys[i]) + 1;
+	}
+	cap = (size_t)len + extra + 1;
+	buf = lcp_malloc(cap);
+	if (!buf) {
+		pthread_rwlock_unlock(&fs_ctx.ns);
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	len = len ? listxattr(path, buf, (size_t)len) : 0;
+	if (len < 0)
+		len = 0; /* changed meanwhile: list ours only */
+	len = (ssize_t)drop_own_names(buf, (size_t)len);
+	if (inode->type == S_IFREG) {
+		for (size_t i = 0; i < sizeof computed_keys / sizeof computed_keys[0]; i++) {
+			size_t n;
+			if (fs_tensor_xattr(inode, computed_keys[i], NULL, 0) < 0)
+				continue;
+			n = strlen(COMPUTED_PREFIX) + strlen(computed_keys[i]) + 1;
+			if ((size_t)len + n > cap)
+				break;
+			memcpy(buf + len, COMPUTED_PREFIX, strlen(COMPUTED_PREFIX));
+			memcpy(buf + len + strlen(COMPUTED_PREFIX), computed_keys[i], n - strlen(COMPUTED_PREFIX));
+			len += (ssize_t)n;
+		}
+	}
+	pthread_rwlock_unlock(&fs_ctx.ns);
+	reply_value(req, buf, len, size);
+	lcp_free(buf);
+}
