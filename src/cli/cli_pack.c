@@ -233,22 +233,50 @@ int lcp_cli_pack(int argc, char **argv)
 	return 0;
 }
 
+/* Reconstructs SRC into a temporary beside DST and renames it into place, so
+ * DST is never partial and `unpack F F` cannot truncate F before reading it;
+ * renaming through the store drops a sidecar DST may have had. */
 int lcp_cli_unpack(int argc, char **argv)
 {
-	int out, rc;
+	char dirbuf[4096], tmp[64];
+	const char *base;
+	int dirfd, out, rc;
+	lcp_err err;
 
 	if (argc != 3) {
 		fprintf(stderr, "usage: lcpfs unpack SRC DST\n");
 		return 2;
 	}
-	out = open(argv[2], O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	dirfd = lcp_cli_open_parent(argv[2], dirbuf, sizeof dirbuf, &base);
+	if (dirfd < 0) {
+		fprintf(stderr, "lcpfs unpack: %s: %s\n", argv[2], strerror(errno));
+		return 1;
+	}
+	if (lcp_store_temp_name('u', tmp, sizeof tmp) != LCP_OK) {
+		close(dirfd);
+		return 1;
+	}
+	out = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 	if (out < 0) {
 		fprintf(stderr, "lcpfs unpack: %s: %s\n", argv[2], strerror(errno));
+		close(dirfd);
 		return 1;
 	}
 	rc = copy_logical("unpack", argv[1], out);
 	close(out);
-	if (rc)
-		unlink(argv[2]); /* never leave wrong or partial bytes behind */
-	return rc;
+	if (rc) {
+		unlinkat(dirfd, tmp, 0); /* never leave wrong or partial bytes behind */
+		close(dirfd);
+		return rc;
+	}
+	err = lcp_store_rename_at(dirfd, tmp, dirfd, base, 0);
+	if (err) {
+		fprintf(stderr, "lcpfs unpack: %s: %s\n", argv[2], lcp_strerror(err));
+		unlinkat(dirfd, tmp, 0);
+		close(dirfd);
+		return 1;
+	}
+	fsync(dirfd);
+	close(dirfd);
+	return 0;
 }

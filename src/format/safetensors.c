@@ -96,16 +96,20 @@ static lcp_err parse_entry(struct fmt_ctx *c, const char *name, json_t *v, struc
 		return fmt_invalid(c, "safetensors: tensor '%.60s' has unknown dtype '%.16s'", name,
 				   json_string_value(dtype));
 	size_t nd = json_array_size(shape);
-	if (nd > LCP_MAX_DIMS)
-		return fmt_invalid(c, "safetensors: tensor '%.60s' has %zu dims (max %d)", name, nd,
-				   LCP_MAX_DIMS);
+	if (nd > UINT32_MAX)
+		return fmt_invalid(c, "safetensors: tensor '%.60s' has too many dims", name);
+	/* More than LCP_MAX_DIMS dims is valid safetensors: the tensor is kept
+	 * exact ("too many dims") and only its first dims are recorded. */
 	t->ndims = (uint32_t)nd;
 	uint64_t numel = 1;
 	for (size_t d = 0; d < nd; d++) {
-		if (!json_u64(json_array_get(shape, d), &t->dims[d]))
+		uint64_t dim;
+		if (!json_u64(json_array_get(shape, d), &dim))
 			return fmt_invalid(c, "safetensors: tensor '%.60s' shape[%zu] is not a non-negative integer",
 					   name, d);
-		if (!fmt_mul_ok(&numel, t->dims[d]))
+		if (d < LCP_MAX_DIMS)
+			t->dims[d] = dim;
+		if (!fmt_mul_ok(&numel, dim))
 			return fmt_invalid(c, "safetensors: tensor '%.60s' shape overflows", name);
 	}
 	if (json_array_size(offs) != 2 || !json_u64(json_array_get(offs, 0), &t->begin) ||

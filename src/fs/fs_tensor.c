@@ -747,57 +747,6 @@ static ssize_t put_text(const char *text, char *buf, size_t size)
 	return (ssize_t)n;
 }
 
-/* Renders the store's report as one JSON object (what `lcpfs inspect` shows
- * for a file inside the mount). Returns a malloc'ed string or NULL. */
-static char *report_json(const struct lcp_file_report *r)
-{
-	size_t cap = 512 + r->ntensors * 512, used = 0;
-	char *s = lcp_malloc(cap);
-
-	if (!s)
-		return NULL;
-#define PUT(...) used += (size_t)snprintf(s + used, used < cap ? cap - used : 0, __VA_ARGS__)
-	PUT("{\"format\":\"%s\",\"logical_size\":%llu,\"stored_size\":%llu,"
-	    "\"original_xxh3\":\"%016llx\",\"config\":{\"bits\":%u,\"rank\":%u,\"group\":%u,"
-	    "\"symmetric\":%s,\"min_size\":%llu,\"quality\":%.4f},\"tensors\":[",
-	    lcp_format_name(r->format), (unsigned long long)r->logical_size,
-	    (unsigned long long)r->stored_size, (unsigned long long)r->original_xxh3,
-	    r->config.bits, r->config.rank, r->config.group_size,
-	    r->config.symmetric ? "true" : "false", (unsigned long long)r->config.min_size,
-	    (double)r->config.quality_threshold);
-	for (size_t i = 0; i < r->ntensors; i++) {
-		const struct lcp_tensor_report *t = &r->tensors[i];
-		PUT("%s{\"name\":\"", i ? "," : "");
-		for (const char *c = t->name ? t->name : ""; *c; c++) {
-			if (*c == '"' || *c == '\\')
-				PUT("\\%c", *c);
-			else if ((unsigned char)*c < 0x20)
-				PUT("\\u%04x", (unsigned char)*c);
-			else
-				PUT("%c", *c);
-		}
-		PUT("\",\"dtype\":\"%s\",\"shape\":[", t->dtype);
-		for (uint32_t d = 0; d < t->ndims; d++)
-			PUT("%s%llu", d ? "," : "", (unsigned long long)t->dims[d]);
-		PUT("],\"encoding\":\"%s\",\"bits\":%u,\"group\":%u,\"rank\":%u,"
-		    "\"bits_per_weight\":%.4f,",
-		    t->encoding ? t->encoding : "", t->bits, t->group_size, t->rank,
-		    t->bits_per_weight);
-		if (isfinite(t->sqnr_db))
-			PUT("\"sqnr_db\":%.3f,", t->sqnr_db);
-		else
-			PUT("\"sqnr_db\":null,");
-		PUT("\"cosine\":%.6f}", t->cosine);
-	}
-	PUT("]}");
-#undef PUT
-	if (used >= cap) {
-		lcp_free(s);
-		return NULL;
-	}
-	return s;
-}
-
 ssize_t fs_tensor_xattr(struct fs_inode *inode, const char *key, char *buf, size_t size)
 {
 	char text[256];
@@ -848,8 +797,10 @@ ssize_t fs_tensor_xattr(struct fs_inode *inode, const char *key, char *buf, size
 	if (text[0]) {
 		r = put_text(text, buf, size);
 	} else if (strcmp(key, "inspect") == 0) {
-		char *json = report_json(&rep);
-		r = json ? put_text(json, buf, size) : -ENOMEM;
+		/* The same JSON `lcpfs inspect --json` prints for a backing file. */
+		char *json = NULL;
+		lcp_err e = lcp_store_report_json(&rep, &json);
+		r = e ? -fs_errno_from_lcp(e) : put_text(json, buf, size);
 		lcp_free(json);
 	}
 	lcp_file_report_free(&rep);

@@ -3,7 +3,7 @@
 """Writes real-data test files of every format lcpfs parses, plus malformed ones.
 
 Usage (run with /usr/bin/python3, which has numpy and torch):
-  make_test_files.py OUTDIR [--data DIR]
+  make_test_files.py OUTDIR [--data DIR] [--edge-pt]
 
 DIR defaults to ../shared/data relative to the current directory (tests run
 from the repository root). Reads llama2c-stories260K.safetensors and
@@ -17,6 +17,15 @@ readers.py and writes into OUTDIR:
   npy_v3_c_f8.npy npy_v3_f_f8.npy npy_v1_c_3d_f4.npy   (.npy header versions
                            1.0/2.0/3.0, C and Fortran order, f4/f2/f8)
   stories.pt               torch.save of a dict of F32/F16/BF16/int64 tensors
+  edge_cases.safetensors   the TENSOR/EXACT rule's edges: odd sizes, exactly
+                           min_size and under, F64, 4-D, zero-length,
+                           zeros, constant, outliers, NaN/inf, BOOL, F8, a
+                           rotary table
+  npy_v1_f_odd_f4.npy      Fortran order, 33 x 137 (no group divides it)
+  edge.pt                  (only with --edge-pt) torch.save with a storage
+                           shared by two keys, a view, a transpose: several
+                           tensors at one offset, which test_format_real.c's
+                           one-tensor-per-offset lookup does not expect
   bad_truncated.safetensors, bad_overlap.safetensors, bad_header_len.safetensors,
   bad_truncated.gguf, bad_counts.gguf, bad_truncated.pt, bad_nopkl.zip,
   bad_size.npy             malformed variants
@@ -137,12 +146,26 @@ def write_pt(path, arrays):
     torch.save(sd, path)
 
 
+def write_edge_pt(path, k):
+    """A torch.save whose storages are shared by two keys, viewed, transposed:
+    those tensors must stay exact, the two plain ones compress."""
+    import torch
+    base = torch.from_numpy(k[:8192].reshape(64, 128).copy())
+    torch.save({"whole": torch.from_numpy(k[8192:16384].reshape(128, 64).copy()),
+                "shared_a": base, "shared_b": base,  # one storage, two keys
+                "view_rows": base[8:40], "transposed": base.t(),
+                "half": torch.from_numpy(k[:6000].reshape(60, 100).copy()).half()},
+               path)
+
+
 def main(argv):
     if not argv or argv[0].startswith("-"):
         print(__doc__)
         return 2
     out = argv[0]
     data = "../shared/data"
+    edge_pt = "--edge-pt" in argv
+    argv = [a for a in argv if a != "--edge-pt"]
     if len(argv) >= 3 and argv[1] == "--data":
         data = argv[2]
     os.makedirs(out, exist_ok=True)
@@ -231,6 +254,39 @@ def main(argv):
     pt["step"] = ("i64", np.array([7, 8, 9], dtype=np.int64))
     write_pt(os.path.join(out, "stories.pt"), pt)
     add("stories.pt", "valid", "pytorch")
+
+    # edge cases of the TENSOR/EXACT rule (format.h): odd sizes against the
+    # group size, exactly min_size and one element under, F64, 4-D,
+    # zero-length, all-zero and constant tensors, outliers, NaN/inf, non-float
+    # dtypes, a rotary table; an odd Fortran-order .npy; with --edge-pt, a
+    # .pt with shared storages and views
+    k = f32["feats/kernel"].reshape(-1)  # 262144 real weights
+    outl = k[:4096].copy().reshape(64, 64)
+    outl[3, 5], outl[40, 2] = 1e4, -3e3
+    nonfin = k[4096:12288].copy().reshape(64, 128)
+    nonfin[1, 2], nonfin[9, 9], nonfin[60, 100] = np.nan, np.inf, -np.inf
+    edge = [("odd_f32", "F32", (33, 37), k[:1221].astype("<f4").tobytes()),
+            ("min_size_f32", "F32", (32, 32), k[:1024].astype("<f4").tobytes()),
+            ("under_min_f32", "F32", (31, 33), k[:1023].astype("<f4").tobytes()),
+            ("mat_f64", "F64", (40, 30), k[:1200].astype("<f8").tobytes()),
+            ("four_d_f16", "F16", (4, 6, 8, 16), k[:3072].astype("<f2").tobytes()),
+            ("empty_f32", "F32", (0, 4), b""),
+            ("zeros_f32", "F32", (64, 64), np.zeros(4096, "<f4").tobytes()),
+            ("const_f16", "F16", (64, 64), np.full(4096, 0.5, "<f2").tobytes()),
+            ("outliers_f32", "F32", (64, 64), outl.astype("<f4").tobytes()),
+            ("nonfinite_f32", "F32", (64, 128), nonfin.astype("<f4").tobytes()),
+            ("mask_bool", "BOOL", (64, 80), (k[:5120] > 0).astype("u1").tobytes()),
+            ("codes_f8", "F8_E4M3", (64, 80), (k[:5120] * 1e3).astype("i1").tobytes()),
+            ("rope_freqs.weight", "F32", (64, 64), k[:4096].astype("<f4").tobytes()),
+            ("tail_bf16", "BF16", (100, 81), f32_to_bf16_bytes(k[:8100]))]
+    write_safetensors(os.path.join(out, "edge_cases.safetensors"), edge, {"note": "edge cases"})
+    add("edge_cases.safetensors", "valid", "safetensors")
+    a = np.asfortranarray(k[:33 * 137].reshape(33, 137).astype("<f4"))
+    np.save(os.path.join(out, "npy_v1_f_odd_f4.npy"), a)
+    add("npy_v1_f_odd_f4.npy", "valid", "numpy")
+    if edge_pt:
+        write_edge_pt(os.path.join(out, "edge.pt"), k)
+        add("edge.pt", "valid", "pytorch")
 
     # malformed
     def variant(src, dst, mutate):

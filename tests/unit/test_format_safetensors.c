@@ -164,8 +164,6 @@ Test(format_safetensors, bad_entries_are_rejected)
 		   "unexpected keys");
 	expect_bad("{\"__metadata__\":{\"a\":1}}", 0, "__metadata__ 'a' is not a string");
 	expect_bad("{\"__metadata__\":[]}", 0, "__metadata__ is not an object");
-	expect_bad("{\"x\":{\"dtype\":\"U8\",\"shape\":[1,1,1,1,1,1,1,1,1],\"data_offsets\":[0,1]}}", 1,
-		   "9 dims");
 	expect_bad("{\"x\":{\"dtype\":\"U8\",\"shape\":[4294967296,4294967296],\"data_offsets\":[0,1]}}", 1,
 		   "shape overflows");
 	expect_bad("{\"x\": tru", 0, "header JSON");
@@ -246,6 +244,24 @@ Test(format_safetensors, rotary_tables_stay_exact)
 	cr_expect_str_eq(m.regions[2].exact_reason, "positional table");
 	cr_expect_eq(m.regions[3].kind, LCP_REGION_TENSOR);
 	cr_expect_str_eq(m.regions[3].name, "w");
+	lcp_region_map_free(&m);
+	lcp_buf_free(&b);
+}
+
+Test(format_safetensors, more_dims_than_we_record_stay_exact)
+{
+	/* Nine dims is valid safetensors: the file is ok, that tensor exact. */
+	const char *json = "{\"x\":{\"dtype\":\"F32\",\"shape\":[2,1,1,1,1,1,1,1,2],\"data_offsets\":[0,16]},"
+			   "\"w\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[16,32]}}";
+	struct lcp_buf b = LCP_BUF_INIT;
+	fmt_build_st(&b, json, 32);
+	struct lcp_region_map m;
+	fmt_parse_buf(b.data, b.len, 0, &m);
+	cr_assert(m.ok, "%s", m.reason);
+	cr_assert_eq(m.nregions, 3);
+	cr_expect_eq(m.regions[1].kind, LCP_REGION_EXACT);
+	cr_expect_str_eq(m.regions[1].exact_reason, "too many dims");
+	cr_expect_eq(m.regions[2].kind, LCP_REGION_TENSOR);
 	lcp_region_map_free(&m);
 	lcp_buf_free(&b);
 }
