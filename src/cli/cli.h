@@ -5,7 +5,7 @@
 
 #include <stdbool.h>
 
-#define LCPFS_VERSION_STRING "0.1.0"
+#include "lcpfs/version.h"
 
 struct lcp_cli_verb {
 	const char *name;

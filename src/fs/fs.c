@@ -21,11 +21,11 @@
 #include "common/alloc.h"
 #include "common/log.h"
 #include "fs/fs.h"
+#include "lcpfs/version.h"
 #include "fs/fs_priv.h"
 #include "lcpfs/codec.h"
 #include "lcpfs/provider.h"
 
-#define LCPFS_FS_VERSION "0.1.0"
 #define DEFAULT_CACHE_BYTES (256ull << 20) /* a few layers' decoded chunks */
 #define DEFAULT_THREADS 1u                 /* compression competes with serving reads */
 #define MAX_THREADS 64u
@@ -192,7 +192,7 @@ static int parse_cmdline(int argc, char **argv, struct cmdline *cl)
 			usage(stdout, prog);
 			return 0;
 		} else if (strcmp(a, "-V") == 0 || strcmp(a, "--version") == 0) {
-			printf("lcpfs %s\n", LCPFS_FS_VERSION);
+			printf("lcpfs %s\n", LCPFS_VERSION_STRING);
 			fuse_lowlevel_version();
 			return 0;
 		} else if (strcmp(a, "-f") == 0) {

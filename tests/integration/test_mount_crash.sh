@@ -55,6 +55,20 @@ for point in pack-start gate committed; do
 	check_after_crash "$B" "$M" "crash at $point" "$SRC"
 done
 
+# The store's own commit steps, inside the daemon: after the temporaries are
+# synced, after the sidecar rename, after the payload rename (the store's
+# LCPFS_TEST_CRASH hook kills the process with SIGKILL there).
+for point in temps sidecar payload; do
+	run=$((run + 1))
+	B=$WORK/b$run M=$WORK/m$run
+	mkdir -p "$B" "$M"
+	LCPFS_TEST_CRASH=$point mount_fs "$B" "$M"
+	cp "$SRC" "$M/model.safetensors"
+	poll "$COMMIT_TIMEOUT" pid_gone "$DAEMON_PID" || fail "LCPFS_TEST_CRASH=$point: daemon did not reach the point"
+	{ wait "$DAEMON_PID"; } 2>/dev/null || true
+	check_after_crash "$B" "$M" "store crash at $point" "$SRC"
+done
+
 # kill -9 at times spread over the compression of a bigger file (a delay, not
 # a synchronization: each run checks whatever state the kill left).
 for i in $(seq 1 "$KILL_RUNS"); do
