@@ -43,30 +43,23 @@ check_after_crash() {
 	echo "ok: $what: reads as its $st version, $n backing entries"
 }
 
+# Named crash points: the daemon's own (LCPFS_CRASH_AT: when a background job
+# starts, at the commit gate, right after the commit) and the store's commit
+# steps inside the daemon (LCPFS_TEST_CRASH: after the temporaries are synced,
+# after the sidecar rename, after the payload rename).
 run=0
-for point in pack-start gate committed; do
+for spec in LCPFS_CRASH_AT=pack-start LCPFS_CRASH_AT=gate LCPFS_CRASH_AT=committed \
+	LCPFS_TEST_CRASH=temps LCPFS_TEST_CRASH=sidecar LCPFS_TEST_CRASH=payload; do
 	run=$((run + 1))
 	B=$WORK/b$run M=$WORK/m$run
 	mkdir -p "$B" "$M"
-	LCPFS_CRASH_AT=$point mount_fs "$B" "$M"
+	export "${spec?}"
+	mount_fs "$B" "$M"
+	unset "${spec%%=*}"
 	cp "$SRC" "$M/model.safetensors"
-	poll "$COMMIT_TIMEOUT" pid_gone "$DAEMON_PID" || fail "LCPFS_CRASH_AT=$point: daemon did not reach the point"
+	poll "$COMMIT_TIMEOUT" pid_gone "$DAEMON_PID" || fail "$spec: daemon did not reach the point"
 	{ wait "$DAEMON_PID"; } 2>/dev/null || true
-	check_after_crash "$B" "$M" "crash at $point" "$SRC"
-done
-
-# The store's own commit steps, inside the daemon: after the temporaries are
-# synced, after the sidecar rename, after the payload rename (the store's
-# LCPFS_TEST_CRASH hook kills the process with SIGKILL there).
-for point in temps sidecar payload; do
-	run=$((run + 1))
-	B=$WORK/b$run M=$WORK/m$run
-	mkdir -p "$B" "$M"
-	LCPFS_TEST_CRASH=$point mount_fs "$B" "$M"
-	cp "$SRC" "$M/model.safetensors"
-	poll "$COMMIT_TIMEOUT" pid_gone "$DAEMON_PID" || fail "LCPFS_TEST_CRASH=$point: daemon did not reach the point"
-	{ wait "$DAEMON_PID"; } 2>/dev/null || true
-	check_after_crash "$B" "$M" "store crash at $point" "$SRC"
+	check_after_crash "$B" "$M" "crash at $spec" "$SRC"
 done
 
 # kill -9 at times spread over the compression of a bigger file (a delay, not
