@@ -2,8 +2,10 @@
 /*
  * The encoder: quality-floor loop, low-rank choice, quantization plan,
  * chunking, entropy coding and the params block (layout in codec_format.h);
- * every encoding is checked by decoding it through decode.c, so its metrics
- * and output checksums describe exactly what readers will get.
+ * the chosen encoding is checked by decoding it through decode.c, so its
+ * metrics and output checksums describe exactly what readers will get
+ * (candidates are ranked on their real stored bytes and the quantizer's own
+ * error sums, which spares a decode per candidate).
  */
 #include "lcpfs/codec.h"
 
@@ -35,8 +37,10 @@
  * model): ALPHA 1: 3.95/22.20 at 0.27, ppl +2..+10% (mean +5%);
  * 0.75: 3.97/22.38, 3.93/22.18, ppl -2..+6.5% (mean +1.1%); 0.5: 3.96/22.47,
  * 3.90/22.42, ppl +4..+7.5% (mean +5.9%). STEP sets the rate: ~3.9 stored
- * bits/weight on the shared weights, about 10 log10(12 / STEP^2) = 22 dB. */
-#define ECSQ_STEP 0.27f
+ * bits/weight on the shared weights, about 10 log10(12 / STEP^2) = 22 dB;
+ * at ALPHA 0.75, STEP 0.27 gives 3.968/22.41 and 3.916/22.18, 0.268 gives
+ * 3.979/22.48 and 3.922/22.21 (past IQ4_NL's 22.18 on stories260K). */
+#define ECSQ_STEP 0.268f
 #define ECSQ_ALPHA 0.75f
 /* Low rank (lowrank_choose, encode_as): the exchange rate between stored
  * bits and error, ~6.02 dB per bit per weight for a uniform quantizer at
@@ -48,6 +52,8 @@
 #define LR_FP16_MAX 1.0e4f
 #define LR_FP16_MIN 1.0e-3f
 #define LR_SEED 0x6c637066734c52ull
+/* Rank of the first, cheaper low-rank fit (lowrank_choose). */
+#define LR_PROBE_RANK 8
 /* Bits per weight a low-rank encoding may exceed the plain one by before
  * its step is corrected. */
 #define LR_RATE_SLACK 0.01
@@ -127,11 +133,55 @@ static float load_elem(enum lcp_dtype dt, const uint8_t *p, uint64_t i)
 	}
 }
 
-static double load_elem_f64(enum lcp_dtype dt, const uint8_t *p, uint64_t i)
+/* Elements [0, m) of p as float into x; false if any is NaN or infinite.
+ * F32, the common case, gets its own loop: no per-element dispatch, and the
+ * finiteness test on the bits so the loop has no early exit. */
+static bool load_elems(enum lcp_dtype dt, const uint8_t *p, uint64_t m, float *x)
 {
-	if (dt == LCP_DTYPE_F64)
-		return lcp_load_lef64(p + 8 * i);
-	return (double)load_elem(dt, p, i);
+	if (dt == LCP_DTYPE_F32) {
+		uint32_t bad = 0;
+		for (uint64_t i = 0; i < m; i++) {
+			uint32_t u = lcp_load_le32(p + 4 * i);
+			bad |= (u & 0x7f800000u) == 0x7f800000u;
+			memcpy(&x[i], &u, sizeof u);
+		}
+		return !bad;
+	}
+	bool finite = true;
+	for (uint64_t i = 0; i < m; i++) {
+		x[i] = load_elem(dt, p, i);
+		finite = finite && isfinite(x[i]);
+	}
+	return finite;
+}
+
+/* Adds sum(a^2), sum(b^2), sum(ab), sum((a-b)^2) over m elements of two
+ * arrays of dtype dt to s[0..3], in double. */
+static void acc_metrics(enum lcp_dtype dt, const uint8_t *pa, const uint8_t *pb, uint64_t m,
+			double s[4])
+{
+	double xx = s[0], yy = s[1], xy = s[2], ee = s[3];
+	for (uint64_t i = 0; i < m; i++) {
+		double a, b;
+		if (dt == LCP_DTYPE_F32) {
+			a = lcp_load_lef32(pa + 4 * i);
+			b = lcp_load_lef32(pb + 4 * i);
+		} else if (dt == LCP_DTYPE_F64) {
+			a = lcp_load_lef64(pa + 8 * i);
+			b = lcp_load_lef64(pb + 8 * i);
+		} else {
+			a = load_elem(dt, pa, i);
+			b = load_elem(dt, pb, i);
+		}
+		xx += a * a;
+		yy += b * b;
+		xy += a * b;
+		ee += (a - b) * (a - b);
+	}
+	s[0] = xx;
+	s[1] = yy;
+	s[2] = xy;
+	s[3] = ee;
 }
 
 /* Chunk length in elements: a multiple of unit (the group size, or 1 for
@@ -284,21 +334,42 @@ struct qplan {
 	struct lcp_qparams q; /* the kernel's parameters (bits = symbol width) */
 	bool ecsq;            /* entropy-coded step: q is {8, symmetric} */
 	float step_coef;      /* ecsq: step = step_coef * group_rms^ECSQ_ALPHA */
+	float *gstep;         /* ecsq: every group's step, computed once */
 };
 
+/* Sums of squares in four interleaved partial sums: a fixed order (the
+ * payload stays deterministic) that is not one long chain of dependent adds,
+ * which made these loops latency-bound. */
 static float group_rms(const float *x, uint32_t n)
 {
-	float s = 0.0f;
-	for (uint32_t i = 0; i < n; i++)
-		s += x[i] * x[i];
-	return sqrtf(s / (float)n);
+	float s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+	uint32_t i = 0;
+	for (; i + 4 <= n; i += 4)
+		for (unsigned k = 0; k < 4; k++)
+			s[k] += x[i + k] * x[i + k];
+	for (; i < n; i++)
+		s[0] += x[i] * x[i];
+	return sqrtf(((s[0] + s[1]) + (s[2] + s[3])) / (float)n);
+}
+
+static double sumsq(const float *x, uint64_t n)
+{
+	double s[4] = {0.0, 0.0, 0.0, 0.0};
+	uint64_t i = 0;
+	for (; i + 4 <= n; i += 4)
+		for (unsigned k = 0; k < 4; k++)
+			s[k] += (double)x[i + k] * x[i + k];
+	for (; i < n; i++)
+		s[0] += (double)x[i] * x[i];
+	return (s[0] + s[1]) + (s[2] + s[3]);
 }
 
 static lcp_err encode_quant_chunks(struct lcp_codec_ctx *ctx, const float *x,
 				   const struct qplan *qp, const struct lowrank *lr, uint32_t G,
-				   const struct chunk_plan *pl, struct lcp_encoded *out)
+				   const struct chunk_plan *pl, struct lcp_encoded *out, double *sqerr)
 {
 	const struct lcp_qparams *q = &qp->q;
+	double e = 0.0;
 	struct lcp_buf data = LCP_BUF_INIT;
 	uint64_t cg = pl->chunk_elems / G;
 	/* codes, side (scale codes then aux), packed codes */
@@ -316,17 +387,18 @@ static lcp_err encode_quant_chunks(struct lcp_codec_ctx *ctx, const float *x,
 		uint64_t m = ci->elem_end - ci->elem_begin;
 		uint64_t ng = (m + G - 1) / G;
 		const float *xc = x + ci->elem_begin;
+		uint64_t g0 = ci->elem_begin / G;
 		uint8_t *side = stream;
 		uint8_t *codes = q->bits == 4 ? codes4 : stream + (sbytes + 1) * ng;
 		for (uint64_t g = 0; g < ng; g++) {
 			uint64_t beg = g * G;
 			uint32_t len = (uint32_t)(m - beg < G ? m - beg : G);
 			if (qp->ecsq)
-				lcp_quant_group_ecsq(xc + beg, len, q,
-						     qp->step_coef * powf(group_rms(xc + beg, len), ECSQ_ALPHA),
-						     codes + beg, &sc[g], &side[sbytes * ng + g]);
+				e += lcp_quant_group_ecsq(xc + beg, len, q, qp->gstep[g0 + g], codes + beg,
+							  &sc[g], &side[sbytes * ng + g]);
 			else
-				lcp_quant_group(xc + beg, len, q, codes + beg, &sc[g], &side[sbytes * ng + g]);
+				e += lcp_quant_group(xc + beg, len, q, codes + beg, &sc[g],
+						     &side[sbytes * ng + g]);
 			if (sbytes == 2) {
 				side[g] = (uint8_t)(sc[g] >> 8);
 				side[ng + g] = (uint8_t)sc[g];
@@ -367,6 +439,7 @@ static lcp_err encode_quant_chunks(struct lcp_codec_ctx *ctx, const float *x,
 	lcp_free(stream);
 	lcp_free(codes4);
 	lcp_free(sc);
+	*sqerr = e;
 	if (err) {
 		lcp_buf_free(&data);
 		return err;
@@ -391,7 +464,7 @@ static lcp_err measure(const struct lcp_tensor_view *t, struct lcp_encoded *out)
 		lcp_codec_tensor_free(ct);
 		return LCP_ERR_NOMEM;
 	}
-	double xx = 0.0, yy = 0.0, xy = 0.0, ee = 0.0;
+	double sums[4] = {0.0, 0.0, 0.0, 0.0};
 	/* Lossless must give the input bytes back; then the metrics are exact
 	 * by definition (and NaN/Inf inputs would make the sums meaningless). */
 	bool exact = out->encoding == LCP_ENC_LOSSLESS;
@@ -409,19 +482,13 @@ static lcp_err measure(const struct lcp_tensor_view *t, struct lcp_encoded *out)
 				err = LCP_ERR_CHECKSUM;
 			continue;
 		}
-		for (uint64_t i = 0; i < m; i++) {
-			double a = load_elem_f64(t->dtype, src, i);
-			double b = load_elem_f64(t->dtype, buf, i);
-			xx += a * a;
-			yy += b * b;
-			xy += a * b;
-			ee += (a - b) * (a - b);
-		}
+		acc_metrics(t->dtype, src, buf, m, sums);
 	}
 	lcp_free(buf);
 	lcp_codec_tensor_free(ct);
 	if (err)
 		return err;
+	double xx = sums[0], yy = sums[1], xy = sums[2], ee = sums[3];
 	if (exact) {
 		out->cosine = 1.0;
 		out->sqnr_db = INFINITY;
@@ -446,8 +513,8 @@ static lcp_err measure(const struct lcp_tensor_view *t, struct lcp_encoded *out)
  * 22.5/22.4 dB at 3.96/3.90 (stored, zstd): more dB, outliers kept.
  * Other classes: 16 or 256 uniform levels with an MSE scale search.
  */
-static void plan_quant(struct qplan *qp, const float *x, uint64_t n, enum lcp_encoding enc,
-		       const struct lcp_config *cfg, float step_mult)
+static lcp_err plan_quant(struct qplan *qp, const float *x, uint64_t n, enum lcp_encoding enc,
+			  const struct lcp_config *cfg, float step_mult)
 {
 	memset(qp, 0, sizeof *qp);
 	qp->q.bits = enc == LCP_ENC_Q4 ? 4 : 8;
@@ -456,18 +523,21 @@ static void plan_quant(struct qplan *qp, const float *x, uint64_t n, enum lcp_en
 	qp->ecsq = enc == LCP_ENC_Q4 && cfg->symmetric;
 	if (!qp->ecsq) {
 		qp->q.super = lcp_quant_super(x, n, cfg->group_size, qp->q.bits, qp->q.symmetric);
-		return;
+		return LCP_OK;
 	}
+	uint32_t G = cfg->group_size;
+	qp->gstep = lcp_malloc(((n + G - 1) / G + 1) * sizeof *qp->gstep);
+	if (!qp->gstep)
+		return LCP_ERR_NOMEM;
 	qp->q.bits = 8;
-	double ss = 0.0;
-	for (uint64_t i = 0; i < n; i++)
-		ss += (double)x[i] * x[i];
+	double ss = sumsq(x, n);
 	float rt = (float)sqrt(ss / (double)n);
 	qp->step_coef = step_mult * ECSQ_STEP * powf(rt, 1.0f - ECSQ_ALPHA);
 	float top = 0.0f;
-	for (uint64_t g = 0; g < n; g += cfg->group_size) {
-		uint32_t len = (uint32_t)(n - g < cfg->group_size ? n - g : cfg->group_size);
+	for (uint64_t g = 0; g < n; g += G) {
+		uint32_t len = (uint32_t)(n - g < G ? n - g : G);
 		float s = qp->step_coef * powf(group_rms(x + g, len), ECSQ_ALPHA);
+		qp->gstep[g / G] = s;
 		if (s > top)
 			top = s;
 	}
@@ -475,6 +545,7 @@ static void plan_quant(struct qplan *qp, const float *x, uint64_t n, enum lcp_en
 	 * below 255, never above the grid. */
 	float super = top * 1.05f;
 	qp->q.super = isfinite(super) ? super : top;
+	return LCP_OK;
 }
 
 static uint64_t elem_count(const struct lcp_tensor_view *t, uint64_t *cols)
@@ -505,9 +576,10 @@ static void lowrank_free(struct lowrank *lr)
  * The factors are stored in fp16, balanced per component so both sides share
  * the dynamic range. lr->rank == 0 when nothing pays (the common case: trained
  * weights are mostly full-rank noise at the scale of 4-bit error).
+ * total: the sum of squares of x.
  */
-static lcp_err lowrank_choose(const float *x, uint64_t rows, uint64_t cols, uint16_t ceiling,
-			      struct lowrank *lr)
+static lcp_err lowrank_choose(const float *x, uint64_t rows, uint64_t cols, double total,
+			      uint16_t ceiling, struct lowrank *lr)
 {
 	memset(lr, 0, sizeof *lr);
 	double comp_bpw = 16.0 * (double)(rows + cols) / ((double)rows * (double)cols);
@@ -524,31 +596,36 @@ static lcp_err lowrank_choose(const float *x, uint64_t rows, uint64_t cols, uint
 	float *vt = lcp_malloc(kmax * cols * sizeof *vt);
 	float *sv = lcp_malloc(kmax * sizeof *sv);
 	lcp_err err = u && vt && sv ? LCP_OK : LCP_ERR_NOMEM;
-	if (!err)
-		err = lcp_lowrank_fit(x, (uint32_t)rows, (uint32_t)cols, (uint32_t)kmax, LR_SEED, u, vt,
+	/* Probe at a small rank first (the sketch, and so the fit's cost, grows
+	 * with k): kept ranks are 0 or 1 on the shared weights. Only when every
+	 * probed component pays is the fit redone at the full ceiling. */
+	uint64_t kf = kmax < LR_PROBE_RANK ? kmax : LR_PROBE_RANK, best_r = 0;
+	while (!err) {
+		err = lcp_lowrank_fit(x, (uint32_t)rows, (uint32_t)cols, (uint32_t)kf, LR_SEED, u, vt,
 				      sv);
-	if (err == LCP_ERR_NOMEM)
-		goto out;
-	if (err) { /* a numerical failure only costs the low-rank part */
-		err = LCP_OK;
-		goto out;
-	}
-	double total = 0.0;
-	for (uint64_t i = 0; i < rows * cols; i++)
-		total += (double)x[i] * x[i];
-	double left = total, best_j = 0.0;
-	uint64_t best_r = 0;
-	for (uint64_t r = 1; r <= kmax && total > 0.0; r++) {
-		left -= (double)sv[r - 1] * sv[r - 1];
-		if (!(left > 0.0))
-			left = total * 1e-12; /* (numerically) exact fit */
-		double j = 10.0 * log10(left / total) + LR_DB_PER_BIT * comp_bpw * (double)r;
-		if (j < best_j) {
-			best_j = j;
-			best_r = r;
+		if (err == LCP_ERR_NOMEM)
+			goto out;
+		if (err) { /* a numerical failure only costs the low-rank part */
+			err = LCP_OK;
+			goto out;
 		}
+		double left = total, best_j = 0.0;
+		best_r = 0;
+		for (uint64_t r = 1; r <= kf && total > 0.0; r++) {
+			left -= (double)sv[r - 1] * sv[r - 1];
+			if (!(left > 0.0))
+				left = total * 1e-12; /* (numerically) exact fit */
+			double j = 10.0 * log10(left / total) + LR_DB_PER_BIT * comp_bpw * (double)r;
+			if (j < best_j) {
+				best_j = j;
+				best_r = r;
+			}
+		}
+		if (best_r < kf || kf == kmax)
+			break;
+		kf = kmax;
 	}
-	if (best_r == 0)
+	if (err || best_r == 0)
 		goto out;
 	lr->rank = (uint16_t)best_r;
 	lr->rows = rows;
@@ -564,7 +641,7 @@ static lcp_err lowrank_choose(const float *x, uint64_t rows, uint64_t cols, uint
 	for (uint64_t k = 0; k < best_r; k++) {
 		float ua = 0.0f, va = 0.0f;
 		for (uint64_t i = 0; i < rows; i++)
-			ua = fmaxf(ua, fabsf(u[i * kmax + k]));
+			ua = fmaxf(ua, fabsf(u[i * kf + k]));
 		for (uint64_t c = 0; c < cols; c++)
 			va = fmaxf(va, fabsf(vt[k * cols + c]));
 		float f = ua > 0.0f && va > 0.0f ? sqrtf(va / ua) : 1.0f;
@@ -576,7 +653,7 @@ static lcp_err lowrank_choose(const float *x, uint64_t rows, uint64_t cols, uint
 			goto out;
 		}
 		for (uint64_t i = 0; i < rows; i++) {
-			lr->u16[i * best_r + k] = lcp_f16_from_f32(u[i * kmax + k] * f);
+			lr->u16[i * best_r + k] = lcp_f16_from_f32(u[i * kf + k] * f);
 			lr->u[i * best_r + k] = lcp_f16_to_f32(lr->u16[i * best_r + k]);
 		}
 		for (uint64_t c = 0; c < cols; c++) {
@@ -591,47 +668,62 @@ out:
 	return err;
 }
 
+/* The quantizer's input: x itself, or with a low-rank part the residual
+ * W - U V^T, computed exactly as decoding adds the product back. *res gets
+ * the buffer to free (NULL when x is used as is). */
+static lcp_err quant_input(const float *x, uint64_t n, uint64_t cols, const struct lowrank *lr,
+			   const float **xq, float **res)
+{
+	*xq = x;
+	*res = NULL;
+	if (!lr)
+		return LCP_OK;
+	float *r = lcp_malloc(n * sizeof *r);
+	if (!r)
+		return LCP_ERR_NOMEM;
+	for (uint64_t i = 0; i < n / cols; i++) {
+		float *row = r + i * cols;
+		lcp_codec_lr_segment(lr->u + i * lr->rank, lr->vt, cols, lr->rank, 0, cols, row);
+		for (uint64_t j = 0; j < cols; j++)
+			row[j] = x[i * cols + j] - row[j];
+	}
+	*xq = r;
+	*res = r;
+	return LCP_OK;
+}
+
+/* Encodes the quantizer input xq (x, or its low-rank residual: quant_input):
+ * chunks and params block. sqnr_db is the quantizer's own estimate (its
+ * squared error against x); measure() replaces it, and cosine, by the
+ * decoded truth once the encoding is chosen. */
 static lcp_err encode_quant(struct lcp_codec_ctx *ctx, const struct lcp_tensor_view *t,
-			    const float *x, enum lcp_encoding enc, const struct lcp_config *cfg,
-			    const struct lowrank *lr, float step_mult, struct lcp_encoded *out)
+			    double energy, const float *xq, enum lcp_encoding enc,
+			    const struct lcp_config *cfg, const struct lowrank *lr, float step_mult,
+			    struct lcp_encoded *out)
 {
 	uint64_t cols;
 	uint64_t n = elem_count(t, &cols);
 	unsigned eb = lcp_codec_elem_bytes(t->dtype);
-	float *res = NULL;
-	if (lr) {
-		/* Quantize the residual W - U V^T, computed exactly as decoding
-		 * adds the product back. */
-		res = lcp_malloc(n * sizeof *res);
-		if (!res)
-			return LCP_ERR_NOMEM;
-		for (uint64_t r = 0; r < n / cols; r++) {
-			float *row = res + r * cols;
-			lcp_codec_lr_segment(lr->u + r * lr->rank, lr->vt, cols, lr->rank, 0, cols, row);
-			for (uint64_t j = 0; j < cols; j++)
-				row[j] = x[r * cols + j] - row[j];
-		}
-		x = res;
-	}
 	struct qplan qp;
 	struct chunk_plan pl;
-	plan_quant(&qp, x, n, enc, cfg, step_mult);
+	double sqerr = 0.0;
+	lcp_err err = plan_quant(&qp, xq, n, enc, cfg, step_mult);
 	out->encoding = enc;
 	out->bits = enc == LCP_ENC_Q4 ? 4 : 8;
 	out->group_size = cfg->group_size;
 	out->symmetric = cfg->symmetric;
 	out->rank = lr ? lr->rank : 0;
 	plan_chunks(&pl, n, cols, eb, cfg->group_size);
-	lcp_err err = alloc_chunks(out, &pl);
 	if (!err)
-		err = encode_quant_chunks(ctx, x, &qp, lr, cfg->group_size, &pl, out);
+		err = alloc_chunks(out, &pl);
+	if (!err)
+		err = encode_quant_chunks(ctx, xq, &qp, lr, cfg->group_size, &pl, out, &sqerr);
+	lcp_free(qp.gstep);
 	if (!err)
 		err = params_build(t, enc, &qp.q, qp.ecsq, lr, cfg->group_size, pl.chunk_elems,
 				   &out->params, &out->params_len);
-	lcp_free(res);
-	if (!err)
-		err = measure(t, out);
 	if (!err) {
+		out->sqnr_db = sqerr > 0.0 ? 10.0 * log10(energy / sqerr) : INFINITY;
 		out->stored_bytes = out->params_len + out->data_len;
 		out->qlor.nscales = 1;
 		out->qlor.scales = lcp_malloc(sizeof(float));
@@ -649,6 +741,51 @@ static lcp_err encode_quant(struct lcp_codec_ctx *ctx, const struct lcp_tensor_v
 static double rd_cost(const struct lcp_encoded *e, uint64_t n)
 {
 	return -e->sqnr_db + LR_DB_PER_BIT * 8.0 * (double)e->stored_bytes / (double)n;
+}
+
+/*
+ * Quantized encoding with a low-rank part lr that the singular values
+ * predict a gain from. In the entropy-coded class, the factors are paid for
+ * with a coarser step (one bit per weight doubles it), corrected once by the
+ * measured excess, so the tensor keeps about the bits it had and the low
+ * rank must win in dB at equal size. The candidates are compared on their
+ * real stored bytes and on the error the quantizer reports (the decoder
+ * check, which costs as much as the quantization, runs only on the winner,
+ * in the caller).
+ */
+static lcp_err encode_quant_lr(struct lcp_codec_ctx *ctx, const struct lcp_tensor_view *t,
+			       const float *x, double energy, enum lcp_encoding enc,
+			       const struct lcp_config *cfg, const struct lowrank *lr,
+			       struct lcp_encoded *out)
+{
+	uint64_t cols;
+	uint64_t n = elem_count(t, &cols);
+	const float *xq;
+	float *res;
+	lcp_err err = encode_quant(ctx, t, energy, x, enc, cfg, NULL, 1.0f, out);
+	if (!err)
+		err = quant_input(x, n, cols, lr, &xq, &res);
+	if (err)
+		return err;
+	double bpw0 = 8.0 * (double)out->stored_bytes / (double)n;
+	double comp = 16.0 * (double)lr->rank * (double)(lr->rows + cols) / (double)n;
+	float mult = (float)exp2(comp);
+	struct lcp_encoded with;
+	memset(&with, 0, sizeof with);
+	err = encode_quant(ctx, t, energy, xq, enc, cfg, lr, mult, &with);
+	double excess = 8.0 * (double)with.stored_bytes / (double)n - bpw0;
+	if (!err && out->symmetric && enc == LCP_ENC_Q4 && excess > LR_RATE_SLACK) {
+		lcp_encoded_free(&with);
+		err = encode_quant(ctx, t, energy, xq, enc, cfg, lr, mult * (float)exp2(excess), &with);
+	}
+	if (!err && rd_cost(&with, n) < rd_cost(out, n)) {
+		lcp_encoded_free(out);
+		*out = with;
+	} else {
+		lcp_encoded_free(&with);
+	}
+	lcp_free(res);
+	return err;
 }
 
 static lcp_err encode_as(struct lcp_codec_ctx *ctx, const struct lcp_tensor_view *t,
@@ -674,37 +811,16 @@ static lcp_err encode_as(struct lcp_codec_ctx *ctx, const struct lcp_tensor_view
 	} else {
 		struct lowrank lr = {0};
 		uint64_t rows = cols ? n / cols : 0;
-		err = rows >= 2 && cols >= 2 ? lowrank_choose(x, rows, cols, cfg->rank, &lr) : LCP_OK;
+		/* Sum of squares of the input: the signal side of every SQNR. */
+		double energy = sumsq(x, n);
+		err = rows >= 2 && cols >= 2 ? lowrank_choose(x, rows, cols, energy, cfg->rank, &lr)
+					     : LCP_OK;
+		if (!err && lr.rank)
+			err = encode_quant_lr(ctx, t, x, energy, enc, cfg, &lr, out);
+		else if (!err)
+			err = encode_quant(ctx, t, energy, x, enc, cfg, NULL, 1.0f, out);
 		if (!err)
-			err = encode_quant(ctx, t, x, enc, cfg, NULL, 1.0f, out);
-		if (!err && lr.rank) {
-			/*
-			 * The singular values predicted a gain. In the entropy-
-			 * coded class, pay for the factors with a coarser step
-			 * (one bit per weight doubles it), correcting once by the
-			 * measured excess, so the tensor keeps about the bits it
-			 * had and the low rank must win in dB at equal size. Keep
-			 * the low-rank encoding only if the real bytes and error
-			 * confirm it.
-			 */
-			double bpw0 = 8.0 * (double)out->stored_bytes / (double)n;
-			double comp = 16.0 * (double)lr.rank * (double)(rows + cols) / (double)n;
-			float mult = (float)exp2(comp);
-			struct lcp_encoded with;
-			memset(&with, 0, sizeof with);
-			err = encode_quant(ctx, t, x, enc, cfg, &lr, mult, &with);
-			double excess = 8.0 * (double)with.stored_bytes / (double)n - bpw0;
-			if (!err && out->symmetric && enc == LCP_ENC_Q4 && excess > LR_RATE_SLACK) {
-				lcp_encoded_free(&with);
-				err = encode_quant(ctx, t, x, enc, cfg, &lr, mult * (float)exp2(excess), &with);
-			}
-			if (!err && rd_cost(&with, n) < rd_cost(out, n)) {
-				lcp_encoded_free(out);
-				*out = with;
-			} else {
-				lcp_encoded_free(&with);
-			}
-		}
+			err = measure(t, out);
 		lowrank_free(&lr);
 	}
 	if (!err) {
@@ -755,11 +871,7 @@ lcp_err lcp_codec_encode(struct lcp_codec_ctx *ctx, const struct lcp_tensor_view
 	float *x = lcp_malloc(n ? n * sizeof(float) : 1);
 	if (!x)
 		return LCP_ERR_NOMEM;
-	bool finite = true;
-	for (uint64_t i = 0; i < n; i++) {
-		x[i] = load_elem(t->dtype, t->data, i);
-		finite = finite && isfinite(x[i]);
-	}
+	bool finite = load_elems(t->dtype, t->data, n, x);
 
 	lcp_err err = LCP_OK;
 	enum lcp_encoding tries[2] = {cfg->bits == 4 ? LCP_ENC_Q4 : LCP_ENC_Q8, LCP_ENC_Q8};

@@ -74,6 +74,7 @@ struct lcp_codec_tensor {
 	uint64_t n;
 	uint64_t cols;
 	float *vt;            /* rank > 0: V^T (rank x cols), binary32 */
+	float scale8[256];    /* 8-bit scale codes: lcp_qscale of every code */
 };
 
 /* Bytes per element of a dtype the codec handles (F32, F16, BF16, F64);

@@ -62,12 +62,39 @@ void lcp_codec_lr_segment(const float *urow, const float *vt, uint64_t cols, uin
 	}
 }
 
-/* Writes n float values in the output dtype, rounding to nearest even.
- * The 16-bit conversions go through a uint16_t staging array so they can
- * run vectorized (half.c). */
+/* y[i] = y[i] + l[i], four lanes at a time where SSE2 is there (each lane
+ * is the scalar add). */
+static void add_segment(float *y, const float *l, uint64_t n)
+{
+	uint64_t i = 0;
+#ifdef __SSE2__
+	for (; i + 4 <= n; i += 4)
+		_mm_storeu_ps(y + i, _mm_add_ps(_mm_loadu_ps(y + i), _mm_loadu_ps(l + i)));
+#endif
+	for (; i < n; i++)
+		y[i] = y[i] + l[i];
+}
+
+/* Values decode_quant reconstructs before storing them: a few groups at a
+ * time, so the per-call costs of the output conversion are shared. */
+#define DEC_BATCH 1024u
+
+/* Writes n (<= DEC_BATCH) float values in the output dtype, rounding to
+ * nearest even. The 16-bit conversions (vectorized, half.c) write straight
+ * into a 2-byte-aligned little-endian output, else through a staging
+ * array. */
 static void store_elems(enum lcp_dtype dt, const float *y, uint32_t n, uint8_t *out)
 {
-	uint16_t h[256];
+	uint16_t h[DEC_BATCH];
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	if ((dt == LCP_DTYPE_F16 || dt == LCP_DTYPE_BF16) && ((uintptr_t)out & 1u) == 0) {
+		if (dt == LCP_DTYPE_F16)
+			lcp_f16_from_f32_n(y, (uint16_t *)(void *)out, n);
+		else
+			lcp_bf16_from_f32_n(y, (uint16_t *)(void *)out, n);
+		return;
+	}
+#endif
 	switch (dt) {
 	case LCP_DTYPE_F32:
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
@@ -165,6 +192,9 @@ lcp_err lcp_codec_tensor_open(const uint8_t *params, size_t params_len,
 		return LCP_ERR_FORMAT;
 	}
 	t.encoding = (enum lcp_encoding)enc;
+	if (steps == 4)
+		for (unsigned c = 0; c < 256; c++)
+			t.scale8[c] = lcp_qscale(&t.q, (uint16_t)c);
 	t.n = n;
 	t.cols = cols;
 	if (n && (t.chunk_elems == 0 || (t.group_size && t.chunk_elems % t.group_size)))
@@ -361,23 +391,33 @@ static lcp_err decode_quant(const struct lcp_codec_tensor *t, const uint8_t *dat
 		u[i] = lcp_f16_to_f32(lcp_load_le16(u_src + 2 * i));
 	/* Position of the chunk's next element in the 2-D view. */
 	uint64_t row = t->rank ? b / t->cols - r0 : 0, col = t->rank ? b % t->cols : 0;
-	float y[256], l[256];
+	/* Groups are reconstructed into y batch by batch (whole groups, up to
+	 * DEC_BATCH values) and stored once per batch. */
+	float y[DEC_BATCH], l[256];
+	uint64_t per_batch = DEC_BATCH / G, batch_beg = 0;
+	uint32_t filled = 0;
 	for (uint64_t g = 0; g < ng; g++) {
 		uint64_t beg = g * G;
 		uint32_t len = (uint32_t)(m - beg < G ? m - beg : G);
 		float sd;
 		int off;
+		float *yg = y + filled;
 		/* Side stream: scale codes (16-bit ones as a high-byte plane
 		 * then a low-byte plane), then aux bytes. */
 		uint16_t sc = sbytes == 2 ? (uint16_t)(side[g] << 8 | side[ng + g]) : side[g];
-		lcp_quant_group_params(&t->q, sc, side[sbytes * ng + g], &sd, &off);
-		lcp_dequant(codes + beg, len, sd, off, y);
+		uint8_t aux = side[sbytes * ng + g];
+		if (sbytes == 1) { /* lcp_quant_group_params through the open-time table */
+			sd = t->q.symmetric && aux ? -t->scale8[sc] : t->scale8[sc];
+			off = t->q.symmetric ? 1 << (t->q.bits - 1) : aux;
+		} else {
+			lcp_quant_group_params(&t->q, sc, aux, &sd, &off);
+		}
+		lcp_dequant(codes + beg, len, sd, off, yg);
 		/* Add the low-rank term one row piece at a time. */
 		for (uint32_t j = 0; t->rank && j < len;) {
 			uint64_t seg = t->cols - col < len - j ? t->cols - col : len - j;
 			lcp_codec_lr_segment(u + row * t->rank, t->vt, t->cols, t->rank, col, seg, l);
-			for (uint64_t i = 0; i < seg; i++)
-				y[j + i] = y[j + i] + l[i];
+			add_segment(yg + j, l, seg);
 			j += (uint32_t)seg;
 			col += seg;
 			if (col == t->cols) {
@@ -385,7 +425,12 @@ static lcp_err decode_quant(const struct lcp_codec_tensor *t, const uint8_t *dat
 				row++;
 			}
 		}
-		store_elems(t->dtype, y, len, out + beg * t->elem_bytes);
+		filled += len;
+		if (g + 1 == ng || (g + 1) % per_batch == 0) {
+			store_elems(t->dtype, y, filled, out + batch_beg * t->elem_bytes);
+			batch_beg += filled;
+			filled = 0;
+		}
 	}
 	return LCP_OK;
 }

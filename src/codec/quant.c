@@ -182,12 +182,41 @@ static inline float round_even(float t)
 	return (t + magic) - magic;
 }
 
-/* Codes and squared error of one group for a given signed scale and offset. */
+/* Codes and squared error of one group for a given signed scale and offset.
+ * The codes are exact whatever the path; the error is summed four lanes at a
+ * time under SSE2 (a different but fixed order: it only ranks candidate
+ * scales and feeds the encoder's estimates, so it must be deterministic, not
+ * equal to the scalar sum). */
 static float try_scale(const float *x, uint32_t n, float sd, int off, int qmax, uint8_t *codes)
 {
 	float inv = 1.0f / sd;
 	float err = 0.0f;
-	for (uint32_t i = 0; i < n; i++) {
+	uint32_t i = 0;
+#ifdef __SSE2__
+	const __m128 magic = _mm_set1_ps(12582912.0f), zero = _mm_setzero_ps();
+	__m128 vinv = _mm_set1_ps(inv), vsd = _mm_set1_ps(sd), voff = _mm_set1_ps((float)off);
+	__m128 vmax = _mm_set1_ps((float)qmax), acc = zero;
+	for (; i + 4 <= n; i += 4) {
+		__m128 xv = _mm_loadu_ps(x + i);
+		__m128 q = _mm_sub_ps(_mm_add_ps(_mm_mul_ps(xv, vinv), magic), magic);
+		q = _mm_add_ps(q, voff);
+		/* maxps returns its second operand when the first is NaN: the
+		 * scalar loop's !(q >= 0) case. */
+		q = _mm_min_ps(_mm_max_ps(q, zero), vmax);
+		__m128 d = _mm_sub_ps(xv, _mm_mul_ps(vsd, _mm_sub_ps(q, voff)));
+		acc = _mm_add_ps(acc, _mm_mul_ps(d, d));
+		if (codes) {
+			__m128i c = _mm_cvttps_epi32(q);
+			c = _mm_packus_epi16(_mm_packs_epi32(c, c), c);
+			uint32_t w = (uint32_t)_mm_cvtsi128_si32(c);
+			memcpy(codes + i, &w, sizeof w);
+		}
+	}
+	float lanes[4];
+	_mm_storeu_ps(lanes, acc);
+	err = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+#endif
+	for (; i < n; i++) {
 		float q = round_even(x[i] * inv) + (float)off;
 		if (!(q >= 0.0f)) /* also catches NaN from an infinite inverse */
 			q = 0.0f;

@@ -808,3 +808,81 @@ Test(codec, low_rank_is_deterministic_and_chunks_decode_alone)
 	lcp_encoded_free(&b);
 	free(t.bytes);
 }
+
+/* rows x cols: noise (sigma 0.02) plus a planted rank-k part with slowly
+ * decaying singular values, each far above the noise floor. */
+static void make_rank_k(struct tensor *t, uint64_t rows, uint64_t cols, int k)
+{
+	const uint64_t dims[2] = {rows, cols};
+	make_tensor(t, LCP_DTYPE_F32, 2, dims, 61);
+	rng_state = 67;
+	float *a = malloc(rows * (size_t)k * sizeof *a), *b = malloc(cols * (size_t)k * sizeof *b);
+	cr_assert(a && b);
+	for (uint64_t i = 0; i < rows * (uint64_t)k; i++)
+		a[i] = (float)normal();
+	for (uint64_t i = 0; i < cols * (uint64_t)k; i++)
+		b[i] = (float)normal();
+	for (uint64_t i = 0; i < rows; i++)
+		for (uint64_t j = 0; j < cols; j++) {
+			double s = 0.0;
+			for (int c = 0; c < k; c++)
+				s += 0.32 / (1.0 + c / 4.0) * a[i * (uint64_t)k + c] * b[j * (uint64_t)k + c];
+			double x = get_value(LCP_DTYPE_F32, t->bytes + (i * cols + j) * 4);
+			put_value(LCP_DTYPE_F32, t->bytes + (i * cols + j) * 4, x + s);
+		}
+	free(a);
+	free(b);
+}
+
+/* The encoder first fits a small rank and refits at the ceiling only when
+ * every probed component pays: a planted rank of 12 (above that probe,
+ * below the ceiling, each component worth > 10 dB against its ~0.4 dB of
+ * factor bits) must be found whole. */
+#define PLANTED_RANK 12
+
+Test(codec, planted_rank_above_the_probe_is_found)
+{
+	struct tensor t;
+	make_rank_k(&t, 512, 512, PLANTED_RANK);
+	struct lcp_config c = cfg_of(4, 64, true, 32);
+	struct lcp_encoded e;
+	encode_ok(&t, &c, &e);
+	cr_expect_eq(e.rank, PLANTED_RANK);
+	lcp_encoded_free(&e);
+	free(t.bytes);
+}
+
+/* 16-bit outputs into a buffer at an odd address take the decoder's staging
+ * path instead of the direct one: same bytes. 1000 x 37 elements: groups,
+ * chunks and the conversion's 8-lane loop all end in a remainder. */
+Test(codec, misaligned_16bit_output_matches_aligned)
+{
+	const enum lcp_dtype dts[2] = {LCP_DTYPE_F16, LCP_DTYPE_BF16};
+	const uint64_t dims[2] = {1000, 37};
+	for (int d = 0; d < 2; d++) {
+		struct tensor t;
+		make_tensor(&t, dts[d], 2, dims, 71);
+		struct lcp_config c = cfg_of(4, 24, true, 0);
+		struct lcp_encoded e;
+		encode_ok(&t, &c, &e);
+		uint8_t *ref = decode_all(&e, dts[d], nelems(&t));
+		struct lcp_codec_tensor *ct;
+		cr_assert_eq(lcp_codec_tensor_open(e.params, e.params_len, &ct), LCP_OK);
+		uint8_t *buf = malloc(t.v.len + 1);
+		cr_assert_not_null(buf);
+		for (uint32_t k = 0; k < e.nchunks; k++) {
+			const struct lcp_chunk_info *ci = &e.chunks[k];
+			size_t len = (ci->elem_end - ci->elem_begin) * 2;
+			cr_assert_eq(lcp_codec_decode_chunk(ct, ci, e.data + ci->data_off, ci->data_len,
+							    buf + 1, len),
+				     LCP_OK);
+			cr_expect_eq(memcmp(buf + 1, ref + ci->elem_begin * 2, len), 0, "dtype %d chunk %u",
+				     dts[d], k);
+		}
+		free(buf);
+		free(ref);
+		lcp_codec_tensor_free(ct);
+		lcp_encoded_free(&e);
+		free(t.bytes);
+	}
+}
