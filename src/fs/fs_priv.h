@@ -133,6 +133,7 @@ int fs_inode_fd(struct fs_inode *inode);
  * for the defaults); errbuf names a bad option. */
 lcp_err fs_tensor_configure(const char *options, char *errbuf, size_t errbuf_len);
 lcp_err fs_tensor_start(int root_fd);
+/* At unmount: no new jobs; the workers finish every queued one, then exit. */
 void fs_tensor_stop(void);
 bool fs_name_hidden(const char *name);
 /* Releases an inode's tensor state when the inode is freed. */

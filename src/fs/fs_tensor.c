@@ -501,7 +501,7 @@ static bool may_commit(void *arg)
 
 	pthread_rwlock_wrlock(&fs_ctx.ns);
 	pthread_mutex_lock(&g->inode->lock);
-	ok = !atomic_load(&stopping) && g->inode->nwriters == 0 && g->inode->wgen == g->wgen;
+	ok = g->inode->nwriters == 0 && g->inode->wgen == g->wgen;
 	pthread_mutex_unlock(&g->inode->lock);
 	if (ok) {
 		crash_point("gate");
@@ -609,13 +609,13 @@ static void *worker_main(void *arg)
 		pthread_mutex_lock(&queue_lock);
 		while (!queue_head && !atomic_load(&stopping))
 			pthread_cond_wait(&queue_cond, &queue_lock);
+		/* At unmount the queue is drained, not dropped: a file copied in
+		 * just before `fusermount3 -u` is still compressed. */
 		j = queue_head;
-		if (j && !atomic_load(&stopping)) {
+		if (j) {
 			queue_head = j->next;
 			if (!queue_head)
 				queue_tail = NULL;
-		} else {
-			j = NULL;
 		}
 		pthread_mutex_unlock(&queue_lock);
 		if (!j)
@@ -663,14 +663,6 @@ void fs_tensor_stop(void)
 	nworkers = 0;
 	lcp_free(workers);
 	workers = NULL;
-	/* Jobs not started stay raw; `lcpfs pack` or the next write compresses them. */
-	while (queue_head) {
-		struct job *j = queue_head;
-		queue_head = j->next;
-		fs_inode_unref(j->inode);
-		lcp_free(j);
-	}
-	queue_tail = NULL;
 }
 
 bool fs_name_hidden(const char *name)

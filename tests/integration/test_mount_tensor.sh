@@ -171,4 +171,15 @@ grep -q 'Input/output error' "$WORK/cat.err" || fail "damaged payload: $(cat "$W
 poll 5 grep -q 'damaged payload at offset' "$WORK/daemon.log" || fail "no log line for the damage"
 say "damaged payload: EIO; log: $(grep -m1 'damaged payload' "$WORK/daemon.log")"
 unmount_fs "$M" "$DAEMON_PID" || fail "unmount"
+
+# Copied in and unmounted at once: the daemon finishes its queue before it
+# exits, so the file is compressed when the backing is mounted again.
+mount_fs "$B" "$M"
+cp "$SRC" "$M/late.safetensors"
+unmount_fs "$M" "$DAEMON_PID" || fail "unmount right after cp"
+[ -e "$B/.late.safetensors.lcpfs" ] || fail "file copied before unmount was not compressed"
+mount_fs "$B" "$M"
+state_is "$M/late.safetensors" compressed || fail "late file state after remount"
+say "copied just before unmount: compressed before the daemon exited"
+unmount_fs "$M" "$DAEMON_PID" || fail "unmount"
 echo "tensor: all checks passed"
