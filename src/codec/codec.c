@@ -849,6 +849,19 @@ static lcp_err fill_dims(const struct lcp_tensor_view *t, struct lcp_qlor *m)
 	return LCP_OK;
 }
 
+/* Group statistics square values in binary32: magnitudes past this would
+ * overflow them (and no trained weight comes near it), so such a tensor is
+ * stored lossless like one holding Inf. */
+#define QUANT_MAX_ABS 1e15f
+
+static bool within_quant_range(const float *x, uint64_t n)
+{
+	for (uint64_t i = 0; i < n; i++)
+		if (!(fabsf(x[i]) <= QUANT_MAX_ABS))
+			return false;
+	return true;
+}
+
 lcp_err lcp_codec_encode(struct lcp_codec_ctx *ctx, const struct lcp_tensor_view *t,
 			 const struct lcp_config *cfg, struct lcp_encoded *out)
 {
@@ -880,6 +893,9 @@ lcp_err lcp_codec_encode(struct lcp_codec_ctx *ctx, const struct lcp_tensor_view
 	bool done = false;
 	if (!finite) {
 		reason = "NaN or Inf in tensor";
+		ntries = 0;
+	} else if (!within_quant_range(x, n)) {
+		reason = "values too large to quantize";
 		ntries = 0;
 	} else if (n == 0) {
 		ntries = 0;

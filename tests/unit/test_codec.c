@@ -327,6 +327,12 @@ Test(codec, nan_and_inf_are_stored_lossless)
 	memcpy(t.bytes + 4 * 123, &v, 4);
 	expect_lossless(&t, &c);
 	free(t.bytes);
+	/* A finite F32 value whose square overflows binary32 goes lossless too. */
+	make_tensor(&t, LCP_DTYPE_F32, 2, dims, 13);
+	v = -7.8e20f;
+	memcpy(t.bytes + 4 * 77, &v, 4);
+	expect_lossless(&t, &c);
+	free(t.bytes);
 	/* An F64 value beyond binary32's range cannot be quantized either. */
 	make_tensor(&t, LCP_DTYPE_F64, 2, dims, 12);
 	double big = 1e300;
