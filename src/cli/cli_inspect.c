@@ -260,7 +260,13 @@ int lcp_cli_verify(int argc, char **argv)
 		}
 		err = lcp_store_open_at(dirfd, base, NULL, &f);
 		close(dirfd);
-		if (err == LCP_ERR_NOENT && access(argv[i], F_OK) == 0) {
+		if (err == LCP_ERR_NOENT && access(argv[i], F_OK) != 0) {
+			/* Missing is an error, but not damage. */
+			fprintf(stderr, "%s: %s\n", argv[i], strerror(errno));
+			status = 1;
+			continue;
+		}
+		if (err == LCP_ERR_NOENT) {
 			char *state = get_xattr(argv[i], XATTR_STATE);
 			bool mounted = state && strcmp(state, "compressed") == 0;
 			lcp_free(state);

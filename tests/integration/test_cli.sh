@@ -145,6 +145,13 @@ flip "$W/packed/.$d.lcpfs" $((ssize / 2))
 "$LCPFS" verify "$W/packed/$d" && bad "verify passed a damaged sidecar"
 "$LCPFS" unpack "$W/packed/$d" "$W/out/damaged" && bad "unpack with a damaged sidecar succeeded"
 
+# A missing path is an error, not damage.
+if out=$("$LCPFS" verify "$W/no-such-file" 2>&1); then
+	bad "verify of a missing file exited 0"
+elif echo "$out" | grep -q DAMAGED; then
+	bad "verify calls a missing file damaged: $out"
+fi
+
 if [ $fail -ne 0 ]; then
 	echo "test_cli: FAILED"
 	exit 1
