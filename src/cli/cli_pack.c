@@ -181,6 +181,12 @@ int lcp_cli_pack(int argc, char **argv)
 		close(in);
 		return 1;
 	}
+	if (lcp_store_is_internal_name(base)) {
+		fprintf(stderr, "lcpfs pack: %s: name reserved for lcpfs's own files\n", dst);
+		close(dirfd);
+		close(in);
+		return 1;
+	}
 	{
 		struct stat dst_st;
 		if (fstatat(dirfd, base, &dst_st, 0) == 0 && dst_st.st_dev == st.st_dev &&

@@ -145,6 +145,11 @@ flip "$W/packed/.$d.lcpfs" $((ssize / 2))
 "$LCPFS" verify "$W/packed/$d" && bad "verify passed a damaged sidecar"
 "$LCPFS" unpack "$W/packed/$d" "$W/out/damaged" && bad "unpack with a damaged sidecar succeeded"
 
+# The store's own names cannot be a destination.
+if "$LCPFS" pack "$W/src/npy_v1_c_f4.npy" "$W/.reserved.lcpfs" 2>/dev/null; then
+	bad "pack accepted a reserved sidecar name as DST"
+fi
+
 # A missing path is an error, not damage.
 if out=$("$LCPFS" verify "$W/no-such-file" 2>&1); then
 	bad "verify of a missing file exited 0"
