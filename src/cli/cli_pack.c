@@ -15,6 +15,7 @@
 
 #include "cli/cli.h"
 #include "common/alloc.h"
+#include "common/io.h"
 #include "lcpfs/config.h"
 #include "lcpfs/store.h"
 #include "store/store_priv.h"
@@ -46,7 +47,7 @@ static int copy_fd(int in, int out)
 		}
 		if (n == 0)
 			break;
-		lcp_err err = lcp_store_write_all(out, buf, (size_t)n);
+		lcp_err err = lcp_write_all(out, buf, (size_t)n);
 		if (err) {
 			rc = err == LCP_ERR_NOSPC ? ENOSPC : EIO;
 			break;
@@ -97,7 +98,7 @@ static int copy_logical(const char *verb, const char *path, int out)
 			size_t got;
 			err = lcp_store_read(f, buf, COPY_STEP, off, &got, &bad);
 			if (err == LCP_OK)
-				err = lcp_store_write_all(out, buf, got);
+				err = lcp_write_all(out, buf, got);
 			off += got;
 		}
 		lcp_free(buf);

@@ -125,15 +125,23 @@ float lcp_qscale(const struct lcp_qparams *p, uint16_t code)
 	return ldexpf(v, -(int)oct);
 }
 
+/* Smallest and largest of x and 0 (a grid always holds zero exactly). */
+static void range_with_zero(const float *x, uint32_t n, float *lo, float *hi)
+{
+	*lo = 0.0f;
+	*hi = 0.0f;
+	for (uint32_t i = 0; i < n; i++) {
+		if (x[i] < *lo)
+			*lo = x[i];
+		if (x[i] > *hi)
+			*hi = x[i];
+	}
+}
+
 static float natural_scale(const float *x, uint32_t n, uint8_t bits, bool symmetric)
 {
-	float lo = 0.0f, hi = 0.0f;
-	for (uint32_t i = 0; i < n; i++) {
-		if (x[i] < lo)
-			lo = x[i];
-		if (x[i] > hi)
-			hi = x[i];
-	}
+	float lo, hi;
+	range_with_zero(x, n, &lo, &hi);
 	float levels = (float)(1u << bits);
 	if (symmetric)
 		return fmaxf(-lo, hi) / (levels * 0.5f);
@@ -245,13 +253,8 @@ float lcp_quant_group(const float *x, uint32_t n, const struct lcp_qparams *p, u
 {
 	int qmax = (1 << p->bits) - 1;
 	int half = 1 << (p->bits - 1);
-	float lo = 0.0f, hi = 0.0f;
-	for (uint32_t i = 0; i < n; i++) {
-		if (x[i] < lo)
-			lo = x[i];
-		if (x[i] > hi)
-			hi = x[i];
-	}
+	float lo, hi;
+	range_with_zero(x, n, &lo, &hi);
 	float nat = natural_scale(x, n, p->bits, p->symmetric);
 	if (nat == 0.0f || p->super == 0.0f)
 		return zero_group(n, p->symmetric ? half : 0, codes, scode, aux);

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "common/alloc.h"
+#include "common/io.h"
 #include "common/le.h"
 
 const char *lcp_format_extension(enum lcp_format f)
@@ -66,22 +67,7 @@ void lcp_reader_from_memory(struct lcp_reader *r, struct lcp_mem_source *src)
 
 static lcp_err fd_read(void *ctx, void *buf, size_t len, uint64_t off)
 {
-	int fd = *(const int *)ctx;
-	uint8_t *p = buf;
-	while (len) {
-		ssize_t n = pread(fd, p, len, (off_t)off);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return LCP_ERR_IO;
-		}
-		if (n == 0)
-			return LCP_ERR_TRUNCATED; /* the file shrank under us */
-		p += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return LCP_OK;
+	return lcp_pread_all(*(const int *)ctx, buf, len, off);
 }
 
 lcp_err lcp_reader_from_fd(struct lcp_reader *r, int *fd)

@@ -689,17 +689,30 @@ int fs_tensor_unlink(int dirfd, const char *name)
 	return err;
 }
 
+/* Opens both directories for a two-directory store call; 0 or an errno. */
+static int open_dir_pair(int olddirfd, int newdirfd, int *a, int *b)
+{
+	int err;
+
+	*a = open_dir(olddirfd);
+	if (*a < 0)
+		return errno;
+	*b = open_dir(newdirfd);
+	if (*b < 0) {
+		err = errno;
+		close(*a);
+		return err;
+	}
+	return 0;
+}
+
 int fs_tensor_rename(int olddirfd, const char *oldname, int newdirfd, const char *newname,
 		     unsigned int flags)
 {
-	int a = open_dir(olddirfd), b = a < 0 ? -1 : open_dir(newdirfd), err;
+	int a, b, err = open_dir_pair(olddirfd, newdirfd, &a, &b);
 
-	if (a < 0 || b < 0) {
-		err = errno;
-		if (a >= 0)
-			close(a);
+	if (err)
 		return err;
-	}
 	errno = 0;
 	lcp_err le = lcp_store_rename_at(a, oldname, b, newname, flags);
 	err = store_errno(le, errno);
@@ -710,14 +723,10 @@ int fs_tensor_rename(int olddirfd, const char *oldname, int newdirfd, const char
 
 int fs_tensor_link(int olddirfd, const char *oldname, int newdirfd, const char *newname)
 {
-	int a = open_dir(olddirfd), b = a < 0 ? -1 : open_dir(newdirfd), err;
+	int a, b, err = open_dir_pair(olddirfd, newdirfd, &a, &b);
 
-	if (a < 0 || b < 0) {
-		err = errno;
-		if (a >= 0)
-			close(a);
+	if (err)
 		return err;
-	}
 	errno = 0;
 	lcp_err le = lcp_store_link_at(a, oldname, b, newname);
 	err = store_errno(le, errno);

@@ -72,7 +72,7 @@ lcp_err lcp_store_open_at(int dirfd, const char *name, struct lcp_chunk_cache *c
 		err = LCP_ERR_IO;
 		goto fail;
 	}
-	ours = S_ISREG(st.st_mode) && lcp_store_pread_all(f->fd, hdr, sizeof hdr, 0) == LCP_OK;
+	ours = S_ISREG(st.st_mode) && lcp_pread_all(f->fd, hdr, sizeof hdr, 0) == LCP_OK;
 	ours = ours && lcp_payload_header_check(hdr, id);
 	err = lcp_store_load_sidecar(dirfd, scname, &f->sc, &f->sidecar_len);
 	if (err == LCP_ERR_NOENT || err == LCP_ERR_IO || err == LCP_ERR_NOMEM)
@@ -142,7 +142,7 @@ static lcp_err decode_chunk(const struct lcp_store_file *f, uint32_t ri, uint32_
 
 	if (!stored)
 		return LCP_ERR_NOMEM;
-	err = lcp_store_pread_all(f->fd, stored, (size_t)c->stored_len, c->payload_off);
+	err = lcp_pread_all(f->fd, stored, (size_t)c->stored_len, c->payload_off);
 	if (err == LCP_ERR_TRUNCATED)
 		err = LCP_ERR_CHECKSUM; /* the payload shrank: damage */
 	if (err)

@@ -95,7 +95,7 @@ lcp_err lcp_store_materialize_at(int dirfd, const char *name)
 		size_t got;
 		err = lcp_store_read(f, buf, step, off, &got, NULL);
 		if (err == LCP_OK)
-			err = lcp_store_write_all(fd, buf, got);
+			err = lcp_write_all(fd, buf, got);
 		off += got;
 	}
 	if (err == LCP_OK && fchown(fd, st.st_uid, st.st_gid) != 0 && errno != EPERM)

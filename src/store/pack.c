@@ -61,7 +61,7 @@ static void refuse(struct lcp_pack_report *rep, const char *fmt, ...)
 
 static lcp_err pwrite_payload(struct packer *p, const void *data, size_t len)
 {
-	lcp_err err = lcp_store_write_all(p->pfd, data, len);
+	lcp_err err = lcp_write_all(p->pfd, data, len);
 	if (err == LCP_OK)
 		p->poff += len;
 	return err;
@@ -89,7 +89,7 @@ static lcp_err pack_exact(struct packer *p, uint32_t ri)
 		size_t len = (size_t)(r->len - b < LCP_EXACT_CHUNK_BYTES ? r->len - b
 									   : LCP_EXACT_CHUNK_BYTES);
 		size_t stored;
-		err = lcp_store_pread_all(p->rawfd, in, len, r->off + b);
+		err = lcp_pread_all(p->rawfd, in, len, r->off + b);
 		if (err)
 			break;
 		lcp_xxh3_stream_update(p->orig, in, len);
@@ -172,7 +172,7 @@ static lcp_err pack_tensor(struct packer *p, uint32_t ri, const struct lcp_confi
 	data = lcp_malloc(r->len ? (size_t)r->len : 1);
 	if (!data)
 		return LCP_ERR_NOMEM;
-	err = lcp_store_pread_all(p->rawfd, data, (size_t)r->len, r->off);
+	err = lcp_pread_all(p->rawfd, data, (size_t)r->len, r->off);
 	if (err)
 		goto out;
 	lcp_xxh3_stream_update(p->orig, data, (size_t)r->len);
@@ -317,7 +317,7 @@ static lcp_err write_temps(struct packer *p, const struct lcp_config *cfg, const
 		else {
 			/* The original CRC bytes still count for provenance. */
 			uint8_t b[4];
-			err = lcp_store_pread_all(p->rawfd, b, 4, r->off);
+			err = lcp_pread_all(p->rawfd, b, 4, r->off);
 			if (err == LCP_OK)
 				lcp_xxh3_stream_update(p->orig, b, 4);
 		}
@@ -353,7 +353,7 @@ static lcp_err write_temps(struct packer *p, const struct lcp_config *cfg, const
 		return errno == ENOSPC || errno == EDQUOT ? LCP_ERR_NOSPC : LCP_ERR_IO;
 	}
 	p->stmp_made = true;
-	err = lcp_store_write_all(sfd, sb.data, sb.len);
+	err = lcp_write_all(sfd, sb.data, sb.len);
 	if (err == LCP_OK)
 		err = fsync_fd(sfd);
 	close(sfd);

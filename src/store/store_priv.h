@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/io.h"
 #include "lcpfs/err.h"
 #include "store/sidecar.h"
 
@@ -23,10 +24,6 @@ lcp_err lcp_store_sidecar_name(const char *name, char *out, size_t out_len);
 lcp_err lcp_store_temp_name(char tag, char *out, size_t out_len);
 /* 16 random bytes. */
 lcp_err lcp_store_random_id(uint8_t id[LCP_FILE_ID_LEN]);
-/* write(2) all of it; ENOSPC and EDQUOT give LCP_ERR_NOSPC, others LCP_ERR_IO. */
-lcp_err lcp_store_write_all(int fd, const void *p, size_t len);
-/* pread(2) all of it; end of file first gives LCP_ERR_TRUNCATED. */
-lcp_err lcp_store_pread_all(int fd, void *p, size_t len, uint64_t off);
 /* Reads and parses sidecar file `scname` in dirfd. LCP_ERR_NOENT when absent.
  * *sc_len receives its size. */
 lcp_err lcp_store_load_sidecar(int dirfd, const char *scname, struct lcp_sidecar *sc,

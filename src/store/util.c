@@ -68,41 +68,6 @@ lcp_err lcp_store_temp_name(char tag, char *out, size_t out_len)
 	return LCP_OK;
 }
 
-lcp_err lcp_store_write_all(int fd, const void *p, size_t len)
-{
-	const uint8_t *b = p;
-	while (len) {
-		ssize_t n = write(fd, b, len);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return errno == ENOSPC || errno == EDQUOT ? LCP_ERR_NOSPC : LCP_ERR_IO;
-		}
-		b += n;
-		len -= (size_t)n;
-	}
-	return LCP_OK;
-}
-
-lcp_err lcp_store_pread_all(int fd, void *p, size_t len, uint64_t off)
-{
-	uint8_t *b = p;
-	while (len) {
-		ssize_t n = pread(fd, b, len, (off_t)off);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return LCP_ERR_IO;
-		}
-		if (n == 0)
-			return LCP_ERR_TRUNCATED;
-		b += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return LCP_OK;
-}
-
 lcp_err lcp_store_load_sidecar(int dirfd, const char *scname, struct lcp_sidecar *sc,
 			       uint64_t *sc_len)
 {
@@ -127,7 +92,7 @@ lcp_err lcp_store_load_sidecar(int dirfd, const char *scname, struct lcp_sidecar
 		close(fd);
 		return LCP_ERR_NOMEM;
 	}
-	err = lcp_store_pread_all(fd, buf, (size_t)st.st_size, 0);
+	err = lcp_pread_all(fd, buf, (size_t)st.st_size, 0);
 	close(fd);
 	if (err == LCP_OK)
 		err = lcp_sidecar_parse(buf, (size_t)st.st_size, sc);
@@ -140,7 +105,7 @@ lcp_err lcp_store_load_sidecar(int dirfd, const char *scname, struct lcp_sidecar
 bool lcp_store_payload_id(int fd, uint8_t id[LCP_FILE_ID_LEN])
 {
 	uint8_t h[LCP_PAYLOAD_HEADER_LEN];
-	if (lcp_store_pread_all(fd, h, sizeof h, 0) != LCP_OK)
+	if (lcp_pread_all(fd, h, sizeof h, 0) != LCP_OK)
 		return false;
 	return lcp_payload_header_check(h, id);
 }
