@@ -15,9 +15,9 @@ mkdir -p "$M"
 cleanup() { umount "$M" 2> /dev/null; rm -rf "$W"; }
 trap cleanup EXIT
 "$PYTHON" tests/tools/make_test_files.py "$W/src" > /dev/null || { echo "make_test_files failed"; exit 1; }
-f="$W/src/faceres_f16.safetensors"
+f="$W/src/stories_f16.safetensors"
 size=$(stat -c %s "$f")
-# Room for the raw file plus 64 KiB: the payload (~1.8 MB) cannot fit.
+# Room for the raw file plus 64 KiB: the payload (~150 KB) cannot fit.
 if ! mount -t tmpfs -o size=$((size + 65536)) tmpfs "$M"; then
 	echo "FAIL: cannot mount a tmpfs (this test needs root)"
 	exit 1

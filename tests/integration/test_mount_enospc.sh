@@ -7,7 +7,7 @@ set -eu
 cd "$(dirname "$0")/../.."
 . tests/integration/fsx/mount_lib.sh
 
-SRC=../shared/data/llama2c-stories260K.safetensors
+SRC=tests/data/llama2c-stories260K.safetensors
 COMMIT_TIMEOUT=120
 TMPFS_SIZE=4m # room for the 1 MiB tensor file and the filler, nothing more
 [ -r "$SRC" ] || fail "missing $SRC"

@@ -11,7 +11,7 @@ set -eu
 cd "$(dirname "$0")/../.."
 . tests/integration/fsx/mount_lib.sh
 
-SRC=../shared/data/llama2c-stories260K.safetensors
+SRC=tests/data/llama2c-stories260K.safetensors
 COMMIT_TIMEOUT=120 # seconds for one small file's compression on a busy 2-core machine
 FLOOR=0.97         # the balanced preset's per-tensor cosine floor (the mount default)
 CHECK="$PYTHON tests/integration/fsx/tensor_check.py"
@@ -47,8 +47,8 @@ if touch "$M/$internal" 2> "$WORK/touch.err"; then fail "creating internal name 
 grep -q 'not permitted' "$WORK/touch.err" || fail "creating $internal: $(cat "$WORK/touch.err"), wanted EPERM"
 say "internal name $internal: hidden from readdir, ENOENT on lookup, EPERM on create"
 xattr_get "$F" user.lcpfs.inspect | "$PYTHON" -c 'import json,sys; r=json.load(sys.stdin); assert r["tensors"], r; print("ok: inspect xattr: %d tensors" % len(r["tensors"]))'
-out=$(timeout 300 "$PYTHON" ../shared/tools/stories260k.py "$F" "$SRC") || fail "stories260k.py on the mounted file"
-echo "ok: stories260k.py: $out"
+out=$(timeout 300 "$PYTHON" tests/tools/llama2c_model.py "$F" "$SRC") || fail "llama2c_model.py on the mounted file"
+echo "ok: llama2c_model.py: $out"
 
 # Same bytes every way and every time.
 REF=$($CHECK reads "$F" 1 300)

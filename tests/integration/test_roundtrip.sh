@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # Formats x real readers: every valid file tests/tools/make_test_files.py
-# builds from ../shared/data (safetensors BF16/F16, GGUF v2/v3, .npy v1-3 in
+# builds from tests/data (safetensors BF16/F16, GGUF v2/v3, .npy v1-3 in
 # C and Fortran order, a torch.save .pt, and edge cases of the TENSOR/EXACT
 # rule: odd sizes, NaN/inf, zeros, F64, 4-D, shared .pt storages and views)
 # goes through `lcpfs pack` and `lcpfs unpack`, and

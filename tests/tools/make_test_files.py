@@ -5,9 +5,9 @@
 Usage (run with /usr/bin/python3, which has numpy and torch):
   make_test_files.py OUTDIR [--data DIR] [--edge-pt]
 
-DIR defaults to ../shared/data relative to the current directory (tests run
+DIR defaults to tests/data relative to the current directory (tests run
 from the repository root). Reads llama2c-stories260K.safetensors and
-human-faceres-deep.safetensors from DIR with the numpy-only reader in
+faceres-subset.safetensors from DIR with the numpy-only reader in
 readers.py and writes into OUTDIR:
 
   stories_bf16.safetensors, stories_f16.safetensors, faceres_f16.safetensors
@@ -163,14 +163,14 @@ def main(argv):
         print(__doc__)
         return 2
     out = argv[0]
-    data = "../shared/data"
+    data = "tests/data"
     edge_pt = "--edge-pt" in argv
     argv = [a for a in argv if a != "--edge-pt"]
     if len(argv) >= 3 and argv[1] == "--data":
         data = argv[2]
     os.makedirs(out, exist_ok=True)
     stories = readers.st_load(os.path.join(data, "llama2c-stories260K.safetensors"))
-    faceres = readers.st_load(os.path.join(data, "human-faceres-deep.safetensors"))
+    faceres = readers.st_load(os.path.join(data, "faceres-subset.safetensors"))
     s32 = {k: v.astype(np.float32) for k, (_, v) in stories.items()}
     f32 = {k: v.astype(np.float32) for k, (_, v) in faceres.items()}
     manifest = []
@@ -260,7 +260,7 @@ def main(argv):
     # zero-length, all-zero and constant tensors, outliers, NaN/inf, non-float
     # dtypes, a rotary table; an odd Fortran-order .npy; with --edge-pt, a
     # .pt with shared storages and views
-    k = f32["feats/kernel"].reshape(-1)  # 262144 real weights
+    k = f32["conv_pw_4/convolution/merged_input"].reshape(-1)  # 32768 real weights
     outl = k[:4096].copy().reshape(64, 64)
     outl[3, 5], outl[40, 2] = 1e4, -3e3
     nonfin = k[4096:12288].copy().reshape(64, 128)

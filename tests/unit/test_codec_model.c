@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Model-level check: every float tensor of the shared stories260K model goes
+ * Model-level check: every float tensor of the vendored stories260K model goes
  * through an 8-bit encode/decode round trip (tensors under min_size stay exact, as the store keeps them); the
  * reconstruction is written as
  * a safetensors file (same header bytes, reconstructed tensor bytes), and the
- * reference numpy implementation must still print llama2.c's expected greedy
+ * project's numpy forward pass (tests/tools/llama2c_model.py) must still print llama2.c's expected greedy
  * text. The default 4-bit preset's perplexity change on the anchors' tensor
  * selection is printed too.
  */
@@ -17,8 +17,8 @@
 
 #include "lcpfs/codec.h"
 
-#define MODEL "../shared/data/llama2c-stories260K.safetensors"
-#define SCRIPT "../shared/tools/stories260k.py"
+#define MODEL "tests/data/llama2c-stories260K.safetensors"
+#define SCRIPT "tests/tools/llama2c_model.py"
 #define PYTHON "/usr/bin/python3"
 /* 8 bits: every float tensor of >= min_size (4096) bytes, RoPE tables and
  * k/v projections included: 36 of the model's 49 tensors. */
@@ -129,8 +129,8 @@ static json_t *run_model(const uint8_t *file, size_t len, const char *ref)
 
 Test(codec_model, stories260k_8bit_keeps_greedy_text, .timeout = 60)
 {
-	if (access(MODEL, R_OK) != 0 || access(SCRIPT, R_OK) != 0 || access(PYTHON, X_OK) != 0)
-		cr_skip_test("shared model, script or %s missing", PYTHON);
+	cr_assert(access(MODEL, R_OK) == 0 && access(SCRIPT, R_OK) == 0 && access(PYTHON, X_OK) == 0,
+		  "%s, %s or %s missing (tests run from the repository root)", MODEL, SCRIPT, PYTHON);
 	size_t len = 0;
 	uint8_t *orig = read_file(MODEL, &len);
 	cr_assert_not_null(orig);
@@ -143,8 +143,10 @@ Test(codec_model, stories260k_8bit_keeps_greedy_text, .timeout = 60)
 	json_t *j = run_model(file, len, MODEL);
 	json_t *match = json_object_get(j, "greedy_matches_expected");
 	cr_assert(json_is_true(match), "greedy text changed at 8 bits");
-	printf("stories260K 8-bit: ppl %.5f (%+.3f%%)\n", json_real_value(json_object_get(j, "ppl")),
-	       json_real_value(json_object_get(j, "ppl_delta_pct")));
+	printf("stories260K 8-bit: ppl %.5f (%+.3f%%), kld %.5f, top1 %.4f\n",
+	       json_real_value(json_object_get(j, "ppl")),
+	       json_real_value(json_object_get(j, "ppl_delta_pct")),
+	       json_real_value(json_object_get(j, "kld")), json_real_value(json_object_get(j, "top1")));
 	json_decref(j);
 
 	/* The default preset: informational (the target, <= 5%, is the benchmark's). */
@@ -152,9 +154,10 @@ Test(codec_model, stories260k_8bit_keeps_greedy_text, .timeout = 60)
 	struct lcp_config q4 = {4, 32, 64, true, 4096, 1ull << 30, 0.97f};
 	round_trip_model(file, len, &q4, ANCHOR_MIN_ELEMS, MIN_TENSORS_4BIT);
 	j = run_model(file, len, MODEL);
-	printf("stories260K default 4-bit: ppl %.5f (%+.3f%%), greedy prefix %lld\n",
+	printf("stories260K default 4-bit: ppl %.5f (%+.3f%%), kld %.5f, top1 %.4f, greedy prefix %lld\n",
 	       json_real_value(json_object_get(j, "ppl")),
 	       json_real_value(json_object_get(j, "ppl_delta_pct")),
+	       json_real_value(json_object_get(j, "kld")), json_real_value(json_object_get(j, "top1")),
 	       (long long)json_integer_value(json_object_get(j, "greedy_prefix")));
 	json_decref(j);
 	free(file);

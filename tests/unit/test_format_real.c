@@ -3,7 +3,7 @@
  * Real files: tests/tools/make_test_files.py writes safetensors (BF16, F16),
  * GGUF v2/v3 (F32, F16, BF16, Q8_0; alignment 32 and 64), .npy v1-v3 in C
  * and Fortran order, a torch.save .pt and malformed variants from the
- * arrays in ../shared/data, with a manifest of what independent readers
+ * arrays in tests/data, with a manifest of what independent readers
  * (tests/tools/readers.py: numpy, torch, a GGUF reader from the spec) see in
  * each. Here every file goes through lcp_format_parse and each region is
  * checked against that view: names, shapes, offsets, lengths, which tensors
@@ -19,7 +19,7 @@
 
 #include "test_format_helpers.h"
 
-#define DATA_FILE "../shared/data/llama2c-stories260K.safetensors"
+#define DATA_FILE "tests/data/llama2c-stories260K.safetensors"
 /* The min_size the checks use: stories260K's 32x64 matrices are 8 KiB in
  * F32 (kept as tensors) and 4 KiB in F16/BF16 (kept exact), so both sides of
  * the rule are exercised. */
@@ -110,8 +110,8 @@ static void check_valid(const char *path, const char *format, json_t *desc, int 
 
 Test(format_real, files_match_independent_readers, .timeout = 120)
 {
-	if (access(DATA_FILE, R_OK) != 0)
-		cr_skip_test("%s is missing (tests run from the repository root)", DATA_FILE);
+	cr_assert_eq(access(DATA_FILE, R_OK), 0, "%s is missing (tests run from the repository root)",
+		     DATA_FILE);
 	const char *py = getenv("PYTHON") ? getenv("PYTHON") : "/usr/bin/python3";
 	char dir[] = "/tmp/lcpfs-format-real-XXXXXX";
 	cr_assert_not_null(mkdtemp(dir));
