@@ -55,20 +55,21 @@ static lcp_err report_from_json(const char *text, struct lcp_file_report *r)
 {
 	static const char *const encs[] = {"q4", "q8", "lossless", "exact"};
 	json_t *o = json_loads(text, 0, NULL), *ts;
-	size_t i;
+	size_t i, n;
 	memset(r, 0, sizeof *r);
 	if (!o)
 		return LCP_ERR_FORMAT;
 	r->format = format_by_name(json_string_value(json_object_get(o, "format")));
 	r->logical_size = (uint64_t)json_integer_value(json_object_get(o, "logical_size"));
 	r->stored_size = (uint64_t)json_integer_value(json_object_get(o, "stored_size"));
-	ts = json_object_get(o, "tensors");
-	r->tensors = lcp_calloc(json_array_size(ts) + 1, sizeof *r->tensors);
+	ts = json_object_get(o, "tensors"); /* borrowed: lives as long as o */
+	n = json_array_size(ts);
+	r->tensors = lcp_calloc(n + 1, sizeof *r->tensors);
 	if (!r->tensors) {
 		json_decref(o);
 		return LCP_ERR_NOMEM;
 	}
-	for (i = 0; i < json_array_size(ts); i++) {
+	for (i = 0; i < n; i++) {
 		json_t *t = json_array_get(ts, i), *shape = json_object_get(t, "shape");
 		struct lcp_tensor_report *tr = &r->tensors[i];
 		const char *nm = json_string_value(json_object_get(t, "name"));
@@ -96,7 +97,7 @@ static lcp_err report_from_json(const char *text, struct lcp_file_report *r)
 		tr->cosine = json_number_value(json_object_get(t, "cosine"));
 	}
 	json_decref(o);
-	return i == json_array_size(ts) ? LCP_OK : LCP_ERR_NOMEM;
+	return i == n ? LCP_OK : LCP_ERR_NOMEM;
 }
 
 static void print_report(const char *path, const char *state, const struct lcp_file_report *r,
