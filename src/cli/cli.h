@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Offline verbs of the lcpfs command (pack, unpack, inspect, verify, recover). */
+/* Offline verbs of the lcpfs command (pack, unpack, inspect, verify, recover, stats). */
 #ifndef LCPFS_CLI_CLI_H
 #define LCPFS_CLI_CLI_H
 
@@ -22,6 +22,11 @@ int lcp_cli_unpack(int argc, char **argv);
 int lcp_cli_inspect(int argc, char **argv);
 int lcp_cli_verify(int argc, char **argv);
 int lcp_cli_recover(int argc, char **argv);
+int lcp_cli_stats(int argc, char **argv);
+
+/* The mark a mount leaves on a raw backing file whose compression it
+ * refused: the reason, kept across remounts (lcpfs(5)). */
+#define LCP_CLI_REFUSED_XATTR "user.lcpfs.refused"
 
 /* Opens the directory holding path and points *base at its last component
  * (inside path or a static "."). Returns a directory fd or -1 (errno set). */

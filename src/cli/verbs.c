@@ -19,6 +19,7 @@ static int run_help(int argc, char **argv)
 	       "       lcpfs inspect [--json] PATH       format, sizes, ratio and per-tensor quality\n"
 	       "       lcpfs verify PATH...              check every checksum; exit 1 on damage\n"
 	       "       lcpfs recover DIR...              clean up after a crash (what a mount does)\n"
+	       "       lcpfs stats [--json] PATH...      files by state, format and preset; bytes saved\n"
 	       "       lcpfs --help | --version\n"
 	       "OPTIONS: preset=aggressive|balanced|quality, bits=4|8, rank=N, group=N, asym, sym,\n"
 	       "         quality=F, min_size=N[k|M|G]\n");
@@ -35,7 +36,7 @@ static int run_version(int argc, char **argv)
 
 static const struct lcp_cli_verb verbs[] = {
 	{"pack", lcp_cli_pack},       {"unpack", lcp_cli_unpack}, {"inspect", lcp_cli_inspect},
-	{"verify", lcp_cli_verify},   {"recover", lcp_cli_recover},   {"--help", run_help},       {"-h", run_help},
+	{"verify", lcp_cli_verify},   {"recover", lcp_cli_recover},   {"stats", lcp_cli_stats},   {"--help", run_help},       {"-h", run_help},
 	{"--version", run_version},
 };
 

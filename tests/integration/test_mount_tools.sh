@@ -3,7 +3,8 @@
 # The offline tool on paths inside a real mount, where sidecars are hidden
 # and the daemon answers through user.lcpfs.* xattrs: `lcpfs inspect`
 # (human and --json) lists every tensor of a compressed file with its
-# encoding, and a raw one as raw.
+# encoding, and a raw one as raw; `lcpfs stats` on the mount, on files in it
+# and on its backing directory agrees with stat and du.
 set -eu
 cd "$(dirname "$0")/../.."
 . tests/integration/fsx/mount_lib.sh
@@ -57,5 +58,85 @@ printf 'plain text\n' > "$M/notes.txt"
 grep -q '^  state: *raw$' "$WORK/raw.txt" || fail "inspect of a raw file: $(cat "$WORK/raw.txt")"
 say "inspect of a raw file on a mount path"
 
+# stats: a tree with every state a settled mount shows. Expected counts
+# come from what was copied in; byte totals from stat and du of the same
+# files, through the mount (logical, allocated as the mount reports it) and
+# on the backing (stored: payloads, sidecars and raw files; allocated).
+mkdir "$M/sub"
+cp tests/data/faceres-subset.safetensors "$M/sub/cnn.safetensors"
+cp "$SRC" "$M/sub/copy.safetensors"
+head -c 5000 "$SRC" > "$M/sub/truncated.safetensors" # header promises more data: refused
+wait_state "$M/sub/cnn.safetensors" compressed
+wait_state "$M/sub/copy.safetensors" compressed
+wait_state "$M/sub/truncated.safetensors" refused
+REASON=$(xattr_get "$M/sub/truncated.safetensors" user.lcpfs.reason)
+# sum_sizes FILE...: apparent sizes by stat; du_apparent / du_alloc: du's totals.
+sum_sizes() { stat -c %s "$@" | awk '{ s += $1 } END { print s }'; }
+du_apparent() { du -cb "$@" | tail -n 1 | cut -f1; }
+du_alloc() { du -cB1 "$@" | tail -n 1 | cut -f1; }
+mapfile -t mfiles < <(find "$M" -type f)
+mapfile -t bfiles < <(find "$B" -type f)
+[ "${#mfiles[@]}" = 5 ] || fail "expected 5 files in the mount, found ${#mfiles[@]}"
+LOGICAL=$(sum_sizes "${mfiles[@]}")
+[ "$LOGICAL" = "$(du_apparent "${mfiles[@]}")" ] || fail "stat and du --apparent-size disagree on the mount"
+STORED=$(sum_sizes "${bfiles[@]}")
+M_ALLOC=$(du_alloc "${mfiles[@]}")
+B_ALLOC=$(du_alloc "${bfiles[@]}")
+# check_stats JSON WHERE ALLOC PRESET: totals, per state, per preset, the reason.
+check_stats() {
+	"$PYTHON" - "$@" "$LOGICAL" "$STORED" "$REASON" <<'PY'
+import json, sys
+doc, where, alloc, preset, logical, stored, reason = sys.argv[1:]
+r = json.loads(doc)
+def eq(what, got, want):
+    assert got == want, "%s: %s is %r, expected %r" % (where, what, got, want)
+eq("files", r["files"], 5)
+eq("errors", r["errors"], 0)
+eq("logical_bytes", r["logical_bytes"], int(logical))
+eq("stored_bytes", r["stored_bytes"], int(stored))
+eq("saved_bytes", r["saved_bytes"], int(logical) - int(stored))
+eq("disk_bytes", r["disk_bytes"], int(alloc))
+eq("states", {k: v["files"] for k, v in r["by_state"].items()},
+   {"compressed": 3, "refused": 1, "raw": 1})
+for table in ("by_state", "by_format", "by_preset"):
+    parts = r[table].values()
+    if table != "by_preset":
+        eq(table + " logical sum", sum(v["logical_bytes"] for v in parts), int(logical))
+        eq(table + " stored sum", sum(v["stored_bytes"] for v in parts), int(stored))
+eq("formats", {k: v["files"] for k, v in r["by_format"].items()}, {"safetensors": 4, "other": 1})
+eq("presets", {k: v["files"] for k, v in r["by_preset"].items()}, {preset: 3})
+eq("compressed stored < logical", r["by_state"]["compressed"]["stored_bytes"] <
+   r["by_state"]["compressed"]["logical_bytes"], True)
+eq("reasons", [(x["state"], x["reason"], x["files"]) for x in r["reasons"]], [("refused", reason, 1)])
+print("%s: %d files, %d -> %d bytes, disk %d" % (where, r["files"], r["logical_bytes"],
+                                                 r["stored_bytes"], r["disk_bytes"]))
+PY
+}
+out=$("$LCPFS" stats --json "$M") || fail "stats --json on the mount: exit $?"
+check_stats "$out" mount "$M_ALLOC" "(not shown by the mount)" || fail "stats on the mount"
+"$LCPFS" stats "$M" > "$WORK/stats.txt" || fail "stats on the mount (human)"
+grep -Eq '^compressed +3 ' "$WORK/stats.txt" || fail "human stats: $(cat "$WORK/stats.txt")"
+grep -Eq '^total +5 ' "$WORK/stats.txt" || fail "human stats: no total row"
+say "stats on the mount: totals equal stat and du of the same files"
+out=$("$LCPFS" stats --json "$M/model.safetensors" "$M/notes.txt") || fail "stats on two files"
+"$PYTHON" -c 'import json, sys
+r = json.loads(sys.argv[1])
+assert r["files"] == 2 and r["logical_bytes"] == int(sys.argv[2]), r' "$out" \
+	"$(sum_sizes "$M/model.safetensors" "$M/notes.txt")" || fail "stats on two files: $out"
+say "stats on files given by name"
 unmount_fs "$M" "$DAEMON_PID" || fail "unmount"
+
+# The backing directory, read through the store: the same totals, and the
+# configuration each file was compressed with. A hard link counts once, as
+# in du.
+out=$("$LCPFS" stats --json "$B") || fail "stats --json on the backing: exit $?"
+check_stats "$out" backing "$B_ALLOC" balanced || fail "stats on the backing"
+ln "$B/notes.txt" "$B/notes.link"
+out=$("$LCPFS" stats --json "$B") || fail "stats with a hard link"
+check_stats "$out" "backing with a hard link" "$(du -cB1 $(find "$B" -type f) | tail -n 1 | cut -f1)" \
+	balanced || fail "stats counted a hard link twice"
+say "stats on the backing: same totals, preset balanced, hard link counted once"
+if "$LCPFS" stats "$WORK/nonexistent" > /dev/null 2> "$WORK/err"; then fail "stats of a missing path succeeded"; fi
+grep -q 'No such file' "$WORK/err" || fail "stats of a missing path: $(cat "$WORK/err")"
+say "stats of a missing path: exit 1 with the error"
 echo "mount tools: all checks passed"
