@@ -6,10 +6,12 @@
 #           and lossless coding) zlib1g-dev (zip CRC-32)
 #   run:    fuse3 (fusermount3, mount.fuse3)
 #   test:   libcriterion-dev, python3-numpy and python3-torch (real readers),
-#           attr (getfattr), util-linux, e2fsprogs
+#           attr (getfattr), util-linux, e2fsprogs, librsvg2-bin
+#           (rsvg-convert renders `lcpfs inspect --svg` pictures)
 set -eu
 PKGS="gcc make pkg-config libfuse3-dev fuse3 libopenblas-dev liblapacke-dev libxxhash-dev
-libjansson-dev libzstd-dev zlib1g-dev libcriterion-dev python3-numpy python3-torch attr"
+libjansson-dev libzstd-dev zlib1g-dev libcriterion-dev python3-numpy python3-torch attr
+librsvg2-bin"
 SUDO=
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
 export DEBIAN_FRONTEND=noninteractive

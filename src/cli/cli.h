@@ -4,7 +4,9 @@
 #define LCPFS_CLI_CLI_H
 
 #include <stdbool.h>
+#include <stdio.h>
 
+#include "lcpfs/store.h"
 #include "lcpfs/version.h"
 
 struct lcp_cli_verb {
@@ -27,6 +29,12 @@ int lcp_cli_stats(int argc, char **argv);
 /* The mark a mount leaves on a raw backing file whose compression it
  * refused: the reason, kept across remounts (lcpfs(5)). */
 #define LCP_CLI_REFUSED_XATTR "user.lcpfs.refused"
+
+/* Writes r as a self-contained SVG picture to f (cli_svg.c): per tensor the
+ * encoding, bits per weight and SQNR; path and state head it. Returns 0, or
+ * -1 on no memory or a write error (f is left open either way). */
+int lcp_cli_write_svg(FILE *f, const char *path, const char *state,
+		      const struct lcp_file_report *r);
 
 /* Opens the directory holding path and points *base at its last component
  * (inside path or a static "."). Returns a directory fd or -1 (errno set). */

@@ -3,7 +3,8 @@
  * `lcpfs inspect`, `lcpfs verify` and `lcpfs recover`. inspect reads the sidecar beside PATH;
  * on a path inside a mount (where sidecars are hidden) it reads the JSON
  * report the daemon exposes as xattr "user.lcpfs.inspect" (the same
- * lcp_store_report_json text) and the state from "user.lcpfs.state".
+ * lcp_store_report_json text) and the state from "user.lcpfs.state". It
+ * prints a table, the JSON (--json) and/or writes a picture (--svg FILE).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -140,10 +141,31 @@ static void print_report(const char *path, const char *state, const struct lcp_f
 	}
 }
 
+/* Writes the picture to out ("-": standard output). 0, or 1 after printing why. */
+static int write_svg(const char *out, const char *path, const char *state,
+		     const struct lcp_file_report *r)
+{
+	FILE *f = strcmp(out, "-") == 0 ? stdout : fopen(out, "w");
+	int rc;
+
+	if (!f) {
+		fprintf(stderr, "lcpfs inspect: %s: %s\n", out, strerror(errno));
+		return 1;
+	}
+	rc = lcp_cli_write_svg(f, path, state, r);
+	if (f != stdout && fclose(f) != 0)
+		rc = -1;
+	else if (f == stdout && fflush(f) != 0)
+		rc = -1;
+	if (rc)
+		fprintf(stderr, "lcpfs inspect: %s: cannot write the picture\n", out);
+	return rc ? 1 : 0;
+}
+
 int lcp_cli_inspect(int argc, char **argv)
 {
 	bool json = false;
-	const char *path, *base;
+	const char *path, *base, *svg = NULL;
 	char dirbuf[4096];
 	struct lcp_file_report r;
 	struct lcp_store_file *f = NULL;
@@ -154,12 +176,18 @@ int lcp_cli_inspect(int argc, char **argv)
 	char *xstate = NULL, *text = NULL;
 
 	memset(&r, 0, sizeof r);
-	if (i < argc && strcmp(argv[i], "--json") == 0) {
-		json = true;
-		i++;
+	for (; i < argc && argv[i][0] == '-' && argv[i][1]; i++) {
+		if (strcmp(argv[i], "--json") == 0) {
+			json = true;
+		} else if (strcmp(argv[i], "--svg") == 0 && i + 1 < argc) {
+			svg = argv[++i];
+		} else {
+			i = argc; /* usage */
+			break;
+		}
 	}
 	if (argc - i != 1) {
-		fprintf(stderr, "usage: lcpfs inspect [--json] PATH\n");
+		fprintf(stderr, "usage: lcpfs inspect [--json] [--svg OUT.svg] PATH\n");
 		return 2;
 	}
 	path = argv[i];
@@ -177,7 +205,7 @@ int lcp_cli_inspect(int argc, char **argv)
 		/* Inside a mount: the daemon's report. */
 		xstate = get_xattr(path, XATTR_STATE);
 		state = xstate ? xstate : "compressed";
-		err = json ? LCP_OK : report_from_json(text, &r);
+		err = json && !svg ? LCP_OK : report_from_json(text, &r);
 	} else if (err == LCP_ERR_NOENT) {
 		xstate = get_xattr(path, XATTR_STATE);
 		state = xstate ? xstate : "raw";
@@ -190,21 +218,21 @@ int lcp_cli_inspect(int argc, char **argv)
 		lcp_free(xstate);
 		return 1;
 	}
+	int rc = 0;
+	if (svg && write_svg(svg, path, state, &r) != 0)
+		rc = 1;
 	if (json) {
-		if (!text && lcp_store_report_json(&r, &text) != LCP_OK) {
-			lcp_file_report_free(&r);
-			lcp_free(xstate);
-			return 1;
-		}
-		printf("%s\n", text);
-		lcp_file_report_free(&r);
-	} else {
+		if (!text && lcp_store_report_json(&r, &text) != LCP_OK)
+			rc = 1;
+		else
+			printf("%s\n", text);
+	} else if (!svg) {
 		print_report(path, state, &r, have_config);
-		lcp_file_report_free(&r);
 	}
+	lcp_file_report_free(&r);
 	lcp_free(text);
 	lcp_free(xstate);
-	return 0;
+	return rc;
 }
 
 /* Inside a mount the daemon checks every chunk as it decodes it: reading

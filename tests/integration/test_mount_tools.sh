@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: Apache-2.0
 # The offline tool on paths inside a real mount, where sidecars are hidden
 # and the daemon answers through user.lcpfs.* xattrs: `lcpfs inspect`
-# (human and --json) lists every tensor of a compressed file with its
+# (human, --json and --svg) lists every tensor of a compressed file with its
 # encoding, and a raw one as raw; `lcpfs stats` on the mount, on files in it
 # and on its backing directory agrees with stat and du.
 set -eu
@@ -51,6 +51,12 @@ r = json.load(sys.stdin)
 print("\n".join(sorted(t["name"] for t in r["tensors"])))' > "$WORK/json_names" || fail "inspect --json on a mount path"
 cmp -s "$WORK/names" "$WORK/json_names" || fail "inspect --json lists other tensors"
 say "inspect --json on a mount path"
+"$LCPFS" inspect --svg "$WORK/m.svg" "$F" || fail "inspect --svg on a mount path: exit $?"
+while read -r name; do
+	grep -qF ">$name" "$WORK/m.svg" || fail "inspect --svg on a mount path: $name missing"
+done < "$WORK/names"
+rsvg-convert -o "$WORK/m.png" "$WORK/m.svg" || fail "rsvg-convert of the mount's picture"
+say "inspect --svg on a mount path: every tensor drawn"
 
 # A raw (non-tensor) file through the mount.
 printf 'plain text\n' > "$M/notes.txt"
