@@ -14,8 +14,13 @@ struct lcp_cli_verb {
 	int (*run)(int argc, char **argv); /* argv[0] is the verb; returns exit status */
 };
 
-/* The verb called name, or NULL. Also answers "--help", "-h", "--version". */
+/* The verb called name ("pack", "stats", ...), or NULL. */
 const struct lcp_cli_verb *lcp_cli_find_verb(const char *name);
+
+/* The offline verbs' part of `lcpfs --help` (the mount usage comes first,
+ * from the daemon), and the `lcpfs --version` line. */
+void lcp_cli_print_verbs(FILE *to);
+void lcp_cli_print_version(FILE *to);
 
 /* Verbs (argv[0] is the verb name). Exit status 0 ok, 1 failure/damage,
  * 2 usage error. */

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The verb table, --help, --version and shared path helpers of the tool. */
+/* The verb table, the help and version texts, and path helpers shared by the verbs. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stddef.h>
@@ -9,36 +9,31 @@
 
 #include "cli/cli.h"
 
-static int run_help(int argc, char **argv)
+void lcp_cli_print_verbs(FILE *to)
 {
-	(void)argc;
-	(void)argv;
-	printf("usage: lcpfs BACKING MOUNTPOINT [-o OPTIONS] [-f] [-d]   mount (see lcpfs(1))\n"
-	       "       lcpfs pack [-o OPTIONS] SRC DST   store SRC at DST compressed (payload + sidecar)\n"
-	       "       lcpfs unpack SRC DST              write the reconstructed bytes of SRC to DST\n"
-	       "       lcpfs inspect [--json] [--svg OUT.svg] PATH\n"
-	       "                                         format, sizes, ratio and per-tensor quality\n"
-	       "       lcpfs verify PATH...              check every checksum; exit 1 on damage\n"
-	       "       lcpfs recover DIR...              clean up after a crash (what a mount does)\n"
-	       "       lcpfs stats [--json] PATH...      files by state, format and preset; bytes saved\n"
-	       "       lcpfs --help | --version\n"
-	       "OPTIONS: preset=aggressive|balanced|quality, bits=4|8, rank=N, group=N, asym, sym,\n"
-	       "         quality=F, min_size=N[k|M|G]\n");
-	return 0;
+	fprintf(to,
+		"\n"
+		"Offline verbs, on the same on-disk representation (no mount needed):\n"
+		"    lcpfs pack [-o OPTIONS] SRC DST   store SRC at DST compressed (payload + sidecar);\n"
+		"                                      OPTIONS: the compression options above\n"
+		"    lcpfs unpack SRC DST              write the reconstructed bytes of SRC to DST\n"
+		"    lcpfs inspect [--json] [--svg OUT.svg] PATH\n"
+		"                                      format, sizes, ratio and per-tensor quality\n"
+		"    lcpfs verify PATH...              check every checksum; exit 1 on damage\n"
+		"    lcpfs recover DIR...              clean up after a crash (what a mount does)\n"
+		"    lcpfs stats [--json] PATH...      files by state, format and preset; bytes saved\n"
+		"    lcpfs -h | --help | -V | --version\n"
+		"See lcpfs(1) and lcpfs(5).\n");
 }
 
-static int run_version(int argc, char **argv)
+void lcp_cli_print_version(FILE *to)
 {
-	(void)argc;
-	(void)argv;
-	printf("lcpfs %s (container format 1)\n", LCPFS_VERSION_STRING);
-	return 0;
+	fprintf(to, "lcpfs %s (container format 1)\n", LCPFS_VERSION_STRING);
 }
 
 static const struct lcp_cli_verb verbs[] = {
-	{"pack", lcp_cli_pack},       {"unpack", lcp_cli_unpack}, {"inspect", lcp_cli_inspect},
-	{"verify", lcp_cli_verify},   {"recover", lcp_cli_recover},   {"stats", lcp_cli_stats},   {"--help", run_help},       {"-h", run_help},
-	{"--version", run_version},
+	{"pack", lcp_cli_pack},       {"unpack", lcp_cli_unpack},   {"inspect", lcp_cli_inspect},
+	{"verify", lcp_cli_verify},   {"recover", lcp_cli_recover}, {"stats", lcp_cli_stats},
 };
 
 const struct lcp_cli_verb *lcp_cli_find_verb(const char *name)
