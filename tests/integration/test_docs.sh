@@ -12,19 +12,17 @@ cd "$(dirname "$0")/../.."
 . tests/integration/fsx/mount_lib.sh
 
 SRC=tests/data/llama2c-stories260K.safetensors
-COMMIT_TIMEOUT=120
 CHECK="$PYTHON tests/tools/docs_check.py"
 
 # What a mount lists: a raw file, a compressed one and a refused one.
 B=$WORK/backing M=$WORK/mnt
 mkdir -p "$B" "$M"
 mount_fs "$B" "$M"
-state_is() { [ "$(xattr_get "$1" user.lcpfs.state 2>/dev/null)" = "$2" ]; }
 printf 'notes\n' > "$M/notes.txt"
 cp "$SRC" "$M/model.safetensors"
 head -c 5000 "$SRC" > "$M/truncated.safetensors"
-poll "$COMMIT_TIMEOUT" state_is "$M/model.safetensors" compressed || fail "model not compressed"
-poll "$COMMIT_TIMEOUT" state_is "$M/truncated.safetensors" refused || fail "truncated file not refused"
+wait_state "$M/model.safetensors" compressed
+wait_state "$M/truncated.safetensors" refused
 "$PYTHON" - "$M" > "$WORK/xattrs" <<'PY'
 import os, sys
 names = set()

@@ -22,7 +22,6 @@ fi
 . tests/integration/fsx/mount_lib.sh
 
 SRC=tests/data/llama2c-stories260K.safetensors
-COMMIT_TIMEOUT=120
 OTHER_UID=65534 # nobody
 [ -r "$SRC" ] || fail "missing $SRC"
 command -v mount.fuse3 > /dev/null || fail "mount.fuse3 is missing (Debian package fuse3)"
@@ -57,10 +56,8 @@ read -r src _ type mopts _ < <(grep " $M " /proc/self/mounts)
 case ",$mopts," in *,allow_other,*) ;; *) fail "allow_other not applied: $mopts" ;; esac
 say "mount -T FSTAB: $src on $M type $type ($mopts), daemon $DAEMON_PID"
 
-state_is() { [ "$(xattr_get "$1" user.lcpfs.state 2>/dev/null)" = "$2" ]; }
 cp "$SRC" "$M/model.safetensors"
-poll "$COMMIT_TIMEOUT" state_is "$M/model.safetensors" compressed ||
-	fail "state $(xattr_get "$M/model.safetensors" user.lcpfs.state)"
+wait_state "$M/model.safetensors" compressed
 encodings=$(xattr_get "$M/model.safetensors" user.lcpfs.inspect | "$PYTHON" -c 'import json,sys
 print(" ".join(sorted({t["encoding"] for t in json.load(sys.stdin)["tensors"]})))')
 [ "$encodings" = "exact q8" ] || fail "preset=quality from fstab not applied: encodings '$encodings'"

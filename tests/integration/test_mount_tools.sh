@@ -10,17 +10,11 @@ cd "$(dirname "$0")/../.."
 . tests/integration/fsx/mount_lib.sh
 
 SRC=tests/data/llama2c-stories260K.safetensors
-COMMIT_TIMEOUT=120 # seconds for one small file's compression on a busy 2-core machine
 [ -r "$SRC" ] || fail "missing $SRC"
 
 B=$WORK/backing M=$WORK/mnt
 mkdir -p "$B" "$M"
 mount_fs "$B" "$M"
-state_is() { [ "$(xattr_get "$1" user.lcpfs.state 2>/dev/null)" = "$2" ]; }
-wait_state() {
-	poll "$COMMIT_TIMEOUT" state_is "$1" "$2" ||
-		fail "$1: state $(xattr_get "$1" user.lcpfs.state) (reason: $(xattr_get "$1" user.lcpfs.reason 2>/dev/null)), wanted $2"
-}
 # The tensor names as an independent reader sees them, one per line.
 tensor_names() {
 	"$PYTHON" -c 'import json,struct,sys

@@ -2,7 +2,7 @@
 # Shared helpers for the tests/integration/test_mount*.sh scripts (sourced):
 # skip when /dev/fuse is absent, mount under mktemp -d with the daemon in the
 # foreground (so its pid is ours), unmount and clean up in an EXIT trap, and
-# poll with deadlines instead of sleeping.
+# poll with deadlines instead of sleeping; wait for a file's user.lcpfs.state.
 
 : "${LCPFS:=build/lcpfs}"
 : "${PYTHON:=/usr/bin/python3}"
@@ -89,4 +89,16 @@ trap cleanup EXIT
 # xattr_get PATH NAME: prints the value (fails when absent).
 xattr_get() {
 	"$PYTHON" -c 'import os,sys; sys.stdout.write(os.getxattr(sys.argv[1], sys.argv[2]).decode())' "$1" "$2"
+}
+
+# state_is PATH STATE: user.lcpfs.state of PATH is STATE.
+state_is() {
+	[ "$(xattr_get "$1" user.lcpfs.state 2>/dev/null)" = "$2" ]
+}
+
+# wait_state PATH STATE: polls up to COMMIT_TIMEOUT seconds (default 120: one
+# small file's compression on a busy 2-core machine), else fails.
+wait_state() {
+	poll "${COMMIT_TIMEOUT:-120}" state_is "$1" "$2" ||
+		fail "$1: state $(xattr_get "$1" user.lcpfs.state) (reason: $(xattr_get "$1" user.lcpfs.reason 2>/dev/null)), wanted $2"
 }
