@@ -478,6 +478,13 @@ static void print_row(const char *key, int keyw, uint64_t files, uint64_t logica
 	       logical >= stored ? sv + 1 : sv);
 }
 
+/* qsort of a table; an empty one may have v NULL, which qsort must not get. */
+static void sort_tallies(struct tallies *t, int (*order)(const void *, const void *))
+{
+	if (t->n)
+		qsort(t->v, t->n, sizeof *t->v, order);
+}
+
 static int by_logical_desc(const void *a, const void *b)
 {
 	const struct tally *x = a, *y = b;
@@ -516,7 +523,7 @@ static void print_section(const char *title, struct tallies *t, int (*order)(con
 	int keyw = (int)strlen(title);
 	if (!t->n)
 		return;
-	qsort(t->v, t->n, sizeof *t->v, order);
+	sort_tallies(t, order);
 	for (size_t i = 0; i < t->n; i++)
 		if ((int)strlen(t->v[i].key) > keyw)
 			keyw = (int)strlen(t->v[i].key);
@@ -535,7 +542,7 @@ static void print_human(struct stats *s)
 
 	printf("%-*s %8s %11s %11s %8s %11s\n", keyw, "state", "files", "logical", "stored", "ratio",
 	       "saved");
-	qsort(s->states.v, s->states.n, sizeof *s->states.v, by_state);
+	sort_tallies(&s->states, by_state);
 	for (size_t i = 0; i < s->states.n; i++)
 		print_row(s->states.v[i].key, keyw, s->states.v[i].files, s->states.v[i].logical,
 			  s->states.v[i].stored);
@@ -543,7 +550,7 @@ static void print_human(struct stats *s)
 	print_section("format", &s->formats, by_logical_desc);
 	print_section("preset (compressed files)", &s->presets, by_logical_desc);
 	if (s->reasons.n) {
-		qsort(s->reasons.v, s->reasons.n, sizeof *s->reasons.v, by_files_desc);
+		sort_tallies(&s->reasons, by_files_desc);
 		printf("\n%-10s %8s %11s  %s\n", "state", "files", "logical", "reason");
 		for (size_t i = 0; i < s->reasons.n && i < REASONS_SHOWN; i++)
 			printf("%-10s %8llu %11s  %s\n", s->reasons.v[i].state,
@@ -588,7 +595,7 @@ static int print_json(struct stats *s)
 	json_t *reasons = json_array(), *o;
 	char *text;
 
-	qsort(s->reasons.v, s->reasons.n, sizeof *s->reasons.v, by_files_desc);
+	sort_tallies(&s->reasons, by_files_desc);
 	for (size_t i = 0; reasons && i < s->reasons.n; i++) {
 		json_t *r = json_pack("{s:s,s:s,s:I,s:I}", "reason", s->reasons.v[i].key, "state",
 				      s->reasons.v[i].state, "files", (json_int_t)s->reasons.v[i].files,
