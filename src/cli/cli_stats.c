@@ -280,11 +280,16 @@ static int facts_from_store(struct stats *s, int dirfd, const char *name, const 
 		}
 		return 0;
 	}
-	if (err) {
+	if (err == LCP_ERR_CHECKSUM || err == LCP_ERR_FORMAT || err == LCP_ERR_VERSION ||
+	    err == LCP_ERR_TRUNCATED) {
 		/* A payload whose sidecar or header is bad: it reads as EIO. */
 		f->state = "damaged";
 		snprintf(f->reason, sizeof f->reason, "%s", lcp_strerror(err));
 		return 0;
+	}
+	if (err) {
+		fprintf(stderr, "lcpfs stats: %s: %s\n", shown, lcp_strerror(err));
+		return -1;
 	}
 	err = lcp_store_report(sf, &r);
 	lcp_store_close(sf);

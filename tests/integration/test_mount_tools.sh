@@ -136,6 +136,23 @@ out=$("$LCPFS" stats --json "$B") || fail "stats with a hard link"
 check_stats "$out" "backing with a hard link" "$(du -cB1 $(find "$B" -type f) | tail -n 1 | cut -f1)" \
 	balanced || fail "stats counted a hard link twice"
 say "stats on the backing: same totals, preset balanced, hard link counted once"
+# A damaged sidecar (whatever its name: the one other file beside a packed
+# file): the file is counted as damaged, not as raw or compressed.
+D=$WORK/damaged
+mkdir "$D"
+"$LCPFS" pack "$SRC" "$D/m.safetensors" > /dev/null || fail "pack"
+mapfile -t side < <(find "$D" -type f ! -name m.safetensors)
+[ "${#side[@]}" = 1 ] || fail "expected one sidecar beside the packed file: ${side[*]}"
+"$PYTHON" -c 'import os, sys
+with open(sys.argv[1], "r+b") as f:
+    f.seek(os.path.getsize(sys.argv[1]) // 2); b = f.read(1)
+    f.seek(-1, 1); f.write(bytes([b[0] ^ 1]))' "${side[0]}"
+out=$("$LCPFS" stats --json "$D") || fail "stats on a damaged file: exit $?"
+"$PYTHON" -c 'import json,sys
+r = json.loads(sys.argv[1])
+assert {k: v["files"] for k, v in r["by_state"].items()} == {"damaged": 1}, r["by_state"]
+assert r["reasons"][0]["state"] == "damaged", r["reasons"]' "$out" || fail "damaged sidecar: $out"
+say "stats: a damaged sidecar counts as damaged"
 if "$LCPFS" stats "$WORK/nonexistent" > /dev/null 2> "$WORK/err"; then fail "stats of a missing path succeeded"; fi
 grep -q 'No such file' "$WORK/err" || fail "stats of a missing path: $(cat "$WORK/err")"
 say "stats of a missing path: exit 1 with the error"
