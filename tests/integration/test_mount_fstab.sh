@@ -36,10 +36,10 @@ MOUNTS+=("$M")
 
 # pids of lcpfs daemons serving $M (mount.fuse3 started them, not us).
 daemon_pids() {
-	local d
+	local d args
 	for d in /proc/[0-9]*; do
-		tr '\0' '\n' < "$d/cmdline" 2>/dev/null | grep -qxF "$M" &&
-			tr '\0' '\n' < "$d/cmdline" 2>/dev/null | head -n 1 | grep -q 'lcpfs$' &&
+		args=$( { tr '\0' '\n' < "$d/cmdline"; } 2>/dev/null) || continue # gone meanwhile
+		grep -qxF "$M" <<< "$args" && head -n 1 <<< "$args" | grep -q 'lcpfs$' &&
 			echo "${d#/proc/}"
 	done
 	return 0
