@@ -186,7 +186,8 @@ int lcp_cli_inspect(int argc, char **argv)
 			break;
 		}
 	}
-	if (argc - i != 1) {
+	/* Both on standard output would mix two documents. */
+	if (argc - i != 1 || (json && svg && strcmp(svg, "-") == 0)) {
 		fprintf(stderr, "usage: lcpfs inspect [--json] [--svg OUT.svg] PATH\n");
 		return 2;
 	}
