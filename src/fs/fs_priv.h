@@ -30,6 +30,7 @@
 #include <sys/types.h>
 
 #include "lcpfs/config.h"
+#include "common/err_errno.h"
 #include "lcpfs/err.h"
 
 /* What user.lcpfs.state shows. */
@@ -94,9 +95,6 @@ extern struct fs_ctx fs_ctx;
  * since the kernel's INIT handling lowers the readahead to what was
  * negotiated). */
 void fs_apply_readahead(void);
-
-/* errno for an lcp_err (the only place the two meet). */
-int fs_errno_from_lcp(lcp_err err);
 
 /* Inode table (fs_inode.c). */
 void fs_table_init(int root_fd);

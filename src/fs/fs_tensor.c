@@ -108,15 +108,6 @@ static void sfile_put(struct fs_sfile *s)
 	}
 }
 
-/* Maps a store error; LCP_ERR_IO keeps the system call's errno when the
- * store left one, so rename and unlink report ENOTEMPTY, EISDIR, ... */
-static int store_errno(lcp_err err, int saved_errno)
-{
-	if (err == LCP_ERR_IO && saved_errno)
-		return saved_errno;
-	return fs_errno_from_lcp(err);
-}
-
 /* A refusal survives remounts as an xattr on the raw backing file (the
  * mount hides the backing's user.lcpfs.* names and shows computed ones). A
  * backing without user xattrs just forgets refusals at unmount. Inode lock
@@ -134,60 +125,43 @@ static void persist_refusal(struct fs_inode *inode)
 		(void)removexattr(path, REFUSED_XATTR);
 }
 
-static void recall_refusal(struct fs_inode *inode)
-{
-	char path[64];
-	ssize_t n;
-
-	snprintf(path, sizeof path, "/proc/self/fd/%d", inode->fd);
-	n = getxattr(path, REFUSED_XATTR, inode->reason, sizeof inode->reason - 1);
-	if (n >= 0) {
-		inode->reason[n] = '\0';
-		inode->state = FS_REFUSED;
-	} else {
-		inode->reason[0] = '\0';
-	}
-}
-
 /* Opens the committed file name in dirfd into inode (inode lock held). */
 static void adopt_committed(struct fs_inode *inode, int dirfd, const char *name)
 {
 	struct lcp_store_file *f = NULL;
+	struct lcp_probe pr;
 	struct fs_sfile *s;
-	lcp_err err = lcp_store_open_at(dirfd, name, chunk_cache, &f);
+	lcp_err err = lcp_store_probe_at(dirfd, name, chunk_cache, &pr, &f);
 
 	sfile_put(inode->sf);
 	inode->sf = NULL;
 	inode->damaged = false;
-	if (err == LCP_ERR_NOENT) {
-		inode->state = FS_RAW;
+	if (err == LCP_OK && pr.repr == LCP_REPR_RAW) {
+		inode->state = pr.refused[0] ? FS_REFUSED : FS_RAW;
+		snprintf(inode->reason, sizeof inode->reason, "%s", pr.refused);
 		return;
 	}
-	if (err == LCP_OK && (s = lcp_calloc(1, sizeof *s))) {
+	if (err == LCP_OK && f && (s = lcp_calloc(1, sizeof *s))) {
 		s->f = f;
 		atomic_init(&s->refs, 1);
 		inode->sf = s;
 		inode->state = FS_COMPRESSED;
 		return;
 	}
-	if (err == LCP_OK) {
+	if (f) {
 		lcp_store_close(f);
 		err = LCP_ERR_NOMEM;
 	}
 	char path[PATH_MAX];
 	fs_inode_path(inode, path, sizeof path);
-	lcp_log(LCP_LOG_ERROR, "%s: cannot open committed file: %s", path, lcp_strerror(err));
-	if (err == LCP_ERR_CHECKSUM || err == LCP_ERR_FORMAT || err == LCP_ERR_VERSION ||
-	    err == LCP_ERR_TRUNCATED) {
-		/* A sidecar is there but unusable: the payload's bytes are not the
-		 * file's, so reads must fail rather than show them. */
-		inode->state = FS_COMPRESSED;
-		inode->damaged = true;
-	} else {
-		/* Could not look (I/O, memory): ask again at the next lookup. */
-		inode->state = FS_RAW;
-		inode->probe_again = true;
-	}
+	lcp_log(LCP_LOG_ERROR, "%s: %s: %s", path,
+		err ? "cannot tell whether it is compressed" : "damaged",
+		pr.note[0] ? pr.note : lcp_strerror(err));
+	/* Damaged, or it cannot be told now: reads fail rather than show
+	 * payload bytes; a failure to look is asked again. */
+	inode->state = FS_COMPRESSED;
+	inode->damaged = true;
+	inode->probe_again = err != LCP_OK;
 }
 
 void fs_tensor_inode_gone(struct fs_inode *inode)
@@ -208,8 +182,6 @@ void fs_tensor_probe(struct fs_inode *inode)
 			adopt_committed(inode, dfd, name);
 			close(dfd);
 		}
-		if (inode->state == FS_RAW)
-			recall_refusal(inode);
 		inode->probed = !inode->probe_again;
 		inode->probe_again = false;
 	}
@@ -239,40 +211,6 @@ bool fs_tensor_is_committed(struct fs_inode *inode)
 	return c;
 }
 
-/* The store swaps files by rename, so extended attributes set through the
- * mount would stay behind on the old inode: carry them over (best effort; the
- * daemon's own user.lcpfs.* bookkeeping stays behind). */
-static void copy_xattrs(int from_fd, int to_fd)
-{
-	char from[64], to[64], *names = NULL, *value = NULL;
-	ssize_t len;
-
-	snprintf(from, sizeof from, "/proc/self/fd/%d", from_fd);
-	snprintf(to, sizeof to, "/proc/self/fd/%d", to_fd);
-	len = listxattr(from, NULL, 0);
-	if (len <= 0 || !(names = lcp_malloc((size_t)len)) ||
-	    (len = listxattr(from, names, (size_t)len)) <= 0)
-		goto out;
-	for (char *n = names; n < names + len; n += strlen(n) + 1) {
-		ssize_t vlen;
-		if (strncmp(n, "user.lcpfs.", 11) == 0)
-			continue;
-		vlen = getxattr(from, n, NULL, 0);
-		if (vlen < 0)
-			continue;
-		lcp_free(value);
-		value = lcp_malloc((size_t)vlen + 1);
-		if (!value)
-			break;
-		vlen = getxattr(from, n, value, (size_t)vlen);
-		if (vlen >= 0)
-			(void)setxattr(to, n, value, (size_t)vlen, 0);
-	}
-out:
-	lcp_free(names);
-	lcp_free(value);
-}
-
 /* Points inode at whatever the backing now has under its name (ns held for
  * writing: nobody uses the old fd meanwhile). */
 static int repoint(struct fs_inode *inode, int dfd, const char *name)
@@ -287,7 +225,6 @@ static int repoint(struct fs_inode *inode, int dfd, const char *name)
 		close(fd);
 		return e;
 	}
-	copy_xattrs(fs_inode_fd(inode), fd);
 	fs_inode_rekey(inode, fd, &st);
 	return 0;
 }
@@ -317,15 +254,13 @@ int fs_tensor_make_raw(struct fs_inode *inode, bool to_empty)
 		err = EROFS;
 		goto out;
 	}
-	errno = 0;
 	lcp_err le = lcp_store_materialize_at(dfd, name);
-	int saved = errno;
 	if (le != LCP_OK) {
 		char path[PATH_MAX];
 		fs_inode_path(inode, path, sizeof path);
 		lcp_log(LCP_LOG_ERROR, "%s: cannot materialize for writing: %s", path,
 			lcp_strerror(le));
-		err = store_errno(le, saved);
+		err = lcp_err_to_errno(le);
 	} else {
 		err = repoint(inode, dfd, name);
 		sfile_put(inode->sf);
@@ -371,7 +306,7 @@ ssize_t fs_tensor_read(struct fs_inode *inode, struct fs_handle *h, char *buf, s
 	else
 		lcp_log(LCP_LOG_ERROR, "%s: read of %zu bytes at %lld failed: %s", path, len,
 			(long long)off, lcp_strerror(err));
-	return -fs_errno_from_lcp(err);
+	return -lcp_err_to_errno(err);
 }
 
 void fs_tensor_handle_close(struct fs_handle *h)
@@ -494,29 +429,9 @@ static void after_refusal(struct fs_inode *inode)
 	pthread_mutex_unlock(&inode->lock);
 }
 
-static bool may_commit(void *arg)
-{
-	struct commit_gate *g = arg;
-	bool ok;
-
-	pthread_rwlock_wrlock(&fs_ctx.ns);
-	pthread_mutex_lock(&g->inode->lock);
-	ok = g->inode->nwriters == 0 && g->inode->wgen == g->wgen;
-	pthread_mutex_unlock(&g->inode->lock);
-	if (ok) {
-		crash_point("gate");
-		g->locked = true; /* released by run_job once the store is done */
-	} else {
-		g->refused = true;
-		pthread_rwlock_unlock(&fs_ctx.ns);
-	}
-	return ok;
-}
-
 static void run_job(struct job *j)
 {
 	struct fs_inode *inode = j->inode;
-	struct commit_gate gate = {.inode = inode, .wgen = j->wgen};
 	struct lcp_pack_report rep;
 	char name[NAME_MAX + 1], path[PATH_MAX];
 	bool current;
@@ -537,9 +452,31 @@ static void run_job(struct job *j)
 	crash_point("pack-start");
 	memset(&rep, 0, sizeof rep);
 	rep.format = LCP_FORMAT_UNKNOWN;
-	lcp_err err = lcp_store_pack_at(dfd, name, &fs_ctx.cfg, may_commit, &gate, &rep);
+	struct lcp_pack_job *pj = NULL;
+	bool locked = false, gate_refused = false;
+	lcp_err err = lcp_store_pack_prepare_at(dfd, name, -1, &fs_ctx.cfg, NULL, NULL, &rep, &pj);
+	if (err == LCP_OK && pj) {
+		pthread_rwlock_wrlock(&fs_ctx.ns);
+		pthread_mutex_lock(&inode->lock);
+		bool ok = inode->nwriters == 0 && inode->wgen == j->wgen;
+		pthread_mutex_unlock(&inode->lock);
+		if (ok) {
+			crash_point("gate");
+			err = lcp_store_pack_commit(pj, &rep);
+			locked = true;
+			if (err == LCP_OK && rep.outcome == LCP_PACK_RETRY) {
+				pthread_rwlock_unlock(&fs_ctx.ns);
+				locked = false;
+				gate_refused = true;
+			}
+		} else {
+			pthread_rwlock_unlock(&fs_ctx.ns);
+			gate_refused = true;
+		}
+	}
+	lcp_store_pack_free(pj);
 	fs_inode_path(inode, path, sizeof path);
-	if (gate.locked) {
+	if (locked) {
 		pthread_mutex_lock(&inode->lock);
 		inode->format = (int)rep.format;
 		if (err == LCP_OK && rep.committed) {
@@ -574,7 +511,7 @@ static void run_job(struct job *j)
 			inode->announcing = false;
 			pthread_mutex_unlock(&inode->lock);
 		}
-	} else if (gate.refused) {
+	} else if (gate_refused || (err == LCP_OK && rep.outcome == LCP_PACK_RETRY)) {
 		after_refusal(inode);
 	} else {
 		/* Never reached the swap: refused by the store, or failed. */
@@ -682,9 +619,7 @@ int fs_tensor_unlink(int dirfd, const char *name)
 
 	if (d < 0)
 		return errno;
-	errno = 0;
-	lcp_err le = lcp_store_unlink_at(d, name);
-	err = store_errno(le, errno);
+	err = lcp_err_to_errno(lcp_store_unlink_at(d, name));
 	close(d);
 	return err;
 }
@@ -713,9 +648,7 @@ int fs_tensor_rename(int olddirfd, const char *oldname, int newdirfd, const char
 
 	if (err)
 		return err;
-	errno = 0;
-	lcp_err le = lcp_store_rename_at(a, oldname, b, newname, flags);
-	err = store_errno(le, errno);
+	err = lcp_err_to_errno(lcp_store_rename_at(a, oldname, b, newname, flags));
 	close(a);
 	close(b);
 	return err;
@@ -727,9 +660,7 @@ int fs_tensor_link(int olddirfd, const char *oldname, int newdirfd, const char *
 
 	if (err)
 		return err;
-	errno = 0;
-	lcp_err le = lcp_store_link_at(a, oldname, b, newname);
-	err = store_errno(le, errno);
+	err = lcp_err_to_errno(lcp_store_link_at(a, oldname, b, newname));
 	close(a);
 	close(b);
 	return err;
@@ -801,7 +732,7 @@ ssize_t fs_tensor_xattr(struct fs_inode *inode, const char *key, char *buf, size
 		/* The same JSON `lcpfs inspect --json` prints for a backing file. */
 		char *json = NULL;
 		lcp_err e = lcp_store_report_json(&rep, &json);
-		r = e ? -fs_errno_from_lcp(e) : put_text(json, buf, size);
+		r = e ? -lcp_err_to_errno(e) : put_text(json, buf, size);
 		lcp_free(json);
 	}
 	lcp_file_report_free(&rep);
