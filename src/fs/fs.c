@@ -329,6 +329,10 @@ static int serve(struct fs_mount *m, struct cmdline *cl, const char *prog, int r
 	m->se = se;
 	if (fuse_set_signal_handlers(se) != 0)
 		goto out_session;
+	/* Finish or clean what a crash left before the mount appears: nobody
+	 * sees the backing half-recovered, and a hung recovery could not
+	 * freeze a mount that is not there yet. */
+	fs_tensor_recover(m, root_fd);
 	if (fuse_session_mount(se, cl->mountpoint) != 0)
 		goto out_signals;
 	find_readahead_file(m, cl->mountpoint, cl->readahead_bytes);
@@ -336,7 +340,7 @@ static int serve(struct fs_mount *m, struct cmdline *cl, const char *prog, int r
 		lcp_log_use_syslog(1);
 	if (fuse_daemonize(cl->foreground) != 0)
 		goto out_unmount;
-	if (fs_tensor_start(m, root_fd) != LCP_OK) {
+	if (fs_tensor_start(m) != LCP_OK) {
 		lcp_log(LCP_LOG_ERROR, "cannot start compression workers");
 		goto out_unmount;
 	}

@@ -62,15 +62,19 @@ static void as_daemon(const struct caller_cred *saved)
 	errno = e;
 }
 
-/* The attributes the mount shows (ns held). A regular file the store
- * cannot answer for now is EIO, not its backing size. */
-static int stat_inode(struct fs_mount *m, struct fs_inode *inode, struct stat *st)
+/* The attributes the mount shows (ns held), and how long the kernel may
+ * keep them: a regular file the store cannot answer for now shows its
+ * backing attributes, kept for no time, so that it can still be listed,
+ * renamed or removed while every open of it fails (EIO) until it can be
+ * told. */
+static int stat_inode(struct fs_mount *m, struct fs_inode *inode, struct stat *st,
+		      double *timeout)
 {
-	int err;
 	if (fstatat(inode->fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
 		return errno;
-	if (S_ISREG(st->st_mode) && (err = fs_tensor_known(m, inode)) != 0)
-		return err;
+	*timeout = m->timeout;
+	if (S_ISREG(st->st_mode) && fs_tensor_known(m, inode) != 0)
+		*timeout = 0;
 	fs_tensor_fix_stat(inode, st);
 	return 0;
 }
@@ -81,7 +85,8 @@ static int do_lookup(struct fs_mount *m, struct fs_inode *parent, const char *na
 {
 	struct fs_inode *inode;
 	struct stat st;
-	int fd;
+	double timeout;
+	int fd, err;
 
 	memset(e, 0, sizeof *e);
 	if (fs_name_hidden(name))
@@ -90,25 +95,21 @@ static int do_lookup(struct fs_mount *m, struct fs_inode *parent, const char *na
 	if (fd < 0)
 		return errno;
 	if (fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
-		int err = errno;
+		err = errno;
 		close(fd);
 		return err;
 	}
 	inode = fs_inode_add(m, parent, name, fd, &st);
 	if (!inode)
 		return ENOMEM;
-	if (inode->type == S_IFREG) {
-		int err = fs_tensor_known(m, inode);
-		if (err) {
-			fs_inode_forget(m, inode, 1);
-			return err;
-		}
+	if ((err = stat_inode(m, inode, &st, &timeout)) != 0) {
+		fs_inode_forget(m, inode, 1);
+		return err;
 	}
-	fs_tensor_fix_stat(inode, &st);
 	e->ino = fs_ino_of(m, inode);
 	e->attr = st;
-	e->attr_timeout = m->timeout;
-	e->entry_timeout = m->timeout;
+	e->attr_timeout = timeout;
+	e->entry_timeout = timeout;
 	return 0;
 }
 
@@ -165,18 +166,19 @@ static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 {
 	struct fs_mount *m = fs_mount_of(req);
 	struct stat st;
+	double timeout;
 	int err;
 
 	fs_apply_readahead(m);
 	/* With or without a handle the answer comes from the inode: one truth. */
 	(void)fi;
 	fs_rwlock_rdlock(&m->ns);
-	err = stat_inode(m, fs_inode_of(m, ino), &st);
+	err = stat_inode(m, fs_inode_of(m, ino), &st, &timeout);
 	fs_rwlock_unlock(&m->ns);
 	if (err)
 		fuse_reply_err(req, err);
 	else
-		fuse_reply_attr(req, &st, m->timeout);
+		fuse_reply_attr(req, &st, timeout);
 }
 
 /* Truncates a regular file to size (ns held for reading). A compressed one
@@ -218,6 +220,7 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
 	struct fs_handle *h = fi ? handle_of(fi) : NULL;
 	char path[PROCPATH_LEN];
 	struct stat st;
+	double timeout = 0;
 	int err = 0;
 
 	fs_rwlock_rdlock(&m->ns);
@@ -284,13 +287,13 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
 		if (err)
 			goto out;
 	}
-	err = stat_inode(m, inode, &st);
+	err = stat_inode(m, inode, &st, &timeout);
 out:
 	fs_rwlock_unlock(&m->ns);
 	if (err)
 		fuse_reply_err(req, err);
 	else
-		fuse_reply_attr(req, &st, m->timeout);
+		fuse_reply_attr(req, &st, timeout);
 }
 
 static void fs_readlink(fuse_req_t req, fuse_ino_t ino)

@@ -68,6 +68,7 @@ struct fs_inode {
 	struct fs_sfile *sf;      /* the committed file, when t.state == FS_COMPRESSED */
 	uint64_t nlink;           /* link count when the store last answered */
 	bool announcing;          /* just committed, kernel cache not yet invalidated */
+	bool untold_logged;       /* "cannot tell" logged since the store last answered */
 	int format;               /* enum lcp_format of the last pack attempt, or -1 */
 	struct timespec seen_mtime; /* backing mtime/size at the last open: keep_cache */
 	off_t seen_size;
@@ -164,8 +165,11 @@ int fs_inode_fd(struct fs_mount *m, struct fs_inode *inode);
  * the defaults); errbuf names a bad option. */
 lcp_err fs_tensor_configure(struct fs_mount *m, const char *options, char *errbuf,
 			    size_t errbuf_len);
-/* Recovers the backing directory, then starts the workers. */
-lcp_err fs_tensor_start(struct fs_mount *m, int root_fd);
+/* Recovers the backing directory (lcp_store_recover_dir; not on a
+ * read-only mount). Logs what it could not do. */
+void fs_tensor_recover(struct fs_mount *m, int root_fd);
+/* Creates the chunk cache and starts the compression workers. */
+lcp_err fs_tensor_start(struct fs_mount *m);
 /* At unmount: no new jobs; the workers finish every queued one, then exit. */
 void fs_tensor_stop(struct fs_mount *m);
 bool fs_name_hidden(const char *name);

@@ -104,10 +104,10 @@ static void crash_point(struct fs_mount *m, const char *point)
 
 /* Test hook: with LCPFS_TEST_HOLD=<point> and LCPFS_TEST_HOLD_DIR=<dir>, a
  * job reaching the point creates <dir>/<point>.reached and waits until
- * <dir>/<point>.go exists (at most HOLD_MAX_SEC). Points: "prepared" (the
- * temporaries are written, the gate not yet taken), "materialize" (before
- * a materialize decodes). Lets tests act at a known moment of a
- * compression without sleeping. */
+ * <dir>/<point>.go exists (at most HOLD_MAX_SEC). Points: "start" (a job
+ * is about to prepare), "prepared" (the temporaries are written, the gate
+ * not yet taken), "materialize" (before a materialize decodes). Lets tests
+ * act at a known moment of a compression without sleeping. */
 static void hold_point(struct fs_mount *m, const char *point)
 {
 	char path[PATH_MAX];
@@ -218,15 +218,20 @@ int fs_tensor_known(struct fs_mount *m, struct fs_inode *inode)
 		lcp_err le = probe_inode(m, inode, &pr, &sf);
 		if (le == LCP_OK) {
 			adopt(inode, &pr, sf);
+			inode->untold_logged = false;
 			if (pr.repr == LCP_REPR_DAMAGED)
 				log_inode(m, inode, LCP_LOG_ERROR, "damaged: %s; reads fail", pr.note);
 			else if (pr.note[0])
 				log_inode(m, inode, LCP_LOG_INFO, "%s", pr.note);
 		} else {
-			/* Nothing is cached: the next request asks again. */
-			log_inode(m, inode, LCP_LOG_ERROR,
-				  "cannot tell whether it is compressed (%s%s%s); answering EIO",
-				  lcp_strerror(le), pr.note[0] ? ": " : "", pr.note);
+			/* Nothing is cached: the next request asks again (logged
+			 * once until the store answers). */
+			if (!inode->untold_logged)
+				log_inode(m, inode, LCP_LOG_ERROR,
+					  "cannot tell whether it is compressed (%s%s%s); opens "
+					  "fail with EIO", lcp_strerror(le), pr.note[0] ? ": " : "",
+					  pr.note);
+			inode->untold_logged = true;
 			err = EIO;
 		}
 	}
@@ -740,6 +745,7 @@ static void run_job(struct fs_mount *m, struct fs_job *j)
 	dfd = fs_inode_dirfd_name(m, inode, name, sizeof name, &e);
 	if (dfd >= 0 && go) {
 		crash_point(m, "pack-start");
+		hold_point(m, "start");
 		err = lcp_store_pack_prepare_at(dfd, name, -1, &m->cfg, NULL, NULL, &rep, &pj);
 		hold_point(m, "prepared");
 		end = err ? FS_JOB_FAILED : end_of(&rep);
@@ -807,24 +813,33 @@ static void *worker_main(void *arg)
 	}
 }
 
-lcp_err fs_tensor_start(struct fs_mount *m, int root_fd)
+void fs_tensor_recover(struct fs_mount *m, int root_fd)
 {
 	int dfd = openat(root_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	lcp_err err;
 
-	if (dfd < 0)
-		return lcp_err_from_errno(errno);
+	/* A read-only mount changes nothing on the backing. */
+	if (m->readonly)
+		err = LCP_OK;
+	else if (dfd < 0)
+		err = lcp_err_from_errno(errno);
+	else
+		err = lcp_store_recover_dir(dfd);
+	if (dfd >= 0)
+		close(dfd);
+	if (err != LCP_OK)
+		lcp_log(LCP_LOG_WARN, "%s: recovery incomplete: %s", m->backing, lcp_strerror(err));
+}
+
+lcp_err fs_tensor_start(struct fs_mount *m)
+{
+	lcp_err err;
+
 	m->crash_at = getenv("LCPFS_CRASH_AT");
 	m->hold_at = getenv("LCPFS_TEST_HOLD");
 	m->hold_dir = getenv("LCPFS_TEST_HOLD_DIR");
 	fs_mutex_init(&m->queue_lock);
 	pthread_cond_init(&m->queue_cond, NULL);
-	/* Finish or clean what a crash left before anyone looks. A read-only
-	 * mount changes nothing on the backing. */
-	err = m->readonly ? LCP_OK : lcp_store_recover_dir(dfd);
-	close(dfd);
-	if (err != LCP_OK)
-		lcp_log(LCP_LOG_WARN, "%s: recovery incomplete: %s", m->backing, lcp_strerror(err));
 	err = lcp_chunk_cache_create((size_t)m->cache_bytes, &m->cache);
 	if (err != LCP_OK)
 		return err;

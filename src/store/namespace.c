@@ -91,6 +91,10 @@ lcp_err lcp_store_materialize_prepare_at(int dirfd, const char *name,
 			err = lcp_write_all(m->tmp.fd, buf, got);
 		off += got;
 	}
+	/* The payload's owner, mode, xattrs and times, as of now; the commit
+	 * carries them again only if they changed meanwhile. */
+	if (err == LCP_OK)
+		err = lcp_store_copy_metadata(lcp_store_file_fd(f), &m->payload_st, m->tmp.fd);
 	if (err == LCP_OK)
 		err = lcp_store_fsync(m->tmp.fd);
 out:
@@ -129,11 +133,13 @@ lcp_err lcp_store_materialize_commit(struct lcp_materialize *m)
 		err = LCP_ERR_AGAIN;
 	else if (now.st_nlink > 1)
 		err = LCP_ERR_MLINK;
-	if (err == LCP_OK)
+	if (err == LCP_OK && !lcp_store_same_version(&now, &m->payload_st)) {
+		/* A chmod, chown or xattr change since the decode: carry it. */
 		err = lcp_store_copy_metadata(pfd, &now, m->tmp.fd);
+		if (err == LCP_OK)
+			err = lcp_store_fsync(m->tmp.fd);
+	}
 	close(pfd);
-	if (err == LCP_OK)
-		err = lcp_store_fsync(m->tmp.fd);
 	if (err)
 		return err;
 	/* The rename makes NAME raw (its sidecar is now provably stale: NAME

@@ -3,11 +3,11 @@
  * Packing a raw file, in two phases (store.h). Prepare parses its regions,
  * encodes tensor regions one at a time (peak memory: one tensor, its
  * encoding and the codec's scratch), stores exact regions in zstd-or-raw
- * chunks, and writes and fsyncs payload and sidecar under locked temporary
- * names. Commit checks the raw file is the one prepared, carries its
- * metadata over and renames: sidecar (to its name, or parked when the name
- * is taken), payload over NAME, parked sidecar to its name, fsync of the
- * directory. Every failure before the payload rename leaves the raw file
+ * chunks, writes payload and sidecar under locked temporary names with the
+ * raw file's metadata, and fsyncs them. Commit checks the raw file is the
+ * version prepared (so that metadata is still its own) and renames: sidecar
+ * (to its name, or parked when the name is taken), payload over NAME,
+ * parked sidecar to its name, fsync of the directory. Every failure before the payload rename leaves the raw file
  * untouched and removes the temporaries.
  */
 #include "lcpfs/store.h"
@@ -351,6 +351,27 @@ static lcp_err write_temps(struct packer *p, struct lcp_pack_job *job,
 	return err;
 }
 
+/* The commit changes how the bytes are stored, not the file: owner, mode
+ * (setuid and setgid included), xattrs and times go to the payload, as the
+ * raw file has them now (the commit refuses if they change before it); the
+ * sidecar gets the owner and read/write bits, for offline readers. */
+static lcp_err carry_metadata(struct lcp_pack_job *job)
+{
+	struct stat st;
+	lcp_err err;
+
+	if (fstat(job->rawfd, &st) != 0)
+		return lcp_err_from_errno(errno);
+	if ((err = lcp_store_copy_metadata(job->rawfd, &st, job->ptmp.fd)) != LCP_OK ||
+	    (err = lcp_store_fsync(job->ptmp.fd)) != LCP_OK)
+		return err;
+	if (fchown(job->stmp.fd, st.st_uid, st.st_gid) != 0 && errno != EPERM)
+		return lcp_err_from_errno(errno);
+	if (fchmod(job->stmp.fd, st.st_mode & 0666) != 0)
+		return lcp_err_from_errno(errno);
+	return lcp_store_fsync(job->stmp.fd);
+}
+
 static void packer_free(struct packer *p)
 {
 	lcp_region_map_free(&p->map);
@@ -506,6 +527,8 @@ lcp_err lcp_store_pack_prepare_at(int dirfd, const char *name, int srcfd,
 	if ((err = copy_region_meta(&p)) != LCP_OK)
 		goto fail;
 	err = write_temps(&p, job, cfg, progress, progress_arg);
+	if (err == LCP_OK)
+		err = io(&p, carry_metadata(job));
 	if (err == LCP_OK) {
 		job->format = p.map.format;
 		packer_free(&p);
@@ -570,16 +593,8 @@ lcp_err lcp_store_pack_commit(struct lcp_pack_job *job, struct lcp_pack_report *
 		refuse_for_good(rep, job->rawfd);
 		return LCP_OK;
 	}
-	/* The commit changes how the bytes are stored, not the file: owner,
-	 * mode, xattrs and times go to the payload (the sidecar gets the
-	 * owner and read/write bits, for offline readers). */
-	if ((err = lcp_store_copy_metadata(job->rawfd, &held, job->ptmp.fd)) != LCP_OK ||
-	    (err = lcp_store_fsync(job->ptmp.fd)) != LCP_OK)
-		return err;
-	if (fchown(job->stmp.fd, held.st_uid, held.st_gid) != 0 && errno != EPERM)
-		return lcp_err_from_errno(errno);
-	if (fchmod(job->stmp.fd, held.st_mode & 0666) != 0)
-		return lcp_err_from_errno(errno);
+	/* Unchanged ctime: the metadata prepare carried over is still the
+	 * file's. What is left are renames. */
 	lcp_store_crash_point("temps");
 	/* Sidecar first. Beside the raw file it is provably stale (its payload
 	 * is not there), so NAME still reads raw. When the name is taken (a
