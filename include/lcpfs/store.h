@@ -72,6 +72,12 @@ lcp_err lcp_store_temp_create(int dirfd, char tag, unsigned mode, struct lcp_sto
 /* Unlinks the temporary (if its name still holds it) and closes its fd. */
 void lcp_store_temp_remove(int dirfd, struct lcp_store_temp *t);
 
+/* Gives open regular file to_fd the owner (when permitted), mode bits
+ * (setuid and setgid included), extended attributes (except the store's own
+ * "user.lcpfs.*") and atime/mtime of open file from_fd: what every swap
+ * of a file's representation keeps. */
+lcp_err lcp_store_copy_attributes(int from_fd, int to_fd);
+
 /* What a file is. */
 enum lcp_repr {
 	LCP_REPR_RAW = 0,        /* its bytes are the file's bytes */

@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * `lcpfs pack` and `lcpfs unpack`: the same store code the daemon uses.
- * pack copies SRC into DST's directory under a temporary name, packs that
- * copy in place, and renames the result (payload and sidecar) to DST; a
- * refused file ends as a plain copy at DST with the reason printed. When
- * SRC and DST are the same file it is packed in place.
+ * pack copies SRC (bytes, owner, mode, xattrs, times) into DST's directory
+ * under a locked temporary name and packs that copy to DST; a refused file
+ * ends as a plain copy at DST with the reason printed (and recorded on it).
+ * When SRC and DST are the same file it is packed in place.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -175,7 +175,7 @@ int lcp_cli_pack(int argc, char **argv)
 		fprintf(stderr, "lcpfs pack: bad option: %s\n", errbuf);
 		return 2;
 	}
-	in = open(src, O_RDONLY | O_CLOEXEC);
+	in = open(src, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (in < 0 || fstat(in, &st) != 0 || !S_ISREG(st.st_mode)) {
 		fprintf(stderr, "lcpfs pack: %s: %s\n", src, in < 0 ? strerror(errno)
 								     : "not a regular file");
@@ -211,9 +211,15 @@ int lcp_cli_pack(int argc, char **argv)
 		close(dirfd);
 		return 1;
 	}
-	close(in);
-	/* A packed SRC is read through the store: its bytes are a payload. */
+	/* A packed SRC is read through the store: its bytes are a payload. The
+	 * copy then takes SRC's owner, mode, xattrs and times, which the pack
+	 * carries to DST. */
 	rc = copy_logical("pack", src, tmp.fd);
+	if (rc == 0 && (err = lcp_store_copy_attributes(in, tmp.fd)) != LCP_OK) {
+		fprintf(stderr, "lcpfs pack: %s: %s\n", dst, lcp_strerror(err));
+		rc = 1;
+	}
+	close(in);
 	if (rc) {
 		lcp_store_temp_remove(dirfd, &tmp);
 		close(dirfd);

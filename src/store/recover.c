@@ -217,7 +217,9 @@ static lcp_err add_payload(struct rec *r, int dfd, uint32_t dir, const char *nam
 	p->ino = (uint64_t)st.st_ino;
 	/* This directory's sidecars are sorted by name from sc_begin on. */
 	struct rsc key = {.name = scname};
-	struct rsc *s = bsearch(&key, r->scs + sc_begin, r->nsc - sc_begin, sizeof key, cmp_sc_name);
+	struct rsc *s = r->nsc > sc_begin ? bsearch(&key, r->scs + sc_begin, r->nsc - sc_begin,
+						    sizeof key, cmp_sc_name)
+					  : NULL;
 	if (s) {
 		p->paired = s->valid && memcmp(s->id, p->id, LCP_FILE_ID_LEN) == 0;
 		p->blocked = !s->valid;
@@ -248,7 +250,8 @@ static lcp_err walk_entries(struct rec *r, int dfd, uint32_t dir, char **names,
 	}
 	if (err)
 		return err;
-	qsort(r->scs + sc_begin, r->nsc - sc_begin, sizeof *r->scs, cmp_sc_name);
+	if (r->nsc > sc_begin)
+		qsort(r->scs + sc_begin, r->nsc - sc_begin, sizeof *r->scs, cmp_sc_name);
 	for (size_t i = 0; i < n && err == LCP_OK; i++)
 		if (lcp_store_name_kind(names[i]) == LCP_NAME_USER &&
 		    (types[i] == DT_REG || types[i] == DT_UNKNOWN))

@@ -338,6 +338,14 @@ lcp_err lcp_store_copy_metadata(int from_fd, const struct stat *from, int to_fd)
 	return LCP_OK;
 }
 
+lcp_err lcp_store_copy_attributes(int from_fd, int to_fd)
+{
+	struct stat st;
+	if (fstat(from_fd, &st) != 0)
+		return lcp_err_from_errno(errno);
+	return lcp_store_copy_metadata(from_fd, &st, to_fd);
+}
+
 void lcp_store_refusal_set(int fd, const char *reason)
 {
 	(void)fsetxattr(fd, LCP_REFUSED_XATTR, reason, strlen(reason), 0);

@@ -99,6 +99,27 @@ run "$LCPFS" recover "$d" || bad "recover"
 [ ! -e "$d/$tmpname" ] || bad "a temporary nobody holds any more was kept"
 echo "ok: recover removes only temporaries nobody holds"
 
+# Offline pack keeps what a file is besides its bytes, copied or in place.
+d=$W/meta
+mkdir -p "$d"
+cp "$W/src.safetensors" "$d/src.safetensors"
+chown 1234:2345 "$d/src.safetensors"
+chmod 6750 "$d/src.safetensors"
+"$PYTHON" -c 'import os,sys; os.setxattr(sys.argv[1], "user.note", b"kept")' "$d/src.safetensors"
+touch -d '2001-02-03 04:05:06' "$d/src.safetensors"
+run "$LCPFS" pack "$d/src.safetensors" "$d/copy.safetensors" > /dev/null || bad "pack with metadata"
+cp -a "$d/src.safetensors" "$d/inplace.safetensors"
+run "$LCPFS" pack "$d/inplace.safetensors" "$d/inplace.safetensors" > /dev/null || bad "pack in place"
+for n in copy inplace; do
+	f=$d/$n.safetensors
+	[ -e "$d/.$n.safetensors.lcpfs" ] || bad "$n: not compressed"
+	[ "$(stat -c '%a %u:%g %Y' "$f")" = "6750 1234:2345 $(date -d '2001-02-03 04:05:06' +%s)" ] ||
+		bad "$n: mode, owner, mtime $(stat -c '%a %u:%g %Y' "$f")"
+	[ "$("$PYTHON" -c 'import os,sys; print(os.getxattr(sys.argv[1], "user.note").decode())' "$f")" = kept ] ||
+		bad "$n: xattr lost"
+done
+echo "ok: offline pack keeps owner, setuid/setgid mode, xattrs and times"
+
 # Names up to NAME_MAX.
 d=$W/long
 mkdir -p "$d"
