@@ -155,7 +155,7 @@ struct lcp_pack_job;
 
 /*
  * Phase one of a pack: parses NAME in dirfd, encodes it, writes payload and
- * sidecar temporaries and fsyncs them. Takes no lock of the caller's and
+ * sidecar temporaries (with the raw file's metadata) and fsyncs them. Takes no lock of the caller's and
  * calls nothing back but progress (may be NULL). With srcfd -1 the raw file
  * is NAME itself (pack in place); otherwise it is the open regular file
  * srcfd (a private copy, `lcpfs pack SRC DST`) and NAME is only the
@@ -181,9 +181,10 @@ lcp_err lcp_store_pack_prepare_at(int dirfd, const char *name, int srcfd,
  * still be the same inode with the same size, mtime and ctime as prepared
  * (a chmod, chown or write meanwhile changes ctime: outcome RETRY) and have
  * one link (a hard link made meanwhile: REFUSED "file has several hard
- * links", never a split). Then the raw file's owner, mode bits (setuid and
- * setgid included), times and extended attributes (except the store's own
- * "user.lcpfs.*") go to the payload, and the renames run in an order every
+ * links", never a split). The payload already has the raw file's owner,
+ * mode bits (setuid and setgid included), times and extended attributes
+ * (except the store's own "user.lcpfs.*"), carried by prepare and still
+ * right since ctime did not change. The renames run in an order every
  * prefix of which recovery repairs:
  *   sidecar to its name (or, when that name is taken, to a parked name),
  *   [step "sidecar"], payload over NAME [step "payload"], parked sidecar to
