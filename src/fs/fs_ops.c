@@ -623,20 +623,15 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
 	struct fs_mount *m = fs_mount_of(req);
-	struct fs_handle *h = handle_of(fi);
-	char *buf = lcp_malloc(size ? size : 1);
-	ssize_t n;
+	char *buf;
 	int fd;
+	ssize_t n = fs_tensor_read(m, fs_inode_of(m, ino), handle_of(fi), size, off, &buf, &fd);
 
-	if (!buf) {
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
-	n = fs_tensor_read(m, fs_inode_of(m, ino), h, buf, size, off, &fd);
 	if (n < 0) {
 		fuse_reply_err(req, (int)-n);
-	} else if (fd < 0) {
+	} else if (buf) {
 		fuse_reply_buf(req, buf, (size_t)n);
+		lcp_free(buf);
 	} else {
 		struct fuse_bufvec bv = FUSE_BUFVEC_INIT(size);
 		bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
@@ -644,7 +639,6 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		bv.buf[0].pos = off;
 		fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);
 	}
-	lcp_free(buf);
 }
 
 static void fs_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in, off_t off,

@@ -186,10 +186,12 @@ void fs_tensor_fix_stat(struct fs_inode *inode, struct stat *st);
  * ns for writing itself when it must (truncating a compressed file): the
  * caller passes its hold and gets it back as a read hold. */
 int fs_tensor_open(struct fs_mount *m, struct fs_inode *inode, struct fs_handle *h);
-/* Reads through h (either way it is open); returns bytes or -errno. With a
- * backing fd, returns 0 and *fd instead, for a splice reply. */
+/* Reads through h. A committed file is read into *buf (lcp_malloc'ed, the
+ * caller frees it): returns the bytes read. A raw file is not read: returns
+ * 0 with its backing fd in *fd (valid until the handle is released), for a
+ * splice reply. -errno on failure. */
 ssize_t fs_tensor_read(struct fs_mount *m, struct fs_inode *inode, struct fs_handle *h,
-		       char *buf, size_t len, off_t off, int *fd);
+		       size_t len, off_t off, char **buf, int *fd);
 /* The backing fd for a change through h: a compressed file is materialized
  * first (no lock may be held). Returns the fd, or -errno. */
 int fs_tensor_write_fd(struct fs_mount *m, struct fs_inode *inode, struct fs_handle *h);

@@ -498,13 +498,14 @@ int fs_tensor_open(struct fs_mount *m, struct fs_inode *inode, struct fs_handle 
 }
 
 ssize_t fs_tensor_read(struct fs_mount *m, struct fs_inode *inode, struct fs_handle *h,
-		       char *buf, size_t len, off_t off, int *fd)
+		       size_t len, off_t off, char **buf, int *fd)
 {
 	struct fs_sfile *sf;
 	uint64_t bad = 0;
 	size_t n = 0;
 	int err;
 
+	*buf = NULL;
 	fs_mutex_lock(&inode->lock);
 	pthread_mutex_lock(&h->lock);
 	err = resolve_handle(m, inode, h);
@@ -512,15 +513,18 @@ ssize_t fs_tensor_read(struct fs_mount *m, struct fs_inode *inode, struct fs_han
 	*fd = h->fd;
 	pthread_mutex_unlock(&h->lock);
 	fs_mutex_unlock(&inode->lock);
-	if (err)
-		return -err;
-	if (!sf)
-		return 0;
-	lcp_err le = lcp_store_read(sf->f, buf, len, (uint64_t)off, &n, &bad);
-	sfile_put(sf);
+	if (err || !sf) {
+		sfile_put(sf);
+		return err ? -err : 0;
+	}
 	*fd = -1;
+	*buf = lcp_malloc(len ? len : 1);
+	lcp_err le = *buf ? lcp_store_read(sf->f, *buf, len, (uint64_t)off, &n, &bad) : LCP_ERR_NOMEM;
+	sfile_put(sf);
 	if (le == LCP_OK)
 		return (ssize_t)n;
+	lcp_free(*buf);
+	*buf = NULL;
 	if (le == LCP_ERR_CHECKSUM)
 		log_inode(m, inode, LCP_LOG_ERROR,
 			  "damaged payload at offset %llu (read of %zu bytes at %lld)",
