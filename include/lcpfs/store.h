@@ -306,14 +306,21 @@ lcp_err lcp_store_refusal_clear_at(int dirfd, const char *name);
  *   - removes a sidecar only with proof: the name it guards holds no
  *     payload of it, and no payload anywhere in the tree carrying its id
  *     lacks a sidecar.
- * Sidecars that do not parse, and names it cannot judge, are left alone
- * and logged. Each change is one rename, link or unlink, so a crash during
- * recovery leaves a state the next run repairs. Not to be run while
- * another process changes names in the same tree (a mount's own renames
- * are serialized with its recovery; two mounts writing one tree are not
- * supported).
+ * Sidecars that do not parse, names it cannot judge, and sidecars of a
+ * payload a live process is still writing are left alone (and logged).
+ * Each change is one rename, link or unlink, so a crash during recovery
+ * leaves a state the next run repairs. Takes the tree's use lock (a
+ * flock(2) of dirfd's directory) exclusively: LCP_ERR_BUSY, with nothing
+ * done, while another process holds it (a running mount, see
+ * lcp_store_hold_backing).
  */
 lcp_err lcp_store_recover_dir(int dirfd);
+
+/* Takes the use lock of the tree at dirfd shared, for as long as *fd stays
+ * open: recovery elsewhere then waits its turn (LCP_ERR_BUSY) instead of
+ * taking this process's renames in flight for a crash's leftovers. A
+ * backing without such locks gives LCP_OK all the same. */
+lcp_err lcp_store_hold_backing(int dirfd, int *fd);
 
 /* What `lcpfs inspect` and the xattrs show. */
 struct lcp_tensor_report {

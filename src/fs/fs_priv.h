@@ -110,6 +110,7 @@ struct fs_mount {
 	const char *crash_at;     /* LCPFS_CRASH_AT, test hook */
 	const char *hold_at;      /* LCPFS_TEST_HOLD, test hook */
 	const char *hold_dir;     /* LCPFS_TEST_HOLD_DIR */
+	int backing_lock;         /* shared use lock of the backing, or -1 */
 
 	/* Readahead (fs.c). */
 	char readahead_file[96];  /* sysfs read_ahead_kb of the mount, or "" */

@@ -829,10 +829,17 @@ void fs_tensor_recover(struct fs_mount *m, int root_fd)
 		err = lcp_err_from_errno(errno);
 	else
 		err = lcp_store_recover_dir(dfd);
+	if (err == LCP_ERR_BUSY)
+		lcp_log(LCP_LOG_WARN, "%s: another lcpfs process uses this backing: recovery "
+			"skipped (it ran when that one started)", m->backing);
+	else if (err != LCP_OK)
+		lcp_log(LCP_LOG_WARN, "%s: recovery incomplete: %s", m->backing, lcp_strerror(err));
+	/* From now on a recovery elsewhere waits for this mount to end. */
+	m->backing_lock = -1;
+	if (!m->readonly && dfd >= 0 && lcp_store_hold_backing(dfd, &m->backing_lock) != LCP_OK)
+		lcp_log(LCP_LOG_WARN, "%s: cannot take the backing's use lock", m->backing);
 	if (dfd >= 0)
 		close(dfd);
-	if (err != LCP_OK)
-		lcp_log(LCP_LOG_WARN, "%s: recovery incomplete: %s", m->backing, lcp_strerror(err));
 }
 
 lcp_err fs_tensor_start(struct fs_mount *m)

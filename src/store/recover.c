@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -45,6 +46,7 @@ struct rpay {                 /* a payload: a regular file whose header has an i
 	uint64_t dev, ino;
 	bool paired;              /* a valid sidecar with its id is at its sidecar name */
 	bool blocked;             /* its sidecar name holds something we leave alone */
+	bool in_flight;           /* a live process's temporary: its sidecar is in use */
 };
 
 struct rec {
@@ -190,7 +192,7 @@ static lcp_err add_sidecar(struct rec *r, int dfd, uint32_t dir, const char *nam
 }
 
 static lcp_err add_payload(struct rec *r, int dfd, uint32_t dir, const char *name,
-			   size_t sc_begin)
+			   size_t sc_begin, bool in_flight)
 {
 	uint8_t hdr[LCP_PAYLOAD_HEADER_LEN];
 	char scname[LCP_STORE_NAME_LEN];
@@ -215,6 +217,11 @@ static lcp_err add_payload(struct rec *r, int dfd, uint32_t dir, const char *nam
 	memcpy(p->id, hdr + 16, LCP_FILE_ID_LEN);
 	p->dev = (uint64_t)st.st_dev;
 	p->ino = (uint64_t)st.st_ino;
+	p->in_flight = in_flight;
+	if (in_flight) {
+		p->paired = true; /* never a place to move a sidecar to */
+		return LCP_OK;
+	}
 	/* This directory's sidecars are sorted by name from sc_begin on. */
 	struct rsc key = {.name = scname};
 	struct rsc *s = r->nsc > sc_begin ? bsearch(&key, r->scs + sc_begin, r->nsc - sc_begin,
@@ -237,12 +244,18 @@ static lcp_err walk_entries(struct rec *r, int dfd, uint32_t dir, char **names,
 	size_t sc_begin = r->nsc;
 	lcp_err err = LCP_OK;
 
-	/* Temporaries first: a payload temporary is no payload to pair with. */
-	for (size_t i = 0; i < n; i++)
-		if (lcp_store_name_kind(names[i]) == LCP_NAME_TEMP &&
-		    lcp_store_temp_remove_if_dead(dfd, names[i]))
+	/* Temporaries first. A dead one goes; a live one (another process is
+	 * packing) is no payload to pair with, but the sidecar carrying its id
+	 * is in use: it must not be taken for stale. */
+	for (size_t i = 0; i < n && err == LCP_OK; i++) {
+		if (lcp_store_name_kind(names[i]) != LCP_NAME_TEMP)
+			continue;
+		if (lcp_store_temp_remove_if_dead(dfd, names[i]))
 			lcp_log(LCP_LOG_INFO, "recovery: removed temporary %s/%s", dir_path(r, dir),
 				names[i]);
+		else
+			err = add_payload(r, dfd, dir, names[i], r->nsc, true);
+	}
 	for (size_t i = 0; i < n && err == LCP_OK; i++) {
 		enum lcp_name_kind k = lcp_store_name_kind(names[i]);
 		if (k == LCP_NAME_SIDECAR || k == LCP_NAME_HASHED || k == LCP_NAME_PARKED)
@@ -255,7 +268,7 @@ static lcp_err walk_entries(struct rec *r, int dfd, uint32_t dir, char **names,
 	for (size_t i = 0; i < n && err == LCP_OK; i++)
 		if (lcp_store_name_kind(names[i]) == LCP_NAME_USER &&
 		    (types[i] == DT_REG || types[i] == DT_UNKNOWN))
-			err = add_payload(r, dfd, dir, names[i], sc_begin);
+			err = add_payload(r, dfd, dir, names[i], sc_begin, false);
 	for (size_t i = 0; i < n && err == LCP_OK; i++) {
 		struct stat st;
 		if (lcp_store_is_internal_name(names[i]) || (types[i] != DT_DIR && types[i] != DT_UNKNOWN))
@@ -389,7 +402,13 @@ static bool place_sidecar(struct rec *r, struct rsc *s)
 
 	for (size_t i = 0; i < r->npay; i++) {
 		struct rpay *p = &r->pays[i];
-		if (memcmp(p->id, s->id, LCP_FILE_ID_LEN) != 0 || p->paired)
+		if (memcmp(p->id, s->id, LCP_FILE_ID_LEN) != 0)
+			continue;
+		if (p->in_flight) {
+			s->done = true; /* a running pack's sidecar */
+			return false;
+		}
+		if (p->paired)
 			continue;
 		blocked |= p->blocked;
 		if (!orphan || p->dev != orphan->dev || p->ino != orphan->ino)
@@ -465,7 +484,7 @@ static void pair_links(struct rec *r)
 		for (size_t j = 0; j < r->npay && !p->paired; j++) {
 			struct rpay *q = &r->pays[j];
 			char qsc[LCP_STORE_NAME_LEN];
-			if (!q->paired || q->dev != p->dev || q->ino != p->ino ||
+			if (!q->paired || q->in_flight || q->dev != p->dev || q->ino != p->ino ||
 			    lcp_store_sidecar_name(q->name, qsc) != LCP_OK)
 				continue;
 			link_sidecar(r, q->dir, qsc, p);
@@ -476,11 +495,39 @@ static void pair_links(struct rec *r)
 	}
 }
 
+/* Takes the use lock of the tree at dirfd (a flock of its top directory:
+ * no file is created) shared or exclusive, without waiting. LCP_ERR_BUSY
+ * when another process holds it the other way; a backing without such
+ * locks counts as free. */
+static lcp_err lock_backing(int dirfd, int how, int *fd)
+{
+	*fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (*fd < 0)
+		return lcp_err_from_errno(errno);
+	if (flock(*fd, how | LOCK_NB) == 0 || errno == ENOLCK || errno == EOPNOTSUPP ||
+	    errno == EINVAL)
+		return LCP_OK;
+	lcp_err err = errno == EWOULDBLOCK ? LCP_ERR_BUSY : lcp_err_from_errno(errno);
+	close(*fd);
+	*fd = -1;
+	return err;
+}
+
+lcp_err lcp_store_hold_backing(int dirfd, int *fd)
+{
+	return lock_backing(dirfd, LOCK_SH, fd);
+}
+
 lcp_err lcp_store_recover_dir(int dirfd)
 {
 	struct rec r;
 	lcp_err err;
+	int lockfd;
 
+	/* Never while another process uses the tree: its renames in flight
+	 * would look like a crash's leftovers. */
+	if ((err = lock_backing(dirfd, LOCK_EX, &lockfd)) != LCP_OK)
+		return err;
 	memset(&r, 0, sizeof r);
 	r.root = dirfd;
 	err = walk(&r, dirfd, "", 0);
@@ -501,5 +548,7 @@ lcp_err lcp_store_recover_dir(int dirfd)
 	lcp_free(r.scs);
 	lcp_free(r.pays);
 	lcp_free(r.dirs);
+	if (lockfd >= 0)
+		close(lockfd);
 	return err;
 }

@@ -341,6 +341,42 @@ Test(integrity, live_temporaries_survive_recovery)
 	cr_assert_eq(scratch_count(&dir), 1);
 }
 
+/* The state a live pack is in after placing its sidecar beside the raw
+ * file, its payload still a (locked) temporary: the sidecar is in use, not
+ * stale. Once the temporary is nobody's, both go. */
+Test(integrity, sidecar_of_a_pack_in_flight_is_kept)
+{
+	size_t np;
+	pack_in(dir.fd, "m.safetensors");
+	uint8_t *payload = read_file(dir.fd, "m.safetensors", &np);
+	write_file(dir.fd, "m.safetensors", st.data, st.len); /* raw again */
+	struct lcp_store_temp t;
+	cr_assert_eq(lcp_store_temp_create(dir.fd, 'p', 0600, &t), LCP_OK);
+	cr_assert_eq(write(t.fd, payload, np), (ssize_t)np);
+	cr_assert_eq(lcp_store_recover_dir(dir.fd), LCP_OK);
+	cr_assert_eq(faccessat(dir.fd, ".m.safetensors.lcpfs", F_OK, 0), 0,
+		     "the sidecar of a pack in flight was removed");
+	cr_assert_eq(faccessat(dir.fd, t.name, F_OK, 0), 0);
+	close(t.fd); /* the packing process is gone */
+	cr_assert_eq(lcp_store_recover_dir(dir.fd), LCP_OK);
+	cr_assert_eq(scratch_count(&dir), 1, "temporary and stale sidecar left");
+	cr_assert(reads_as(dir.fd, "m.safetensors", st.data, st.len));
+	free(payload);
+}
+
+Test(integrity, recovery_waits_for_a_backing_in_use)
+{
+	int held;
+	pack_in(dir.fd, "m.safetensors");
+	write_file(dir.fd, ".lcpfs-tmp.00000000deadbeef.p", "x", 1);
+	cr_assert_eq(lcp_store_hold_backing(dir.fd, &held), LCP_OK);
+	cr_assert_eq(lcp_store_recover_dir(dir.fd), LCP_ERR_BUSY);
+	cr_assert_eq(scratch_count(&dir), 3, "recovery changed a backing in use");
+	close(held);
+	cr_assert_eq(lcp_store_recover_dir(dir.fd), LCP_OK);
+	cr_assert_eq(scratch_count(&dir), 2);
+}
+
 /* Names of 249..255 bytes: the sidecar takes the hashed form. */
 static void long_name(char *out, size_t len, char fill)
 {
