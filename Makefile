@@ -42,12 +42,14 @@ ALL_LDFLAGS := $(LDFLAGS) $(SANFLAGS)
 LIB_SRCS := $(sort $(wildcard src/common/*.c src/codec/*.c src/format/*.c src/store/*.c))
 BIN_SRCS := $(sort $(wildcard src/cli/*.c src/fs/*.c))
 UNIT_SRCS := $(sort $(wildcard tests/unit/*.c))
+# The daemon's pure parts (no FUSE calls), unit-tested on their own.
+UNIT_FS_SRCS := src/fs/fs_state.c
 BENCH_LIB_SRCS := $(sort $(wildcard tests/bench/lib/*.c))
 BENCH_MAIN_SRCS := $(sort $(wildcard tests/bench/bench_*.c))
 
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 BIN_OBJS := $(BIN_SRCS:%.c=$(BUILD)/%.o)
-UNIT_OBJS := $(UNIT_SRCS:%.c=$(BUILD)/%.o)
+UNIT_OBJS := $(UNIT_SRCS:%.c=$(BUILD)/%.o) $(UNIT_FS_SRCS:%.c=$(BUILD)/%.o)
 BENCH_LIB_OBJS := $(BENCH_LIB_SRCS:%.c=$(BUILD)/%.o)
 BENCH_BINS := $(BENCH_MAIN_SRCS:tests/bench/%.c=$(BUILD)/bench/%)
 # Bench objects are reached only through a pattern rule; keep make from

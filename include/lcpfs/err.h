@@ -27,6 +27,23 @@ typedef enum lcp_err {
 	LCP_ERR_NOENT = 13,      /* no such file */
 	LCP_ERR_EXIST = 14,      /* file already exists */
 	LCP_ERR_ACCES = 15,      /* permission denied */
+	LCP_ERR_NOTEMPTY = 16,   /* directory not empty */
+	LCP_ERR_ISDIR = 17,      /* is a directory */
+	LCP_ERR_NOTDIR = 18,     /* a path component is not a directory */
+	LCP_ERR_XDEV = 19,       /* across filesystems */
+	LCP_ERR_PERM = 20,       /* operation not permitted */
+	LCP_ERR_NAMETOOLONG = 21,/* a name is longer than NAME_MAX */
+	LCP_ERR_MLINK = 22,      /* too many links, or an operation one file with
+	                            several hard links cannot take */
+	LCP_ERR_BUSY = 23,       /* in use */
+	LCP_ERR_AGAIN = 24,      /* cannot tell now (a resource ran out, or the
+	                            backing changed meanwhile): try again */
+	LCP_ERR_ROFS = 25,       /* read-only filesystem */
+	LCP_ERR_LOOP = 26,       /* a symbolic link where none may be */
+	LCP_ERR_FBIG = 27,       /* file too large */
+	LCP_ERR_TXTBSY = 28,     /* text file busy */
+	LCP_ERR_MFILE = 29,      /* too many open files */
+	LCP_ERR_OVERFLOW = 30,   /* a value does not fit its type */
 	LCP_ERR__COUNT           /* not an error; number of codes above */
 } lcp_err;
 

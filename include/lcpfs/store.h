@@ -1,21 +1,32 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The on-disk representation: a committed tensor file NAME in a backing
- * directory is a payload file at NAME plus a sidecar ".NAME.lcpfs" (a
- * versioned container whose per-tensor metadata uses the QLOR layout; every
- * byte is documented in man/lcpfs.5). A file with no sidecar, or whose
- * bytes do not begin with a payload header carrying its sidecar's random
- * file id, is raw: its bytes are the file's bytes.
+ * The on-disk representation and its protocols (every byte and rule is in
+ * man/lcpfs.5). A committed tensor file NAME in a backing directory is a
+ * payload file at NAME (a 32-byte header carrying a random file id, then
+ * chunk bytes) plus a sidecar found by name: ".NAME.lcpfs", or
+ * ".lcpfs-h.<32 hex of xxh3-128(NAME)>" when that would exceed NAME_MAX.
  *
- * Commit order (crash-safe: each instant leaves NAME readable as its raw or
- * its committed version): write payload and sidecar under temporary names,
- * fsync both, rename the sidecar into place, rename the payload over NAME,
- * fsync the directory. The sidecar names its payload by a random file id and
- * the payload's size and checksum, so a sidecar left beside a raw file is
- * recognised as stale and ignored (and removed by lcp_store_recover_dir).
+ * What NAME is gets decided from durable facts only (lcp_store_probe_at):
+ * compressed, raw, damaged, or "cannot tell now" (an error: a sidecar that
+ * cannot be opened or is not a regular file, a payload beside another
+ * payload's sidecar while a rename is unfinished, ...). A payload is never
+ * served as content, and the store never deletes anything on a guess.
+ *
+ * Every namespace change is a sequence of renames, links and unlinks each of
+ * whose prefixes lcp_store_recover_dir repairs (pairing sidecars and
+ * payloads by file id across the whole tree), so a crash at any instant
+ * leaves each file readable as its old or its new version.
+ *
+ * Names are opened only after fstatat says they are regular files, with
+ * O_NONBLOCK | O_NOCTTY | O_NOFOLLOW, and re-checked after the open: no
+ * store call ever opens a FIFO, a device or a socket, or blocks on one.
  *
  * The daemon (src/fs) and the offline tool (src/cli) share all of this.
  * Functions take a directory fd plus a name in it (never a path with '/').
+ *
+ * Test hook: with environment variable LCPFS_TEST_CRASH set to one of the
+ * step names listed at each protocol below, the process kills itself with
+ * SIGKILL right after that step.
  */
 #ifndef LCPFS_STORE_H
 #define LCPFS_STORE_H
@@ -29,61 +40,6 @@
 #include "lcpfs/err.h"
 #include "lcpfs/format.h"
 
-/* True for names the store uses for itself (sidecars, temporaries). The
- * mount hides them from readdir and answers ENOENT to lookups of them. */
-bool lcp_store_is_internal_name(const char *name);
-
-/* Outcome of a pack. */
-struct lcp_pack_report {
-	enum lcp_format format;
-	bool committed;          /* true: payload + sidecar are in place */
-	char reason[200];        /* why not committed ("not a tensor file", "truncated
-	                            header: ...", "no space left", ...), or "" */
-	uint64_t logical_size;   /* bytes the file reads as */
-	uint64_t stored_size;    /* payload + sidecar bytes */
-};
-
-/* Called just before the first rename of a commit; returning false aborts
- * the commit (temporaries removed, raw file untouched). The daemon uses it to
- * refuse a swap when the file was reopened for writing meanwhile. */
-typedef bool (*lcp_may_commit_fn)(void *arg);
-
-/*
- * Compresses raw file `name` in dirfd in place. Bad format, quality refusal,
- * a full disk or any other failure to compress leaves the raw file exactly as
- * it was and returns LCP_OK with committed = false and the reason; an error
- * return means the attempt itself failed (I/O, memory) and the raw file is
- * likewise untouched. Files smaller than cfg->min_size are not packed, nor
- * files with several hard links (the commit would split them), nor names
- * longer than 248 bytes (the sidecar name must fit). Refusal reasons: the
- * format's own (rep->reason from lcp_format_parse), "not a tensor file",
- * "no compressible tensor", "smaller than min_size (N bytes)", "no space
- * left on device", "file changed while packing" (size, mtime or inode
- * differ at the end, or the name now points elsewhere), "commit refused
- * (file in use)" (may_commit said no), "encoding failed: ...".
- * Encoding streams one tensor at a time: peak memory is a small multiple of
- * the largest tensor (measured: 12 MiB peak RSS packing 48 MiB of 1 MiB
- * tensors). Temporaries are ".lcpfs-tmp.<16 hex>.p|s" in dirfd. The
- * payload takes the raw file's mode, owner (when permitted) and times.
- * Thread-safe for distinct names.
- * Test hook: with environment variable LCPFS_TEST_CRASH set to "temps"
- * (temporaries written and fsynced, nothing renamed), "sidecar" (sidecar
- * renamed into place, payload not) or "payload" (both renamed, directory
- * not yet fsynced), the process kills itself with SIGKILL at that step.
- */
-lcp_err lcp_store_pack_at(int dirfd, const char *name, const struct lcp_config *cfg,
-			  lcp_may_commit_fn may_commit, void *arg, struct lcp_pack_report *rep);
-
-/* Progress of a pack: bytes of the raw file processed so far out of total.
- * Called from the packing thread between regions. */
-typedef void (*lcp_progress_fn)(void *arg, uint64_t done, uint64_t total);
-
-/* lcp_store_pack_at with a progress callback (progress may be NULL). */
-lcp_err lcp_store_pack_progress_at(int dirfd, const char *name, const struct lcp_config *cfg,
-				   lcp_may_commit_fn may_commit, void *arg,
-				   lcp_progress_fn progress, void *progress_arg,
-				   struct lcp_pack_report *rep);
-
 /* Bounded LRU cache of decoded chunks, shared by open files. Thread-safe. */
 struct lcp_chunk_cache;
 lcp_err lcp_chunk_cache_create(size_t capacity_bytes, struct lcp_chunk_cache **out);
@@ -92,15 +48,167 @@ void lcp_chunk_cache_free(struct lcp_chunk_cache *c);
 /* An open committed file. Reads are thread-safe. */
 struct lcp_store_file;
 
-/* Opens `name` in dirfd. LCP_ERR_NOENT when the file is raw: no sidecar
- * (always raw, even if its bytes look like a payload: a file copied from a
- * backing dir stays what it is), or a sidecar, valid or not, beside a file
- * that is not one of our payloads (stale). LCP_ERR_CHECKSUM (or
- * FORMAT/VERSION/TRUNCATED) when the file is a payload and its sidecar is
- * damaged or names another file id, or the payload's header or size
- * disagrees with its sidecar: damage, never served as raw.
- * cache may be NULL (no caching). Cost: reads and parses the whole sidecar
- * and every tensor's params block; keep the handle open while reading. */
+/* Room for any sidecar or temporary name, NUL included. */
+#define LCP_STORE_NAME_LEN 256
+
+/* True for names the store uses for itself: sidecars ".X.lcpfs" and every
+ * name beginning with ".lcpfs-" (temporaries, hashed and parked sidecars).
+ * The mount hides them from readdir, answers ENOENT to lookups of them and
+ * EPERM to creating them; `lcpfs pack` refuses them as a destination. */
+bool lcp_store_is_internal_name(const char *name);
+
+/*
+ * A temporary file ".lcpfs-tmp.<16 hex>.<tag>" in dirfd, created with mode
+ * and opened read-write. While its fd is open the temporary is locked (an
+ * open-file-description lock), and recovery, in this or any other process,
+ * removes only temporaries nobody holds. Create returns LCP_ERR_AGAIN in
+ * the rare case a concurrent recovery removed it before the lock was taken.
+ */
+struct lcp_store_temp {
+	int fd;
+	char name[40];
+};
+lcp_err lcp_store_temp_create(int dirfd, char tag, unsigned mode, struct lcp_store_temp *t);
+/* Unlinks the temporary (if its name still holds it) and closes its fd. */
+void lcp_store_temp_remove(int dirfd, struct lcp_store_temp *t);
+
+/* Gives open regular file to_fd the owner (when permitted), mode bits
+ * (setuid and setgid included), extended attributes (except the store's own
+ * "user.lcpfs.*") and atime/mtime of open file from_fd: what every swap
+ * of a file's representation keeps. */
+lcp_err lcp_store_copy_attributes(int from_fd, int to_fd);
+
+/* What a file is. */
+enum lcp_repr {
+	LCP_REPR_RAW = 0,        /* its bytes are the file's bytes */
+	LCP_REPR_COMPRESSED = 1, /* a payload and its sidecar agree */
+	LCP_REPR_DAMAGED = 2,    /* compressed, but unreadable: reads are EIO */
+};
+
+struct lcp_probe {
+	enum lcp_repr repr;
+	bool regular;          /* NAME is a regular file (others are RAW, unopened) */
+	uint64_t dev, ino;     /* the object NAME named */
+	uint64_t nlink;
+	uint64_t size;         /* its size on the backing */
+	char note[512];        /* DAMAGED: what is wrong. RAW: something worth a log
+	                          line ("its bytes are an lcpfs payload, but no
+	                          sidecar is beside it"), or "". Cannot tell (an
+	                          error return): why, or "". */
+	char refused[200];     /* RAW: the refusal recorded on the file, or "" */
+};
+
+/*
+ * Decides what NAME in dirfd is:
+ *   COMPRESSED  NAME's header carries a file id, and the sidecar found by
+ *               NAME parses, carries that id, and agrees with the payload's
+ *               size and header checksum;
+ *   DAMAGED     the sidecar is there but fails its checksum or does not
+ *               parse beside a payload, or the sidecar's id is in NAME's
+ *               header but size or header checksum disagree, or NAME's
+ *               header is damaged while its size and first stored chunk
+ *               are the sidecar's payload's;
+ *   RAW         not a regular file, or no sidecar (a user's copy of payload
+ *               bytes reads as its own bytes), or a sidecar provably stale
+ *               (NAME is not its payload: wrong size, or first chunk
+ *               differs) beside a file that is not a payload.
+ * Returns LCP_OK with pr filled, LCP_ERR_NOENT when NAME does not exist, or
+ * another error when it cannot tell now, with pr->note saying why: any
+ * open or read failure (LCP_ERR_MFILE, NOMEM, IO, ACCES, ...), a sidecar
+ * name holding a symlink, FIFO or anything not a regular file
+ * (LCP_ERR_AGAIN), a payload beside a sidecar of another payload, or a
+ * payload with several links and no sidecar beside this name (an unfinished
+ * rename or link: LCP_ERR_AGAIN until recovery pairs them). Nothing is
+ * cached: ask again later.
+ * With out non-NULL a COMPRESSED file is also opened for reading into *out
+ * (cache may be NULL: no caching); with out NULL the probe only reads the
+ * sidecar and the payload header. Thread-safe.
+ */
+lcp_err lcp_store_probe_at(int dirfd, const char *name, struct lcp_chunk_cache *cache,
+			   struct lcp_probe *pr, struct lcp_store_file **out);
+
+/* Outcome of a pack. */
+enum lcp_pack_outcome {
+	LCP_PACK_COMMITTED = 0, /* payload + sidecar are in place */
+	LCP_PACK_NOT_TENSOR,    /* not a tensor file: stays raw, nothing recorded */
+	LCP_PACK_REFUSED,       /* a tensor file left raw; the reason is recorded
+	                           on it as the refusal marker (lcpfs.5) */
+	LCP_PACK_RETRY,         /* changed while packing, or in the way: try again */
+};
+
+struct lcp_pack_report {
+	enum lcp_format format;
+	enum lcp_pack_outcome outcome;
+	bool committed;          /* outcome == LCP_PACK_COMMITTED */
+	char reason[200];        /* why not committed ("not a tensor file", "truncated
+	                            header: ...", "no space left on device", ...), or "" */
+	uint64_t logical_size;   /* bytes the file reads as */
+	uint64_t stored_size;    /* payload + sidecar bytes */
+};
+
+/* Progress of a pack: bytes of the raw file processed so far out of total.
+ * Called from the packing thread between regions. */
+typedef void (*lcp_progress_fn)(void *arg, uint64_t done, uint64_t total);
+
+/* A pack whose temporaries are written, waiting for its commit. */
+struct lcp_pack_job;
+
+/*
+ * Phase one of a pack: parses NAME in dirfd, encodes it, writes payload and
+ * sidecar temporaries (with the raw file's metadata) and fsyncs them. Takes no lock of the caller's and
+ * calls nothing back but progress (may be NULL). With srcfd -1 the raw file
+ * is NAME itself (pack in place); otherwise it is the open regular file
+ * srcfd (a private copy, `lcpfs pack SRC DST`) and NAME is only the
+ * destination. LCP_OK with *job set: ready to commit; LCP_OK with *job NULL:
+ * not packed, rep says why (outcome NOT_TENSOR, REFUSED or RETRY); an error:
+ * the attempt failed (I/O, memory). In every case but a commit the raw file
+ * is untouched (the refusal marker aside) and no temporary is left.
+ * Refusals: the format's own reason (rep->reason from lcp_format_parse), "no
+ * compressible tensor", "smaller than min_size (N bytes)", "file has
+ * several hard links", "no space left on device", "encoding failed: ...".
+ * Retry: "file changed while packing", "already compressed or in the way".
+ * Encoding streams one tensor at a time: peak memory is a small multiple of
+ * the largest tensor (measured: 12 MiB peak RSS packing 48 MiB of 1 MiB
+ * tensors). Thread-safe for distinct names.
+ */
+lcp_err lcp_store_pack_prepare_at(int dirfd, const char *name, int srcfd,
+				  const struct lcp_config *cfg, lcp_progress_fn progress,
+				  void *progress_arg, struct lcp_pack_report *rep,
+				  struct lcp_pack_job **job);
+
+/*
+ * Phase two: commits a prepared pack from durable facts. In place, NAME must
+ * still be the same inode with the same size, mtime and ctime as prepared
+ * (a chmod, chown or write meanwhile changes ctime: outcome RETRY) and have
+ * one link (a hard link made meanwhile: REFUSED "file has several hard
+ * links", never a split). The payload already has the raw file's owner,
+ * mode bits (setuid and setgid included), times and extended attributes
+ * (except the store's own "user.lcpfs.*"), carried by prepare and still
+ * right since ctime did not change. The renames run in an order every
+ * prefix of which recovery repairs:
+ *   sidecar to its name (or, when that name is taken, to a parked name),
+ *   [step "sidecar"], payload over NAME [step "payload"], parked sidecar to
+ *   its name [step "parked"], fsync of the directory.
+ * Step "temps" is just before the first rename. Outcome and sizes go to rep.
+ * Takes no lock; the daemon calls it under its own gate. The job stays the
+ * caller's: release it with lcp_store_pack_free.
+ */
+lcp_err lcp_store_pack_commit(struct lcp_pack_job *job, struct lcp_pack_report *rep);
+
+/* The (dev, ino) of the raw file a job packs. */
+void lcp_store_pack_source(const struct lcp_pack_job *job, uint64_t *dev, uint64_t *ino);
+
+/* Removes whatever temporaries the job still has and frees it (NULL: no-op). */
+void lcp_store_pack_free(struct lcp_pack_job *job);
+
+/* Prepare and commit in one call (the offline tool, tests). */
+lcp_err lcp_store_pack_at(int dirfd, const char *name, int srcfd, const struct lcp_config *cfg,
+			  lcp_progress_fn progress, void *progress_arg,
+			  struct lcp_pack_report *rep);
+
+/* lcp_store_probe_at with the old answer for callers that only read:
+ * LCP_OK when compressed (*out open), LCP_ERR_NOENT when raw or absent,
+ * LCP_ERR_CHECKSUM when damaged, another error when it cannot tell. */
 lcp_err lcp_store_open_at(int dirfd, const char *name, struct lcp_chunk_cache *cache,
 			  struct lcp_store_file **out);
 void lcp_store_close(struct lcp_store_file *f);
@@ -118,39 +226,101 @@ uint64_t lcp_store_stored_size(const struct lcp_store_file *f);
 lcp_err lcp_store_read(struct lcp_store_file *f, void *buf, size_t len, uint64_t off,
 		       size_t *nread, uint64_t *bad_off);
 
-/* Replaces committed `name` by a raw file holding its reconstructed bytes,
- * atomically (the committed version stays readable until the rename), then
- * removes the sidecar. */
+/*
+ * Materializing: replacing compressed NAME by a raw file holding its
+ * reconstructed bytes, in two phases like a pack. Prepare decodes into a
+ * locked temporary and fsyncs it, with no lock of the caller's held:
+ * LCP_ERR_NOENT when NAME is raw or absent, LCP_ERR_CHECKSUM when damaged,
+ * LCP_ERR_MLINK when the payload has several links (a rename could not keep
+ * them together: the file stays compressed and read-only), another error
+ * when it cannot tell. Commit checks that NAME is still the same payload
+ * (same inode, size and mtime; else LCP_ERR_AGAIN) with one link, gives the
+ * temporary the payload's current owner, mode bits (setuid and setgid
+ * included), extended attributes and times, renames it over NAME [step
+ * "materialize"] (the reconstruction is what NAME read as, so readers see
+ * no change), removes the sidecar and fsyncs the directory. Free removes
+ * the temporary unless committed.
+ */
+struct lcp_materialize;
+lcp_err lcp_store_materialize_prepare_at(int dirfd, const char *name,
+					 struct lcp_materialize **out);
+lcp_err lcp_store_materialize_commit(struct lcp_materialize *m);
+void lcp_store_materialize_free(struct lcp_materialize *m);
+/* The (dev, ino) of the raw file a committed materialize put at NAME. */
+void lcp_store_materialize_result(const struct lcp_materialize *m, uint64_t *dev, uint64_t *ino);
+/* Prepare and commit in one call. */
 lcp_err lcp_store_materialize_at(int dirfd, const char *name);
 
-/* Sidecar-aware namespace operations: the sidecar follows its payload.
- * rename flags as renameat2 (RENAME_NOREPLACE, RENAME_EXCHANGE). Orders,
- * each leaving a state lcp_store_recover_dir repairs: unlink removes the
- * payload, then the sidecar; rename moves the sidecar, then the payload
- * (RENAME_NOREPLACE: the payload first, as the atomic existence check);
- * RENAME_EXCHANGE exchanges or moves the sidecars, then exchanges the
- * payloads; link links the sidecar, then the payload. A raw file renamed
- * over a committed one removes the target's now stale sidecar. Errors:
- * LCP_ERR_NOENT, LCP_ERR_EXIST, LCP_ERR_ACCES, LCP_ERR_NOSPC, LCP_ERR_INVAL,
- * LCP_ERR_RANGE (a committed file's new name too long for its sidecar),
- * LCP_ERR_IO. Not atomic against concurrent namespace changes of the same
- * names (the daemon serializes them). */
+/*
+ * Empties compressed (or damaged) NAME in place, for an open with O_TRUNC:
+ * truncates the payload to 0 bytes [step "discard"], then removes its
+ * sidecar. The inode, its owner, mode and xattrs stay. LCP_ERR_NOENT when
+ * NAME is raw or absent, LCP_ERR_MLINK with several links.
+ */
+lcp_err lcp_store_discard_at(int dirfd, const char *name);
+
+/*
+ * Namespace operations that keep each file's sidecar with its payload.
+ * rename flags as renameat2 (RENAME_NOREPLACE, RENAME_EXCHANGE). Orders
+ * (every prefix leaves a state in which no name reads wrong bytes, and
+ * which lcp_store_recover_dir completes or undoes):
+ *   unlink of a compressed file: payload [step "unlink"], then sidecar;
+ *   rename of a compressed A to T whose sidecar name is free: link A's
+ *     sidecar to T's sidecar name [step "rename-link"], payload A over T
+ *     [step "rename-payload"], unlink A's sidecar;
+ *   rename of a compressed A over a T that has a sidecar: payload A over T
+ *     [step "rename-payload"] (T reads "cannot tell" until) A's sidecar over
+ *     T's sidecar;
+ *   rename of a raw A over a compressed T: A over T [step "rename-payload"]
+ *     (T's sidecar is now provably stale), then T's sidecar is removed;
+ *   RENAME_EXCHANGE: the payloads [step "exchange"], then the sidecars
+ *     (exchanged, or moved when one side is raw);
+ *   link of a compressed A: A's sidecar to T's sidecar name [step
+ *     "link-sidecar"], then the payload.
+ * Two names of one inode renamed onto each other change nothing. A name
+ * that cannot be told (lcp_store_probe_at error) is not moved: that error.
+ * Errors are the system calls' (LCP_ERR_NOENT, EXIST, NOTEMPTY, ISDIR,
+ * NOTDIR, XDEV, PERM, ACCES, MLINK, BUSY, NOSPC, INVAL, ...). Not atomic
+ * against concurrent namespace changes of the same names (the daemon
+ * serializes them).
+ */
 lcp_err lcp_store_unlink_at(int dirfd, const char *name);
 lcp_err lcp_store_rename_at(int olddirfd, const char *oldname, int newdirfd, const char *newname,
 			    unsigned int flags);
 lcp_err lcp_store_link_at(int olddirfd, const char *oldname, int newdirfd, const char *newname);
 
+/* Forgets the refusal marker of regular file NAME (its bytes changed);
+ * a missing marker is not an error. */
+lcp_err lcp_store_refusal_clear_at(int dirfd, const char *name);
+
 /*
- * At mount: in dirfd and below, removes temporaries (".lcpfs-tmp.*", also
- * those of a pack still running elsewhere on a shared backing dir: that pack
- * then fails and leaves its raw file), moves each valid sidecar beside the
- * payload in the same directory that carries its file id (completing or
- * undoing a rename, exchange or link interrupted between its two steps),
- * and removes valid sidecars whose payload is gone. Sidecars that do not
- * parse are left alone. A commit needs no finishing: it is its final rename.
- * Not to be run concurrently with other store operations on the same tree.
+ * At mount (and `lcpfs recover`): in the tree below dirfd,
+ *   - removes temporaries that no live process holds (never another
+ *     running mount's or pack's: those are locked);
+ *   - pairs sidecars and payloads by file id across the whole tree: a
+ *     sidecar whose name does not hold its payload (intact or with a
+ *     damaged header) moves beside the one payload inode carrying its id
+ *     that has no sidecar of its own (finishing or undoing an interrupted
+ *     rename, exchange, link or commit, across directories too); another
+ *     name of that inode gets a link of it;
+ *   - removes a sidecar only with proof: the name it guards holds no
+ *     payload of it, and no payload anywhere in the tree carrying its id
+ *     lacks a sidecar.
+ * Sidecars that do not parse, names it cannot judge, and sidecars of a
+ * payload a live process is still writing are left alone (and logged).
+ * Each change is one rename, link or unlink, so a crash during recovery
+ * leaves a state the next run repairs. Takes the tree's use lock (a
+ * flock(2) of dirfd's directory) exclusively: LCP_ERR_BUSY, with nothing
+ * done, while another process holds it (a running mount, see
+ * lcp_store_hold_backing).
  */
 lcp_err lcp_store_recover_dir(int dirfd);
+
+/* Takes the use lock of the tree at dirfd shared, for as long as *fd stays
+ * open: recovery elsewhere then waits its turn (LCP_ERR_BUSY) instead of
+ * taking this process's renames in flight for a crash's leftovers. A
+ * backing without such locks gives LCP_OK all the same. */
+lcp_err lcp_store_hold_backing(int dirfd, int *fd);
 
 /* What `lcpfs inspect` and the xattrs show. */
 struct lcp_tensor_report {

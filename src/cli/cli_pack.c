@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * `lcpfs pack` and `lcpfs unpack`: the same store code the daemon uses.
- * pack copies SRC into DST's directory under a temporary name, packs that
- * copy in place, and renames the result (payload and sidecar) to DST; a
- * refused file ends as a plain copy at DST with the reason printed. When
- * SRC and DST are the same file it is packed in place.
+ * pack copies SRC (bytes, owner, mode, xattrs, times) into DST's directory
+ * under a locked temporary name and packs that copy to DST; a refused file
+ * ends as a plain copy at DST with the reason printed (and recorded on it).
+ * When SRC and DST are the same file it is packed in place.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -18,7 +18,6 @@
 #include "common/io.h"
 #include "lcpfs/config.h"
 #include "lcpfs/store.h"
-#include "store/store_priv.h"
 
 #define COPY_STEP (1u << 20)
 
@@ -76,15 +75,22 @@ static int copy_logical(const char *verb, const char *path, int out)
 		fprintf(stderr, "lcpfs %s: %s: %s\n", verb, path, strerror(errno));
 		return 1;
 	}
-	err = lcp_store_open_at(dirfd, base, NULL, &f);
-	if (err && err != LCP_ERR_NOENT) {
-		fprintf(stderr, "lcpfs %s: %s: %s\n", verb, path, lcp_strerror(err));
+	struct lcp_probe pr;
+	err = lcp_store_probe_at(dirfd, base, NULL, &pr, &f);
+	if (err == LCP_OK && pr.repr == LCP_REPR_DAMAGED)
+		err = LCP_ERR_CHECKSUM;
+	if (err == LCP_OK && !pr.regular)
+		err = LCP_ERR_UNSUPPORTED;
+	if (err) {
+		fprintf(stderr, "lcpfs %s: %s: %s%s%s\n", verb, path,
+			err == LCP_ERR_UNSUPPORTED ? "not a regular file" : lcp_strerror(err),
+			pr.note[0] ? ": " : "", pr.note);
 		close(dirfd);
 		return 1;
 	}
 	if (!f) {
 		/* Raw (never packed, or refused): its bytes are the file. */
-		int in = openat(dirfd, base, O_RDONLY | O_CLOEXEC);
+		int in = openat(dirfd, base, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK);
 		rc = in < 0 ? errno : copy_fd(in, out);
 		if (in >= 0)
 			close(in);
@@ -131,8 +137,8 @@ static void print_outcome(const char *dst, const struct lcp_pack_report *rep, bo
 static int pack_in_place(int dirfd, const char *base, const char *dst, const struct lcp_config *cfg)
 {
 	struct lcp_pack_report rep;
-	lcp_err err = lcp_store_pack_progress_at(dirfd, base, cfg, NULL, NULL,
-						 isatty(2) ? progress : NULL, (void *)dst, &rep);
+	lcp_err err = lcp_store_pack_at(dirfd, base, -1, cfg, isatty(2) ? progress : NULL,
+					(void *)dst, &rep);
 	if (isatty(2))
 		fputc('\n', stderr);
 	close(dirfd);
@@ -148,10 +154,11 @@ int lcp_cli_pack(int argc, char **argv)
 {
 	struct lcp_config cfg = lcp_config_default();
 	const char *opts = NULL, *src, *dst, *base;
-	char errbuf[160], dirbuf[4096], tmp[64];
+	char errbuf[160], dirbuf[4096];
+	struct lcp_store_temp tmp;
 	struct lcp_pack_report rep;
 	struct stat st;
-	int i = 1, dirfd, in, out, rc;
+	int i = 1, dirfd, in, rc;
 	lcp_err err;
 
 	if (i < argc && strcmp(argv[i], "-o") == 0 && i + 1 < argc) {
@@ -168,7 +175,7 @@ int lcp_cli_pack(int argc, char **argv)
 		fprintf(stderr, "lcpfs pack: bad option: %s\n", errbuf);
 		return 2;
 	}
-	in = open(src, O_RDONLY | O_CLOEXEC);
+	in = open(src, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (in < 0 || fstat(in, &st) != 0 || !S_ISREG(st.st_mode)) {
 		fprintf(stderr, "lcpfs pack: %s: %s\n", src, in < 0 ? strerror(errno)
 								     : "not a regular file");
@@ -196,41 +203,37 @@ int lcp_cli_pack(int argc, char **argv)
 			return pack_in_place(dirfd, base, dst, &cfg);
 		}
 	}
-	if (lcp_store_temp_name('c', tmp, sizeof tmp) != LCP_OK) {
+	/* A private copy of SRC under a locked temporary name: packed from its
+	 * fd straight to DST, or renamed to DST as a plain copy when refused. */
+	if ((err = lcp_store_temp_create(dirfd, 'c', st.st_mode & 0777, &tmp)) != LCP_OK) {
+		fprintf(stderr, "lcpfs pack: %s: %s\n", dst, lcp_strerror(err));
 		close(in);
 		close(dirfd);
 		return 1;
 	}
-	out = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, st.st_mode & 0777);
-	if (out < 0) {
-		fprintf(stderr, "lcpfs pack: %s: %s\n", dst, strerror(errno));
-		close(in);
-		close(dirfd);
-		return 1;
+	/* A packed SRC is read through the store: its bytes are a payload. The
+	 * copy then takes SRC's owner, mode, xattrs and times, which the pack
+	 * carries to DST. */
+	rc = copy_logical("pack", src, tmp.fd);
+	if (rc == 0 && (err = lcp_store_copy_attributes(in, tmp.fd)) != LCP_OK) {
+		fprintf(stderr, "lcpfs pack: %s: %s\n", dst, lcp_strerror(err));
+		rc = 1;
 	}
 	close(in);
-	/* A packed SRC is read through the store: its bytes are a payload. */
-	rc = copy_logical("pack", src, out);
-	close(out);
 	if (rc) {
-		unlinkat(dirfd, tmp, 0);
+		lcp_store_temp_remove(dirfd, &tmp);
 		close(dirfd);
 		return 1;
 	}
-	err = lcp_store_pack_progress_at(dirfd, tmp, &cfg, NULL, NULL,
-					 isatty(2) ? progress : NULL, (void *)dst, &rep);
+	err = lcp_store_pack_at(dirfd, base, tmp.fd, &cfg, isatty(2) ? progress : NULL,
+				(void *)dst, &rep);
 	if (isatty(2))
 		fputc('\n', stderr);
-	if (err) {
-		fprintf(stderr, "lcpfs pack: %s: %s\n", src, lcp_strerror(err));
-		unlinkat(dirfd, tmp, 0);
-		close(dirfd);
-		return 1;
-	}
-	err = lcp_store_rename_at(dirfd, tmp, dirfd, base, 0);
+	if (err == LCP_OK && !rep.committed)
+		err = lcp_store_rename_at(dirfd, tmp.name, dirfd, base, 0);
+	lcp_store_temp_remove(dirfd, &tmp);
 	if (err) {
 		fprintf(stderr, "lcpfs pack: %s: %s\n", dst, lcp_strerror(err));
-		lcp_store_unlink_at(dirfd, tmp);
 		close(dirfd);
 		return 1;
 	}
@@ -245,9 +248,10 @@ int lcp_cli_pack(int argc, char **argv)
  * renaming through the store drops a sidecar DST may have had. */
 int lcp_cli_unpack(int argc, char **argv)
 {
-	char dirbuf[4096], tmp[64];
+	char dirbuf[4096];
+	struct lcp_store_temp tmp;
 	const char *base;
-	int dirfd, out, rc;
+	int dirfd, rc;
 	lcp_err err;
 
 	if (argc != 3) {
@@ -259,27 +263,21 @@ int lcp_cli_unpack(int argc, char **argv)
 		fprintf(stderr, "lcpfs unpack: %s: %s\n", argv[2], strerror(errno));
 		return 1;
 	}
-	if (lcp_store_temp_name('u', tmp, sizeof tmp) != LCP_OK) {
+	if ((err = lcp_store_temp_create(dirfd, 'u', 0644, &tmp)) != LCP_OK) {
+		fprintf(stderr, "lcpfs unpack: %s: %s\n", argv[2], lcp_strerror(err));
 		close(dirfd);
 		return 1;
 	}
-	out = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-	if (out < 0) {
-		fprintf(stderr, "lcpfs unpack: %s: %s\n", argv[2], strerror(errno));
-		close(dirfd);
-		return 1;
-	}
-	rc = copy_logical("unpack", argv[1], out);
-	close(out);
+	rc = copy_logical("unpack", argv[1], tmp.fd);
 	if (rc) {
-		unlinkat(dirfd, tmp, 0); /* never leave wrong or partial bytes behind */
+		lcp_store_temp_remove(dirfd, &tmp); /* never leave wrong or partial bytes behind */
 		close(dirfd);
 		return rc;
 	}
-	err = lcp_store_rename_at(dirfd, tmp, dirfd, base, 0);
+	err = lcp_store_rename_at(dirfd, tmp.name, dirfd, base, 0);
+	lcp_store_temp_remove(dirfd, &tmp);
 	if (err) {
 		fprintf(stderr, "lcpfs unpack: %s: %s\n", argv[2], lcp_strerror(err));
-		unlinkat(dirfd, tmp, 0);
 		close(dirfd);
 		return 1;
 	}

@@ -17,6 +17,13 @@ uint64_t lcp_xxh3(const void *data, size_t len)
 	return XXH3_64bits(len ? data : "", len);
 }
 
+void lcp_xxh3_128(const void *data, size_t len, uint64_t out[2])
+{
+	XXH128_hash_t h = XXH3_128bits(len ? data : "", len);
+	out[0] = h.high64;
+	out[1] = h.low64;
+}
+
 lcp_err lcp_xxh3_stream_create(struct lcp_xxh3_stream **out)
 {
 	struct lcp_xxh3_stream *s = lcp_malloc(sizeof *s);

@@ -16,6 +16,10 @@
 /* xxh3-64 with seed 0 of len bytes at data (data may be NULL when len is 0). */
 uint64_t lcp_xxh3(const void *data, size_t len);
 
+/* xxh3-128 with seed 0: out[0] the high 64 bits, out[1] the low 64 bits
+ * (the canonical big-endian order when printed high first). */
+void lcp_xxh3_128(const void *data, size_t len, uint64_t out[2]);
+
 /* Streaming xxh3-64. Create, update any number of times, digest, free.
  * Digest of the concatenation equals lcp_xxh3 of it. Not thread-safe per state. */
 struct lcp_xxh3_stream;

@@ -19,6 +19,21 @@ static const char *const messages[LCP_ERR__COUNT] = {
 	[LCP_ERR_NOENT] = "no such file",
 	[LCP_ERR_EXIST] = "file exists",
 	[LCP_ERR_ACCES] = "permission denied",
+	[LCP_ERR_NOTEMPTY] = "directory not empty",
+	[LCP_ERR_ISDIR] = "is a directory",
+	[LCP_ERR_NOTDIR] = "not a directory",
+	[LCP_ERR_XDEV] = "cross-device link",
+	[LCP_ERR_PERM] = "operation not permitted",
+	[LCP_ERR_NAMETOOLONG] = "file name too long",
+	[LCP_ERR_MLINK] = "too many links",
+	[LCP_ERR_BUSY] = "resource busy",
+	[LCP_ERR_AGAIN] = "cannot tell now, try again",
+	[LCP_ERR_ROFS] = "read-only file system",
+	[LCP_ERR_LOOP] = "too many levels of symbolic links",
+	[LCP_ERR_FBIG] = "file too large",
+	[LCP_ERR_TXTBSY] = "text file busy",
+	[LCP_ERR_MFILE] = "too many open files",
+	[LCP_ERR_OVERFLOW] = "value too large for its type",
 };
 
 static const char *const names[LCP_ERR__COUNT] = {
@@ -38,6 +53,21 @@ static const char *const names[LCP_ERR__COUNT] = {
 	[LCP_ERR_NOENT] = "LCP_ERR_NOENT",
 	[LCP_ERR_EXIST] = "LCP_ERR_EXIST",
 	[LCP_ERR_ACCES] = "LCP_ERR_ACCES",
+	[LCP_ERR_NOTEMPTY] = "LCP_ERR_NOTEMPTY",
+	[LCP_ERR_ISDIR] = "LCP_ERR_ISDIR",
+	[LCP_ERR_NOTDIR] = "LCP_ERR_NOTDIR",
+	[LCP_ERR_XDEV] = "LCP_ERR_XDEV",
+	[LCP_ERR_PERM] = "LCP_ERR_PERM",
+	[LCP_ERR_NAMETOOLONG] = "LCP_ERR_NAMETOOLONG",
+	[LCP_ERR_MLINK] = "LCP_ERR_MLINK",
+	[LCP_ERR_BUSY] = "LCP_ERR_BUSY",
+	[LCP_ERR_AGAIN] = "LCP_ERR_AGAIN",
+	[LCP_ERR_ROFS] = "LCP_ERR_ROFS",
+	[LCP_ERR_LOOP] = "LCP_ERR_LOOP",
+	[LCP_ERR_FBIG] = "LCP_ERR_FBIG",
+	[LCP_ERR_TXTBSY] = "LCP_ERR_TXTBSY",
+	[LCP_ERR_MFILE] = "LCP_ERR_MFILE",
+	[LCP_ERR_OVERFLOW] = "LCP_ERR_OVERFLOW",
 };
 
 const char *lcp_strerror(lcp_err err)

@@ -2,6 +2,8 @@
 /* Whole-buffer pread and write loops; see io.h. */
 #include "common/io.h"
 
+#include "common/err_errno.h"
+
 #include <errno.h>
 #include <unistd.h>
 
@@ -13,7 +15,7 @@ lcp_err lcp_write_all(int fd, const void *p, size_t len)
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			return errno == ENOSPC || errno == EDQUOT ? LCP_ERR_NOSPC : LCP_ERR_IO;
+			return lcp_err_from_errno(errno);
 		}
 		b += n;
 		len -= (size_t)n;
@@ -29,7 +31,7 @@ lcp_err lcp_pread_all(int fd, void *p, size_t len, uint64_t off)
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			return LCP_ERR_IO;
+			return lcp_err_from_errno(errno);
 		}
 		if (n == 0)
 			return LCP_ERR_TRUNCATED;

@@ -12,11 +12,11 @@
 #include "lcpfs/err.h"
 
 /* pread(2) all len bytes at off; end of file first gives LCP_ERR_TRUNCATED,
- * any other failure LCP_ERR_IO. */
+ * a failure the lcp_err of its errno (LCP_ERR_IO for EIO). */
 lcp_err lcp_pread_all(int fd, void *buf, size_t len, uint64_t off);
 
-/* write(2) all len bytes; ENOSPC and EDQUOT give LCP_ERR_NOSPC (callers keep
- * the raw file on a full disk), others LCP_ERR_IO. */
+/* write(2) all len bytes; a failure gives the lcp_err of its errno (ENOSPC
+ * and EDQUOT: LCP_ERR_NOSPC, on which callers keep the raw file). */
 lcp_err lcp_write_all(int fd, const void *buf, size_t len);
 
 #endif

@@ -35,8 +35,6 @@
  * requests in flight, so chunks decode on all cores at once. */
 #define DEFAULT_READAHEAD_BYTES (4ull << 20)
 
-struct fs_ctx fs_ctx;
-
 /* mount(8) and fstab words that mean nothing to a FUSE filesystem (or are
  * already the kernel's defaults); fuse3's own helpers drop them the same way. */
 static const char *const ignored_options[] = {
@@ -83,24 +81,30 @@ static void usage(FILE *to, const char *prog)
 		prog);
 }
 
+/* "N", "Nk", "NM" or "NG" (powers of 1024); false on anything else or on
+ * overflow. */
 static bool parse_size(const char *s, uint64_t *out)
 {
-	char *end;
-	unsigned long long v;
+	uint64_t v = 0;
+	unsigned shift = 0;
+	const char *p = s;
 
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || end == s || *s == '-')
+	for (; *p >= '0' && *p <= '9'; p++) {
+		if (v > (UINT64_MAX - (uint64_t)(*p - '0')) / 10)
+			return false;
+		v = v * 10 + (uint64_t)(*p - '0');
+	}
+	if (p == s)
 		return false;
-	switch (*end) {
-	case 'k': case 'K': v <<= 10; end++; break;
-	case 'm': case 'M': v <<= 20; end++; break;
-	case 'g': case 'G': v <<= 30; end++; break;
+	switch (*p) {
+	case 'k': case 'K': shift = 10; p++; break;
+	case 'm': case 'M': shift = 20; p++; break;
+	case 'g': case 'G': shift = 30; p++; break;
 	default: break;
 	}
-	if (*end)
+	if (*p || (shift && v > (UINT64_MAX >> shift)))
 		return false;
-	*out = v;
+	*out = v << shift;
 	return true;
 }
 
@@ -138,7 +142,7 @@ struct cmdline {
 };
 
 /* Sorts one comma-separated -o argument; returns 0 or prints and returns 2. */
-static int sort_options(const char *prog, const char *arg, struct cmdline *cl)
+static int sort_options(struct fs_mount *m, const char *prog, const char *arg, struct cmdline *cl)
 {
 	char *copy = lcp_strdup(arg), *save = NULL;
 	int rc = 0;
@@ -150,7 +154,7 @@ static int sort_options(const char *prog, const char *arg, struct cmdline *cl)
 		    strncmp(o, "comment=", 8) == 0) {
 			continue;
 		} else if (strncmp(o, "cache=", 6) == 0) {
-			if (!parse_size(o + 6, &fs_ctx.cache_bytes)) {
+			if (!parse_size(o + 6, &m->cache_bytes)) {
 				fprintf(stderr, "%s: bad size in option '%s'\n", prog, o);
 				rc = 2;
 			}
@@ -166,13 +170,13 @@ static int sort_options(const char *prog, const char *arg, struct cmdline *cl)
 					MAX_THREADS);
 				rc = 2;
 			}
-			fs_ctx.threads = (unsigned)n;
+			m->threads = (unsigned)n;
 		} else if (in_list(config_options, o)) {
 			if (append_opt(&cl->cfg_opts, o))
 				rc = 2;
 		} else {
 			if (strcmp(o, "ro") == 0)
-				fs_ctx.readonly = true;
+				m->readonly = true;
 			if (append_opt(&cl->fuse_opts, o))
 				rc = 2;
 		}
@@ -182,7 +186,7 @@ static int sort_options(const char *prog, const char *arg, struct cmdline *cl)
 }
 
 /* Returns -1 to go on, or an exit status. */
-static int parse_cmdline(int argc, char **argv, struct cmdline *cl)
+static int parse_cmdline(struct fs_mount *m, int argc, char **argv, struct cmdline *cl)
 {
 	const char *prog = argv[0];
 
@@ -207,7 +211,7 @@ static int parse_cmdline(int argc, char **argv, struct cmdline *cl)
 				fprintf(stderr, "%s: -o needs an argument\n", prog);
 				return 2;
 			}
-			if (sort_options(prog, o, cl))
+			if (sort_options(m, prog, o, cl))
 				return 2;
 		} else if (a[0] == '-') {
 			fprintf(stderr, "%s: unknown option '%s' (try --help)\n", prog, a);
@@ -254,7 +258,7 @@ static void mountinfo_escape(const char *path, char *out, size_t len)
  * number in /proc/self/mountinfo: a stat of the mountpoint would wait for the
  * request loop, which is not running yet) and keeps it for
  * fs_apply_readahead. */
-static void find_readahead_file(const char *mountpoint, uint64_t bytes)
+static void find_readahead_file(struct fs_mount *m, const char *mountpoint, uint64_t bytes)
 {
 	char real[PATH_MAX], want[PATH_MAX * 4], line[PATH_MAX * 4 + 512], dev[32] = "";
 	FILE *f;
@@ -278,29 +282,28 @@ static void find_readahead_file(const char *mountpoint, uint64_t bytes)
 	}
 	fclose(f);
 	if (dev[0]) {
-		snprintf(fs_ctx.readahead_file, sizeof fs_ctx.readahead_file,
+		snprintf(m->readahead_file, sizeof m->readahead_file,
 			 "/sys/class/bdi/%s/read_ahead_kb", dev);
-		fs_ctx.readahead_kb = bytes >> 10;
+		m->readahead_kb = bytes >> 10;
 	}
 }
 
-void fs_apply_readahead(void)
+void fs_apply_readahead(struct fs_mount *m)
 {
-	static atomic_flag done = ATOMIC_FLAG_INIT;
 	FILE *f;
 
-	if (atomic_flag_test_and_set(&done) || !fs_ctx.readahead_file[0])
+	if (atomic_flag_test_and_set(&m->readahead_done) || !m->readahead_file[0])
 		return;
 	/* Best effort: a non-root daemon may not write sysfs. */
-	f = fopen(fs_ctx.readahead_file, "we");
+	f = fopen(m->readahead_file, "we");
 	if (!f)
 		return;
-	fprintf(f, "%llu\n", (unsigned long long)fs_ctx.readahead_kb);
+	fprintf(f, "%llu\n", (unsigned long long)m->readahead_kb);
 	if (fclose(f) != 0)
-		lcp_log(LCP_LOG_INFO, "cannot set readahead in %s", fs_ctx.readahead_file);
+		lcp_log(LCP_LOG_INFO, "cannot set readahead in %s", m->readahead_file);
 }
 
-static int serve(struct cmdline *cl, const char *prog, int root_fd)
+static int serve(struct fs_mount *m, struct cmdline *cl, const char *prog, int root_fd)
 {
 	char *fsname = NULL;
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
@@ -320,20 +323,24 @@ static int serve(struct cmdline *cl, const char *prog, int root_fd)
 	if (cl->fuse_opts && (fuse_opt_add_arg(&args, "-o") || fuse_opt_add_arg(&args, cl->fuse_opts)))
 		goto out;
 
-	se = fuse_session_new(&args, &fs_ops, sizeof fs_ops, NULL);
+	se = fuse_session_new(&args, &fs_ops, sizeof fs_ops, m);
 	if (!se)
 		goto out;
-	fs_ctx.se = se;
+	m->se = se;
 	if (fuse_set_signal_handlers(se) != 0)
 		goto out_session;
+	/* Finish or clean what a crash left before the mount appears: nobody
+	 * sees the backing half-recovered, and a hung recovery could not
+	 * freeze a mount that is not there yet. */
+	fs_tensor_recover(m, root_fd);
 	if (fuse_session_mount(se, cl->mountpoint) != 0)
 		goto out_signals;
-	find_readahead_file(cl->mountpoint, cl->readahead_bytes);
+	find_readahead_file(m, cl->mountpoint, cl->readahead_bytes);
 	if (!cl->foreground)
 		lcp_log_use_syslog(1);
 	if (fuse_daemonize(cl->foreground) != 0)
 		goto out_unmount;
-	if (fs_tensor_start(root_fd) != LCP_OK) {
+	if (fs_tensor_start(m) != LCP_OK) {
 		lcp_log(LCP_LOG_ERROR, "cannot start compression workers");
 		goto out_unmount;
 	}
@@ -367,21 +374,28 @@ int lcp_fs_main(int argc, char **argv)
 	char errbuf[200];
 	int rc, root_fd;
 	struct stat st;
+	struct fs_mount *m = lcp_calloc(1, sizeof *m);
 
 	memset(&cl, 0, sizeof cl);
+	if (!m) {
+		fprintf(stderr, "%s: out of memory\n", argv[0]);
+		return 1;
+	}
+	atomic_flag_clear(&m->readahead_done);
+	atomic_init(&m->stopping, false);
 	cl.readahead_bytes = DEFAULT_READAHEAD_BYTES;
-	fs_ctx.cache_bytes = DEFAULT_CACHE_BYTES;
-	fs_ctx.threads = DEFAULT_THREADS;
-	fs_ctx.timeout = ATTR_TIMEOUT_SEC;
-	rc = parse_cmdline(argc, argv, &cl);
+	m->cache_bytes = DEFAULT_CACHE_BYTES;
+	m->threads = DEFAULT_THREADS;
+	m->timeout = ATTR_TIMEOUT_SEC;
+	rc = parse_cmdline(m, argc, argv, &cl);
 	if (rc >= 0)
 		goto out;
 	rc = 2;
-	if (fs_tensor_configure(cl.cfg_opts, errbuf, sizeof errbuf) != LCP_OK) {
+	if (fs_tensor_configure(m, cl.cfg_opts, errbuf, sizeof errbuf) != LCP_OK) {
 		fprintf(stderr, "%s: %s\n", argv[0], errbuf);
 		goto out;
 	}
-	fs_ctx.backing = cl.backing;
+	m->backing = cl.backing;
 	root_fd = open(cl.backing, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (root_fd < 0 || fstat(root_fd, &st) != 0) {
 		fprintf(stderr, "%s: cannot open backing directory %s: %s\n", argv[0], cl.backing,
@@ -394,18 +408,17 @@ int lcp_fs_main(int argc, char **argv)
 		lcp_log_set_level(LCP_LOG_INFO);
 	/* Modes arrive already masked by the caller's umask. */
 	umask(0);
-	pthread_rwlockattr_t ra;
-	pthread_rwlockattr_init(&ra);
-	/* Commits take ns for writing; a stream of lookups must not starve them. */
-	pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-	pthread_rwlock_init(&fs_ctx.ns, &ra);
-	pthread_rwlockattr_destroy(&ra);
-	fs_table_init(root_fd);
+	fs_rwlock_init(&m->ns);
+	if (fs_table_init(m, root_fd) != LCP_OK) {
+		fprintf(stderr, "%s: out of memory\n", argv[0]);
+		goto out;
+	}
 	/* The real codec; false only means one is registered already. */
 	(void)lcp_provider_register(lcp_provider_cpu());
-	rc = serve(&cl, argv[0], root_fd);
+	rc = serve(m, &cl, argv[0], root_fd);
 out:
 	lcp_free(cl.fuse_opts);
 	lcp_free(cl.cfg_opts);
+	/* The mount object itself lives until exit: inodes still point into it. */
 	return rc;
 }

@@ -7,6 +7,7 @@
  * the kernel holds lookups on it or we hold references (a child's parent
  * link, an open handle, a queued job).
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -18,46 +19,57 @@
 
 #define TABLE_BUCKETS 16384u /* fixed: chains stay short for a model store's file count */
 
-static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct fs_inode *buckets[TABLE_BUCKETS];
-
 static size_t bucket_of(dev_t dev, ino_t ino)
 {
 	uint64_t h = (uint64_t)ino * 0x9E3779B97F4A7C15ull ^ (uint64_t)dev;
 	return (size_t)(h >> 40) % TABLE_BUCKETS;
 }
 
-static void hash_insert(struct fs_inode *inode)
+static void hash_insert(struct fs_mount *m, struct fs_inode *inode)
 {
 	size_t b = bucket_of(inode->dev, inode->ino);
-	inode->hnext = buckets[b];
-	buckets[b] = inode;
+	assert(fs_mutex_held(&m->table_lock));
+	inode->hnext = m->buckets[b];
+	m->buckets[b] = inode;
 }
 
-static void hash_remove(struct fs_inode *inode)
+static void hash_remove(struct fs_mount *m, struct fs_inode *inode)
 {
-	struct fs_inode **pp = &buckets[bucket_of(inode->dev, inode->ino)];
+	struct fs_inode **pp = &m->buckets[bucket_of(inode->dev, inode->ino)];
 	while (*pp && *pp != inode)
 		pp = &(*pp)->hnext;
 	if (*pp)
 		*pp = inode->hnext;
 }
 
-static struct fs_inode *hash_find(dev_t dev, ino_t ino)
+static struct fs_inode *hash_find(struct fs_mount *m, dev_t dev, ino_t ino)
 {
-	struct fs_inode *i = buckets[bucket_of(dev, ino)];
+	struct fs_inode *i = m->buckets[bucket_of(dev, ino)];
 	while (i && !(i->dev == dev && i->ino == ino))
 		i = i->hnext;
 	return i;
 }
 
-void fs_table_init(int root_fd)
+/* Initializes an inode's tensor side. */
+static void inode_init(struct fs_inode *inode)
 {
-	struct fs_inode *r = &fs_ctx.root;
+	fs_mutex_init(&inode->lock);
+	pthread_cond_init(&inode->changed, NULL);
+	fs_track_init(&inode->t);
+	inode->format = -1; /* no pack attempted */
+}
+
+lcp_err fs_table_init(struct fs_mount *m, int root_fd)
+{
+	struct fs_inode *r = &m->root;
 	struct stat st;
 
+	fs_mutex_init(&m->table_lock);
+	m->buckets = lcp_calloc(TABLE_BUCKETS, sizeof *m->buckets);
+	if (!m->buckets)
+		return LCP_ERR_NOMEM;
 	memset(r, 0, sizeof *r);
-	pthread_mutex_init(&r->lock, NULL);
+	inode_init(r);
 	r->fd = root_fd;
 	r->nlookup = 2; /* never freed */
 	if (fstat(root_fd, &st) == 0) {
@@ -65,43 +77,46 @@ void fs_table_init(int root_fd)
 		r->ino = st.st_ino;
 		r->type = st.st_mode & S_IFMT;
 	}
-	r->probed = true;
-	hash_insert(r);
+	fs_mutex_lock(&m->table_lock);
+	hash_insert(m, r);
+	fs_mutex_unlock(&m->table_lock);
+	return LCP_OK;
 }
 
-struct fs_inode *fs_inode_of(fuse_ino_t ino)
+struct fs_inode *fs_inode_of(struct fs_mount *m, fuse_ino_t ino)
 {
 	if (ino == FUSE_ROOT_ID)
-		return &fs_ctx.root;
+		return &m->root;
 	return (struct fs_inode *)(uintptr_t)ino;
 }
 
-fuse_ino_t fs_ino_of(struct fs_inode *inode)
+fuse_ino_t fs_ino_of(struct fs_mount *m, struct fs_inode *inode)
 {
-	if (inode == &fs_ctx.root)
+	if (inode == &m->root)
 		return FUSE_ROOT_ID;
 	return (fuse_ino_t)(uintptr_t)inode;
 }
 
 /* Called with table_lock held; drops it. */
-static void maybe_free_locked(struct fs_inode *inode)
+static void maybe_free_locked(struct fs_mount *m, struct fs_inode *inode)
 {
 	struct fs_inode *parent = NULL;
 
-	if (inode == &fs_ctx.root || inode->nlookup || inode->refs) {
-		pthread_mutex_unlock(&table_lock);
+	if (inode == &m->root || inode->nlookup || inode->refs) {
+		fs_mutex_unlock(&m->table_lock);
 		return;
 	}
-	hash_remove(inode);
+	hash_remove(m, inode);
 	parent = inode->parent;
-	pthread_mutex_unlock(&table_lock);
+	fs_mutex_unlock(&m->table_lock);
 	fs_tensor_inode_gone(inode);
 	close(inode->fd);
 	lcp_free(inode->name);
-	pthread_mutex_destroy(&inode->lock);
+	fs_mutex_destroy(&inode->lock);
+	pthread_cond_destroy(&inode->changed);
 	lcp_free(inode);
 	if (parent)
-		fs_inode_unref(parent);
+		fs_inode_unref(m, parent);
 }
 
 /* table_lock held. Returns the old parent, whose reference the caller drops
@@ -126,146 +141,151 @@ static struct fs_inode *set_name_locked(struct fs_inode *inode, struct fs_inode 
 	return old;
 }
 
-struct fs_inode *fs_inode_add(struct fs_inode *parent, const char *name, int fd,
-			      const struct stat *st)
+struct fs_inode *fs_inode_add(struct fs_mount *m, struct fs_inode *parent, const char *name,
+			      int fd, const struct stat *st)
 {
 	struct fs_inode *inode;
 
-	pthread_mutex_lock(&table_lock);
-	inode = hash_find(st->st_dev, st->st_ino);
+	fs_mutex_lock(&m->table_lock);
+	inode = hash_find(m, st->st_dev, st->st_ino);
 	if (inode) {
 		struct fs_inode *old = NULL;
 		inode->nlookup++;
-		if (inode != &fs_ctx.root)
+		if (inode != &m->root)
 			old = set_name_locked(inode, parent, name);
-		pthread_mutex_unlock(&table_lock);
+		fs_mutex_unlock(&m->table_lock);
 		close(fd);
 		if (old)
-			fs_inode_unref(old);
+			fs_inode_unref(m, old);
 		return inode;
 	}
 	inode = lcp_calloc(1, sizeof *inode);
 	if (!inode) {
-		pthread_mutex_unlock(&table_lock);
+		fs_mutex_unlock(&m->table_lock);
 		close(fd);
 		return NULL;
 	}
-	pthread_mutex_init(&inode->lock, NULL);
+	inode_init(inode);
 	inode->dev = st->st_dev;
 	inode->ino = st->st_ino;
 	inode->fd = fd;
 	inode->type = st->st_mode & S_IFMT;
 	inode->nlookup = 1;
-	inode->probed = inode->type != S_IFREG;
-	inode->format = -1; /* no pack attempted */
+	inode->nlink = (uint64_t)st->st_nlink;
 	(void)set_name_locked(inode, parent, name); /* new inode: no old parent */
-	hash_insert(inode);
-	pthread_mutex_unlock(&table_lock);
+	hash_insert(m, inode);
+	fs_mutex_unlock(&m->table_lock);
 	return inode;
 }
 
-void fs_inode_forget(struct fs_inode *inode, uint64_t n)
+void fs_inode_forget(struct fs_mount *m, struct fs_inode *inode, uint64_t n)
 {
-	pthread_mutex_lock(&table_lock);
+	fs_mutex_lock(&m->table_lock);
 	inode->nlookup = n > inode->nlookup ? 0 : inode->nlookup - n;
-	maybe_free_locked(inode);
+	maybe_free_locked(m, inode);
 }
 
-struct fs_inode *fs_inode_find(dev_t dev, ino_t ino)
+struct fs_inode *fs_inode_find(struct fs_mount *m, dev_t dev, ino_t ino)
 {
 	struct fs_inode *inode;
 
-	pthread_mutex_lock(&table_lock);
-	inode = hash_find(dev, ino);
+	fs_mutex_lock(&m->table_lock);
+	inode = hash_find(m, dev, ino);
 	if (inode)
 		inode->refs++;
-	pthread_mutex_unlock(&table_lock);
+	fs_mutex_unlock(&m->table_lock);
 	return inode;
 }
 
-void fs_inode_ref(struct fs_inode *inode)
+void fs_inode_ref(struct fs_mount *m, struct fs_inode *inode)
 {
-	pthread_mutex_lock(&table_lock);
+	fs_mutex_lock(&m->table_lock);
 	inode->refs++;
-	pthread_mutex_unlock(&table_lock);
+	fs_mutex_unlock(&m->table_lock);
 }
 
-void fs_inode_unref(struct fs_inode *inode)
+void fs_inode_unref(struct fs_mount *m, struct fs_inode *inode)
 {
-	pthread_mutex_lock(&table_lock);
+	fs_mutex_lock(&m->table_lock);
 	inode->refs--;
-	maybe_free_locked(inode);
+	maybe_free_locked(m, inode);
 }
 
-void fs_inode_set_name(struct fs_inode *inode, struct fs_inode *parent, const char *name)
+void fs_inode_set_name(struct fs_mount *m, struct fs_inode *inode, struct fs_inode *parent,
+		       const char *name)
 {
 	struct fs_inode *old = NULL;
 
-	pthread_mutex_lock(&table_lock);
-	if (inode != &fs_ctx.root)
+	fs_mutex_lock(&m->table_lock);
+	if (inode != &m->root)
 		old = set_name_locked(inode, parent, name);
-	pthread_mutex_unlock(&table_lock);
+	fs_mutex_unlock(&m->table_lock);
 	if (old)
-		fs_inode_unref(old);
+		fs_inode_unref(m, old);
 }
 
-int fs_inode_dirfd_name(struct fs_inode *inode, char *name, size_t len)
+int fs_inode_dirfd_name(struct fs_mount *m, struct fs_inode *inode, char *name, size_t len,
+			int *err)
 {
 	int fd = -1;
 
-	pthread_mutex_lock(&table_lock);
+	*err = 0;
+	fs_mutex_lock(&m->table_lock);
 	if (!inode->parent || !inode->name || strlen(inode->name) >= len) {
-		errno = ENOENT;
+		*err = ENOENT;
 	} else {
 		strcpy(name, inode->name);
 		fd = openat(inode->parent->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd < 0)
+			*err = errno;
 	}
-	pthread_mutex_unlock(&table_lock);
+	fs_mutex_unlock(&m->table_lock);
 	return fd;
 }
 
-void fs_inode_rekey(struct fs_inode *inode, int fd, const struct stat *st)
+void fs_inode_rekey(struct fs_mount *m, struct fs_inode *inode, int fd, const struct stat *st)
 {
 	int old;
 
-	pthread_mutex_lock(&table_lock);
-	hash_remove(inode);
+	assert(fs_rwlock_held_write(&m->ns));
+	fs_mutex_lock(&m->table_lock);
+	hash_remove(m, inode);
 	inode->dev = st->st_dev;
 	inode->ino = st->st_ino;
 	old = inode->fd;
 	inode->fd = fd;
 	/* Another inode may already sit on the new key (a lookup that raced the
 	 * swap before we took ns): ours goes first, so lookups now find it. */
-	hash_insert(inode);
-	pthread_mutex_unlock(&table_lock);
+	hash_insert(m, inode);
+	fs_mutex_unlock(&m->table_lock);
 	close(old);
 }
 
-void fs_inode_path(struct fs_inode *inode, char *buf, size_t len)
+void fs_inode_path(struct fs_mount *m, struct fs_inode *inode, char *buf, size_t len)
 {
 	const char *parts[64];
 	size_t n = 0, used = 0;
 
-	pthread_mutex_lock(&table_lock);
+	fs_mutex_lock(&m->table_lock);
 	for (struct fs_inode *i = inode; i && i->name && n < 64; i = i->parent)
 		parts[n++] = i->name;
-	used = (size_t)snprintf(buf, len, "%s", fs_ctx.backing);
+	used = (size_t)snprintf(buf, len, "%s", m->backing);
 	while (n-- > 0 && used < len)
 		used += (size_t)snprintf(buf + used, len - used, "/%s", parts[n]);
-	pthread_mutex_unlock(&table_lock);
+	fs_mutex_unlock(&m->table_lock);
 }
 
-int fs_inode_fd(struct fs_inode *inode)
+int fs_inode_fd(struct fs_mount *m, struct fs_inode *inode)
 {
 	int fd;
 
-	pthread_mutex_lock(&table_lock);
+	fs_mutex_lock(&m->table_lock);
 	fd = inode->fd;
-	pthread_mutex_unlock(&table_lock);
+	fs_mutex_unlock(&m->table_lock);
 	return fd;
 }
 
-void fs_inode_procpath(struct fs_inode *inode, char *buf, size_t len)
+void fs_inode_procpath(struct fs_mount *m, struct fs_inode *inode, char *buf, size_t len)
 {
-	snprintf(buf, len, "/proc/self/fd/%d", fs_inode_fd(inode));
+	snprintf(buf, len, "/proc/self/fd/%d", fs_inode_fd(m, inode));
 }

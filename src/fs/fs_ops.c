@@ -36,33 +36,6 @@ struct fs_dir {
 	struct dirent *entry;  /* read but not yet returned (buffer was full) */
 };
 
-static void ns_read(void)
-{
-	pthread_rwlock_rdlock(&fs_ctx.ns);
-}
-
-static void ns_write(void)
-{
-	pthread_rwlock_wrlock(&fs_ctx.ns);
-}
-
-static void ns_unlock(void)
-{
-	pthread_rwlock_unlock(&fs_ctx.ns);
-}
-
-/* Takes ns for an operation that may change inode's bytes: for reading
- * (enough while the file is raw, since a commit needs ns for writing), or for
- * writing when a committed file must first be swapped for its raw bytes. */
-static void ns_for_change(struct fs_inode *inode)
-{
-	ns_read();
-	if (inode->type == S_IFREG && fs_tensor_is_committed(inode)) {
-		ns_unlock();
-		ns_write();
-	}
-}
-
 static struct fs_handle *handle_of(struct fuse_file_info *fi)
 {
 	return (struct fs_handle *)(uintptr_t)fi->fh;
@@ -89,20 +62,31 @@ static void as_daemon(const struct caller_cred *saved)
 	errno = e;
 }
 
-static int stat_inode(struct fs_inode *inode, struct stat *st)
+/* The attributes the mount shows (ns held), and how long the kernel may
+ * keep them: a regular file the store cannot answer for now shows its
+ * backing attributes, kept for no time, so that it can still be listed,
+ * renamed or removed while every open of it fails (EIO) until it can be
+ * told. */
+static int stat_inode(struct fs_mount *m, struct fs_inode *inode, struct stat *st,
+		      double *timeout)
 {
 	if (fstatat(inode->fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
 		return errno;
+	*timeout = m->timeout;
+	if (S_ISREG(st->st_mode) && fs_tensor_known(m, inode) != 0)
+		*timeout = 0;
 	fs_tensor_fix_stat(inode, st);
 	return 0;
 }
 
 /* Looks name up in parent and fills e; counts one kernel lookup. ns held. */
-static int do_lookup(struct fs_inode *parent, const char *name, struct fuse_entry_param *e)
+static int do_lookup(struct fs_mount *m, struct fs_inode *parent, const char *name,
+		     struct fuse_entry_param *e)
 {
 	struct fs_inode *inode;
 	struct stat st;
-	int fd;
+	double timeout;
+	int fd, err;
 
 	memset(e, 0, sizeof *e);
 	if (fs_name_hidden(name))
@@ -111,20 +95,21 @@ static int do_lookup(struct fs_inode *parent, const char *name, struct fuse_entr
 	if (fd < 0)
 		return errno;
 	if (fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
-		int err = errno;
+		err = errno;
 		close(fd);
 		return err;
 	}
-	inode = fs_inode_add(parent, name, fd, &st);
+	inode = fs_inode_add(m, parent, name, fd, &st);
 	if (!inode)
 		return ENOMEM;
-	if (inode->type == S_IFREG)
-		fs_tensor_probe(inode);
-	fs_tensor_fix_stat(inode, &st);
-	e->ino = fs_ino_of(inode);
+	if ((err = stat_inode(m, inode, &st, &timeout)) != 0) {
+		fs_inode_forget(m, inode, 1);
+		return err;
+	}
+	e->ino = fs_ino_of(m, inode);
 	e->attr = st;
-	e->attr_timeout = fs_ctx.timeout;
-	e->entry_timeout = fs_ctx.timeout;
+	e->attr_timeout = timeout;
+	e->entry_timeout = timeout;
 	return 0;
 }
 
@@ -143,19 +128,19 @@ static void fs_init(void *userdata, struct fuse_conn_info *conn)
 
 static void fs_destroy(void *userdata)
 {
-	(void)userdata;
-	fs_tensor_stop();
+	fs_tensor_stop(userdata);
 }
 
 static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
+	struct fs_mount *m = fs_mount_of(req);
 	struct fuse_entry_param e;
 	int err;
-	fs_apply_readahead();
 
-	ns_read();
-	err = do_lookup(fs_inode_of(parent), name, &e);
-	ns_unlock();
+	fs_apply_readahead(m);
+	fs_rwlock_rdlock(&m->ns);
+	err = do_lookup(m, fs_inode_of(m, parent), name, &e);
+	fs_rwlock_unlock(&m->ns);
 	if (err)
 		fuse_reply_err(req, err);
 	else
@@ -164,76 +149,86 @@ static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 static void fs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
-	fs_inode_forget(fs_inode_of(ino), nlookup);
+	struct fs_mount *m = fs_mount_of(req);
+	fs_inode_forget(m, fs_inode_of(m, ino), nlookup);
 	fuse_reply_none(req);
 }
 
 static void fs_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
 {
+	struct fs_mount *m = fs_mount_of(req);
 	for (size_t i = 0; i < count; i++)
-		fs_inode_forget(fs_inode_of(forgets[i].ino), forgets[i].nlookup);
+		fs_inode_forget(m, fs_inode_of(m, forgets[i].ino), forgets[i].nlookup);
 	fuse_reply_none(req);
 }
 
 static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	struct fs_mount *m = fs_mount_of(req);
 	struct stat st;
+	double timeout;
 	int err;
-	fs_apply_readahead();
 
+	fs_apply_readahead(m);
 	/* With or without a handle the answer comes from the inode: one truth. */
 	(void)fi;
-	ns_read();
-	err = stat_inode(fs_inode_of(ino), &st);
-	ns_unlock();
+	fs_rwlock_rdlock(&m->ns);
+	err = stat_inode(m, fs_inode_of(m, ino), &st, &timeout);
+	fs_rwlock_unlock(&m->ns);
 	if (err)
 		fuse_reply_err(req, err);
 	else
-		fuse_reply_attr(req, &st, fs_ctx.timeout);
+		fuse_reply_attr(req, &st, timeout);
 }
 
-static int do_truncate(struct fs_inode *inode, struct fs_handle *h, off_t size)
+/* Truncates a regular file to size (ns held for reading). A compressed one
+ * was made raw by the caller; should it have been committed again since,
+ * EAGAIN asks the caller to make it raw again. */
+static int do_truncate(struct fs_mount *m, struct fs_inode *inode, struct fs_handle *h, off_t size)
 {
 	char path[PROCPATH_LEN];
-	int err = 0;
 
-	if (fs_tensor_is_committed(inode)) {
-		err = fs_tensor_make_raw(inode, size == 0);
-		if (err)
-			return err;
-	}
-	if (h && h->fd >= 0 && h->writable) {
-		if (ftruncate(h->fd, size) != 0)
+	fs_mutex_lock(&inode->lock);
+	bool raw = inode->t.state != FS_COMPRESSED;
+	fs_mutex_unlock(&inode->lock);
+	if (!raw)
+		return EAGAIN;
+	/* The generation moves first: a job prepared before cannot commit. */
+	fs_tensor_written(m, inode);
+	if (h && h->writable) {
+		int fd = fs_tensor_write_fd(m, inode, h);
+		if (fd < 0)
+			return -fd;
+		if (ftruncate(fd, size) != 0)
 			return errno;
-	} else {
-		fs_inode_procpath(inode, path, sizeof path);
-		if (truncate(path, size) != 0)
-			return errno;
+		return 0;
 	}
-	fs_tensor_written(inode);
+	fs_inode_procpath(m, inode, path, sizeof path);
+	if (truncate(path, size) != 0)
+		return errno;
 	/* A truncate(2) with no writer open has no release to follow it. */
-	fs_tensor_opened(inode, true, false);
-	fs_tensor_released(inode, true);
+	fs_tensor_opened(m, inode, true, false);
+	fs_tensor_released(m, inode, true);
 	return 0;
 }
 
 static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid,
 		       struct fuse_file_info *fi)
 {
-	struct fs_inode *inode = fs_inode_of(ino);
+	struct fs_mount *m = fs_mount_of(req);
+	struct fs_inode *inode = fs_inode_of(m, ino);
 	struct fs_handle *h = fi ? handle_of(fi) : NULL;
 	char path[PROCPATH_LEN];
 	struct stat st;
+	double timeout = 0;
 	int err = 0;
 
-	if (valid & FUSE_SET_ATTR_SIZE)
-		ns_for_change(inode);
-	else
-		ns_read();
-	fs_inode_procpath(inode, path, sizeof path);
+	fs_rwlock_rdlock(&m->ns);
+	fs_inode_procpath(m, inode, path, sizeof path);
 	if (valid & FUSE_SET_ATTR_MODE) {
-		int r = (h && h->fd >= 0) ? fchmod(h->fd, attr->st_mode) : chmod(path, attr->st_mode);
-		if (r != 0) {
+		/* On the inode, not through a handle: a handle of a compressed
+		 * file has no backing fd, and both name the same object. */
+		if (chmod(path, attr->st_mode) != 0) {
 			err = errno;
 			goto out;
 		}
@@ -247,10 +242,22 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
 		}
 	}
 	if (valid & FUSE_SET_ATTR_SIZE) {
-		err = do_truncate(inode, h, attr->st_size);
+		/* A compressed file is made raw first, with no lock held (emptied
+		 * in place for size 0, materialized otherwise). */
+		for (int tries = 0;; tries++) {
+			err = inode->type == S_IFREG ? do_truncate(m, inode, h, attr->st_size)
+						     : (truncate(path, attr->st_size) != 0 ? errno : 0);
+			if (err != EAGAIN || tries == 3)
+				break;
+			fs_rwlock_unlock(&m->ns);
+			err = fs_tensor_make_raw(m, inode, attr->st_size == 0);
+			fs_rwlock_rdlock(&m->ns);
+			if (err)
+				break;
+		}
 		if (err)
 			goto out;
-		fs_inode_procpath(inode, path, sizeof path);
+		fs_inode_procpath(m, inode, path, sizeof path);
 	}
 	if (valid & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {
 		struct timespec tv[2];
@@ -266,46 +273,42 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
 			tv[1].tv_nsec = UTIME_NOW;
 		else if (valid & FUSE_SET_ATTR_MTIME)
 			tv[1] = attr->st_mtim;
-		int r;
-		if (h && h->fd >= 0) {
-			r = futimens(h->fd, tv);
-		} else if (inode->type == S_IFLNK) {
+		if (inode->type == S_IFLNK) {
 			/* A /proc path would follow the link: use the name. */
 			char name[NAME_MAX + 1];
-			int dfd = fs_inode_dirfd_name(inode, name, sizeof name);
-			r = dfd < 0 ? -1 : utimensat(dfd, name, tv, AT_SYMLINK_NOFOLLOW);
+			int dfd = fs_inode_dirfd_name(m, inode, name, sizeof name, &err);
 			if (dfd >= 0) {
-				int e = errno;
+				err = utimensat(dfd, name, tv, AT_SYMLINK_NOFOLLOW) != 0 ? errno : 0;
 				close(dfd);
-				errno = e;
 			}
 		} else {
-			r = utimensat(AT_FDCWD, path, tv, 0);
+			err = utimensat(AT_FDCWD, path, tv, 0) != 0 ? errno : 0;
 		}
-		if (r != 0) {
-			err = errno;
+		if (err)
 			goto out;
-		}
 	}
-	err = stat_inode(inode, &st);
+	err = stat_inode(m, inode, &st, &timeout);
 out:
-	ns_unlock();
+	fs_rwlock_unlock(&m->ns);
 	if (err)
 		fuse_reply_err(req, err);
 	else
-		fuse_reply_attr(req, &st, fs_ctx.timeout);
+		fuse_reply_attr(req, &st, timeout);
 }
 
 static void fs_readlink(fuse_req_t req, fuse_ino_t ino)
 {
+	struct fs_mount *m = fs_mount_of(req);
 	char buf[PATH_MAX + 1];
 	ssize_t n;
+	int err;
 
-	ns_read();
-	n = readlinkat(fs_inode_of(ino)->fd, "", buf, sizeof buf);
-	ns_unlock();
+	fs_rwlock_rdlock(&m->ns);
+	n = readlinkat(fs_inode_of(m, ino)->fd, "", buf, sizeof buf);
+	err = errno;
+	fs_rwlock_unlock(&m->ns);
 	if (n < 0)
-		fuse_reply_err(req, errno);
+		fuse_reply_err(req, err);
 	else if ((size_t)n >= sizeof buf)
 		fuse_reply_err(req, ENAMETOOLONG);
 	else {
@@ -319,7 +322,8 @@ enum make_kind { MAKE_NOD, MAKE_DIR, MAKE_SYMLINK };
 static void make_node(fuse_req_t req, fuse_ino_t parent, const char *name, enum make_kind kind,
 		      mode_t mode, dev_t rdev, const char *target)
 {
-	struct fs_inode *p = fs_inode_of(parent);
+	struct fs_mount *m = fs_mount_of(req);
+	struct fs_inode *p = fs_inode_of(m, parent);
 	struct caller_cred cred;
 	struct fuse_entry_param e;
 	int r, err;
@@ -330,7 +334,7 @@ static void make_node(fuse_req_t req, fuse_ino_t parent, const char *name, enum 
 		fuse_reply_err(req, EPERM);
 		return;
 	}
-	ns_read();
+	fs_rwlock_rdlock(&m->ns);
 	as_caller(req, &cred);
 	if (kind == MAKE_DIR)
 		r = mkdirat(p->fd, name, mode);
@@ -339,8 +343,8 @@ static void make_node(fuse_req_t req, fuse_ino_t parent, const char *name, enum 
 	else
 		r = mknodat(p->fd, name, mode, rdev);
 	as_daemon(&cred);
-	err = r != 0 ? errno : do_lookup(p, name, &e);
-	ns_unlock();
+	err = r != 0 ? errno : do_lookup(m, p, name, &e);
+	fs_rwlock_unlock(&m->ns);
 	if (err)
 		fuse_reply_err(req, err);
 	else
@@ -363,18 +367,19 @@ static void fs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, cons
 }
 
 /* The inode (if known) of name in dir, with a reference; NULL otherwise. */
-static struct fs_inode *known_child(struct fs_inode *dir, const char *name)
+static struct fs_inode *known_child(struct fs_mount *m, struct fs_inode *dir, const char *name)
 {
 	struct stat st;
 
 	if (fstatat(dir->fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
 		return NULL;
-	return fs_inode_find(st.st_dev, st.st_ino);
+	return fs_inode_find(m, st.st_dev, st.st_ino);
 }
 
 static void fs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	struct fs_inode *p = fs_inode_of(parent);
+	struct fs_mount *m = fs_mount_of(req);
+	struct fs_inode *p = fs_inode_of(m, parent);
 	struct fs_inode *victim;
 	int err;
 
@@ -382,40 +387,42 @@ static void fs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
-	ns_write();
-	victim = known_child(p, name);
-	err = fs_tensor_unlink(p->fd, name);
+	fs_rwlock_wrlock(&m->ns);
+	victim = known_child(m, p, name);
+	err = fs_tensor_unlink(m, p->fd, name);
 	if (victim) {
 		if (!err) {
 			fs_tensor_name_gone(victim);
-			fs_inode_set_name(victim, NULL, NULL);
+			fs_inode_set_name(m, victim, NULL, NULL);
 		}
-		fs_inode_unref(victim);
+		fs_inode_unref(m, victim);
 	}
-	ns_unlock();
+	fs_rwlock_unlock(&m->ns);
 	fuse_reply_err(req, err);
 }
 
 static void fs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	struct fs_inode *p = fs_inode_of(parent);
+	struct fs_mount *m = fs_mount_of(req);
+	struct fs_inode *p = fs_inode_of(m, parent);
 	int err = 0;
 
 	if (fs_name_hidden(name)) {
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
-	ns_read();
+	fs_rwlock_rdlock(&m->ns);
 	if (unlinkat(p->fd, name, AT_REMOVEDIR) != 0)
 		err = errno;
-	ns_unlock();
+	fs_rwlock_unlock(&m->ns);
 	fuse_reply_err(req, err);
 }
 
 static void fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
 		      const char *newname, unsigned int flags)
 {
-	struct fs_inode *p = fs_inode_of(parent), *np = fs_inode_of(newparent);
+	struct fs_mount *m = fs_mount_of(req);
+	struct fs_inode *p = fs_inode_of(m, parent), *np = fs_inode_of(m, newparent);
 	struct fs_inode *moved, *victim;
 	int err;
 
@@ -427,72 +434,52 @@ static void fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 		fuse_reply_err(req, EPERM);
 		return;
 	}
-	ns_write();
-	moved = known_child(p, name);
-	victim = known_child(np, newname);
-	err = fs_tensor_rename(p->fd, name, np->fd, newname, flags);
+	fs_rwlock_wrlock(&m->ns);
+	moved = known_child(m, p, name);
+	victim = known_child(m, np, newname);
+	err = fs_tensor_rename(m, p->fd, name, np->fd, newname, flags);
 	if (!err) {
 		if (moved) {
 			fs_tensor_name_gone(moved);
-			fs_inode_set_name(moved, np, newname);
+			fs_inode_set_name(m, moved, np, newname);
 		}
 		if (victim && victim != moved) {
 			fs_tensor_name_gone(victim);
 			if (flags & RENAME_EXCHANGE)
-				fs_inode_set_name(victim, p, name);
+				fs_inode_set_name(m, victim, p, name);
 			else
-				fs_inode_set_name(victim, NULL, NULL);
+				fs_inode_set_name(m, victim, NULL, NULL);
 		}
 	}
 	if (moved)
-		fs_inode_unref(moved);
+		fs_inode_unref(m, moved);
 	if (victim)
-		fs_inode_unref(victim);
-	ns_unlock();
+		fs_inode_unref(m, victim);
+	fs_rwlock_unlock(&m->ns);
 	fuse_reply_err(req, err);
 }
 
 static void fs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
 {
-	struct fs_inode *inode = fs_inode_of(ino), *np = fs_inode_of(newparent);
+	struct fs_mount *m = fs_mount_of(req);
+	struct fs_inode *inode = fs_inode_of(m, ino), *np = fs_inode_of(m, newparent);
 	struct fuse_entry_param e;
-	char name[NAME_MAX + 1];
-	int err, dfd;
+	int err;
 
 	if (fs_name_hidden(newname)) {
 		fuse_reply_err(req, EPERM);
 		return;
 	}
-	ns_write();
-	dfd = fs_inode_dirfd_name(inode, name, sizeof name);
-	if (dfd >= 0) {
-		err = fs_tensor_link(dfd, name, np->fd, newname);
-		close(dfd);
-	} else if (linkat(inode->fd, "", np->fd, newname, AT_EMPTY_PATH) != 0) {
-		err = errno; /* an unlinked-but-open object has no name to link from */
-	} else {
-		err = 0;
+	err = fs_tensor_link(m, inode, np, newname);
+	if (!err) {
+		fs_rwlock_rdlock(&m->ns);
+		err = do_lookup(m, np, newname, &e);
+		fs_rwlock_unlock(&m->ns);
 	}
-	if (!err)
-		err = do_lookup(np, newname, &e);
-	ns_unlock();
 	if (err)
 		fuse_reply_err(req, err);
 	else
 		fuse_reply_entry(req, &e);
-}
-
-/* Opens the backing file of inode for h (ns held). */
-static int open_backing(struct fs_inode *inode, int flags, struct fs_handle *h)
-{
-	char path[PROCPATH_LEN];
-
-	/* O_NOFOLLOW would refuse the /proc magic link itself; O_DIRECT alignment
-	 * is the kernel's business on our side, not the backing's. */
-	flags &= ~(O_NOFOLLOW | O_CREAT | O_EXCL | O_DIRECT);
-	fs_inode_procpath(inode, path, sizeof path);
-	h->fd = open(path, flags | O_CLOEXEC);
-	return h->fd < 0 ? errno : 0;
 }
 
 static bool wants_write(int flags)
@@ -510,163 +497,168 @@ static bool unchanged_since_last_open(struct fs_inode *inode)
 
 	if (fstatat(inode->fd, "", &st, AT_EMPTY_PATH) != 0)
 		return false;
-	pthread_mutex_lock(&inode->lock);
+	fs_mutex_lock(&inode->lock);
 	same = inode->seen_size == st.st_size && inode->seen_mtime.tv_sec == st.st_mtim.tv_sec &&
 	       inode->seen_mtime.tv_nsec == st.st_mtim.tv_nsec;
 	inode->seen_size = st.st_size;
 	inode->seen_mtime = st.st_mtim;
-	pthread_mutex_unlock(&inode->lock);
+	fs_mutex_unlock(&inode->lock);
 	return same;
+}
+
+static struct fs_handle *handle_new(int flags)
+{
+	struct fs_handle *h = lcp_calloc(1, sizeof *h);
+	if (!h)
+		return NULL;
+	pthread_mutex_init(&h->lock, NULL);
+	h->fd = -1;
+	h->flags = flags;
+	h->writable = wants_write(flags);
+	return h;
+}
+
+static void handle_free(struct fs_handle *h)
+{
+	fs_tensor_handle_close(h);
+	pthread_mutex_destroy(&h->lock);
+	lcp_free(h);
 }
 
 static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct fs_inode *inode = fs_inode_of(ino);
-	bool writable = wants_write(fi->flags);
-	struct fs_handle *h = lcp_calloc(1, sizeof *h);
+	struct fs_mount *m = fs_mount_of(req);
+	struct fs_inode *inode = fs_inode_of(m, ino);
+	struct fs_handle *h = handle_new(fi->flags);
+	bool trunc = (fi->flags & O_TRUNC) != 0;
 	int err;
 
 	if (!h) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	h->fd = -1;
-	h->writable = writable;
-	if (writable || (fi->flags & O_TRUNC))
-		ns_for_change(inode);
-	else
-		ns_read();
-	if (fs_tensor_is_committed(inode)) {
-		if (writable || (fi->flags & O_TRUNC)) {
-			err = fs_tensor_make_raw(inode, (fi->flags & O_TRUNC) != 0);
-			if (!err)
-				err = open_backing(inode, fi->flags, h);
-		} else {
-			err = fs_tensor_open_read(inode, h);
-			if (err == ENOENT) /* turned raw meanwhile */
-				err = open_backing(inode, fi->flags, h);
-		}
-	} else {
-		err = open_backing(inode, fi->flags, h);
-	}
+	fs_rwlock_rdlock(&m->ns);
+	err = fs_tensor_open(m, inode, h);
 	if (!err) {
-		fi->keep_cache = unchanged_since_last_open(inode) && !(fi->flags & O_TRUNC);
-		fs_tensor_opened(inode, writable, (fi->flags & O_TRUNC) != 0);
-		fs_inode_ref(inode);
+		fi->keep_cache = unchanged_since_last_open(inode) && !trunc;
+		fs_tensor_opened(m, inode, h->writable, trunc);
+		fs_inode_ref(m, inode);
 	}
-	ns_unlock();
+	fs_rwlock_unlock(&m->ns);
 	if (err) {
-		lcp_free(h);
+		handle_free(h);
 		fuse_reply_err(req, err);
 		return;
 	}
 	fi->fh = (uint64_t)(uintptr_t)h;
-	fi->noflush = !writable;
+	fi->noflush = !h->writable;
 	if (fuse_reply_open(req, fi) == -ENOENT) {
 		/* The caller is gone (interrupted): no release will come. */
-		fs_tensor_released(inode, writable);
-		fs_tensor_handle_close(h);
-		lcp_free(h);
-		fs_inode_unref(inode);
+		fs_tensor_released(m, inode, h->writable);
+		handle_free(h);
+		fs_inode_unref(m, inode);
 	}
 }
 
 static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		      struct fuse_file_info *fi)
 {
-	struct fs_inode *p = fs_inode_of(parent);
+	struct fs_mount *m = fs_mount_of(req);
+	struct fs_inode *p = fs_inode_of(m, parent);
 	struct fs_inode *inode = NULL;
 	struct caller_cred cred;
 	struct fuse_entry_param e;
 	struct fs_handle *h;
+	struct stat st;
 	int err = 0, fd;
 
 	if (fs_name_hidden(name)) {
 		fuse_reply_err(req, EPERM);
 		return;
 	}
-	h = lcp_calloc(1, sizeof *h);
+	h = handle_new(fi->flags);
 	if (!h) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	h->writable = wants_write(fi->flags);
-	ns_read();
+	fs_rwlock_rdlock(&m->ns);
 	as_caller(req, &cred);
-	fd = openat(p->fd, name, (fi->flags | O_CREAT | O_CLOEXEC) & ~(O_NOFOLLOW | O_DIRECT),
+	/* Should the name exist on the backing by now as something else (a
+	 * FIFO, a device, a symlink), it is neither waited on nor followed. */
+	fd = openat(p->fd, name,
+		    (fi->flags | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW) &
+			    ~O_DIRECT,
 		    mode);
-	as_daemon(&cred);
-	h->fd = fd;
 	if (fd < 0)
 		err = errno;
-	else
-		err = do_lookup(p, name, &e);
+	as_daemon(&cred);
+	if (fd >= 0 && (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)))
+		err = EEXIST;
+	else if (fd >= 0 && !(fi->flags & O_NONBLOCK))
+		(void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	h->fd = fd;
+	if (!err)
+		err = do_lookup(m, p, name, &e);
 	if (!err) {
-		inode = fs_inode_of(e.ino);
+		inode = fs_inode_of(m, e.ino);
 		(void)unchanged_since_last_open(inode); /* record what we saw */
-		fs_tensor_opened(inode, h->writable, true);
-		fs_inode_ref(inode);
+		fs_tensor_opened(m, inode, h->writable, true);
+		fs_inode_ref(m, inode);
 	}
-	ns_unlock();
+	fs_rwlock_unlock(&m->ns);
 	if (err) {
-		if (fd >= 0)
-			close(fd);
-		lcp_free(h);
+		handle_free(h);
 		fuse_reply_err(req, err);
 		return;
 	}
 	fi->fh = (uint64_t)(uintptr_t)h;
 	if (fuse_reply_create(req, &e, fi) == -ENOENT) {
-		fs_tensor_released(inode, h->writable);
-		fs_tensor_handle_close(h);
-		lcp_free(h);
-		fs_inode_unref(inode);
+		fs_tensor_released(m, inode, h->writable);
+		handle_free(h);
+		fs_inode_unref(m, inode);
 	}
 }
 
 static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
-	struct fs_handle *h = handle_of(fi);
+	struct fs_mount *m = fs_mount_of(req);
+	char *buf;
+	int fd;
+	ssize_t n = fs_tensor_read(m, fs_inode_of(m, ino), handle_of(fi), size, off, &buf, &fd);
 
-	if (h->sf) {
-		char *buf = lcp_malloc(size ? size : 1);
-		ssize_t n;
-		if (!buf) {
-			fuse_reply_err(req, ENOMEM);
-			return;
-		}
-		n = fs_tensor_read(fs_inode_of(ino), h, buf, size, off);
-		if (n < 0)
-			fuse_reply_err(req, (int)-n);
-		else
-			fuse_reply_buf(req, buf, (size_t)n);
+	if (n < 0) {
+		fuse_reply_err(req, (int)-n);
+	} else if (buf) {
+		fuse_reply_buf(req, buf, (size_t)n);
 		lcp_free(buf);
-		return;
+	} else {
+		struct fuse_bufvec bv = FUSE_BUFVEC_INIT(size);
+		bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+		bv.buf[0].fd = fd;
+		bv.buf[0].pos = off;
+		fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);
 	}
-	struct fuse_bufvec bv = FUSE_BUFVEC_INIT(size);
-	bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
-	bv.buf[0].fd = h->fd;
-	bv.buf[0].pos = off;
-	fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);
 }
 
 static void fs_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in, off_t off,
 			 struct fuse_file_info *fi)
 {
-	struct fs_handle *h = handle_of(fi);
+	struct fs_mount *m = fs_mount_of(req);
+	struct fs_inode *inode = fs_inode_of(m, ino);
 	struct fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in));
+	int fd = fs_tensor_write_fd(m, inode, handle_of(fi));
 	ssize_t n;
 
-	if (h->fd < 0) {
-		fuse_reply_err(req, EBADF);
+	if (fd < 0) {
+		fuse_reply_err(req, -fd);
 		return;
 	}
 	out.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
-	out.buf[0].fd = h->fd;
+	out.buf[0].fd = fd;
 	out.buf[0].pos = off;
 	n = fuse_buf_copy(&out, in, 0);
-	fs_tensor_written(fs_inode_of(ino));
+	fs_tensor_written(m, inode);
 	if (n < 0)
 		fuse_reply_err(req, (int)-n);
 	else
@@ -681,39 +673,47 @@ static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	(void)ino;
 	/* close() of a duplicate gives the backing its close-time semantics
 	 * (errors of network filesystems) without closing our fd. */
+	pthread_mutex_lock(&h->lock);
 	if (h->fd >= 0) {
 		int d = dup(h->fd);
 		if (d < 0 || close(d) != 0)
 			err = errno;
 	}
+	pthread_mutex_unlock(&h->lock);
 	fuse_reply_err(req, err);
 }
 
 static void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct fs_inode *inode = fs_inode_of(ino);
+	struct fs_mount *m = fs_mount_of(req);
+	struct fs_inode *inode = fs_inode_of(m, ino);
 	struct fs_handle *h = handle_of(fi);
+	bool writable = h->writable;
 
-	fs_tensor_handle_close(h);
-	fs_tensor_released(inode, h->writable);
-	lcp_free(h);
-	fs_inode_unref(inode);
+	handle_free(h);
+	fs_tensor_released(m, inode, writable);
+	fs_inode_unref(m, inode);
 	fuse_reply_err(req, 0);
 }
 
 static void fs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
 	struct fs_handle *h = handle_of(fi);
-	int r = 0;
+	int r = 0, err = 0;
 
 	(void)ino;
-	if (h->fd >= 0)
+	pthread_mutex_lock(&h->lock);
+	if (h->fd >= 0) {
 		r = datasync ? fdatasync(h->fd) : fsync(h->fd);
-	fuse_reply_err(req, r ? errno : 0);
+		err = r ? errno : 0;
+	}
+	pthread_mutex_unlock(&h->lock);
+	fuse_reply_err(req, err);
 }
 
 static void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	struct fs_mount *m = fs_mount_of(req);
 	struct fs_dir *d = lcp_calloc(1, sizeof *d);
 	int fd, err = 0;
 
@@ -721,9 +721,9 @@ static void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	ns_read();
-	fd = openat(fs_inode_of(ino)->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	ns_unlock();
+	fs_rwlock_rdlock(&m->ns);
+	fd = openat(fs_inode_of(m, ino)->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	fs_rwlock_unlock(&m->ns);
 	if (fd < 0 || !(d->dp = fdopendir(fd))) {
 		err = errno;
 		if (fd >= 0)
@@ -810,14 +810,16 @@ static void fs_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fus
 
 static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
 {
+	struct fs_mount *m = fs_mount_of(req);
 	struct statvfs sv;
-	int r;
+	int err = 0;
 
-	ns_read();
-	r = fstatvfs(fs_inode_of(ino)->fd, &sv);
-	ns_unlock();
-	if (r != 0)
-		fuse_reply_err(req, errno);
+	fs_rwlock_rdlock(&m->ns);
+	if (fstatvfs(fs_inode_of(m, ino)->fd, &sv) != 0)
+		err = errno;
+	fs_rwlock_unlock(&m->ns);
+	if (err)
+		fuse_reply_err(req, err);
 	else
 		fuse_reply_statfs(req, &sv);
 }
@@ -825,16 +827,23 @@ static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
 static void fs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
 			 struct fuse_file_info *fi)
 {
+	struct fs_mount *m = fs_mount_of(req);
+	struct fs_inode *inode = fs_inode_of(m, ino);
 	struct fs_handle *h = handle_of(fi);
-	int err = 0;
+	int fd, err = 0;
 
-	if (h->fd < 0 || !h->writable) {
+	if (!h->writable) {
 		fuse_reply_err(req, EBADF);
 		return;
 	}
-	if (fallocate(h->fd, mode, off, len) != 0)
+	fd = fs_tensor_write_fd(m, inode, h);
+	if (fd < 0) {
+		fuse_reply_err(req, -fd);
+		return;
+	}
+	if (fallocate(fd, mode, off, len) != 0)
 		err = errno;
-	fs_tensor_written(fs_inode_of(ino));
+	fs_tensor_written(m, inode);
 	fuse_reply_err(req, err);
 }
 
@@ -842,22 +851,33 @@ static void fs_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 			       struct fuse_file_info *fi_in, fuse_ino_t ino_out, off_t off_out,
 			       struct fuse_file_info *fi_out, size_t len, int flags)
 {
+	struct fs_mount *m = fs_mount_of(req);
 	struct fs_handle *in = handle_of(fi_in), *out = handle_of(fi_out);
+	struct fs_inode *inode_out = fs_inode_of(m, ino_out);
+	int in_fd, out_fd;
 	ssize_t n;
 
 	(void)ino_in;
+	pthread_mutex_lock(&in->lock);
+	in_fd = in->fd;
+	pthread_mutex_unlock(&in->lock);
 	/* A committed source has no backing bytes to copy: EXDEV makes the
 	 * kernel fall back to reading and writing through the mount. */
-	if (in->fd < 0 || out->fd < 0) {
+	if (in_fd < 0) {
 		fuse_reply_err(req, EXDEV);
 		return;
 	}
-	n = copy_file_range(in->fd, &off_in, out->fd, &off_out, len, (unsigned)flags);
+	out_fd = fs_tensor_write_fd(m, inode_out, out);
+	if (out_fd < 0) {
+		fuse_reply_err(req, -out_fd);
+		return;
+	}
+	n = copy_file_range(in_fd, &off_in, out_fd, &off_out, len, (unsigned)flags);
 	if (n < 0) {
 		fuse_reply_err(req, errno);
 		return;
 	}
-	fs_tensor_written(fs_inode_of(ino_out));
+	fs_tensor_written(m, inode_out);
 	fuse_reply_write(req, (size_t)n);
 }
 

@@ -1,21 +1,30 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Internals of the FUSE daemon shared by its files: the mount context, the
- * inode table, open handles and the hooks through which the passthrough
- * operations (fs_ops.c) let the tensor layer (fs_tensor.c) see and steer what
- * happens to regular files. Nothing here is visible outside src/fs.
+ * Internals of the FUSE daemon shared by its files: the mount object, the
+ * inode table, open handles, and the tensor layer's entry points. Nothing
+ * here is visible outside src/fs.
  *
- * Locking, outermost first:
- *   ctx.ns (rwlock)     the backing namespace. Held for reading by operations
- *                       that turn a name or an inode's O_PATH fd into a result
- *                       (lookup, open, getattr, ...), for writing by
- *                       operations that swap the backing file behind an inode
- *                       (commit, materialize) and by rename/unlink/link, so no
- *                       lookup or open sees a half-swapped name.
- *   inode.lock (mutex)  per-inode tensor state (open/writer counts, dirty
- *                       flag, write generation, state, store file).
- *   table lock          the (dev, ino) hash, lookup counts, references,
- *                       each inode's fd, parent and name.
+ * The mount is one object (struct fs_mount), handed to libfuse as session
+ * userdata and to the compression workers as their argument; there is no
+ * global or file-scope mutable state.
+ *
+ * Locks, in the order they are taken (never the other way round):
+ *   1. m->ns (rwlock)      the backing namespace: which backing file each
+ *                          name and inode stands for. Read: operations that
+ *                          turn a name or an inode into a result (lookup,
+ *                          open, getattr, setattr, xattrs, readdir setup).
+ *                          Write: rename, unlink, link, and the short
+ *                          commit steps that swap the backing file behind an
+ *                          inode (pack commit, materialize commit, discard).
+ *                          Never held across encoding, decoding, or any open
+ *                          of something that is not a regular file.
+ *   2. inode->lock (mutex) the inode's tensor state (struct fs_track), its
+ *                          committed file (sf) and open-time records.
+ *   3. h->lock (mutex)     a handle's backing fd / committed file switch.
+ *   4. m->table_lock       the (dev, ino) hash, lookup counts and references,
+ *                          each inode's fd, parent and name.
+ *   5. m->queue_lock       the compression job queue.
+ * fs_lock.h's assertions check the holds where a function needs them.
  */
 #ifndef LCPFS_FS_PRIV_H
 #define LCPFS_FS_PRIV_H
@@ -24,21 +33,24 @@
 
 #include <fuse_lowlevel.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include "common/err_errno.h"
+#include "fs/fs_lock.h"
+#include "fs/fs_state.h"
 #include "lcpfs/config.h"
 #include "lcpfs/err.h"
 
-/* What user.lcpfs.state shows. */
-enum fs_state { FS_RAW = 0, FS_PENDING, FS_COMPRESSED, FS_REFUSED };
-
 struct fs_sfile;
+struct fs_job;
+struct lcp_chunk_cache;
 
 struct fs_inode {
-	/* Identity and lifetime: table lock. */
+	/* Identity and lifetime: m->table_lock. */
 	dev_t dev;
 	ino_t ino;
 	struct fs_inode *hnext;
@@ -49,128 +61,168 @@ struct fs_inode {
 	struct fs_inode *parent;  /* last known name, for the store's dirfd+name calls; */
 	char *name;               /* NULL once unlinked (or for the root) */
 
-	/* Tensor tracking: lock. */
-	pthread_mutex_t lock;
-	unsigned nopen;           /* open handles */
-	unsigned nwriters;        /* open handles with write access */
-	bool dirty;               /* written through the mount since the last queued job */
-	uint64_t wgen;            /* bumped by every open-for-write, write, truncate, rename */
-	enum fs_state state;
-	bool probed;              /* state known (store consulted) */
-	char reason[200];         /* why refused */
-	struct fs_sfile *sf;      /* the committed file, when state == FS_COMPRESSED */
-	bool damaged;             /* committed, but its sidecar is unusable: reads fail */
-	bool probe_again;         /* the store could not be asked: probe at next lookup */
+	/* Tensor state: lock. */
+	struct fs_mutex lock;
+	pthread_cond_t changed;   /* signalled when a materialize ends */
+	struct fs_track t;
+	struct fs_sfile *sf;      /* the committed file, when t.state == FS_COMPRESSED */
+	uint64_t nlink;           /* link count when the store last answered */
 	bool announcing;          /* just committed, kernel cache not yet invalidated */
-	int format;               /* enum lcp_format of the last pack attempt */
+	bool untold_logged;       /* "cannot tell" logged since the store last answered */
+	int format;               /* enum lcp_format of the last pack attempt, or -1 */
 	struct timespec seen_mtime; /* backing mtime/size at the last open: keep_cache */
 	off_t seen_size;
 };
 
 /* One open file. */
 struct fs_handle {
-	int fd;                   /* backing fd, -1 when reading through sf */
-	struct fs_sfile *sf;      /* committed file being read, or NULL */
+	pthread_mutex_t lock;     /* fd, sf and content_gen below */
+	int fd;                   /* backing fd, or -1 while reading through sf */
+	struct fs_sfile *sf;      /* committed file read through, or NULL */
+	uint64_t content_gen;     /* the inode's content generation fd/sf belong to */
+	int flags;                /* open flags, for reopening the backing file */
 	bool writable;
 };
 
-struct fs_ctx {
+struct fs_mount {
 	struct fuse_session *se;
-	struct fs_inode root;
 	const char *backing;      /* as given, for log lines */
 	struct lcp_config cfg;
 	uint64_t cache_bytes;
 	unsigned threads;
 	double timeout;           /* entry and attribute timeout, seconds */
 	bool readonly;
-	pthread_rwlock_t ns;
+	struct fs_rwlock ns;
+
+	/* The inode table (fs_inode.c). */
+	struct fs_mutex table_lock;
+	struct fs_inode **buckets;
+	struct fs_inode root;
+
+	/* Compression (fs_tensor.c). */
+	struct lcp_chunk_cache *cache;
+	struct fs_mutex queue_lock;
+	pthread_cond_t queue_cond;
+	struct fs_job *queue_head, *queue_tail;
+	atomic_bool stopping;
+	pthread_t *workers;
+	unsigned nworkers;
+	const char *crash_at;     /* LCPFS_CRASH_AT, test hook */
+	const char *hold_at;      /* LCPFS_TEST_HOLD, test hook */
+	const char *hold_dir;     /* LCPFS_TEST_HOLD_DIR */
+	int backing_lock;         /* shared use lock of the backing, or -1 */
+
+	/* Readahead (fs.c). */
 	char readahead_file[96];  /* sysfs read_ahead_kb of the mount, or "" */
 	uint64_t readahead_kb;
+	atomic_flag readahead_done;
 };
 
-extern struct fs_ctx fs_ctx;
+/* The mount of a request. */
+static inline struct fs_mount *fs_mount_of(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
 
 /* Sets the mount's readahead (once; the first request after INIT calls it,
  * since the kernel's INIT handling lowers the readahead to what was
  * negotiated). */
-void fs_apply_readahead(void);
-
-/* errno for an lcp_err (the only place the two meet). */
-int fs_errno_from_lcp(lcp_err err);
+void fs_apply_readahead(struct fs_mount *m);
 
 /* Inode table (fs_inode.c). */
-void fs_table_init(int root_fd);
-struct fs_inode *fs_inode_of(fuse_ino_t ino);
-fuse_ino_t fs_ino_of(struct fs_inode *inode);
+lcp_err fs_table_init(struct fs_mount *m, int root_fd);
+struct fs_inode *fs_inode_of(struct fs_mount *m, fuse_ino_t ino);
+fuse_ino_t fs_ino_of(struct fs_mount *m, struct fs_inode *inode);
 /* Finds or adds the inode for backing object (st->st_dev, st->st_ino), counts
  * one kernel lookup, records (parent, name) as its name. Takes ownership of
  * fd (closed when the inode already exists). */
-struct fs_inode *fs_inode_add(struct fs_inode *parent, const char *name, int fd,
-			      const struct stat *st);
-void fs_inode_forget(struct fs_inode *inode, uint64_t n);
+struct fs_inode *fs_inode_add(struct fs_mount *m, struct fs_inode *parent, const char *name,
+			      int fd, const struct stat *st);
+void fs_inode_forget(struct fs_mount *m, struct fs_inode *inode, uint64_t n);
 /* Finds the inode of a backing object and takes a reference, or NULL. */
-struct fs_inode *fs_inode_find(dev_t dev, ino_t ino);
-void fs_inode_ref(struct fs_inode *inode);
-void fs_inode_unref(struct fs_inode *inode);
+struct fs_inode *fs_inode_find(struct fs_mount *m, dev_t dev, ino_t ino);
+void fs_inode_ref(struct fs_mount *m, struct fs_inode *inode);
+void fs_inode_unref(struct fs_mount *m, struct fs_inode *inode);
 /* Records a new name (rename, link) or none (unlinked: parent NULL). */
-void fs_inode_set_name(struct fs_inode *inode, struct fs_inode *parent, const char *name);
+void fs_inode_set_name(struct fs_mount *m, struct fs_inode *inode, struct fs_inode *parent,
+		       const char *name);
 /* Copies the inode's name into name[len] and returns an fd of its parent
- * directory opened for reading (fsync-able; caller closes), or -1 with errno
- * (ENOENT when unlinked). */
-int fs_inode_dirfd_name(struct fs_inode *inode, char *name, size_t len);
+ * directory opened for reading (fsync-able; caller closes), or -1 with
+ * *err set (ENOENT when unlinked). */
+int fs_inode_dirfd_name(struct fs_mount *m, struct fs_inode *inode, char *name, size_t len,
+			int *err);
 /* Points the inode at a new backing object (after commit or materialize):
  * replaces fd (closing the old one) and re-keys the table. Caller holds ns
  * for writing. */
-void fs_inode_rekey(struct fs_inode *inode, int fd, const struct stat *st);
+void fs_inode_rekey(struct fs_mount *m, struct fs_inode *inode, int fd, const struct stat *st);
 /* The inode's path below the backing directory, for log lines. */
-void fs_inode_path(struct fs_inode *inode, char *buf, size_t len);
+void fs_inode_path(struct fs_mount *m, struct fs_inode *inode, char *buf, size_t len);
 /* The inode's current O_PATH fd as a /proc/self/fd path. */
-void fs_inode_procpath(struct fs_inode *inode, char *buf, size_t len);
-int fs_inode_fd(struct fs_inode *inode);
+void fs_inode_procpath(struct fs_mount *m, struct fs_inode *inode, char *buf, size_t len);
+int fs_inode_fd(struct fs_mount *m, struct fs_inode *inode);
 
 /* Tensor layer (fs_tensor.c). */
-/* Sets fs_ctx.cfg from the compression options (comma-separated, or NULL
- * for the defaults); errbuf names a bad option. */
-lcp_err fs_tensor_configure(const char *options, char *errbuf, size_t errbuf_len);
-lcp_err fs_tensor_start(int root_fd);
+/* Sets m->cfg from the compression options (comma-separated, or NULL for
+ * the defaults); errbuf names a bad option. */
+lcp_err fs_tensor_configure(struct fs_mount *m, const char *options, char *errbuf,
+			    size_t errbuf_len);
+/* Recovers the backing directory (lcp_store_recover_dir; not on a
+ * read-only mount). Logs what it could not do. */
+void fs_tensor_recover(struct fs_mount *m, int root_fd);
+/* Creates the chunk cache and starts the compression workers. */
+lcp_err fs_tensor_start(struct fs_mount *m);
 /* At unmount: no new jobs; the workers finish every queued one, then exit. */
-void fs_tensor_stop(void);
+void fs_tensor_stop(struct fs_mount *m);
 bool fs_name_hidden(const char *name);
 /* Releases an inode's tensor state when the inode is freed. */
 void fs_tensor_inode_gone(struct fs_inode *inode);
-/* Learns the state of a newly looked-up regular file (committed or raw). */
-void fs_tensor_probe(struct fs_inode *inode);
+/* Makes sure the store has answered for a regular file (ns held). Returns
+ * 0, or EIO when it cannot tell now (logged; asked again next time). */
+int fs_tensor_known(struct fs_mount *m, struct fs_inode *inode);
 /* Adjusts a backing stat for what the mount shows (logical size, real blocks). */
 void fs_tensor_fix_stat(struct fs_inode *inode, struct stat *st);
-/* Before the backing file is opened or truncated: a committed file that is
- * about to change is turned raw first (materialized; or, when the caller is
- * about to truncate it to nothing, just forgotten as committed). Caller holds
- * ns for writing. Returns 0 or an errno. */
-int fs_tensor_make_raw(struct fs_inode *inode, bool to_empty);
-bool fs_tensor_is_committed(struct fs_inode *inode);
-/* Opens a committed file for reading: fills h->sf. Returns 0, or ENOENT when
- * the file is not committed, or an errno. */
-int fs_tensor_open_read(struct fs_inode *inode, struct fs_handle *h);
-/* Reads through the store; returns bytes or -errno. */
-ssize_t fs_tensor_read(struct fs_inode *inode, struct fs_handle *h, char *buf, size_t len,
-		       off_t off);
+/* Opens a regular file for h (ns held for reading): a compressed file is
+ * read through the store, whatever the access mode (it turns raw on the
+ * first write); O_TRUNC empties it in place. Returns 0 or an errno. Takes
+ * ns for writing itself when it must (truncating a compressed file): the
+ * caller passes its hold and gets it back as a read hold. */
+int fs_tensor_open(struct fs_mount *m, struct fs_inode *inode, struct fs_handle *h);
+/* Reads through h. A committed file is read into *buf (lcp_malloc'ed, the
+ * caller frees it): returns the bytes read. A raw file is not read: returns
+ * 0 with its backing fd in *fd (valid until the handle is released), for a
+ * splice reply. -errno on failure. */
+ssize_t fs_tensor_read(struct fs_mount *m, struct fs_inode *inode, struct fs_handle *h,
+		       size_t len, off_t off, char **buf, int *fd);
+/* The backing fd for a change through h: a compressed file is materialized
+ * first (no lock may be held). Returns the fd, or -errno. */
+int fs_tensor_write_fd(struct fs_mount *m, struct fs_inode *inode, struct fs_handle *h);
+/* Makes a regular file raw before it changes with no handle (truncate):
+ * materialized, or emptied in place when to_empty. No lock may be held.
+ * Returns 0 or an errno. */
+int fs_tensor_make_raw(struct fs_mount *m, struct fs_inode *inode, bool to_empty);
 void fs_tensor_handle_close(struct fs_handle *h);
 /* Write tracking. */
-void fs_tensor_opened(struct fs_inode *inode, bool writable, bool truncated);
-void fs_tensor_written(struct fs_inode *inode);
+void fs_tensor_opened(struct fs_mount *m, struct fs_inode *inode, bool writable, bool truncated);
+void fs_tensor_written(struct fs_mount *m, struct fs_inode *inode);
 /* An open handle goes away: at the last writer release of a dirty file the
  * compression job is queued. */
-void fs_tensor_released(struct fs_inode *inode, bool writable);
+void fs_tensor_released(struct fs_mount *m, struct fs_inode *inode, bool writable);
 /* The name of inode was unlinked or replaced: a pending job must not commit. */
 void fs_tensor_name_gone(struct fs_inode *inode);
-/* Namespace operations that carry sidecars along; return 0 or an errno. */
-int fs_tensor_unlink(int dirfd, const char *name);
-int fs_tensor_rename(int olddirfd, const char *oldname, int newdirfd, const char *newname,
-		     unsigned int flags);
-int fs_tensor_link(int olddirfd, const char *oldname, int newdirfd, const char *newname);
+/* Namespace operations that carry sidecars along (ns held for writing);
+ * return 0 or an errno. */
+int fs_tensor_unlink(struct fs_mount *m, int dirfd, const char *name);
+int fs_tensor_rename(struct fs_mount *m, int olddirfd, const char *oldname, int newdirfd,
+		     const char *newname, unsigned int flags);
+/* Links inode as newname in newparent: a compressed file is materialized
+ * first (so that every name stays writable) and then refused compression
+ * with its reason. No lock may be held. */
+int fs_tensor_link(struct fs_mount *m, struct fs_inode *inode, struct fs_inode *newparent,
+		   const char *newname);
 /* Computed xattrs: value of user.lcpfs.<key> into buf (size 0: length only);
  * returns length, or -errno (-ENODATA when the key does not apply). */
-ssize_t fs_tensor_xattr(struct fs_inode *inode, const char *key, char *buf, size_t size);
+ssize_t fs_tensor_xattr(struct fs_mount *m, struct fs_inode *inode, const char *key, char *buf,
+			size_t size);
 
 /* xattr operations (fs_xattr.c). */
 void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size);

@@ -2,29 +2,36 @@
 /*
  * The tensor layer of the daemon: what makes lcpfs more than a passthrough.
  *
- * Writes land in the raw backing file. Each inode counts its open handles
- * and writers, and a write generation bumped by every open-for-write, write,
- * truncate or rename. At the last writer's release of a dirty file a job is
- * queued for the compression workers; the worker runs lcp_store_pack_at,
- * whose may_commit callback takes the namespace lock for writing and lets the
- * swap happen only when no writer is open and the generation is still the
- * one queued. A commit then points the inode at the new payload, opens the
- * committed file (shared by all readers of the inode, decoded chunks cached
- * in one bounded cache), and invalidates the kernel's cache for it.
+ * What a regular file is comes from the store (lcp_store_probe_at), asked
+ * once per inode and again whenever it could not tell: then the request
+ * fails with EIO and a log line, never with payload bytes. The inode's
+ * state follows fs_state.c.
  *
- * A committed file about to change (opened for writing, truncated) is
- * materialized raw first. Unlink, rename and link go through the store so
- * sidecars follow their payloads; the store's own names are hidden.
+ * Writes land in the raw backing file. At the last writer's release of a
+ * changed file a job is queued; a worker prepares the pack with no lock
+ * held (parse, encode, temporaries written and fsynced), then takes the
+ * namespace lock for writing and commits only if the gate agrees (no writer,
+ * write generation unchanged, same inode) and the store's durable checks
+ * pass (same inode, size, mtime, ctime, one link). A commit points the
+ * inode at the payload, opens the committed file (shared by its readers,
+ * decoded chunks cached in one bounded cache) and invalidates the kernel's
+ * cache for it.
+ *
+ * A compressed file opened for writing is read through the store until its
+ * first write or truncate, which materializes it: decoded to a temporary
+ * with no lock held, then swapped in under the namespace lock after
+ * checking it is still the same payload. Unlink, rename and link go through
+ * the store so sidecars follow their payloads; the store's names are hidden.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
-#include <stdatomic.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/xattr.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/alloc.h"
@@ -33,65 +40,23 @@
 #include "lcpfs/format.h"
 #include "lcpfs/store.h"
 
+/* Test hook (LCPFS_TEST_HOLD): how long a held point waits for its go file. */
+#define HOLD_MAX_SEC 120
+#define HOLD_POLL_NS 10000000L
+/* Materialize retries when the payload changed under it (a rename). */
+#define MATERIALIZE_TRIES 3
+
 /* A committed file shared by the inode and its read handles. */
 struct fs_sfile {
 	struct lcp_store_file *f;
 	atomic_uint refs;
 };
 
-struct job {
+struct fs_job {
 	struct fs_inode *inode; /* holds a reference */
 	uint64_t wgen;          /* generation when queued */
-	struct job *next;
+	struct fs_job *next;
 };
-
-/* may_commit's state for one pack. */
-struct commit_gate {
-	struct fs_inode *inode;
-	uint64_t wgen;
-	bool locked;   /* ns held for writing: the store is renaming */
-	bool refused;  /* the gate said no */
-};
-
-static struct lcp_chunk_cache *chunk_cache;
-static pthread_mutex_t queue_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t queue_cond = PTHREAD_COND_INITIALIZER;
-static struct job *queue_head, *queue_tail;
-static atomic_bool stopping;
-static const char *crash_at; /* LCPFS_CRASH_AT: test hook, see crash_point */
-static pthread_t *workers;
-static unsigned nworkers;
-
-/* Crash-injection for tests/integration/test_mount_crash.sh: with
- * LCPFS_CRASH_AT=<point> in the environment the daemon dies (as by kill -9,
- * no cleanup) when it reaches that point of a commit: "pack-start" (before
- * the store is called), "gate" (the swap was allowed, the store has renamed
- * nothing yet), "committed" (the store returned a commit, the daemon has not
- * reopened the file). */
-static void crash_point(const char *point)
-{
-	if (crash_at && strcmp(crash_at, point) == 0) {
-		lcp_log(LCP_LOG_ERROR, "LCPFS_CRASH_AT=%s: exiting now", point);
-		_exit(86);
-	}
-}
-
-static const char *const state_names[] = {
-	[FS_RAW] = "raw", [FS_PENDING] = "pending", [FS_COMPRESSED] = "compressed",
-	[FS_REFUSED] = "refused",
-};
-
-lcp_err fs_tensor_configure(const char *options, char *errbuf, size_t errbuf_len)
-{
-	struct lcp_config cfg = lcp_config_default();
-	lcp_err err = LCP_OK;
-
-	if (options)
-		err = lcp_config_parse_options(&cfg, options, NULL, errbuf, errbuf_len);
-	if (err == LCP_OK)
-		fs_ctx.cfg = cfg;
-	return err;
-}
 
 static struct fs_sfile *sfile_get(struct fs_sfile *s)
 {
@@ -108,86 +73,71 @@ static void sfile_put(struct fs_sfile *s)
 	}
 }
 
-/* Maps a store error; LCP_ERR_IO keeps the system call's errno when the
- * store left one, so rename and unlink report ENOTEMPTY, EISDIR, ... */
-static int store_errno(lcp_err err, int saved_errno)
+static void log_inode(struct fs_mount *m, struct fs_inode *inode, enum lcp_log_level level,
+		      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void log_inode(struct fs_mount *m, struct fs_inode *inode, enum lcp_log_level level,
+		      const char *fmt, ...)
 {
-	if (err == LCP_ERR_IO && saved_errno)
-		return saved_errno;
-	return fs_errno_from_lcp(err);
+	char path[PATH_MAX], msg[768];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	fs_inode_path(m, inode, path, sizeof path);
+	lcp_log(level, "%s: %s", path, msg);
 }
 
-/* A refusal survives remounts as an xattr on the raw backing file (the
- * mount hides the backing's user.lcpfs.* names and shows computed ones). A
- * backing without user xattrs just forgets refusals at unmount. Inode lock
- * held, which keeps inode->fd from being swapped. */
-#define REFUSED_XATTR "user.lcpfs.refused"
-
-static void persist_refusal(struct fs_inode *inode)
+/* Crash-injection for tests/integration/test_mount_crash.sh: with
+ * LCPFS_CRASH_AT=<point> in the environment the daemon dies (as by kill -9,
+ * no cleanup) when it reaches that point of a commit: "pack-start" (before
+ * the store is called), "gate" (the swap was allowed, the store has renamed
+ * nothing yet), "committed" (the store returned a commit, the daemon has not
+ * reopened the file). */
+static void crash_point(struct fs_mount *m, const char *point)
 {
-	char path[64];
-
-	snprintf(path, sizeof path, "/proc/self/fd/%d", inode->fd);
-	if (inode->state == FS_REFUSED)
-		(void)setxattr(path, REFUSED_XATTR, inode->reason, strlen(inode->reason), 0);
-	else
-		(void)removexattr(path, REFUSED_XATTR);
-}
-
-static void recall_refusal(struct fs_inode *inode)
-{
-	char path[64];
-	ssize_t n;
-
-	snprintf(path, sizeof path, "/proc/self/fd/%d", inode->fd);
-	n = getxattr(path, REFUSED_XATTR, inode->reason, sizeof inode->reason - 1);
-	if (n >= 0) {
-		inode->reason[n] = '\0';
-		inode->state = FS_REFUSED;
-	} else {
-		inode->reason[0] = '\0';
+	if (m->crash_at && strcmp(m->crash_at, point) == 0) {
+		lcp_log(LCP_LOG_ERROR, "LCPFS_CRASH_AT=%s: exiting now", point);
+		_exit(86);
 	}
 }
 
-/* Opens the committed file name in dirfd into inode (inode lock held). */
-static void adopt_committed(struct fs_inode *inode, int dirfd, const char *name)
+/* Test hook: with LCPFS_TEST_HOLD=<point> and LCPFS_TEST_HOLD_DIR=<dir>, a
+ * job reaching the point creates <dir>/<point>.reached and waits until
+ * <dir>/<point>.go exists (at most HOLD_MAX_SEC). Points: "start" (a job
+ * is about to prepare), "prepared" (the temporaries are written, the gate
+ * not yet taken), "materialize" (before a materialize decodes). Lets tests
+ * act at a known moment of a compression without sleeping. */
+static void hold_point(struct fs_mount *m, const char *point)
 {
-	struct lcp_store_file *f = NULL;
-	struct fs_sfile *s;
-	lcp_err err = lcp_store_open_at(dirfd, name, chunk_cache, &f);
-
-	sfile_put(inode->sf);
-	inode->sf = NULL;
-	inode->damaged = false;
-	if (err == LCP_ERR_NOENT) {
-		inode->state = FS_RAW;
-		return;
-	}
-	if (err == LCP_OK && (s = lcp_calloc(1, sizeof *s))) {
-		s->f = f;
-		atomic_init(&s->refs, 1);
-		inode->sf = s;
-		inode->state = FS_COMPRESSED;
-		return;
-	}
-	if (err == LCP_OK) {
-		lcp_store_close(f);
-		err = LCP_ERR_NOMEM;
-	}
 	char path[PATH_MAX];
-	fs_inode_path(inode, path, sizeof path);
-	lcp_log(LCP_LOG_ERROR, "%s: cannot open committed file: %s", path, lcp_strerror(err));
-	if (err == LCP_ERR_CHECKSUM || err == LCP_ERR_FORMAT || err == LCP_ERR_VERSION ||
-	    err == LCP_ERR_TRUNCATED) {
-		/* A sidecar is there but unusable: the payload's bytes are not the
-		 * file's, so reads must fail rather than show them. */
-		inode->state = FS_COMPRESSED;
-		inode->damaged = true;
-	} else {
-		/* Could not look (I/O, memory): ask again at the next lookup. */
-		inode->state = FS_RAW;
-		inode->probe_again = true;
+	struct timespec step = {0, HOLD_POLL_NS};
+
+	if (!m->hold_at || !m->hold_dir || strcmp(m->hold_at, point) != 0)
+		return;
+	snprintf(path, sizeof path, "%s/%s.reached", m->hold_dir, point);
+	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0644);
+	if (fd >= 0)
+		close(fd);
+	snprintf(path, sizeof path, "%s/%s.go", m->hold_dir, point);
+	for (long waited = 0; waited < HOLD_MAX_SEC * 1000000000L; waited += HOLD_POLL_NS) {
+		if (access(path, F_OK) == 0)
+			return;
+		nanosleep(&step, NULL);
 	}
+}
+
+lcp_err fs_tensor_configure(struct fs_mount *m, const char *options, char *errbuf,
+			    size_t errbuf_len)
+{
+	struct lcp_config cfg = lcp_config_default();
+	lcp_err err = LCP_OK;
+
+	if (options)
+		err = lcp_config_parse_options(&cfg, options, NULL, errbuf, errbuf_len);
+	if (err == LCP_OK)
+		m->cfg = cfg;
+	return err;
 }
 
 void fs_tensor_inode_gone(struct fs_inode *inode)
@@ -196,182 +146,426 @@ void fs_tensor_inode_gone(struct fs_inode *inode)
 	inode->sf = NULL;
 }
 
-void fs_tensor_probe(struct fs_inode *inode)
+/* Asks the store about the inode's name; on a compressed answer *sf is the
+ * opened file. Inode lock held. */
+static lcp_err probe_inode(struct fs_mount *m, struct fs_inode *inode, struct lcp_probe *pr,
+			   struct fs_sfile **sf)
 {
 	char name[NAME_MAX + 1];
-	int dfd;
+	struct lcp_store_file *f = NULL;
+	int e, dfd = fs_inode_dirfd_name(m, inode, name, sizeof name, &e);
+	lcp_err err;
 
-	pthread_mutex_lock(&inode->lock);
-	if (!inode->probed) {
-		dfd = fs_inode_dirfd_name(inode, name, sizeof name);
-		if (dfd >= 0) {
-			adopt_committed(inode, dfd, name);
-			close(dfd);
-		}
-		if (inode->state == FS_RAW)
-			recall_refusal(inode);
-		inode->probed = !inode->probe_again;
-		inode->probe_again = false;
+	assert(fs_mutex_held(&inode->lock));
+	*sf = NULL;
+	memset(pr, 0, sizeof *pr);
+	if (dfd < 0) {
+		snprintf(pr->note, sizeof pr->note, "it has no name to ask the store about");
+		return lcp_err_from_errno(e);
 	}
-	pthread_mutex_unlock(&inode->lock);
+	err = lcp_store_probe_at(dfd, name, m->cache, pr, &f);
+	close(dfd);
+	if (err == LCP_OK && (pr->dev != (uint64_t)inode->dev || pr->ino != (uint64_t)inode->ino)) {
+		/* The name now stands for another object (changed on the backing). */
+		snprintf(pr->note, sizeof pr->note, "its name now holds another file");
+		err = LCP_ERR_AGAIN;
+	}
+	if (err == LCP_OK && f) {
+		*sf = lcp_calloc(1, sizeof **sf);
+		if (!*sf) {
+			err = LCP_ERR_NOMEM;
+		} else {
+			(*sf)->f = f;
+			atomic_init(&(*sf)->refs, 1);
+			f = NULL;
+		}
+	}
+	lcp_store_close(f);
+	return err;
+}
+
+static enum fs_probe_answer answer_of(const struct lcp_probe *pr)
+{
+	return pr->repr == LCP_REPR_COMPRESSED ? FS_PROBE_COMPRESSED
+	       : pr->repr == LCP_REPR_DAMAGED  ? FS_PROBE_DAMAGED
+					       : FS_PROBE_RAW;
+}
+
+/* Records a probe answer (inode lock held). */
+static void adopt(struct fs_inode *inode, const struct lcp_probe *pr, struct fs_sfile *sf)
+{
+	sfile_put(inode->sf);
+	inode->sf = NULL;
+	inode->nlink = pr->nlink;
+	fs_track_probed(&inode->t, answer_of(pr), pr->refused);
+	if (inode->t.state == FS_COMPRESSED && !inode->t.damaged)
+		inode->sf = sf;
+	else
+		sfile_put(sf);
+}
+
+int fs_tensor_known(struct fs_mount *m, struct fs_inode *inode)
+{
+	struct lcp_probe pr;
+	struct fs_sfile *sf;
+	int err = 0;
+
+	if (inode->type != S_IFREG)
+		return 0;
+	assert(fs_rwlock_held(&m->ns));
+	fs_mutex_lock(&inode->lock);
+	if (!inode->t.known) {
+		lcp_err le = probe_inode(m, inode, &pr, &sf);
+		if (le == LCP_OK) {
+			adopt(inode, &pr, sf);
+			inode->untold_logged = false;
+			if (pr.repr == LCP_REPR_DAMAGED)
+				log_inode(m, inode, LCP_LOG_ERROR, "damaged: %s; reads fail", pr.note);
+			else if (pr.note[0])
+				log_inode(m, inode, LCP_LOG_INFO, "%s", pr.note);
+		} else {
+			/* Nothing is cached: the next request asks again (logged
+			 * once until the store answers). */
+			if (!inode->untold_logged)
+				log_inode(m, inode, LCP_LOG_ERROR,
+					  "cannot tell whether it is compressed (%s%s%s); opens "
+					  "fail with EIO", lcp_strerror(le), pr.note[0] ? ": " : "",
+					  pr.note);
+			inode->untold_logged = true;
+			err = EIO;
+		}
+	}
+	fs_mutex_unlock(&inode->lock);
+	return err;
 }
 
 void fs_tensor_fix_stat(struct fs_inode *inode, struct stat *st)
 {
 	if (!S_ISREG(st->st_mode))
 		return;
-	pthread_mutex_lock(&inode->lock);
-	if (inode->state == FS_COMPRESSED && inode->sf) {
+	fs_mutex_lock(&inode->lock);
+	if (inode->t.state == FS_COMPRESSED && inode->sf) {
 		uint64_t stored = lcp_store_stored_size(inode->sf->f);
 		st->st_size = (off_t)lcp_store_logical_size(inode->sf->f);
 		st->st_blocks = (blkcnt_t)((stored + 511) / 512);
 	}
-	pthread_mutex_unlock(&inode->lock);
+	fs_mutex_unlock(&inode->lock);
 }
 
-bool fs_tensor_is_committed(struct fs_inode *inode)
+/* Opens the backing file of a regular inode with flags (its access mode,
+ * O_APPEND, ...). Never a FIFO or device: the inode's type is fixed and
+ * checked again. */
+static int open_backing(struct fs_mount *m, struct fs_inode *inode, int flags, int *fd)
 {
-	bool c;
+	char path[64];
+	struct stat st;
 
-	pthread_mutex_lock(&inode->lock);
-	c = inode->state == FS_COMPRESSED;
-	pthread_mutex_unlock(&inode->lock);
-	return c;
-}
-
-/* The store swaps files by rename, so extended attributes set through the
- * mount would stay behind on the old inode: carry them over (best effort; the
- * daemon's own user.lcpfs.* bookkeeping stays behind). */
-static void copy_xattrs(int from_fd, int to_fd)
-{
-	char from[64], to[64], *names = NULL, *value = NULL;
-	ssize_t len;
-
-	snprintf(from, sizeof from, "/proc/self/fd/%d", from_fd);
-	snprintf(to, sizeof to, "/proc/self/fd/%d", to_fd);
-	len = listxattr(from, NULL, 0);
-	if (len <= 0 || !(names = lcp_malloc((size_t)len)) ||
-	    (len = listxattr(from, names, (size_t)len)) <= 0)
-		goto out;
-	for (char *n = names; n < names + len; n += strlen(n) + 1) {
-		ssize_t vlen;
-		if (strncmp(n, "user.lcpfs.", 11) == 0)
-			continue;
-		vlen = getxattr(from, n, NULL, 0);
-		if (vlen < 0)
-			continue;
-		lcp_free(value);
-		value = lcp_malloc((size_t)vlen + 1);
-		if (!value)
-			break;
-		vlen = getxattr(from, n, value, (size_t)vlen);
-		if (vlen >= 0)
-			(void)setxattr(to, n, value, (size_t)vlen, 0);
+	/* O_NOFOLLOW would refuse the /proc magic link itself; O_DIRECT alignment
+	 * is the kernel's business on our side, not the backing's. */
+	flags &= ~(O_NOFOLLOW | O_CREAT | O_EXCL | O_DIRECT);
+	fs_inode_procpath(m, inode, path, sizeof path);
+	*fd = open(path, flags | O_CLOEXEC | O_NOCTTY);
+	if (*fd < 0)
+		return errno;
+	if (fstat(*fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		close(*fd);
+		*fd = -1;
+		return EIO;
 	}
-out:
-	lcp_free(names);
-	lcp_free(value);
+	return 0;
 }
 
-/* Points inode at whatever the backing now has under its name (ns held for
- * writing: nobody uses the old fd meanwhile). */
-static int repoint(struct fs_inode *inode, int dfd, const char *name)
+/* Current link count of the inode's backing object. */
+static uint64_t links_now(struct fs_mount *m, struct fs_inode *inode)
+{
+	struct stat st;
+	if (fstatat(fs_inode_fd(m, inode), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
+		return inode->nlink;
+	return (uint64_t)st.st_nlink;
+}
+
+/* Points inode at whatever the backing now has under dfd/name (ns held for
+ * writing): the commit or materialize just put a new file there. */
+static int repoint(struct fs_mount *m, struct fs_inode *inode, int dfd, const char *name,
+		   uint64_t want_ino)
 {
 	struct stat st;
 	int fd = openat(dfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 
 	if (fd < 0)
 		return errno;
-	if (fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
-		int e = errno;
+	if (fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0 ||
+	    (uint64_t)st.st_ino != want_ino) {
 		close(fd);
-		return e;
+		return EIO;
 	}
-	copy_xattrs(fs_inode_fd(inode), fd);
-	fs_inode_rekey(inode, fd, &st);
+	fs_inode_rekey(m, inode, fd, &st);
 	return 0;
 }
 
-int fs_tensor_make_raw(struct fs_inode *inode, bool to_empty)
+/* Empties a compressed file in place for O_TRUNC (ns held for writing). */
+static int discard(struct fs_mount *m, struct fs_inode *inode)
 {
 	char name[NAME_MAX + 1];
-	int dfd, err = 0;
+	int e, dfd;
+	lcp_err err;
 
-	pthread_mutex_lock(&inode->lock);
-	if (inode->state != FS_COMPRESSED)
-		goto out;
-	if (to_empty) {
-		/* About to be truncated to nothing: no bytes to keep, so no
-		 * decode. The caller truncates the payload itself; the sidecar left
-		 * beside it no longer matches it and is ignored as stale (and removed
-		 * by the next pack of this name or the next mount's recovery). */
-		sfile_put(inode->sf);
-		inode->sf = NULL;
-		inode->state = FS_RAW;
-		inode->damaged = false;
-		goto out;
+	assert(fs_rwlock_held_write(&m->ns));
+	fs_mutex_lock(&inode->lock);
+	if (inode->t.state != FS_COMPRESSED) {
+		fs_mutex_unlock(&inode->lock);
+		return 0;
 	}
-	dfd = fs_inode_dirfd_name(inode, name, sizeof name);
+	dfd = fs_inode_dirfd_name(m, inode, name, sizeof name, &e);
 	if (dfd < 0) {
-		/* Unlinked while open: its bytes cannot change through a name. */
-		err = EROFS;
-		goto out;
+		fs_mutex_unlock(&inode->lock);
+		return e;
 	}
-	errno = 0;
-	lcp_err le = lcp_store_materialize_at(dfd, name);
-	int saved = errno;
-	if (le != LCP_OK) {
-		char path[PATH_MAX];
-		fs_inode_path(inode, path, sizeof path);
-		lcp_log(LCP_LOG_ERROR, "%s: cannot materialize for writing: %s", path,
-			lcp_strerror(le));
-		err = store_errno(le, saved);
-	} else {
-		err = repoint(inode, dfd, name);
+	err = lcp_store_discard_at(dfd, name);
+	close(dfd);
+	if (err == LCP_OK || err == LCP_ERR_NOENT) {
 		sfile_put(inode->sf);
 		inode->sf = NULL;
-		inode->state = FS_RAW;
-		inode->damaged = false;
+		fs_track_discarded(&inode->t);
 	}
-	close(dfd);
-out:
-	pthread_mutex_unlock(&inode->lock);
+	fs_mutex_unlock(&inode->lock);
+	if (err == LCP_ERR_MLINK)
+		log_inode(m, inode, LCP_LOG_ERROR, "a compressed file with several hard links "
+			  "cannot be truncated in place; unpack it first");
+	else if (err && err != LCP_ERR_NOENT)
+		log_inode(m, inode, LCP_LOG_ERROR, "cannot truncate: %s", lcp_strerror(err));
+	return err == LCP_ERR_NOENT ? 0 : lcp_err_to_errno(err);
+}
+
+/* Materializes a compressed inode (no lock held): decode with no lock, swap
+ * under ns. Returns 0 when the inode is raw, or an errno. */
+static int materialize(struct fs_mount *m, struct fs_inode *inode)
+{
+	for (int tries = 0;; tries++) {
+		struct lcp_materialize *mat = NULL;
+		char name[NAME_MAX + 1];
+		dev_t dev;
+		ino_t ino;
+		int e, dfd;
+		lcp_err err;
+
+		fs_mutex_lock(&inode->lock);
+		while (inode->t.materializing)
+			fs_cond_wait(&inode->changed, &inode->lock);
+		if (inode->t.state != FS_COMPRESSED) {
+			fs_mutex_unlock(&inode->lock);
+			return 0;
+		}
+		if (inode->t.damaged || !inode->t.known) {
+			fs_mutex_unlock(&inode->lock);
+			return EIO;
+		}
+		inode->t.materializing = true;
+		dev = inode->dev;
+		ino = inode->ino;
+		fs_mutex_unlock(&inode->lock);
+
+		dfd = fs_inode_dirfd_name(m, inode, name, sizeof name, &e);
+		if (dfd < 0) {
+			err = LCP_ERR_ROFS; /* unlinked while open: no name to write under */
+		} else {
+			hold_point(m, "materialize");
+			err = lcp_store_materialize_prepare_at(dfd, name, &mat);
+		}
+		if (err == LCP_OK) {
+			fs_rwlock_wrlock(&m->ns);
+			fs_mutex_lock(&inode->lock);
+			if (inode->dev != dev || inode->ino != ino)
+				err = LCP_ERR_AGAIN;
+			else
+				err = lcp_store_materialize_commit(mat);
+			if (err == LCP_OK) {
+				uint64_t rdev, rino;
+				lcp_store_materialize_result(mat, &rdev, &rino);
+				if (repoint(m, inode, dfd, name, rino) != 0)
+					fs_track_unknown(&inode->t);
+				sfile_put(inode->sf);
+				inode->sf = NULL;
+				fs_track_materialized(&inode->t);
+			}
+			fs_mutex_unlock(&inode->lock);
+			fs_rwlock_unlock(&m->ns);
+		}
+		fs_mutex_lock(&inode->lock);
+		inode->t.materializing = false;
+		pthread_cond_broadcast(&inode->changed);
+		fs_mutex_unlock(&inode->lock);
+		lcp_store_materialize_free(mat);
+		if (dfd >= 0)
+			close(dfd);
+		if (err == LCP_ERR_AGAIN && tries + 1 < MATERIALIZE_TRIES)
+			continue;
+		if (err == LCP_ERR_MLINK)
+			log_inode(m, inode, LCP_LOG_ERROR,
+				  "a compressed file with several hard links cannot be changed in "
+				  "place (a rename would split the links); unpack it first");
+		else if (err)
+			log_inode(m, inode, LCP_LOG_ERROR, "cannot materialize for writing: %s",
+				  lcp_strerror(err));
+		return err == LCP_ERR_NOENT ? 0 : lcp_err_to_errno(err);
+	}
+}
+
+int fs_tensor_make_raw(struct fs_mount *m, struct fs_inode *inode, bool to_empty)
+{
+	int err;
+
+	if (!to_empty)
+		return materialize(m, inode);
+	fs_rwlock_wrlock(&m->ns);
+	err = discard(m, inode);
+	fs_rwlock_unlock(&m->ns);
 	return err;
 }
 
-int fs_tensor_open_read(struct fs_inode *inode, struct fs_handle *h)
+/* Brings h up to the inode's current content (inode and h locks held): a
+ * handle reading a committed file that was materialized since reads the
+ * raw file now (or the newer committed file). A handle on a raw fd keeps
+ * it: it reads the version it opened, as across a rename. */
+static int resolve_handle(struct fs_mount *m, struct fs_inode *inode, struct fs_handle *h)
 {
-	int err = 0;
-
-	pthread_mutex_lock(&inode->lock);
-	if (inode->state != FS_COMPRESSED)
-		err = ENOENT;
-	else if (inode->damaged || !inode->sf)
-		err = EIO;
-	else
+	assert(fs_mutex_held(&inode->lock));
+	if (h->content_gen == inode->t.content_gen || h->fd >= 0)
+		return 0;
+	if (inode->t.state == FS_COMPRESSED) {
+		if (inode->t.damaged || !inode->sf)
+			return EIO;
+		sfile_put(h->sf);
 		h->sf = sfile_get(inode->sf);
-	pthread_mutex_unlock(&inode->lock);
-	return err;
+	} else {
+		int fd, err = open_backing(m, inode, h->flags & ~O_TRUNC, &fd);
+		if (err)
+			return err;
+		h->fd = fd;
+		sfile_put(h->sf);
+		h->sf = NULL;
+	}
+	h->content_gen = inode->t.content_gen;
+	return 0;
 }
 
-ssize_t fs_tensor_read(struct fs_inode *inode, struct fs_handle *h, char *buf, size_t len,
-		       off_t off)
+int fs_tensor_open(struct fs_mount *m, struct fs_inode *inode, struct fs_handle *h)
 {
+	bool trunc = (h->flags & O_TRUNC) != 0;
+	int err;
+
+	for (;;) {
+		if ((err = fs_tensor_known(m, inode)) != 0)
+			return err;
+		fs_mutex_lock(&inode->lock);
+		if (inode->t.state != FS_COMPRESSED)
+			break;
+		if (trunc) {
+			/* Emptied in place: needs ns for writing, briefly. */
+			fs_mutex_unlock(&inode->lock);
+			fs_rwlock_unlock(&m->ns);
+			fs_rwlock_wrlock(&m->ns);
+			err = discard(m, inode);
+			fs_rwlock_unlock(&m->ns);
+			fs_rwlock_rdlock(&m->ns);
+			if (err)
+				return err;
+			continue;
+		}
+		if (inode->t.damaged || !inode->sf) {
+			fs_mutex_unlock(&inode->lock);
+			log_inode(m, inode, LCP_LOG_ERROR, "open of a damaged compressed file: EIO");
+			return EIO;
+		}
+		if (h->writable && links_now(m, inode) > 1) {
+			fs_mutex_unlock(&inode->lock);
+			log_inode(m, inode, LCP_LOG_ERROR,
+				  "a compressed file with several hard links opens read-only "
+				  "(EMLINK); unpack it first to change it");
+			return EMLINK;
+		}
+		/* Read through the store; the first write materializes it. */
+		h->sf = sfile_get(inode->sf);
+		h->fd = -1;
+		h->content_gen = inode->t.content_gen;
+		fs_mutex_unlock(&inode->lock);
+		return 0;
+	}
+	/* Raw. Under ns (held) the backing file cannot be swapped. */
+	h->content_gen = inode->t.content_gen;
+	fs_mutex_unlock(&inode->lock);
+	return open_backing(m, inode, h->flags, &h->fd);
+}
+
+ssize_t fs_tensor_read(struct fs_mount *m, struct fs_inode *inode, struct fs_handle *h,
+		       size_t len, off_t off, char **buf, int *fd)
+{
+	struct fs_sfile *sf;
 	uint64_t bad = 0;
 	size_t n = 0;
-	lcp_err err = lcp_store_read(h->sf->f, buf, len, (uint64_t)off, &n, &bad);
+	int err;
 
-	if (err == LCP_OK)
+	*buf = NULL;
+	fs_mutex_lock(&inode->lock);
+	pthread_mutex_lock(&h->lock);
+	err = resolve_handle(m, inode, h);
+	sf = sfile_get(h->sf);
+	*fd = h->fd;
+	pthread_mutex_unlock(&h->lock);
+	fs_mutex_unlock(&inode->lock);
+	if (err || !sf) {
+		sfile_put(sf);
+		return err ? -err : 0;
+	}
+	*fd = -1;
+	*buf = lcp_malloc(len ? len : 1);
+	lcp_err le = *buf ? lcp_store_read(sf->f, *buf, len, (uint64_t)off, &n, &bad) : LCP_ERR_NOMEM;
+	sfile_put(sf);
+	if (le == LCP_OK)
 		return (ssize_t)n;
-	char path[PATH_MAX];
-	fs_inode_path(inode, path, sizeof path);
-	if (err == LCP_ERR_CHECKSUM)
-		lcp_log(LCP_LOG_ERROR, "%s: damaged payload at offset %llu (read of %zu bytes at %lld)",
-			path, (unsigned long long)bad, len, (long long)off);
+	lcp_free(*buf);
+	*buf = NULL;
+	if (le == LCP_ERR_CHECKSUM)
+		log_inode(m, inode, LCP_LOG_ERROR,
+			  "damaged payload at offset %llu (read of %zu bytes at %lld)",
+			  (unsigned long long)bad, len, (long long)off);
 	else
-		lcp_log(LCP_LOG_ERROR, "%s: read of %zu bytes at %lld failed: %s", path, len,
-			(long long)off, lcp_strerror(err));
-	return -fs_errno_from_lcp(err);
+		log_inode(m, inode, LCP_LOG_ERROR, "read of %zu bytes at %lld failed: %s", len,
+			  (long long)off, lcp_strerror(le));
+	return -lcp_err_to_errno(le);
+}
+
+int fs_tensor_write_fd(struct fs_mount *m, struct fs_inode *inode, struct fs_handle *h)
+{
+	for (;;) {
+		int fd, err;
+		fs_mutex_lock(&inode->lock);
+		pthread_mutex_lock(&h->lock);
+		/* A writer's raw fd stays current: no commit swaps a file while a
+		 * writer has it open. */
+		if (h->fd >= 0) {
+			fd = h->fd;
+			pthread_mutex_unlock(&h->lock);
+			fs_mutex_unlock(&inode->lock);
+			return fd;
+		}
+		if (inode->t.state != FS_COMPRESSED) {
+			err = open_backing(m, inode, h->flags & ~O_TRUNC, &fd);
+			if (!err) {
+				h->fd = fd;
+				sfile_put(h->sf);
+				h->sf = NULL;
+				h->content_gen = inode->t.content_gen;
+			}
+			pthread_mutex_unlock(&h->lock);
+			fs_mutex_unlock(&inode->lock);
+			return err ? -err : fd;
+		}
+		pthread_mutex_unlock(&h->lock);
+		fs_mutex_unlock(&inode->lock);
+		if ((err = materialize(m, inode)) != 0)
+			return -err;
+	}
 }
 
 void fs_tensor_handle_close(struct fs_handle *h)
@@ -383,286 +577,303 @@ void fs_tensor_handle_close(struct fs_handle *h)
 	h->sf = NULL;
 }
 
-/* Queues a compression job for inode at generation wgen (inode lock held). */
-static void queue_job(struct fs_inode *inode)
+/* Queues a compression job for inode at its current generation (inode lock
+ * held; the state machine already marked it queued). */
+static void queue_job(struct fs_mount *m, struct fs_inode *inode)
 {
-	struct job *j;
+	struct fs_job *j = NULL;
 
-	if (fs_ctx.readonly || atomic_load(&stopping))
-		return;
-	j = lcp_calloc(1, sizeof *j);
+	assert(fs_mutex_held(&inode->lock));
+	if (!m->readonly && !atomic_load(&m->stopping))
+		j = lcp_calloc(1, sizeof *j);
 	if (!j) {
-		inode->state = FS_REFUSED;
-		snprintf(inode->reason, sizeof inode->reason, "out of memory queueing compression");
+		fs_track_job_done(&inode->t, FS_JOB_FAILED,
+				  atomic_load(&m->stopping) ? "unmounted before compression"
+							    : "cannot queue compression",
+				  true);
 		return;
 	}
-	fs_inode_ref(inode);
+	fs_inode_ref(m, inode);
 	j->inode = inode;
-	j->wgen = inode->wgen;
-	inode->state = FS_PENDING;
-	inode->reason[0] = '\0';
-	pthread_mutex_lock(&queue_lock);
-	if (queue_tail)
-		queue_tail->next = j;
+	j->wgen = inode->t.wgen;
+	fs_mutex_lock(&m->queue_lock);
+	if (m->queue_tail)
+		m->queue_tail->next = j;
 	else
-		queue_head = j;
-	queue_tail = j;
-	pthread_cond_signal(&queue_cond);
-	pthread_mutex_unlock(&queue_lock);
+		m->queue_head = j;
+	m->queue_tail = j;
+	pthread_cond_signal(&m->queue_cond);
+	fs_mutex_unlock(&m->queue_lock);
 }
 
-void fs_tensor_opened(struct fs_inode *inode, bool writable, bool truncated)
+/* Carries out what a transition asked for (inode lock held). */
+static void act(struct fs_mount *m, struct fs_inode *inode, enum fs_action a, bool *forget)
 {
-	pthread_mutex_lock(&inode->lock);
-	inode->nopen++;
-	if (writable) {
-		inode->nwriters++;
-		inode->wgen++;
-		if (inode->state == FS_REFUSED) {
-			inode->state = FS_RAW;
-			persist_refusal(inode); /* the bytes may change: forget it */
-		}
-		if (inode->state == FS_PENDING) {
-			/* The queued job will be refused: this writer's release
-			 * queues the next one, written to or not. */
-			inode->state = FS_RAW;
-			inode->dirty = true;
-		}
+	if (a == FS_DO_QUEUE)
+		queue_job(m, inode);
+	else if (a == FS_DO_FORGET_REFUSAL)
+		*forget = true;
+}
+
+static void forget_refusal(struct fs_mount *m, struct fs_inode *inode)
+{
+	char name[NAME_MAX + 1];
+	int e, dfd = fs_inode_dirfd_name(m, inode, name, sizeof name, &e);
+	if (dfd >= 0) {
+		(void)lcp_store_refusal_clear_at(dfd, name);
+		close(dfd);
 	}
-	if (truncated)
-		inode->dirty = true;
-	pthread_mutex_unlock(&inode->lock);
 }
 
-void fs_tensor_written(struct fs_inode *inode)
+void fs_tensor_opened(struct fs_mount *m, struct fs_inode *inode, bool writable, bool truncated)
 {
-	pthread_mutex_lock(&inode->lock);
-	inode->dirty = true;
-	inode->wgen++;
-	pthread_mutex_unlock(&inode->lock);
+	bool forget = false;
+
+	fs_mutex_lock(&inode->lock);
+	fs_track_opened(&inode->t, writable, truncated);
+	if (truncated)
+		act(m, inode, fs_track_written(&inode->t), &forget);
+	fs_mutex_unlock(&inode->lock);
+	if (forget)
+		forget_refusal(m, inode);
 }
 
-void fs_tensor_released(struct fs_inode *inode, bool writable)
+void fs_tensor_written(struct fs_mount *m, struct fs_inode *inode)
+{
+	bool forget = false;
+
+	fs_mutex_lock(&inode->lock);
+	act(m, inode, fs_track_written(&inode->t), &forget);
+	fs_mutex_unlock(&inode->lock);
+	if (forget)
+		forget_refusal(m, inode);
+}
+
+void fs_tensor_released(struct fs_mount *m, struct fs_inode *inode, bool writable)
 {
 	struct stat st;
+	bool unused = false;
 	/* Files under min_size are never packed: no job, no worker time. A
 	 * racing swap of the fd only makes this a conservative guess. */
-	bool small = writable && fstat(fs_inode_fd(inode), &st) == 0 &&
-		     (uint64_t)st.st_size < fs_ctx.cfg.min_size;
+	bool small = writable && fstat(fs_inode_fd(m, inode), &st) == 0 &&
+		     (uint64_t)st.st_size < m->cfg.min_size;
 
-	pthread_mutex_lock(&inode->lock);
-	inode->nopen--;
-	if (writable)
-		inode->nwriters--;
-	if (inode->nwriters == 0 && inode->dirty && inode->type == S_IFREG) {
-		inode->dirty = false;
-		if (small)
-			inode->state = FS_RAW;
-		else
-			queue_job(inode);
-	}
-	pthread_mutex_unlock(&inode->lock);
+	fs_mutex_lock(&inode->lock);
+	if (inode->type == S_IFREG)
+		act(m, inode, fs_track_released(&inode->t, writable, small), &unused);
+	fs_mutex_unlock(&inode->lock);
 }
 
 void fs_tensor_name_gone(struct fs_inode *inode)
 {
-	pthread_mutex_lock(&inode->lock);
-	inode->wgen++;
-	pthread_mutex_unlock(&inode->lock);
+	fs_mutex_lock(&inode->lock);
+	fs_track_name_changed(&inode->t);
+	fs_mutex_unlock(&inode->lock);
 }
 
-/* A job was overtaken (reopened, written, renamed): decide what follows. */
-static void after_refusal(struct fs_inode *inode)
+static enum fs_job_end end_of(const struct lcp_pack_report *rep)
 {
-	char name[NAME_MAX + 1];
-	int dfd;
-
-	pthread_mutex_lock(&inode->lock);
-	if (inode->state == FS_PENDING) {
-		dfd = fs_inode_dirfd_name(inode, name, sizeof name);
-		if (dfd < 0) {
-			inode->state = FS_RAW; /* unlinked */
-		} else if (inode->nwriters) {
-			inode->dirty = true;   /* the last release queues again */
-			inode->state = FS_RAW;
-		} else {
-			queue_job(inode);      /* renamed or reopened only: try again */
-		}
-		if (dfd >= 0)
-			close(dfd);
+	switch (rep->outcome) {
+	case LCP_PACK_COMMITTED:
+		return FS_JOB_COMMITTED;
+	case LCP_PACK_NOT_TENSOR:
+		return FS_JOB_NOT_TENSOR;
+	case LCP_PACK_REFUSED:
+		return FS_JOB_REFUSED;
+	case LCP_PACK_RETRY:
+		break;
 	}
-	pthread_mutex_unlock(&inode->lock);
+	return FS_JOB_OVERTAKEN;
 }
 
-static bool may_commit(void *arg)
+/* The commit under the gate (ns held for writing, inode lock held). */
+static enum fs_job_end commit(struct fs_mount *m, struct fs_inode *inode, struct fs_job *j,
+			      struct lcp_pack_job *pj, int dfd, const char *name,
+			      struct lcp_pack_report *rep, lcp_err *err)
 {
-	struct commit_gate *g = arg;
-	bool ok;
+	uint64_t dev, ino;
+	struct lcp_probe pr;
+	struct fs_sfile *sf;
 
-	pthread_rwlock_wrlock(&fs_ctx.ns);
-	pthread_mutex_lock(&g->inode->lock);
-	ok = g->inode->nwriters == 0 && g->inode->wgen == g->wgen;
-	pthread_mutex_unlock(&g->inode->lock);
-	if (ok) {
-		crash_point("gate");
-		g->locked = true; /* released by run_job once the store is done */
+	lcp_store_pack_source(pj, &dev, &ino);
+	if (!fs_track_gate(&inode->t, j->wgen) || (uint64_t)inode->dev != dev ||
+	    (uint64_t)inode->ino != ino)
+		return FS_JOB_OVERTAKEN;
+	crash_point(m, "gate");
+	if ((*err = lcp_store_pack_commit(pj, rep)) != LCP_OK)
+		return FS_JOB_FAILED;
+	if (!rep->committed)
+		return end_of(rep);
+	crash_point(m, "committed");
+	/* The payload is in place: before anyone may look, the inode points
+	 * at it and knows it is compressed (or knows it must ask again). */
+	struct stat st;
+	int fd = openat(dfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (fd >= 0 && fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) == 0) {
+		fs_inode_rekey(m, inode, fd, &st);
 	} else {
-		g->refused = true;
-		pthread_rwlock_unlock(&fs_ctx.ns);
+		if (fd >= 0)
+			close(fd);
+		log_inode(m, inode, LCP_LOG_ERROR, "committed but cannot reopen: %s", strerror(errno));
 	}
-	return ok;
+	fs_track_job_done(&inode->t, FS_JOB_COMMITTED, "", true);
+	if (probe_inode(m, inode, &pr, &sf) == LCP_OK && pr.repr == LCP_REPR_COMPRESSED && sf) {
+		sfile_put(inode->sf);
+		inode->sf = sf;
+		inode->nlink = pr.nlink;
+		inode->announcing = true;
+	} else {
+		sfile_put(sf);
+		sfile_put(inode->sf);
+		inode->sf = NULL;
+		fs_track_unknown(&inode->t);
+	}
+	return FS_JOB_COMMITTED;
 }
 
-static void run_job(struct job *j)
+static void run_job(struct fs_mount *m, struct fs_job *j)
 {
 	struct fs_inode *inode = j->inode;
-	struct commit_gate gate = {.inode = inode, .wgen = j->wgen};
 	struct lcp_pack_report rep;
-	char name[NAME_MAX + 1], path[PATH_MAX];
-	bool current;
-	int dfd;
+	struct lcp_pack_job *pj = NULL;
+	enum fs_job_end end = FS_JOB_OVERTAKEN;
+	char name[NAME_MAX + 1];
+	lcp_err err = LCP_OK;
+	bool go, forget = false;
+	int e, dfd = -1;
 
-	pthread_mutex_lock(&inode->lock);
-	current = inode->wgen == j->wgen && inode->nwriters == 0 && inode->state == FS_PENDING;
-	pthread_mutex_unlock(&inode->lock);
-	if (!current) {
-		after_refusal(inode);
-		return;
-	}
-	dfd = fs_inode_dirfd_name(inode, name, sizeof name);
-	if (dfd < 0) {
-		after_refusal(inode);
-		return;
-	}
-	crash_point("pack-start");
 	memset(&rep, 0, sizeof rep);
-	rep.format = LCP_FORMAT_UNKNOWN;
-	lcp_err err = lcp_store_pack_at(dfd, name, &fs_ctx.cfg, may_commit, &gate, &rep);
-	fs_inode_path(inode, path, sizeof path);
-	if (gate.locked) {
-		pthread_mutex_lock(&inode->lock);
-		inode->format = (int)rep.format;
-		if (err == LCP_OK && rep.committed) {
-			crash_point("committed");
-			int e = repoint(inode, dfd, name);
-			if (e)
-				lcp_log(LCP_LOG_ERROR, "%s: committed but cannot reopen: %s", path,
-					strerror(e));
-			adopt_committed(inode, dfd, name);
-			/* Shown as pending until the kernel has dropped what it
-			 * cached: whoever sees "compressed" then sees its sizes. */
-			inode->announcing = inode->state == FS_COMPRESSED;
-		} else {
-			inode->state = FS_REFUSED;
-			snprintf(inode->reason, sizeof inode->reason, "%s",
-				 err != LCP_OK ? lcp_strerror(err) : rep.reason);
-			persist_refusal(inode);
-		}
-		bool committed = inode->state == FS_COMPRESSED;
-		pthread_mutex_unlock(&inode->lock);
-		pthread_rwlock_unlock(&fs_ctx.ns);
-		if (committed) {
-			lcp_log(LCP_LOG_INFO, "%s: compressed %llu -> %llu bytes", path,
-				(unsigned long long)rep.logical_size,
-				(unsigned long long)rep.stored_size);
-			/* The bytes changed (lossy reconstruction): drop cached pages
-			 * and attributes. Outside every lock: the kernel may need a
-			 * request of ours answered to finish the invalidation. */
-			if (!atomic_load(&stopping))
-				fuse_lowlevel_notify_inval_inode(fs_ctx.se, fs_ino_of(inode), 0, 0);
-			pthread_mutex_lock(&inode->lock);
-			inode->announcing = false;
-			pthread_mutex_unlock(&inode->lock);
-		}
-	} else if (gate.refused) {
-		after_refusal(inode);
-	} else {
-		/* Never reached the swap: refused by the store, or failed. */
-		pthread_mutex_lock(&inode->lock);
-		bool overtaken = inode->wgen != j->wgen;
-		inode->format = (int)rep.format;
-		if (inode->state == FS_PENDING && !overtaken) {
-			/* Not a tensor file at all: plain raw, not a refusal. */
-			bool tensor = err != LCP_OK || (rep.format != LCP_FORMAT_UNKNOWN &&
-							rep.format != LCP_FORMAT_RAW);
-			inode->state = tensor ? FS_REFUSED : FS_RAW;
-			snprintf(inode->reason, sizeof inode->reason, "%s",
-				 err != LCP_OK ? lcp_strerror(err) : rep.reason);
-			if (tensor)
-				persist_refusal(inode);
-		}
-		pthread_mutex_unlock(&inode->lock);
-		if (overtaken) /* renamed or rewritten meanwhile: its outcome is stale */
-			after_refusal(inode);
-		else
-			lcp_log(LCP_LOG_INFO, "%s: left raw: %s", path,
-				err != LCP_OK ? lcp_strerror(err) : rep.reason);
+	fs_mutex_lock(&inode->lock);
+	go = fs_track_job_may_start(&inode->t, j->wgen);
+	fs_mutex_unlock(&inode->lock);
+	dfd = fs_inode_dirfd_name(m, inode, name, sizeof name, &e);
+	if (dfd >= 0 && go) {
+		crash_point(m, "pack-start");
+		hold_point(m, "start");
+		err = lcp_store_pack_prepare_at(dfd, name, -1, &m->cfg, NULL, NULL, &rep, &pj);
+		hold_point(m, "prepared");
+		end = err ? FS_JOB_FAILED : end_of(&rep);
 	}
-	close(dfd);
+	if (pj) {
+		fs_rwlock_wrlock(&m->ns);
+		fs_mutex_lock(&inode->lock);
+		end = commit(m, inode, j, pj, dfd, name, &rep, &err);
+		if (end == FS_JOB_COMMITTED)
+			inode->format = (int)rep.format;
+		fs_mutex_unlock(&inode->lock);
+		fs_rwlock_unlock(&m->ns);
+		lcp_store_pack_free(pj);
+	}
+	fs_mutex_lock(&inode->lock);
+	if (end != FS_JOB_COMMITTED) {
+		if (dfd >= 0 && go)
+			inode->format = (int)rep.format;
+		act(m, inode,
+		    fs_track_job_done(&inode->t, end, err ? lcp_strerror(err) : rep.reason, dfd >= 0),
+		    &forget);
+	}
+	fs_mutex_unlock(&inode->lock);
+	if (dfd >= 0)
+		close(dfd);
+	if (end == FS_JOB_COMMITTED) {
+		log_inode(m, inode, LCP_LOG_INFO, "compressed %llu -> %llu bytes",
+			  (unsigned long long)rep.logical_size, (unsigned long long)rep.stored_size);
+		/* The bytes changed (lossy reconstruction): drop cached pages and
+		 * attributes. Outside every lock: the kernel may need a request
+		 * of ours answered to finish the invalidation. */
+		if (!atomic_load(&m->stopping))
+			fuse_lowlevel_notify_inval_inode(m->se, fs_ino_of(m, inode), 0, 0);
+		fs_mutex_lock(&inode->lock);
+		inode->announcing = false;
+		fs_mutex_unlock(&inode->lock);
+	} else if (end != FS_JOB_OVERTAKEN) {
+		log_inode(m, inode, LCP_LOG_INFO, "left raw: %s",
+			  err ? lcp_strerror(err) : rep.reason);
+	}
 }
 
 static void *worker_main(void *arg)
 {
-	(void)arg;
+	struct fs_mount *m = arg;
 	for (;;) {
-		struct job *j;
-		pthread_mutex_lock(&queue_lock);
-		while (!queue_head && !atomic_load(&stopping))
-			pthread_cond_wait(&queue_cond, &queue_lock);
+		struct fs_job *j;
+		fs_mutex_lock(&m->queue_lock);
+		while (!m->queue_head && !atomic_load(&m->stopping))
+			fs_cond_wait(&m->queue_cond, &m->queue_lock);
 		/* At unmount the queue is drained, not dropped: a file copied in
 		 * just before `fusermount3 -u` is still compressed. */
-		j = queue_head;
+		j = m->queue_head;
 		if (j) {
-			queue_head = j->next;
-			if (!queue_head)
-				queue_tail = NULL;
+			m->queue_head = j->next;
+			if (!m->queue_head)
+				m->queue_tail = NULL;
 		}
-		pthread_mutex_unlock(&queue_lock);
+		fs_mutex_unlock(&m->queue_lock);
 		if (!j)
 			return NULL;
-		run_job(j);
-		fs_inode_unref(j->inode);
+		run_job(m, j);
+		fs_inode_unref(m, j->inode);
 		lcp_free(j);
 	}
 }
 
-lcp_err fs_tensor_start(int root_fd)
+void fs_tensor_recover(struct fs_mount *m, int root_fd)
 {
 	int dfd = openat(root_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	lcp_err err;
 
-	if (dfd < 0)
-		return LCP_ERR_IO;
-	crash_at = getenv("LCPFS_CRASH_AT");
-	/* Finish or clean what a crash left before anyone looks. */
-	err = lcp_store_recover_dir(dfd);
-	close(dfd);
-	if (err != LCP_OK)
-		lcp_log(LCP_LOG_WARN, "%s: recovery incomplete: %s", fs_ctx.backing,
-			lcp_strerror(err));
-	err = lcp_chunk_cache_create((size_t)fs_ctx.cache_bytes, &chunk_cache);
+	/* A read-only mount changes nothing on the backing. */
+	if (m->readonly)
+		err = LCP_OK;
+	else if (dfd < 0)
+		err = lcp_err_from_errno(errno);
+	else
+		err = lcp_store_recover_dir(dfd);
+	if (err == LCP_ERR_BUSY)
+		lcp_log(LCP_LOG_WARN, "%s: another lcpfs process uses this backing: recovery "
+			"skipped (it ran when that one started)", m->backing);
+	else if (err != LCP_OK)
+		lcp_log(LCP_LOG_WARN, "%s: recovery incomplete: %s", m->backing, lcp_strerror(err));
+	/* From now on a recovery elsewhere waits for this mount to end. */
+	m->backing_lock = -1;
+	if (!m->readonly && dfd >= 0 && lcp_store_hold_backing(dfd, &m->backing_lock) != LCP_OK)
+		lcp_log(LCP_LOG_WARN, "%s: cannot take the backing's use lock", m->backing);
+	if (dfd >= 0)
+		close(dfd);
+}
+
+lcp_err fs_tensor_start(struct fs_mount *m)
+{
+	lcp_err err;
+
+	m->crash_at = getenv("LCPFS_CRASH_AT");
+	m->hold_at = getenv("LCPFS_TEST_HOLD");
+	m->hold_dir = getenv("LCPFS_TEST_HOLD_DIR");
+	fs_mutex_init(&m->queue_lock);
+	pthread_cond_init(&m->queue_cond, NULL);
+	err = lcp_chunk_cache_create((size_t)m->cache_bytes, &m->cache);
 	if (err != LCP_OK)
 		return err;
-	workers = lcp_calloc(fs_ctx.threads, sizeof *workers);
-	if (!workers)
+	m->workers = lcp_calloc(m->threads, sizeof *m->workers);
+	if (!m->workers)
 		return LCP_ERR_NOMEM;
-	for (nworkers = 0; nworkers < fs_ctx.threads; nworkers++)
-		if (pthread_create(&workers[nworkers], NULL, worker_main, NULL) != 0)
-			return nworkers ? LCP_OK : LCP_ERR_NOMEM;
+	for (m->nworkers = 0; m->nworkers < m->threads; m->nworkers++)
+		if (pthread_create(&m->workers[m->nworkers], NULL, worker_main, m) != 0)
+			return m->nworkers ? LCP_OK : LCP_ERR_NOMEM;
 	return LCP_OK;
 }
 
-void fs_tensor_stop(void)
+void fs_tensor_stop(struct fs_mount *m)
 {
-	atomic_store(&stopping, true);
-	pthread_mutex_lock(&queue_lock);
-	pthread_cond_broadcast(&queue_cond);
-	pthread_mutex_unlock(&queue_lock);
-	for (unsigned i = 0; i < nworkers; i++)
-		pthread_join(workers[i], NULL);
-	nworkers = 0;
-	lcp_free(workers);
-	workers = NULL;
+	atomic_store(&m->stopping, true);
+	fs_mutex_lock(&m->queue_lock);
+	pthread_cond_broadcast(&m->queue_cond);
+	fs_mutex_unlock(&m->queue_lock);
+	for (unsigned i = 0; i < m->nworkers; i++)
+		pthread_join(m->workers[i], NULL);
+	m->nworkers = 0;
+	lcp_free(m->workers);
+	m->workers = NULL;
 }
 
 bool fs_name_hidden(const char *name)
@@ -671,67 +882,81 @@ bool fs_name_hidden(const char *name)
 }
 
 /* The store's namespace calls want real directory fds (they fsync them). */
-static int open_dir(int pathfd)
+static int open_dir(int pathfd, int *fd)
 {
-	return openat(pathfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	*fd = openat(pathfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	return *fd < 0 ? errno : 0;
 }
 
-int fs_tensor_unlink(int dirfd, const char *name)
+int fs_tensor_unlink(struct fs_mount *m, int dirfd, const char *name)
 {
-	int d = open_dir(dirfd), err;
+	int d, err = open_dir(dirfd, &d);
 
-	if (d < 0)
-		return errno;
-	errno = 0;
-	lcp_err le = lcp_store_unlink_at(d, name);
-	err = store_errno(le, errno);
+	assert(fs_rwlock_held_write(&m->ns));
+	if (err)
+		return err;
+	err = lcp_err_to_errno(lcp_store_unlink_at(d, name));
 	close(d);
 	return err;
 }
 
-/* Opens both directories for a two-directory store call; 0 or an errno. */
-static int open_dir_pair(int olddirfd, int newdirfd, int *a, int *b)
+int fs_tensor_rename(struct fs_mount *m, int olddirfd, const char *oldname, int newdirfd,
+		     const char *newname, unsigned int flags)
 {
-	int err;
+	int a, b, err;
 
-	*a = open_dir(olddirfd);
-	if (*a < 0)
-		return errno;
-	*b = open_dir(newdirfd);
-	if (*b < 0) {
-		err = errno;
-		close(*a);
+	assert(fs_rwlock_held_write(&m->ns));
+	if ((err = open_dir(olddirfd, &a)) != 0)
 		return err;
+	if ((err = open_dir(newdirfd, &b)) == 0) {
+		err = lcp_err_to_errno(lcp_store_rename_at(a, oldname, b, newname, flags));
+		close(b);
 	}
-	return 0;
-}
-
-int fs_tensor_rename(int olddirfd, const char *oldname, int newdirfd, const char *newname,
-		     unsigned int flags)
-{
-	int a, b, err = open_dir_pair(olddirfd, newdirfd, &a, &b);
-
-	if (err)
-		return err;
-	errno = 0;
-	lcp_err le = lcp_store_rename_at(a, oldname, b, newname, flags);
-	err = store_errno(le, errno);
 	close(a);
-	close(b);
 	return err;
 }
 
-int fs_tensor_link(int olddirfd, const char *oldname, int newdirfd, const char *newname)
+int fs_tensor_link(struct fs_mount *m, struct fs_inode *inode, struct fs_inode *newparent,
+		   const char *newname)
 {
-	int a, b, err = open_dir_pair(olddirfd, newdirfd, &a, &b);
+	char name[NAME_MAX + 1];
+	int e, err, d, nd;
 
-	if (err)
-		return err;
-	errno = 0;
-	lcp_err le = lcp_store_link_at(a, oldname, b, newname);
-	err = store_errno(le, errno);
-	close(a);
-	close(b);
+	/* A compressed file becomes raw first: a rename of its payload could
+	 * never keep two links together, so as one of several names it stays
+	 * raw (and writable), refused compression with its reason. */
+	if (inode->type == S_IFREG) {
+		fs_rwlock_rdlock(&m->ns);
+		err = fs_tensor_known(m, inode);
+		fs_rwlock_unlock(&m->ns);
+		if (err || (err = materialize(m, inode)) != 0)
+			return err;
+	}
+	fs_rwlock_wrlock(&m->ns);
+	d = fs_inode_dirfd_name(m, inode, name, sizeof name, &e);
+	if (d < 0) {
+		/* An unlinked-but-open object has no name to link from. */
+		err = linkat(inode->fd, "", newparent->fd, newname, AT_EMPTY_PATH) != 0 ? errno : 0;
+	} else {
+		err = open_dir(newparent->fd, &nd);
+		if (!err) {
+			err = lcp_err_to_errno(lcp_store_link_at(d, name, nd, newname));
+			close(nd);
+		}
+		close(d);
+	}
+	fs_rwlock_unlock(&m->ns);
+	if (!err && inode->type == S_IFREG) {
+		/* As one of several names it is refused compression: a job
+		 * records why (unless it is no tensor file, or too small). */
+		struct stat st;
+		bool forget = false;
+		if (fstat(fs_inode_fd(m, inode), &st) == 0 && (uint64_t)st.st_size >= m->cfg.min_size) {
+			fs_mutex_lock(&inode->lock);
+			act(m, inode, fs_track_want_job(&inode->t), &forget);
+			fs_mutex_unlock(&inode->lock);
+		}
+	}
 	return err;
 }
 
@@ -748,7 +973,8 @@ static ssize_t put_text(const char *text, char *buf, size_t size)
 	return (ssize_t)n;
 }
 
-ssize_t fs_tensor_xattr(struct fs_inode *inode, const char *key, char *buf, size_t size)
+ssize_t fs_tensor_xattr(struct fs_mount *m, struct fs_inode *inode, const char *key, char *buf,
+			size_t size)
 {
 	char text[256];
 	ssize_t r = -ENODATA;
@@ -757,20 +983,21 @@ ssize_t fs_tensor_xattr(struct fs_inode *inode, const char *key, char *buf, size
 
 	if (inode->type != S_IFREG)
 		return -ENODATA;
-	fs_tensor_probe(inode);
-	pthread_mutex_lock(&inode->lock);
-	state = inode->announcing ? FS_PENDING : inode->state;
+	if (fs_tensor_known(m, inode) != 0)
+		return -EIO;
+	fs_mutex_lock(&inode->lock);
+	state = inode->announcing ? FS_PENDING : inode->t.state;
 	if (strcmp(key, "state") == 0) {
-		r = put_text(state_names[state], buf, size);
-	} else if (strcmp(key, "reason") == 0 && state != FS_COMPRESSED && inode->reason[0]) {
-		r = put_text(inode->reason, buf, size);
+		r = put_text(fs_state_name(state), buf, size);
+	} else if (strcmp(key, "reason") == 0 && state != FS_COMPRESSED && inode->t.reason[0]) {
+		r = put_text(inode->t.reason, buf, size);
 	} else if (strcmp(key, "format") == 0 && state == FS_REFUSED && inode->format >= 0 &&
 		   inode->format != LCP_FORMAT_UNKNOWN) {
 		r = put_text(lcp_format_name((enum lcp_format)inode->format), buf, size);
 	} else if (state == FS_COMPRESSED) {
 		sf = sfile_get(inode->sf);
 	}
-	pthread_mutex_unlock(&inode->lock);
+	fs_mutex_unlock(&inode->lock);
 	if (!sf)
 		return r;
 
@@ -801,7 +1028,7 @@ ssize_t fs_tensor_xattr(struct fs_inode *inode, const char *key, char *buf, size
 		/* The same JSON `lcpfs inspect --json` prints for a backing file. */
 		char *json = NULL;
 		lcp_err e = lcp_store_report_json(&rep, &json);
-		r = e ? -fs_errno_from_lcp(e) : put_text(json, buf, size);
+		r = e ? -lcp_err_to_errno(e) : put_text(json, buf, size);
 		lcp_free(json);
 	}
 	lcp_file_report_free(&rep);

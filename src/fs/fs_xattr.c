@@ -58,7 +58,8 @@ static void reply_value(fuse_req_t req, const char *value, ssize_t len, size_t s
 
 void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
-	struct fs_inode *inode = fs_inode_of(ino);
+	struct fs_mount *m = fs_mount_of(req);
+	struct fs_inode *inode = fs_inode_of(m, ino);
 	const char *key = computed_key(name);
 	char path[PROCPATH_LEN];
 	char *buf = NULL;
@@ -71,16 +72,16 @@ void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 			return;
 		}
 	}
-	pthread_rwlock_rdlock(&fs_ctx.ns);
+	fs_rwlock_rdlock(&m->ns);
 	if (key) {
-		len = fs_tensor_xattr(inode, key, buf, size);
+		len = fs_tensor_xattr(m, inode, key, buf, size);
 	} else {
-		fs_inode_procpath(inode, path, sizeof path);
+		fs_inode_procpath(m, inode, path, sizeof path);
 		len = getxattr(path, name, buf, size);
 		if (len < 0)
 			len = -errno;
 	}
-	pthread_rwlock_unlock(&fs_ctx.ns);
+	fs_rwlock_unlock(&m->ns);
 	reply_value(req, buf, len, size);
 	lcp_free(buf);
 }
@@ -88,6 +89,7 @@ void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 void fs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
 		 size_t size, int flags)
 {
+	struct fs_mount *m = fs_mount_of(req);
 	char path[PROCPATH_LEN];
 	int err = 0;
 
@@ -96,16 +98,17 @@ void fs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *v
 		fuse_reply_err(req, EPERM);
 		return;
 	}
-	pthread_rwlock_rdlock(&fs_ctx.ns);
-	fs_inode_procpath(fs_inode_of(ino), path, sizeof path);
+	fs_rwlock_rdlock(&m->ns);
+	fs_inode_procpath(m, fs_inode_of(m, ino), path, sizeof path);
 	if (setxattr(path, name, value, size, flags) != 0)
 		err = errno;
-	pthread_rwlock_unlock(&fs_ctx.ns);
+	fs_rwlock_unlock(&m->ns);
 	fuse_reply_err(req, err);
 }
 
 void fs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
+	struct fs_mount *m = fs_mount_of(req);
 	char path[PROCPATH_LEN];
 	int err = 0;
 
@@ -113,24 +116,25 @@ void fs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 		fuse_reply_err(req, EPERM);
 		return;
 	}
-	pthread_rwlock_rdlock(&fs_ctx.ns);
-	fs_inode_procpath(fs_inode_of(ino), path, sizeof path);
+	fs_rwlock_rdlock(&m->ns);
+	fs_inode_procpath(m, fs_inode_of(m, ino), path, sizeof path);
 	if (removexattr(path, name) != 0)
 		err = errno;
-	pthread_rwlock_unlock(&fs_ctx.ns);
+	fs_rwlock_unlock(&m->ns);
 	fuse_reply_err(req, err);
 }
 
 void fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-	struct fs_inode *inode = fs_inode_of(ino);
+	struct fs_mount *m = fs_mount_of(req);
+	struct fs_inode *inode = fs_inode_of(m, ino);
 	char path[PROCPATH_LEN];
 	size_t extra = 0, cap;
 	ssize_t len;
 	char *buf;
 
-	pthread_rwlock_rdlock(&fs_ctx.ns);
-	fs_inode_procpath(inode, path, sizeof path);
+	fs_rwlock_rdlock(&m->ns);
+	fs_inode_procpath(m, inode, path, sizeof path);
 	len = listxattr(path, NULL, 0);
 	if (len < 0) {
 		/* Symlinks and some filesystems have none: still list ours. */
@@ -138,13 +142,13 @@ void fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	}
 	if (inode->type == S_IFREG) {
 		for (size_t i = 0; i < sizeof computed_keys / sizeof computed_keys[0]; i++)
-			if (fs_tensor_xattr(inode, computed_keys[i], NULL, 0) >= 0)
+			if (fs_tensor_xattr(m, inode, computed_keys[i], NULL, 0) >= 0)
 				extra += strlen(COMPUTED_PREFIX) + strlen(computed_keys[i]) + 1;
 	}
 	cap = (size_t)len + extra + 1;
 	buf = lcp_malloc(cap);
 	if (!buf) {
-		pthread_rwlock_unlock(&fs_ctx.ns);
+		fs_rwlock_unlock(&m->ns);
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
@@ -155,7 +159,7 @@ void fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	if (inode->type == S_IFREG) {
 		for (size_t i = 0; i < sizeof computed_keys / sizeof computed_keys[0]; i++) {
 			size_t n;
-			if (fs_tensor_xattr(inode, computed_keys[i], NULL, 0) < 0)
+			if (fs_tensor_xattr(m, inode, computed_keys[i], NULL, 0) < 0)
 				continue;
 			n = strlen(COMPUTED_PREFIX) + strlen(computed_keys[i]) + 1;
 			if ((size_t)len + n > cap)
@@ -165,7 +169,7 @@ void fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 			len += (ssize_t)n;
 		}
 	}
-	pthread_rwlock_unlock(&fs_ctx.ns);
+	fs_rwlock_unlock(&m->ns);
 	reply_value(req, buf, len, size);
 	lcp_free(buf);
 }

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 #include <zstd.h>
 
@@ -46,63 +47,46 @@ void lcp_store_close(struct lcp_store_file *f)
 	lcp_free(f);
 }
 
-lcp_err lcp_store_open_at(int dirfd, const char *name, struct lcp_chunk_cache *cache,
-			  struct lcp_store_file **out)
+static bool parse_failure(lcp_err err)
 {
-	char scname[256];
-	uint8_t id[LCP_FILE_ID_LEN], hdr[LCP_PAYLOAD_HEADER_LEN];
-	bool ours;
-	struct stat st;
-	lcp_err err;
-	struct lcp_store_file *f;
+	return err == LCP_ERR_CHECKSUM || err == LCP_ERR_FORMAT || err == LCP_ERR_TRUNCATED ||
+	       err == LCP_ERR_VERSION;
+}
 
-	*out = NULL;
-	if (lcp_store_sidecar_name(name, scname, sizeof scname) != LCP_OK)
-		return LCP_ERR_NOENT; /* too long to have a sidecar: raw */
-	f = lcp_calloc(1, sizeof *f);
-	if (!f)
+/* True when open file fd begins with the sidecar magic. */
+static bool has_sidecar_magic(int fd)
+{
+	uint8_t m[8];
+	return lcp_pread_all(fd, m, sizeof m, 0) == LCP_OK && memcmp(m, LCP_SIDECAR_MAGIC, 8) == 0;
+}
+
+static void read_refusal(int fd, struct lcp_probe *pr)
+{
+	ssize_t n = fgetxattr(fd, LCP_REFUSED_XATTR, pr->refused, sizeof pr->refused - 1);
+	pr->refused[n > 0 ? n : 0] = '\0';
+}
+
+/* Opens the codec side of a committed file; takes fd and sc. */
+static lcp_err make_file(int fd, struct lcp_sidecar *sc, uint64_t sidecar_len,
+			 struct lcp_chunk_cache *cache, struct lcp_store_file **out)
+{
+	struct lcp_store_file *f = lcp_calloc(1, sizeof *f);
+	lcp_err err = LCP_OK;
+
+	if (!f) {
+		close(fd);
+		lcp_sidecar_free(sc);
 		return LCP_ERR_NOMEM;
+	}
+	f->fd = fd;
+	f->sc = *sc;
+	memset(sc, 0, sizeof *sc);
+	f->sidecar_len = sidecar_len;
 	f->cache = cache;
-	f->fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (f->fd < 0) {
-		err = errno == ENOENT ? LCP_ERR_NOENT : LCP_ERR_IO;
-		goto fail;
-	}
-	if (fstat(f->fd, &st) != 0) {
-		err = LCP_ERR_IO;
-		goto fail;
-	}
-	ours = S_ISREG(st.st_mode) && lcp_pread_all(f->fd, hdr, sizeof hdr, 0) == LCP_OK;
-	ours = ours && lcp_payload_header_check(hdr, id);
-	err = lcp_store_load_sidecar(dirfd, scname, &f->sc, &f->sidecar_len);
-	if (err == LCP_ERR_NOENT || err == LCP_ERR_IO || err == LCP_ERR_NOMEM)
-		goto fail;
-	if (err) {
-		/* A damaged sidecar beside a raw file is stale; beside one of our
-		 * payloads it is damage. */
-		if (!ours)
-			err = LCP_ERR_NOENT;
-		goto fail;
-	}
-	/* The file id decides whose sidecar this is, even if the payload magic
-	 * itself was damaged: then the header checksum below reports it. */
-	if (S_ISREG(st.st_mode) && (uint64_t)st.st_size >= LCP_PAYLOAD_HEADER_LEN &&
-	    memcmp(hdr + 16, f->sc.file_id, LCP_FILE_ID_LEN) == 0) {
-		if (lcp_xxh3(hdr, sizeof hdr) != f->sc.payload_header_xxh3 ||
-		    (uint64_t)st.st_size != f->sc.payload_size) {
-			err = LCP_ERR_CHECKSUM;
-			goto fail;
-		}
-	} else {
-		err = ours ? LCP_ERR_CHECKSUM : LCP_ERR_NOENT;
-		goto fail;
-	}
 	f->ct = lcp_calloc(f->sc.nregions ? f->sc.nregions : 1, sizeof *f->ct);
-	if (!f->ct) {
+	if (!f->ct)
 		err = LCP_ERR_NOMEM;
-		goto fail;
-	}
-	for (uint32_t i = 0; i < f->sc.nregions; i++) {
+	for (uint32_t i = 0; i < f->sc.nregions && err == LCP_OK; i++) {
 		const struct lcp_sc_region *r = &f->sc.regions[i];
 		if (r->kind != LCP_REGION_TENSOR)
 			continue;
@@ -110,14 +94,173 @@ lcp_err lcp_store_open_at(int dirfd, const char *name, struct lcp_chunk_cache *c
 		if (err == LCP_OK && (lcp_codec_tensor_dtype(f->ct[i]) != r->dtype ||
 				      lcp_codec_tensor_elems(f->ct[i]) != r->len / lcp_sc_unit_bytes(r)))
 			err = LCP_ERR_FORMAT;
-		if (err)
-			goto fail;
+	}
+	if (err) {
+		lcp_store_close(f);
+		return err;
 	}
 	*out = f;
 	return LCP_OK;
-fail:
-	lcp_store_close(f);
+}
+
+static lcp_err cannot_tell(struct lcp_probe *pr, lcp_err err, const char *fmt, const char *what)
+{
+	snprintf(pr->note, sizeof pr->note, fmt, what, lcp_strerror(err));
 	return err;
+}
+
+lcp_err lcp_store_probe_at(int dirfd, const char *name, struct lcp_chunk_cache *cache,
+			   struct lcp_probe *pr, struct lcp_store_file **out)
+{
+	char scname[LCP_STORE_NAME_LEN];
+	uint8_t hdr[LCP_PAYLOAD_HEADER_LEN];
+	struct lcp_sidecar sc;
+	struct stat st, sst;
+	bool hdr_valid;
+	int fd = -1, sfd = -1;
+	lcp_err err;
+
+	memset(pr, 0, sizeof *pr);
+	memset(&sc, 0, sizeof sc);
+	if (out)
+		*out = NULL;
+	if ((err = lcp_store_sidecar_name(name, scname)) != LCP_OK)
+		return err;
+	err = lcp_store_open_regular(dirfd, name, O_RDONLY, &fd, &st);
+	if (err == LCP_OK || err == LCP_ERR_UNSUPPORTED) {
+		pr->dev = (uint64_t)st.st_dev;
+		pr->ino = (uint64_t)st.st_ino;
+		pr->nlink = (uint64_t)st.st_nlink;
+		pr->size = (uint64_t)st.st_size;
+	}
+	if (err == LCP_ERR_UNSUPPORTED) {
+		pr->repr = LCP_REPR_RAW; /* not a regular file: never ours, never opened */
+		return LCP_OK;
+	}
+	if (err == LCP_ERR_NOENT)
+		return err;
+	if (err)
+		return cannot_tell(pr, err, "cannot open %s: %s", name);
+	pr->regular = true;
+	if ((err = lcp_store_read_header(fd, (uint64_t)st.st_size, hdr, &hdr_valid)) != LCP_OK) {
+		cannot_tell(pr, err, "cannot read %s: %s", name);
+		goto out;
+	}
+	err = lcp_store_open_regular(dirfd, scname, O_RDONLY, &sfd, &sst);
+	if (err == LCP_ERR_NOENT) {
+		err = LCP_OK;
+		if (hdr_valid && st.st_nlink > 1) {
+			/* Another name of a compressed file whose sidecar is not
+			 * (yet) beside this one: a link made on the backing, or an
+			 * unfinished one. Recovery pairs them. */
+			snprintf(pr->note, sizeof pr->note,
+				 "its bytes are an lcpfs payload with %llu links and no sidecar "
+				 "beside this name", (unsigned long long)st.st_nlink);
+			err = LCP_ERR_AGAIN;
+			goto out;
+		}
+		pr->repr = LCP_REPR_RAW;
+		if (hdr_valid)
+			snprintf(pr->note, sizeof pr->note,
+				 "its bytes are an lcpfs payload, but no sidecar is beside it");
+		read_refusal(fd, pr);
+		goto out;
+	}
+	if (err == LCP_ERR_UNSUPPORTED) {
+		snprintf(pr->note, sizeof pr->note, "%s is not a regular file", scname);
+		err = LCP_ERR_AGAIN;
+		goto out;
+	}
+	if (err) {
+		cannot_tell(pr, err, "cannot open sidecar %s: %s", scname);
+		goto out;
+	}
+	err = lcp_store_load_sidecar_fd(sfd, &sst, &sc);
+	if (parse_failure(err)) {
+		/* Beside a payload, or when it is ours by its magic, a sidecar
+		 * that does not parse is damage; anything else is a stranger's
+		 * file named like a sidecar. */
+		if (hdr_valid || has_sidecar_magic(sfd)) {
+			pr->repr = LCP_REPR_DAMAGED;
+			snprintf(pr->note, sizeof pr->note, "sidecar %s: %s", scname,
+				 lcp_strerror(err));
+		} else {
+			pr->repr = LCP_REPR_RAW;
+			read_refusal(fd, pr);
+		}
+		err = LCP_OK;
+		goto out;
+	}
+	if (err) {
+		cannot_tell(pr, err, "cannot read sidecar %s: %s", scname);
+		goto out;
+	}
+	if (st.st_size >= LCP_PAYLOAD_HEADER_LEN &&
+	    memcmp(hdr + 16, sc.file_id, LCP_FILE_ID_LEN) == 0) {
+		/* The id decides whose payload this is, even if the magic was
+		 * damaged: then the header checksum reports it. */
+		if (lcp_xxh3(hdr, sizeof hdr) != sc.payload_header_xxh3 ||
+		    (uint64_t)st.st_size != sc.payload_size) {
+			pr->repr = LCP_REPR_DAMAGED;
+			snprintf(pr->note, sizeof pr->note,
+				 "payload header or size disagrees with its sidecar");
+			goto out;
+		}
+		pr->repr = LCP_REPR_COMPRESSED;
+		if (out) {
+			err = make_file(fd, &sc, (uint64_t)sst.st_size, cache, out);
+			fd = -1;
+			if (parse_failure(err)) {
+				pr->repr = LCP_REPR_DAMAGED;
+				snprintf(pr->note, sizeof pr->note, "codec parameters: %s",
+					 lcp_strerror(err));
+				err = LCP_OK;
+			} else if (err) {
+				cannot_tell(pr, err, "cannot open %s: %s", name);
+			}
+		}
+		goto out;
+	}
+	if (lcp_store_payload_body_matches(fd, (uint64_t)st.st_size, &sc)) {
+		pr->repr = LCP_REPR_DAMAGED;
+		snprintf(pr->note, sizeof pr->note, "payload header damaged");
+	} else if (hdr_valid) {
+		snprintf(pr->note, sizeof pr->note,
+			 "a payload beside the sidecar of another payload (an unfinished rename?)");
+		err = LCP_ERR_AGAIN;
+	} else {
+		/* Not its payload (size or first chunk differ): the sidecar is
+		 * stale, e.g. left by a commit that crashed before its payload
+		 * rename. */
+		pr->repr = LCP_REPR_RAW;
+		snprintf(pr->note, sizeof pr->note, "a stale sidecar is beside it");
+		read_refusal(fd, pr);
+	}
+out:
+	lcp_sidecar_free(&sc);
+	if (fd >= 0)
+		close(fd);
+	if (sfd >= 0)
+		close(sfd);
+	return err;
+}
+
+lcp_err lcp_store_open_at(int dirfd, const char *name, struct lcp_chunk_cache *cache,
+			  struct lcp_store_file **out)
+{
+	struct lcp_probe pr;
+	lcp_err err = lcp_store_probe_at(dirfd, name, cache, &pr, out);
+
+	if (err)
+		return err;
+	if (pr.repr == LCP_REPR_COMPRESSED)
+		return LCP_OK;
+	return pr.repr == LCP_REPR_RAW ? LCP_ERR_NOENT : LCP_ERR_CHECKSUM;
+}
+
+int lcp_store_file_fd(const struct lcp_store_file *f)
+{
+	return f->fd;
 }
 
 uint64_t lcp_store_logical_size(const struct lcp_store_file *f)

@@ -1,21 +1,16 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Sidecar-aware namespace operations and mount-time recovery.
- *
- * A committed file is two names: the payload NAME and the sidecar
- * ".NAME.lcpfs", tied by the payload's random file id. No rename can move
- * both at once, so every operation moves them in an order whose crash
- * windows recovery can repair: lcp_store_recover_dir pairs each sidecar with
- * the payload in its directory that carries its file id (renaming the
- * sidecar beside it), and removes sidecars whose payload is gone. A crash
- * mid-operation thus ends as if the operation finished or never started,
- * for the file the operation concerned. (Across directories recovery cannot
- * pair them: a crash inside a cross-directory rename of a committed file
- * leaves its payload reading as damaged until it is renamed back.)
+ * Namespace operations that keep a compressed file's sidecar with its
+ * payload, materializing and discarding. A committed file is two names (the
+ * payload NAME and its sidecar), tied by the payload's random file id. No
+ * rename moves both at once, so every operation is a sequence of steps
+ * ordered so that (1) at each instant no name reads wrong bytes (a name
+ * whose sidecar is in flight reads "cannot tell", never its payload bytes),
+ * and (2) a crash after any step leaves a state lcp_store_recover_dir
+ * completes or undoes. store.h lists the orders; lcpfs.5 documents them.
  */
 #include "lcpfs/store.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -24,429 +19,373 @@
 #include <unistd.h>
 
 #include "common/alloc.h"
+#include "common/err_errno.h"
 #include "common/log.h"
-#include "store/sidecar.h"
 #include "store/store_priv.h"
 
-static lcp_err errno_err(int e)
+#define COPY_STEP_BYTES (4u << 20)
+
+struct lcp_materialize {
+	int dirfd;                   /* dup of the caller's */
+	char *name;
+	struct stat payload_st;      /* the payload decoded */
+	struct lcp_store_temp tmp;
+	bool committed;
+	uint64_t result_dev, result_ino;
+};
+
+void lcp_store_materialize_free(struct lcp_materialize *m)
 {
-	switch (e) {
-	case ENOENT:
-		return LCP_ERR_NOENT;
-	case EEXIST:
-	case ENOTEMPTY:
-		return LCP_ERR_EXIST;
-	case EACCES:
-	case EPERM:
-		return LCP_ERR_ACCES;
-	case ENOSPC:
-	case EDQUOT:
-		return LCP_ERR_NOSPC;
-	case EINVAL:
-		return LCP_ERR_INVAL;
-	case ENAMETOOLONG:
-		return LCP_ERR_RANGE;
-	default:
-		return LCP_ERR_IO;
-	}
+	if (!m)
+		return;
+	lcp_store_temp_remove(m->dirfd, &m->tmp);
+	if (m->dirfd >= 0)
+		close(m->dirfd);
+	lcp_free(m->name);
+	lcp_free(m);
 }
 
-/* True when name in dirfd is committed (has a matching sidecar). */
-static bool is_committed(int dirfd, const char *name)
+lcp_err lcp_store_materialize_prepare_at(int dirfd, const char *name,
+					 struct lcp_materialize **out)
 {
-	struct lcp_store_file *f;
-	if (lcp_store_open_at(dirfd, name, NULL, &f) != LCP_OK)
-		return false;
-	lcp_store_close(f);
-	return true;
-}
-
-lcp_err lcp_store_materialize_at(int dirfd, const char *name)
-{
-	struct lcp_store_file *f;
-	char tmp[64], scname[256];
-	struct stat st;
+	struct lcp_materialize *m;
+	struct lcp_store_file *f = NULL;
+	struct lcp_probe pr;
 	uint8_t *buf = NULL;
-	lcp_err err = lcp_store_open_at(dirfd, name, NULL, &f);
-	int fd = -1;
-	const size_t step = 4u << 20;
+	lcp_err err;
 
+	*out = NULL;
+	m = lcp_calloc(1, sizeof *m);
+	if (!m)
+		return LCP_ERR_NOMEM;
+	m->tmp.fd = -1;
+	m->dirfd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
+	m->name = lcp_strdup(name);
+	if (m->dirfd < 0 || !m->name) {
+		err = m->dirfd < 0 ? lcp_err_from_errno(errno) : LCP_ERR_NOMEM;
+		goto out;
+	}
+	err = lcp_store_probe_at(dirfd, name, NULL, &pr, &f);
+	if (err == LCP_OK)
+		err = pr.repr == LCP_REPR_RAW        ? LCP_ERR_NOENT
+		      : pr.repr == LCP_REPR_DAMAGED || !f ? LCP_ERR_CHECKSUM
+		      : pr.nlink > 1                 ? LCP_ERR_MLINK
+							: LCP_OK;
 	if (err)
-		return err;
-	if ((err = lcp_store_sidecar_name(name, scname, sizeof scname)) != LCP_OK)
 		goto out;
-	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
-		err = errno_err(errno);
+	if (fstat(lcp_store_file_fd(f), &m->payload_st) != 0) {
+		err = lcp_err_from_errno(errno);
 		goto out;
 	}
-	if ((err = lcp_store_temp_name('m', tmp, sizeof tmp)) != LCP_OK)
+	if ((err = lcp_store_temp_create(dirfd, 'm', 0600, &m->tmp)) != LCP_OK)
 		goto out;
-	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, st.st_mode & 07777);
-	if (fd < 0) {
-		err = errno_err(errno);
-		goto out;
-	}
-	buf = lcp_malloc(step);
+	buf = lcp_malloc(COPY_STEP_BYTES);
 	if (!buf) {
 		err = LCP_ERR_NOMEM;
 		goto out;
 	}
 	for (uint64_t off = 0; off < lcp_store_logical_size(f) && err == LCP_OK;) {
 		size_t got;
-		err = lcp_store_read(f, buf, step, off, &got, NULL);
+		err = lcp_store_read(f, buf, COPY_STEP_BYTES, off, &got, NULL);
 		if (err == LCP_OK)
-			err = lcp_write_all(fd, buf, got);
+			err = lcp_write_all(m->tmp.fd, buf, got);
 		off += got;
 	}
-	if (err == LCP_OK && fchown(fd, st.st_uid, st.st_gid) != 0 && errno != EPERM)
-		err = LCP_ERR_IO;
-	if (err == LCP_OK && fsync(fd) != 0)
-		err = errno_err(errno);
-	if (err == LCP_OK) {
-		struct timespec ts[2] = {st.st_atim, st.st_mtim};
-		futimens(fd, ts);
-	}
-	/* The rename makes NAME raw (its sidecar now stale); the reconstructed
-	 * bytes are the same, so readers see no change at any instant. */
-	if (err == LCP_OK && renameat(dirfd, tmp, dirfd, name) != 0)
-		err = errno_err(errno);
-	if (err == LCP_OK) {
-		unlinkat(dirfd, scname, 0);
-		fsync(dirfd);
-	}
+	/* The payload's owner, mode, xattrs and times, as of now; the commit
+	 * carries them again only if they changed meanwhile. */
+	if (err == LCP_OK)
+		err = lcp_store_copy_metadata(lcp_store_file_fd(f), &m->payload_st, m->tmp.fd);
+	if (err == LCP_OK)
+		err = lcp_store_fsync(m->tmp.fd);
 out:
-	if (fd >= 0) {
-		close(fd);
-		if (err)
-			unlinkat(dirfd, tmp, 0);
-	}
 	lcp_free(buf);
 	lcp_store_close(f);
+	if (err) {
+		lcp_store_materialize_free(m);
+		return err;
+	}
+	*out = m;
+	return LCP_OK;
+}
+
+lcp_err lcp_store_materialize_commit(struct lcp_materialize *m)
+{
+	char scname[LCP_STORE_NAME_LEN];
+	struct stat now, res;
+	int pfd;
+	lcp_err err;
+
+	if (m->committed || m->tmp.fd < 0)
+		return LCP_ERR_INVAL;
+	if ((err = lcp_store_sidecar_name(m->name, scname)) != LCP_OK)
+		return err;
+	/* Still the payload that was decoded? Its metadata may have changed
+	 * (it is copied now), its bytes and identity not. */
+	err = lcp_store_open_regular(m->dirfd, m->name, O_RDONLY, &pfd, &now);
+	if (err == LCP_ERR_NOENT || err == LCP_ERR_UNSUPPORTED)
+		return LCP_ERR_AGAIN;
+	if (err)
+		return err;
+	if (now.st_dev != m->payload_st.st_dev || now.st_ino != m->payload_st.st_ino ||
+	    now.st_size != m->payload_st.st_size ||
+	    now.st_mtim.tv_sec != m->payload_st.st_mtim.tv_sec ||
+	    now.st_mtim.tv_nsec != m->payload_st.st_mtim.tv_nsec)
+		err = LCP_ERR_AGAIN;
+	else if (now.st_nlink > 1)
+		err = LCP_ERR_MLINK;
+	if (err == LCP_OK && !lcp_store_same_version(&now, &m->payload_st)) {
+		/* A chmod, chown or xattr change since the decode: carry it. */
+		err = lcp_store_copy_metadata(pfd, &now, m->tmp.fd);
+		if (err == LCP_OK)
+			err = lcp_store_fsync(m->tmp.fd);
+	}
+	close(pfd);
+	if (err)
+		return err;
+	/* The rename makes NAME raw (its sidecar is now provably stale: NAME
+	 * does not hold its payload); the bytes are the reconstruction NAME
+	 * read as, so no reader sees a change at any instant. */
+	if (renameat(m->dirfd, m->tmp.name, m->dirfd, m->name) != 0)
+		return lcp_err_from_errno(errno);
+	lcp_store_crash_point("materialize");
+	lcp_store_remove_sidecar(m->dirfd, scname);
+	fsync(m->dirfd);
+	if (fstat(m->tmp.fd, &res) == 0) {
+		m->result_dev = (uint64_t)res.st_dev;
+		m->result_ino = (uint64_t)res.st_ino;
+	}
+	close(m->tmp.fd);
+	m->tmp.fd = -1;
+	m->committed = true;
+	return LCP_OK;
+}
+
+void lcp_store_materialize_result(const struct lcp_materialize *m, uint64_t *dev, uint64_t *ino)
+{
+	*dev = m->result_dev;
+	*ino = m->result_ino;
+}
+
+lcp_err lcp_store_materialize_at(int dirfd, const char *name)
+{
+	struct lcp_materialize *m;
+	lcp_err err = lcp_store_materialize_prepare_at(dirfd, name, &m);
+	if (err)
+		return err;
+	err = lcp_store_materialize_commit(m);
+	lcp_store_materialize_free(m);
 	return err;
+}
+
+lcp_err lcp_store_discard_at(int dirfd, const char *name)
+{
+	char scname[LCP_STORE_NAME_LEN];
+	struct lcp_probe pr;
+	struct stat st;
+	int fd;
+	lcp_err err;
+
+	if ((err = lcp_store_sidecar_name(name, scname)) != LCP_OK)
+		return err;
+	if ((err = lcp_store_probe_at(dirfd, name, NULL, &pr, NULL)) != LCP_OK)
+		return err;
+	if (pr.repr == LCP_REPR_RAW)
+		return LCP_ERR_NOENT;
+	if (pr.nlink > 1)
+		return LCP_ERR_MLINK;
+	if ((err = lcp_store_open_regular(dirfd, name, O_WRONLY, &fd, &st)) != LCP_OK)
+		return err;
+	if ((uint64_t)st.st_ino != pr.ino)
+		err = LCP_ERR_AGAIN;
+	else if (ftruncate(fd, 0) != 0)
+		err = lcp_err_from_errno(errno);
+	else
+		err = lcp_store_fsync(fd); /* empty on disk before the sidecar goes */
+	close(fd);
+	if (err)
+		return err;
+	lcp_store_crash_point("discard");
+	/* An empty file is not the sidecar's payload: removing it is safe. */
+	lcp_store_remove_sidecar(dirfd, scname);
+	return LCP_OK;
+}
+
+/* Whether NAME has a sidecar of its own that must travel with it:
+ * *has set for compressed or damaged files. LCP_ERR_NOENT when absent;
+ * another error when it cannot tell (the operation is then refused). */
+static lcp_err own_sidecar(int dirfd, const char *name, struct lcp_probe *pr, bool *has)
+{
+	lcp_err err = lcp_store_probe_at(dirfd, name, NULL, pr, NULL);
+	*has = err == LCP_OK && pr->regular && pr->repr != LCP_REPR_RAW;
+	return err;
+}
+
+static bool name_taken(int dirfd, const char *name)
+{
+	struct stat st;
+	return fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
 }
 
 lcp_err lcp_store_unlink_at(int dirfd, const char *name)
 {
-	char scname[256];
-	/* Payload first: a crash in between leaves a stale sidecar, which is
-	 * ignored and later removed by recovery. */
+	char scname[LCP_STORE_NAME_LEN];
+	struct lcp_probe pr;
+	bool has;
+	lcp_err err = lcp_store_sidecar_name(name, scname);
+
+	if (err)
+		return err;
+	err = own_sidecar(dirfd, name, &pr, &has);
+	if (err == LCP_ERR_NOENT)
+		return err;
+	/* Payload first: once NAME is gone its sidecar guards nothing, whatever
+	 * we could tell about it. */
 	if (unlinkat(dirfd, name, 0) != 0)
-		return errno_err(errno);
-	if (lcp_store_sidecar_name(name, scname, sizeof scname) == LCP_OK)
-		unlinkat(dirfd, scname, 0);
+		return lcp_err_from_errno(errno);
+	if (has)
+		lcp_store_crash_point("unlink");
+	lcp_store_remove_sidecar(dirfd, scname);
+	return LCP_OK;
+}
+
+/* Moves the payload X (with sidecar xsc) and raw Y (whose sidecar name ysc
+ * holds no sidecar of its own) through an exchange. */
+static lcp_err exchange_one_side(int xd, const char *xn, const char *xsc, int yd, const char *yn,
+				 const char *ysc)
+{
+	/* Link first when Y's sidecar name is free: Y (raw) beside X's sidecar
+	 * is provably stale, and after the exchange Y's name holds X's payload
+	 * with its sidecar already there. */
+	bool linked = !name_taken(yd, ysc) && linkat(xd, xsc, yd, ysc, 0) == 0;
+	if (renameat2(xd, xn, yd, yn, RENAME_EXCHANGE) != 0) {
+		lcp_err err = lcp_err_from_errno(errno);
+		if (linked)
+			unlinkat(yd, ysc, 0);
+		return err;
+	}
+	lcp_store_crash_point("exchange");
+	if (linked)
+		unlinkat(xd, xsc, 0);
+	else if (renameat(xd, xsc, yd, ysc) != 0)
+		lcp_log(LCP_LOG_ERROR, "exchange of %s and %s: sidecar not moved (%s); "
+			"recovery will place it", xn, yn, strerror(errno));
 	return LCP_OK;
 }
 
 lcp_err lcp_store_rename_at(int olddirfd, const char *oldname, int newdirfd, const char *newname,
 			    unsigned int flags)
 {
-	char osc[256], nsc[256];
-	bool osc_ok = lcp_store_sidecar_name(oldname, osc, sizeof osc) == LCP_OK;
-	bool nsc_ok = lcp_store_sidecar_name(newname, nsc, sizeof nsc) == LCP_OK;
-	bool ocommitted = osc_ok && is_committed(olddirfd, oldname);
+	char osc[LCP_STORE_NAME_LEN], nsc[LCP_STORE_NAME_LEN];
+	struct lcp_probe po, pn;
+	bool a_has, t_has, t_exists;
+	lcp_err err;
 
-	if (ocommitted && !nsc_ok)
-		return LCP_ERR_RANGE; /* its sidecar could not follow it */
-	if (flags & RENAME_EXCHANGE) {
-		bool ncommitted = nsc_ok && is_committed(newdirfd, newname);
-		/* Sidecars first, then payloads: in between, both names hold
-		 * payloads whose sidecars are beside the other name, which
-		 * recovery re-pairs by file id. */
-		if (ocommitted && ncommitted) {
-			if (renameat2(olddirfd, osc, newdirfd, nsc, RENAME_EXCHANGE) != 0)
-				return errno_err(errno);
-		} else if (ocommitted) {
-			if (renameat(olddirfd, osc, newdirfd, nsc) != 0)
-				return errno_err(errno);
-		} else if (ncommitted) {
-			if (renameat(newdirfd, nsc, olddirfd, osc) != 0)
-				return errno_err(errno);
-		}
-		if (renameat2(olddirfd, oldname, newdirfd, newname, flags) != 0) {
-			int e = errno;
-			/* Undo the sidecar move so both files stay as they were. */
-			if (ocommitted && ncommitted)
-				renameat2(olddirfd, osc, newdirfd, nsc, RENAME_EXCHANGE);
-			else if (ocommitted)
-				renameat(newdirfd, nsc, olddirfd, osc);
-			else if (ncommitted)
-				renameat(olddirfd, osc, newdirfd, nsc);
-			return errno_err(e);
-		}
-		return LCP_OK;
-	}
-	if (flags & RENAME_NOREPLACE) {
-		/* The payload rename is the atomic existence check; the sidecar
-		 * follows (recovery moves it if a crash comes in between). */
-		if (renameat2(olddirfd, oldname, newdirfd, newname, RENAME_NOREPLACE) != 0)
-			return errno_err(errno);
-		if (ocommitted)
-			renameat(olddirfd, osc, newdirfd, nsc);
-		else if (nsc_ok)
-			unlinkat(newdirfd, nsc, 0); /* stale, no payload was there */
-		return LCP_OK;
-	}
-	if (flags)
+	if ((flags & ~(unsigned)(RENAME_NOREPLACE | RENAME_EXCHANGE)) ||
+	    (flags & RENAME_NOREPLACE && flags & RENAME_EXCHANGE))
 		return LCP_ERR_INVAL;
-	if (ocommitted) {
-		/* Sidecar over the target's sidecar, then the payload over the
-		 * target: in between the old name holds a payload whose sidecar
-		 * sits beside the new name, which recovery re-pairs. */
-		if (renameat(olddirfd, osc, newdirfd, nsc) != 0)
-			return errno_err(errno);
-		if (renameat(olddirfd, oldname, newdirfd, newname) != 0) {
-			int e = errno;
-			renameat(newdirfd, nsc, olddirfd, osc);
-			return errno_err(e);
-		}
+	if ((err = lcp_store_sidecar_name(oldname, osc)) != LCP_OK ||
+	    (err = lcp_store_sidecar_name(newname, nsc)) != LCP_OK)
+		return err;
+	if ((err = own_sidecar(olddirfd, oldname, &po, &a_has)) != LCP_OK)
+		return err;
+	err = own_sidecar(newdirfd, newname, &pn, &t_has);
+	if (err && err != LCP_ERR_NOENT)
+		return err;
+	t_exists = err == LCP_OK;
+	/* Two names of one inode (or one name): rename(2)'s own semantics,
+	 * and each name keeps its sidecar. */
+	if (!a_has && !t_has) {
+		if (renameat2(olddirfd, oldname, newdirfd, newname, flags) != 0)
+			return lcp_err_from_errno(errno);
 		return LCP_OK;
 	}
-	if (renameat(olddirfd, oldname, newdirfd, newname) != 0)
-		return errno_err(errno);
-	/* A raw file replaced the target: the target's sidecar is now stale. */
-	if (nsc_ok)
-		unlinkat(newdirfd, nsc, 0);
+	if (t_exists && po.dev == pn.dev && po.ino == pn.ino) {
+		if (renameat2(olddirfd, oldname, newdirfd, newname, flags) != 0)
+			return lcp_err_from_errno(errno);
+		return LCP_OK;
+	}
+	if (flags & RENAME_EXCHANGE) {
+		if (!t_exists)
+			return LCP_ERR_NOENT;
+		if (a_has && t_has) {
+			/* Payloads, then sidecars: in between both names read
+			 * "cannot tell" (each payload beside the other's sidecar). */
+			if (renameat2(olddirfd, oldname, newdirfd, newname, RENAME_EXCHANGE) != 0)
+				return lcp_err_from_errno(errno);
+			lcp_store_crash_point("exchange");
+			if (renameat2(olddirfd, osc, newdirfd, nsc, RENAME_EXCHANGE) != 0)
+				lcp_log(LCP_LOG_ERROR, "exchange of %s and %s: sidecars not exchanged "
+					"(%s); recovery will pair them", oldname, newname,
+					strerror(errno));
+			return LCP_OK;
+		}
+		if (a_has)
+			return exchange_one_side(olddirfd, oldname, osc, newdirfd, newname, nsc);
+		return exchange_one_side(newdirfd, newname, nsc, olddirfd, oldname, osc);
+	}
+	if (!a_has) {
+		/* A raw file over a compressed one: T's sidecar is provably stale
+		 * once A is there, and then goes. */
+		if (renameat2(olddirfd, oldname, newdirfd, newname, flags) != 0)
+			return lcp_err_from_errno(errno);
+		lcp_store_crash_point("rename-payload");
+		lcp_store_remove_sidecar(newdirfd, nsc);
+		return LCP_OK;
+	}
+	/* A is compressed. With T's sidecar name free, link A's sidecar there
+	 * first: every name reads right at every instant. Otherwise the payload
+	 * goes first (an atomic replace) and T reads "cannot tell" until A's
+	 * sidecar replaces T's. */
+	if (!name_taken(newdirfd, nsc) && linkat(olddirfd, osc, newdirfd, nsc, 0) == 0) {
+		lcp_store_crash_point("rename-link");
+		if (renameat2(olddirfd, oldname, newdirfd, newname, flags) != 0) {
+			err = lcp_err_from_errno(errno);
+			unlinkat(newdirfd, nsc, 0);
+			return err;
+		}
+		lcp_store_crash_point("rename-payload");
+		unlinkat(olddirfd, osc, 0);
+		return LCP_OK;
+	}
+	if (renameat2(olddirfd, oldname, newdirfd, newname, flags) != 0)
+		return lcp_err_from_errno(errno);
+	lcp_store_crash_point("rename-payload");
+	if (renameat(olddirfd, osc, newdirfd, nsc) != 0)
+		lcp_log(LCP_LOG_ERROR, "rename of %s to %s: sidecar not moved (%s); recovery "
+			"will place it", oldname, newname, strerror(errno));
 	return LCP_OK;
 }
 
 lcp_err lcp_store_link_at(int olddirfd, const char *oldname, int newdirfd, const char *newname)
 {
-	char osc[256], nsc[256];
-	bool ocommitted = lcp_store_sidecar_name(oldname, osc, sizeof osc) == LCP_OK &&
-			  is_committed(olddirfd, oldname);
+	char osc[LCP_STORE_NAME_LEN], nsc[LCP_STORE_NAME_LEN];
+	struct lcp_probe pr;
+	bool has;
+	lcp_err err;
 
-	if (!ocommitted) {
+	if ((err = lcp_store_sidecar_name(oldname, osc)) != LCP_OK ||
+	    (err = lcp_store_sidecar_name(newname, nsc)) != LCP_OK)
+		return err;
+	if ((err = own_sidecar(olddirfd, oldname, &pr, &has)) != LCP_OK)
+		return err;
+	if (!has) {
 		if (linkat(olddirfd, oldname, newdirfd, newname, 0) != 0)
-			return errno_err(errno);
+			return lcp_err_from_errno(errno);
 		return LCP_OK;
 	}
-	if (lcp_store_sidecar_name(newname, nsc, sizeof nsc) != LCP_OK)
-		return LCP_ERR_RANGE;
-	/* The new name must not exist; a stale sidecar under its name may. */
-	if (faccessat(newdirfd, newname, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+	if (name_taken(newdirfd, newname))
 		return LCP_ERR_EXIST;
-	unlinkat(newdirfd, nsc, 0);
-	/* Sidecar first: a crash in between leaves a sidecar without payload,
-	 * which recovery removes. */
+	/* The new name does not exist: a sidecar under its name guards nothing. */
+	lcp_store_remove_sidecar(newdirfd, nsc);
+	/* Sidecar first: a crash in between leaves a sidecar whose name holds
+	 * no payload and whose payload has its own, which recovery removes. */
 	if (linkat(olddirfd, osc, newdirfd, nsc, 0) != 0)
-		return errno_err(errno);
+		return lcp_err_from_errno(errno);
+	lcp_store_crash_point("link-sidecar");
 	if (linkat(olddirfd, oldname, newdirfd, newname, 0) != 0) {
-		int e = errno;
+		err = lcp_err_from_errno(errno);
 		unlinkat(newdirfd, nsc, 0);
-		return errno_err(e);
+		return err;
 	}
 	return LCP_OK;
-}
-
-struct scent {
-	char *scname;     /* ".X.lcpfs" */
-	uint8_t id[LCP_FILE_ID_LEN];
-	bool paired;      /* X holds the payload with this id */
-	bool valid;       /* parsed */
-};
-
-struct orphan {
-	char *name;
-	uint8_t id[LCP_FILE_ID_LEN];
-};
-
-/* Strip ".X.lcpfs" to X into out. */
-static void payload_name_of(const char *scname, char *out, size_t out_len)
-{
-	size_t n = strlen(scname) - 1 - strlen(LCP_SIDECAR_SUFFIX);
-	snprintf(out, out_len, "%.*s", (int)n, scname + 1);
-}
-
-static bool file_has_id(int dirfd, const char *name, uint8_t id[LCP_FILE_ID_LEN])
-{
-	int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-	struct stat st;
-	bool ok = false;
-	if (fd < 0)
-		return false;
-	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
-		ok = lcp_store_payload_id(fd, id);
-	close(fd);
-	return ok;
-}
-
-static lcp_err recover_one(int dirfd, int depth);
-
-static lcp_err recover_entries(int dirfd, DIR *d, int depth)
-{
-	struct scent *sc = NULL;
-	struct orphan *orph = NULL;
-	size_t nsc = 0, norph = 0, cap_sc = 0, cap_or = 0;
-	lcp_err err = LCP_OK;
-	struct dirent *e;
-
-	while ((e = readdir(d)) != NULL && err == LCP_OK) {
-		const char *nm = e->d_name;
-		if (!strcmp(nm, ".") || !strcmp(nm, ".."))
-			continue;
-		if (strncmp(nm, LCP_TEMP_PREFIX, strlen(LCP_TEMP_PREFIX)) == 0) {
-			unlinkat(dirfd, nm, 0);
-			continue;
-		}
-		if (e->d_type == DT_DIR) {
-			int sub = openat(dirfd, nm, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-			if (sub >= 0) {
-				err = recover_one(sub, depth + 1);
-				close(sub);
-			}
-			continue;
-		}
-		if (lcp_store_is_internal_name(nm)) {
-			if (nsc == cap_sc) {
-				size_t nc = cap_sc ? cap_sc * 2 : 16;
-				struct scent *p = lcp_realloc(sc, nc * sizeof *p);
-				if (!p) {
-					err = LCP_ERR_NOMEM;
-					break;
-				}
-				sc = p;
-				cap_sc = nc;
-			}
-			memset(&sc[nsc], 0, sizeof sc[nsc]);
-			sc[nsc].scname = lcp_strdup(nm);
-			if (!sc[nsc].scname) {
-				err = LCP_ERR_NOMEM;
-				break;
-			}
-			nsc++;
-			continue;
-		}
-		uint8_t id[LCP_FILE_ID_LEN];
-		if ((e->d_type == DT_REG || e->d_type == DT_UNKNOWN) && file_has_id(dirfd, nm, id)) {
-			if (norph == cap_or) {
-				size_t nc = cap_or ? cap_or * 2 : 16;
-				struct orphan *p = lcp_realloc(orph, nc * sizeof *p);
-				if (!p) {
-					err = LCP_ERR_NOMEM;
-					break;
-				}
-				orph = p;
-				cap_or = nc;
-			}
-			orph[norph].name = lcp_strdup(nm);
-			memcpy(orph[norph].id, id, LCP_FILE_ID_LEN);
-			if (!orph[norph].name) {
-				err = LCP_ERR_NOMEM;
-				break;
-			}
-			norph++;
-		}
-	}
-	/* Pair sidecars with the payload beside them. */
-	for (size_t i = 0; i < nsc && err == LCP_OK; i++) {
-		struct lcp_sidecar s;
-		char pname[256];
-		if (lcp_store_load_sidecar(dirfd, sc[i].scname, &s, NULL) != LCP_OK)
-			continue;
-		sc[i].valid = true;
-		memcpy(sc[i].id, s.file_id, LCP_FILE_ID_LEN);
-		lcp_sidecar_free(&s);
-		payload_name_of(sc[i].scname, pname, sizeof pname);
-		for (size_t j = 0; j < norph; j++) {
-			if (orph[j].name && !strcmp(orph[j].name, pname) &&
-			    !memcmp(orph[j].id, sc[i].id, LCP_FILE_ID_LEN)) {
-				sc[i].paired = true;
-				lcp_free(orph[j].name);
-				orph[j].name = NULL; /* not an orphan */
-			}
-		}
-	}
-	/* Each orphan payload takes the unpaired sidecar with its id: first
-	 * every such sidecar moves to a temporary name, then to its place, so
-	 * exchanges (two sidecars swapped) resolve too. */
-	char (*tmp)[64] = lcp_calloc(nsc ? nsc : 1, sizeof *tmp);
-	if (!tmp && err == LCP_OK)
-		err = LCP_ERR_NOMEM;
-	for (size_t i = 0; i < nsc && err == LCP_OK; i++) {
-		if (!sc[i].valid || sc[i].paired)
-			continue;
-		for (size_t j = 0; j < norph; j++) {
-			if (!orph[j].name || memcmp(orph[j].id, sc[i].id, LCP_FILE_ID_LEN))
-				continue;
-			if (lcp_store_temp_name('r', tmp[i], sizeof tmp[i]) == LCP_OK &&
-			    renameat(dirfd, sc[i].scname, dirfd, tmp[i]) == 0) {
-				lcp_free(sc[i].scname);
-				sc[i].scname = NULL;
-				char dst[256];
-				if (lcp_store_sidecar_name(orph[j].name, dst, sizeof dst) == LCP_OK)
-					sc[i].scname = lcp_strdup(dst);
-				sc[i].paired = true;
-				lcp_free(orph[j].name);
-				orph[j].name = NULL;
-			}
-			break;
-		}
-	}
-	for (size_t i = 0; i < nsc && err == LCP_OK; i++) {
-		if (tmp[i][0] && sc[i].scname) {
-			renameat(dirfd, tmp[i], dirfd, sc[i].scname);
-			lcp_log(LCP_LOG_INFO, "recovery: re-paired sidecar %s", sc[i].scname);
-		}
-	}
-	/* Orphans left with no sidecar of their own: a hard link made during a
-	 * crash takes a link of a paired sidecar with the same id. */
-	for (size_t j = 0; j < norph && err == LCP_OK; j++) {
-		if (!orph[j].name)
-			continue;
-		for (size_t i = 0; i < nsc; i++) {
-			char dst[256];
-			if (sc[i].scname && sc[i].paired && !tmp[i][0] &&
-			    !memcmp(sc[i].id, orph[j].id, LCP_FILE_ID_LEN) &&
-			    lcp_store_sidecar_name(orph[j].name, dst, sizeof dst) == LCP_OK) {
-				linkat(dirfd, sc[i].scname, dirfd, dst, 0);
-				break;
-			}
-		}
-	}
-	/* Sidecars with no payload are stale. Only ones that parse as ours: a
-	 * damaged sidecar may still guard a payload from being read as raw, and
-	 * a user's own ".X.lcpfs" file is not ours to delete. */
-	for (size_t i = 0; i < nsc && err == LCP_OK; i++)
-		if (sc[i].scname && sc[i].valid && !sc[i].paired)
-			unlinkat(dirfd, sc[i].scname, 0);
-	if (err == LCP_OK)
-		fsync(dirfd);
-	lcp_free(tmp);
-	for (size_t i = 0; i < nsc; i++)
-		lcp_free(sc[i].scname);
-	for (size_t j = 0; j < norph; j++)
-		lcp_free(orph[j].name);
-	lcp_free(sc);
-	lcp_free(orph);
-	return err;
-}
-
-/* Depth limit: a backing tree deeper than this is left for the next mount
- * rather than risking the stack or the fd table. */
-#define RECOVER_MAX_DEPTH 64
-
-static lcp_err recover_one(int dirfd, int depth)
-{
-	DIR *d;
-	int fd;
-	lcp_err err;
-	if (depth > RECOVER_MAX_DEPTH)
-		return LCP_OK;
-	fd = dup(dirfd);
-	if (fd < 0)
-		return LCP_ERR_IO;
-	d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return LCP_ERR_IO;
-	}
-	rewinddir(d);
-	err = recover_entries(dirfd, d, depth);
-	closedir(d);
-	return err;
-}
-
-lcp_err lcp_store_recover_dir(int dirfd)
-{
-	return recover_one(dirfd, 0);
 }

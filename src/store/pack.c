@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Packing a raw file in place: parse its regions, encode tensor regions one
- * at a time (peak memory: one tensor, its encoding and the codec's scratch),
- * store exact regions in zstd-or-raw chunks, write payload and sidecar under
- * temporary names, fsync, and commit by renaming (sidecar first, payload
- * second, then fsync of the directory). Every failure before the payload
- * rename leaves the raw file untouched and removes the temporaries.
+ * Packing a raw file, in two phases (store.h). Prepare parses its regions,
+ * encodes tensor regions one at a time (peak memory: one tensor, its
+ * encoding and the codec's scratch), stores exact regions in zstd-or-raw
+ * chunks, writes payload and sidecar under locked temporary names with the
+ * raw file's metadata, and fsyncs them. Commit checks the raw file is the
+ * version prepared (so that metadata is still its own) and renames: sidecar
+ * (to its name, or parked when the name is taken), payload over NAME,
+ * parked sidecar to its name, fsync of the directory. Every failure before the payload rename leaves the raw file
+ * untouched and removes the temporaries.
  */
 #include "lcpfs/store.h"
 
@@ -23,6 +26,8 @@
 #include "common/alloc.h"
 #include "common/buf.h"
 #include "common/checksum.h"
+#include "common/err_errno.h"
+#include "common/log.h"
 #include "lcpfs/qlor.h"
 #include "store/sidecar.h"
 #include "store/store_priv.h"
@@ -30,13 +35,11 @@
 /* Exact chunks are cheap metadata; zstd level 1 decodes at GB/s. */
 #define EXACT_ZSTD_LEVEL 1
 
+/* Encoding state of one prepare. */
 struct packer {
-	int dirfd;
-	int rawfd;
-	int pfd;                 /* temp payload */
-	char ptmp[64];
-	char stmp[64];
-	bool ptmp_made, stmp_made;
+	int rawfd;               /* not owned */
+	int pfd;                 /* the payload temporary, not owned */
+	lcp_err io_err;          /* first failed read or write (vs. a codec refusal) */
 	uint64_t poff;           /* bytes written to the payload so far */
 	struct lcp_region_map map;
 	struct lcp_sidecar sc;
@@ -59,9 +62,18 @@ static void refuse(struct lcp_pack_report *rep, const char *fmt, ...)
 	rep->committed = false;
 }
 
+/* Records the first I/O failure, so that it is told apart from the codec
+ * turning a tensor down. */
+static lcp_err io(struct packer *p, lcp_err err)
+{
+	if (err && !p->io_err)
+		p->io_err = err;
+	return err;
+}
+
 static lcp_err pwrite_payload(struct packer *p, const void *data, size_t len)
 {
-	lcp_err err = lcp_write_all(p->pfd, data, len);
+	lcp_err err = io(p, lcp_write_all(p->pfd, data, len));
 	if (err == LCP_OK)
 		p->poff += len;
 	return err;
@@ -89,7 +101,7 @@ static lcp_err pack_exact(struct packer *p, uint32_t ri)
 		size_t len = (size_t)(r->len - b < LCP_EXACT_CHUNK_BYTES ? r->len - b
 									   : LCP_EXACT_CHUNK_BYTES);
 		size_t stored;
-		err = lcp_pread_all(p->rawfd, in, len, r->off + b);
+		err = io(p, lcp_pread_all(p->rawfd, in, len, r->off + b));
 		if (err)
 			break;
 		lcp_xxh3_stream_update(p->orig, in, len);
@@ -172,7 +184,7 @@ static lcp_err pack_tensor(struct packer *p, uint32_t ri, const struct lcp_confi
 	data = lcp_malloc(r->len ? (size_t)r->len : 1);
 	if (!data)
 		return LCP_ERR_NOMEM;
-	err = lcp_pread_all(p->rawfd, data, (size_t)r->len, r->off);
+	err = io(p, lcp_pread_all(p->rawfd, data, (size_t)r->len, r->off));
 	if (err)
 		goto out;
 	lcp_xxh3_stream_update(p->orig, data, (size_t)r->len);
@@ -265,45 +277,34 @@ static lcp_err copy_region_meta(struct packer *p)
 	return LCP_OK;
 }
 
-/* Crash-injection test hook (store.h, LCPFS_TEST_CRASH): dies like kill -9
- * at the named step of a commit. */
-static void crash_point(const char *step)
-{
-	const char *want = getenv("LCPFS_TEST_CRASH");
-	if (want && strcmp(want, step) == 0)
-		raise(SIGKILL);
-}
+struct lcp_pack_job {
+	int dirfd;                   /* dup of the caller's */
+	char *name;                  /* the destination */
+	bool in_place;               /* the raw file is NAME itself */
+	int rawfd;
+	struct stat raw_st;          /* the raw file when prepare opened it */
+	struct lcp_store_temp ptmp, stmp;
+	uint8_t file_id[LCP_FILE_ID_LEN];
+	enum lcp_format format;
+	uint64_t stored_size;
+};
 
-static bool same_file(const struct stat *a, const struct stat *b)
-{
-	return a->st_ino == b->st_ino && a->st_dev == b->st_dev && a->st_size == b->st_size &&
-	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
-}
-
-static lcp_err fsync_fd(int fd)
-{
-	return fsync(fd) == 0 ? LCP_OK : errno == ENOSPC || errno == EDQUOT ? LCP_ERR_NOSPC
-									     : LCP_ERR_IO;
-}
-
-/* Writes everything under temporary names; on LCP_OK both are fsynced. */
-static lcp_err write_temps(struct packer *p, const struct lcp_config *cfg, const struct stat *st,
-			   lcp_progress_fn progress, void *progress_arg)
+/* Writes payload and sidecar temporaries; on LCP_OK both are fsynced. */
+static lcp_err write_temps(struct packer *p, struct lcp_pack_job *job,
+			   const struct lcp_config *cfg, lcp_progress_fn progress,
+			   void *progress_arg)
 {
 	uint8_t hdr[LCP_PAYLOAD_HEADER_LEN];
 	struct lcp_buf sb = LCP_BUF_INIT;
+	uint64_t total = (uint64_t)job->raw_st.st_size;
 	lcp_err err;
-	int sfd;
 
-	if ((err = lcp_store_random_id(p->sc.file_id)) != LCP_OK)
+	if ((err = io(p, lcp_store_random_id(p->sc.file_id))) != LCP_OK)
 		return err;
-	if ((err = lcp_store_temp_name('p', p->ptmp, sizeof p->ptmp)) != LCP_OK ||
-	    (err = lcp_store_temp_name('s', p->stmp, sizeof p->stmp)) != LCP_OK)
+	memcpy(job->file_id, p->sc.file_id, LCP_FILE_ID_LEN);
+	if ((err = io(p, lcp_store_temp_create(job->dirfd, 'p', 0600, &job->ptmp))) != LCP_OK)
 		return err;
-	p->pfd = openat(p->dirfd, p->ptmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (p->pfd < 0)
-		return errno == ENOSPC || errno == EDQUOT ? LCP_ERR_NOSPC : LCP_ERR_IO;
-	p->ptmp_made = true;
+	p->pfd = job->ptmp.fd;
 	lcp_payload_header_build(p->sc.file_id, hdr);
 	if ((err = pwrite_payload(p, hdr, sizeof hdr)) != LCP_OK)
 		return err;
@@ -317,61 +318,62 @@ static lcp_err write_temps(struct packer *p, const struct lcp_config *cfg, const
 		else {
 			/* The original CRC bytes still count for provenance. */
 			uint8_t b[4];
-			err = lcp_pread_all(p->rawfd, b, 4, r->off);
+			err = io(p, lcp_pread_all(p->rawfd, b, 4, r->off));
 			if (err == LCP_OK)
 				lcp_xxh3_stream_update(p->orig, b, 4);
 		}
 		if (err)
 			return err;
 		if (progress)
-			progress(progress_arg, r->off + r->len, (uint64_t)st->st_size);
+			progress(progress_arg, r->off + r->len, total);
 	}
 	for (uint32_t i = 0; i < p->sc.nregions; i++)
 		if (p->sc.regions[i].kind == LCP_REGION_CRC32)
 			p->sc.regions[i].crc_value = p->crc[p->sc.regions[i].crc_of];
 	p->sc.payload_size = p->poff;
-	p->sc.logical_size = (uint64_t)st->st_size;
+	p->sc.logical_size = total;
 	p->sc.original_xxh3 = lcp_xxh3_stream_digest(p->orig);
 	p->sc.format = p->map.format;
 	p->sc.config = *cfg;
-	/* Keep the raw file's permissions and times: the commit changes how the
-	 * bytes are stored, not the file's attributes. */
-	if (fchmod(p->pfd, st->st_mode & 07777) != 0)
-		return LCP_ERR_IO;
-	if (fchown(p->pfd, st->st_uid, st->st_gid) != 0 && errno != EPERM)
-		return LCP_ERR_IO;
-	if ((err = fsync_fd(p->pfd)) != LCP_OK)
+	if ((err = io(p, lcp_store_fsync(p->pfd))) != LCP_OK)
 		return err;
 	if ((err = lcp_sidecar_serialize(&p->sc, &sb)) != LCP_OK) {
 		lcp_buf_free(&sb);
 		return err;
 	}
-	sfd = openat(p->dirfd, p->stmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
-		     st->st_mode & 0666);
-	if (sfd < 0) {
-		lcp_buf_free(&sb);
-		return errno == ENOSPC || errno == EDQUOT ? LCP_ERR_NOSPC : LCP_ERR_IO;
-	}
-	p->stmp_made = true;
-	err = lcp_write_all(sfd, sb.data, sb.len);
+	err = io(p, lcp_store_temp_create(job->dirfd, 's', 0600, &job->stmp));
 	if (err == LCP_OK)
-		err = fsync_fd(sfd);
-	close(sfd);
-	p->rep->stored_size = p->poff + sb.len;
+		err = io(p, lcp_write_all(job->stmp.fd, sb.data, sb.len));
+	if (err == LCP_OK)
+		err = io(p, lcp_store_fsync(job->stmp.fd));
+	job->stored_size = p->poff + sb.len;
 	lcp_buf_free(&sb);
 	return err;
 }
 
-static void packer_cleanup(struct packer *p)
+/* The commit changes how the bytes are stored, not the file: owner, mode
+ * (setuid and setgid included), xattrs and times go to the payload, as the
+ * raw file has them now (the commit refuses if they change before it); the
+ * sidecar gets the owner and read/write bits, for offline readers. */
+static lcp_err carry_metadata(struct lcp_pack_job *job)
 {
-	if (p->pfd >= 0)
-		close(p->pfd);
-	if (p->ptmp_made)
-		unlinkat(p->dirfd, p->ptmp, 0);
-	if (p->stmp_made)
-		unlinkat(p->dirfd, p->stmp, 0);
-	if (p->rawfd >= 0)
-		close(p->rawfd);
+	struct stat st;
+	lcp_err err;
+
+	if (fstat(job->rawfd, &st) != 0)
+		return lcp_err_from_errno(errno);
+	if ((err = lcp_store_copy_metadata(job->rawfd, &st, job->ptmp.fd)) != LCP_OK ||
+	    (err = lcp_store_fsync(job->ptmp.fd)) != LCP_OK)
+		return err;
+	if (fchown(job->stmp.fd, st.st_uid, st.st_gid) != 0 && errno != EPERM)
+		return lcp_err_from_errno(errno);
+	if (fchmod(job->stmp.fd, st.st_mode & 0666) != 0)
+		return lcp_err_from_errno(errno);
+	return lcp_store_fsync(job->stmp.fd);
+}
+
+static void packer_free(struct packer *p)
+{
 	lcp_region_map_free(&p->map);
 	lcp_sidecar_free(&p->sc);
 	lcp_free(p->crc);
@@ -381,141 +383,263 @@ static void packer_cleanup(struct packer *p)
 	lcp_xxh3_stream_free(p->orig);
 }
 
-lcp_err lcp_store_pack_progress_at(int dirfd, const char *name, const struct lcp_config *cfg,
-				   lcp_may_commit_fn may_commit, void *arg,
-				   lcp_progress_fn progress, void *progress_arg,
-				   struct lcp_pack_report *rep)
+void lcp_store_pack_free(struct lcp_pack_job *job)
 {
+	if (!job)
+		return;
+	lcp_store_temp_remove(job->dirfd, &job->ptmp);
+	lcp_store_temp_remove(job->dirfd, &job->stmp);
+	if (job->rawfd >= 0)
+		close(job->rawfd);
+	if (job->dirfd >= 0)
+		close(job->dirfd);
+	lcp_free(job->name);
+	lcp_free(job);
+}
+
+void lcp_store_pack_source(const struct lcp_pack_job *job, uint64_t *dev, uint64_t *ino)
+{
+	*dev = (uint64_t)job->raw_st.st_dev;
+	*ino = (uint64_t)job->raw_st.st_ino;
+}
+
+/* The outcome is a recorded refusal: the marker goes on the raw file. */
+static void refuse_for_good(struct lcp_pack_report *rep, int rawfd)
+{
+	rep->outcome = LCP_PACK_REFUSED;
+	lcp_store_refusal_set(rawfd, rep->reason);
+}
+
+/* Opens the raw file of a prepare into job (rawfd, raw_st); LCP_OK with
+ * rep->outcome set when there is nothing to pack. */
+static lcp_err open_raw(struct lcp_pack_job *job, int srcfd, struct lcp_pack_report *rep,
+			bool *go)
+{
+	struct lcp_probe pr;
+	lcp_err err;
+
+	*go = false;
+	if (!job->in_place) {
+		job->rawfd = fcntl(srcfd, F_DUPFD_CLOEXEC, 0);
+		if (job->rawfd < 0 || fstat(job->rawfd, &job->raw_st) != 0)
+			return lcp_err_from_errno(errno);
+		if (!S_ISREG(job->raw_st.st_mode)) {
+			rep->outcome = LCP_PACK_NOT_TENSOR;
+			refuse(rep, "not a regular file");
+			return LCP_OK;
+		}
+		*go = true;
+		return LCP_OK;
+	}
+	/* In place: only a raw file is packed (the probe reads no more than a
+	 * sidecar beside it, if any). */
+	if ((err = lcp_store_probe_at(job->dirfd, job->name, NULL, &pr, NULL)) != LCP_OK)
+		return err;
+	if (!pr.regular || pr.repr != LCP_REPR_RAW) {
+		rep->outcome = LCP_PACK_NOT_TENSOR;
+		refuse(rep, "%s", pr.regular ? "already compressed" : "not a regular file");
+		return LCP_OK;
+	}
+	err = lcp_store_open_regular(job->dirfd, job->name, O_RDONLY, &job->rawfd, &job->raw_st);
+	if (err == LCP_ERR_AGAIN || (err == LCP_OK && (uint64_t)job->raw_st.st_ino != pr.ino)) {
+		rep->outcome = LCP_PACK_RETRY;
+		refuse(rep, "file changed while packing");
+		return LCP_OK;
+	}
+	if (err)
+		return err;
+	*go = true;
+	return LCP_OK;
+}
+
+lcp_err lcp_store_pack_prepare_at(int dirfd, const char *name, int srcfd,
+				  const struct lcp_config *cfg, lcp_progress_fn progress,
+				  void *progress_arg, struct lcp_pack_report *rep,
+				  struct lcp_pack_job **out)
+{
+	char scname[LCP_STORE_NAME_LEN];
+	struct lcp_pack_job *job;
 	struct packer p;
-	struct stat st, st2;
 	struct lcp_reader rd;
-	char scname[256];
-	bool has_tensor = false;
+	bool has_tensor = false, go;
 	lcp_err err;
 
 	memset(rep, 0, sizeof *rep);
 	rep->format = LCP_FORMAT_UNKNOWN;
-	if (!cfg || !lcp_codec_config_ok(cfg) || strchr(name, '/'))
+	*out = NULL;
+	if (!cfg || !lcp_codec_config_ok(cfg) || lcp_store_is_internal_name(name))
 		return LCP_ERR_INVAL;
+	if ((err = lcp_store_sidecar_name(name, scname)) != LCP_OK)
+		return err;
+	job = lcp_calloc(1, sizeof *job);
+	if (!job)
+		return LCP_ERR_NOMEM;
+	job->rawfd = -1;
+	job->ptmp.fd = job->stmp.fd = -1;
+	job->in_place = srcfd < 0;
+	job->dirfd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
+	job->name = lcp_strdup(name);
 	memset(&p, 0, sizeof p);
-	p.dirfd = dirfd;
-	p.pfd = -1;
+	if (job->dirfd < 0 || !job->name) {
+		err = job->dirfd < 0 ? lcp_err_from_errno(errno) : LCP_ERR_NOMEM;
+		goto fail;
+	}
+	if ((err = open_raw(job, srcfd, rep, &go)) != LCP_OK || !go)
+		goto fail;
+	rep->logical_size = rep->stored_size = (uint64_t)job->raw_st.st_size;
+	p.rawfd = job->rawfd;
 	p.rep = rep;
-	p.rawfd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (p.rawfd < 0)
-		return errno == ENOENT ? LCP_ERR_NOENT : LCP_ERR_IO;
-	if (fstat(p.rawfd, &st) != 0) {
-		err = LCP_ERR_IO;
-		goto out;
+	if ((err = lcp_reader_from_fd(&rd, &p.rawfd)) != LCP_OK)
+		goto fail;
+	if ((err = lcp_format_parse(&rd, cfg->min_size, &p.map)) != LCP_OK)
+		goto fail;
+	rep->format = p.map.format;
+	if (p.map.format == LCP_FORMAT_UNKNOWN || p.map.format == LCP_FORMAT_RAW) {
+		rep->outcome = LCP_PACK_NOT_TENSOR;
+		refuse(rep, "%s", p.map.reason[0] ? p.map.reason : "not a tensor file");
+		goto fail;
 	}
-	rep->logical_size = rep->stored_size = (uint64_t)st.st_size;
-	err = LCP_OK;
-	if (!S_ISREG(st.st_mode)) {
-		refuse(rep, "not a regular file");
-		goto out;
-	}
-	if (st.st_nlink > 1) {
+	/* From here on it is a tensor file: a refusal is recorded on it. */
+	for (size_t i = 0; i < p.map.nregions; i++)
+		has_tensor |= p.map.regions[i].kind == LCP_REGION_TENSOR;
+	if (!p.map.ok)
+		refuse(rep, "%s", p.map.reason[0] ? p.map.reason : "not a tensor file");
+	else if (job->in_place && job->raw_st.st_nlink > 1)
 		/* The commit replaces NAME by a new inode: the other names would
 		 * keep the raw bytes and the links would silently split. */
 		refuse(rep, "file has several hard links");
-		goto out;
-	}
-	if (lcp_store_sidecar_name(name, scname, sizeof scname) != LCP_OK) {
-		refuse(rep, "name too long");
-		goto out;
-	}
-	if ((uint64_t)st.st_size < cfg->min_size) {
+	else if ((uint64_t)job->raw_st.st_size < cfg->min_size)
 		refuse(rep, "smaller than min_size (%llu bytes)", (unsigned long long)cfg->min_size);
-		goto out;
-	}
-	if ((err = lcp_reader_from_fd(&rd, &p.rawfd)) != LCP_OK)
-		goto out;
-	if ((err = lcp_format_parse(&rd, cfg->min_size, &p.map)) != LCP_OK)
-		goto out;
-	rep->format = p.map.format;
-	if (!p.map.ok || p.map.format == LCP_FORMAT_UNKNOWN) {
-		refuse(rep, "%s", p.map.reason[0] ? p.map.reason : "not a tensor file");
-		goto out;
-	}
-	for (size_t i = 0; i < p.map.nregions; i++)
-		has_tensor |= p.map.regions[i].kind == LCP_REGION_TENSOR;
-	if (!has_tensor) {
+	else if (!has_tensor)
 		refuse(rep, "%s", p.map.reason[0] ? p.map.reason : "no compressible tensor");
-		goto out;
-	}
-	if (p.map.nregions > UINT32_MAX) {
+	else if (p.map.nregions > UINT32_MAX)
 		refuse(rep, "too many regions");
-		goto out;
+	if (rep->reason[0]) {
+		refuse_for_good(rep, job->rawfd);
+		goto fail;
 	}
 	p.zc = ZSTD_createCCtx();
 	if (!p.zc || lcp_codec_ctx_create(&p.codec) != LCP_OK ||
 	    lcp_xxh3_stream_create(&p.orig) != LCP_OK) {
 		err = LCP_ERR_NOMEM;
-		goto out;
+		goto fail;
 	}
 	if ((err = copy_region_meta(&p)) != LCP_OK)
-		goto out;
-	err = write_temps(&p, cfg, &st, progress, progress_arg);
-	if (err == LCP_ERR_NOSPC) {
-		refuse(rep, "no space left on device");
-		err = LCP_OK;
-		goto out;
+		goto fail;
+	err = write_temps(&p, job, cfg, progress, progress_arg);
+	if (err == LCP_OK)
+		err = io(&p, carry_metadata(job));
+	if (err == LCP_OK) {
+		job->format = p.map.format;
+		packer_free(&p);
+		*out = job;
+		return LCP_OK;
 	}
-	if (err == LCP_ERR_TRUNCATED) {
+	if (p.io_err == LCP_ERR_NOSPC) {
+		refuse(rep, "no space left on device");
+		refuse_for_good(rep, job->rawfd);
+		err = LCP_OK;
+	} else if (p.io_err == LCP_ERR_TRUNCATED) {
+		rep->outcome = LCP_PACK_RETRY;
 		refuse(rep, "file changed while packing");
 		err = LCP_OK;
-		goto out;
-	}
-	if (err != LCP_OK && err != LCP_ERR_NOMEM && err != LCP_ERR_IO) {
+	} else if (!p.io_err && err != LCP_ERR_NOMEM) {
 		/* The codec turned a tensor down: that is a refusal, not a failure. */
 		refuse(rep, "encoding failed: %s", lcp_strerror(err));
+		refuse_for_good(rep, job->rawfd);
 		err = LCP_OK;
-		goto out;
 	}
-	if (err)
-		goto out;
-	/* The raw file must be the one we read, unchanged, under the same name. */
-	if (fstat(p.rawfd, &st2) != 0 || !same_file(&st, &st2) ||
-	    fstatat(dirfd, name, &st2, AT_SYMLINK_NOFOLLOW) != 0 || !same_file(&st, &st2)) {
-		refuse(rep, "file changed while packing");
-		goto out;
-	}
-	if (may_commit && !may_commit(arg)) {
-		refuse(rep, "commit refused (file in use)");
-		goto out;
-	}
-	{
-		struct timespec ts[2] = {st.st_atim, st.st_mtim};
-		futimens(p.pfd, ts);
-	}
-	crash_point("temps");
-	/* Commit: the sidecar first (beside the raw file it is stale, as its
-	 * file id is not in the raw bytes), then the payload over NAME. */
-	if (renameat(dirfd, p.stmp, dirfd, scname) != 0) {
-		err = LCP_ERR_IO;
-		goto out;
-	}
-	p.stmp_made = false;
-	crash_point("sidecar");
-	if (renameat(dirfd, p.ptmp, dirfd, name) != 0) {
-		unlinkat(dirfd, scname, 0);
-		err = LCP_ERR_IO;
-		goto out;
-	}
-	p.ptmp_made = false;
-	crash_point("payload");
-	fsync(dirfd);
-	rep->committed = true;
-	rep->reason[0] = 0;
-out:
-	if (!rep->committed)
-		rep->stored_size = rep->logical_size; /* the raw file is what stays */
-	packer_cleanup(&p);
+fail:
+	packer_free(&p);
+	lcp_store_pack_free(job);
 	return err;
 }
 
-lcp_err lcp_store_pack_at(int dirfd, const char *name, const struct lcp_config *cfg,
-			  lcp_may_commit_fn may_commit, void *arg, struct lcp_pack_report *rep)
+lcp_err lcp_store_pack_commit(struct lcp_pack_job *job, struct lcp_pack_report *rep)
 {
-	return lcp_store_pack_progress_at(dirfd, name, cfg, may_commit, arg, NULL, NULL, rep);
+	char scname[LCP_STORE_NAME_LEN], parked[LCP_STORE_NAME_LEN];
+	struct stat now, held, sc_st;
+	bool park;
+	lcp_err err;
+
+	rep->committed = false;
+	rep->reason[0] = '\0';
+	rep->format = job->format;
+	rep->logical_size = rep->stored_size = (uint64_t)job->raw_st.st_size;
+	if (job->ptmp.fd < 0 || job->stmp.fd < 0)
+		return LCP_ERR_INVAL;
+	if ((err = lcp_store_sidecar_name(job->name, scname)) != LCP_OK)
+		return err;
+	/* Durable facts only: the raw file must be the version prepared. A
+	 * write, truncate, chmod or chown meanwhile changed size, mtime or
+	 * ctime; a rename put another inode under NAME. */
+	if (fstat(job->rawfd, &held) != 0)
+		return lcp_err_from_errno(errno);
+	now = held;
+	bool gone = false;
+	if (job->in_place && fstatat(job->dirfd, job->name, &now, AT_SYMLINK_NOFOLLOW) != 0) {
+		if (errno != ENOENT)
+			return lcp_err_from_errno(errno);
+		gone = true;
+	}
+	if (gone || !lcp_store_same_version(&held, &job->raw_st) ||
+	    (job->in_place && !lcp_store_same_version(&now, &job->raw_st))) {
+		rep->outcome = LCP_PACK_RETRY;
+		refuse(rep, "file changed while packing");
+		return LCP_OK;
+	}
+	if (job->in_place && now.st_nlink > 1) {
+		refuse(rep, "file has several hard links");
+		refuse_for_good(rep, job->rawfd);
+		return LCP_OK;
+	}
+	/* Unchanged ctime: the metadata prepare carried over is still the
+	 * file's. What is left are renames. */
+	lcp_store_crash_point("temps");
+	/* Sidecar first. Beside the raw file it is provably stale (its payload
+	 * is not there), so NAME still reads raw. When the name is taken (a
+	 * stale sidecar, or the destination is compressed) it waits under a
+	 * parked name, which guards nothing and which recovery moves beside
+	 * its payload. */
+	park = fstatat(job->dirfd, scname, &sc_st, AT_SYMLINK_NOFOLLOW) == 0;
+	lcp_store_parked_name(job->file_id, parked);
+	if (renameat(job->dirfd, job->stmp.name, job->dirfd, park ? parked : scname) != 0)
+		return lcp_err_from_errno(errno);
+	lcp_store_crash_point("sidecar");
+	if (renameat(job->dirfd, job->ptmp.name, job->dirfd, job->name) != 0) {
+		err = lcp_err_from_errno(errno);
+		unlinkat(job->dirfd, park ? parked : scname, 0); /* ours, never used */
+		return err;
+	}
+	lcp_store_crash_point("payload");
+	if (park) {
+		if (renameat(job->dirfd, parked, job->dirfd, scname) != 0)
+			lcp_log(LCP_LOG_ERROR,
+				"%s: sidecar left parked as %s (%s); recovery will place it",
+				job->name, parked, strerror(errno));
+		lcp_store_crash_point("parked");
+	}
+	fsync(job->dirfd);
+	/* The temporaries are in place: nothing of them left to remove. */
+	close(job->ptmp.fd);
+	close(job->stmp.fd);
+	job->ptmp.fd = job->stmp.fd = -1;
+	rep->outcome = LCP_PACK_COMMITTED;
+	rep->committed = true;
+	rep->stored_size = job->stored_size;
+	return LCP_OK;
+}
+
+lcp_err lcp_store_pack_at(int dirfd, const char *name, int srcfd, const struct lcp_config *cfg,
+			  lcp_progress_fn progress, void *progress_arg,
+			  struct lcp_pack_report *rep)
+{
+	struct lcp_pack_job *job;
+	lcp_err err = lcp_store_pack_prepare_at(dirfd, name, srcfd, cfg, progress, progress_arg,
+						rep, &job);
+	if (err || !job)
+		return err;
+	err = lcp_store_pack_commit(job, rep);
+	lcp_store_pack_free(job);
+	return err;
 }

@@ -1,34 +1,118 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Helpers shared by the store's files: names, whole reads and writes, ids. */
+/*
+ * Helpers shared by the store's files: the reserved names (sidecars,
+ * temporaries, parked sidecars), opening regular files by name without
+ * side effects, locked temporaries, payload headers, sidecar loading, the
+ * crash-injection hook and the store's xattr bookkeeping. Nothing here is
+ * visible outside src/store.
+ */
 #ifndef LCPFS_STORE_PRIV_H
 #define LCPFS_STORE_PRIV_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 
 #include "common/io.h"
 #include "lcpfs/err.h"
+#include "lcpfs/store.h"
 #include "store/sidecar.h"
 
-/* Longest name a committed file may have: its sidecar ".NAME.lcpfs" must fit
- * in NAME_MAX (255). */
-#define LCP_STORE_NAME_MAX 248
-/* Temporaries are ".lcpfs-tmp." + 16 hex digits + "." + a tag letter. */
+/* Names beginning with this are the store's own (temporaries, hashed and
+ * parked sidecars); the mount never lets a user create one. */
+#define LCP_RESERVED_PREFIX ".lcpfs-"
+/* Temporaries: ".lcpfs-tmp." + 16 hex digits + "." + a tag letter. */
 #define LCP_TEMP_PREFIX ".lcpfs-tmp."
+/* The sidecar of a name too long for ".NAME.lcpfs": ".lcpfs-h." + 32 hex
+ * digits of xxh3-128(NAME). */
+#define LCP_HASHED_PREFIX ".lcpfs-h."
+/* A sidecar on its way to its place: ".lcpfs-p." + 32 hex digits of its
+ * file id. It guards no name; recovery moves it beside its payload. */
+#define LCP_PARKED_PREFIX ".lcpfs-p."
 #define LCP_SIDECAR_SUFFIX ".lcpfs"
+/* The store's own extended attributes (never carried over by a swap). */
+#define LCP_XATTR_PREFIX "user.lcpfs."
+/* The refusal marker: the reason a tensor file was left raw. */
+#define LCP_REFUSED_XATTR "user.lcpfs.refused"
 
-/* ".NAME.lcpfs" into out (at least 256 bytes); LCP_ERR_RANGE when NAME is
- * longer than LCP_STORE_NAME_MAX. */
-lcp_err lcp_store_sidecar_name(const char *name, char *out, size_t out_len);
-/* A fresh temporary name with the given tag into out (at least 32 bytes). */
-lcp_err lcp_store_temp_name(char tag, char *out, size_t out_len);
-/* 16 random bytes. */
+/* The sidecar name of name into out (LCP_SIDECAR_NAME_LEN bytes):
+ * ".NAME.lcpfs" when it fits in NAME_MAX, else the hashed form.
+ * LCP_ERR_NAMETOOLONG when name is longer than NAME_MAX, LCP_ERR_INVAL when
+ * it is empty or holds '/'. */
+lcp_err lcp_store_sidecar_name(const char *name, char *out);
+/* The parked name of a sidecar with file id id into out (LCP_SIDECAR_NAME_LEN). */
+void lcp_store_parked_name(const uint8_t id[LCP_FILE_ID_LEN], char *out);
+
+enum lcp_name_kind {
+	LCP_NAME_USER,        /* an ordinary name */
+	LCP_NAME_SIDECAR,     /* ".X.lcpfs": guards X */
+	LCP_NAME_HASHED,      /* ".lcpfs-h.<hex>": guards a long name with that hash */
+	LCP_NAME_PARKED,      /* ".lcpfs-p.<hex>": guards nothing */
+	LCP_NAME_TEMP,        /* ".lcpfs-tmp.*" */
+	LCP_NAME_RESERVED,    /* another ".lcpfs-*" name: left alone */
+};
+enum lcp_name_kind lcp_store_name_kind(const char *name);
+
+/*
+ * Opens regular file name in dirfd without side effects: fstatat first
+ * (nothing that is not a regular file is ever opened: LCP_ERR_UNSUPPORTED),
+ * then openat with flags | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW | O_CLOEXEC,
+ * then fstat: a different object than the one stat'ed (replaced meanwhile)
+ * gives LCP_ERR_AGAIN. On success *fd is open and *st describes it; on
+ * LCP_ERR_UNSUPPORTED *st describes what is there. Other errors are the
+ * system call's (LCP_ERR_NOENT when absent).
+ */
+lcp_err lcp_store_open_regular(int dirfd, const char *name, int flags, int *fd, struct stat *st);
+
+/* 16 random bytes (a file id). */
 lcp_err lcp_store_random_id(uint8_t id[LCP_FILE_ID_LEN]);
-/* Reads and parses sidecar file `scname` in dirfd. LCP_ERR_NOENT when absent.
- * *sc_len receives its size. */
-lcp_err lcp_store_load_sidecar(int dirfd, const char *scname, struct lcp_sidecar *sc,
-			       uint64_t *sc_len);
-/* Reads the payload header of open fd; true with the id when it is ours. */
-bool lcp_store_payload_id(int fd, uint8_t id[LCP_FILE_ID_LEN]);
+
+/* True when a and b are the same object with the same size, mtime and ctime. */
+bool lcp_store_same_version(const struct stat *a, const struct stat *b);
+
+/* Removes temporary name in dirfd if no live process holds it (takes its
+ * lock, or finds locks unsupported). Returns true when it was removed. */
+bool lcp_store_temp_remove_if_dead(int dirfd, const char *name);
+
+/* The payload header of an open file of size bytes: *valid when it has our
+ * magic, version and length; hdr receives the first 32 bytes (zeros past
+ * the end of a shorter file). */
+lcp_err lcp_store_read_header(int fd, uint64_t size, uint8_t hdr[LCP_PAYLOAD_HEADER_LEN],
+			      bool *valid);
+
+/* Reads and parses the sidecar of open fd (st: its stat). */
+lcp_err lcp_store_load_sidecar_fd(int fd, const struct stat *st, struct lcp_sidecar *sc);
+
+/* Whether file fd (size bytes) holds the payload sidecar sc describes,
+ * judged without the 32-byte header: its size is sc's payload size and the
+ * stored bytes of its first chunk match their checksum. A payload whose
+ * header was damaged is still recognised this way. */
+bool lcp_store_payload_body_matches(int fd, uint64_t size, const struct lcp_sidecar *sc);
+
+/* Copies owner, mode bits (setuid and setgid included: chown first, since
+ * it clears them), the extended attributes except the store's own, and
+ * atime/mtime from the file described by from (fd from_fd, or -1 to skip
+ * xattrs) to to_fd. The owner is kept only when the caller may (EPERM is
+ * not an error). */
+lcp_err lcp_store_copy_metadata(int from_fd, const struct stat *from, int to_fd);
+
+/* Records reason as the refusal marker of open file fd (best effort: a
+ * backing without user xattrs just forgets refusals). */
+void lcp_store_refusal_set(int fd, const char *reason);
+
+/* The payload fd of an open committed file (owned by f). */
+int lcp_store_file_fd(const struct lcp_store_file *f);
+
+/* Removes sidecar-named scname in dirfd if it is a regular file holding
+ * our sidecar magic (a stranger's file of that name is left alone). */
+void lcp_store_remove_sidecar(int dirfd, const char *scname);
+
+/* fsync(2) of fd as an lcp_err. */
+lcp_err lcp_store_fsync(int fd);
+
+/* Crash-injection test hook: with LCPFS_TEST_CRASH equal to step in the
+ * environment the process kills itself with SIGKILL (store.h lists the steps). */
+void lcp_store_crash_point(const char *step);
 
 #endif

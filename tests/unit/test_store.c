@@ -40,7 +40,7 @@ static void pack_ok(const char *name)
 {
 	struct lcp_config cfg = lcp_config_default();
 	struct lcp_pack_report rep;
-	cr_assert_eq(lcp_store_pack_at(dir.fd, name, &cfg, NULL, NULL, &rep), LCP_OK);
+	cr_assert_eq(lcp_store_pack_at(dir.fd, name, -1, &cfg, NULL, NULL, &rep), LCP_OK);
 	cr_assert(rep.committed, "not committed: %s", rep.reason);
 	cr_assert_eq(rep.format, LCP_FORMAT_SAFETENSORS);
 	cr_assert_eq(rep.logical_size, st.len);
@@ -237,7 +237,7 @@ static void expect_refused(const char *name, const void *data, size_t len, const
 	size_t n;
 	write_file(dir.fd, name, data, len);
 	int before = scratch_count(&dir);
-	cr_assert_eq(lcp_store_pack_at(dir.fd, name, &cfg, NULL, NULL, &rep), LCP_OK);
+	cr_assert_eq(lcp_store_pack_at(dir.fd, name, -1, &cfg, NULL, NULL, &rep), LCP_OK);
 	cr_assert_not(rep.committed, "%s was committed", name);
 	cr_assert_neq(rep.reason[0], 0, "%s: no reason", why);
 	uint8_t *b = read_file(dir.fd, name, &n);
@@ -262,22 +262,18 @@ Test(store, refusals_leave_raw_untouched)
 	free(trunc);
 }
 
-static bool refuse_commit(void *arg)
-{
-	(*(int *)arg)++;
-	return false;
-}
-
-Test(store, may_commit_false_keeps_raw)
+Test(store, prepared_pack_never_committed_keeps_raw)
 {
 	struct lcp_config cfg = lcp_config_default();
 	struct lcp_pack_report rep;
-	int calls = 0;
+	struct lcp_pack_job *job;
 	size_t n;
-	cr_assert_eq(lcp_store_pack_at(dir.fd, "m.safetensors", &cfg, refuse_commit, &calls, &rep),
+	cr_assert_eq(lcp_store_pack_prepare_at(dir.fd, "m.safetensors", -1, &cfg, NULL, NULL, &rep,
+					       &job),
 		     LCP_OK);
-	cr_assert_eq(calls, 1);
-	cr_assert_not(rep.committed);
+	cr_assert_not_null(job, "not prepared: %s", rep.reason);
+	cr_assert_eq(scratch_count(&dir), 3, "raw file and two temporaries");
+	lcp_store_pack_free(job);
 	uint8_t *b = read_file(dir.fd, "m.safetensors", &n);
 	cr_assert_eq(n, st.len);
 	cr_assert_eq(memcmp(b, st.data, n), 0);
@@ -289,6 +285,8 @@ Test(store, internal_names)
 {
 	cr_assert(lcp_store_is_internal_name(".m.safetensors.lcpfs"));
 	cr_assert(lcp_store_is_internal_name(".lcpfs-tmp.0011223344556677.p"));
+	cr_assert(lcp_store_is_internal_name(".lcpfs-h.00112233445566778899aabbccddeeff"));
+	cr_assert(lcp_store_is_internal_name(".lcpfs-anything"));
 	cr_assert_not(lcp_store_is_internal_name("m.safetensors"));
 	cr_assert_not(lcp_store_is_internal_name(".lcpfs"));
 	cr_assert_not(lcp_store_is_internal_name(".bashrc"));
@@ -505,7 +503,7 @@ Test(store, pack_allocation_failures_keep_raw)
 	 * through: each failure must leave the raw file and no temporaries. */
 	for (n = 0; n < 5000; n++) {
 		lcp_alloc_fail_after(n);
-		lcp_err err = lcp_store_pack_at(dir.fd, "m.safetensors", &cfg, NULL, NULL, &rep);
+		lcp_err err = lcp_store_pack_at(dir.fd, "m.safetensors", -1, &cfg, NULL, NULL, &rep);
 		lcp_alloc_fail_after(-1);
 		if (err == LCP_OK && rep.committed)
 			break;
@@ -542,8 +540,9 @@ Test(store, recovery_undoes_half_exchange_and_half_link)
 	cr_assert_eq(renameat2(dir.fd, ".m.safetensors.lcpfs", dir.fd, ".o.safetensors.lcpfs",
 			       RENAME_EXCHANGE),
 		     0);
-	cr_assert_eq(lcp_store_open_at(dir.fd, "m.safetensors", NULL, &f), LCP_ERR_CHECKSUM,
-		     "a payload beside another file's sidecar is damage, not raw");
+	lcp_err err = lcp_store_open_at(dir.fd, "m.safetensors", NULL, &f);
+	cr_assert(err != LCP_OK && err != LCP_ERR_NOENT,
+		  "a payload beside another file's sidecar is never raw: %s", lcp_err_name(err));
 	/* crash inside a link: the sidecar linked, the payload not yet */
 	cr_assert_eq(linkat(dir.fd, ".o.safetensors.lcpfs", dir.fd, ".l.safetensors.lcpfs", 0), 0);
 	cr_assert_eq(lcp_store_recover_dir(dir.fd), LCP_OK);
@@ -575,7 +574,7 @@ Test(store, hard_linked_raw_file_is_refused)
 	struct lcp_config cfg = lcp_config_default();
 	struct lcp_pack_report rep;
 	cr_assert_eq(linkat(dir.fd, "m.safetensors", dir.fd, "link.safetensors", 0), 0);
-	cr_assert_eq(lcp_store_pack_at(dir.fd, "m.safetensors", &cfg, NULL, NULL, &rep), LCP_OK);
+	cr_assert_eq(lcp_store_pack_at(dir.fd, "m.safetensors", -1, &cfg, NULL, NULL, &rep), LCP_OK);
 	cr_assert_not(rep.committed);
 	cr_assert_str_eq(rep.reason, "file has several hard links");
 	cr_assert_eq(scratch_count(&dir), 2);

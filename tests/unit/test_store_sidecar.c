@@ -25,7 +25,7 @@ static uint8_t *packed_sidecar(struct scratch *d, size_t *len)
 	synth_build(&s, 42);
 	write_file(d->fd, "m.safetensors", s.data, s.len);
 	free(s.data);
-	cr_assert_eq(lcp_store_pack_at(d->fd, "m.safetensors", &cfg, NULL, NULL, &rep), LCP_OK);
+	cr_assert_eq(lcp_store_pack_at(d->fd, "m.safetensors", -1, &cfg, NULL, NULL, &rep), LCP_OK);
 	cr_assert(rep.committed, "%s", rep.reason);
 	return read_file(d->fd, ".m.safetensors.lcpfs", len);
 }
