@@ -9,10 +9,12 @@
  *
  * The tensors cover every stored class: the default preset (4-bit
  * entropy-coded, with a planted rank-1 part so a low-rank term is kept), the
- * quality preset (8-bit asymmetric), 4-bit asymmetric (nibble-packed codes),
- * 8-bit symmetric, a lossless tensor (a NaN inside), and a two-chunk F64
- * tensor; dtypes F16, BF16, F32, F64; row lengths that are not multiples of
- * the group size.
+ * quality preset (8-bit asymmetric), 4-bit asymmetric (4-bit codes), 8-bit
+ * symmetric, a lossless tensor (a NaN inside), an F64 tensor of 33024
+ * elements (two chunks in format 1, three rANS blocks in format 2), rows that
+ * repeat (codes stored as zstd in format 2) and uniform noise at 8 bits
+ * (codes stored raw); dtypes F16, BF16, F32, F64; row lengths that are not
+ * multiples of the group size.
  *
  * Build and run from the repository root, after `make`:
  *   cc -std=c11 -D_GNU_SOURCE -Iinclude -Isrc tests/tools/make_codec_fixture.c \
@@ -34,16 +36,10 @@
 #include "common/checksum.h"
 #include "lcpfs/codec.h"
 #include "lcpfs/config.h"
+#include "../unit/test_codec_helpers.h"
 
-static uint64_t rng = 0x243f6a8885a308d3ull;
-
-static double uniform01(void)
-{
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return ((double)(rng >> 11) + 0.5) / 9007199254740992.0;
-}
+/* How a tensor's values are drawn. */
+enum shape { WEIGHTS, REPEATED_ROWS, UNIFORM };
 
 /* Weight-like values: Gaussian with a per-row scale (rows differ by up to
  * 4x, as trained layers do), a heavy tail (1 in 200 values 6x larger), and
@@ -59,33 +55,6 @@ static double weight(uint64_t i, uint64_t cols, double lr)
 	return 0.02 * (row_scale * g + lr * 4.0 * u * v);
 }
 
-static unsigned elem_bytes(enum lcp_dtype dt)
-{
-	return dt == LCP_DTYPE_F32 ? 4 : dt == LCP_DTYPE_F64 ? 8 : 2;
-}
-
-static void put(enum lcp_dtype dt, uint8_t *p, double x)
-{
-	float f = (float)x;
-	uint16_t h;
-	switch (dt) {
-	case LCP_DTYPE_F32:
-		memcpy(p, &f, 4);
-		break;
-	case LCP_DTYPE_F16:
-		h = lcp_f16_from_f32(f);
-		memcpy(p, &h, 2);
-		break;
-	case LCP_DTYPE_BF16:
-		h = lcp_bf16_from_f32(f);
-		memcpy(p, &h, 2);
-		break;
-	default:
-		memcpy(p, &x, 8);
-		break;
-	}
-}
-
 static void hex(const uint8_t *b, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
@@ -98,17 +67,22 @@ static const char *dtype_name(enum lcp_dtype dt)
 }
 
 static int emit(struct lcp_codec_ctx *ctx, const char *name, enum lcp_dtype dt, uint64_t rows,
-		uint64_t cols, double lr, double nan_at, const struct lcp_config *cfg)
+		uint64_t cols, enum shape shape, double lr, double nan_at, const struct lcp_config *cfg)
 {
 	uint64_t n = rows * cols;
 	unsigned eb = elem_bytes(dt);
 	uint8_t *x = malloc(n * eb), *y = malloc(n * eb);
 	if (!x || !y)
 		return 1;
-	for (uint64_t i = 0; i < n; i++)
-		put(dt, x + i * eb, weight(i, cols, lr));
+	for (uint64_t i = 0; i < n; i++) {
+		double v = shape == UNIFORM ? 0.02 * (2.0 * uniform01() - 1.0) : weight(i, cols, lr);
+		if (shape == REPEATED_ROWS && i >= 4 * cols) /* rows 4.. repeat rows 0..3 */
+			memcpy(x + i * eb, x + (i % (4 * cols)) * eb, eb);
+		else
+			put_value(dt, x + i * eb, v);
+	}
 	if (nan_at >= 0)
-		put(dt, x + (uint64_t)(nan_at * (double)n) * eb, NAN);
+		put_value(dt, x + (uint64_t)(nan_at * (double)n) * eb, NAN);
 	struct lcp_tensor_view v = { .dtype = dt, .ndims = 2, .dims = { rows, cols }, .data = x,
 				     .len = n * eb };
 	struct lcp_encoded e;
@@ -145,6 +119,7 @@ static int emit(struct lcp_codec_ctx *ctx, const char *name, enum lcp_dtype dt, 
 int main(void)
 {
 	struct lcp_codec_ctx *ctx;
+	rng_state = 0x243f6a8885a308d3ull;
 	if (lcp_codec_ctx_create(&ctx))
 		return 1;
 	struct lcp_config def = lcp_config_default(), q = lcp_config_quality();
@@ -155,12 +130,14 @@ int main(void)
 	sym8.rank = 0;
 	printf("# lcpfs codec fixture (tests/tools/make_codec_fixture.c): decode with the\n"
 	       "# current decoder must give exactly these reconstructions.\n");
-	int err = emit(ctx, "default_f16_rank", LCP_DTYPE_F16, 64, 256, 1.0, -1, &def) ||
-		  emit(ctx, "quality_bf16", LCP_DTYPE_BF16, 40, 200, 0.0, -1, &q) ||
-		  emit(ctx, "asym4_f32", LCP_DTYPE_F32, 3, 1000, 0.0, -1, &asym4) ||
-		  emit(ctx, "sym8_f32", LCP_DTYPE_F32, 50, 64, 0.0, -1, &sym8) ||
-		  emit(ctx, "lossless_f16", LCP_DTYPE_F16, 32, 64, 0.0, 0.3, &def) ||
-		  emit(ctx, "default_f64_two_chunks", LCP_DTYPE_F64, 129, 256, 0.0, -1, &def);
+	int err = emit(ctx, "default_f16_rank", LCP_DTYPE_F16, 64, 256, WEIGHTS, 1.0, -1, &def) ||
+		  emit(ctx, "quality_bf16", LCP_DTYPE_BF16, 40, 200, WEIGHTS, 0.0, -1, &q) ||
+		  emit(ctx, "asym4_f32", LCP_DTYPE_F32, 3, 1000, WEIGHTS, 0.0, -1, &asym4) ||
+		  emit(ctx, "sym8_f32", LCP_DTYPE_F32, 50, 64, WEIGHTS, 0.0, -1, &sym8) ||
+		  emit(ctx, "lossless_f16", LCP_DTYPE_F16, 32, 64, WEIGHTS, 0.0, 0.3, &def) ||
+		  emit(ctx, "default_f64_33k", LCP_DTYPE_F64, 129, 256, WEIGHTS, 0.0, -1, &def) ||
+		  emit(ctx, "repeated_rows_f16", LCP_DTYPE_F16, 64, 128, REPEATED_ROWS, 0.0, -1, &def) ||
+		  emit(ctx, "uniform_q8_f32", LCP_DTYPE_F32, 16, 256, UNIFORM, 0.0, -1, &q);
 	lcp_codec_ctx_free(ctx);
 	if (err)
 		fprintf(stderr, "make_codec_fixture: encode or decode failed\n");

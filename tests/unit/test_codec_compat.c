@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Compatibility: tensors encoded by earlier versions of the codec
- * (tests/data/codec_v*_tensors.txt, written by tests/tools/make_codec_fixture.c
- * with the code of that version) must decode to exactly the reconstruction
- * they had then: every chunk's recorded output checksum and the whole
- * tensor's checksum are compared.
+ * Compatibility and golden vectors: tensors encoded by each version of the
+ * codec (tests/data/codec_v*_tensors.txt, written by
+ * tests/tools/make_codec_fixture.c with the code of that version) must
+ * decode to exactly the reconstruction they had then: every chunk's recorded
+ * output checksum and the whole tensor's checksum are compared, and range
+ * reads against the whole decode.
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 
 #include "common/checksum.h"
 #include "lcpfs/codec.h"
+#include "test_codec_helpers.h"
 
 #define MAX_CHUNKS 16
 
@@ -116,8 +118,8 @@ static unsigned dtype_bytes(const char *name)
 }
 
 /* Decodes every tensor of a fixture file and compares each reconstruction
- * with the one recorded when the fixture was written. Returns the number of
- * tensors checked. */
+ * with the one recorded when the fixture was written, and range reads with
+ * the whole decode. Returns the number of tensors checked. */
 static unsigned check_fixture(const char *path)
 {
 	FILE *f = fopen(path, "r");
@@ -144,6 +146,10 @@ static unsigned check_fixture(const char *path)
 				     LCP_OK, "%s chunk %u", t.name, c);
 			cr_expect_eq(lcp_xxh3(y + b * eb, (e - b) * eb), fc->info.output_xxh3,
 				     "%s chunk %u: reconstruction changed", t.name, c);
+			uint64_t s = 0, cnt = 0;
+			cr_expect(range_reads_match(ct, &fc->info, fc->data, y, eb, &s, &cnt),
+				  "%s chunk %u: range %lu+%lu differs from the whole decode", t.name, c,
+				  (unsigned long)s, (unsigned long)cnt);
 		}
 		cr_assert_eq(next, t.elems, "%s: chunks must tile the tensor", t.name);
 		cr_expect_eq(lcp_xxh3(y, t.elems * eb), t.recon_xxh3, "%s: reconstruction changed",
@@ -162,4 +168,12 @@ Test(codec_compat, v1_tensors_read_back_as_written)
 	/* Six tensors: every encoding class, every dtype, a kept low-rank term,
 	 * two chunks (see make_codec_fixture.c). */
 	cr_assert_eq(check_fixture("tests/data/codec_v1_tensors.txt"), 6);
+}
+
+/* The golden vectors of format 2: rANS code streams (16 lanes, several
+ * blocks, 4-bit and 8-bit symbols), zstd and raw code streams, a lossless
+ * tensor still in format 1. */
+Test(codec_compat, v2_tensors_read_back_as_written)
+{
+	cr_assert_eq(check_fixture("tests/data/codec_v2_tensors.txt"), 8);
 }

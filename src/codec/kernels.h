@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Decode kernels and their run-time choice. Internal to src/codec.
+ *
+ * "ref" is plain C with the fixed operation order that defines the
+ * reconstruction (rANS symbols by lcp_rans_decode_ref, values by
+ * lcp_dequant_ref, narrowing by the scalar functions of half.h). Every other
+ * set computes exactly the same bytes by other means: "baseline" (SSE2 on
+ * x86-64, else plain C) and "avx512" (AVX-512 F/BW/VL, chosen at run time
+ * when the CPU has it). tests/unit/test_codec_kernels.c compares every set
+ * the machine supports with "ref", bit for bit.
+ */
+#ifndef LCPFS_CODEC_KERNELS_H
+#define LCPFS_CODEC_KERNELS_H
+
+#include <stdint.h>
+
+#include "codec/rans.h"
+#include "lcpfs/dtype.h"
+#include "lcpfs/err.h"
+
+/*
+ * A run of consecutive codes of one chunk, to dequantize and store in the
+ * output dtype: element i (0 <= i < n) belongs to group g = (phase + i) /
+ * group_size and reconstructs as
+ *   y = sd[g] * (float)(codes[i] - off[g])            (lcp_dequant_ref)
+ *   y = y + l,  l = ((0 + u[0] * vt[0][col + i]) + u[1] * vt[1][col + i]) ...
+ * the second line only with a low-rank term (rank > 0; the run then lies
+ * within one row, vt[k] = vt + k * cols), all in binary32; stored
+ * little-endian at out + i * element bytes, any alignment; F16/BF16 round to
+ * nearest even (half.h), F64 is exact. off[g] holds a small integer (0..255)
+ * as a float.
+ */
+struct lcp_dequant_run {
+	const uint8_t *codes;
+	uint32_t n;
+	uint32_t group_size;
+	uint32_t phase;    /* elements of group 0 that precede the run, < group_size */
+	const float *sd;   /* per group */
+	const float *off;  /* per group */
+	uint16_t rank;     /* low-rank term: 0 for none */
+	const float *u;    /* rank values of the run's row */
+	const float *vt;   /* rank x cols */
+	uint64_t cols;
+	uint64_t col;      /* column of element 0 */
+	uint8_t *out;
+};
+
+struct lcp_kernels {
+	const char *name;
+	/* Decodes nb blocks of one chunk (see rans.h); bytes before
+	 * readable_end may be loaded but never change the result. */
+	lcp_err (*rans_decode)(const struct lcp_rans_dec *d, const struct lcp_rans_block *b,
+			       unsigned nb, unsigned lanes, const uint8_t *readable_end);
+	/* Reconstructs a run into dtype dt (F32, F16, BF16 or F64). */
+	void (*dequant_store)(const struct lcp_dequant_run *r, enum lcp_dtype dt);
+};
+
+/* The plain-C run of the baseline set, for kernels that leave a dtype or a
+ * case to it. */
+void lcp_dequant_store_baseline(const struct lcp_dequant_run *r, enum lcp_dtype dt);
+
+/* The set decoding uses: the fastest this CPU supports, or the one named by
+ * the environment variable LCPFS_DECODE ("ref", "baseline", "avx512"; an
+ * unknown or unsupported name is ignored). Chosen once; thread-safe. */
+const struct lcp_kernels *lcp_kernels(void);
+
+/* A set by name; NULL when unknown or when this CPU lacks it. */
+const struct lcp_kernels *lcp_kernels_named(const char *name);
+
+/* Test hook: lcp_kernels() returns k from now on (NULL: the automatic
+ * choice again). Not thread-safe: call it while no decode runs. */
+void lcp_kernels_force(const struct lcp_kernels *k);
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define LCP_HAVE_AVX512_KERNELS 1
+/* kernels_avx512.c; usable only when lcp_cpu_has_avx512() */
+extern const struct lcp_kernels lcp_kernels_avx512;
+#endif
+
+#endif
