@@ -328,14 +328,15 @@ static lcp_err decode_lossless(const struct lcp_codec_tensor *t, const uint8_t *
 /*
  * Decodes the rANS blocks of a code stream (layout in codec_format.h) that
  * hold codes [first, first + count) of a chunk of m codes, into the same
- * positions of codes, with table as the decoding table's storage. The
+ * positions of codes, with table as the decoding table's storage; with fuse,
+ * straight to the output instead (fuse->first is set per call). The
  * stream's table and block lengths are checked first, so damage there is an
  * error before anything is decoded.
  */
 static lcp_err decode_rans_range(const struct lcp_codec_tensor *t, const struct lcp_kernels *k,
 				 const uint8_t *src, size_t len, uint64_t m, uint64_t first,
 				 uint64_t count, uint8_t *codes, struct lcp_rans_dec *table,
-				 const uint8_t *readable_end)
+				 const uint8_t *readable_end, struct lcp_rans_fuse *fuse)
 {
 	uint16_t freq[256];
 	size_t table_len;
@@ -370,7 +371,12 @@ static lcp_err decode_rans_range(const struct lcp_codec_tensor *t, const struct 
 			batch[nb++] = (struct lcp_rans_block){ p, bl, (uint32_t)(m - beg < be ? m - beg : be),
 							       codes + beg };
 			if (nb == RANS_BATCH || b + 1 == b1) {
-				err = k->rans_decode(table, batch, nb, lanes, readable_end);
+				if (fuse) {
+					fuse->first = (b + 1 - nb) * be;
+					err = k->rans_decode_fused(table, batch, nb, lanes, readable_end, fuse);
+				} else {
+					err = k->rans_decode(table, batch, nb, lanes, readable_end);
+				}
 				nb = 0;
 			}
 		}
@@ -455,25 +461,14 @@ static lcp_err decode_quant(const struct lcp_codec_tensor *t, const uint8_t *dat
 		err = unzstd(ds, side_src, side_len, side, side_raw);
 	else
 		memcpy(side, side_src, side_raw);
-	if (!err && cm == CODE_RANS)
-		err = decode_rans_range(t, kern, code_src, code_len, m, first, count, codes, table,
-					data + data_len);
-	else if (!err && cm == CODE_ZSTD)
-		err = unzstd(ds, code_src, code_len, packed, packed_len);
-	else if (!err)
-		memcpy(packed, code_src, packed_len);
 	if (err)
 		return err;
-	if (unpack)
-		for (uint64_t i = first; i < first + count; i++)
-			codes[i] = (packed[i / 2] >> (4 * (i & 1))) & 0xf;
-	/* Side stream: scale codes (16-bit ones as a high-byte plane then
-	 * a low-byte plane), then aux bytes. */
+	/* Side stream: scale codes (16-bit ones as a high-byte plane then a
+	 * low-byte plane), then aux bytes; the scale (quant.h) through the
+	 * open-time tables. */
 	for (uint64_t g = g0; g < g1; g++) {
 		uint16_t sc = sbytes == 2 ? (uint16_t)(side[g] << 8 | side[ng + g]) : side[g];
 		uint8_t aux = side[sbytes * ng + g];
-		int o;
-		/* The scale (quant.h) through the open-time tables. */
 		float s;
 		if (sbytes == 1) {
 			s = t->scale8[sc];
@@ -482,9 +477,29 @@ static lcp_err decode_quant(const struct lcp_codec_tensor *t, const uint8_t *dat
 			s = sc ? lcp_qscale_pow2(t->frac16[(oct << 8) - e], oct) : 0.0f;
 		}
 		sd[g - g0] = t->q.symmetric && aux ? -s : s;
-		o = t->q.symmetric ? 1 << (t->q.bits - 1) : aux;
-		off[g - g0] = (float)o;
+		off[g - g0] = (float)(t->q.symmetric ? 1 << (t->q.bits - 1) : aux);
 	}
+	/* A whole chunk without a low-rank term goes from rANS straight to the
+	 * output where the kernels can (codes never stored). */
+	bool fusable = cm == CODE_RANS && kern->rans_decode_fused && !t->rank && first == 0 &&
+		       count == m &&
+		       (t->dtype == LCP_DTYPE_F32 || t->dtype == LCP_DTYPE_F16 || t->dtype == LCP_DTYPE_BF16);
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+	fusable = false;
+#endif
+	struct lcp_rans_fuse fuse = { sd, off, G, t->block_elems, 0, t->dtype, out };
+	if (cm == CODE_RANS)
+		err = decode_rans_range(t, kern, code_src, code_len, m, first, count, codes, table,
+					data + data_len, fusable ? &fuse : NULL);
+	else if (cm == CODE_ZSTD)
+		err = unzstd(ds, code_src, code_len, packed, packed_len);
+	else
+		memcpy(packed, code_src, packed_len);
+	if (err || fusable)
+		return err;
+	if (unpack)
+		for (uint64_t i = first; i < first + count; i++)
+			codes[i] = (packed[i / 2] >> (4 * (i & 1))) & 0xf;
 	struct lcp_dequant_run r = { .group_size = G, .sd = sd, .off = off, .rank = t->rank,
 				     .vt = t->vt, .cols = t->cols };
 	if (!t->rank) {

@@ -80,9 +80,9 @@ void lcp_dequant_store_baseline(const struct lcp_dequant_run *r, enum lcp_dtype 
 	run_generic(r, dt, false);
 }
 
-static const struct lcp_kernels kernels_ref = { "ref", lcp_rans_decode_ref, ref_store };
+static const struct lcp_kernels kernels_ref = { "ref", lcp_rans_decode_ref, NULL, ref_store };
 
-static const struct lcp_kernels kernels_baseline = { "baseline", lcp_rans_decode_ref,
+static const struct lcp_kernels kernels_baseline = { "baseline", lcp_rans_decode_ref, NULL,
 						     lcp_dequant_store_baseline };
 
 static bool cpu_has_avx512(void)

@@ -46,12 +46,34 @@ struct lcp_dequant_run {
 	uint8_t *out;
 };
 
+/*
+ * Dequantization fused into rANS decoding: block k of a call (b[k]) holds
+ * the chunk's elements first + k * block_elems ..., and they are stored as
+ * the run of them would store them (struct lcp_dequant_run, no low-rank
+ * term) at out + element * element bytes. b[k].out still receives whatever
+ * codes the kernel decodes in scalar code.
+ */
+struct lcp_rans_fuse {
+	const float *sd;        /* per group of the chunk, from group 0 */
+	const float *off;
+	uint32_t group_size;    /* a power of two >= 16 dividing block_elems */
+	uint32_t block_elems;
+	uint64_t first;         /* chunk element of b[0]'s first code */
+	enum lcp_dtype dt;      /* F32, F16 or BF16 */
+	uint8_t *out;           /* where the chunk's element 0 goes */
+};
+
 struct lcp_kernels {
 	const char *name;
 	/* Decodes nb blocks of one chunk (see rans.h); bytes before
 	 * readable_end may be loaded but never change the result. */
 	lcp_err (*rans_decode)(const struct lcp_rans_dec *d, const struct lcp_rans_block *b,
 			       unsigned nb, unsigned lanes, const uint8_t *readable_end);
+	/* rans_decode with the dequantization of f fused in; NULL when a set
+	 * has none (the decoder then decodes, then runs dequant_store). */
+	lcp_err (*rans_decode_fused)(const struct lcp_rans_dec *d, const struct lcp_rans_block *b,
+				     unsigned nb, unsigned lanes, const uint8_t *readable_end,
+				     const struct lcp_rans_fuse *f);
 	/* Reconstructs a run into dtype dt (F32, F16, BF16 or F64). */
 	void (*dequant_store)(const struct lcp_dequant_run *r, enum lcp_dtype dt);
 };

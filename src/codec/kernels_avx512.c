@@ -23,6 +23,8 @@
 #include <immintrin.h>
 #include <string.h>
 
+#include "codec/codec_format.h"
+
 #define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,popcnt")))
 #define INLINE static inline __attribute__((always_inline))
 
@@ -46,139 +48,6 @@ INLINE AVX512 __m512i gather_slots(__m512i idx, const struct lcp_rans_dec *d)
 		: "=&v"(r), "+Yk"(k)
 		: "r"(d->slot), "v"(idx), "m"(d->slot));
 	return r;
-}
-
-/* One step of 16 lanes: symbols of lanes 0..15 to out[0, 16), new states
- * returned, renormalization words read in lane order from *p. */
-INLINE AVX512 __m512i rans_step(__m512i x, const uint8_t **p, uint8_t *out,
-				const struct lcp_rans_dec *d)
-{
-	const __m512i slot_mask = _mm512_set1_epi32(LCP_RANS_SCALE - 1);
-	const __m512i f_mask = _mm512_set1_epi32(0xfff);
-	const __m512i low = _mm512_set1_epi32((int)LCP_RANS_LOW);
-	__m512i e = gather_slots(_mm512_and_si512(x, slot_mask), d);
-	_mm_storeu_si128((__m128i *)(void *)out, _mm512_cvtepi32_epi8(e));
-	__m512i f = _mm512_and_si512(_mm512_srli_epi32(e, 8), f_mask);
-	__m512i y = _mm512_add_epi32(_mm512_mullo_epi32(f, _mm512_srli_epi32(x, LCP_RANS_PROB_BITS)),
-				     _mm512_srli_epi32(e, 20));
-	__mmask16 k = _mm512_cmplt_epu32_mask(y, low);
-	/* The lanes that renormalize take the next words in lane order. */
-	__m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(const void *)*p));
-	w = _mm512_maskz_expand_epi32(k, w);
-	*p += 2u * (unsigned)__builtin_popcount(k);
-	return _mm512_mask_or_epi32(y, k, _mm512_slli_epi32(y, 16), w);
-}
-
-/* Bytes of a block's tail copied to the stack when its 32-byte word loads
- * would pass readable_end: the rest of its words (< 32 bytes then) and zero
- * padding, so the vector loop runs to the block's end. */
-#define TAIL_PAD 128
-
-/*
- * Decodes K blocks of 16 lanes side by side while every block has a whole
- * step left, then finishes each block (its last n mod 16 symbols and the end
- * checks) in scalar code. A step loads 32 bytes of words and consumes at
- * most that many, so runs of steps are sized to stay before each block's
- * load limit: readable_end, or for a block moved to its stack copy, the end
- * of that copy.
- */
-INLINE AVX512 lcp_err decode_group(const struct lcp_rans_dec *d, const struct lcp_rans_block *b,
-				   unsigned K, const uint8_t *readable_end)
-{
-	__m512i x[MAX_GROUP];
-	const uint8_t *p[MAX_GROUP], *limit[MAX_GROUP], *end[MAX_GROUP];
-	uint8_t tail[MAX_GROUP][TAIL_PAD];
-	uint32_t steps = UINT32_MAX;
-#pragma GCC unroll 8
-	for (unsigned k = 0; k < K; k++) {
-		if (b[k].len < 64)
-			return LCP_ERR_FORMAT;
-		x[k] = _mm512_loadu_si512(b[k].in);
-		p[k] = b[k].in + 64;
-		end[k] = b[k].in + b[k].len;
-		limit[k] = readable_end;
-		steps = b[k].n / 16 < steps ? b[k].n / 16 : steps;
-	}
-	uint32_t t = 0;
-	while (t < steps) {
-		size_t safe = SIZE_MAX;
-		for (unsigned k = 0; k < K; k++) {
-			size_t s = p[k] <= limit[k] ? (size_t)(limit[k] - p[k]) / 32 : 0;
-			if (s == 0 && limit[k] == readable_end && p[k] <= end[k]) {
-				/* end[k] <= readable_end < p[k] + 32: fewer than 32
-				 * bytes of words are left. */
-				size_t rem = (size_t)(end[k] - p[k]);
-				memcpy(tail[k], p[k], rem);
-				memset(tail[k] + rem, 0, TAIL_PAD - rem);
-				p[k] = tail[k];
-				end[k] = tail[k] + rem;
-				limit[k] = tail[k] + TAIL_PAD;
-				s = TAIL_PAD / 32;
-			}
-			safe = s < safe ? s : safe;
-		}
-		if (safe == 0)
-			break; /* only a damaged block reads past its copy */
-		uint32_t run = safe < steps - t ? (uint32_t)safe : steps - t;
-		for (uint32_t j = 0; j < run; j++, t++) {
-#pragma GCC unroll 8
-			for (unsigned k = 0; k < K; k++)
-				x[k] = rans_step(x[k], &p[k], b[k].out + 16u * t, d);
-		}
-	}
-	for (unsigned k = 0; k < K; k++) {
-		uint32_t xs[LCP_RANS_MAX_LANES];
-		_mm512_storeu_si512(xs, x[k]);
-		lcp_err err = lcp_rans_finish(d, &b[k], 16, xs, p[k], end[k], 16u * t);
-		if (err)
-			return err;
-	}
-	return LCP_OK;
-}
-
-static AVX512 lcp_err group8(const struct lcp_rans_dec *d, const struct lcp_rans_block *b,
-			     const uint8_t *end)
-{
-	return decode_group(d, b, 8, end);
-}
-
-static AVX512 lcp_err group4(const struct lcp_rans_dec *d, const struct lcp_rans_block *b,
-			     const uint8_t *end)
-{
-	return decode_group(d, b, 4, end);
-}
-
-static AVX512 lcp_err group2(const struct lcp_rans_dec *d, const struct lcp_rans_block *b,
-			     const uint8_t *end)
-{
-	return decode_group(d, b, 2, end);
-}
-
-static AVX512 lcp_err group1(const struct lcp_rans_dec *d, const struct lcp_rans_block *b,
-			     const uint8_t *end)
-{
-	return decode_group(d, b, 1, end);
-}
-
-static lcp_err rans_decode(const struct lcp_rans_dec *d, const struct lcp_rans_block *b,
-			   unsigned nb, unsigned lanes, const uint8_t *readable_end)
-{
-	if (lanes != 16)
-		return lcp_rans_decode_ref(d, b, nb, lanes, readable_end);
-	lcp_err err = LCP_OK;
-	unsigned k = 0;
-	while (!err && k < nb) {
-		unsigned left = nb - k;
-		if (left >= 8)
-			err = group8(d, b + k, readable_end), k += 8;
-		else if (left >= 4)
-			err = group4(d, b + k, readable_end), k += 4;
-		else if (left >= 2)
-			err = group2(d, b + k, readable_end), k += 2;
-		else
-			err = group1(d, b + k, readable_end), k += 1;
-	}
-	return err;
 }
 
 enum out_kind { OUT_F32, OUT_F16, OUT_BF16 };
@@ -279,7 +148,225 @@ static AVX512 void dequant_store(const struct lcp_dequant_run *r, enum lcp_dtype
 	}
 }
 
-const struct lcp_kernels lcp_kernels_avx512 = { "avx512", rans_decode, dequant_store };
+/* Where a step's 16 codes go: as bytes to sym, or (fused) dequantized with
+ * scale sd and offset off and stored in kind at out. */
+struct step_out {
+	uint8_t *sym;
+	const float *sd, *off;
+	uint8_t *out;
+};
+
+/* One step of 16 lanes: the codes of lanes 0..15 to o, new states returned,
+ * renormalization words read in lane order from *p. */
+INLINE AVX512 __m512i rans_step(__m512i x, const uint8_t **p, struct step_out o, bool fused,
+				enum out_kind kind, const struct lcp_rans_dec *d)
+{
+	const __m512i slot_mask = _mm512_set1_epi32(LCP_RANS_SCALE - 1);
+	const __m512i f_mask = _mm512_set1_epi32(0xfff);
+	const __m512i low = _mm512_set1_epi32((int)LCP_RANS_LOW);
+	__m512i e = gather_slots(_mm512_and_si512(x, slot_mask), d);
+	if (fused) {
+		__m512 v = _mm512_cvtepi32_ps(_mm512_and_si512(e, _mm512_set1_epi32(0xff)));
+		__m512 y = _mm512_mul_ps(_mm512_set1_ps(*o.sd), _mm512_sub_ps(v, _mm512_set1_ps(*o.off)));
+		store16(kind, o.out, y, 0xffff);
+	} else {
+		_mm_storeu_si128((__m128i *)(void *)o.sym, _mm512_cvtepi32_epi8(e));
+	}
+	__m512i f = _mm512_and_si512(_mm512_srli_epi32(e, 8), f_mask);
+	__m512i y = _mm512_add_epi32(_mm512_mullo_epi32(f, _mm512_srli_epi32(x, LCP_RANS_PROB_BITS)),
+				     _mm512_srli_epi32(e, 20));
+	__mmask16 k = _mm512_cmplt_epu32_mask(y, low);
+	/* The lanes that renormalize take the next words in lane order. */
+	__m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(const void *)*p));
+	w = _mm512_maskz_expand_epi32(k, w);
+	*p += 2u * (unsigned)__builtin_popcount(k);
+	return _mm512_mask_or_epi32(y, k, _mm512_slli_epi32(y, 16), w);
+}
+
+/* Bytes of a block's tail copied to the stack when its 32-byte word loads
+ * would pass readable_end: the rest of its words (< 32 bytes then) and zero
+ * padding, so the vector loop runs to the block's end. */
+#define TAIL_PAD 128
+
+/*
+ * Decodes K blocks of 16 lanes side by side while every block has a whole
+ * step left, then finishes each block (its last n mod 16 symbols and the end
+ * checks) in scalar code. A step loads 32 bytes of words and consumes at
+ * most that many, so runs of steps are sized to stay before each block's
+ * load limit: readable_end, or for a block moved to its stack copy, the end
+ * of that copy.
+ */
+INLINE AVX512 lcp_err decode_group(const struct lcp_rans_dec *d, const struct lcp_rans_block *b,
+				   unsigned K, const uint8_t *readable_end,
+				   const struct lcp_rans_fuse *f, enum out_kind kind)
+{
+	/* Fused: block k's first element, and the log2 of the steps per group. */
+	uint64_t first[MAX_GROUP];
+	unsigned eb = kind == OUT_F32 ? 4 : 2, gshift = 0;
+	while (f && (16u << gshift) < f->group_size)
+		gshift++;
+	__m512i x[MAX_GROUP];
+	const uint8_t *p[MAX_GROUP], *limit[MAX_GROUP], *end[MAX_GROUP];
+	uint8_t tail[MAX_GROUP][TAIL_PAD];
+	uint32_t steps = UINT32_MAX;
+#pragma GCC unroll 8
+	for (unsigned k = 0; k < K; k++) {
+		if (b[k].len < 64)
+			return LCP_ERR_FORMAT;
+		x[k] = _mm512_loadu_si512(b[k].in);
+		p[k] = b[k].in + 64;
+		end[k] = b[k].in + b[k].len;
+		limit[k] = readable_end;
+		steps = b[k].n / 16 < steps ? b[k].n / 16 : steps;
+		first[k] = f ? f->first + (uint64_t)k * f->block_elems : 0;
+	}
+	uint32_t t = 0;
+	while (t < steps) {
+		size_t safe = SIZE_MAX;
+		for (unsigned k = 0; k < K; k++) {
+			size_t s = p[k] <= limit[k] ? (size_t)(limit[k] - p[k]) / 32 : 0;
+			if (s == 0 && limit[k] == readable_end && p[k] <= end[k]) {
+				/* end[k] <= readable_end < p[k] + 32: fewer than 32
+				 * bytes of words are left. */
+				size_t rem = (size_t)(end[k] - p[k]);
+				memcpy(tail[k], p[k], rem);
+				memset(tail[k] + rem, 0, TAIL_PAD - rem);
+				p[k] = tail[k];
+				end[k] = tail[k] + rem;
+				limit[k] = tail[k] + TAIL_PAD;
+				s = TAIL_PAD / 32;
+			}
+			safe = s < safe ? s : safe;
+		}
+		if (safe == 0)
+			break; /* only a damaged block reads past its copy */
+		uint32_t run = safe < steps - t ? (uint32_t)safe : steps - t;
+		for (uint32_t j = 0; j < run; j++, t++) {
+#pragma GCC unroll 8
+			for (unsigned k = 0; k < K; k++) {
+				struct step_out o = { b[k].out + 16u * t, NULL, NULL, NULL };
+				if (f) {
+					/* groups hold whole steps: a power of two >= 16 */
+					uint64_t e0 = first[k] + 16u * t;
+					uint64_t g = (first[k] >> 4 >> gshift) + (t >> gshift);
+					o.sd = f->sd + g;
+					o.off = f->off + g;
+					o.out = f->out + e0 * eb;
+				}
+				x[k] = rans_step(x[k], &p[k], o, f != NULL, kind, d);
+			}
+		}
+	}
+	for (unsigned k = 0; k < K; k++) {
+		uint32_t xs[LCP_RANS_MAX_LANES];
+		_mm512_storeu_si512(xs, x[k]);
+		lcp_err err = lcp_rans_finish(d, &b[k], 16, xs, p[k], end[k], 16u * t);
+		if (err)
+			return err;
+		if (f && 16u * t < b[k].n) { /* the codes the scalar finish decoded */
+			uint64_t e0 = first[k] + 16u * t;
+			struct lcp_dequant_run r = {
+				.codes = b[k].out + 16u * t, .n = b[k].n - 16u * t,
+				.group_size = f->group_size, .phase = (uint32_t)(e0 % f->group_size),
+				.sd = f->sd + e0 / f->group_size, .off = f->off + e0 / f->group_size,
+				.out = f->out + e0 * eb,
+			};
+			dequant_run(&r, kind, false);
+		}
+	}
+	return LCP_OK;
+}
+
+/* Instances of decode_group for K blocks, symbols only or fused per output. */
+#define GROUP(name, K, fused, kind)                                                            \
+	static AVX512 lcp_err name(const struct lcp_rans_dec *d, const struct lcp_rans_block *b, \
+				   const uint8_t *end, const struct lcp_rans_fuse *f)            \
+	{                                                                                        \
+		(void)f;                                                                         \
+		return decode_group(d, b, K, end, fused ? f : NULL, kind);                       \
+	}
+GROUP(group8, 8, false, OUT_F32)
+GROUP(group4, 4, false, OUT_F32)
+GROUP(group2, 2, false, OUT_F32)
+GROUP(group1, 1, false, OUT_F32)
+GROUP(group8_f32, 8, true, OUT_F32)
+GROUP(group4_f32, 4, true, OUT_F32)
+GROUP(group2_f32, 2, true, OUT_F32)
+GROUP(group1_f32, 1, true, OUT_F32)
+GROUP(group8_f16, 8, true, OUT_F16)
+GROUP(group4_f16, 4, true, OUT_F16)
+GROUP(group2_f16, 2, true, OUT_F16)
+GROUP(group1_f16, 1, true, OUT_F16)
+GROUP(group8_bf16, 8, true, OUT_BF16)
+GROUP(group4_bf16, 4, true, OUT_BF16)
+GROUP(group2_bf16, 2, true, OUT_BF16)
+GROUP(group1_bf16, 1, true, OUT_BF16)
+
+typedef lcp_err (*group_fn)(const struct lcp_rans_dec *, const struct lcp_rans_block *,
+			    const uint8_t *, const struct lcp_rans_fuse *);
+
+/* Decodes nb blocks of 16 lanes, as many side by side as there are (8, 4, 2
+ * or 1 at a time), with the instances of one output (fn[0] 8 blocks ... fn[3]
+ * one block). */
+static lcp_err decode_groups(const struct lcp_rans_dec *d, const struct lcp_rans_block *b,
+			     unsigned nb, const uint8_t *readable_end, const struct lcp_rans_fuse *f,
+			     const group_fn fn[4])
+{
+	struct lcp_rans_fuse at;
+	if (f)
+		at = *f;
+	lcp_err err = LCP_OK;
+	for (unsigned k = 0; !err && k < nb;) {
+		unsigned left = nb - k, i = left >= 8 ? 0 : left >= 4 ? 1 : left >= 2 ? 2 : 3;
+		err = fn[i](d, b + k, readable_end, f ? &at : NULL);
+		k += 8u >> i;
+		if (f)
+			at.first += (uint64_t)(8u >> i) * f->block_elems;
+	}
+	return err;
+}
+
+static lcp_err rans_decode(const struct lcp_rans_dec *d, const struct lcp_rans_block *b,
+			   unsigned nb, unsigned lanes, const uint8_t *readable_end)
+{
+	static const group_fn symbols[4] = { group8, group4, group2, group1 };
+	if (lanes != 16)
+		return lcp_rans_decode_ref(d, b, nb, lanes, readable_end);
+	return decode_groups(d, b, nb, readable_end, NULL, symbols);
+}
+
+static lcp_err rans_decode_fused(const struct lcp_rans_dec *d, const struct lcp_rans_block *b,
+				 unsigned nb, unsigned lanes, const uint8_t *readable_end,
+				 const struct lcp_rans_fuse *f)
+{
+	static const group_fn f32[4] = { group8_f32, group4_f32, group2_f32, group1_f32 };
+	static const group_fn f16[4] = { group8_f16, group4_f16, group2_f16, group1_f16 };
+	static const group_fn bf16[4] = { group8_bf16, group4_bf16, group2_bf16, group1_bf16 };
+	if (lanes == 16 && f->group_size >= 16 && !(f->group_size & (f->group_size - 1)) &&
+	    f->block_elems % f->group_size == 0 && f->first % f->block_elems == 0) {
+		if (f->dt == LCP_DTYPE_F32)
+			return decode_groups(d, b, nb, readable_end, f, f32);
+		if (f->dt == LCP_DTYPE_F16)
+			return decode_groups(d, b, nb, readable_end, f, f16);
+		if (f->dt == LCP_DTYPE_BF16)
+			return decode_groups(d, b, nb, readable_end, f, bf16);
+	}
+	/* Not fusable: decode, then dequantize the blocks' codes. */
+	lcp_err err = rans_decode(d, b, nb, lanes, readable_end);
+	for (unsigned k = 0; !err && k < nb; k++) {
+		uint64_t e0 = f->first + (uint64_t)k * f->block_elems;
+		struct lcp_dequant_run r = {
+			.codes = b[k].out, .n = b[k].n, .group_size = f->group_size,
+			.phase = (uint32_t)(e0 % f->group_size), .sd = f->sd + e0 / f->group_size,
+			.off = f->off + e0 / f->group_size, .out = f->out + e0 * lcp_codec_elem_bytes(f->dt),
+		};
+		dequant_store(&r, f->dt);
+	}
+	return err;
+}
+
+const struct lcp_kernels lcp_kernels_avx512 = { "avx512", rans_decode, rans_decode_fused,
+						 dequant_store };
 
 #else
 /* ISO C wants at least one declaration in a translation unit. */

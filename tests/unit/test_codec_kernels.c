@@ -286,6 +286,7 @@ Test(codec_kernels, tensors_decode_the_same_with_every_set_and_every_range)
 		{4, false, 64, 0, 37, 1000},  /* 4-bit codes as rANS symbols 0..15, 8 lanes */
 		{8, true, 100, 0, 9, 555},    /* group size not a power of two, 4 lanes */
 		{4, true, 64, 8, 96, 2050},   /* low-rank term, chunks end inside rows */
+		{4, true, 32, 0, 17, 1000},   /* 16 lanes, last block of 616 codes (38 steps + 8) */
 	};
 	for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++)
 		for (size_t d = 0; d < sizeof dtypes / sizeof dtypes[0]; d++) {
