@@ -372,7 +372,7 @@ static double sumsq(const float *x, uint64_t n)
 /* A chunk's streams while the encoder chooses how to store its codes. */
 struct chunk_streams {
 	struct lcp_buf side;  /* side stream as stored */
-	uint8_t side_mode;    /* 1: zstd frame */
+	uint8_t side_mode;    /* enum side_mode */
 	struct lcp_buf alt;   /* codes raw or as a zstd frame, whichever is smaller */
 	uint8_t alt_mode;     /* CODE_RAW or CODE_ZSTD */
 	struct lcp_buf rans;  /* codes as rANS blocks (empty without a model) */
@@ -399,9 +399,10 @@ static unsigned lanes_for(uint64_t m, uint32_t block_elems)
 	return lanes;
 }
 
-/* Codes of one chunk as a rANS code stream (layout in codec_format.h):
- * lanes, the chunk's own frequency table, block lengths, blocks. */
-static lcp_err put_rans(struct lcp_buf *b, const uint8_t *codes, uint64_t m, uint32_t block_elems)
+/* m symbols as a rANS stream (layout in codec_format.h): lanes, its own
+ * frequency table, block lengths, blocks. */
+static lcp_err put_rans(struct lcp_buf *b, const uint8_t *codes, uint64_t m, uint32_t block_elems,
+			unsigned lanes)
 {
 	uint64_t hist[256] = {0};
 	uint16_t freq[256];
@@ -410,7 +411,7 @@ static lcp_err put_rans(struct lcp_buf *b, const uint8_t *codes, uint64_t m, uin
 		hist[codes[i]]++;
 	lcp_rans_normalize(hist, freq);
 	lcp_rans_enc_init(&e, freq);
-	unsigned lanes = lanes_for(m, block_elems), lg = 0;
+	unsigned lg = 0;
 	while ((1u << lg) < lanes)
 		lg++;
 	uint64_t nblocks = (m + block_elems - 1) / block_elems;
@@ -444,6 +445,36 @@ static lcp_err put_rans(struct lcp_buf *b, const uint8_t *codes, uint64_t m, uin
 static bool prefer_rans(size_t rans_len, size_t alt_len)
 {
 	return (uint64_t)rans_len * RANS_PREFERENCE <= (uint64_t)alt_len * (RANS_PREFERENCE + 1);
+}
+
+/* Side streams go as planes unless zstd or raw is smaller by more than 1
+ * part in SIDE_PREFERENCE: measured on the decode benchmark's matrix, zstd
+ * decoded the 8-bit class's side streams (0.55 bits/weight) in 0.11 ns per
+ * weight, a sixth of the whole decode, and its planes cost about as many
+ * bytes; the 4-bit class's planes take ~7% more bytes than zstd (0.005
+ * bits/weight) and save 0.03 ns per weight. */
+#define SIDE_PREFERENCE 10u
+
+/* One plane of ng side bytes, as its mode and payload (codec_format.h):
+ * constant, rANS (16 lanes, one block) when that is smaller, else raw. */
+static lcp_err put_plane(struct lcp_buf *b, const uint8_t *p, uint64_t ng)
+{
+	uint64_t same = 1;
+	while (same < ng && p[same] == p[0])
+		same++;
+	if (same == ng) {
+		lcp_err err = lcp_buf_append_u8(b, PLANE_CONSTANT);
+		return err ? err : lcp_buf_append_u8(b, p[0]);
+	}
+	size_t at = b->len;
+	lcp_err err = lcp_buf_append_u8(b, PLANE_RANS);
+	if (!err)
+		err = put_rans(b, p, ng, (uint32_t)ng, LCP_RANS_MAX_LANES);
+	if (err || b->len - at - 1 < ng)
+		return err;
+	b->len = at; /* rANS would not pay: raw */
+	err = lcp_buf_append_u8(b, PLANE_RAW);
+	return err ? err : lcp_buf_append(b, p, ng);
 }
 
 /*
@@ -499,13 +530,26 @@ static lcp_err encode_quant_chunks(struct lcp_codec_ctx *ctx, const float *x,
 		} else {
 			memcpy(packed, codes + cb, m);
 		}
-		err = put_stream(ctx, &cs[c].side, side, (sbytes + 1) * ng, &cs[c].side_mode);
+		struct lcp_buf planes = LCP_BUF_INIT;
 		uint8_t zmode = 0;
+		for (unsigned k = 0; !err && k <= sbytes; k++)
+			err = put_plane(&planes, side + k * ng, ng);
+		if (!err)
+			err = put_stream(ctx, &cs[c].side, side, (sbytes + 1) * ng, &zmode);
+		cs[c].side_mode = zmode ? SIDE_ZSTD : SIDE_RAW;
+		if (!err && (uint64_t)planes.len * SIDE_PREFERENCE <=
+				    (uint64_t)cs[c].side.len * (SIDE_PREFERENCE + 1)) {
+			lcp_buf_free(&cs[c].side);
+			cs[c].side = planes;
+			cs[c].side_mode = SIDE_PLANES;
+		} else {
+			lcp_buf_free(&planes);
+		}
 		if (!err)
 			err = put_stream(ctx, &cs[c].alt, packed, code_len, &zmode);
 		cs[c].alt_mode = zmode ? CODE_ZSTD : CODE_RAW;
 		if (!err)
-			err = put_rans(&cs[c].rans, codes + cb, m, block_elems);
+			err = put_rans(&cs[c].rans, codes + cb, m, block_elems, lanes_for(m, block_elems));
 	}
 	/* The chunks as stored: header, side stream, codes, low-rank rows. */
 	struct lcp_buf data = LCP_BUF_INIT;
@@ -515,7 +559,7 @@ static lcp_err encode_quant_chunks(struct lcp_codec_ctx *ctx, const float *x,
 		ci->elem_end = ci->elem_begin + pl->chunk_elems < n ? ci->elem_begin + pl->chunk_elems : n;
 		bool use_rans = prefer_rans(cs[c].rans.len, cs[c].alt.len);
 		const struct lcp_buf *code = use_rans ? &cs[c].rans : &cs[c].alt;
-		uint8_t modes = (uint8_t)(cs[c].side_mode | (use_rans ? CODE_RANS : cs[c].alt_mode) << 1);
+		uint8_t modes = (uint8_t)(cs[c].side_mode | (use_rans ? CODE_RANS : cs[c].alt_mode) << 2);
 		ci->data_off = data.len;
 		err = lcp_buf_append_u8(&data, modes);
 		if (!err)

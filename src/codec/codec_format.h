@@ -29,17 +29,24 @@
  * Quantized chunk: u8 modes, u32 side_len, the side stream, the code
  * stream, then the low-rank rows if any. The side stream holds the chunk's
  * groups' scale codes (one plane, or a high-byte plane and a low-byte plane
- * for 16-bit codes), then one aux byte per group, stored as one zstd frame
- * without the optional content size (bit 0 of modes) or as is. Bits 1-2 of
- * modes (version 2; version 1 has bit 1 only) say how the codes are stored:
- * 0 raw, 1 one zstd frame (both with 4-bit symbols packed two per byte, low
- * nibble first, else one byte each), 2 rANS (rans.h): u8 log2 of the lane
- * count L (0..4), the chunk's frequency table (lcp_rans_table_write), u32
- * byte length of each block, then the blocks: block k codes the chunk's codes
- * [k*B, min((k+1)*B, m)) with L lanes. Bits 3-7 are 0. The encoder takes
- * rANS unless raw or zstd is smaller by more than 2% (zstd wins on rows that
- * repeat, as in embedding tables with untrained tokens); L = 16 unless a
- * chunk is too short to give each lane 1024 codes.
+ * for 16-bit codes), then one aux byte per group. Version 1: bit 0 of modes
+ * set when the side stream is one zstd frame without the optional content
+ * size, bit 1 when the codes are (else both are as is). Version 2: bits 0-1
+ * the side stream's mode (enum side_mode: raw, one zstd frame, or planes:
+ * each plane u8 enum plane_mode then ng raw bytes, one byte repeated, or a
+ * rANS stream of one block of ng symbols), bits 2-3 the codes' (enum
+ * code_mode: raw, one zstd frame, or a rANS stream), bits 4-7 zero. Raw and
+ * zstd codes are one byte each, 4-bit symbols packed two per byte, low
+ * nibble first. A rANS stream (rans.h): u8 log2 of the lane count L (0..4),
+ * its own frequency table (lcp_rans_table_write), u32 byte length of each
+ * block, then the blocks: block k codes symbols [k*B, min((k+1)*B, m)) with
+ * L lanes (B: the params block's, or for a plane its length). The encoder
+ * takes rANS for codes unless raw or zstd is smaller by more than 2% (zstd
+ * wins on rows that repeat, as in embedding tables with untrained tokens),
+ * with L = 16 unless a chunk is too short to give each lane 1024 codes; and
+ * planes (16 lanes) for the side stream unless zstd or raw is smaller by
+ * more than 10% (zstd decoded the 8-bit class's side streams in a sixth of
+ * the whole decode time; their planes cost about as many bytes).
  *
  * Why rANS, and why this shape (measured with throwaway prototypes on the
  * codes of the shared weights, one core of the 2-core development machine,
@@ -110,9 +117,15 @@
 #define MAX_CHUNK_BYTES (64u * CHUNK_TARGET_BYTES)
 #define MAX_RANK 1024
 
-/* Code stream modes of a quantized chunk: bits 1-2 of its modes byte in
- * version 2 (version 1 has raw and zstd only, as bit 1). */
+/* How a quantized chunk stores its side stream (bits 0-1 of its modes
+ * byte in version 2; version 1 has raw and zstd only, as bit 0) and its
+ * codes (bits 2-3; version 1: bit 1). */
+enum side_mode { SIDE_RAW = 0, SIDE_ZSTD = 1, SIDE_PLANES = 2 };
 enum code_mode { CODE_RAW = 0, CODE_ZSTD = 1, CODE_RANS = 2 };
+/* Modes of one plane of a side stream stored as planes. */
+enum plane_mode { PLANE_RAW = 0, PLANE_CONSTANT = 1, PLANE_RANS = 2 };
+/* Planes of a side stream: two scale-code byte planes and the aux plane. */
+#define SIDE_MAX_PLANES 3
 
 /* A parsed params block (lcp_codec_tensor_open). Immutable once built. */
 struct lcp_codec_tensor {

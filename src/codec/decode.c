@@ -325,64 +325,145 @@ static lcp_err decode_lossless(const struct lcp_codec_tensor *t, const uint8_t *
 	return err;
 }
 
+/* A parsed rANS stream (layout in codec_format.h): its lanes, where its
+ * block lengths and blocks are, and its table, built into the caller's
+ * storage. */
+struct rans_stream {
+	unsigned lanes;
+	uint64_t nblocks, block_elems;
+	const uint8_t *lens, *blocks;
+	const struct lcp_rans_dec *table;
+};
+
+/* Parses the rANS stream of m symbols (blocks of block_elems) that starts
+ * at src (len bytes available); *used gets its length. Every symbol must
+ * be < limit. */
+static lcp_err parse_rans(const uint8_t *src, size_t len, uint64_t m, uint64_t block_elems,
+			  unsigned limit, struct lcp_rans_dec *table, struct rans_stream *rs,
+			  size_t *used)
+{
+	uint16_t freq[256];
+	size_t table_len;
+	if (len < 1 || src[0] > RANS_MAX_LOG2_LANES)
+		return LCP_ERR_FORMAT;
+	if (lcp_rans_table_read(src + 1, len - 1, &table_len, freq) != LCP_OK)
+		return LCP_ERR_FORMAT;
+	for (unsigned s = limit; s < 256; s++)
+		if (freq[s])
+			return LCP_ERR_FORMAT;
+	uint64_t nblocks = (m + block_elems - 1) / block_elems;
+	size_t head = 1 + table_len;
+	if ((len - head) / 4 < nblocks)
+		return LCP_ERR_FORMAT;
+	uint64_t total = 0;
+	for (uint64_t b = 0; b < nblocks; b++)
+		total += lcp_load_le32(src + head + 4 * b);
+	if (total > len - head - 4 * nblocks)
+		return LCP_ERR_FORMAT;
+	lcp_rans_dec_init(table, freq);
+	*rs = (struct rans_stream){ 1u << src[0], nblocks, block_elems, src + head,
+				    src + head + 4 * nblocks, table };
+	*used = head + 4 * nblocks + (size_t)total;
+	return LCP_OK;
+}
+
+/* Block b of a stream of m symbols, decoded into out + b * block_elems. */
+static struct lcp_rans_block stream_block(const struct rans_stream *rs, uint64_t b, uint64_t m,
+					  const uint8_t *at, uint8_t *out)
+{
+	uint64_t beg = b * rs->block_elems;
+	return (struct lcp_rans_block){ rs->table, at, lcp_load_le32(rs->lens + 4 * b),
+					(uint32_t)(m - beg < rs->block_elems ? m - beg : rs->block_elems),
+					out + beg };
+}
+
 /*
- * Decodes the rANS blocks of a code stream (layout in codec_format.h) that
- * hold codes [first, first + count) of a chunk of m codes, into the same
- * positions of codes, with table as the decoding table's storage; with fuse,
- * straight to the output instead (fuse->first is set per call). The
- * stream's table and block lengths are checked first, so damage there is an
- * error before anything is decoded.
+ * Decodes the blocks of the rANS code stream src[0, len) that hold codes
+ * [first, first + count) of a chunk of m codes, into the same positions of
+ * codes, with table as the decoding table's storage; with fuse, straight to
+ * the output instead (fuse->first is set per call). The stream's table and
+ * block lengths are checked first, so damage there is an error before
+ * anything is decoded.
  */
 static lcp_err decode_rans_range(const struct lcp_codec_tensor *t, const struct lcp_kernels *k,
 				 const uint8_t *src, size_t len, uint64_t m, uint64_t first,
 				 uint64_t count, uint8_t *codes, struct lcp_rans_dec *table,
 				 const uint8_t *readable_end, struct lcp_rans_fuse *fuse)
 {
-	uint16_t freq[256];
-	size_t table_len;
-	if (len < 1 || src[0] > RANS_MAX_LOG2_LANES)
-		return LCP_ERR_FORMAT;
-	unsigned lanes = 1u << src[0];
-	lcp_err err = lcp_rans_table_read(src + 1, len - 1, &table_len, freq);
+	struct rans_stream rs;
+	size_t used;
+	lcp_err err = parse_rans(src, len, m, t->block_elems, 1u << t->q.bits, table, &rs, &used);
+	if (!err && used != len)
+		err = LCP_ERR_FORMAT;
 	if (err)
-		return LCP_ERR_FORMAT;
-	/* Codes never exceed the symbol width. */
-	for (unsigned s = 1u << t->q.bits; s < 256; s++)
-		if (freq[s])
-			return LCP_ERR_FORMAT;
-	uint64_t be = t->block_elems, nblocks = (m + be - 1) / be;
-	size_t head = 1 + table_len;
-	if ((len - head) / 4 < nblocks)
-		return LCP_ERR_FORMAT;
-	const uint8_t *lens = src + head, *p = lens + 4 * nblocks;
-	uint64_t total = 0;
-	for (uint64_t b = 0; b < nblocks; b++)
-		total += lcp_load_le32(lens + 4 * b);
-	if (total != len - head - 4 * nblocks)
-		return LCP_ERR_FORMAT;
-	lcp_rans_dec_init(table, freq);
-	uint64_t b0 = first / be, b1 = (first + count - 1) / be + 1;
+		return err;
+	uint64_t b0 = first / rs.block_elems, b1 = (first + count - 1) / rs.block_elems + 1;
 	struct lcp_rans_block batch[RANS_BATCH];
 	unsigned nb = 0;
+	const uint8_t *p = rs.blocks;
 	for (uint64_t b = 0; !err && b < b1; b++) {
-		size_t bl = lcp_load_le32(lens + 4 * b);
-		if (b >= b0) {
-			uint64_t beg = b * be;
-			batch[nb++] = (struct lcp_rans_block){ p, bl, (uint32_t)(m - beg < be ? m - beg : be),
-							       codes + beg };
-			if (nb == RANS_BATCH || b + 1 == b1) {
-				if (fuse) {
-					fuse->first = (b + 1 - nb) * be;
-					err = k->rans_decode_fused(table, batch, nb, lanes, readable_end, fuse);
-				} else {
-					err = k->rans_decode(table, batch, nb, lanes, readable_end);
-				}
-				nb = 0;
+		batch[nb] = stream_block(&rs, b, m, p, codes);
+		p += batch[nb].len;
+		if (b < b0)
+			continue;
+		if (++nb == RANS_BATCH || b + 1 == b1) {
+			if (fuse) {
+				fuse->first = (b + 1 - nb) * rs.block_elems;
+				err = k->rans_decode_fused(batch, nb, rs.lanes, readable_end, fuse);
+			} else {
+				err = k->rans_decode(batch, nb, rs.lanes, readable_end);
 			}
+			nb = 0;
 		}
-		p += bl;
 	}
 	return err;
+}
+
+/*
+ * The side stream stored as planes (side mode SIDE_PLANES): nplanes planes
+ * of ng bytes into side, each u8 mode then 0: ng raw bytes, 1: one byte
+ * repeated, 2: a rANS stream of one block of ng symbols. The rANS planes,
+ * each with its table in tables[], decode in one kernel call, side by side.
+ */
+static lcp_err decode_side_planes(const struct lcp_kernels *k, const uint8_t *src, size_t len,
+				  uint64_t ng, unsigned nplanes, uint8_t *side,
+				  struct lcp_rans_dec *tables, const uint8_t *readable_end)
+{
+	struct lcp_rans_block batch[SIDE_MAX_PLANES];
+	unsigned nb = 0, lanes = 0;
+	const uint8_t *p = src, *end = src + len;
+	for (unsigned pl = 0; pl < nplanes; pl++) {
+		uint8_t *out = side + pl * ng;
+		if (p == end)
+			return LCP_ERR_FORMAT;
+		uint8_t mode = *p++;
+		if (mode == PLANE_RAW) {
+			if ((size_t)(end - p) < ng)
+				return LCP_ERR_FORMAT;
+			memcpy(out, p, ng);
+			p += ng;
+		} else if (mode == PLANE_CONSTANT) {
+			if (p == end)
+				return LCP_ERR_FORMAT;
+			memset(out, *p++, ng);
+		} else if (mode == PLANE_RANS) {
+			struct rans_stream rs;
+			size_t used;
+			lcp_err err = parse_rans(p, (size_t)(end - p), ng, ng, 256, &tables[nb], &rs, &used);
+			if (err)
+				return err;
+			if (nb && rs.lanes != lanes)
+				return LCP_ERR_FORMAT; /* the encoder gives every plane the same lanes */
+			lanes = rs.lanes;
+			batch[nb++] = stream_block(&rs, 0, ng, rs.blocks, out);
+			p += used;
+		} else {
+			return LCP_ERR_FORMAT;
+		}
+	}
+	if (p != end)
+		return LCP_ERR_FORMAT;
+	return nb ? k->rans_decode(batch, nb, lanes, readable_end) : LCP_OK;
 }
 
 /*
@@ -408,22 +489,24 @@ static lcp_err decode_quant(const struct lcp_codec_tensor *t, const uint8_t *dat
 	if (data_len < QCHUNK_HEADER_LEN + u_bytes)
 		return LCP_ERR_FORMAT;
 	uint8_t modes = data[0];
-	bool side_z = modes & 1;
+	enum side_mode sm;
 	enum code_mode cm;
 	if (t->version == PARAMS_VERSION_1) {
 		if (modes > 3)
 			return LCP_ERR_FORMAT;
+		sm = modes & 1 ? SIDE_ZSTD : SIDE_RAW;
 		cm = modes & 2 ? CODE_ZSTD : CODE_RAW;
 	} else {
-		cm = (enum code_mode)(modes >> 1 & 3);
-		if (modes >> 3 || cm > CODE_RANS)
+		sm = (enum side_mode)(modes & 3);
+		cm = (enum code_mode)(modes >> 2 & 3);
+		if (modes >> 4 || sm > SIDE_PLANES || cm > CODE_RANS)
 			return LCP_ERR_FORMAT;
 	}
 	uint32_t side_len = lcp_load_le32(data + 1);
 	if (side_len > data_len - QCHUNK_HEADER_LEN - u_bytes)
 		return LCP_ERR_FORMAT;
 	size_t code_len = data_len - QCHUNK_HEADER_LEN - (size_t)u_bytes - side_len;
-	if ((!side_z && side_len != side_raw) || (cm == CODE_RAW && code_len != packed_len))
+	if ((sm == SIDE_RAW && side_len != side_raw) || (cm == CODE_RAW && code_len != packed_len))
 		return LCP_ERR_FORMAT;
 	const uint8_t *side_src = data + QCHUNK_HEADER_LEN, *code_src = side_src + side_len;
 	uint64_t g0 = first / G, g1 = (first + count - 1) / G + 1;
@@ -439,9 +522,10 @@ static lcp_err decode_quant(const struct lcp_codec_tensor *t, const uint8_t *dat
 	struct dscratch *ds = NULL;
 	float *u, *sd, *off;
 	uint8_t *side, *packed, *codes;
-	struct lcp_rans_dec *table;
+	struct lcp_rans_dec *table, *side_tables;
 	for (int pass = 0; pass < 2; pass++) {
 		table = take(&l, cm == CODE_RANS ? sizeof *table : 0);
+		side_tables = take(&l, sm == SIDE_PLANES ? SIDE_MAX_PLANES * sizeof *side_tables : 0);
 		u = take(&l, u_floats * sizeof(float));
 		side = take(&l, side_raw);
 		packed = take(&l, cm == CODE_RANS ? 0 : packed_len);
@@ -457,28 +541,20 @@ static lcp_err decode_quant(const struct lcp_codec_tensor *t, const uint8_t *dat
 	}
 
 	lcp_err err = LCP_OK;
-	if (side_z)
+	if (sm == SIDE_ZSTD)
 		err = unzstd(ds, side_src, side_len, side, side_raw);
+	else if (sm == SIDE_PLANES)
+		err = decode_side_planes(kern, side_src, side_len, ng, sbytes + 1, side, side_tables,
+					 data + data_len);
 	else
 		memcpy(side, side_src, side_raw);
 	if (err)
 		return err;
-	/* Side stream: scale codes (16-bit ones as a high-byte plane then a
-	 * low-byte plane), then aux bytes; the scale (quant.h) through the
-	 * open-time tables. */
-	for (uint64_t g = g0; g < g1; g++) {
-		uint16_t sc = sbytes == 2 ? (uint16_t)(side[g] << 8 | side[ng + g]) : side[g];
-		uint8_t aux = side[sbytes * ng + g];
-		float s;
-		if (sbytes == 1) {
-			s = t->scale8[sc];
-		} else {
-			unsigned e = 65535u - sc, oct = (e + 255) >> 8;
-			s = sc ? lcp_qscale_pow2(t->frac16[(oct << 8) - e], oct) : 0.0f;
-		}
-		sd[g - g0] = t->q.symmetric && aux ? -s : s;
-		off[g - g0] = (float)(t->q.symmetric ? 1 << (t->q.bits - 1) : aux);
-	}
+	/* The touched groups' scales (quant.h, through the open-time tables)
+	 * and offsets. */
+	struct lcp_side_params sp = { side, ng, sbytes, g0, g1 - g0, t->scale8, t->frac16,
+				      t->q.symmetric, (float)(1 << (t->q.bits - 1)), sd, off };
+	kern->side_params(&sp);
 	/* A whole chunk without a low-rank term goes from rANS straight to the
 	 * output where the kernels can (codes never stored). */
 	bool fusable = cm == CODE_RANS && kern->rans_decode_fused && !t->rank && first == 0 &&

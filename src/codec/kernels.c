@@ -80,10 +80,31 @@ void lcp_dequant_store_baseline(const struct lcp_dequant_run *r, enum lcp_dtype 
 	run_generic(r, dt, false);
 }
 
-static const struct lcp_kernels kernels_ref = { "ref", lcp_rans_decode_ref, NULL, ref_store };
+void lcp_side_params_ref(const struct lcp_side_params *p)
+{
+	const uint8_t *side = p->side;
+	uint64_t ng = p->ng;
+	for (uint64_t i = 0; i < p->count; i++) {
+		uint64_t g = p->g0 + i;
+		uint16_t sc = p->sbytes == 2 ? (uint16_t)(side[g] << 8 | side[ng + g]) : side[g];
+		uint8_t aux = side[p->sbytes * ng + g];
+		float s;
+		if (p->sbytes == 1) {
+			s = p->scale8[sc];
+		} else {
+			unsigned e = 65535u - sc, oct = (e + 255) >> 8;
+			s = sc ? lcp_qscale_pow2(p->frac16[(oct << 8) - e], oct) : 0.0f;
+		}
+		p->sd[i] = p->symmetric && aux ? -s : s;
+		p->off[i] = p->symmetric ? p->sym_off : (float)aux;
+	}
+}
+
+static const struct lcp_kernels kernels_ref = { "ref", lcp_rans_decode_ref, NULL, ref_store,
+						lcp_side_params_ref };
 
 static const struct lcp_kernels kernels_baseline = { "baseline", lcp_rans_decode_ref, NULL,
-						     lcp_dequant_store_baseline };
+						     lcp_dequant_store_baseline, lcp_side_params_ref };
 
 static bool cpu_has_avx512(void)
 {

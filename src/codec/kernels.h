@@ -13,6 +13,7 @@
 #ifndef LCPFS_CODEC_KERNELS_H
 #define LCPFS_CODEC_KERNELS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "codec/rans.h"
@@ -63,20 +64,47 @@ struct lcp_rans_fuse {
 	uint8_t *out;           /* where the chunk's element 0 goes */
 };
 
+/*
+ * The scale and offset of groups [g0, g0 + count) of a chunk, from its side
+ * stream: scale codes (one plane, or for 16-bit codes a high-byte plane
+ * then a low-byte plane) then the aux plane, ng bytes each. The scale of
+ * code c is scale8[c] for 8-bit codes, else (quant.h) 0 for c = 0 and
+ * lcp_qscale_pow2(frac16[k], oct) with e = 65535 - c, oct = ceil(e / 256),
+ * k = 256 * oct - e. Symmetric: sd = -scale when aux != 0, off = sym_off;
+ * asymmetric: sd = scale, off = aux.
+ */
+struct lcp_side_params {
+	const uint8_t *side;
+	uint64_t ng;
+	unsigned sbytes;       /* bytes per scale code: 1 or 2 */
+	uint64_t g0, count;
+	const float *scale8;   /* 256 values, sbytes 1 */
+	const float *frac16;   /* 256 values, sbytes 2 */
+	bool symmetric;
+	float sym_off;
+	float *sd, *off;       /* count values each */
+};
+
 struct lcp_kernels {
 	const char *name;
-	/* Decodes nb blocks of one chunk (see rans.h); bytes before
-	 * readable_end may be loaded but never change the result. */
-	lcp_err (*rans_decode)(const struct lcp_rans_dec *d, const struct lcp_rans_block *b,
-			       unsigned nb, unsigned lanes, const uint8_t *readable_end);
+	/* Decodes nb blocks of one chunk (see rans.h), each with its own
+	 * table; bytes before readable_end may be loaded but never change the
+	 * result. */
+	lcp_err (*rans_decode)(const struct lcp_rans_block *b, unsigned nb, unsigned lanes,
+			       const uint8_t *readable_end);
 	/* rans_decode with the dequantization of f fused in; NULL when a set
 	 * has none (the decoder then decodes, then runs dequant_store). */
-	lcp_err (*rans_decode_fused)(const struct lcp_rans_dec *d, const struct lcp_rans_block *b,
-				     unsigned nb, unsigned lanes, const uint8_t *readable_end,
-				     const struct lcp_rans_fuse *f);
+	lcp_err (*rans_decode_fused)(const struct lcp_rans_block *b, unsigned nb, unsigned lanes,
+				     const uint8_t *readable_end, const struct lcp_rans_fuse *f);
 	/* Reconstructs a run into dtype dt (F32, F16, BF16 or F64). */
 	void (*dequant_store)(const struct lcp_dequant_run *r, enum lcp_dtype dt);
+	/* Fills p->sd and p->off. */
+	void (*side_params)(const struct lcp_side_params *p);
 };
+
+/* The plain-C side_params (every set but avx512 uses it, and avx512 for
+ * the rare groups whose scale is subnormal). */
+void lcp_side_params_ref(const struct lcp_side_params *p);
 
 /* The plain-C run of the baseline set, for kernels that leave a dtype or a
  * case to it. */

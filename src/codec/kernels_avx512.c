@@ -196,8 +196,8 @@ INLINE AVX512 __m512i rans_step(__m512i x, const uint8_t **p, struct step_out o,
  * load limit: readable_end, or for a block moved to its stack copy, the end
  * of that copy.
  */
-INLINE AVX512 lcp_err decode_group(const struct lcp_rans_dec *d, const struct lcp_rans_block *b,
-				   unsigned K, const uint8_t *readable_end,
+INLINE AVX512 lcp_err decode_group(const struct lcp_rans_block *b, unsigned K,
+				   const uint8_t *readable_end,
 				   const struct lcp_rans_fuse *f, enum out_kind kind)
 {
 	/* Fused: block k's first element, and the log2 of the steps per group. */
@@ -253,14 +253,14 @@ INLINE AVX512 lcp_err decode_group(const struct lcp_rans_dec *d, const struct lc
 					o.off = f->off + g;
 					o.out = f->out + e0 * eb;
 				}
-				x[k] = rans_step(x[k], &p[k], o, f != NULL, kind, d);
+				x[k] = rans_step(x[k], &p[k], o, f != NULL, kind, b[k].table);
 			}
 		}
 	}
 	for (unsigned k = 0; k < K; k++) {
 		uint32_t xs[LCP_RANS_MAX_LANES];
 		_mm512_storeu_si512(xs, x[k]);
-		lcp_err err = lcp_rans_finish(d, &b[k], 16, xs, p[k], end[k], 16u * t);
+		lcp_err err = lcp_rans_finish(&b[k], 16, xs, p[k], end[k], 16u * t);
 		if (err)
 			return err;
 		if (f && 16u * t < b[k].n) { /* the codes the scalar finish decoded */
@@ -279,11 +279,11 @@ INLINE AVX512 lcp_err decode_group(const struct lcp_rans_dec *d, const struct lc
 
 /* Instances of decode_group for K blocks, symbols only or fused per output. */
 #define GROUP(name, K, fused, kind)                                                            \
-	static AVX512 lcp_err name(const struct lcp_rans_dec *d, const struct lcp_rans_block *b, \
-				   const uint8_t *end, const struct lcp_rans_fuse *f)            \
+	static AVX512 lcp_err name(const struct lcp_rans_block *b, const uint8_t *end,         \
+				   const struct lcp_rans_fuse *f)                                \
 	{                                                                                        \
 		(void)f;                                                                         \
-		return decode_group(d, b, K, end, fused ? f : NULL, kind);                       \
+		return decode_group(b, K, end, fused ? f : NULL, kind);                          \
 	}
 GROUP(group8, 8, false, OUT_F32)
 GROUP(group4, 4, false, OUT_F32)
@@ -302,14 +302,14 @@ GROUP(group4_bf16, 4, true, OUT_BF16)
 GROUP(group2_bf16, 2, true, OUT_BF16)
 GROUP(group1_bf16, 1, true, OUT_BF16)
 
-typedef lcp_err (*group_fn)(const struct lcp_rans_dec *, const struct lcp_rans_block *,
-			    const uint8_t *, const struct lcp_rans_fuse *);
+typedef lcp_err (*group_fn)(const struct lcp_rans_block *, const uint8_t *,
+			    const struct lcp_rans_fuse *);
 
 /* Decodes nb blocks of 16 lanes, as many side by side as there are (8, 4, 2
  * or 1 at a time), with the instances of one output (fn[0] 8 blocks ... fn[3]
  * one block). */
-static lcp_err decode_groups(const struct lcp_rans_dec *d, const struct lcp_rans_block *b,
-			     unsigned nb, const uint8_t *readable_end, const struct lcp_rans_fuse *f,
+static lcp_err decode_groups(const struct lcp_rans_block *b, unsigned nb,
+			     const uint8_t *readable_end, const struct lcp_rans_fuse *f,
 			     const group_fn fn[4])
 {
 	struct lcp_rans_fuse at;
@@ -318,7 +318,7 @@ static lcp_err decode_groups(const struct lcp_rans_dec *d, const struct lcp_rans
 	lcp_err err = LCP_OK;
 	for (unsigned k = 0; !err && k < nb;) {
 		unsigned left = nb - k, i = left >= 8 ? 0 : left >= 4 ? 1 : left >= 2 ? 2 : 3;
-		err = fn[i](d, b + k, readable_end, f ? &at : NULL);
+		err = fn[i](b + k, readable_end, f ? &at : NULL);
 		k += 8u >> i;
 		if (f)
 			at.first += (uint64_t)(8u >> i) * f->block_elems;
@@ -326,18 +326,17 @@ static lcp_err decode_groups(const struct lcp_rans_dec *d, const struct lcp_rans
 	return err;
 }
 
-static lcp_err rans_decode(const struct lcp_rans_dec *d, const struct lcp_rans_block *b,
-			   unsigned nb, unsigned lanes, const uint8_t *readable_end)
+static lcp_err rans_decode(const struct lcp_rans_block *b, unsigned nb, unsigned lanes,
+			   const uint8_t *readable_end)
 {
 	static const group_fn symbols[4] = { group8, group4, group2, group1 };
 	if (lanes != 16)
-		return lcp_rans_decode_ref(d, b, nb, lanes, readable_end);
-	return decode_groups(d, b, nb, readable_end, NULL, symbols);
+		return lcp_rans_decode_ref(b, nb, lanes, readable_end);
+	return decode_groups(b, nb, readable_end, NULL, symbols);
 }
 
-static lcp_err rans_decode_fused(const struct lcp_rans_dec *d, const struct lcp_rans_block *b,
-				 unsigned nb, unsigned lanes, const uint8_t *readable_end,
-				 const struct lcp_rans_fuse *f)
+static lcp_err rans_decode_fused(const struct lcp_rans_block *b, unsigned nb, unsigned lanes,
+				 const uint8_t *readable_end, const struct lcp_rans_fuse *f)
 {
 	static const group_fn f32[4] = { group8_f32, group4_f32, group2_f32, group1_f32 };
 	static const group_fn f16[4] = { group8_f16, group4_f16, group2_f16, group1_f16 };
@@ -345,14 +344,14 @@ static lcp_err rans_decode_fused(const struct lcp_rans_dec *d, const struct lcp_
 	if (lanes == 16 && f->group_size >= 16 && !(f->group_size & (f->group_size - 1)) &&
 	    f->block_elems % f->group_size == 0 && f->first % f->block_elems == 0) {
 		if (f->dt == LCP_DTYPE_F32)
-			return decode_groups(d, b, nb, readable_end, f, f32);
+			return decode_groups(b, nb, readable_end, f, f32);
 		if (f->dt == LCP_DTYPE_F16)
-			return decode_groups(d, b, nb, readable_end, f, f16);
+			return decode_groups(b, nb, readable_end, f, f16);
 		if (f->dt == LCP_DTYPE_BF16)
-			return decode_groups(d, b, nb, readable_end, f, bf16);
+			return decode_groups(b, nb, readable_end, f, bf16);
 	}
 	/* Not fusable: decode, then dequantize the blocks' codes. */
-	lcp_err err = rans_decode(d, b, nb, lanes, readable_end);
+	lcp_err err = rans_decode(b, nb, lanes, readable_end);
 	for (unsigned k = 0; !err && k < nb; k++) {
 		uint64_t e0 = f->first + (uint64_t)k * f->block_elems;
 		struct lcp_dequant_run r = {
@@ -365,8 +364,67 @@ static lcp_err rans_decode_fused(const struct lcp_rans_dec *d, const struct lcp_
 	return err;
 }
 
+/* lcp_side_params_ref on 16 groups at a time: the scale tables through
+ * gathers, the exact power-of-two scaling of lcp_qscale_pow2 as an exponent
+ * subtraction; 16 groups of which one needs its other branch (a subnormal
+ * result) go through the reference. */
+static AVX512 void side_params(const struct lcp_side_params *p)
+{
+	const uint8_t *side = p->side;
+	uint64_t ng = p->ng, i = 0;
+	for (; i + 16 <= p->count; i += 16) {
+		uint64_t g = p->g0 + i;
+		__m512i aux = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(side + p->sbytes * ng + g)));
+		__m512i c0 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(side + g)));
+		__m512 s;
+		if (p->sbytes == 1) {
+			s = _mm512_i32gather_ps(c0, p->scale8, 4);
+		} else {
+			__m512i c1 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(side + ng + g)));
+			__m512i sc = _mm512_or_si512(_mm512_slli_epi32(c0, 8), c1);
+			__m512i e = _mm512_sub_epi32(_mm512_set1_epi32(65535), sc);
+			__m512i oct = _mm512_srli_epi32(_mm512_add_epi32(e, _mm512_set1_epi32(255)), 8);
+			__m512i k = _mm512_sub_epi32(_mm512_slli_epi32(oct, 8), e);
+			__m512i v = _mm512_castps_si512(_mm512_i32gather_ps(k, p->frac16, 4));
+			__m512i ex = _mm512_and_si512(_mm512_srli_epi32(v, 23), _mm512_set1_epi32(0xff));
+			__mmask16 normal = _mm512_cmpneq_epi32_mask(ex, _mm512_set1_epi32(0xff)) &
+					   _mm512_cmpgt_epu32_mask(ex, oct);
+			__mmask16 zero = _mm512_cmpeq_epi32_mask(sc, _mm512_setzero_si512());
+			if ((__mmask16)(normal | zero) != 0xffff) {
+				struct lcp_side_params q = *p;
+				q.g0 = g;
+				q.count = 16;
+				q.sd = p->sd + i;
+				q.off = p->off + i;
+				lcp_side_params_ref(&q);
+				continue;
+			}
+			s = _mm512_castsi512_ps(_mm512_maskz_sub_epi32((__mmask16)~zero, v, _mm512_slli_epi32(oct, 23)));
+		}
+		__m512 off;
+		if (p->symmetric) {
+			__mmask16 neg = _mm512_cmpneq_epi32_mask(aux, _mm512_setzero_si512());
+			s = _mm512_castsi512_ps(_mm512_mask_xor_epi32(_mm512_castps_si512(s), neg, _mm512_castps_si512(s),
+								      _mm512_set1_epi32((int)0x80000000u)));
+			off = _mm512_set1_ps(p->sym_off);
+		} else {
+			off = _mm512_cvtepi32_ps(aux);
+		}
+		_mm512_storeu_ps(p->sd + i, s);
+		_mm512_storeu_ps(p->off + i, off);
+	}
+	if (i < p->count) {
+		struct lcp_side_params q = *p;
+		q.g0 = p->g0 + i;
+		q.count = p->count - i;
+		q.sd = p->sd + i;
+		q.off = p->off + i;
+		lcp_side_params_ref(&q);
+	}
+}
+
 const struct lcp_kernels lcp_kernels_avx512 = { "avx512", rans_decode, rans_decode_fused,
-						 dequant_store };
+						 dequant_store, side_params };
 
 #else
 /* ISO C wants at least one declaration in a translation unit. */

@@ -8,6 +8,9 @@
 #include <assert.h>
 #include <stdbool.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "common/le.h"
 
@@ -230,18 +233,29 @@ size_t lcp_rans_encode(const struct lcp_rans_enc *e, const uint8_t *sym, uint32_
 
 void lcp_rans_dec_init(struct lcp_rans_dec *d, const uint16_t freq[256])
 {
+	/* Built per chunk (and per side plane), so four slots at a time where
+	 * SSE2 is there: slot c + k holds base + k << 20. */
 	uint32_t c = 0;
 	for (unsigned s = 0; s < 256; s++) {
-		for (uint32_t k = 0; k < freq[s]; k++)
-			d->slot[c + k] = s | (uint32_t)freq[s] << 8 | k << 20;
-		c += freq[s];
+		uint32_t f = freq[s], base = s | f << 8, k = 0;
+#ifdef __SSE2__
+		__m128i v = _mm_add_epi32(_mm_set1_epi32((int)base), _mm_set_epi32(3 << 20, 2 << 20, 1 << 20, 0));
+		for (; k + 4 <= f; k += 4) {
+			_mm_storeu_si128((__m128i *)(void *)(d->slot + c + k), v);
+			v = _mm_add_epi32(v, _mm_set1_epi32(4 << 20));
+		}
+#endif
+		for (; k < f; k++)
+			d->slot[c + k] = base + (k << 20);
+		c += f;
 	}
 }
 
-lcp_err lcp_rans_finish(const struct lcp_rans_dec *d, const struct lcp_rans_block *b,
-			unsigned lanes, uint32_t x[LCP_RANS_MAX_LANES], const uint8_t *p,
-			const uint8_t *end, uint32_t i0)
+lcp_err lcp_rans_finish(const struct lcp_rans_block *b, unsigned lanes,
+			uint32_t x[LCP_RANS_MAX_LANES], const uint8_t *p, const uint8_t *end,
+			uint32_t i0)
 {
+	const struct lcp_rans_dec *d = b->table;
 	if (p > end)
 		return LCP_ERR_FORMAT; /* a SIMD pass already read past the block */
 	for (uint32_t i = i0; i < b->n; i++) {
@@ -264,8 +278,8 @@ lcp_err lcp_rans_finish(const struct lcp_rans_dec *d, const struct lcp_rans_bloc
 	return LCP_OK;
 }
 
-lcp_err lcp_rans_decode_ref(const struct lcp_rans_dec *d, const struct lcp_rans_block *b,
-			    unsigned nb, unsigned lanes, const uint8_t *readable_end)
+lcp_err lcp_rans_decode_ref(const struct lcp_rans_block *b, unsigned nb, unsigned lanes,
+			    const uint8_t *readable_end)
 {
 	(void)readable_end; /* reads stay inside each block */
 	for (unsigned k = 0; k < nb; k++) {
@@ -274,7 +288,7 @@ lcp_err lcp_rans_decode_ref(const struct lcp_rans_dec *d, const struct lcp_rans_
 			return LCP_ERR_FORMAT;
 		for (unsigned l = 0; l < lanes; l++)
 			x[l] = lcp_load_le32(b[k].in + 4u * l);
-		lcp_err err = lcp_rans_finish(d, &b[k], lanes, x, b[k].in + 4u * lanes,
+		lcp_err err = lcp_rans_finish(&b[k], lanes, x, b[k].in + 4u * lanes,
 					      b[k].in + b[k].len, 0);
 		if (err)
 			return err;

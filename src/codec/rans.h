@@ -78,8 +78,10 @@ struct lcp_rans_dec {
 };
 void lcp_rans_dec_init(struct lcp_rans_dec *d, const uint16_t freq[256]);
 
-/* One block to decode: its bytes in[0, len), n symbols into out[0, n). */
+/* One block to decode with table: its bytes in[0, len), n symbols into
+ * out[0, n). */
 struct lcp_rans_block {
+	const struct lcp_rans_dec *table;
 	const uint8_t *in;
 	size_t len;
 	uint32_t n;
@@ -94,12 +96,12 @@ struct lcp_rans_block {
  * over, or a lane does not end at 2^16). The reference decoder is this from
  * i0 = 0; SIMD decoders finish with it.
  */
-lcp_err lcp_rans_finish(const struct lcp_rans_dec *d, const struct lcp_rans_block *b,
-			unsigned lanes, uint32_t x[LCP_RANS_MAX_LANES], const uint8_t *p,
-			const uint8_t *end, uint32_t i0);
+lcp_err lcp_rans_finish(const struct lcp_rans_block *b, unsigned lanes,
+			uint32_t x[LCP_RANS_MAX_LANES], const uint8_t *p, const uint8_t *end,
+			uint32_t i0);
 
 /* Reference decoder: decodes nb blocks one after another. */
-lcp_err lcp_rans_decode_ref(const struct lcp_rans_dec *d, const struct lcp_rans_block *b,
-			    unsigned nb, unsigned lanes, const uint8_t *readable_end);
+lcp_err lcp_rans_decode_ref(const struct lcp_rans_block *b, unsigned nb, unsigned lanes,
+			    const uint8_t *readable_end);
 
 #endif

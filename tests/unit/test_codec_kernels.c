@@ -21,6 +21,7 @@
 
 #include "codec/half.h"
 #include "codec/kernels.h"
+#include "codec/quant.h"
 #include "common/checksum.h"
 #include "lcpfs/codec.h"
 #include "test_codec_helpers.h"
@@ -367,7 +368,7 @@ Test(codec_kernels, damaged_simd_chunks_never_crash_and_agree)
 	struct lcp_codec_tensor *ct;
 	encode_open(LCP_DTYPE_F16, rows, cols, x, &cfg, &ctx, &e, &ct);
 	const struct lcp_chunk_info *ci = &e.chunks[0];
-	cr_assert_eq(e.data[ci->data_off] >> 1 & 3, 2, "the chunk's codes must be rANS-coded");
+	cr_assert_eq(e.data[ci->data_off] >> 2 & 3, 2, "the chunk's codes must be rANS-coded");
 	uint8_t *ref_out = malloc(n * 2), *out = malloc(n * 2);
 	rng_state = 13;
 	for (int k = 0; k < MUTATIONS; k++) {
@@ -420,4 +421,60 @@ Test(codec_kernels, unknown_set_name_falls_back_to_the_fastest)
 	cr_expect_str_eq(lcp_kernels()->name, best);
 	cr_expect_null(lcp_kernels_named("no-such-set"));
 	cr_expect_null(lcp_kernels_named(NULL));
+}
+
+/*
+ * Group scales and offsets from side streams, every set against the
+ * reference: 8-bit and 16-bit scale codes, symmetric and asymmetric, code 0,
+ * and super-scales so small that many scales are subnormal (the branch of
+ * lcp_qscale_pow2 that is not an exponent subtraction) or so large that
+ * none are. The reference itself is checked against lcp_qscale.
+ */
+Test(codec_kernels, side_params_match_the_reference)
+{
+	enum { NG = 203 };
+	static const float supers[] = {1.0f, 3.0e-36f, 1e-30f, 2.0e38f, 0.02f};
+	static uint8_t side[3 * NG];
+	static float want_sd[NG], want_off[NG], sd[NG], off[NG];
+	rng_state = 21;
+	for (size_t si = 0; si < sizeof supers / sizeof supers[0]; si++)
+		for (unsigned sbytes = 1; sbytes <= 2; sbytes++)
+			for (int sym = 0; sym < 2; sym++) {
+				struct lcp_qparams q = {(uint8_t)(sbytes == 2 ? 8 : 4), sym != 0,
+							(uint8_t)(sbytes == 2 ? 8 : 4), supers[si]};
+				float scale8[256], frac16[256];
+				for (unsigned k = 0; k < 256; k++) {
+					scale8[k] = lcp_qscale(&q, (uint16_t)k);
+					frac16[k] = sbytes == 2 ? lcp_qscale_frac(&q, k) : 0.0f;
+				}
+				for (unsigned i = 0; i < 3 * NG; i++)
+					side[i] = (uint8_t)(i % 17 == 0 ? 0 : rnd());
+				for (uint64_t g0 = 0; g0 < 40; g0 += 13) {
+					struct lcp_side_params p = {side, NG, sbytes, g0, NG - g0, scale8, frac16,
+								    sym != 0, 128.0f, want_sd, want_off};
+					lcp_side_params_ref(&p);
+					for (uint64_t i = 0; i < NG - g0; i++) {
+						uint64_t g = g0 + i;
+						uint16_t c = sbytes == 2 ? (uint16_t)(side[g] << 8 | side[NG + g])
+									 : side[g];
+						uint8_t aux = side[sbytes * NG + g];
+						float s = lcp_qscale(&q, c);
+						cr_assert_eq(want_sd[i], sym && aux ? -s : s, "group %lu", (unsigned long)g);
+						cr_assert_eq(want_off[i], sym ? 128.0f : (float)aux);
+					}
+					for (size_t k = 0; k < NFAST; k++) {
+						const struct lcp_kernels *kern = lcp_kernels_named(fast_sets[k]);
+						if (!kern)
+							continue;
+						p.sd = sd;
+						p.off = off;
+						memset(sd, 0x5a, sizeof sd);
+						kern->side_params(&p);
+						cr_assert_arr_eq(sd, want_sd, (NG - g0) * sizeof *sd,
+								 "%s super %g sbytes %u sym %d", fast_sets[k],
+								 (double)supers[si], sbytes, sym);
+						cr_assert_arr_eq(off, want_off, (NG - g0) * sizeof *off);
+					}
+				}
+			}
 }

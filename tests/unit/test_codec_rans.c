@@ -198,8 +198,8 @@ Test(rans, round_trip_every_lane_count_length_and_kernel)
 				if (!kern)
 					continue;
 				memset(out, 0xa5, n + 1);
-				struct lcp_rans_block blk = {b, len, n, out};
-				cr_assert_eq(kern->rans_decode(&d, &blk, 1, lanes, b + len), LCP_OK,
+				struct lcp_rans_block blk = {&d, b, len, n, out};
+				cr_assert_eq(kern->rans_decode(&blk, 1, lanes, b + len), LCP_OK,
 					     "%s lanes %u n %u", kernel_names[k], lanes, n);
 				cr_assert_arr_eq(out, s, n, "%s lanes %u n %u", kernel_names[k], lanes, n);
 				cr_assert_eq(out[n], 0xa5, "%s wrote past the block's symbols", kernel_names[k]);
@@ -212,20 +212,30 @@ Test(rans, round_trip_every_lane_count_length_and_kernel)
 }
 
 /* Blocks of a chunk as the codec stores them: back to back in one buffer,
- * of unequal lengths, decoded in one call, by every kernel set. */
+ * of unequal lengths, decoded in one call, by every kernel set; odd blocks
+ * use another table (as side planes do). */
 Test(rans, many_blocks_in_one_call)
 {
-	static struct lcp_rans_dec d;
+	static struct lcp_rans_dec d[2];
 	enum { NB = 13, BLOCK = 2000 };
 	rng_state = 4;
 	uint32_t n = NB * BLOCK - 777;
 	uint8_t *s = malloc(n), *out = malloc(n);
-	make_symbols(s, n, 256, 100, 6);
-	uint16_t freq[256];
-	model_of(s, n, freq);
-	struct lcp_rans_enc e;
-	lcp_rans_enc_init(&e, freq);
-	lcp_rans_dec_init(&d, freq);
+	struct lcp_rans_enc e[2];
+	for (uint32_t k = 0; k < NB; k++) {
+		uint32_t cnt = k + 1 < NB ? BLOCK : n - k * BLOCK;
+		make_symbols(s + k * BLOCK, cnt, 256, k % 2 ? 30 : 100, k % 2 ? 2 : 6);
+	}
+	for (int m = 0; m < 2; m++) {
+		uint64_t hist[256] = {0};
+		uint16_t freq[256];
+		for (uint32_t k = (uint32_t)m; k < NB; k += 2)
+			for (uint32_t i = k * BLOCK; i < n && i < (k + 1) * BLOCK; i++)
+				hist[s[i]]++;
+		lcp_rans_normalize(hist, freq);
+		lcp_rans_enc_init(&e[m], freq);
+		lcp_rans_dec_init(&d[m], freq);
+	}
 	size_t cap = 0;
 	for (uint32_t k = 0; k < NB; k++)
 		cap += lcp_rans_block_bound(BLOCK, 16);
@@ -235,7 +245,7 @@ Test(rans, many_blocks_in_one_call)
 	for (uint32_t k = 0; k < NB; k++) {
 		cnt[k] = k + 1 < NB ? BLOCK : n - k * BLOCK;
 		off[k] = at;
-		len[k] = lcp_rans_encode(&e, s + k * BLOCK, cnt[k], 16, tmp + at);
+		len[k] = lcp_rans_encode(&e[k % 2], s + k * BLOCK, cnt[k], 16, tmp + at);
 		at += len[k];
 	}
 	uint8_t *buf = malloc(at);
@@ -246,10 +256,10 @@ Test(rans, many_blocks_in_one_call)
 			continue;
 		struct lcp_rans_block blk[NB];
 		for (uint32_t k = 0; k < NB; k++)
-			blk[k] = (struct lcp_rans_block){buf + off[k], len[k], cnt[k], out + k * BLOCK};
+			blk[k] = (struct lcp_rans_block){&d[k % 2], buf + off[k], len[k], cnt[k],
+							 out + k * BLOCK};
 		memset(out, 0, n);
-		cr_assert_eq(kern->rans_decode(&d, blk, NB, 16, buf + at), LCP_OK, "%s",
-			     kernel_names[ki]);
+		cr_assert_eq(kern->rans_decode(blk, NB, 16, buf + at), LCP_OK, "%s", kernel_names[ki]);
 		cr_assert_arr_eq(out, s, n, "%s", kernel_names[ki]);
 	}
 	free(tmp);
@@ -286,8 +296,8 @@ Test(rans, golden_block)
 	static struct lcp_rans_dec d;
 	lcp_rans_dec_init(&d, freq);
 	uint8_t out[40];
-	struct lcp_rans_block blk = {golden, sizeof golden, 40, out};
-	cr_assert_eq(lcp_rans_decode_ref(&d, &blk, 1, 2, golden + sizeof golden), LCP_OK);
+	struct lcp_rans_block blk = {&d, golden, sizeof golden, 40, out};
+	cr_assert_eq(lcp_rans_decode_ref(&blk, 1, 2, golden + sizeof golden), LCP_OK);
 	cr_assert_arr_eq(out, sym, 40);
 	free(b);
 }
@@ -319,8 +329,8 @@ Test(rans, damaged_blocks_get_the_same_verdict_everywhere)
 			b[i] = i < len ? good[i] : (uint8_t)rnd();
 		if (blen && how == 0)
 			b[rnd() % blen] ^= (uint8_t)(1u << (rnd() % 8));
-		struct lcp_rans_block blk = {b, blen, N, ref_out};
-		lcp_err want = lcp_rans_decode_ref(&d, &blk, 1, 16, b + blen);
+		struct lcp_rans_block blk = {&d, b, blen, N, ref_out};
+		lcp_err want = lcp_rans_decode_ref(&blk, 1, 16, b + blen);
 		cr_assert(how == 0 || want != LCP_OK, "trial %d: a cut or padded block was accepted",
 			  trial);
 		for (size_t k = 1; k < sizeof kernel_names / sizeof kernel_names[0]; k++) {
@@ -328,7 +338,7 @@ Test(rans, damaged_blocks_get_the_same_verdict_everywhere)
 			if (!kern)
 				continue;
 			blk.out = out;
-			lcp_err got = kern->rans_decode(&d, &blk, 1, 16, b + blen);
+			lcp_err got = kern->rans_decode(&blk, 1, 16, b + blen);
 			cr_assert_eq(got != LCP_OK, want != LCP_OK, "trial %d %s", trial, kernel_names[k]);
 			if (want == LCP_OK)
 				cr_assert_arr_eq(out, ref_out, N, "trial %d %s", trial, kernel_names[k]);
