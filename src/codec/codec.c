@@ -436,24 +436,29 @@ static lcp_err put_rans(struct lcp_buf *b, const uint8_t *codes, uint64_t m, uin
 	return err;
 }
 
-/* rANS is kept unless raw or zstd is smaller by more than 1 part in
- * RANS_PREFERENCE: it decodes several times faster than zstd's Huffman
- * literals (zstd wins on repeated rows, as in embedding tables with untrained
- * tokens). */
+/* rANS with 16 lanes is kept unless raw or zstd is smaller by more than 1
+ * part in RANS_PREFERENCE: it decodes several times faster than zstd's
+ * Huffman literals (zstd wins on repeated rows, as in embedding tables with
+ * untrained tokens). With fewer lanes (chunks under 16K codes) it decodes in
+ * scalar code, slower than zstd, and its table weighs more (a 256-symbol
+ * table is ~230 bytes): it is kept only when smaller. */
 #define RANS_PREFERENCE 50u
 
-static bool prefer_rans(size_t rans_len, size_t alt_len)
+static bool prefer_rans(size_t rans_len, size_t alt_len, unsigned lanes)
 {
+	if (lanes < LCP_RANS_MAX_LANES)
+		return rans_len < alt_len;
 	return (uint64_t)rans_len * RANS_PREFERENCE <= (uint64_t)alt_len * (RANS_PREFERENCE + 1);
 }
 
 /* Side streams go as planes unless zstd or raw is smaller by more than 1
  * part in SIDE_PREFERENCE: measured on the decode benchmark's matrix, zstd
  * decoded the 8-bit class's side streams (0.55 bits/weight) in 0.11 ns per
- * weight, a sixth of the whole decode, and its planes cost about as many
- * bytes; the 4-bit class's planes take ~7% more bytes than zstd (0.005
- * bits/weight) and save 0.03 ns per weight. */
-#define SIDE_PREFERENCE 10u
+ * weight, a sixth of the whole decode, and their planes take fewer bytes;
+ * the 4-bit class's planes take ~7% more than zstd there (0.005 bits per
+ * weight for 0.03 ns per weight), and a 10% margin cost stories260K's 8-bit
+ * tensors 0.04 bits/weight, so the margin is the codes' 2%. */
+#define SIDE_PREFERENCE 50u
 
 /* One plane of ng side bytes, as its mode and payload (codec_format.h):
  * constant, rANS (16 lanes, one block) when that is smaller, else raw. */
@@ -557,7 +562,8 @@ static lcp_err encode_quant_chunks(struct lcp_codec_ctx *ctx, const float *x,
 		struct lcp_chunk_info *ci = &out->chunks[c];
 		ci->elem_begin = (uint64_t)c * pl->chunk_elems;
 		ci->elem_end = ci->elem_begin + pl->chunk_elems < n ? ci->elem_begin + pl->chunk_elems : n;
-		bool use_rans = prefer_rans(cs[c].rans.len, cs[c].alt.len);
+		bool use_rans = prefer_rans(cs[c].rans.len, cs[c].alt.len,
+					    lanes_for(ci->elem_end - ci->elem_begin, block_elems));
 		const struct lcp_buf *code = use_rans ? &cs[c].rans : &cs[c].alt;
 		uint8_t modes = (uint8_t)(cs[c].side_mode | (use_rans ? CODE_RANS : cs[c].alt_mode) << 2);
 		ci->data_off = data.len;

@@ -45,8 +45,8 @@
  * wins on rows that repeat, as in embedding tables with untrained tokens),
  * with L = 16 unless a chunk is too short to give each lane 1024 codes; and
  * planes (16 lanes) for the side stream unless zstd or raw is smaller by
- * more than 10% (zstd decoded the 8-bit class's side streams in a sixth of
- * the whole decode time; their planes cost about as many bytes).
+ * more than 2% (zstd decoded the 8-bit class's side streams in a sixth of
+ * the whole decode time; their planes take fewer bytes).
  *
  * Why rANS, and why this shape (measured with throwaway prototypes on the
  * codes of the shared weights, one core of the 2-core development machine,
