@@ -106,16 +106,16 @@ static const struct lcp_kernels kernels_ref = { "ref", lcp_rans_decode_ref, NULL
 static const struct lcp_kernels kernels_baseline = { "baseline", lcp_rans_decode_ref, NULL,
 						     lcp_dequant_store_baseline, lcp_side_params_ref };
 
-static bool cpu_has_avx512(void)
-{
 #ifdef LCP_HAVE_AVX512_KERNELS
+static bool cpu_has(const char *set)
+{
 	__builtin_cpu_init();
+	if (strcmp(set, "avx2") == 0)
+		return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt");
 	return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-	       __builtin_cpu_supports("avx512vl");
-#else
-	return false;
-#endif
+	       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("popcnt");
 }
+#endif
 
 const struct lcp_kernels *lcp_kernels_named(const char *name)
 {
@@ -126,8 +126,10 @@ const struct lcp_kernels *lcp_kernels_named(const char *name)
 	if (strcmp(name, "baseline") == 0)
 		return &kernels_baseline;
 #ifdef LCP_HAVE_AVX512_KERNELS
-	if (strcmp(name, "avx512") == 0 && cpu_has_avx512())
+	if (strcmp(name, "avx512") == 0 && cpu_has("avx512"))
 		return &lcp_kernels_avx512;
+	if (strcmp(name, "avx2") == 0 && cpu_has("avx2"))
+		return &lcp_kernels_avx2;
 #endif
 	return NULL;
 }
@@ -141,6 +143,8 @@ static void choose(void)
 	chosen = lcp_kernels_named(getenv("LCPFS_DECODE"));
 	if (!chosen)
 		chosen = lcp_kernels_named("avx512");
+	if (!chosen)
+		chosen = lcp_kernels_named("avx2");
 	if (!chosen)
 		chosen = &kernels_baseline;
 }

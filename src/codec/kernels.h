@@ -6,7 +6,8 @@
  * reconstruction (rANS symbols by lcp_rans_decode_ref, values by
  * lcp_dequant_ref, narrowing by the scalar functions of half.h). Every other
  * set computes exactly the same bytes by other means: "baseline" (SSE2 on
- * x86-64, else plain C) and "avx512" (AVX-512 F/BW/VL, chosen at run time
+ * x86-64, else plain C), "avx2" (its rANS kernel; chosen at run time when
+ * the CPU has AVX2 but not AVX-512) and "avx512" (AVX-512 F/BW/VL, chosen
  * when the CPU has it). tests/unit/test_codec_kernels.c compares every set
  * the machine supports with "ref", bit for bit.
  */
@@ -15,6 +16,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "codec/rans.h"
 #include "lcpfs/dtype.h"
@@ -110,9 +112,69 @@ void lcp_side_params_ref(const struct lcp_side_params *p);
  * case to it. */
 void lcp_dequant_store_baseline(const struct lcp_dequant_run *r, enum lcp_dtype dt);
 
+/* Bytes a SIMD rANS step of 16 lanes loads from its words and consumes, at
+ * most (16 words). */
+#define LCP_RANS_STEP_BYTES 32u
+/* Room of a block's stack copy of its last words (lcp_rans_cursor). */
+#define LCP_RANS_TAIL_PAD 128u
+
+/*
+ * Where a SIMD rANS decoder reads one block's renormalization words: p the
+ * next one, end the end of the words, limit the end of what it may load.
+ * Loads are whole steps' worth, so near the end of the readable memory the
+ * block's last words (fewer than a step) move to tail, zero-padded: what
+ * lies past the words never changes the result, and the decoder runs to the
+ * block's end.
+ */
+struct lcp_rans_cursor {
+	const uint8_t *p, *end, *limit;
+	uint8_t tail[LCP_RANS_TAIL_PAD];
+};
+
+/* A cursor at the words of b, which start head bytes in. */
+static inline void lcp_rans_cursor_init(struct lcp_rans_cursor *c, const struct lcp_rans_block *b,
+					size_t head, const uint8_t *readable_end)
+{
+	c->p = b->in + head;
+	c->end = b->in + b->len;
+	c->limit = readable_end;
+}
+
+/* Steps the cursor allows before its load limit, moving the last words to
+ * the copy when they are fewer than a step from readable_end; 0 only when a
+ * damaged block has read past its copy. */
+static inline size_t lcp_rans_cursor_steps(struct lcp_rans_cursor *c, const uint8_t *readable_end)
+{
+	size_t s = c->p <= c->limit ? (size_t)(c->limit - c->p) / LCP_RANS_STEP_BYTES : 0;
+	if (s == 0 && c->limit == readable_end && c->p <= c->end) {
+		size_t rem = (size_t)(c->end - c->p); /* end <= readable_end < p + a step */
+		memcpy(c->tail, c->p, rem);
+		memset(c->tail + rem, 0, LCP_RANS_TAIL_PAD - rem);
+		c->p = c->tail;
+		c->end = c->tail + rem;
+		c->limit = c->tail + LCP_RANS_TAIL_PAD;
+		s = LCP_RANS_TAIL_PAD / LCP_RANS_STEP_BYTES;
+	}
+	return s;
+}
+
+/* The steps (at most left) that all K cursors allow; 0 only when a damaged
+ * block has read past its copy. */
+static inline uint32_t lcp_rans_run(struct lcp_rans_cursor *cur, unsigned K,
+				    const uint8_t *readable_end, uint32_t left)
+{
+	size_t run = left;
+	for (unsigned k = 0; k < K; k++) {
+		size_t s = lcp_rans_cursor_steps(&cur[k], readable_end);
+		run = s < run ? s : run;
+	}
+	return (uint32_t)run;
+}
+
 /* The set decoding uses: the fastest this CPU supports, or the one named by
- * the environment variable LCPFS_DECODE ("ref", "baseline", "avx512"; an
- * unknown or unsupported name is ignored). Chosen once; thread-safe. */
+ * the environment variable LCPFS_DECODE ("ref", "baseline", "avx2",
+ * "avx512"; an unknown or unsupported name is ignored). Chosen once;
+ * thread-safe. */
 const struct lcp_kernels *lcp_kernels(void);
 
 /* A set by name; NULL when unknown or when this CPU lacks it. */
@@ -124,8 +186,10 @@ void lcp_kernels_force(const struct lcp_kernels *k);
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define LCP_HAVE_AVX512_KERNELS 1
-/* kernels_avx512.c; usable only when lcp_cpu_has_avx512() */
+/* kernels_avx512.c and kernels_avx2.c; use them through lcp_kernels_named,
+ * which checks the CPU. */
 extern const struct lcp_kernels lcp_kernels_avx512;
+extern const struct lcp_kernels lcp_kernels_avx2;
 #endif
 
 #endif

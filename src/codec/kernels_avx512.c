@@ -21,7 +21,6 @@
 #ifdef LCP_HAVE_AVX512_KERNELS
 
 #include <immintrin.h>
-#include <string.h>
 
 #include "codec/codec_format.h"
 
@@ -183,18 +182,11 @@ INLINE AVX512 __m512i rans_step(__m512i x, const uint8_t **p, struct step_out o,
 	return _mm512_mask_or_epi32(y, k, _mm512_slli_epi32(y, 16), w);
 }
 
-/* Bytes of a block's tail copied to the stack when its 32-byte word loads
- * would pass readable_end: the rest of its words (< 32 bytes then) and zero
- * padding, so the vector loop runs to the block's end. */
-#define TAIL_PAD 128
-
 /*
  * Decodes K blocks of 16 lanes side by side while every block has a whole
  * step left, then finishes each block (its last n mod 16 symbols and the end
- * checks) in scalar code. A step loads 32 bytes of words and consumes at
- * most that many, so runs of steps are sized to stay before each block's
- * load limit: readable_end, or for a block moved to its stack copy, the end
- * of that copy.
+ * checks) in scalar code. Runs of steps are sized by the blocks' cursors
+ * (kernels.h) to stay before their load limits.
  */
 INLINE AVX512 lcp_err decode_group(const struct lcp_rans_block *b, unsigned K,
 				   const uint8_t *readable_end,
@@ -206,41 +198,22 @@ INLINE AVX512 lcp_err decode_group(const struct lcp_rans_block *b, unsigned K,
 	while (f && (16u << gshift) < f->group_size)
 		gshift++;
 	__m512i x[MAX_GROUP];
-	const uint8_t *p[MAX_GROUP], *limit[MAX_GROUP], *end[MAX_GROUP];
-	uint8_t tail[MAX_GROUP][TAIL_PAD];
+	struct lcp_rans_cursor cur[MAX_GROUP];
 	uint32_t steps = UINT32_MAX;
 #pragma GCC unroll 8
 	for (unsigned k = 0; k < K; k++) {
 		if (b[k].len < 64)
 			return LCP_ERR_FORMAT;
 		x[k] = _mm512_loadu_si512(b[k].in);
-		p[k] = b[k].in + 64;
-		end[k] = b[k].in + b[k].len;
-		limit[k] = readable_end;
+		lcp_rans_cursor_init(&cur[k], &b[k], 64, readable_end);
 		steps = b[k].n / 16 < steps ? b[k].n / 16 : steps;
 		first[k] = f ? f->first + (uint64_t)k * f->block_elems : 0;
 	}
 	uint32_t t = 0;
 	while (t < steps) {
-		size_t safe = SIZE_MAX;
-		for (unsigned k = 0; k < K; k++) {
-			size_t s = p[k] <= limit[k] ? (size_t)(limit[k] - p[k]) / 32 : 0;
-			if (s == 0 && limit[k] == readable_end && p[k] <= end[k]) {
-				/* end[k] <= readable_end < p[k] + 32: fewer than 32
-				 * bytes of words are left. */
-				size_t rem = (size_t)(end[k] - p[k]);
-				memcpy(tail[k], p[k], rem);
-				memset(tail[k] + rem, 0, TAIL_PAD - rem);
-				p[k] = tail[k];
-				end[k] = tail[k] + rem;
-				limit[k] = tail[k] + TAIL_PAD;
-				s = TAIL_PAD / 32;
-			}
-			safe = s < safe ? s : safe;
-		}
-		if (safe == 0)
+		uint32_t run = lcp_rans_run(cur, K, readable_end, steps - t);
+		if (run == 0)
 			break; /* only a damaged block reads past its copy */
-		uint32_t run = safe < steps - t ? (uint32_t)safe : steps - t;
 		for (uint32_t j = 0; j < run; j++, t++) {
 #pragma GCC unroll 8
 			for (unsigned k = 0; k < K; k++) {
@@ -253,14 +226,14 @@ INLINE AVX512 lcp_err decode_group(const struct lcp_rans_block *b, unsigned K,
 					o.off = f->off + g;
 					o.out = f->out + e0 * eb;
 				}
-				x[k] = rans_step(x[k], &p[k], o, f != NULL, kind, b[k].table);
+				x[k] = rans_step(x[k], &cur[k].p, o, f != NULL, kind, b[k].table);
 			}
 		}
 	}
 	for (unsigned k = 0; k < K; k++) {
 		uint32_t xs[LCP_RANS_MAX_LANES];
 		_mm512_storeu_si512(xs, x[k]);
-		lcp_err err = lcp_rans_finish(&b[k], 16, xs, p[k], end[k], 16u * t);
+		lcp_err err = lcp_rans_finish(&b[k], 16, xs, cur[k].p, cur[k].end, 16u * t);
 		if (err)
 			return err;
 		if (f && 16u * t < b[k].n) { /* the codes the scalar finish decoded */

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Every decode kernel set this machine supports ("baseline", "avx512")
+ * Every decode kernel set this machine supports ("baseline", "avx2", "avx512")
  * against the reference kernels ("ref"), bit for bit:
  *  - dequantize-and-store runs over every output dtype, odd lengths, group
  *    phases, misaligned outputs, with and without a low-rank term, and
@@ -26,7 +26,7 @@
 #include "lcpfs/codec.h"
 #include "test_codec_helpers.h"
 
-static const char *const fast_sets[] = {"baseline", "avx512"};
+static const char *const fast_sets[] = {"baseline", "avx2", "avx512"};
 #define NFAST (sizeof fast_sets / sizeof fast_sets[0])
 
 static const enum lcp_dtype dtypes[] = {LCP_DTYPE_F32, LCP_DTYPE_F16, LCP_DTYPE_BF16, LCP_DTYPE_F64};
