@@ -100,18 +100,9 @@ void lcp_side_params_ref(const struct lcp_side_params *p)
 	}
 }
 
-/*
- * rANS in plain C for the baseline set: 16-lane blocks step by step with a
- * branch-free renormalization (the reference's branch is a coin toss the
- * predictor loses), its word loads kept inside readable memory by the SIMD
- * kernels' cursor; other lane counts, and each block's last symbols, by the
- * reference.
- */
-static lcp_err rans_decode_scalar(const struct lcp_rans_block *b, unsigned nb, unsigned lanes,
-				  const uint8_t *readable_end)
+lcp_err lcp_rans_decode_scalar(const struct lcp_rans_block *b, unsigned nb, unsigned lanes,
+			       const uint8_t *readable_end)
 {
-	if (lanes != LCP_RANS_MAX_LANES)
-		return lcp_rans_decode_ref(b, nb, lanes, readable_end);
 	for (unsigned k = 0; k < nb; k++) {
 		const uint32_t *slot = b[k].table->slot;
 		uint32_t x[LCP_RANS_MAX_LANES];
@@ -131,7 +122,7 @@ static lcp_err rans_decode_scalar(const struct lcp_rans_block *b, unsigned nb, u
 			const uint8_t *p = cur.p;
 			for (uint32_t j = 0; j < run; j++, t++) {
 				uint8_t sym[LCP_RANS_MAX_LANES];
-				for (unsigned l = 0; l < LCP_RANS_MAX_LANES; l++) {
+				for (unsigned l = 0; l < lanes; l++) {
 					uint32_t e = slot[x[l] & (LCP_RANS_SCALE - 1)];
 					uint32_t v = (e >> 8 & 0xfffu) * (x[l] >> LCP_RANS_PROB_BITS) + (e >> 20);
 					/* Select by mask: compilers turn ?: back into a branch. */
@@ -141,7 +132,7 @@ static lcp_err rans_decode_scalar(const struct lcp_rans_block *b, unsigned nb, u
 					x[l] = (v & ~mask) | ((v << 16 | w) & mask);
 					p += 2 * renorm;
 				}
-				memcpy(b[k].out + (size_t)t * lanes, sym, sizeof sym);
+				memcpy(b[k].out + (size_t)t * lanes, sym, lanes);
 			}
 			cur.p = p;
 		}
@@ -155,7 +146,7 @@ static lcp_err rans_decode_scalar(const struct lcp_rans_block *b, unsigned nb, u
 static const struct lcp_kernels kernels_ref = { "ref", lcp_rans_decode_ref, NULL, ref_store,
 						lcp_side_params_ref };
 
-static const struct lcp_kernels kernels_baseline = { "baseline", rans_decode_scalar, NULL,
+static const struct lcp_kernels kernels_baseline = { "baseline", lcp_rans_decode_scalar, NULL,
 						     lcp_dequant_store_baseline, lcp_side_params_ref };
 
 #ifdef LCP_HAVE_AVX512_KERNELS

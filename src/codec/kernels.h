@@ -104,6 +104,16 @@ struct lcp_kernels {
 	void (*side_params)(const struct lcp_side_params *p);
 };
 
+/*
+ * rANS in plain C for the baseline set, and for blocks of fewer than 16
+ * lanes in the others: step by step (one symbol per lane) with a branch-free
+ * renormalization (the reference's branch is a coin toss the predictor
+ * loses), word loads kept inside readable memory by the cursor below; each
+ * block's last symbols by the reference.
+ */
+lcp_err lcp_rans_decode_scalar(const struct lcp_rans_block *b, unsigned nb, unsigned lanes,
+			       const uint8_t *readable_end);
+
 /* The plain-C side_params (every set but avx512 uses it, and avx512 for
  * the rare groups whose scale is subnormal). */
 void lcp_side_params_ref(const struct lcp_side_params *p);

@@ -139,7 +139,7 @@ static lcp_err rans_decode(const struct lcp_rans_block *b, unsigned nb, unsigned
 			   const uint8_t *readable_end)
 {
 	if (lanes != 16)
-		return lcp_rans_decode_ref(b, nb, lanes, readable_end);
+		return lcp_rans_decode_scalar(b, nb, lanes, readable_end);
 	pthread_once(&perm_once, perm_init);
 	lcp_err err = LCP_OK;
 	for (unsigned k = 0; !err && k < nb;) {

@@ -304,7 +304,7 @@ static lcp_err rans_decode(const struct lcp_rans_block *b, unsigned nb, unsigned
 {
 	static const group_fn symbols[4] = { group8, group4, group2, group1 };
 	if (lanes != 16)
-		return lcp_rans_decode_ref(b, nb, lanes, readable_end);
+		return lcp_rans_decode_scalar(b, nb, lanes, readable_end);
 	return decode_groups(b, nb, readable_end, NULL, symbols);
 }
 

@@ -315,35 +315,39 @@ Test(rans, damaged_blocks_get_the_same_verdict_everywhere)
 	uint16_t freq[256];
 	model_of(s, N, freq);
 	lcp_rans_dec_init(&d, freq);
-	size_t len;
-	uint8_t *good = encode_block(freq, s, N, 16, &len);
-	for (int trial = 0; trial < 400; trial++) {
-		size_t blen = len;
-		int how = trial % 3;
-		if (how == 1)
-			blen = rnd() % len;
-		else if (how == 2)
-			blen = len + 1 + rnd() % 40;
-		uint8_t *b = malloc(blen ? blen : 1);
-		for (size_t i = 0; i < blen; i++)
-			b[i] = i < len ? good[i] : (uint8_t)rnd();
-		if (blen && how == 0)
-			b[rnd() % blen] ^= (uint8_t)(1u << (rnd() % 8));
-		struct lcp_rans_block blk = {&d, b, blen, N, ref_out};
-		lcp_err want = lcp_rans_decode_ref(&blk, 1, 16, b + blen);
-		cr_assert(how == 0 || want != LCP_OK, "trial %d: a cut or padded block was accepted",
-			  trial);
-		for (size_t k = 1; k < sizeof kernel_names / sizeof kernel_names[0]; k++) {
-			const struct lcp_kernels *kern = lcp_kernels_named(kernel_names[k]);
-			if (!kern)
-				continue;
-			blk.out = out;
-			lcp_err got = kern->rans_decode(&blk, 1, 16, b + blen);
-			cr_assert_eq(got != LCP_OK, want != LCP_OK, "trial %d %s", trial, kernel_names[k]);
-			if (want == LCP_OK)
-				cr_assert_arr_eq(out, ref_out, N, "trial %d %s", trial, kernel_names[k]);
+	for (unsigned lanes = 4; lanes <= 16; lanes *= 4) {
+		size_t len;
+		uint8_t *good = encode_block(freq, s, N, lanes, &len);
+		for (int trial = 0; trial < 400; trial++) {
+			size_t blen = len;
+			int how = trial % 3;
+			if (how == 1)
+				blen = rnd() % len;
+			else if (how == 2)
+				blen = len + 1 + rnd() % 40;
+			uint8_t *b = malloc(blen ? blen : 1);
+			for (size_t i = 0; i < blen; i++)
+				b[i] = i < len ? good[i] : (uint8_t)rnd();
+			if (blen && how == 0)
+				b[rnd() % blen] ^= (uint8_t)(1u << (rnd() % 8));
+			struct lcp_rans_block blk = {&d, b, blen, N, ref_out};
+			lcp_err want = lcp_rans_decode_ref(&blk, 1, lanes, b + blen);
+			cr_assert(how == 0 || want != LCP_OK,
+				  "lanes %u trial %d: a cut or padded block was accepted", lanes, trial);
+			for (size_t k = 1; k < sizeof kernel_names / sizeof kernel_names[0]; k++) {
+				const struct lcp_kernels *kern = lcp_kernels_named(kernel_names[k]);
+				if (!kern)
+					continue;
+				blk.out = out;
+				lcp_err got = kern->rans_decode(&blk, 1, lanes, b + blen);
+				cr_assert_eq(got != LCP_OK, want != LCP_OK, "lanes %u trial %d %s", lanes,
+					     trial, kernel_names[k]);
+				if (want == LCP_OK)
+					cr_assert_arr_eq(out, ref_out, N, "lanes %u trial %d %s", lanes, trial,
+							 kernel_names[k]);
+			}
+			free(b);
 		}
-		free(b);
+		free(good);
 	}
-	free(good);
 }
