@@ -367,13 +367,15 @@ static lcp_err parse_rans(const uint8_t *src, size_t len, uint64_t m, uint64_t b
 	return LCP_OK;
 }
 
-/* Block b of a stream of m symbols, decoded into out + b * block_elems. */
+/* Block b of a stream of m symbols, decoded into out + b * block_elems up
+ * to symbol `upto` of the stream. */
 static struct lcp_rans_block stream_block(const struct rans_stream *rs, uint64_t b, uint64_t m,
-					  const uint8_t *at, uint8_t *out)
+					  uint64_t upto, const uint8_t *at, uint8_t *out)
 {
 	uint64_t beg = b * rs->block_elems;
-	return (struct lcp_rans_block){ rs->table, at, lcp_load_le32(rs->lens + 4 * b),
-					(uint32_t)(m - beg < rs->block_elems ? m - beg : rs->block_elems),
+	uint32_t n = (uint32_t)(m - beg < rs->block_elems ? m - beg : rs->block_elems);
+	uint32_t stop = upto - beg < n ? (uint32_t)(upto - beg) : n;
+	return (struct lcp_rans_block){ rs->table, at, lcp_load_le32(rs->lens + 4 * b), n, stop,
 					out + beg };
 }
 
@@ -402,11 +404,18 @@ static lcp_err decode_rans_range(const struct lcp_codec_tensor *t, const struct 
 	unsigned nb = 0;
 	const uint8_t *p = rs.blocks;
 	for (uint64_t b = 0; !err && b < b1; b++) {
-		batch[nb] = stream_block(&rs, b, m, p, codes);
-		p += batch[nb].len;
+		/* The range's last block stops at its last code; it goes alone,
+		 * as blocks decoded side by side all stop at the shortest. */
+		struct lcp_rans_block blk = stream_block(&rs, b, m, first + count, p, codes);
+		p += blk.len;
 		if (b < b0)
 			continue;
-		if (++nb == RANS_BATCH || b + 1 == b1) {
+		if (nb && blk.stop < blk.n) {
+			err = k->rans_decode(batch, nb, rs.lanes, readable_end);
+			nb = 0;
+		}
+		batch[nb] = blk;
+		if (!err && (++nb == RANS_BATCH || b + 1 == b1)) {
 			if (fuse) {
 				fuse->first = (b + 1 - nb) * rs.block_elems;
 				err = k->rans_decode_fused(batch, nb, rs.lanes, readable_end, fuse);
@@ -422,11 +431,12 @@ static lcp_err decode_rans_range(const struct lcp_codec_tensor *t, const struct 
 /*
  * The side stream stored as planes (side mode SIDE_PLANES): nplanes planes
  * of ng bytes into side, each u8 mode then 0: ng raw bytes, 1: one byte
- * repeated, 2: a rANS stream of one block of ng symbols. The rANS planes,
- * each with its table in tables[], decode in one kernel call, side by side.
+ * repeated, 2: a rANS stream of one block of ng symbols, decoded up to
+ * symbol upto only. The rANS planes, each with its table in tables[],
+ * decode in one kernel call, side by side.
  */
 static lcp_err decode_side_planes(const struct lcp_kernels *k, const uint8_t *src, size_t len,
-				  uint64_t ng, unsigned nplanes, uint8_t *side,
+				  uint64_t ng, unsigned nplanes, uint64_t upto, uint8_t *side,
 				  struct lcp_rans_dec *tables, const uint8_t *readable_end)
 {
 	struct lcp_rans_block batch[SIDE_MAX_PLANES];
@@ -455,7 +465,7 @@ static lcp_err decode_side_planes(const struct lcp_kernels *k, const uint8_t *sr
 			if (nb && rs.lanes != lanes)
 				return LCP_ERR_FORMAT; /* the encoder gives every plane the same lanes */
 			lanes = rs.lanes;
-			batch[nb++] = stream_block(&rs, 0, ng, rs.blocks, out);
+			batch[nb++] = stream_block(&rs, 0, ng, upto, rs.blocks, out);
 			p += used;
 		} else {
 			return LCP_ERR_FORMAT;
@@ -544,7 +554,7 @@ static lcp_err decode_quant(const struct lcp_codec_tensor *t, const uint8_t *dat
 	if (sm == SIDE_ZSTD)
 		err = unzstd(ds, side_src, side_len, side, side_raw);
 	else if (sm == SIDE_PLANES)
-		err = decode_side_planes(kern, side_src, side_len, ng, sbytes + 1, side, side_tables,
+		err = decode_side_planes(kern, side_src, side_len, ng, sbytes + 1, g1, side, side_tables,
 					 data + data_len);
 	else
 		memcpy(side, side_src, side_raw);

@@ -112,7 +112,7 @@ lcp_err lcp_rans_decode_scalar(const struct lcp_rans_block *b, unsigned nb, unsi
 		for (unsigned l = 0; l < lanes; l++)
 			x[l] = lcp_load_le32(b[k].in + 4u * l);
 		lcp_rans_cursor_init(&cur, &b[k], 4u * lanes, readable_end);
-		uint32_t t = 0, steps = b[k].n / lanes;
+		uint32_t t = 0, steps = b[k].stop / lanes;
 		while (t < steps) {
 			uint32_t run = lcp_rans_run(&cur, 1, readable_end, steps - t);
 			if (run == 0)

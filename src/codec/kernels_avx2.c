@@ -92,7 +92,7 @@ INLINE AVX2 lcp_err decode_group(const struct lcp_rans_block *b, unsigned K,
 		x[k][0] = _mm256_loadu_si256((const __m256i *)(const void *)b[k].in);
 		x[k][1] = _mm256_loadu_si256((const __m256i *)(const void *)(b[k].in + 32));
 		lcp_rans_cursor_init(&cur[k], &b[k], 64, readable_end);
-		steps = b[k].n / 16 < steps ? b[k].n / 16 : steps;
+		steps = b[k].stop / 16 < steps ? b[k].stop / 16 : steps;
 	}
 	uint32_t t = 0;
 	while (t < steps) {

@@ -206,7 +206,7 @@ INLINE AVX512 lcp_err decode_group(const struct lcp_rans_block *b, unsigned K,
 			return LCP_ERR_FORMAT;
 		x[k] = _mm512_loadu_si512(b[k].in);
 		lcp_rans_cursor_init(&cur[k], &b[k], 64, readable_end);
-		steps = b[k].n / 16 < steps ? b[k].n / 16 : steps;
+		steps = b[k].stop / 16 < steps ? b[k].stop / 16 : steps;
 		first[k] = f ? f->first + (uint64_t)k * f->block_elems : 0;
 	}
 	uint32_t t = 0;
@@ -236,10 +236,10 @@ INLINE AVX512 lcp_err decode_group(const struct lcp_rans_block *b, unsigned K,
 		lcp_err err = lcp_rans_finish(&b[k], 16, xs, cur[k].p, cur[k].end, 16u * t);
 		if (err)
 			return err;
-		if (f && 16u * t < b[k].n) { /* the codes the scalar finish decoded */
+		if (f && 16u * t < b[k].stop) { /* the codes the scalar finish decoded */
 			uint64_t e0 = first[k] + 16u * t;
 			struct lcp_dequant_run r = {
-				.codes = b[k].out + 16u * t, .n = b[k].n - 16u * t,
+				.codes = b[k].out + 16u * t, .n = b[k].stop - 16u * t,
 				.group_size = f->group_size, .phase = (uint32_t)(e0 % f->group_size),
 				.sd = f->sd + e0 / f->group_size, .off = f->off + e0 / f->group_size,
 				.out = f->out + e0 * eb,
@@ -328,7 +328,7 @@ static lcp_err rans_decode_fused(const struct lcp_rans_block *b, unsigned nb, un
 	for (unsigned k = 0; !err && k < nb; k++) {
 		uint64_t e0 = f->first + (uint64_t)k * f->block_elems;
 		struct lcp_dequant_run r = {
-			.codes = b[k].out, .n = b[k].n, .group_size = f->group_size,
+			.codes = b[k].out, .n = b[k].stop, .group_size = f->group_size,
 			.phase = (uint32_t)(e0 % f->group_size), .sd = f->sd + e0 / f->group_size,
 			.off = f->off + e0 / f->group_size, .out = f->out + e0 * lcp_codec_elem_bytes(f->dt),
 		};

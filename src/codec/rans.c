@@ -258,7 +258,7 @@ lcp_err lcp_rans_finish(const struct lcp_rans_block *b, unsigned lanes,
 	const struct lcp_rans_dec *d = b->table;
 	if (p > end)
 		return LCP_ERR_FORMAT; /* a SIMD pass already read past the block */
-	for (uint32_t i = i0; i < b->n; i++) {
+	for (uint32_t i = i0; i < b->stop; i++) {
 		uint32_t *xl = &x[i & (lanes - 1)];
 		uint32_t e = d->slot[*xl & (LCP_RANS_SCALE - 1)];
 		b->out[i] = (uint8_t)e;
@@ -270,6 +270,8 @@ lcp_err lcp_rans_finish(const struct lcp_rans_block *b, unsigned lanes,
 			p += 2;
 		}
 	}
+	if (b->stop < b->n)
+		return LCP_OK;
 	if (p != end)
 		return LCP_ERR_FORMAT;
 	for (unsigned l = 0; l < lanes; l++)

@@ -78,23 +78,25 @@ struct lcp_rans_dec {
 };
 void lcp_rans_dec_init(struct lcp_rans_dec *d, const uint16_t freq[256]);
 
-/* One block to decode with table: its bytes in[0, len), n symbols into
- * out[0, n). */
+/* One block of n symbols to decode with table: its bytes in[0, len),
+ * symbols [0, stop) into out[0, stop). A range read stops early (stop < n);
+ * then the block's end checks, which need its last symbol, do not run. */
 struct lcp_rans_block {
 	const struct lcp_rans_dec *table;
 	const uint8_t *in;
 	size_t len;
 	uint32_t n;
+	uint32_t stop; /* <= n */
 	uint8_t *out;
 };
 
 /*
  * Continues decoding one block from symbol i0 with lane states x[0, lanes):
- * symbols i0 .. b->n - 1 into b->out, words read from [p, end), which holds
- * the block's words not yet read (its tail in b->in, or a copy of it).
- * LCP_ERR_FORMAT when the block is malformed (words run out or are left
- * over, or a lane does not end at 2^16). The reference decoder is this from
- * i0 = 0; SIMD decoders finish with it.
+ * symbols i0 .. b->stop - 1 into b->out, words read from [p, end), which
+ * holds the block's words not yet read (its tail in b->in, or a copy of it).
+ * LCP_ERR_FORMAT when the block is malformed (words run out, or, when it
+ * decodes to the end, words are left over or a lane does not end at 2^16).
+ * The reference decoder is this from i0 = 0; SIMD decoders finish with it.
  */
 lcp_err lcp_rans_finish(const struct lcp_rans_block *b, unsigned lanes,
 			uint32_t x[LCP_RANS_MAX_LANES], const uint8_t *p, const uint8_t *end,

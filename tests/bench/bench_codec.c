@@ -46,6 +46,7 @@
 #define DEC_RUNS 15              /* best of, alternating with Q4_0 (noisy shared cores) */
 #define TARGET_DEC_GWS 1.5      /* G weights/s per core, every output dtype */
 #define TARGET_DEC_VS_Q4_0 0.75 /* of ggml Q4_0 dequantization, same run */
+#define RANGE_READS 400         /* random 4 KiB reads timed per way */
 
 enum { S_DEFAULT, S_8BIT, S_REF0 };
 
@@ -406,6 +407,43 @@ static double time_decode(const struct lcp_encoded *enc, const struct lcp_codec_
 	return now_s() - t0;
 }
 
+/* Microseconds per read of 4 KiB at random places (the same for both
+ * ways), decoding with lcp_codec_decode_range or the whole chunk; best of
+ * RUNS. */
+static void range_reads(const struct lcp_encoded *enc, const struct lcp_codec_tensor *ct,
+			unsigned eb, double *range_us, double *chunk_us)
+{
+	uint64_t count = 4096 / eb, n = enc->chunks[enc->nchunks - 1].elem_end;
+	uint8_t *out = xmalloc(4096), *whole = xmalloc(lcp_codec_tensor_block_elems(ct) > 0 ?
+							  (size_t)(enc->chunks[0].elem_end * eb) : 1);
+	*range_us = *chunk_us = INFINITY;
+	for (int way = 0; way < 2; way++)
+		for (int run = 0; run < RUNS; run++) {
+			uint64_t seed = 12345;
+			double t0 = now_s();
+			for (int r = 0; r < RANGE_READS; r++) {
+				seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+				uint64_t first = (seed >> 16) % (n - count + 1);
+				uint32_t c = 0;
+				while (enc->chunks[c].elem_end <= first)
+					c++;
+				const struct lcp_chunk_info *ch = &enc->chunks[c];
+				uint64_t cnt = ch->elem_end - first < count ? ch->elem_end - first : count;
+				if (way == 0)
+					lcp_codec_decode_range(ct, ch, enc->data + ch->data_off, ch->data_len, first,
+							       cnt, out, cnt * eb);
+				else
+					lcp_codec_decode_chunk(ct, ch, enc->data + ch->data_off, ch->data_len, whole,
+							       (ch->elem_end - ch->elem_begin) * eb);
+			}
+			double us = (now_s() - t0) * 1e6 / RANGE_READS;
+			double *best = way == 0 ? range_us : chunk_us;
+			*best = us < *best ? us : *best;
+		}
+	free(out);
+	free(whole);
+}
+
 /*
  * Decode per core into F32, F16 and BF16 at 4 and 8 bits (the default and
  * quality presets), with the kernels this CPU gets and with the plain-C
@@ -438,6 +476,8 @@ static void decode_speed(struct lcp_codec_ctx *ctx, const struct file *files, si
 	static const char *dt_names[] = { "F32", "F16", "BF16" };
 	char verdicts[6][200];
 	unsigned nv = 0;
+	double range_us = NAN, chunk_us = NAN;
+	uint64_t range_block = 0;
 	for (int preset = 0; preset < 2; preset++) {
 		struct lcp_config cfg = preset ? lcp_config_quality() : lcp_config_default();
 		const char *pname = preset ? "lcpfs-8bit" : "lcpfs-default";
@@ -478,6 +518,10 @@ static void decode_speed(struct lcp_codec_ctx *ctx, const struct file *files, si
 			printf("%-13s %-5s %7.3f %11.2f %9.2f %9.2f %8.2fx %9.2f\n", pname, dt_names[d],
 			       8.0 * (double)enc.stored_bytes / (double)n, gws, gws * eb, q_gws, gws / q_gws,
 			       (double)n / tref / 1e9);
+			if (preset == 0 && dts[d] == LCP_DTYPE_F16 && ct) {
+				range_reads(&enc, ct, eb, &range_us, &chunk_us);
+				range_block = lcp_codec_tensor_block_elems(ct);
+			}
 			snprintf(verdicts[nv++], sizeof verdicts[0],
 				 "%s %s into %s: %.2f G weights/s >= %.1f and %.2fx >= %.2fx Q4_0",
 				 gws >= TARGET_DEC_GWS && gws >= TARGET_DEC_VS_Q4_0 * q_gws ? "PASS" : "FAIL",
@@ -486,6 +530,10 @@ static void decode_speed(struct lcp_codec_ctx *ctx, const struct file *files, si
 			lcp_encoded_free(&enc);
 		}
 	}
+	printf("\nRandom reads of 4 KiB of the lcpfs-default F16 tensor, %d of them, best of %d: "
+	       "%.1f us each decoding\nthe range (its blocks of %llu weights), %.1f us decoding "
+	       "the whole chunk.\n",
+	       RANGE_READS, RUNS, range_us, (unsigned long long)range_block, chunk_us);
 	printf("\nTargets (issue 10, decode per core):\n");
 	for (unsigned i = 0; i < nv; i++)
 		printf("%s\n", verdicts[i]);

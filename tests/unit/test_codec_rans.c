@@ -198,11 +198,20 @@ Test(rans, round_trip_every_lane_count_length_and_kernel)
 				if (!kern)
 					continue;
 				memset(out, 0xa5, n + 1);
-				struct lcp_rans_block blk = {&d, b, len, n, out};
+				struct lcp_rans_block blk = {&d, b, len, n, n, out};
 				cr_assert_eq(kern->rans_decode(&blk, 1, lanes, b + len), LCP_OK,
 					     "%s lanes %u n %u", kernel_names[k], lanes, n);
 				cr_assert_arr_eq(out, s, n, "%s lanes %u n %u", kernel_names[k], lanes, n);
 				cr_assert_eq(out[n], 0xa5, "%s wrote past the block's symbols", kernel_names[k]);
+				/* Stopping early gives the prefix and writes nothing past it. */
+				uint32_t stops[] = {n / 2, n > 17 ? 17 : n, n > 0 ? n - 1 : 0};
+				for (size_t si = 0; si < 3; si++) {
+					memset(out, 0xa5, n + 1);
+					blk.stop = stops[si];
+					cr_assert_eq(kern->rans_decode(&blk, 1, lanes, b + len), LCP_OK);
+					cr_assert_arr_eq(out, s, blk.stop, "%s stop %u", kernel_names[k], blk.stop);
+					cr_assert_eq(out[blk.stop], 0xa5, "%s wrote past stop", kernel_names[k]);
+				}
 			}
 			free(b);
 			free(s);
@@ -256,7 +265,7 @@ Test(rans, many_blocks_in_one_call)
 			continue;
 		struct lcp_rans_block blk[NB];
 		for (uint32_t k = 0; k < NB; k++)
-			blk[k] = (struct lcp_rans_block){&d[k % 2], buf + off[k], len[k], cnt[k],
+			blk[k] = (struct lcp_rans_block){&d[k % 2], buf + off[k], len[k], cnt[k], cnt[k],
 							 out + k * BLOCK};
 		memset(out, 0, n);
 		cr_assert_eq(kern->rans_decode(blk, NB, 16, buf + at), LCP_OK, "%s", kernel_names[ki]);
@@ -296,7 +305,7 @@ Test(rans, golden_block)
 	static struct lcp_rans_dec d;
 	lcp_rans_dec_init(&d, freq);
 	uint8_t out[40];
-	struct lcp_rans_block blk = {&d, golden, sizeof golden, 40, out};
+	struct lcp_rans_block blk = {&d, golden, sizeof golden, 40, 40, out};
 	cr_assert_eq(lcp_rans_decode_ref(&blk, 1, 2, golden + sizeof golden), LCP_OK);
 	cr_assert_arr_eq(out, sym, 40);
 	free(b);
@@ -330,7 +339,7 @@ Test(rans, damaged_blocks_get_the_same_verdict_everywhere)
 				b[i] = i < len ? good[i] : (uint8_t)rnd();
 			if (blen && how == 0)
 				b[rnd() % blen] ^= (uint8_t)(1u << (rnd() % 8));
-			struct lcp_rans_block blk = {&d, b, blen, N, ref_out};
+			struct lcp_rans_block blk = {&d, b, blen, N, N, ref_out};
 			lcp_err want = lcp_rans_decode_ref(&blk, 1, lanes, b + blen);
 			cr_assert(how == 0 || want != LCP_OK,
 				  "lanes %u trial %d: a cut or padded block was accepted", lanes, trial);
