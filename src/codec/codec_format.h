@@ -43,7 +43,9 @@
  * L lanes (B: the params block's, or for a plane its length). The encoder
  * takes rANS for codes unless raw or zstd is smaller by more than 2% (zstd
  * wins on rows that repeat, as in embedding tables with untrained tokens),
- * with L = 16 unless a chunk is too short to give each lane 1024 codes; and
+ * with L = 16 unless a chunk is too short to give each lane 1024 codes (and
+ * then only when rANS is smaller by 2%: fewer lanes decode in scalar code,
+ * slower than zstd); and
  * planes (16 lanes) for the side stream unless zstd or raw is smaller by
  * more than 2% (zstd decoded the 8-bit class's side streams in a sixth of
  * the whole decode time; their planes take fewer bytes).
