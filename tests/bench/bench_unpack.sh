@@ -49,7 +49,7 @@ for _ in $(seq $RUNS); do
 done
 
 mib() { awk -v b="$1" -v ns="$2" 'BEGIN { printf "%.0f", b / 1048576 / (ns / 1e9) }'; }
-echo "file: $BYTES bytes; lcpfs pack (default preset) $(secs $((t1 - t0))) s -> $stored bytes;" \
+echo "file: $BYTES bytes; lcpfs pack (default preset) $(secs "$pack_ns") s -> $stored bytes;" \
 	"zstd -1 -> $zbytes bytes"
 printf "%-32s %9s %10s\n" "command (best of $RUNS)" "seconds" "MiB/s out"
 printf "%-32s %9s %10s\n" "lcpfs unpack" "$(secs "$best_u")" "$(mib "$BYTES" "$best_u")"
