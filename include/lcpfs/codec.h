@@ -117,6 +117,14 @@ void lcp_codec_tensor_free(struct lcp_codec_tensor *t);
 enum lcp_dtype lcp_codec_tensor_dtype(const struct lcp_codec_tensor *t);
 /* Elements of the whole tensor (the product of its dims). */
 uint64_t lcp_codec_tensor_elems(const struct lcp_codec_tensor *t);
+/* Elements per independently decodable block inside the tensor's chunks
+ * (counted from each chunk's first element; the last block of a chunk may
+ * be shorter): lcp_codec_decode_range decodes the blocks a range touches.
+ * Equal to the chunk length when chunks decode only whole (format version
+ * 1, lossless tensors). Some chunks of a tensor may still be stored in a
+ * form that decodes whole (codec_format.h), so this is a cost hint, never a
+ * condition. */
+uint64_t lcp_codec_tensor_block_elems(const struct lcp_codec_tensor *t);
 
 /*
  * Reconstructs one chunk into out, which must hold
@@ -128,6 +136,23 @@ uint64_t lcp_codec_tensor_elems(const struct lcp_codec_tensor *t);
  */
 lcp_err lcp_codec_decode_chunk(const struct lcp_codec_tensor *t, const struct lcp_chunk_info *chunk,
 			       const uint8_t *data, size_t data_len, void *out, size_t out_len);
+
+/*
+ * Reconstructs elements [first, first + count) of one chunk (chunk->
+ * elem_begin <= first, count >= 1, first + count <= chunk->elem_end) into
+ * out, which must hold count * dtype bytes: exactly the bytes
+ * lcp_codec_decode_chunk writes for those elements. data must hold the whole
+ * chunk's stored bytes; chunk->stored_xxh3 is checked first
+ * (LCP_ERR_CHECKSUM: out unspecified). chunk->output_xxh3 covers the whole
+ * chunk, so only a whole-chunk decode can check it; the stored checksum and
+ * the deterministic decode are what stand behind a range. The work is that
+ * of the touched blocks (lcp_codec_tensor_block_elems) plus the chunk's
+ * small side stream. Same threading and allocation rules as
+ * lcp_codec_decode_chunk.
+ */
+lcp_err lcp_codec_decode_range(const struct lcp_codec_tensor *t, const struct lcp_chunk_info *chunk,
+			       const uint8_t *data, size_t data_len, uint64_t first, uint64_t count,
+			       void *out, size_t out_len);
 
 /*
  * The built-in "cpu" provider (src/codec/provider_cpu.c): this codec behind

@@ -17,6 +17,7 @@
 #include "codec/half.h"
 #include "codec/lowrank.h"
 #include "codec/quant.h"
+#include "codec/rans.h"
 #include "common/alloc.h"
 #include "common/buf.h"
 #include "common/checksum.h"
@@ -184,11 +185,10 @@ static void acc_metrics(enum lcp_dtype dt, const uint8_t *pa, const uint8_t *pb,
 	s[3] = ee;
 }
 
-/* Chunk length in elements: a multiple of unit (the group size, or 1 for
- * lossless), and of cols when whole rows fit the target. */
-static uint32_t chunk_elems_for(uint64_t cols, unsigned elem_bytes, uint32_t unit)
+/* Chunk length in elements: about target, a multiple of unit (the group
+ * size, or 1 for lossless), and of cols when whole rows fit the target. */
+static uint32_t chunk_elems_for(uint64_t cols, uint64_t target, uint32_t unit)
 {
-	uint64_t target = CHUNK_TARGET_BYTES / elem_bytes;
 	uint64_t step = unit;
 	if (cols > 0 && cols <= target) {
 		uint64_t a = cols, b = unit;
@@ -205,15 +205,18 @@ static uint32_t chunk_elems_for(uint64_t cols, unsigned elem_bytes, uint32_t uni
 	return (uint32_t)(c ? c : step);
 }
 
+/* The params block: version 2 with the rANS block length (quantized
+ * tensors: block_elems > 0), version 1 without (lossless tensors, whose
+ * bytes stay as they were). */
 static lcp_err params_build(const struct lcp_tensor_view *t, enum lcp_encoding enc,
 			    const struct lcp_qparams *q, bool ecsq, const struct lowrank *lr,
-			    uint32_t group_size, uint32_t chunk_elems, uint8_t **out,
-			    size_t *out_len)
+			    uint32_t group_size, uint32_t chunk_elems, uint32_t block_elems,
+			    uint8_t **out, size_t *out_len)
 {
 	struct lcp_buf b = LCP_BUF_INIT;
 	lcp_err err = lcp_buf_append(&b, PARAMS_MAGIC, 4);
 	if (!err)
-		err = lcp_buf_append_u8(&b, PARAMS_VERSION);
+		err = lcp_buf_append_u8(&b, block_elems ? PARAMS_VERSION : PARAMS_VERSION_1);
 	if (!err)
 		err = lcp_buf_append_u8(&b, (uint8_t)enc);
 	if (!err)
@@ -239,6 +242,8 @@ static lcp_err params_build(const struct lcp_tensor_view *t, enum lcp_encoding e
 		err = lcp_buf_append_le64(&b, t->dims[i]);
 	for (uint64_t i = 0; !err && lr && i < (uint64_t)lr->rank * lr->cols; i++)
 		err = lcp_buf_append_le16(&b, lr->vt16[i]);
+	if (!err && block_elems)
+		err = lcp_buf_append_le32(&b, block_elems);
 	if (!err)
 		err = lcp_buf_append_le64(&b, lcp_xxh3(b.data, b.len));
 	if (err) {
@@ -282,11 +287,11 @@ static lcp_err alloc_chunks(struct lcp_encoded *out, const struct chunk_plan *pl
 	return out->chunks ? LCP_OK : LCP_ERR_NOMEM;
 }
 
-static void plan_chunks(struct chunk_plan *pl, uint64_t n, uint64_t cols, unsigned eb,
+static void plan_chunks(struct chunk_plan *pl, uint64_t n, uint64_t cols, uint64_t target,
 			uint32_t unit)
 {
 	pl->n = n;
-	pl->chunk_elems = chunk_elems_for(cols, eb, unit);
+	pl->chunk_elems = chunk_elems_for(cols, target, unit);
 	pl->nchunks = (uint32_t)((n + pl->chunk_elems - 1) / pl->chunk_elems);
 }
 
@@ -364,81 +369,226 @@ static double sumsq(const float *x, uint64_t n)
 	return (s[0] + s[1]) + (s[2] + s[3]);
 }
 
+/* A chunk's streams while the encoder chooses how to store its codes. */
+struct chunk_streams {
+	struct lcp_buf side;  /* side stream as stored */
+	uint8_t side_mode;    /* enum side_mode */
+	struct lcp_buf alt;   /* codes raw or as a zstd frame, whichever is smaller */
+	uint8_t alt_mode;     /* CODE_RAW or CODE_ZSTD */
+	struct lcp_buf rans;  /* codes as rANS blocks (empty without a model) */
+};
+
+static void chunk_streams_free(struct chunk_streams *cs, uint32_t n)
+{
+	for (uint32_t c = 0; cs && c < n; c++) {
+		lcp_buf_free(&cs[c].side);
+		lcp_buf_free(&cs[c].alt);
+		lcp_buf_free(&cs[c].rans);
+	}
+	lcp_free(cs);
+}
+
+/* Lanes for a chunk of m codes: 16, or fewer so each lane codes at least
+ * LANE_MIN_SYMBOLS (the lane states' bytes matter in short chunks). */
+static unsigned lanes_for(uint64_t m, uint32_t block_elems)
+{
+	uint64_t per_block = m < block_elems ? m : block_elems;
+	unsigned lanes = LCP_RANS_MAX_LANES;
+	while (lanes > 1 && (uint64_t)lanes * LANE_MIN_SYMBOLS > per_block)
+		lanes /= 2;
+	return lanes;
+}
+
+/* m symbols as a rANS stream (layout in codec_format.h): lanes, its own
+ * frequency table, block lengths, blocks. */
+static lcp_err put_rans(struct lcp_buf *b, const uint8_t *codes, uint64_t m, uint32_t block_elems,
+			unsigned lanes)
+{
+	uint64_t hist[256] = {0};
+	uint16_t freq[256];
+	struct lcp_rans_enc e;
+	for (uint64_t i = 0; i < m; i++)
+		hist[codes[i]]++;
+	lcp_rans_normalize(hist, freq);
+	lcp_rans_enc_init(&e, freq);
+	unsigned lg = 0;
+	while ((1u << lg) < lanes)
+		lg++;
+	uint64_t nblocks = (m + block_elems - 1) / block_elems;
+	lcp_err err = lcp_buf_reserve(b, 1 + LCP_RANS_TABLE_MAX);
+	if (!err) {
+		b->data[b->len++] = (uint8_t)lg;
+		b->len += lcp_rans_table_write(freq, b->data + b->len);
+	}
+	size_t lens_at = b->len;
+	for (uint64_t k = 0; !err && k < nblocks; k++)
+		err = lcp_buf_append_le32(b, 0);
+	for (uint64_t k = 0; !err && k < nblocks; k++) {
+		uint64_t beg = k * block_elems;
+		uint32_t bn = (uint32_t)(m - beg < block_elems ? m - beg : block_elems);
+		err = lcp_buf_reserve(b, lcp_rans_block_bound(bn, lanes));
+		if (err)
+			break;
+		size_t len = lcp_rans_encode(&e, codes + beg, bn, lanes, b->data + b->len);
+		b->len += len;
+		lcp_store_le32(b->data + lens_at + 4 * k, (uint32_t)len);
+	}
+	return err;
+}
+
+/* rANS with 16 lanes is kept unless raw or zstd is smaller by more than 1
+ * part in RANS_PREFERENCE: it decodes several times faster than zstd's
+ * Huffman literals (zstd wins on repeated rows, as in embedding tables with
+ * untrained tokens). With fewer lanes (chunks under 16K codes) it decodes in
+ * scalar code, slower than zstd (1.5 against 0.5 ns per code), and its
+ * table weighs more (a 256-symbol table is ~230 bytes): then it must be
+ * smaller by that margin. */
+#define RANS_PREFERENCE 50u
+
+static bool prefer_rans(size_t rans_len, size_t alt_len, unsigned lanes)
+{
+	if (lanes < LCP_RANS_MAX_LANES)
+		return (uint64_t)rans_len * (RANS_PREFERENCE + 1) <= (uint64_t)alt_len * RANS_PREFERENCE;
+	return (uint64_t)rans_len * RANS_PREFERENCE <= (uint64_t)alt_len * (RANS_PREFERENCE + 1);
+}
+
+/* Side streams go as planes unless zstd or raw is smaller by more than 1
+ * part in SIDE_PREFERENCE: measured on the decode benchmark's matrix, zstd
+ * decoded the 8-bit class's side streams (0.55 bits/weight) in 0.11 ns per
+ * weight, a sixth of the whole decode, and their planes take fewer bytes;
+ * the 4-bit class's planes take ~7% more than zstd there (0.005 bits per
+ * weight for 0.03 ns per weight), and a 10% margin cost stories260K's 8-bit
+ * tensors 0.04 bits/weight, so the margin is the codes' 2%. */
+#define SIDE_PREFERENCE 50u
+
+/* One plane of ng side bytes, as its mode and payload (codec_format.h):
+ * constant, rANS (16 lanes, one block) when that is smaller, else raw. */
+static lcp_err put_plane(struct lcp_buf *b, const uint8_t *p, uint64_t ng)
+{
+	uint64_t same = 1;
+	while (same < ng && p[same] == p[0])
+		same++;
+	if (same == ng) {
+		lcp_err err = lcp_buf_append_u8(b, PLANE_CONSTANT);
+		return err ? err : lcp_buf_append_u8(b, p[0]);
+	}
+	size_t at = b->len;
+	lcp_err err = lcp_buf_append_u8(b, PLANE_RANS);
+	if (!err)
+		err = put_rans(b, p, ng, (uint32_t)ng, LCP_RANS_MAX_LANES);
+	if (err || b->len - at - 1 < ng)
+		return err;
+	b->len = at; /* rANS would not pay: raw */
+	err = lcp_buf_append_u8(b, PLANE_RAW);
+	return err ? err : lcp_buf_append(b, p, ng);
+}
+
+/*
+ * Quantizes every group, then entropy-codes chunk by chunk: each chunk's
+ * codes as rANS blocks with the chunk's own table, or raw or as zstd when
+ * that is clearly smaller (RANS_PREFERENCE).
+ */
 static lcp_err encode_quant_chunks(struct lcp_codec_ctx *ctx, const float *x,
 				   const struct qplan *qp, const struct lowrank *lr, uint32_t G,
-				   const struct chunk_plan *pl, struct lcp_encoded *out, double *sqerr)
+				   const struct chunk_plan *pl, uint32_t block_elems,
+				   struct lcp_encoded *out, double *sqerr)
 {
 	const struct lcp_qparams *q = &qp->q;
-	double e = 0.0;
-	struct lcp_buf data = LCP_BUF_INIT;
-	uint64_t cg = pl->chunk_elems / G;
-	/* codes, side (scale codes then aux), packed codes */
-	size_t ce = pl->chunk_elems;
+	uint64_t n = pl->n, ngroups = (n + G - 1) / G;
 	unsigned sbytes = q->scale_log2_steps == 8 ? 2 : 1;
-	/* side bytes then codes (packed for 4-bit symbols), 4-bit codes */
-	uint8_t *stream = lcp_malloc((sbytes + 1) * cg + ce);
-	uint8_t *codes4 = q->bits == 4 ? lcp_malloc(ce) : NULL;
-	uint16_t *sc = lcp_malloc(cg * sizeof *sc);
-	lcp_err err = stream && sc && (codes4 || q->bits != 4) ? LCP_OK : LCP_ERR_NOMEM;
+	uint8_t *codes = lcp_malloc(n ? n : 1), *aux = lcp_malloc(ngroups ? ngroups : 1);
+	uint16_t *sc = lcp_malloc((ngroups ? ngroups : 1) * sizeof *sc);
+	/* side bytes, then codes packed for raw and zstd (two per byte for
+	 * 4-bit symbols) */
+	uint64_t cg = pl->chunk_elems / G;
+	uint8_t *stream = lcp_malloc((sbytes + 1) * cg + pl->chunk_elems);
+	struct chunk_streams *cs = lcp_calloc(pl->nchunks ? pl->nchunks : 1, sizeof *cs);
+	lcp_err err = codes && aux && sc && stream && cs ? LCP_OK : LCP_ERR_NOMEM;
+	double e = 0.0;
+	for (uint64_t g = 0; !err && g < ngroups; g++) {
+		uint64_t beg = g * G;
+		uint32_t len = (uint32_t)(n - beg < G ? n - beg : G);
+		if (qp->ecsq)
+			e += lcp_quant_group_ecsq(x + beg, len, q, qp->gstep[g], codes + beg, &sc[g], &aux[g]);
+		else
+			e += lcp_quant_group(x + beg, len, q, codes + beg, &sc[g], &aux[g]);
+	}
 	for (uint32_t c = 0; !err && c < pl->nchunks; c++) {
-		struct lcp_chunk_info *ci = &out->chunks[c];
-		ci->elem_begin = (uint64_t)c * pl->chunk_elems;
-		ci->elem_end = ci->elem_begin + ce < pl->n ? ci->elem_begin + ce : pl->n;
-		uint64_t m = ci->elem_end - ci->elem_begin;
-		uint64_t ng = (m + G - 1) / G;
-		const float *xc = x + ci->elem_begin;
-		uint64_t g0 = ci->elem_begin / G;
-		uint8_t *side = stream;
-		uint8_t *codes = q->bits == 4 ? codes4 : stream + (sbytes + 1) * ng;
+		uint64_t cb = (uint64_t)c * pl->chunk_elems;
+		uint64_t m = cb + pl->chunk_elems < n ? pl->chunk_elems : n - cb;
+		uint64_t ng = (m + G - 1) / G, g0 = cb / G;
+		uint8_t *side = stream, *packed = stream + (sbytes + 1) * ng;
 		for (uint64_t g = 0; g < ng; g++) {
-			uint64_t beg = g * G;
-			uint32_t len = (uint32_t)(m - beg < G ? m - beg : G);
-			if (qp->ecsq)
-				e += lcp_quant_group_ecsq(xc + beg, len, q, qp->gstep[g0 + g], codes + beg,
-							  &sc[g], &side[sbytes * ng + g]);
-			else
-				e += lcp_quant_group(xc + beg, len, q, codes + beg, &sc[g],
-						     &side[sbytes * ng + g]);
 			if (sbytes == 2) {
-				side[g] = (uint8_t)(sc[g] >> 8);
-				side[ng + g] = (uint8_t)sc[g];
+				side[g] = (uint8_t)(sc[g0 + g] >> 8);
+				side[ng + g] = (uint8_t)sc[g0 + g];
 			} else {
-				side[g] = (uint8_t)sc[g];
+				side[g] = (uint8_t)sc[g0 + g];
 			}
+			side[sbytes * ng + g] = aux[g0 + g];
 		}
 		size_t code_len = m;
 		if (q->bits == 4) {
-			uint8_t *packed = stream + (sbytes + 1) * ng;
 			code_len = (m + 1) / 2;
 			memset(packed, 0, code_len);
 			for (uint64_t i = 0; i < m; i++)
-				packed[i / 2] |= (uint8_t)(codes[i] << (4 * (i & 1)));
+				packed[i / 2] |= (uint8_t)(codes[cb + i] << (4 * (i & 1)));
+		} else {
+			memcpy(packed, codes + cb, m);
 		}
+		struct lcp_buf planes = LCP_BUF_INIT;
+		uint8_t zmode = 0;
+		for (unsigned k = 0; !err && k <= sbytes; k++)
+			err = put_plane(&planes, side + k * ng, ng);
+		if (!err)
+			err = put_stream(ctx, &cs[c].side, side, (sbytes + 1) * ng, &zmode);
+		cs[c].side_mode = zmode ? SIDE_ZSTD : SIDE_RAW;
+		if (!err && (uint64_t)planes.len * SIDE_PREFERENCE <=
+				    (uint64_t)cs[c].side.len * (SIDE_PREFERENCE + 1)) {
+			lcp_buf_free(&cs[c].side);
+			cs[c].side = planes;
+			cs[c].side_mode = SIDE_PLANES;
+		} else {
+			lcp_buf_free(&planes);
+		}
+		if (!err)
+			err = put_stream(ctx, &cs[c].alt, packed, code_len, &zmode);
+		cs[c].alt_mode = zmode ? CODE_ZSTD : CODE_RAW;
+		if (!err)
+			err = put_rans(&cs[c].rans, codes + cb, m, block_elems, lanes_for(m, block_elems));
+	}
+	/* The chunks as stored: header, side stream, codes, low-rank rows. */
+	struct lcp_buf data = LCP_BUF_INIT;
+	for (uint32_t c = 0; !err && c < pl->nchunks; c++) {
+		struct lcp_chunk_info *ci = &out->chunks[c];
+		ci->elem_begin = (uint64_t)c * pl->chunk_elems;
+		ci->elem_end = ci->elem_begin + pl->chunk_elems < n ? ci->elem_begin + pl->chunk_elems : n;
+		bool use_rans = prefer_rans(cs[c].rans.len, cs[c].alt.len,
+					    lanes_for(ci->elem_end - ci->elem_begin, block_elems));
+		const struct lcp_buf *code = use_rans ? &cs[c].rans : &cs[c].alt;
+		uint8_t modes = (uint8_t)(cs[c].side_mode | (use_rans ? CODE_RANS : cs[c].alt_mode) << 2);
 		ci->data_off = data.len;
-		err = lcp_buf_append(&data, (const uint8_t[QCHUNK_HEADER_LEN]){0}, QCHUNK_HEADER_LEN);
-		uint8_t side_mode = 0, code_mode = 0;
-		size_t side_at = data.len;
+		err = lcp_buf_append_u8(&data, modes);
 		if (!err)
-			err = put_stream(ctx, &data, stream, (sbytes + 1) * ng, &side_mode);
-		size_t side_len = data.len - side_at;
+			err = lcp_buf_append_le32(&data, (uint32_t)cs[c].side.len);
 		if (!err)
-			err = put_stream(ctx, &data, stream + (sbytes + 1) * ng, code_len, &code_mode);
-		if (!err) {
-			uint8_t *h = data.data + ci->data_off;
-			h[0] = (uint8_t)(side_mode | code_mode << 1);
-			lcp_store_le32(h + 1, (uint32_t)side_len);
-		}
+			err = lcp_buf_append(&data, cs[c].side.data, cs[c].side.len);
+		if (!err)
+			err = lcp_buf_append(&data, code->data, code->len);
 		if (!err && lr) {
 			uint64_t r0, nrows;
-			lcp_codec_touched_rows(lr->cols, ci->elem_begin, m, &r0, &nrows);
+			lcp_codec_touched_rows(lr->cols, ci->elem_begin, ci->elem_end - ci->elem_begin, &r0,
+					       &nrows);
 			for (uint64_t i = 0; !err && i < nrows * lr->rank; i++)
 				err = lcp_buf_append_le16(&data, lr->u16[r0 * lr->rank + i]);
 		}
 		ci->data_len = data.len - ci->data_off;
 	}
-	lcp_free(stream);
-	lcp_free(codes4);
+	chunk_streams_free(cs, pl->nchunks);
+	lcp_free(codes);
+	lcp_free(aux);
 	lcp_free(sc);
+	lcp_free(stream);
 	*sqerr = e;
 	if (err) {
 		lcp_buf_free(&data);
@@ -703,7 +853,6 @@ static lcp_err encode_quant(struct lcp_codec_ctx *ctx, const struct lcp_tensor_v
 {
 	uint64_t cols;
 	uint64_t n = elem_count(t, &cols);
-	unsigned eb = lcp_codec_elem_bytes(t->dtype);
 	struct qplan qp;
 	struct chunk_plan pl;
 	double sqerr = 0.0;
@@ -713,15 +862,17 @@ static lcp_err encode_quant(struct lcp_codec_ctx *ctx, const struct lcp_tensor_v
 	out->group_size = cfg->group_size;
 	out->symmetric = cfg->symmetric;
 	out->rank = lr ? lr->rank : 0;
-	plan_chunks(&pl, n, cols, eb, cfg->group_size);
+	plan_chunks(&pl, n, cols, CHUNK_TARGET_ELEMS, cfg->group_size);
+	uint32_t block_elems = BLOCK_ELEMS < pl.chunk_elems ? BLOCK_ELEMS : pl.chunk_elems;
 	if (!err)
 		err = alloc_chunks(out, &pl);
 	if (!err)
-		err = encode_quant_chunks(ctx, xq, &qp, lr, cfg->group_size, &pl, out, &sqerr);
+		err = encode_quant_chunks(ctx, xq, &qp, lr, cfg->group_size, &pl, block_elems, out,
+					  &sqerr);
 	lcp_free(qp.gstep);
 	if (!err)
 		err = params_build(t, enc, &qp.q, qp.ecsq, lr, cfg->group_size, pl.chunk_elems,
-				   &out->params, &out->params_len);
+				   block_elems, &out->params, &out->params_len);
 	if (!err) {
 		out->sqnr_db = sqerr > 0.0 ? 10.0 * log10(energy / sqerr) : INFINITY;
 		out->stored_bytes = out->params_len + out->data_len;
@@ -799,12 +950,12 @@ static lcp_err encode_as(struct lcp_codec_ctx *ctx, const struct lcp_tensor_view
 		struct lcp_qparams q = {0, false, 0, 0.0f};
 		struct chunk_plan pl;
 		out->encoding = enc;
-		plan_chunks(&pl, n, cols, lcp_codec_elem_bytes(t->dtype), 1);
+		plan_chunks(&pl, n, cols, CHUNK_TARGET_BYTES / lcp_codec_elem_bytes(t->dtype), 1);
 		err = alloc_chunks(out, &pl);
 		if (!err)
 			err = encode_lossless_chunks(ctx, t, &pl, out);
 		if (!err)
-			err = params_build(t, enc, &q, false, NULL, 0, pl.chunk_elems, &out->params,
+			err = params_build(t, enc, &q, false, NULL, 0, pl.chunk_elems, 0, &out->params,
 					   &out->params_len);
 		if (!err)
 			err = measure(t, out);

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The codec's on-disk layout, shared by the encoder (codec.c) and the
- * decoder (decode.c); internal to src/codec.
- * Kernels live in quant.c, F16/BF16 conversions in half.c.
+ * decoder (decode.c); internal to src/codec. Quantization kernels live in
+ * quant.c, F16/BF16 conversions in half.c, the entropy coder in rans.c, the
+ * decode kernels and their run-time choice in kernels*.c.
  *
  * Layout decisions (the params block pins them, man/lcpfs.5 documents them):
  *  - A tensor is a flat element sequence in storage order, viewed as
@@ -16,23 +17,58 @@
  *    when a whole number of rows fits the target), so groups never straddle
  *    chunks and a chunk needs only the params block to decode.
  *
- * Params block v1 (little-endian): "LCPQ", u8 version 1, u8 encoding (enum
+ * Params block (little-endian): "LCPQ", u8 version, u8 encoding (enum
  * lcp_encoding), u8 dtype, u8 bits (4, 8; 0 lossless), u8 flags (bit 0
  * symmetric, bit 1 entropy-coded 4-bit class), u8 log2 of scale codes per
  * octave (4 or 8; 0 lossless), u16 rank, u32 group size, u32 chunk elements,
- * f32 super-scale, u8 ndims, u64 dims[ndims], fp16 V^T[rank * cols], u64
- * xxh3 of all bytes before it.
+ * f32 super-scale, u8 ndims, u64 dims[ndims], fp16 V^T[rank * cols]; version
+ * 2 then has u32 block elements B (0 for lossless); last, u64 xxh3 of all
+ * bytes before it. Version 2 is written for quantized tensors, version 1
+ * (which has no block field) for lossless ones; both are read.
  *
  * Quantized chunk: u8 modes, u32 side_len, the side stream, the code
  * stream, then the low-rank rows if any. The side stream holds the chunk's
  * groups' scale codes (one plane, or a high-byte plane and a low-byte plane
- * for 16-bit codes), then one aux byte per group; the code stream its codes
- * (one byte each for 8-bit symbols; 4-bit symbols packed two per byte, low
- * nibble first). Each stream is stored as one zstd frame without the
- * optional content size (bit 0 of modes for side, bit 1 for codes) or as is.
- * zstd's Huffman-coded literals bring the codes to their order-0 entropy.
- * Two frames, not one: a shared frame measured 3% larger (the scale codes'
- * symbols spoil the codes' Huffman table).
+ * for 16-bit codes), then one aux byte per group. Version 1: bit 0 of modes
+ * set when the side stream is one zstd frame without the optional content
+ * size, bit 1 when the codes are (else both are as is). Version 2: bits 0-1
+ * the side stream's mode (enum side_mode: raw, one zstd frame, or planes:
+ * each plane u8 enum plane_mode then ng raw bytes, one byte repeated, or a
+ * rANS stream of one block of ng symbols), bits 2-3 the codes' (enum
+ * code_mode: raw, one zstd frame, or a rANS stream), bits 4-7 zero. Raw and
+ * zstd codes are one byte each, 4-bit symbols packed two per byte, low
+ * nibble first. A rANS stream (rans.h): u8 log2 of the lane count L (0..4),
+ * its own frequency table (lcp_rans_table_write), u32 byte length of each
+ * block, then the blocks: block k codes symbols [k*B, min((k+1)*B, m)) with
+ * L lanes (B: the params block's, or for a plane its length). The encoder
+ * takes rANS for codes unless raw or zstd is smaller by more than 2% (zstd
+ * wins on rows that repeat, as in embedding tables with untrained tokens),
+ * with L = 16 unless a chunk is too short to give each lane 1024 codes (and
+ * then only when rANS is smaller by 2%: fewer lanes decode in scalar code,
+ * slower than zstd); and
+ * planes (16 lanes) for the side stream unless zstd or raw is smaller by
+ * more than 2% (zstd decoded the 8-bit class's side streams in a sixth of
+ * the whole decode time; their planes take fewer bytes).
+ *
+ * Why rANS, and why this shape (measured with throwaway prototypes on the
+ * codes of the shared weights, one core of the 2-core development machine,
+ * ns per code): zstd's Huffman literals (the version-1
+ * streams) decode at 0.51 (4-bit class) and 0.80 (8-bit) and take 3.90
+ * bits per 4-bit code against an order-0 entropy of 3.835; a static Huffman
+ * code with 4 interleaved streams and a 12-bit multi-symbol table decodes at
+ * 0.44 and 1.06 (one symbol per lookup at 8 bits) for 3.867 bits; rANS with
+ * 12-bit frequencies, 16 lanes per block (one AVX-512 register of states)
+ * and 8 blocks decoded side by side decodes at 0.21 at both widths for 3.870
+ * bits at B = 16384 (lanes' final states ~3.5 bytes each). One register
+ * chain is latency-bound (0.46 for two, 0.29 for four), so the speed needs
+ * independent blocks, which also serve range reads: B is the unit a read
+ * decodes. The same blocks cost nothing to split more lanes across per chunk,
+ * but each lane's state costs bytes, hence 1024 codes per lane. Tables are
+ * per chunk: a tensor-wide table lost 2% against zstd's per-frame Huffman on
+ * tensors whose rows differ (the decode benchmark's matrix), and costs one
+ * 128K-code chunk 0.003 (4-bit) to 0.014 (8-bit) bits per code. Encoding is
+ * integer arithmetic (one division per code), a small part of quantization.
+ *
  * With a low-rank part (rank r > 0) the params block carries V^T (r x cols,
  * fp16) and each quantized chunk ends with the fp16 rows of U (r per row)
  * for every row it touches, so chunks stay independent; element (i, j)
@@ -49,20 +85,53 @@
 #include <stdint.h>
 
 #include "codec/quant.h"
+#include "codec/rans.h"
 #include "lcpfs/codec.h"
 
 #define PARAMS_MAGIC "LCPQ"
-#define PARAMS_VERSION 1
+#define PARAMS_VERSION_1 1 /* still read; written for lossless tensors */
+#define PARAMS_VERSION 2   /* written for quantized tensors */
 #define PARAMS_FIXED_LEN 25 /* through ndims */
+#define PARAMS_V2_TAIL_LEN 4 /* u32 block elements */
 #define QCHUNK_HEADER_LEN 5 /* u8 modes, u32 side_len */
-/* Target reconstructed bytes per chunk: large enough that zstd frames and
- * chunk-table entries cost little, small enough that a random 4 KiB read
- * decodes little it does not need. */
+/* Target reconstructed bytes per lossless chunk (and per quantized chunk in
+ * version 1): large enough that zstd frames and chunk-table entries cost
+ * little, small enough that a random read decodes little it does not
+ * need. */
 #define CHUNK_TARGET_BYTES (256u * 1024u)
+/* Target elements per quantized chunk (version 2): 8 rANS blocks, so a whole
+ * chunk decodes 8 blocks side by side (kernels_avx512.c) whatever the dtype;
+ * 256 KiB of F16/BF16 output, 512 KiB of F32. */
+#define CHUNK_TARGET_ELEMS (128u * 1024u)
+/* Elements per rANS block: the unit a range read decodes. 16 lanes of 1024
+ * codes each keep the lane states (~3.5 bytes a lane, see above) at ~0.03
+ * bits per code. */
+#define BLOCK_ELEMS 16384u
+/* Smallest block a params block may declare (bounds the block table). */
+#define MIN_BLOCK_ELEMS 256u
+/* Fewest symbols per lane: chunks shorter than 16 of these get fewer lanes. */
+#define LANE_MIN_SYMBOLS 1024u
+#define RANS_MAX_LOG2_LANES 4
+/* Blocks handed to the rANS kernel at once. */
+#define RANS_BATCH 8u
+/* Largest reconstructed chunk a params block may declare: bounds the
+ * decoder's scratch. */
+#define MAX_CHUNK_BYTES (64u * CHUNK_TARGET_BYTES)
 #define MAX_RANK 1024
+
+/* How a quantized chunk stores its side stream (bits 0-1 of its modes
+ * byte in version 2; version 1 has raw and zstd only, as bit 0) and its
+ * codes (bits 2-3; version 1: bit 1). */
+enum side_mode { SIDE_RAW = 0, SIDE_ZSTD = 1, SIDE_PLANES = 2 };
+enum code_mode { CODE_RAW = 0, CODE_ZSTD = 1, CODE_RANS = 2 };
+/* Modes of one plane of a side stream stored as planes. */
+enum plane_mode { PLANE_RAW = 0, PLANE_CONSTANT = 1, PLANE_RANS = 2 };
+/* Planes of a side stream: two scale-code byte planes and the aux plane. */
+#define SIDE_MAX_PLANES 3
 
 /* A parsed params block (lcp_codec_tensor_open). Immutable once built. */
 struct lcp_codec_tensor {
+	uint8_t version;       /* PARAMS_VERSION_1 or PARAMS_VERSION */
 	enum lcp_encoding encoding;
 	enum lcp_dtype dtype;
 	unsigned elem_bytes;
@@ -70,11 +139,13 @@ struct lcp_codec_tensor {
 	bool ecsq;             /* 4-bit class, entropy-coded step (quant.h) */
 	uint32_t group_size;
 	uint32_t chunk_elems;
+	uint32_t block_elems;  /* rANS block (version 2, quantized), else chunk_elems */
 	uint16_t rank;
 	uint64_t n;
 	uint64_t cols;
 	float *vt;            /* rank > 0: V^T (rank x cols), binary32 */
 	float scale8[256];    /* 8-bit scale codes: lcp_qscale of every code */
+	float frac16[256];    /* 16-bit scale codes: lcp_qscale_frac of every k */
 };
 
 /* Bytes per element of a dtype the codec handles (F32, F16, BF16, F64);

@@ -15,7 +15,9 @@
 
 #include "codec/codec_format.h"
 #include "codec/half.h"
+#include "codec/kernels.h"
 #include "codec/quant.h"
+#include "codec/rans.h"
 #include "common/alloc.h"
 #include "common/checksum.h"
 #include "common/le.h"
@@ -62,65 +64,21 @@ void lcp_codec_lr_segment(const float *urow, const float *vt, uint64_t cols, uin
 	}
 }
 
-/* y[i] = y[i] + l[i], four lanes at a time where SSE2 is there (each lane
- * is the scalar add). */
-static void add_segment(float *y, const float *l, uint64_t n)
+/* The version-2 tail of a params block (after V^T): u32 block elements,
+ * 0 for lossless. */
+static lcp_err open_v2_tail(struct lcp_codec_tensor *t, const uint8_t *p, size_t len)
 {
-	uint64_t i = 0;
-#ifdef __SSE2__
-	for (; i + 4 <= n; i += 4)
-		_mm_storeu_ps(y + i, _mm_add_ps(_mm_loadu_ps(y + i), _mm_loadu_ps(l + i)));
-#endif
-	for (; i < n; i++)
-		y[i] = y[i] + l[i];
-}
-
-/* Values decode_quant reconstructs before storing them: a few groups at a
- * time, so the per-call costs of the output conversion are shared. */
-#define DEC_BATCH 1024u
-
-/* Writes n (<= DEC_BATCH) float values in the output dtype, rounding to
- * nearest even. The 16-bit conversions (vectorized, half.c) write straight
- * into a 2-byte-aligned little-endian output, else through a staging
- * array. */
-static void store_elems(enum lcp_dtype dt, const float *y, uint32_t n, uint8_t *out)
-{
-	uint16_t h[DEC_BATCH];
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-	if ((dt == LCP_DTYPE_F16 || dt == LCP_DTYPE_BF16) && ((uintptr_t)out & 1u) == 0) {
-		if (dt == LCP_DTYPE_F16)
-			lcp_f16_from_f32_n(y, (uint16_t *)(void *)out, n);
-		else
-			lcp_bf16_from_f32_n(y, (uint16_t *)(void *)out, n);
-		return;
-	}
-#endif
-	switch (dt) {
-	case LCP_DTYPE_F32:
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-		memcpy(out, y, (size_t)n * 4); /* already the stored byte order */
-#else
-		for (uint32_t i = 0; i < n; i++)
-			lcp_store_lef32(out + 4 * i, y[i]);
-#endif
-		return;
-	case LCP_DTYPE_F16:
-		lcp_f16_from_f32_n(y, h, n);
-		break;
-	case LCP_DTYPE_BF16:
-		lcp_bf16_from_f32_n(y, h, n);
-		break;
-	default:
-		for (uint32_t i = 0; i < n; i++)
-			lcp_store_lef64(out + 8 * i, (double)y[i]);
-		return;
-	}
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-	memcpy(out, h, (size_t)n * 2);
-#else
-	for (uint32_t i = 0; i < n; i++)
-		lcp_store_le16(out + 2 * i, h[i]);
-#endif
+	if (len < PARAMS_V2_TAIL_LEN)
+		return LCP_ERR_TRUNCATED;
+	if (len > PARAMS_V2_TAIL_LEN)
+		return LCP_ERR_FORMAT;
+	uint32_t block_elems = lcp_load_le32(p);
+	if (t->encoding == LCP_ENC_LOSSLESS)
+		return block_elems ? LCP_ERR_FORMAT : LCP_OK;
+	if (block_elems < MIN_BLOCK_ELEMS || block_elems > t->chunk_elems)
+		return LCP_ERR_FORMAT;
+	t->block_elems = block_elems;
+	return LCP_OK;
 }
 
 lcp_err lcp_codec_tensor_open(const uint8_t *params, size_t params_len,
@@ -131,7 +89,8 @@ lcp_err lcp_codec_tensor_open(const uint8_t *params, size_t params_len,
 		return LCP_ERR_TRUNCATED;
 	if (memcmp(params, PARAMS_MAGIC, 4) != 0)
 		return LCP_ERR_FORMAT;
-	if (params[4] != PARAMS_VERSION)
+	uint8_t version = params[4];
+	if (version != PARAMS_VERSION_1 && version != PARAMS_VERSION)
 		return LCP_ERR_VERSION;
 	if (params_len < PARAMS_FIXED_LEN)
 		return LCP_ERR_TRUNCATED;
@@ -156,16 +115,18 @@ lcp_err lcp_codec_tensor_open(const uint8_t *params, size_t params_len,
 	uint64_t vt_bytes = 2u * (uint64_t)rank * cols;
 	if (vt_bytes > params_len - dims_end - 8u)
 		return LCP_ERR_TRUNCATED;
-	size_t total = dims_end + (size_t)vt_bytes + 8u;
-	if (params_len > total)
+	size_t vt_end = dims_end + (size_t)vt_bytes;
+	/* Version 1 ends with V^T; version 2 has a tail of its own length. */
+	if (version == PARAMS_VERSION_1 && params_len > vt_end + 8u)
 		return LCP_ERR_FORMAT;
-	if (lcp_load_le64(params + total - 8) != lcp_xxh3(params, total - 8))
+	if (lcp_load_le64(params + params_len - 8) != lcp_xxh3(params, params_len - 8))
 		return LCP_ERR_CHECKSUM;
 
 	struct lcp_codec_tensor t;
 	memset(&t, 0, sizeof t);
 	uint8_t enc = params[5], dt = params[6], bits = params[7], flags = params[8];
 	uint8_t steps = params[9];
+	t.version = version;
 	t.rank = rank;
 	t.group_size = lcp_load_le32(params + 12);
 	t.chunk_elems = lcp_load_le32(params + 16);
@@ -195,26 +156,33 @@ lcp_err lcp_codec_tensor_open(const uint8_t *params, size_t params_len,
 	if (steps == 4)
 		for (unsigned c = 0; c < 256; c++)
 			t.scale8[c] = lcp_qscale(&t.q, (uint16_t)c);
+	if (steps == 8)
+		for (unsigned k = 0; k < 256; k++)
+			t.frac16[k] = lcp_qscale_frac(&t.q, k);
 	t.n = n;
 	t.cols = cols;
 	if (n && (t.chunk_elems == 0 || (t.group_size && t.chunk_elems % t.group_size)))
 		return LCP_ERR_FORMAT;
-	if ((uint64_t)t.chunk_elems * t.elem_bytes > 64u * CHUNK_TARGET_BYTES)
+	if ((uint64_t)t.chunk_elems * t.elem_bytes > MAX_CHUNK_BYTES)
 		return LCP_ERR_FORMAT; /* bounds the decoder's scratch */
-	if (t.rank) {
+	t.block_elems = t.chunk_elems;
+	lcp_err err = LCP_OK;
+	if (version == PARAMS_VERSION)
+		err = open_v2_tail(&t, params + vt_end, params_len - 8 - vt_end);
+	if (!err && t.rank) {
 		/* V^T in binary32, decoded once per open rather than per chunk. */
 		t.vt = lcp_malloc((size_t)cols * t.rank * sizeof(float));
 		if (!t.vt)
-			return LCP_ERR_NOMEM;
+			err = LCP_ERR_NOMEM;
 		const uint8_t *vt = params + dims_end;
-		for (uint64_t k = 0; k < t.rank; k++)
+		for (uint64_t k = 0; !err && k < t.rank; k++)
 			for (uint64_t c = 0; c < cols; c++)
 				t.vt[k * cols + c] = lcp_f16_to_f32(lcp_load_le16(vt + 2 * (k * cols + c)));
 	}
-	struct lcp_codec_tensor *p = lcp_malloc(sizeof *p);
+	struct lcp_codec_tensor *p = err ? NULL : lcp_malloc(sizeof *p);
 	if (!p) {
 		lcp_free(t.vt);
-		return LCP_ERR_NOMEM;
+		return err ? err : LCP_ERR_NOMEM;
 	}
 	*p = t;
 	*out = p;
@@ -236,6 +204,11 @@ enum lcp_dtype lcp_codec_tensor_dtype(const struct lcp_codec_tensor *t)
 uint64_t lcp_codec_tensor_elems(const struct lcp_codec_tensor *t)
 {
 	return t->n;
+}
+
+uint64_t lcp_codec_tensor_block_elems(const struct lcp_codec_tensor *t)
+{
+	return t->block_elems;
 }
 
 /*
@@ -306,16 +279,33 @@ static lcp_err unzstd(struct dscratch *ds, const uint8_t *src, size_t len, uint8
 	return LCP_OK;
 }
 
-static lcp_err decode_lossless(const struct lcp_codec_tensor *t, const uint8_t *data,
-			       size_t data_len, uint64_t m, uint8_t *out)
+/* Lays out a scratch buffer: regions are appended 64-byte aligned (for
+ * floats and vector loads); with base NULL it only measures. */
+struct layout {
+	uint8_t *base;
+	size_t len;
+};
+
+static void *take(struct layout *l, size_t len)
 {
-	size_t bytes = (size_t)m * t->elem_bytes;
+	l->len = (l->len + 63u) & ~(size_t)63u;
+	void *p = l->base ? l->base + l->len : NULL;
+	l->len += len;
+	return p;
+}
+
+/* Elements [first, first + count) of a lossless chunk of m elements. */
+static lcp_err decode_lossless(const struct lcp_codec_tensor *t, const uint8_t *data,
+			       size_t data_len, uint64_t m, uint64_t first, uint64_t count, uint8_t *out)
+{
+	unsigned eb = t->elem_bytes;
+	size_t bytes = (size_t)m * eb;
 	if (data_len < 1)
 		return LCP_ERR_FORMAT;
 	if (data[0] == 0) {
 		if (data_len != 1 + bytes)
 			return LCP_ERR_FORMAT;
-		memcpy(out, data + 1, bytes);
+		memcpy(out, data + 1 + first * eb, (size_t)count * eb);
 		return LCP_OK;
 	}
 	if (data[0] != 1)
@@ -325,114 +315,328 @@ static lcp_err decode_lossless(const struct lcp_codec_tensor *t, const uint8_t *
 	if (!err)
 		err = unzstd(ds, data + 1, data_len - 1, ds->buf, bytes);
 	if (!err) {
-		unsigned eb = t->elem_bytes;
+		/* The chunk is stored as byte planes: byte b of every element. */
 		for (unsigned b = 0; b < eb; b++) {
-			const uint8_t *pl = ds->buf + (size_t)b * m;
-			for (uint64_t i = 0; i < m; i++)
+			const uint8_t *pl = ds->buf + (size_t)b * m + first;
+			for (uint64_t i = 0; i < count; i++)
 				out[i * eb + b] = pl[i];
 		}
 	}
 	return err;
 }
 
-static lcp_err decode_quant(const struct lcp_codec_tensor *t, const uint8_t *data,
-			    size_t data_len, uint64_t b, uint64_t m, uint8_t *out)
+/* A parsed rANS stream (layout in codec_format.h): its lanes, where its
+ * block lengths and blocks are, and its table, built into the caller's
+ * storage. */
+struct rans_stream {
+	unsigned lanes;
+	uint64_t nblocks, block_elems;
+	const uint8_t *lens, *blocks;
+	const struct lcp_rans_dec *table;
+};
+
+/* Parses the rANS stream of m symbols (blocks of block_elems) that starts
+ * at src (len bytes available); *used gets its length. Every symbol must
+ * be < limit. */
+static lcp_err parse_rans(const uint8_t *src, size_t len, uint64_t m, uint64_t block_elems,
+			  unsigned limit, struct lcp_rans_dec *table, struct rans_stream *rs,
+			  size_t *used)
 {
+	uint16_t freq[256];
+	size_t table_len;
+	if (len < 1 || src[0] > RANS_MAX_LOG2_LANES)
+		return LCP_ERR_FORMAT;
+	if (lcp_rans_table_read(src + 1, len - 1, &table_len, freq) != LCP_OK)
+		return LCP_ERR_FORMAT;
+	for (unsigned s = limit; s < 256; s++)
+		if (freq[s])
+			return LCP_ERR_FORMAT;
+	uint64_t nblocks = (m + block_elems - 1) / block_elems;
+	size_t head = 1 + table_len;
+	if ((len - head) / 4 < nblocks)
+		return LCP_ERR_FORMAT;
+	uint64_t total = 0;
+	for (uint64_t b = 0; b < nblocks; b++)
+		total += lcp_load_le32(src + head + 4 * b);
+	if (total > len - head - 4 * nblocks)
+		return LCP_ERR_FORMAT;
+	lcp_rans_dec_init(table, freq);
+	*rs = (struct rans_stream){ 1u << src[0], nblocks, block_elems, src + head,
+				    src + head + 4 * nblocks, table };
+	*used = head + 4 * nblocks + (size_t)total;
+	return LCP_OK;
+}
+
+/* Block b of a stream of m symbols, decoded into out + b * block_elems up
+ * to symbol `upto` of the stream. */
+static struct lcp_rans_block stream_block(const struct rans_stream *rs, uint64_t b, uint64_t m,
+					  uint64_t upto, const uint8_t *at, uint8_t *out)
+{
+	uint64_t beg = b * rs->block_elems;
+	uint32_t n = (uint32_t)(m - beg < rs->block_elems ? m - beg : rs->block_elems);
+	uint32_t stop = upto - beg < n ? (uint32_t)(upto - beg) : n;
+	return (struct lcp_rans_block){ rs->table, at, lcp_load_le32(rs->lens + 4 * b), n, stop,
+					out + beg };
+}
+
+/*
+ * Decodes the blocks of the rANS code stream src[0, len) that hold codes
+ * [first, first + count) of a chunk of m codes, into the same positions of
+ * codes, with table as the decoding table's storage; with fuse, straight to
+ * the output instead (fuse->first is set per call). The stream's table and
+ * block lengths are checked first, so damage there is an error before
+ * anything is decoded.
+ */
+static lcp_err decode_rans_range(const struct lcp_codec_tensor *t, const struct lcp_kernels *k,
+				 const uint8_t *src, size_t len, uint64_t m, uint64_t first,
+				 uint64_t count, uint8_t *codes, struct lcp_rans_dec *table,
+				 const uint8_t *readable_end, struct lcp_rans_fuse *fuse)
+{
+	struct rans_stream rs;
+	size_t used;
+	lcp_err err = parse_rans(src, len, m, t->block_elems, 1u << t->q.bits, table, &rs, &used);
+	if (!err && used != len)
+		err = LCP_ERR_FORMAT;
+	if (err)
+		return err;
+	uint64_t b0 = first / rs.block_elems, b1 = (first + count - 1) / rs.block_elems + 1;
+	struct lcp_rans_block batch[RANS_BATCH];
+	unsigned nb = 0;
+	const uint8_t *p = rs.blocks;
+	for (uint64_t b = 0; !err && b < b1; b++) {
+		/* The range's last block stops at its last code; it goes alone,
+		 * as blocks decoded side by side all stop at the shortest. */
+		struct lcp_rans_block blk = stream_block(&rs, b, m, first + count, p, codes);
+		p += blk.len;
+		if (b < b0)
+			continue;
+		if (nb && blk.stop < blk.n) {
+			err = k->rans_decode(batch, nb, rs.lanes, readable_end);
+			nb = 0;
+		}
+		batch[nb] = blk;
+		if (!err && (++nb == RANS_BATCH || b + 1 == b1)) {
+			if (fuse) {
+				fuse->first = (b + 1 - nb) * rs.block_elems;
+				err = k->rans_decode_fused(batch, nb, rs.lanes, readable_end, fuse);
+			} else {
+				err = k->rans_decode(batch, nb, rs.lanes, readable_end);
+			}
+			nb = 0;
+		}
+	}
+	return err;
+}
+
+/*
+ * The side stream stored as planes (side mode SIDE_PLANES): nplanes planes
+ * of ng bytes into side, each u8 mode then 0: ng raw bytes, 1: one byte
+ * repeated, 2: a rANS stream of one block of ng symbols, decoded up to
+ * symbol upto only. The rANS planes, each with its table in tables[],
+ * decode in one kernel call, side by side.
+ */
+static lcp_err decode_side_planes(const struct lcp_kernels *k, const uint8_t *src, size_t len,
+				  uint64_t ng, unsigned nplanes, uint64_t upto, uint8_t *side,
+				  struct lcp_rans_dec *tables, const uint8_t *readable_end)
+{
+	struct lcp_rans_block batch[SIDE_MAX_PLANES];
+	unsigned nb = 0, lanes = 0;
+	const uint8_t *p = src, *end = src + len;
+	for (unsigned pl = 0; pl < nplanes; pl++) {
+		uint8_t *out = side + pl * ng;
+		if (p == end)
+			return LCP_ERR_FORMAT;
+		uint8_t mode = *p++;
+		if (mode == PLANE_RAW) {
+			if ((size_t)(end - p) < ng)
+				return LCP_ERR_FORMAT;
+			memcpy(out, p, ng);
+			p += ng;
+		} else if (mode == PLANE_CONSTANT) {
+			if (p == end)
+				return LCP_ERR_FORMAT;
+			memset(out, *p++, ng);
+		} else if (mode == PLANE_RANS) {
+			struct rans_stream rs;
+			size_t used;
+			lcp_err err = parse_rans(p, (size_t)(end - p), ng, ng, 256, &tables[nb], &rs, &used);
+			if (err)
+				return err;
+			if (nb && rs.lanes != lanes)
+				return LCP_ERR_FORMAT; /* the encoder gives every plane the same lanes */
+			lanes = rs.lanes;
+			batch[nb++] = stream_block(&rs, 0, ng, upto, rs.blocks, out);
+			p += used;
+		} else {
+			return LCP_ERR_FORMAT;
+		}
+	}
+	if (p != end)
+		return LCP_ERR_FORMAT;
+	return nb ? k->rans_decode(batch, nb, lanes, readable_end) : LCP_OK;
+}
+
+/*
+ * Elements [first, first + count) of the quantized chunk that starts at
+ * element cb and holds m elements. Only the rANS blocks and the groups that
+ * the range touches are decoded; the side stream (one small zstd frame) and
+ * codes stored raw or as zstd are decoded whole.
+ */
+static lcp_err decode_quant(const struct lcp_codec_tensor *t, const uint8_t *data,
+			    size_t data_len, uint64_t cb, uint64_t m, uint64_t first, uint64_t count,
+			    uint8_t *out)
+{
+	const struct lcp_kernels *kern = lcp_kernels();
 	uint32_t G = t->group_size;
 	uint64_t ng = (m + G - 1) / G;
 	uint64_t r0 = 0, nrows = 0;
 	if (t->rank)
-		lcp_codec_touched_rows(t->cols, b, m, &r0, &nrows);
+		lcp_codec_touched_rows(t->cols, cb, m, &r0, &nrows);
 	uint64_t u_bytes = 2u * nrows * t->rank;
 	uint64_t packed_len = t->q.bits == 4 ? (m + 1) / 2 : m;
 	unsigned sbytes = t->q.scale_log2_steps == 8 ? 2 : 1; /* bytes per scale code */
 	size_t side_raw = (size_t)ng * (sbytes + 1);
-	if (data_len < QCHUNK_HEADER_LEN + u_bytes || data[0] > 3)
+	if (data_len < QCHUNK_HEADER_LEN + u_bytes)
 		return LCP_ERR_FORMAT;
+	uint8_t modes = data[0];
+	enum side_mode sm;
+	enum code_mode cm;
+	if (t->version == PARAMS_VERSION_1) {
+		if (modes > 3)
+			return LCP_ERR_FORMAT;
+		sm = modes & 1 ? SIDE_ZSTD : SIDE_RAW;
+		cm = modes & 2 ? CODE_ZSTD : CODE_RAW;
+	} else {
+		sm = (enum side_mode)(modes & 3);
+		cm = (enum code_mode)(modes >> 2 & 3);
+		if (modes >> 4 || sm > SIDE_PLANES || cm > CODE_RANS)
+			return LCP_ERR_FORMAT;
+	}
 	uint32_t side_len = lcp_load_le32(data + 1);
 	if (side_len > data_len - QCHUNK_HEADER_LEN - u_bytes)
 		return LCP_ERR_FORMAT;
 	size_t code_len = data_len - QCHUNK_HEADER_LEN - (size_t)u_bytes - side_len;
-	bool side_z = data[0] & 1, code_z = data[0] & 2;
-	if ((!side_z && side_len != side_raw) || (!code_z && code_len != packed_len))
+	if ((sm == SIDE_RAW && side_len != side_raw) || (cm == CODE_RAW && code_len != packed_len))
 		return LCP_ERR_FORMAT;
 	const uint8_t *side_src = data + QCHUNK_HEADER_LEN, *code_src = side_src + side_len;
+	uint64_t g0 = first / G, g1 = (first + count - 1) / G + 1;
 
-	/* Scratch: low-rank rows, side bytes, packed codes, unpacked 4-bit
-	 * codes; bounded by the chunk size that tensor_open checked. Every
-	 * 4-bit code unpacks to <= 15 and every byte is a valid 8-bit code, so
-	 * damaged streams that pass the checksum can give wrong numbers but
-	 * never out-of-range math. */
-	struct dscratch *ds;
+	/* Scratch: low-rank rows, side bytes, packed codes, codes, and the
+	 * touched groups' scales and offsets; bounded by the chunk size that
+	 * tensor_open checked. Every 4-bit code unpacks to <= 15 and every byte
+	 * is a valid 8-bit code, so damaged streams that pass the checksum can
+	 * give wrong numbers but never out-of-range math. */
 	size_t u_floats = (size_t)nrows * t->rank;
-	size_t unpacked = t->q.bits == 4 ? (size_t)m : 0;
-	lcp_err err = scratch_get(u_floats * sizeof(float) + side_raw + packed_len + unpacked, &ds);
-	if (err)
-		return err;
-	float *u = (float *)(void *)ds->buf; /* malloc'ed: aligned for float */
-	uint8_t *side = ds->buf + u_floats * sizeof(float);
-	uint8_t *packed = side + side_raw;
-	if (side_z)
+	bool unpack = cm != CODE_RANS && t->q.bits == 4;
+	struct layout l = { NULL, 0 };
+	struct dscratch *ds = NULL;
+	float *u, *sd, *off;
+	uint8_t *side, *packed, *codes;
+	struct lcp_rans_dec *table, *side_tables;
+	for (int pass = 0; pass < 2; pass++) {
+		table = take(&l, cm == CODE_RANS ? sizeof *table : 0);
+		side_tables = take(&l, sm == SIDE_PLANES ? SIDE_MAX_PLANES * sizeof *side_tables : 0);
+		u = take(&l, u_floats * sizeof(float));
+		side = take(&l, side_raw);
+		packed = take(&l, cm == CODE_RANS ? 0 : packed_len);
+		codes = cm == CODE_RANS || unpack ? take(&l, m) : packed;
+		sd = take(&l, (g1 - g0) * sizeof(float));
+		off = take(&l, (g1 - g0) * sizeof(float));
+		if (pass == 0) {
+			lcp_err err = scratch_get(l.len, &ds);
+			if (err)
+				return err;
+			l = (struct layout){ ds->buf, 0 };
+		}
+	}
+
+	lcp_err err = LCP_OK;
+	if (sm == SIDE_ZSTD)
 		err = unzstd(ds, side_src, side_len, side, side_raw);
+	else if (sm == SIDE_PLANES)
+		err = decode_side_planes(kern, side_src, side_len, ng, sbytes + 1, g1, side, side_tables,
+					 data + data_len);
 	else
 		memcpy(side, side_src, side_raw);
-	if (!err && code_z)
-		err = unzstd(ds, code_src, code_len, packed, packed_len);
-	else if (!err)
-		memcpy(packed, code_src, packed_len);
 	if (err)
 		return err;
-	uint8_t *codes = t->q.bits == 4 ? packed + packed_len : packed;
-	if (t->q.bits == 4)
-		for (uint64_t i = 0; i < m; i++)
+	/* The touched groups' scales (quant.h, through the open-time tables)
+	 * and offsets. */
+	struct lcp_side_params sp = { side, ng, sbytes, g0, g1 - g0, t->scale8, t->frac16,
+				      t->q.symmetric, (float)(1 << (t->q.bits - 1)), sd, off };
+	kern->side_params(&sp);
+	/* A whole chunk without a low-rank term goes from rANS straight to the
+	 * output where the kernels can (codes never stored). */
+	bool fusable = cm == CODE_RANS && kern->rans_decode_fused && !t->rank && first == 0 &&
+		       count == m &&
+		       (t->dtype == LCP_DTYPE_F32 || t->dtype == LCP_DTYPE_F16 || t->dtype == LCP_DTYPE_BF16);
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+	fusable = false;
+#endif
+	struct lcp_rans_fuse fuse = { sd, off, G, t->block_elems, 0, t->dtype, out };
+	if (cm == CODE_RANS)
+		err = decode_rans_range(t, kern, code_src, code_len, m, first, count, codes, table,
+					data + data_len, fusable ? &fuse : NULL);
+	else if (cm == CODE_ZSTD)
+		err = unzstd(ds, code_src, code_len, packed, packed_len);
+	else
+		memcpy(packed, code_src, packed_len);
+	if (err || fusable)
+		return err;
+	if (unpack)
+		for (uint64_t i = first; i < first + count; i++)
 			codes[i] = (packed[i / 2] >> (4 * (i & 1))) & 0xf;
+	struct lcp_dequant_run r = { .group_size = G, .sd = sd, .off = off, .rank = t->rank,
+				     .vt = t->vt, .cols = t->cols };
+	if (!t->rank) {
+		r.codes = codes + first;
+		r.n = (uint32_t)count;
+		r.phase = (uint32_t)(first % G);
+		r.out = out;
+		kern->dequant_store(&r, t->dtype);
+		return LCP_OK;
+	}
+	/* With a low-rank term, one run per row piece, each with its row of U. */
 	const uint8_t *u_src = code_src + code_len;
 	for (size_t i = 0; i < u_floats; i++)
 		u[i] = lcp_f16_to_f32(lcp_load_le16(u_src + 2 * i));
-	/* Position of the chunk's next element in the 2-D view. */
-	uint64_t row = t->rank ? b / t->cols - r0 : 0, col = t->rank ? b % t->cols : 0;
-	/* Groups are reconstructed into y batch by batch (whole groups, up to
-	 * DEC_BATCH values) and stored once per batch. */
-	float y[DEC_BATCH], l[256];
-	uint64_t per_batch = DEC_BATCH / G, batch_beg = 0;
-	uint32_t filled = 0;
-	for (uint64_t g = 0; g < ng; g++) {
-		uint64_t beg = g * G;
-		uint32_t len = (uint32_t)(m - beg < G ? m - beg : G);
-		float sd;
-		int off;
-		float *yg = y + filled;
-		/* Side stream: scale codes (16-bit ones as a high-byte plane
-		 * then a low-byte plane), then aux bytes. */
-		uint16_t sc = sbytes == 2 ? (uint16_t)(side[g] << 8 | side[ng + g]) : side[g];
-		uint8_t aux = side[sbytes * ng + g];
-		if (sbytes == 1) { /* lcp_quant_group_params through the open-time table */
-			sd = t->q.symmetric && aux ? -t->scale8[sc] : t->scale8[sc];
-			off = t->q.symmetric ? 1 << (t->q.bits - 1) : aux;
-		} else {
-			lcp_quant_group_params(&t->q, sc, aux, &sd, &off);
-		}
-		lcp_dequant(codes + beg, len, sd, off, yg);
-		/* Add the low-rank term one row piece at a time. */
-		for (uint32_t j = 0; t->rank && j < len;) {
-			uint64_t seg = t->cols - col < len - j ? t->cols - col : len - j;
-			lcp_codec_lr_segment(u + row * t->rank, t->vt, t->cols, t->rank, col, seg, l);
-			add_segment(yg + j, l, seg);
-			j += (uint32_t)seg;
-			col += seg;
-			if (col == t->cols) {
-				col = 0;
-				row++;
-			}
-		}
-		filled += len;
-		if (g + 1 == ng || (g + 1) % per_batch == 0) {
-			store_elems(t->dtype, y, filled, out + batch_beg * t->elem_bytes);
-			batch_beg += filled;
-			filled = 0;
-		}
+	for (uint64_t pos = first; pos < first + count;) {
+		uint64_t e = cb + pos, col = e % t->cols;
+		uint64_t len = t->cols - col < first + count - pos ? t->cols - col : first + count - pos;
+		r.codes = codes + pos;
+		r.n = (uint32_t)len;
+		r.sd = sd + (pos / G - g0);
+		r.off = off + (pos / G - g0);
+		r.phase = (uint32_t)(pos % G);
+		r.u = u + (e / t->cols - r0) * t->rank;
+		r.col = col;
+		r.out = out + (pos - first) * t->elem_bytes;
+		kern->dequant_store(&r, t->dtype);
+		pos += len;
 	}
 	return LCP_OK;
+}
+
+/* Elements of a chunk, checked against the tensor's chunking. */
+static lcp_err chunk_elems(const struct lcp_codec_tensor *t, const struct lcp_chunk_info *chunk,
+			   uint64_t *m)
+{
+	uint64_t b = chunk->elem_begin, e = chunk->elem_end;
+	if (b >= t->n || b % t->chunk_elems || e != (t->n - b < t->chunk_elems ? t->n : b + t->chunk_elems))
+		return LCP_ERR_RANGE;
+	*m = e - b;
+	return LCP_OK;
+}
+
+static lcp_err decode(const struct lcp_codec_tensor *t, const struct lcp_chunk_info *chunk,
+		      const uint8_t *data, size_t data_len, uint64_t m, uint64_t first,
+		      uint64_t count, void *out)
+{
+	if (lcp_xxh3(data, data_len) != chunk->stored_xxh3)
+		return LCP_ERR_CHECKSUM;
+	if (t->encoding == LCP_ENC_LOSSLESS)
+		return decode_lossless(t, data, data_len, m, first, count, out);
+	return decode_quant(t, data, data_len, chunk->elem_begin, m, first, count, out);
 }
 
 lcp_err lcp_codec_decode_chunk(const struct lcp_codec_tensor *t, const struct lcp_chunk_info *chunk,
@@ -440,15 +644,23 @@ lcp_err lcp_codec_decode_chunk(const struct lcp_codec_tensor *t, const struct lc
 {
 	if (!t || !chunk || (!data && data_len) || !out)
 		return LCP_ERR_INVAL;
-	uint64_t b = chunk->elem_begin, e = chunk->elem_end;
-	if (b >= t->n || b % t->chunk_elems || e != (t->n - b < t->chunk_elems ? t->n : b + t->chunk_elems))
-		return LCP_ERR_RANGE;
-	uint64_t m = e - b;
-	if (out_len != m * t->elem_bytes)
-		return LCP_ERR_RANGE;
-	if (lcp_xxh3(data, data_len) != chunk->stored_xxh3)
-		return LCP_ERR_CHECKSUM;
-	if (t->encoding == LCP_ENC_LOSSLESS)
-		return decode_lossless(t, data, data_len, m, out);
-	return decode_quant(t, data, data_len, b, m, out);
+	uint64_t m;
+	lcp_err err = chunk_elems(t, chunk, &m);
+	if (!err && out_len != m * t->elem_bytes)
+		err = LCP_ERR_RANGE;
+	return err ? err : decode(t, chunk, data, data_len, m, 0, m, out);
+}
+
+lcp_err lcp_codec_decode_range(const struct lcp_codec_tensor *t, const struct lcp_chunk_info *chunk,
+			       const uint8_t *data, size_t data_len, uint64_t first, uint64_t count,
+			       void *out, size_t out_len)
+{
+	if (!t || !chunk || (!data && data_len) || !out)
+		return LCP_ERR_INVAL;
+	uint64_t m;
+	lcp_err err = chunk_elems(t, chunk, &m);
+	if (!err && (count == 0 || first < chunk->elem_begin || first >= chunk->elem_end ||
+		     count > chunk->elem_end - first || out_len != count * t->elem_bytes))
+		err = LCP_ERR_RANGE;
+	return err ? err : decode(t, chunk, data, data_len, m, first - chunk->elem_begin, count, out);
 }

@@ -102,16 +102,13 @@ uint16_t lcp_qscale_max(const struct lcp_qparams *p)
 	return p->scale_log2_steps == 8 ? 65535 : 255;
 }
 
-float lcp_qscale(const struct lcp_qparams *p, uint16_t code)
+float lcp_qscale_frac(const struct lcp_qparams *p, unsigned k)
 {
-	if (code == 0)
-		return 0.0f;
-	unsigned lg = p->scale_log2_steps;
-	unsigned steps = 1u << lg;
-	unsigned e = (unsigned)lcp_qscale_max(p) - code; /* steps below super */
-	unsigned oct = (e + steps - 1) >> lg;
-	unsigned k = (oct << lg) - e;
-	float v = p->super * frac256[k << (8 - lg)];
+	return p->super * frac256[k << (8 - p->scale_log2_steps)];
+}
+
+float lcp_qscale_pow2(float v, unsigned oct)
+{
 	/* ldexpf is exact; for a normal result it only lowers the exponent
 	 * field, which is done inline here (ldexpf costs a libm call per group). */
 	uint32_t b;
@@ -123,6 +120,18 @@ float lcp_qscale(const struct lcp_qparams *p, uint16_t code)
 		return v;
 	}
 	return ldexpf(v, -(int)oct);
+}
+
+float lcp_qscale(const struct lcp_qparams *p, uint16_t code)
+{
+	if (code == 0)
+		return 0.0f;
+	unsigned lg = p->scale_log2_steps;
+	unsigned steps = 1u << lg;
+	unsigned e = (unsigned)lcp_qscale_max(p) - code; /* steps below super */
+	unsigned oct = (e + steps - 1) >> lg;
+	unsigned k = (oct << lg) - e;
+	return lcp_qscale_pow2(lcp_qscale_frac(p, k), oct);
 }
 
 /* Smallest and largest of x and 0 (a grid always holds zero exactly). */
@@ -327,19 +336,6 @@ float lcp_quant_group_ecsq(const float *x, uint32_t n, const struct lcp_qparams 
 		return zero_group(n, 128, codes, scode, aux);
 	*scode = c;
 	return try_scale(x, n, s, 128, 255, codes);
-}
-
-void lcp_quant_group_params(const struct lcp_qparams *p, uint16_t scode, uint8_t aux, float *sd,
-			    int *off)
-{
-	float s = lcp_qscale(p, scode);
-	if (p->symmetric) {
-		*sd = aux ? -s : s;
-		*off = 1 << (p->bits - 1);
-	} else {
-		*sd = s;
-		*off = aux;
-	}
 }
 
 void lcp_dequant_ref(const uint8_t *codes, uint32_t n, float sd, int off, float *y)

@@ -39,8 +39,13 @@ struct lcp_qparams {
 /* Largest scale code for a grid (255 or 65535). */
 uint16_t lcp_qscale_max(const struct lcp_qparams *p);
 
-/* Scale magnitude for a code (0 -> 0); code must be <= lcp_qscale_max(p). */
+/* Scale magnitude for a code (0 -> 0); code must be <= lcp_qscale_max(p).
+ * It is lcp_qscale_pow2(lcp_qscale_frac(p, k), oct) with e = max - code steps
+ * below super, oct = ceil(e / steps), k = oct * steps - e; the two parts are
+ * exposed so a decoder can tabulate the first per tensor. */
 float lcp_qscale(const struct lcp_qparams *p, uint16_t code);
+float lcp_qscale_frac(const struct lcp_qparams *p, unsigned k); /* k < steps */
+float lcp_qscale_pow2(float v, unsigned oct); /* v * 2^-oct, exactly */
 
 /* The super-scale for n values split into groups of group_size (last group
  * may be shorter): a little above the largest group's natural scale so the
@@ -64,10 +69,6 @@ float lcp_quant_group(const float *x, uint32_t n, const struct lcp_qparams *p, u
  */
 float lcp_quant_group_ecsq(const float *x, uint32_t n, const struct lcp_qparams *p, float step,
 			   uint8_t *codes, uint16_t *scode, uint8_t *aux);
-
-/* Decoding parameters of one group from its scale code and aux byte. */
-void lcp_quant_group_params(const struct lcp_qparams *p, uint16_t scode, uint8_t aux, float *sd,
-			    int *off);
 
 /* Reference dequantization: y[i] = sd * (float)((int)codes[i] - off). */
 void lcp_dequant_ref(const uint8_t *codes, uint32_t n, float sd, int off, float *y);

@@ -25,6 +25,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "codec/half.h"
+#include "codec/kernels.h"
 #include "lcpfs/codec.h"
 #include "lcpfs/config.h"
 #include "lib/refquant.h"
@@ -37,6 +39,14 @@
 #define TARGET_ENC_MBS 50.0     /* encode, MB/s of input per core, largest tensor */
 #define TARGET_PPL_PCT 5.0      /* 4-bit: stories260K perplexity change */
 #define MAX_RANK_BINS 65        /* ranks 0..63, then one bin for >= 64 */
+/* Decode speed (issue 10): one matrix of DEC_COLS columns made of all the
+ * real weights above (3.7 M on the shared files: 14 MiB of F32 output, past
+ * the core's caches as a read of a model file is). */
+#define DEC_COLS 4096
+#define DEC_RUNS 15              /* best of, alternating with Q4_0 (noisy shared cores) */
+#define TARGET_DEC_GWS 1.5      /* G weights/s per core, every output dtype */
+#define TARGET_DEC_VS_Q4_0 0.75 /* of ggml Q4_0 dequantization, same run */
+#define RANGE_READS 400         /* random 4 KiB reads timed per way */
 
 enum { S_DEFAULT, S_8BIT, S_REF0 };
 
@@ -360,6 +370,180 @@ static bool write_file(const char *path, const uint8_t *b, size_t len)
 	return fclose(f) == 0 && ok;
 }
 
+/* Every counted tensor of every file, one after another, cut into rows of
+ * DEC_COLS values (the tail that fills no row is left out); *rows gets their
+ * number. No row repeats, so zstd finds no matches rANS could not. */
+static float *decode_matrix(const struct file *files, size_t nfiles, uint64_t *rows)
+{
+	uint64_t n = 0;
+	for (size_t f = 0; f < nfiles; f++)
+		for (size_t i = 0; i < files[f].nt; i++)
+			n += files[f].t[i].n;
+	*rows = n / DEC_COLS;
+	if (*rows == 0)
+		return NULL;
+	float *x = xmalloc(n * sizeof *x);
+	uint64_t at = 0;
+	for (size_t f = 0; f < nfiles; f++)
+		for (size_t i = 0; i < files[f].nt; i++) {
+			memcpy(x + at, files[f].t[i].x, files[f].t[i].n * sizeof *x);
+			at += files[f].t[i].n;
+		}
+	return x;
+}
+
+/* Seconds to decode every chunk of enc into out (NAN on a decode error). */
+static double time_decode(const struct lcp_encoded *enc, const struct lcp_codec_tensor *ct,
+			  uint8_t *out, unsigned eb)
+{
+	double t0 = now_s();
+	for (uint32_t c = 0; c < enc->nchunks; c++) {
+		const struct lcp_chunk_info *ch = &enc->chunks[c];
+		size_t len = (ch->elem_end - ch->elem_begin) * eb;
+		if (lcp_codec_decode_chunk(ct, ch, enc->data + ch->data_off, ch->data_len,
+					   out + ch->elem_begin * eb, len) != LCP_OK)
+			return NAN;
+	}
+	return now_s() - t0;
+}
+
+/* Microseconds per read of 4 KiB at random places (the same for both
+ * ways), decoding with lcp_codec_decode_range or the whole chunk; best of
+ * RUNS. */
+static void range_reads(const struct lcp_encoded *enc, const struct lcp_codec_tensor *ct,
+			unsigned eb, double *range_us, double *chunk_us)
+{
+	uint64_t count = 4096 / eb, n = enc->chunks[enc->nchunks - 1].elem_end;
+	uint8_t *out = xmalloc(4096), *whole = xmalloc(lcp_codec_tensor_block_elems(ct) > 0 ?
+							  (size_t)(enc->chunks[0].elem_end * eb) : 1);
+	*range_us = *chunk_us = INFINITY;
+	for (int way = 0; way < 2; way++)
+		for (int run = 0; run < RUNS; run++) {
+			uint64_t seed = 12345;
+			double t0 = now_s();
+			for (int r = 0; r < RANGE_READS; r++) {
+				seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+				uint64_t first = (seed >> 16) % (n - count + 1);
+				uint32_t c = 0;
+				while (enc->chunks[c].elem_end <= first)
+					c++;
+				const struct lcp_chunk_info *ch = &enc->chunks[c];
+				uint64_t cnt = ch->elem_end - first < count ? ch->elem_end - first : count;
+				if (way == 0)
+					lcp_codec_decode_range(ct, ch, enc->data + ch->data_off, ch->data_len, first,
+							       cnt, out, cnt * eb);
+				else
+					lcp_codec_decode_chunk(ct, ch, enc->data + ch->data_off, ch->data_len, whole,
+							       (ch->elem_end - ch->elem_begin) * eb);
+			}
+			double us = (now_s() - t0) * 1e6 / RANGE_READS;
+			double *best = way == 0 ? range_us : chunk_us;
+			*best = us < *best ? us : *best;
+		}
+	free(out);
+	free(whole);
+}
+
+/*
+ * Decode per core into F32, F16 and BF16 at 4 and 8 bits (the default and
+ * quality presets), with the kernels this CPU gets and with the plain-C
+ * reference, next to ggml Q4_0 dequantization of the same values into F32
+ * in the same run. Prints the table and the targets of issue 10.
+ */
+static void decode_speed(struct lcp_codec_ctx *ctx, const struct file *files, size_t nfiles)
+{
+	uint64_t rows;
+	float *x = decode_matrix(files, nfiles, &rows);
+	if (!x) {
+		printf("\nDecode speed: not enough weights to build the matrix\n");
+		return;
+	}
+	uint64_t n = rows * DEC_COLS;
+	const struct ref_scheme *q40 = ref_scheme_find("Q4_0");
+	uint8_t *qbuf = xmalloc(q40->stored_bytes(n)), *out = xmalloc(n * 4), *in = xmalloc(n * 4);
+	float *qy = xmalloc(n * sizeof *qy);
+	q40->quantize(x, n, qbuf);
+	const struct lcp_kernels *auto_k = lcp_kernels(), *ref_k = lcp_kernels_named("ref");
+	printf("\nDecode speed (issue 10): one %llux%d matrix of all the real weights above, every\n"
+	       "chunk decoded on one thread into the tensor's dtype, low-rank ceiling 0 (a kept rank\n"
+	       "r adds r multiply-adds per weight); kernels \"%s\" (chosen for this CPU), best of %d\n"
+	       "runs alternating with ggml Q4_0 dequantizing the same values to F32; \"ref\" = the\n"
+	       "plain-C reference kernels, best of %d.\n",
+	       (unsigned long long)rows, DEC_COLS, auto_k->name, DEC_RUNS, RUNS);
+	printf("%-13s %-5s %7s %11s %9s %9s %9s %9s\n", "scheme", "dtype", "bpw", "G weights/s",
+	       "GB/s", "Q4_0 G/s", "vs Q4_0", "ref G/s");
+	static const enum lcp_dtype dts[] = { LCP_DTYPE_F32, LCP_DTYPE_F16, LCP_DTYPE_BF16 };
+	static const char *dt_names[] = { "F32", "F16", "BF16" };
+	char verdicts[6][200];
+	unsigned nv = 0;
+	double range_us = NAN, chunk_us = NAN;
+	uint64_t range_block = 0;
+	for (int preset = 0; preset < 2; preset++) {
+		struct lcp_config cfg = preset ? lcp_config_quality() : lcp_config_default();
+		const char *pname = preset ? "lcpfs-8bit" : "lcpfs-default";
+		cfg.rank = 0;
+		for (unsigned d = 0; d < 3; d++) {
+			unsigned eb = dts[d] == LCP_DTYPE_F32 ? 4 : 2;
+			for (uint64_t i = 0; i < n; i++) {
+				uint16_t h = dts[d] == LCP_DTYPE_F16 ? lcp_f16_from_f32(x[i])
+								     : lcp_bf16_from_f32(x[i]);
+				if (eb == 4)
+					memcpy(in + 4 * i, &x[i], 4);
+				else
+					memcpy(in + 2 * i, &h, 2);
+			}
+			struct lcp_tensor_view v = { .dtype = dts[d], .ndims = 2,
+						     .dims = { rows, DEC_COLS }, .data = in,
+						     .len = n * eb };
+			struct lcp_encoded enc;
+			struct lcp_codec_tensor *ct = NULL;
+			if (lcp_codec_encode(ctx, &v, &cfg, &enc) != LCP_OK) {
+				printf("%-13s %-5s   (encode failed)\n", pname, dt_names[d]);
+				continue;
+			}
+			double t = INFINITY, tref = INFINITY, tq = INFINITY;
+			if (lcp_codec_tensor_open(enc.params, enc.params_len, &ct) == LCP_OK) {
+				for (int run = 0; run < DEC_RUNS; run++) {
+					double t0 = now_s();
+					q40->dequantize(qbuf, n, qy);
+					tq = best_enc_time(now_s() - t0, tq);
+					t = best_enc_time(time_decode(&enc, ct, out, eb), t);
+				}
+				lcp_kernels_force(ref_k);
+				for (int run = 0; run < RUNS; run++)
+					tref = best_enc_time(time_decode(&enc, ct, out, eb), tref);
+				lcp_kernels_force(NULL);
+			}
+			double gws = (double)n / t / 1e9, q_gws = (double)n / tq / 1e9;
+			printf("%-13s %-5s %7.3f %11.2f %9.2f %9.2f %8.2fx %9.2f\n", pname, dt_names[d],
+			       8.0 * (double)enc.stored_bytes / (double)n, gws, gws * eb, q_gws, gws / q_gws,
+			       (double)n / tref / 1e9);
+			if (preset == 0 && dts[d] == LCP_DTYPE_F16 && ct) {
+				range_reads(&enc, ct, eb, &range_us, &chunk_us);
+				range_block = lcp_codec_tensor_block_elems(ct);
+			}
+			snprintf(verdicts[nv++], sizeof verdicts[0],
+				 "%s %s into %s: %.2f G weights/s >= %.1f and %.2fx >= %.2fx Q4_0",
+				 gws >= TARGET_DEC_GWS && gws >= TARGET_DEC_VS_Q4_0 * q_gws ? "PASS" : "FAIL",
+				 pname, dt_names[d], gws, TARGET_DEC_GWS, gws / q_gws, TARGET_DEC_VS_Q4_0);
+			lcp_codec_tensor_free(ct);
+			lcp_encoded_free(&enc);
+		}
+	}
+	printf("\nRandom reads of 4 KiB of the lcpfs-default F16 tensor, %d of them, best of %d: "
+	       "%.1f us each decoding\nthe range (its blocks of %llu weights), %.1f us decoding "
+	       "the whole chunk.\n",
+	       RANGE_READS, RUNS, range_us, (unsigned long long)range_block, chunk_us);
+	printf("\nTargets (issue 10, decode per core):\n");
+	for (unsigned i = 0; i < nv; i++)
+		printf("%s\n", verdicts[i]);
+	free(qbuf);
+	free(out);
+	free(in);
+	free(qy);
+	free(x);
+}
+
 int main(void)
 {
 	const char *dir = getenv("BENCH_DATA") ? getenv("BENCH_DATA") : "../shared/data";
@@ -473,6 +657,8 @@ int main(void)
 		       largest->largest_enc_mbs >= TARGET_ENC_MBS ? "PASS" : "MISS",
 		       (unsigned long long)largest->largest_n, largest->largest_enc_mbs,
 		       TARGET_ENC_MBS);
+
+	decode_speed(ctx, files, nnames);
 
 	if (model_file != SIZE_MAX) {
 		const struct file *f = &files[model_file];

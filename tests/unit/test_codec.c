@@ -16,6 +16,7 @@
 #include "common/alloc.h"
 #include "common/checksum.h"
 #include "lcpfs/codec.h"
+#include "test_codec_helpers.h"
 
 /*
  * Minimum SQNR for Gaussian data, from theory: a uniform grid of L levels
@@ -36,68 +37,6 @@ struct tensor {
 	struct lcp_tensor_view v;
 	uint8_t *bytes;
 };
-
-/* Deterministic standard normal samples (xorshift + Box-Muller). */
-static uint64_t rng_state;
-static double uniform01(void)
-{
-	rng_state ^= rng_state << 13;
-	rng_state ^= rng_state >> 7;
-	rng_state ^= rng_state << 17;
-	return ((double)(rng_state >> 11) + 0.5) / 9007199254740992.0;
-}
-static double normal(void)
-{
-	return sqrt(-2.0 * log(uniform01())) * cos(6.283185307179586 * uniform01());
-}
-
-static unsigned elem_bytes(enum lcp_dtype dt)
-{
-	return dt == LCP_DTYPE_F32 ? 4 : dt == LCP_DTYPE_F64 ? 8 : 2;
-}
-
-static void put_value(enum lcp_dtype dt, uint8_t *p, double x)
-{
-	float f = (float)x;
-	uint16_t h;
-	switch (dt) {
-	case LCP_DTYPE_F32:
-		memcpy(p, &f, 4);
-		break;
-	case LCP_DTYPE_F16:
-		h = lcp_f16_from_f32(f);
-		memcpy(p, &h, 2);
-		break;
-	case LCP_DTYPE_BF16:
-		h = lcp_bf16_from_f32(f);
-		memcpy(p, &h, 2);
-		break;
-	default:
-		memcpy(p, &x, 8);
-		break;
-	}
-}
-
-static double get_value(enum lcp_dtype dt, const uint8_t *p)
-{
-	float f;
-	uint16_t h;
-	double d;
-	switch (dt) {
-	case LCP_DTYPE_F32:
-		memcpy(&f, p, 4);
-		return f;
-	case LCP_DTYPE_F16:
-		memcpy(&h, p, 2);
-		return lcp_f16_to_f32(h);
-	case LCP_DTYPE_BF16:
-		memcpy(&h, p, 2);
-		return lcp_bf16_to_f32(h);
-	default:
-		memcpy(&d, p, 8);
-		return d;
-	}
-}
 
 static void make_tensor(struct tensor *t, enum lcp_dtype dt, uint32_t ndims, const uint64_t *dims,
 			uint64_t seed)

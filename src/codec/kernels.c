@@ -1,0 +1,206 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The reference and baseline decode kernels, and the run-time choice of a
+ * kernel set (kernels.h).
+ */
+#include "codec/kernels.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec/codec_format.h"
+#include "codec/half.h"
+#include "codec/quant.h"
+#include "common/le.h"
+
+/* Values dequantized per pass into a stack buffer before they are stored. */
+#define STAGE 256u
+
+/* A run group piece by group piece (at most STAGE values each): values by
+ * dequant (lcp_dequant_ref or its SSE2 twin lcp_dequant), the low-rank term
+ * by lcp_codec_lr_segment (shared with the encoder), narrowing by the scalar
+ * functions of half.h (ref) or their SSE2 array forms. */
+static void run_generic(const struct lcp_dequant_run *r, enum lcp_dtype dt, bool ref)
+{
+	float y[STAGE], l[STAGE];
+	uint16_t h[STAGE];
+	unsigned eb = lcp_codec_elem_bytes(dt);
+	uint32_t i = 0, g = 0, in_group = r->phase;
+	while (i < r->n) {
+		uint32_t len = r->group_size - in_group;
+		if (len > r->n - i)
+			len = r->n - i;
+		if (len > STAGE)
+			len = STAGE;
+		(ref ? lcp_dequant_ref : lcp_dequant)(r->codes + i, len, r->sd[g], (int)r->off[g], y);
+		if (r->rank) {
+			lcp_codec_lr_segment(r->u, r->vt, r->cols, r->rank, r->col + i, len, l);
+			for (uint32_t j = 0; j < len; j++)
+				y[j] = y[j] + l[j];
+		}
+		uint8_t *o = r->out + (size_t)i * eb;
+		if (dt == LCP_DTYPE_F32) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+			memcpy(o, y, (size_t)len * 4); /* already the stored byte order */
+#else
+			for (uint32_t j = 0; j < len; j++)
+				lcp_store_lef32(o + 4 * j, y[j]);
+#endif
+		} else if (dt == LCP_DTYPE_F64) {
+			for (uint32_t j = 0; j < len; j++)
+				lcp_store_lef64(o + 8 * j, (double)y[j]);
+		} else {
+			if (ref)
+				for (uint32_t j = 0; j < len; j++)
+					h[j] = dt == LCP_DTYPE_F16 ? lcp_f16_from_f32(y[j]) : lcp_bf16_from_f32(y[j]);
+			else if (dt == LCP_DTYPE_F16)
+				lcp_f16_from_f32_n(y, h, len);
+			else
+				lcp_bf16_from_f32_n(y, h, len);
+			for (uint32_t j = 0; j < len; j++)
+				lcp_store_le16(o + 2 * j, h[j]);
+		}
+		i += len;
+		in_group += len;
+		if (in_group == r->group_size) {
+			in_group = 0;
+			g++;
+		}
+	}
+}
+
+static void ref_store(const struct lcp_dequant_run *r, enum lcp_dtype dt)
+{
+	run_generic(r, dt, true);
+}
+
+void lcp_dequant_store_baseline(const struct lcp_dequant_run *r, enum lcp_dtype dt)
+{
+	run_generic(r, dt, false);
+}
+
+void lcp_side_params_ref(const struct lcp_side_params *p)
+{
+	const uint8_t *side = p->side;
+	uint64_t ng = p->ng;
+	for (uint64_t i = 0; i < p->count; i++) {
+		uint64_t g = p->g0 + i;
+		uint16_t sc = p->sbytes == 2 ? (uint16_t)(side[g] << 8 | side[ng + g]) : side[g];
+		uint8_t aux = side[p->sbytes * ng + g];
+		float s;
+		if (p->sbytes == 1) {
+			s = p->scale8[sc];
+		} else {
+			unsigned e = 65535u - sc, oct = (e + 255) >> 8;
+			s = sc ? lcp_qscale_pow2(p->frac16[(oct << 8) - e], oct) : 0.0f;
+		}
+		p->sd[i] = p->symmetric && aux ? -s : s;
+		p->off[i] = p->symmetric ? p->sym_off : (float)aux;
+	}
+}
+
+lcp_err lcp_rans_decode_scalar(const struct lcp_rans_block *b, unsigned nb, unsigned lanes,
+			       const uint8_t *readable_end)
+{
+	for (unsigned k = 0; k < nb; k++) {
+		const uint32_t *slot = b[k].table->slot;
+		uint32_t x[LCP_RANS_MAX_LANES];
+		struct lcp_rans_cursor cur;
+		if (b[k].len < 4u * lanes)
+			return LCP_ERR_FORMAT;
+		for (unsigned l = 0; l < lanes; l++)
+			x[l] = lcp_load_le32(b[k].in + 4u * l);
+		lcp_rans_cursor_init(&cur, &b[k], 4u * lanes, readable_end);
+		uint32_t t = 0, steps = b[k].stop / lanes;
+		while (t < steps) {
+			uint32_t run = lcp_rans_run(&cur, 1, readable_end, steps - t);
+			if (run == 0)
+				break;
+			/* Locals, not cur.p and b[k].out directly: byte stores may
+			 * alias anything, and would make the compiler reload them. */
+			const uint8_t *p = cur.p;
+			for (uint32_t j = 0; j < run; j++, t++) {
+				uint8_t sym[LCP_RANS_MAX_LANES];
+				for (unsigned l = 0; l < lanes; l++) {
+					uint32_t e = slot[x[l] & (LCP_RANS_SCALE - 1)];
+					uint32_t v = (e >> 8 & 0xfffu) * (x[l] >> LCP_RANS_PROB_BITS) + (e >> 20);
+					/* Select by mask: compilers turn ?: back into a branch. */
+					uint32_t w = lcp_load_le16(p), renorm = v < LCP_RANS_LOW;
+					uint32_t mask = 0u - renorm;
+					sym[l] = (uint8_t)e;
+					x[l] = (v & ~mask) | ((v << 16 | w) & mask);
+					p += 2 * renorm;
+				}
+				memcpy(b[k].out + (size_t)t * lanes, sym, lanes);
+			}
+			cur.p = p;
+		}
+		lcp_err err = lcp_rans_finish(&b[k], lanes, x, cur.p, cur.end, t * lanes);
+		if (err)
+			return err;
+	}
+	return LCP_OK;
+}
+
+static const struct lcp_kernels kernels_ref = { "ref", lcp_rans_decode_ref, NULL, ref_store,
+						lcp_side_params_ref };
+
+static const struct lcp_kernels kernels_baseline = { "baseline", lcp_rans_decode_scalar, NULL,
+						     lcp_dequant_store_baseline, lcp_side_params_ref };
+
+#ifdef LCP_HAVE_AVX512_KERNELS
+static bool cpu_has(const char *set)
+{
+	__builtin_cpu_init();
+	if (strcmp(set, "avx2") == 0)
+		return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt");
+	return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+	       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("popcnt");
+}
+#endif
+
+const struct lcp_kernels *lcp_kernels_named(const char *name)
+{
+	if (!name)
+		return NULL;
+	if (strcmp(name, "ref") == 0)
+		return &kernels_ref;
+	if (strcmp(name, "baseline") == 0)
+		return &kernels_baseline;
+#ifdef LCP_HAVE_AVX512_KERNELS
+	if (strcmp(name, "avx512") == 0 && cpu_has("avx512"))
+		return &lcp_kernels_avx512;
+	if (strcmp(name, "avx2") == 0 && cpu_has("avx2"))
+		return &lcp_kernels_avx2;
+#endif
+	return NULL;
+}
+
+static const struct lcp_kernels *chosen;
+static const struct lcp_kernels *forced;
+static pthread_once_t choose_once = PTHREAD_ONCE_INIT;
+
+static void choose(void)
+{
+	chosen = lcp_kernels_named(getenv("LCPFS_DECODE"));
+	if (!chosen)
+		chosen = lcp_kernels_named("avx512");
+	if (!chosen)
+		chosen = lcp_kernels_named("avx2");
+	if (!chosen)
+		chosen = &kernels_baseline;
+}
+
+const struct lcp_kernels *lcp_kernels(void)
+{
+	if (forced)
+		return forced;
+	pthread_once(&choose_once, choose);
+	return chosen;
+}
+
+void lcp_kernels_force(const struct lcp_kernels *k)
+{
+	forced = k;
+}

@@ -1,0 +1,405 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * AVX-512 (F, BW, VL) decode kernels, compiled for any x86-64 through
+ * function target attributes and used only when the CPU reports them
+ * (kernels.c). Each computes what the reference computes, bit for bit:
+ *  - rANS: the integer recurrence of rans.h on 16 lanes at once (one zmm
+ *    register of states per block), up to 8 blocks of a chunk interleaved
+ *    so the gather and multiply latencies of one block overlap the others';
+ *    the last symbols of each block go through the scalar lcp_rans_finish,
+ *    which also checks the block's end state;
+ *  - dequantization: (float)code - off is exact for small integers, then one
+ *    binary32 multiply, as in lcp_dequant_ref;
+ *  - F16: vcvtps2ph with round-to-nearest-even is IEEE narrowing, which is
+ *    what lcp_f16_from_f32 computes (including subnormals, overflow to inf
+ *    and NaN quieting) in the default floating-point environment;
+ *  - BF16: the integer rounding of lcp_bf16_from_f32 on 16 lanes
+ *    (vcvtneps2bf16 would flush subnormals to zero, so it is not used).
+ */
+#include "codec/kernels.h"
+
+#ifdef LCP_HAVE_AVX512_KERNELS
+
+#include <immintrin.h>
+
+#include "codec/codec_format.h"
+
+#define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,popcnt")))
+#define INLINE static inline __attribute__((always_inline))
+
+/* Blocks decoded side by side: enough independent gather -> multiply chains
+ * to keep the vector ports busy (measured on faceres codes: 2 blocks 0.46,
+ * 4 blocks 0.29, 8 blocks 0.21 ns/symbol). */
+#define MAX_GROUP 8
+
+/*
+ * vpgatherdd merges into its destination register, so it waits for that
+ * register's previous value; compilers reuse one register for consecutive
+ * gathers and delete a zeroing they consider dead, which serialized the
+ * blocks' independent gathers (0.38 instead of 0.21 ns/symbol). Zeroing the
+ * destination inside the same asm statement breaks the false dependency.
+ */
+INLINE AVX512 __m512i gather_slots(__m512i idx, const struct lcp_rans_dec *d)
+{
+	__m512i r;
+	__mmask16 k = 0xffff;
+	__asm__("vpxord %0, %0, %0\n\tvpgatherdd (%2,%3,4), %0%{%1%}"
+		: "=&v"(r), "+Yk"(k)
+		: "r"(d->slot), "v"(idx), "m"(d->slot));
+	return r;
+}
+
+enum out_kind { OUT_F32, OUT_F16, OUT_BF16 };
+
+INLINE AVX512 __m512 dequant16(__m128i codes, __m512 sd, __m512 off)
+{
+	__m512 v = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(codes));
+	return _mm512_mul_ps(sd, _mm512_sub_ps(v, off));
+}
+
+/* y + the low-rank term of 16 consecutive columns (lanes of m), summed over
+ * k from +0 in the reference's order. */
+INLINE AVX512 __m512 add_low_rank(__m512 y, const struct lcp_dequant_run *r, uint64_t col,
+				  __mmask16 m)
+{
+	__m512 l = _mm512_setzero_ps();
+	for (uint16_t k = 0; k < r->rank; k++)
+		l = _mm512_add_ps(l, _mm512_mul_ps(_mm512_set1_ps(r->u[k]),
+						   _mm512_maskz_loadu_ps(m, r->vt + k * r->cols + col)));
+	return _mm512_add_ps(y, l);
+}
+
+INLINE AVX512 __m256i bf16_16(__m512 v)
+{
+	__m512i x = _mm512_castps_si512(v);
+	__m512i lsb = _mm512_and_si512(_mm512_srli_epi32(x, 16), _mm512_set1_epi32(1));
+	__m512i r = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(x, _mm512_set1_epi32(0x7fff)), lsb), 16);
+	__m512i ax = _mm512_and_si512(x, _mm512_set1_epi32(0x7fffffff));
+	__mmask16 nan = _mm512_cmpgt_epu32_mask(ax, _mm512_set1_epi32(0x7f800000));
+	__m512i q = _mm512_or_si512(_mm512_srli_epi32(x, 16), _mm512_set1_epi32(0x40));
+	return _mm512_cvtepi32_epi16(_mm512_mask_blend_epi32(nan, r, q));
+}
+
+INLINE AVX512 __m256i f16_16(__m512 v)
+{
+	return _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+
+/* Stores 16 values (the lanes of m) in kind at out. */
+INLINE AVX512 void store16(enum out_kind kind, uint8_t *out, __m512 v, __mmask16 m)
+{
+	if (kind == OUT_F32)
+		_mm512_mask_storeu_ps(out, m, v);
+	else if (kind == OUT_F16)
+		_mm256_mask_storeu_epi16(out, m, f16_16(v));
+	else
+		_mm256_mask_storeu_epi16(out, m, bf16_16(v));
+}
+
+INLINE AVX512 void dequant_run(const struct lcp_dequant_run *r, enum out_kind kind, bool low_rank)
+{
+	unsigned eb = kind == OUT_F32 ? 4 : 2;
+	uint32_t i = 0, g = 0, in_group = r->phase;
+	while (i < r->n) {
+		uint32_t len = r->group_size - in_group;
+		if (len > r->n - i)
+			len = r->n - i;
+		__m512 sd = _mm512_set1_ps(r->sd[g]), off = _mm512_set1_ps(r->off[g]);
+		const uint8_t *c = r->codes + i;
+		uint8_t *o = r->out + (size_t)i * eb;
+		for (uint32_t j = 0; j < len; j += 16) {
+			__mmask16 m = len - j >= 16 ? 0xffff : (__mmask16)((1u << (len - j)) - 1u);
+			__m512 y = dequant16(_mm_maskz_loadu_epi8(m, c + j), sd, off);
+			if (low_rank)
+				y = add_low_rank(y, r, r->col + i + j, m);
+			store16(kind, o + (size_t)j * eb, y, m);
+		}
+		i += len;
+		in_group = 0;
+		g++;
+	}
+}
+
+static AVX512 void dequant_store(const struct lcp_dequant_run *r, enum lcp_dtype dt)
+{
+	switch (dt) {
+	case LCP_DTYPE_F32:
+		if (r->rank)
+			dequant_run(r, OUT_F32, true);
+		else
+			dequant_run(r, OUT_F32, false);
+		break;
+	case LCP_DTYPE_F16:
+		if (r->rank)
+			dequant_run(r, OUT_F16, true);
+		else
+			dequant_run(r, OUT_F16, false);
+		break;
+	case LCP_DTYPE_BF16:
+		if (r->rank)
+			dequant_run(r, OUT_BF16, true);
+		else
+			dequant_run(r, OUT_BF16, false);
+		break;
+	default:
+		lcp_dequant_store_baseline(r, dt);
+		break;
+	}
+}
+
+/* Where a step's 16 codes go: as bytes to sym, or (fused) dequantized with
+ * scale sd and offset off and stored in kind at out. */
+struct step_out {
+	uint8_t *sym;
+	const float *sd, *off;
+	uint8_t *out;
+};
+
+/* One step of 16 lanes: the codes of lanes 0..15 to o, new states returned,
+ * renormalization words read in lane order from *p. */
+INLINE AVX512 __m512i rans_step(__m512i x, const uint8_t **p, struct step_out o, bool fused,
+				enum out_kind kind, const struct lcp_rans_dec *d)
+{
+	const __m512i slot_mask = _mm512_set1_epi32(LCP_RANS_SCALE - 1);
+	const __m512i f_mask = _mm512_set1_epi32(0xfff);
+	const __m512i low = _mm512_set1_epi32((int)LCP_RANS_LOW);
+	__m512i e = gather_slots(_mm512_and_si512(x, slot_mask), d);
+	if (fused) {
+		__m512 v = _mm512_cvtepi32_ps(_mm512_and_si512(e, _mm512_set1_epi32(0xff)));
+		__m512 y = _mm512_mul_ps(_mm512_set1_ps(*o.sd), _mm512_sub_ps(v, _mm512_set1_ps(*o.off)));
+		store16(kind, o.out, y, 0xffff);
+	} else {
+		_mm_storeu_si128((__m128i *)(void *)o.sym, _mm512_cvtepi32_epi8(e));
+	}
+	__m512i f = _mm512_and_si512(_mm512_srli_epi32(e, 8), f_mask);
+	__m512i y = _mm512_add_epi32(_mm512_mullo_epi32(f, _mm512_srli_epi32(x, LCP_RANS_PROB_BITS)),
+				     _mm512_srli_epi32(e, 20));
+	__mmask16 k = _mm512_cmplt_epu32_mask(y, low);
+	/* The lanes that renormalize take the next words in lane order. */
+	__m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(const void *)*p));
+	w = _mm512_maskz_expand_epi32(k, w);
+	*p += 2u * (unsigned)__builtin_popcount(k);
+	return _mm512_mask_or_epi32(y, k, _mm512_slli_epi32(y, 16), w);
+}
+
+/*
+ * Decodes K blocks of 16 lanes side by side while every block has a whole
+ * step left, then finishes each block (its last n mod 16 symbols and the end
+ * checks) in scalar code. Runs of steps are sized by the blocks' cursors
+ * (kernels.h) to stay before their load limits.
+ */
+INLINE AVX512 lcp_err decode_group(const struct lcp_rans_block *b, unsigned K,
+				   const uint8_t *readable_end,
+				   const struct lcp_rans_fuse *f, enum out_kind kind)
+{
+	/* Fused: block k's first element, and the log2 of the steps per group. */
+	uint64_t first[MAX_GROUP];
+	unsigned eb = kind == OUT_F32 ? 4 : 2, gshift = 0;
+	while (f && (16u << gshift) < f->group_size)
+		gshift++;
+	__m512i x[MAX_GROUP];
+	struct lcp_rans_cursor cur[MAX_GROUP];
+	uint32_t steps = UINT32_MAX;
+#pragma GCC unroll 8
+	for (unsigned k = 0; k < K; k++) {
+		if (b[k].len < 64)
+			return LCP_ERR_FORMAT;
+		x[k] = _mm512_loadu_si512(b[k].in);
+		lcp_rans_cursor_init(&cur[k], &b[k], 64, readable_end);
+		steps = b[k].stop / 16 < steps ? b[k].stop / 16 : steps;
+		first[k] = f ? f->first + (uint64_t)k * f->block_elems : 0;
+	}
+	uint32_t t = 0;
+	while (t < steps) {
+		uint32_t run = lcp_rans_run(cur, K, readable_end, steps - t);
+		if (run == 0)
+			break; /* only a damaged block reads past its copy */
+		for (uint32_t j = 0; j < run; j++, t++) {
+#pragma GCC unroll 8
+			for (unsigned k = 0; k < K; k++) {
+				struct step_out o = { b[k].out + 16u * t, NULL, NULL, NULL };
+				if (f) {
+					/* groups hold whole steps: a power of two >= 16 */
+					uint64_t e0 = first[k] + 16u * t;
+					uint64_t g = (first[k] >> 4 >> gshift) + (t >> gshift);
+					o.sd = f->sd + g;
+					o.off = f->off + g;
+					o.out = f->out + e0 * eb;
+				}
+				x[k] = rans_step(x[k], &cur[k].p, o, f != NULL, kind, b[k].table);
+			}
+		}
+	}
+	for (unsigned k = 0; k < K; k++) {
+		uint32_t xs[LCP_RANS_MAX_LANES];
+		_mm512_storeu_si512(xs, x[k]);
+		lcp_err err = lcp_rans_finish(&b[k], 16, xs, cur[k].p, cur[k].end, 16u * t);
+		if (err)
+			return err;
+		if (f && 16u * t < b[k].stop) { /* the codes the scalar finish decoded */
+			uint64_t e0 = first[k] + 16u * t;
+			struct lcp_dequant_run r = {
+				.codes = b[k].out + 16u * t, .n = b[k].stop - 16u * t,
+				.group_size = f->group_size, .phase = (uint32_t)(e0 % f->group_size),
+				.sd = f->sd + e0 / f->group_size, .off = f->off + e0 / f->group_size,
+				.out = f->out + e0 * eb,
+			};
+			dequant_run(&r, kind, false);
+		}
+	}
+	return LCP_OK;
+}
+
+/* Instances of decode_group for K blocks, symbols only or fused per output. */
+#define GROUP(name, K, fused, kind)                                                            \
+	static AVX512 lcp_err name(const struct lcp_rans_block *b, const uint8_t *end,         \
+				   const struct lcp_rans_fuse *f)                                \
+	{                                                                                        \
+		(void)f;                                                                         \
+		return decode_group(b, K, end, fused ? f : NULL, kind);                          \
+	}
+GROUP(group8, 8, false, OUT_F32)
+GROUP(group4, 4, false, OUT_F32)
+GROUP(group2, 2, false, OUT_F32)
+GROUP(group1, 1, false, OUT_F32)
+GROUP(group8_f32, 8, true, OUT_F32)
+GROUP(group4_f32, 4, true, OUT_F32)
+GROUP(group2_f32, 2, true, OUT_F32)
+GROUP(group1_f32, 1, true, OUT_F32)
+GROUP(group8_f16, 8, true, OUT_F16)
+GROUP(group4_f16, 4, true, OUT_F16)
+GROUP(group2_f16, 2, true, OUT_F16)
+GROUP(group1_f16, 1, true, OUT_F16)
+GROUP(group8_bf16, 8, true, OUT_BF16)
+GROUP(group4_bf16, 4, true, OUT_BF16)
+GROUP(group2_bf16, 2, true, OUT_BF16)
+GROUP(group1_bf16, 1, true, OUT_BF16)
+
+typedef lcp_err (*group_fn)(const struct lcp_rans_block *, const uint8_t *,
+			    const struct lcp_rans_fuse *);
+
+/* Decodes nb blocks of 16 lanes, as many side by side as there are (8, 4, 2
+ * or 1 at a time), with the instances of one output (fn[0] 8 blocks ... fn[3]
+ * one block). */
+static lcp_err decode_groups(const struct lcp_rans_block *b, unsigned nb,
+			     const uint8_t *readable_end, const struct lcp_rans_fuse *f,
+			     const group_fn fn[4])
+{
+	struct lcp_rans_fuse at;
+	if (f)
+		at = *f;
+	lcp_err err = LCP_OK;
+	for (unsigned k = 0; !err && k < nb;) {
+		unsigned left = nb - k, i = left >= 8 ? 0 : left >= 4 ? 1 : left >= 2 ? 2 : 3;
+		err = fn[i](b + k, readable_end, f ? &at : NULL);
+		k += 8u >> i;
+		if (f)
+			at.first += (uint64_t)(8u >> i) * f->block_elems;
+	}
+	return err;
+}
+
+static lcp_err rans_decode(const struct lcp_rans_block *b, unsigned nb, unsigned lanes,
+			   const uint8_t *readable_end)
+{
+	static const group_fn symbols[4] = { group8, group4, group2, group1 };
+	if (lanes != 16)
+		return lcp_rans_decode_scalar(b, nb, lanes, readable_end);
+	return decode_groups(b, nb, readable_end, NULL, symbols);
+}
+
+static lcp_err rans_decode_fused(const struct lcp_rans_block *b, unsigned nb, unsigned lanes,
+				 const uint8_t *readable_end, const struct lcp_rans_fuse *f)
+{
+	static const group_fn f32[4] = { group8_f32, group4_f32, group2_f32, group1_f32 };
+	static const group_fn f16[4] = { group8_f16, group4_f16, group2_f16, group1_f16 };
+	static const group_fn bf16[4] = { group8_bf16, group4_bf16, group2_bf16, group1_bf16 };
+	if (lanes == 16 && f->group_size >= 16 && !(f->group_size & (f->group_size - 1)) &&
+	    f->block_elems % f->group_size == 0 && f->first % f->block_elems == 0) {
+		if (f->dt == LCP_DTYPE_F32)
+			return decode_groups(b, nb, readable_end, f, f32);
+		if (f->dt == LCP_DTYPE_F16)
+			return decode_groups(b, nb, readable_end, f, f16);
+		if (f->dt == LCP_DTYPE_BF16)
+			return decode_groups(b, nb, readable_end, f, bf16);
+	}
+	/* Not fusable: decode, then dequantize the blocks' codes. */
+	lcp_err err = rans_decode(b, nb, lanes, readable_end);
+	for (unsigned k = 0; !err && k < nb; k++) {
+		uint64_t e0 = f->first + (uint64_t)k * f->block_elems;
+		struct lcp_dequant_run r = {
+			.codes = b[k].out, .n = b[k].stop, .group_size = f->group_size,
+			.phase = (uint32_t)(e0 % f->group_size), .sd = f->sd + e0 / f->group_size,
+			.off = f->off + e0 / f->group_size, .out = f->out + e0 * lcp_codec_elem_bytes(f->dt),
+		};
+		dequant_store(&r, f->dt);
+	}
+	return err;
+}
+
+/* lcp_side_params_ref on 16 groups at a time: the scale tables through
+ * gathers, the exact power-of-two scaling of lcp_qscale_pow2 as an exponent
+ * subtraction; 16 groups of which one needs its other branch (a subnormal
+ * result) go through the reference. */
+static AVX512 void side_params(const struct lcp_side_params *p)
+{
+	const uint8_t *side = p->side;
+	uint64_t ng = p->ng, i = 0;
+	for (; i + 16 <= p->count; i += 16) {
+		uint64_t g = p->g0 + i;
+		__m512i aux = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(side + p->sbytes * ng + g)));
+		__m512i c0 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(side + g)));
+		__m512 s;
+		if (p->sbytes == 1) {
+			s = _mm512_i32gather_ps(c0, p->scale8, 4);
+		} else {
+			__m512i c1 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(side + ng + g)));
+			__m512i sc = _mm512_or_si512(_mm512_slli_epi32(c0, 8), c1);
+			__m512i e = _mm512_sub_epi32(_mm512_set1_epi32(65535), sc);
+			__m512i oct = _mm512_srli_epi32(_mm512_add_epi32(e, _mm512_set1_epi32(255)), 8);
+			__m512i k = _mm512_sub_epi32(_mm512_slli_epi32(oct, 8), e);
+			__m512i v = _mm512_castps_si512(_mm512_i32gather_ps(k, p->frac16, 4));
+			__m512i ex = _mm512_and_si512(_mm512_srli_epi32(v, 23), _mm512_set1_epi32(0xff));
+			__mmask16 normal = _mm512_cmpneq_epi32_mask(ex, _mm512_set1_epi32(0xff)) &
+					   _mm512_cmpgt_epu32_mask(ex, oct);
+			__mmask16 zero = _mm512_cmpeq_epi32_mask(sc, _mm512_setzero_si512());
+			if ((__mmask16)(normal | zero) != 0xffff) {
+				struct lcp_side_params q = *p;
+				q.g0 = g;
+				q.count = 16;
+				q.sd = p->sd + i;
+				q.off = p->off + i;
+				lcp_side_params_ref(&q);
+				continue;
+			}
+			s = _mm512_castsi512_ps(_mm512_maskz_sub_epi32((__mmask16)~zero, v, _mm512_slli_epi32(oct, 23)));
+		}
+		__m512 off;
+		if (p->symmetric) {
+			__mmask16 neg = _mm512_cmpneq_epi32_mask(aux, _mm512_setzero_si512());
+			s = _mm512_castsi512_ps(_mm512_mask_xor_epi32(_mm512_castps_si512(s), neg, _mm512_castps_si512(s),
+								      _mm512_set1_epi32((int)0x80000000u)));
+			off = _mm512_set1_ps(p->sym_off);
+		} else {
+			off = _mm512_cvtepi32_ps(aux);
+		}
+		_mm512_storeu_ps(p->sd + i, s);
+		_mm512_storeu_ps(p->off + i, off);
+	}
+	if (i < p->count) {
+		struct lcp_side_params q = *p;
+		q.g0 = p->g0 + i;
+		q.count = p->count - i;
+		q.sd = p->sd + i;
+		q.off = p->off + i;
+		lcp_side_params_ref(&q);
+	}
+}
+
+const struct lcp_kernels lcp_kernels_avx512 = { "avx512", rans_decode, rans_decode_fused,
+						 dequant_store, side_params };
+
+#else
+/* ISO C wants at least one declaration in a translation unit. */
+typedef int lcp_kernels_avx512_unavailable;
+#endif

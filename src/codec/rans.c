@@ -1,0 +1,299 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Static interleaved rANS (rans.h): frequency normalization, the serialized
+ * table, the encoder and the reference decoder.
+ */
+#include "codec/rans.h"
+
+#include <assert.h>
+#include <stdbool.h>
+#include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
+#include "common/le.h"
+
+/* Histograms are scaled below this before the cost comparisons, whose
+ * products of a count and a frequency must fit in 64 bits. */
+#define HIST_MAX ((uint64_t)1 << 40)
+
+void lcp_rans_normalize(const uint64_t hist_in[256], uint16_t freq[256])
+{
+	uint64_t hist[256], n = 0, top = 0;
+	unsigned distinct = 0, last = 0;
+	for (unsigned s = 0; s < 256; s++)
+		top = hist_in[s] > top ? hist_in[s] : top;
+	unsigned shift = 0;
+	while ((top >> shift) >= HIST_MAX)
+		shift++;
+	for (unsigned s = 0; s < 256; s++) {
+		uint64_t h = hist_in[s] >> shift;
+		hist[s] = hist_in[s] && !h ? 1 : h;
+		n += hist[s];
+		if (hist[s]) {
+			distinct++;
+			last = s;
+		}
+		freq[s] = 0;
+	}
+	if (distinct < 2) { /* one symbol (or none): keep every frequency < 4096 */
+		freq[last] = LCP_RANS_SCALE - 1;
+		freq[last == 255 ? 254 : last + 1] = 1;
+		return;
+	}
+	uint32_t sum = 0;
+	for (unsigned s = 0; s < 256; s++) {
+		if (!hist[s])
+			continue;
+		uint64_t f = (hist[s] * LCP_RANS_SCALE + n / 2) / n;
+		freq[s] = (uint16_t)(f ? f : 1);
+		sum += freq[s];
+	}
+	/* Correct the rounding one unit at a time where it costs least: taking
+	 * a unit from f costs about hist/(f - 1/2) bits, adding one gains
+	 * about hist/(f + 1/2) (compared by cross-multiplying, so no libm). */
+	while (sum > LCP_RANS_SCALE) {
+		int best = -1;
+		for (unsigned s = 0; s < 256; s++)
+			if (freq[s] > 1 && (best < 0 || hist[s] * (2u * freq[best] - 1) <
+							 hist[best] * (2u * freq[s] - 1)))
+				best = (int)s;
+		freq[best]--;
+		sum--;
+	}
+	while (sum < LCP_RANS_SCALE) {
+		int best = -1;
+		for (unsigned s = 0; s < 256; s++)
+			if (hist[s] && (best < 0 || hist[s] * (2u * freq[best] + 1) >
+							hist[best] * (2u * freq[s] + 1)))
+				best = (int)s;
+		freq[best]++;
+		sum++;
+	}
+}
+
+struct bitw {
+	uint8_t *out;
+	size_t len;
+	uint64_t acc;
+	unsigned nbits;
+};
+
+static void put_bits(struct bitw *w, uint32_t v, unsigned nbits)
+{
+	w->acc |= (uint64_t)v << w->nbits;
+	w->nbits += nbits;
+	while (w->nbits >= 8) {
+		w->out[w->len++] = (uint8_t)w->acc;
+		w->acc >>= 8;
+		w->nbits -= 8;
+	}
+}
+
+static unsigned bit_length(uint32_t v)
+{
+	unsigned k = 0;
+	while (v >> k)
+		k++;
+	return k;
+}
+
+size_t lcp_rans_table_write(const uint16_t freq[256], uint8_t *out)
+{
+	unsigned lo = 0, hi = 255;
+	while (freq[lo] == 0)
+		lo++;
+	while (freq[hi] == 0)
+		hi--;
+	assert(lo < hi);
+	struct bitw w = { out, 2, 0, 0 };
+	out[0] = (uint8_t)lo;
+	out[1] = (uint8_t)hi;
+	for (unsigned s = lo; s < hi;) {
+		if (freq[s] == 0) {
+			unsigned run = 1;
+			while (run < 16 && freq[s + run] == 0)
+				run++;
+			put_bits(&w, 0, 4);
+			put_bits(&w, run - 1, 4);
+			s += run;
+			continue;
+		}
+		unsigned k = bit_length(freq[s]);
+		put_bits(&w, k, 4);
+		put_bits(&w, freq[s] - (1u << (k - 1)), k - 1);
+		s++;
+	}
+	if (w.nbits)
+		put_bits(&w, 0, 8 - w.nbits);
+	return w.len;
+}
+
+struct bitr {
+	const uint8_t *in;
+	size_t len, pos; /* pos in bits */
+};
+
+/* Reads nbits (<= 16); false when that runs past the input. */
+static bool get_bits(struct bitr *r, unsigned nbits, uint32_t *v)
+{
+	if (nbits > r->len * 8 - r->pos)
+		return false;
+	/* The (up to) three bytes that hold the field, as one little-endian
+	 * word; bytes past the input read as 0 and are never part of it. */
+	size_t at = r->pos / 8;
+	uint32_t w = 0;
+	for (unsigned i = 0; i < 3 && at + i < r->len; i++)
+		w |= (uint32_t)r->in[at + i] << (8 * i);
+	*v = (w >> (r->pos % 8)) & ((1u << nbits) - 1u);
+	r->pos += nbits;
+	return true;
+}
+
+lcp_err lcp_rans_table_read(const uint8_t *in, size_t len, size_t *used, uint16_t freq[256])
+{
+	if (len < 2)
+		return LCP_ERR_TRUNCATED;
+	unsigned lo = in[0], hi = in[1];
+	if (lo >= hi)
+		return LCP_ERR_FORMAT;
+	memset(freq, 0, 256 * sizeof *freq);
+	struct bitr r = { in + 2, len - 2, 0 };
+	uint32_t sum = 0;
+	for (unsigned s = lo; s < hi;) {
+		uint32_t k, v;
+		if (!get_bits(&r, 4, &k))
+			return LCP_ERR_TRUNCATED;
+		if (k == 0) {
+			if (!get_bits(&r, 4, &v))
+				return LCP_ERR_TRUNCATED;
+			if (v + 1 > hi - s)
+				return LCP_ERR_FORMAT; /* the last symbol is never in a run */
+			s += v + 1;
+			continue;
+		}
+		if (k > LCP_RANS_PROB_BITS)
+			return LCP_ERR_FORMAT;
+		if (!get_bits(&r, k - 1, &v))
+			return LCP_ERR_TRUNCATED;
+		freq[s] = (uint16_t)((1u << (k - 1)) + v);
+		sum += freq[s];
+		if (sum >= LCP_RANS_SCALE)
+			return LCP_ERR_FORMAT; /* the last symbol needs f >= 1 */
+		s++;
+	}
+	freq[hi] = (uint16_t)(LCP_RANS_SCALE - sum);
+	if (freq[hi] == LCP_RANS_SCALE)
+		return LCP_ERR_FORMAT; /* a single symbol would have f = 4096 */
+	*used = 2 + (r.pos + 7) / 8;
+	return LCP_OK;
+}
+
+void lcp_rans_enc_init(struct lcp_rans_enc *e, const uint16_t freq[256])
+{
+	uint32_t c = 0;
+	for (unsigned s = 0; s < 256; s++) {
+		e->freq[s] = freq[s];
+		e->cum[s] = c;
+		c += freq[s];
+	}
+}
+
+size_t lcp_rans_encode(const struct lcp_rans_enc *e, const uint8_t *sym, uint32_t n, unsigned lanes,
+		       uint8_t *out)
+{
+	assert(lanes >= 1 && lanes <= LCP_RANS_MAX_LANES && (lanes & (lanes - 1)) == 0);
+	uint32_t x[LCP_RANS_MAX_LANES];
+	for (unsigned l = 0; l < lanes; l++)
+		x[l] = LCP_RANS_LOW;
+	/* Symbols are encoded last to first and words written backwards from
+	 * the end of the bound, so the decoder reads both forwards. */
+	uint8_t *end = out + lcp_rans_block_bound(n, lanes), *w = end;
+	for (uint32_t i = n; i-- > 0;) {
+		uint32_t *xl = &x[i & (lanes - 1)];
+		uint32_t f = e->freq[sym[i]];
+		assert(f > 0);
+		/* Largest state that still encodes below 2^32 after this symbol:
+		 * ((LOW >> PROB_BITS) << 16) * f. */
+		if (*xl >= f << (32 - LCP_RANS_PROB_BITS)) {
+			w -= 2;
+			lcp_store_le16(w, (uint16_t)*xl);
+			*xl >>= 16;
+		}
+		*xl = (*xl / f << LCP_RANS_PROB_BITS) + *xl % f + e->cum[sym[i]];
+	}
+	w -= 4u * lanes;
+	for (unsigned l = 0; l < lanes; l++)
+		lcp_store_le32(w + 4u * l, x[l]);
+	size_t len = (size_t)(end - w);
+	memmove(out, w, len);
+	return len;
+}
+
+void lcp_rans_dec_init(struct lcp_rans_dec *d, const uint16_t freq[256])
+{
+	/* Built per chunk (and per side plane), so four slots at a time where
+	 * SSE2 is there: slot c + k holds base + k << 20. */
+	uint32_t c = 0;
+	for (unsigned s = 0; s < 256; s++) {
+		uint32_t f = freq[s], base = s | f << 8, k = 0;
+#ifdef __SSE2__
+		__m128i v = _mm_add_epi32(_mm_set1_epi32((int)base), _mm_set_epi32(3 << 20, 2 << 20, 1 << 20, 0));
+		for (; k + 4 <= f; k += 4) {
+			_mm_storeu_si128((__m128i *)(void *)(d->slot + c + k), v);
+			v = _mm_add_epi32(v, _mm_set1_epi32(4 << 20));
+		}
+#endif
+		for (; k < f; k++)
+			d->slot[c + k] = base + (k << 20);
+		c += f;
+	}
+}
+
+lcp_err lcp_rans_finish(const struct lcp_rans_block *b, unsigned lanes,
+			uint32_t x[LCP_RANS_MAX_LANES], const uint8_t *p, const uint8_t *end,
+			uint32_t i0)
+{
+	const struct lcp_rans_dec *d = b->table;
+	if (p > end)
+		return LCP_ERR_FORMAT; /* a SIMD pass already read past the block */
+	for (uint32_t i = i0; i < b->stop; i++) {
+		uint32_t *xl = &x[i & (lanes - 1)];
+		uint32_t e = d->slot[*xl & (LCP_RANS_SCALE - 1)];
+		b->out[i] = (uint8_t)e;
+		*xl = (e >> 8 & 0xfffu) * (*xl >> LCP_RANS_PROB_BITS) + (e >> 20);
+		if (*xl < LCP_RANS_LOW) {
+			if (end - p < 2)
+				return LCP_ERR_FORMAT;
+			*xl = *xl << 16 | lcp_load_le16(p);
+			p += 2;
+		}
+	}
+	if (b->stop < b->n)
+		return LCP_OK;
+	if (p != end)
+		return LCP_ERR_FORMAT;
+	for (unsigned l = 0; l < lanes; l++)
+		if (x[l] != LCP_RANS_LOW)
+			return LCP_ERR_FORMAT;
+	return LCP_OK;
+}
+
+lcp_err lcp_rans_decode_ref(const struct lcp_rans_block *b, unsigned nb, unsigned lanes,
+			    const uint8_t *readable_end)
+{
+	(void)readable_end; /* reads stay inside each block */
+	for (unsigned k = 0; k < nb; k++) {
+		uint32_t x[LCP_RANS_MAX_LANES];
+		if (b[k].len < 4u * lanes)
+			return LCP_ERR_FORMAT;
+		for (unsigned l = 0; l < lanes; l++)
+			x[l] = lcp_load_le32(b[k].in + 4u * l);
+		lcp_err err = lcp_rans_finish(&b[k], lanes, x, b[k].in + 4u * lanes,
+					      b[k].in + b[k].len, 0);
+		if (err)
+			return err;
+	}
+	return LCP_OK;
+}

@@ -1,0 +1,109 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Static interleaved rANS over byte symbols: the codec's entropy coder for
+ * quantization codes (codec_format.h says where it is used and why it was
+ * chosen over zstd's Huffman literals). Internal to src/codec.
+ *
+ * Model: symbol frequencies f[s] of 12-bit precision, summing to 4096, every
+ * one <= 4095 (so at least two symbols have f > 0); cum[s] = sum of f[t] for
+ * t < s.
+ *
+ * Block: n symbols coded by L lanes (L = 1, 2, 4, 8 or 16); symbol i belongs
+ * to lane i mod L. Its bytes are L u32 lane states (little-endian, lane 0
+ * first), then u16 little-endian renormalization words in the order the
+ * decoder reads them. Decoding symbol i with lane state x (32 bits):
+ *   slot = x mod 4096; s = the symbol with cum[s] <= slot < cum[s] + f[s];
+ *   x = f[s] * (x >> 12) + slot - cum[s];
+ *   if x < 2^16: x = x << 16 | the next word.
+ * A valid block consumes every word and leaves every lane at exactly 2^16
+ * (the encoder's starting state). All arithmetic is on unsigned integers, so
+ * every decoder (reference or SIMD) gives the same symbols.
+ */
+#ifndef LCPFS_CODEC_RANS_H
+#define LCPFS_CODEC_RANS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lcpfs/err.h"
+
+#define LCP_RANS_PROB_BITS 12
+#define LCP_RANS_SCALE (1u << LCP_RANS_PROB_BITS)
+#define LCP_RANS_LOW (1u << 16) /* lower bound of a normalized state */
+#define LCP_RANS_MAX_LANES 16u
+/* Largest serialized frequency table (lcp_rans_table_write): 2 bytes of
+ * range, then at most 16 bits for each of 255 explicit frequencies. */
+#define LCP_RANS_TABLE_MAX (2u + 2u * 255u)
+
+/* Frequencies from a histogram of n > 0 symbols: every symbol that occurs
+ * gets f >= 1; the rounding is corrected where it costs the fewest bits;
+ * deterministic (integer arithmetic only). A histogram with one distinct
+ * symbol gets a neighbour of frequency 1 so that no frequency is 4096. */
+void lcp_rans_normalize(const uint64_t hist[256], uint16_t freq[256]);
+
+/* Serialized table: u8 first symbol, u8 last symbol (> first; both with
+ * f > 0), then, LSB-first in a bit string padded with zeros to a byte, the
+ * frequencies of first .. last - 1 (the last one is 4096 minus their sum):
+ * 4 bits k; k = 0: a run of zero frequencies, its length - 1 in the next 4
+ * bits; 1 <= k <= 12: f = 2^(k-1) + the next k - 1 bits. Returns the bytes
+ * written (<= LCP_RANS_TABLE_MAX); freq must satisfy the model above. */
+size_t lcp_rans_table_write(const uint16_t freq[256], uint8_t *out);
+
+/* Parses a table from in[0, len); *used = its length. LCP_ERR_TRUNCATED when
+ * it runs past len, LCP_ERR_FORMAT when it breaks the model (sum, k > 12, a
+ * frequency of 4096, run past the last symbol). */
+lcp_err lcp_rans_table_read(const uint8_t *in, size_t len, size_t *used, uint16_t freq[256]);
+
+/* Encoder tables. */
+struct lcp_rans_enc {
+	uint32_t freq[256];
+	uint32_t cum[256];
+};
+void lcp_rans_enc_init(struct lcp_rans_enc *e, const uint16_t freq[256]);
+
+/* Most bytes a block of n symbols with `lanes` lanes can take. */
+static inline size_t lcp_rans_block_bound(uint32_t n, unsigned lanes)
+{
+	return 4u * (size_t)lanes + 2u * (size_t)n;
+}
+
+/* Encodes sym[0, n) (every symbol with f > 0) with `lanes` lanes into out
+ * (at least lcp_rans_block_bound bytes); returns the block's length. */
+size_t lcp_rans_encode(const struct lcp_rans_enc *e, const uint8_t *sym, uint32_t n, unsigned lanes,
+		       uint8_t *out);
+
+/* Decoder table: for each slot, symbol | f << 8 | (slot - cum) << 20. */
+struct lcp_rans_dec {
+	uint32_t slot[LCP_RANS_SCALE];
+};
+void lcp_rans_dec_init(struct lcp_rans_dec *d, const uint16_t freq[256]);
+
+/* One block of n symbols to decode with table: its bytes in[0, len),
+ * symbols [0, stop) into out[0, stop). A range read stops early (stop < n);
+ * then the block's end checks, which need its last symbol, do not run. */
+struct lcp_rans_block {
+	const struct lcp_rans_dec *table;
+	const uint8_t *in;
+	size_t len;
+	uint32_t n;
+	uint32_t stop; /* <= n */
+	uint8_t *out;
+};
+
+/*
+ * Continues decoding one block from symbol i0 with lane states x[0, lanes):
+ * symbols i0 .. b->stop - 1 into b->out, words read from [p, end), which
+ * holds the block's words not yet read (its tail in b->in, or a copy of it).
+ * LCP_ERR_FORMAT when the block is malformed (words run out, or, when it
+ * decodes to the end, words are left over or a lane does not end at 2^16).
+ * The reference decoder is this from i0 = 0; SIMD decoders finish with it.
+ */
+lcp_err lcp_rans_finish(const struct lcp_rans_block *b, unsigned lanes,
+			uint32_t x[LCP_RANS_MAX_LANES], const uint8_t *p, const uint8_t *end,
+			uint32_t i0);
+
+/* Reference decoder: decodes nb blocks one after another. */
+lcp_err lcp_rans_decode_ref(const struct lcp_rans_block *b, unsigned nb, unsigned lanes,
+			    const uint8_t *readable_end);
+
+#endif

@@ -1,0 +1,480 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Every decode kernel set this machine supports ("baseline", "avx2", "avx512")
+ * against the reference kernels ("ref"), bit for bit:
+ *  - dequantize-and-store runs over every output dtype, odd lengths, group
+ *    phases, misaligned outputs, with and without a low-rank term, and
+ *    values that test the narrowing: F16/BF16 rounding ties, subnormals,
+ *    overflow to infinity, NaN;
+ *  - the reference itself against the formula of kernels.h computed here;
+ *  - whole tensors of every preset and dtype decoded through the codec with
+ *    each set, and every range read (lcp_codec_decode_range) against the
+ *    same bytes of the whole-chunk decode;
+ *  - damaged 16-lane chunks (valid checksum) through every set: never a
+ *    crash (SAN=1), the same verdict as the reference.
+ */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec/half.h"
+#include "codec/kernels.h"
+#include "codec/quant.h"
+#include "common/checksum.h"
+#include "lcpfs/codec.h"
+#include "test_codec_helpers.h"
+
+static const char *const fast_sets[] = {"baseline", "avx2", "avx512"};
+#define NFAST (sizeof fast_sets / sizeof fast_sets[0])
+
+static const enum lcp_dtype dtypes[] = {LCP_DTYPE_F32, LCP_DTYPE_F16, LCP_DTYPE_BF16, LCP_DTYPE_F64};
+
+static float from_bits(uint32_t u)
+{
+	float f;
+	memcpy(&f, &u, sizeof f);
+	return f;
+}
+
+/* The value kernels.h defines for element i of a run, computed here. */
+static float expected_value(const struct lcp_dequant_run *r, uint32_t i)
+{
+	uint32_t g = (r->phase + i) / r->group_size;
+	float y = r->sd[g] * (float)((int)r->codes[i] - (int)r->off[g]);
+	if (r->rank) {
+		float l = 0.0f;
+		for (uint16_t k = 0; k < r->rank; k++)
+			l = l + r->u[k] * r->vt[k * r->cols + r->col + i];
+		y = y + l;
+	}
+	return y;
+}
+
+static void expected_bytes(const struct lcp_dequant_run *r, enum lcp_dtype dt, uint8_t *out)
+{
+	for (uint32_t i = 0; i < r->n; i++) {
+		float y = expected_value(r, i);
+		uint16_t h;
+		double d = y;
+		switch (dt) {
+		case LCP_DTYPE_F32:
+			memcpy(out + 4 * i, &y, 4);
+			break;
+		case LCP_DTYPE_F16:
+			h = lcp_f16_from_f32(y);
+			memcpy(out + 2 * i, &h, 2);
+			break;
+		case LCP_DTYPE_BF16:
+			h = lcp_bf16_from_f32(y);
+			memcpy(out + 2 * i, &h, 2);
+			break;
+		default:
+			memcpy(out + 8 * i, &d, 8);
+			break;
+		}
+	}
+}
+
+/* Largest run and group count the tests below build. */
+#define MAX_N 700
+#define MAX_GROUPS (MAX_N / 8 + 2)
+#define MAX_RANK 3
+
+struct run_case {
+	struct lcp_dequant_run r;
+	uint8_t codes[MAX_N];
+	float sd[MAX_GROUPS], off[MAX_GROUPS];
+	float u[MAX_RANK], vt[MAX_RANK * (MAX_N + 16)];
+};
+
+/* Runs c through every set and compares with the formula; misalign shifts
+ * the output buffer by that many bytes. */
+static void check_run(struct run_case *c, const char *what)
+{
+	const struct lcp_kernels *ref = lcp_kernels_named("ref");
+	cr_assert_not_null(ref);
+	for (size_t d = 0; d < sizeof dtypes / sizeof dtypes[0]; d++) {
+		enum lcp_dtype dt = dtypes[d];
+		size_t bytes = (size_t)c->r.n * elem_bytes(dt);
+		uint8_t *want = malloc(bytes + 1), *got = malloc(bytes + 8);
+		expected_bytes(&c->r, dt, want);
+		for (unsigned mis = 0; mis < 4; mis++) {
+			c->r.out = got + mis;
+			memset(got, 0x5a, bytes + 8);
+			ref->dequant_store(&c->r, dt);
+			cr_assert_arr_eq(got + mis, want, bytes, "%s: ref, dtype %d", what, dt);
+			for (size_t k = 0; k < NFAST; k++) {
+				const struct lcp_kernels *kern = lcp_kernels_named(fast_sets[k]);
+				if (!kern)
+					continue;
+				memset(got, 0x5a, bytes + 8);
+				kern->dequant_store(&c->r, dt);
+				cr_assert_arr_eq(got + mis, want, bytes, "%s: %s, dtype %d, misaligned %u",
+						 what, fast_sets[k], dt, mis);
+				for (unsigned i = 0; i < mis; i++)
+					cr_assert_eq(got[i], 0x5a, "%s: %s wrote before the output", what,
+						     fast_sets[k]);
+				cr_assert_eq(got[mis + bytes], 0x5a, "%s: %s wrote past the output", what,
+					     fast_sets[k]);
+			}
+		}
+		free(want);
+		free(got);
+	}
+}
+
+static void random_case(struct run_case *c, uint32_t n, uint32_t group, uint16_t rank)
+{
+	memset(c, 0, sizeof *c);
+	c->r = (struct lcp_dequant_run){
+		.codes = c->codes, .n = n, .group_size = group, .phase = rnd() % group,
+		.sd = c->sd, .off = c->off, .rank = rank, .u = c->u, .vt = c->vt,
+		.cols = n + 16, .col = rnd() % 16,
+	};
+	for (uint32_t i = 0; i < n; i++)
+		c->codes[i] = (uint8_t)rnd();
+	for (uint32_t g = 0; g < MAX_GROUPS; g++) {
+		c->sd[g] = (float)(normal() * 0.01);
+		c->off[g] = (float)(rnd() % 256);
+	}
+	for (uint16_t k = 0; k < rank; k++) {
+		c->u[k] = (float)normal();
+		for (uint64_t j = 0; j < c->r.cols; j++)
+			c->vt[k * c->r.cols + j] = (float)(normal() * 0.003);
+	}
+}
+
+Test(codec_kernels, runs_match_the_reference_bit_for_bit)
+{
+	static const uint32_t groups[] = {8, 16, 17, 32, 64, 100, 128, 256};
+	static const uint32_t lengths[] = {1, 2, 15, 16, 17, 63, 64, 65, 255, 256, 257, 700};
+	static struct run_case c;
+	rng_state = 11;
+	for (size_t gi = 0; gi < sizeof groups / sizeof groups[0]; gi++)
+		for (size_t li = 0; li < sizeof lengths / sizeof lengths[0]; li++)
+			for (uint16_t rank = 0; rank <= MAX_RANK; rank += 3) {
+				char what[64];
+				snprintf(what, sizeof what, "group %u n %u rank %u", groups[gi], lengths[li],
+					 rank);
+				random_case(&c, lengths[li], groups[gi], rank);
+				check_run(&c, what);
+			}
+}
+
+/*
+ * Values aimed at the narrowing: with code - off = 1 a run reproduces sd
+ * exactly, so sd walks through F16 and BF16 rounding ties (odd and even
+ * neighbours), the F16 subnormal range and its underflow to zero, the edge
+ * of overflow to infinity, and binary32 subnormals; a low-rank term of
+ * infinity times zero gives NaN, one with NaN factors NaNs with payloads.
+ */
+Test(codec_kernels, narrowing_ties_subnormals_overflow_and_nan)
+{
+	static struct run_case c;
+	static const uint32_t specials[] = {
+		0x3f801000, 0x3f803000, 0x3f800fff, 0x3f801001, /* F16 ties and neighbours at 1 */
+		0x3f808000, 0x3f818000, 0x3f807fff, 0x3f808001, /* BF16 ties at 1 */
+		0x33000000, 0x33000001, 0x337fffff, 0x33800000, 0x34000000, /* F16 subnormal edge */
+		0x387fe000, 0x387ff000, 0x38800000, 0x38801000, 0x38003000, /* F16 subnormal ties */
+		0x477fefff, 0x477ff000, 0x477fe000, 0x47800000, /* F16 overflow edge */
+		0x7f7fffff, 0x7f7f8000, 0x7f7f7fff,             /* BF16 overflow edge */
+		0x00000001, 0x007fffff, 0x00400000, 0x00008000, /* binary32 subnormals */
+		0x80000000, 0xbf801000, 0xb3000001, 0xc77ff000, /* negatives */
+	};
+	enum { NS = sizeof specials / sizeof specials[0] };
+	for (int with_nan = 0; with_nan < 2; with_nan++) {
+		memset(&c, 0, sizeof c);
+		c.r = (struct lcp_dequant_run){
+			.codes = c.codes, .n = NS * 3, .group_size = 3, .phase = 0, .sd = c.sd,
+			.off = c.off, .rank = (uint16_t)with_nan, .u = c.u, .vt = c.vt,
+			.cols = NS * 3 + 16, .col = 5,
+		};
+		for (uint32_t g = 0; g < NS; g++) {
+			c.sd[g] = from_bits(specials[g]);
+			c.off[g] = 100.0f;
+			c.codes[3 * g] = 101;     /* sd */
+			c.codes[3 * g + 1] = 99;  /* -sd */
+			c.codes[3 * g + 2] = 102; /* 2 sd: overflow past the edge */
+		}
+		c.u[0] = INFINITY;
+		/* inf * 0 is NaN; NaN factors carry payloads the narrowing must
+		 * keep (their top bits). */
+		for (uint64_t j = 0; j < c.r.cols; j++)
+			c.vt[j] = j % 7 == 0 ? 0.0f : j % 5 == 0 ? from_bits(0x7fa5a5a5u + ((uint32_t)j << 13))
+						   : 1e-30f;
+		check_run(&c, with_nan ? "special values with NaN" : "special values");
+	}
+}
+
+/* Normal weights, sigma 0.02 (as in test_codec.c). */
+static uint8_t *make_tensor(enum lcp_dtype dt, uint64_t n, uint64_t seed)
+{
+	unsigned eb = elem_bytes(dt);
+	uint8_t *b = malloc(n * eb);
+	rng_state = seed;
+	for (uint64_t i = 0; i < n; i++)
+		put_value(dt, b + i * eb, 0.02 * normal());
+	return b;
+}
+
+/* Encodes a rows x cols tensor of dtype dt (bytes x) with cfg and opens
+ * its params; ctx, e, ct are the caller's to free. */
+static void encode_open(enum lcp_dtype dt, uint64_t rows, uint64_t cols, const uint8_t *x,
+			const struct lcp_config *cfg, struct lcp_codec_ctx **ctx,
+			struct lcp_encoded *e, struct lcp_codec_tensor **ct)
+{
+	struct lcp_tensor_view v = {.dtype = dt, .ndims = 2, .dims = {rows, cols}, .data = x,
+				    .len = rows * cols * elem_bytes(dt)};
+	cr_assert_eq(lcp_codec_ctx_create(ctx), LCP_OK);
+	cr_assert_eq(lcp_codec_encode(*ctx, &v, cfg, e), LCP_OK);
+	cr_assert_eq(lcp_codec_tensor_open(e->params, e->params_len, ct), LCP_OK);
+}
+
+static void free_encoded(struct lcp_codec_ctx *ctx, struct lcp_encoded *e,
+			 struct lcp_codec_tensor *ct)
+{
+	lcp_codec_tensor_free(ct);
+	lcp_encoded_free(e);
+	lcp_codec_ctx_free(ctx);
+}
+
+/* Whole-chunk decode of every chunk with the kernel set k (NULL: ref). */
+static uint8_t *decode_all(const struct lcp_encoded *e, const struct lcp_codec_tensor *ct,
+			   uint64_t n, unsigned eb, const struct lcp_kernels *k)
+{
+	uint8_t *out = malloc(n * eb);
+	lcp_kernels_force(k);
+	for (uint32_t c = 0; c < e->nchunks; c++) {
+		const struct lcp_chunk_info *ci = &e->chunks[c];
+		size_t len = (ci->elem_end - ci->elem_begin) * eb;
+		cr_assert_eq(lcp_codec_decode_chunk(ct, ci, e->data + ci->data_off, ci->data_len,
+						    out + ci->elem_begin * eb, len),
+			     LCP_OK);
+		cr_assert_eq(lcp_xxh3(out + ci->elem_begin * eb, len), ci->output_xxh3);
+	}
+	lcp_kernels_force(NULL);
+	return out;
+}
+
+/* Range reads of every chunk with kernel set k against the whole decode. */
+static void check_ranges(const struct lcp_encoded *e, const struct lcp_codec_tensor *ct,
+			 const uint8_t *whole, unsigned eb, const struct lcp_kernels *k)
+{
+	lcp_kernels_force(k);
+	for (uint32_t c = 0; c < e->nchunks; c++) {
+		const struct lcp_chunk_info *ci = &e->chunks[c];
+		uint64_t s = 0, cnt = 0;
+		cr_assert(range_reads_match(ct, ci, e->data + ci->data_off, whole, eb, &s, &cnt),
+			  "%s: chunk %u, range %lu+%lu", k->name, c, (unsigned long)s,
+			  (unsigned long)cnt);
+	}
+	lcp_kernels_force(NULL);
+}
+
+Test(codec_kernels, tensors_decode_the_same_with_every_set_and_every_range)
+{
+	static const struct {
+		uint8_t bits;
+		bool sym;
+		uint32_t group;
+		uint16_t rank;
+		uint64_t rows, cols;
+	} cases[] = {
+		{4, true, 64, 0, 300, 1024},  /* default class, 16 lanes, 3 chunks at F32 */
+		{8, false, 32, 0, 160, 1024}, /* quality class, 16-bit scale codes */
+		{4, false, 64, 0, 37, 1000},  /* 4-bit codes as rANS symbols 0..15, 8 lanes */
+		{8, true, 100, 0, 9, 555},    /* group size not a power of two, 4 lanes */
+		{4, true, 64, 8, 96, 2050},   /* low-rank term, chunks end inside rows */
+		{4, true, 32, 0, 17, 1000},   /* 16 lanes, last block of 616 codes (38 steps + 8) */
+	};
+	for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++)
+		for (size_t d = 0; d < sizeof dtypes / sizeof dtypes[0]; d++) {
+			enum lcp_dtype dt = dtypes[d];
+			unsigned eb = elem_bytes(dt);
+			uint64_t n = cases[ci].rows * cases[ci].cols;
+			uint8_t *x = make_tensor(dt, n, 100 + ci);
+			if (cases[ci].rank) /* a planted rank-1 part worth keeping */
+				for (uint64_t i = 0; i < n && dt == LCP_DTYPE_F32; i++) {
+					float f;
+					memcpy(&f, x + 4 * i, 4);
+					f += 0.3f * (float)sin(0.1 * (double)(i / cases[ci].cols)) *
+					     (float)cos(0.07 * (double)(i % cases[ci].cols));
+					memcpy(x + 4 * i, &f, 4);
+				}
+			struct lcp_config cfg = {cases[ci].bits, cases[ci].rank, cases[ci].group,
+						 cases[ci].sym, 4096, 1ull << 30, 0.5f};
+			struct lcp_codec_ctx *ctx;
+			struct lcp_encoded e;
+			struct lcp_codec_tensor *ct;
+			encode_open(dt, cases[ci].rows, cases[ci].cols, x, &cfg, &ctx, &e, &ct);
+			uint8_t *want = decode_all(&e, ct, n, eb, lcp_kernels_named("ref"));
+			for (size_t k = 0; k < NFAST; k++) {
+				const struct lcp_kernels *kern = lcp_kernels_named(fast_sets[k]);
+				if (!kern)
+					continue;
+				uint8_t *got = decode_all(&e, ct, n, eb, kern);
+				cr_assert_arr_eq(got, want, n * eb, "case %zu dtype %d: %s", ci, dt,
+						 fast_sets[k]);
+				free(got);
+				check_ranges(&e, ct, want, eb, kern);
+			}
+			check_ranges(&e, ct, want, eb, lcp_kernels_named("ref"));
+			free_encoded(ctx, &e, ct);
+			free(want);
+			free(x);
+		}
+}
+
+Test(codec_kernels, range_arguments_are_checked)
+{
+	const uint64_t n = 4096;
+	uint8_t *x = make_tensor(LCP_DTYPE_F32, n, 7);
+	struct lcp_config cfg = {4, 0, 64, true, 4096, 1ull << 30, 0.5f};
+	struct lcp_codec_ctx *ctx;
+	struct lcp_encoded e;
+	struct lcp_codec_tensor *ct;
+	encode_open(LCP_DTYPE_F32, 64, 64, x, &cfg, &ctx, &e, &ct);
+	const struct lcp_chunk_info *ci = &e.chunks[0];
+	const uint8_t *d = e.data + ci->data_off;
+	uint8_t out[64];
+	cr_expect_eq(lcp_codec_decode_range(ct, ci, d, ci->data_len, 0, 0, out, 0), LCP_ERR_RANGE);
+	cr_expect_eq(lcp_codec_decode_range(ct, ci, d, ci->data_len, n, 1, out, 4), LCP_ERR_RANGE);
+	cr_expect_eq(lcp_codec_decode_range(ct, ci, d, ci->data_len, n - 1, 2, out, 8), LCP_ERR_RANGE);
+	cr_expect_eq(lcp_codec_decode_range(ct, ci, d, ci->data_len, 5, 3, out, 11), LCP_ERR_RANGE);
+	cr_expect_eq(lcp_codec_decode_range(NULL, ci, d, ci->data_len, 5, 3, out, 12), LCP_ERR_INVAL);
+	cr_expect_eq(lcp_codec_decode_range(ct, ci, d, ci->data_len, 5, 3, NULL, 12), LCP_ERR_INVAL);
+	struct lcp_chunk_info bad = *ci;
+	bad.stored_xxh3 ^= 1;
+	cr_expect_eq(lcp_codec_decode_range(ct, &bad, d, ci->data_len, 5, 3, out, 12),
+		     LCP_ERR_CHECKSUM);
+	cr_expect_eq(lcp_codec_decode_range(ct, ci, d, ci->data_len, 5, 3, out, 12), LCP_OK);
+	cr_expect_eq(lcp_codec_tensor_block_elems(ct), 16384u);
+	free_encoded(ctx, &e, ct);
+	free(x);
+}
+
+/* Mutations of one 16-lane chunk (the SIMD rANS path) per kernel set. */
+#define MUTATIONS 150
+
+Test(codec_kernels, damaged_simd_chunks_never_crash_and_agree)
+{
+	const uint64_t rows = 40, cols = 1024, n = rows * cols;
+	uint8_t *x = make_tensor(LCP_DTYPE_F16, n, 9);
+	struct lcp_config cfg = {4, 0, 64, true, 4096, 1ull << 30, 0.5f};
+	struct lcp_codec_ctx *ctx;
+	struct lcp_encoded e;
+	struct lcp_codec_tensor *ct;
+	encode_open(LCP_DTYPE_F16, rows, cols, x, &cfg, &ctx, &e, &ct);
+	const struct lcp_chunk_info *ci = &e.chunks[0];
+	cr_assert_eq(e.data[ci->data_off] >> 2 & 3, 2, "the chunk's codes must be rANS-coded");
+	uint8_t *ref_out = malloc(n * 2), *out = malloc(n * 2);
+	rng_state = 13;
+	for (int k = 0; k < MUTATIONS; k++) {
+		size_t len = ci->data_len;
+		if (k % 5 == 1)
+			len -= 1 + rnd() % 64;
+		uint8_t *d = malloc(len);
+		memcpy(d, e.data + ci->data_off, len);
+		for (int f = 0; f < 1 + k % 3; f++) {
+			/* Mostly in the block table and the first blocks' states. */
+			size_t at = k % 2 ? rnd() % len : 5 + rnd() % (len < 2000 ? len - 5 : 2000);
+			d[at] ^= (uint8_t)(1u << (rnd() % 8));
+		}
+		struct lcp_chunk_info m = *ci;
+		m.data_len = len;
+		m.stored_xxh3 = lcp_xxh3(d, len);
+		lcp_kernels_force(lcp_kernels_named("ref"));
+		lcp_err want = lcp_codec_decode_chunk(ct, &m, d, len, ref_out, n * 2);
+		for (size_t s = 0; s < NFAST; s++) {
+			const struct lcp_kernels *kern = lcp_kernels_named(fast_sets[s]);
+			if (!kern)
+				continue;
+			lcp_kernels_force(kern);
+			lcp_err got = lcp_codec_decode_chunk(ct, &m, d, len, out, n * 2);
+			cr_assert_eq(got != LCP_OK, want != LCP_OK, "mutation %d: %s", k, fast_sets[s]);
+			if (want == LCP_OK)
+				cr_assert_arr_eq(out, ref_out, n * 2, "mutation %d: %s", k, fast_sets[s]);
+		}
+		lcp_kernels_force(NULL);
+		free(d);
+	}
+	free(ref_out);
+	free(out);
+	free_encoded(ctx, &e, ct);
+	free(x);
+}
+
+/* LCPFS_DECODE picks the set once per process (criterion runs each test in
+ * its own process, before any decode). */
+Test(codec_kernels, environment_names_the_set)
+{
+	cr_assert_eq(setenv("LCPFS_DECODE", "ref", 1), 0);
+	cr_expect_str_eq(lcp_kernels()->name, "ref");
+}
+
+Test(codec_kernels, unknown_set_name_falls_back_to_the_fastest)
+{
+	cr_assert_eq(setenv("LCPFS_DECODE", "no-such-set", 1), 0);
+	const char *best = lcp_kernels_named("avx512") ? "avx512" : "baseline";
+	cr_expect_str_eq(lcp_kernels()->name, best);
+	cr_expect_null(lcp_kernels_named("no-such-set"));
+	cr_expect_null(lcp_kernels_named(NULL));
+}
+
+/*
+ * Group scales and offsets from side streams, every set against the
+ * reference: 8-bit and 16-bit scale codes, symmetric and asymmetric, code 0,
+ * and super-scales so small that many scales are subnormal (the branch of
+ * lcp_qscale_pow2 that is not an exponent subtraction) or so large that
+ * none are. The reference itself is checked against lcp_qscale.
+ */
+Test(codec_kernels, side_params_match_the_reference)
+{
+	enum { NG = 203 };
+	static const float supers[] = {1.0f, 3.0e-36f, 1e-30f, 2.0e38f, 0.02f};
+	static uint8_t side[3 * NG];
+	static float want_sd[NG], want_off[NG], sd[NG], off[NG];
+	rng_state = 21;
+	for (size_t si = 0; si < sizeof supers / sizeof supers[0]; si++)
+		for (unsigned sbytes = 1; sbytes <= 2; sbytes++)
+			for (int sym = 0; sym < 2; sym++) {
+				struct lcp_qparams q = {(uint8_t)(sbytes == 2 ? 8 : 4), sym != 0,
+							(uint8_t)(sbytes == 2 ? 8 : 4), supers[si]};
+				float scale8[256], frac16[256];
+				for (unsigned k = 0; k < 256; k++) {
+					scale8[k] = lcp_qscale(&q, (uint16_t)k);
+					frac16[k] = sbytes == 2 ? lcp_qscale_frac(&q, k) : 0.0f;
+				}
+				for (unsigned i = 0; i < 3 * NG; i++)
+					side[i] = (uint8_t)(i % 17 == 0 ? 0 : rnd());
+				for (uint64_t g0 = 0; g0 < 40; g0 += 13) {
+					struct lcp_side_params p = {side, NG, sbytes, g0, NG - g0, scale8, frac16,
+								    sym != 0, 128.0f, want_sd, want_off};
+					lcp_side_params_ref(&p);
+					for (uint64_t i = 0; i < NG - g0; i++) {
+						uint64_t g = g0 + i;
+						uint16_t c = sbytes == 2 ? (uint16_t)(side[g] << 8 | side[NG + g])
+									 : side[g];
+						uint8_t aux = side[sbytes * NG + g];
+						float s = lcp_qscale(&q, c);
+						cr_assert_eq(want_sd[i], sym && aux ? -s : s, "group %lu", (unsigned long)g);
+						cr_assert_eq(want_off[i], sym ? 128.0f : (float)aux);
+					}
+					for (size_t k = 0; k < NFAST; k++) {
+						const struct lcp_kernels *kern = lcp_kernels_named(fast_sets[k]);
+						if (!kern)
+							continue;
+						p.sd = sd;
+						p.off = off;
+						memset(sd, 0x5a, sizeof sd);
+						kern->side_params(&p);
+						cr_assert_arr_eq(sd, want_sd, (NG - g0) * sizeof *sd,
+								 "%s super %g sbytes %u sym %d", fast_sets[k],
+								 (double)supers[si], sbytes, sym);
+						cr_assert_arr_eq(off, want_off, (NG - g0) * sizeof *off);
+					}
+				}
+			}
+}
