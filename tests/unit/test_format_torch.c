@@ -9,6 +9,7 @@
 #include <criterion/criterion.h>
 
 #include "test_format_helpers.h"
+#include "torch_gen.h"
 
 static void p_str(struct lcp_buf *b, const char *s)
 {
@@ -337,5 +338,103 @@ Test(format_torch, parameters_keep_their_names)
 	cr_expect_eq(n, 1);
 	lcp_region_map_free(&m);
 	lcp_buf_free(&pkl);
+	lcp_buf_free(&b);
+}
+
+/* A string literal and its length without the terminating NUL. */
+#define PK(lit) (lit), sizeof(lit) - 1
+
+/* A data.pkl alone in an archive must be refused with reason needle. */
+static void expect_pickle_refused(const void *pkl, size_t len, const char *needle)
+{
+	struct lcp_buf b = LCP_BUF_INIT;
+	struct fmt_zip_entry pe[] = {{"a/data.pkl", pkl, len, 0}};
+	fmt_build_zip(&b, pe, 1, false, false, NULL);
+	fmt_expect_invalid(b.data, b.len, LCP_FORMAT_PYTORCH, needle);
+	lcp_buf_free(&b);
+}
+
+Test(format_torch, pickles_torch_weights_only_refuses_are_refused)
+{
+	/* Globals outside torch's rebuild functions and classes. */
+	expect_pickle_refused(PK("\x80\x02" "cos\nsystem\nX\x02\x00\x00\x00id\x85R."),
+			      "global 'os.system' is not one torch.load(weights_only=True) allows");
+	expect_pickle_refused(PK("\x80\x04\x8c\x08" "builtins\x8c\x04" "eval\x93."),
+			      "global 'builtins.eval'");
+	/* A call of something that is not a global. */
+	expect_pickle_refused(PK("\x80\x02)K\x01\x85R."), "REDUCE of something not a global");
+	/* STOP with nothing to return, a string that is not UTF-8, a protocol
+	 * Python does not have. */
+	expect_pickle_refused(PK("\x80\x02."), "STOP on nothing");
+	expect_pickle_refused(PK("\x80\x02(."), "STOP on nothing");
+	expect_pickle_refused(PK("\x80\x02X\x02\x00\x00\x00\xc3\x28."), "not UTF-8");
+	expect_pickle_refused(PK("\x80\x06}."), "unsupported protocol 6");
+	/* Values under a mark cannot be taken by a pop above it. */
+	expect_pickle_refused(PK("\x80\x02K\x01(\x85."), "underflow");
+}
+
+/* Hostile pickles that would make a naive reader allocate without bound are
+ * refused once they pass the working-memory budget. */
+Test(format_torch, pickle_working_memory_is_bounded, .timeout = 60)
+{
+	const size_t n = 3u << 20; /* 3 Mi opcodes: 48 MiB of stack values */
+	uint8_t *p = malloc(n + 4);
+	cr_assert_not_null(p);
+	/* Marks. */
+	memcpy(p, "\x80\x02", 2);
+	memset(p + 2, '(', n);
+	memcpy(p + 2 + n, "N.", 2);
+	expect_pickle_refused(p, n + 4, "working memory");
+	/* DUP of one value. */
+	memcpy(p, "\x80\x02N", 3);
+	memset(p + 3, '2', n);
+	p[3 + n] = '.';
+	expect_pickle_refused(p, n + 4, "working memory");
+	/* Memo slots far apart: index 2^24 alone would take 256 MiB. */
+	expect_pickle_refused(PK("\x80\x02Nr\x00\x00\x00\x01."), "memo index 16777216 too large");
+	free(p);
+}
+
+/* 80,000 storages, torch.save's own layout: every tensor found and named.
+ * The timeout turns a quadratic scan (a minute here before issue 9) into a
+ * failure; the test asserts the result, not the time. */
+Test(format_torch, eighty_thousand_storages_are_scanned, .timeout = 60)
+{
+	const uint32_t n = 80000;
+	struct lcp_buf b = LCP_BUF_INIT;
+	cr_assert_eq(torch_gen_zip(&b, n, true), LCP_OK);
+	struct lcp_region_map m;
+	fmt_parse_buf(b.data, b.len, 0, &m);
+	cr_assert(m.ok, "%s", m.reason);
+	uint32_t seen = 0;
+	char want[48];
+	for (size_t i = 0; i < m.nregions; i++) {
+		const struct lcp_region *r = &m.regions[i];
+		if (r->kind != LCP_REGION_TENSOR)
+			continue;
+		/* Storage entries are written in tensor order. */
+		snprintf(want, sizeof want, "layers.%u.weight", seen);
+		cr_assert_str_eq(r->name, want);
+		cr_assert_eq(r->ndims, 2);
+		cr_assert_eq(r->dims[0], 2);
+		cr_assert_eq(r->dims[1], 2);
+		float v;
+		memcpy(&v, b.data + r->off, sizeof v);
+		cr_assert_eq(v, (float)seen, "tensor %u points at the wrong entry", seen);
+		seen++;
+	}
+	cr_expect_eq(seen, n);
+	lcp_region_map_free(&m);
+	lcp_buf_free(&b);
+}
+
+/* A pickle naming 300,000 storages the archive does not hold: the whole
+ * pickle is scanned before the first missing entry is found, so this is
+ * refused only if the scan settles. */
+Test(format_torch, missing_storages_are_refused_after_a_linear_scan, .timeout = 60)
+{
+	struct lcp_buf b = LCP_BUF_INIT;
+	cr_assert_eq(torch_gen_zip(&b, 300000, false), LCP_OK);
+	fmt_expect_invalid(b.data, b.len, LCP_FORMAT_PYTORCH, "storage '0' has no zip entry");
 	lcp_buf_free(&b);
 }
