@@ -360,3 +360,65 @@ Test(format_gguf, quantized_sizes_from_block_tables)
 		lcp_buf_free(&b);
 	}
 }
+
+/* What the GGUF spec and ggml's reader refuse, we refuse. */
+Test(format_gguf, what_ggml_refuses_is_refused)
+{
+	/* ggml: a tensor name must be shorter than GGML_MAX_NAME (64). */
+	const char *n64 = "0123456789012345678901234567890123456789012345678901234567890123";
+	struct gt longname = {n64, 2, {4, 2}, 0, 0};
+	expect_bad_ts(&longname, 1, 32, "tensor name at offset");
+	struct gt ok63 = {n64 + 1, 2, {4, 2}, 0, 0};
+	struct lcp_buf b = LCP_BUF_INIT;
+	build_gguf(&b, 3, 0, &ok63, 1, 32);
+	cr_expect_eq(lcp_format_detect(b.data, b.len), LCP_FORMAT_GGUF, "a 63-byte name is fine");
+	lcp_buf_free(&b);
+	/* ggml's GGML_MAX_DIMS, the spec's "currently at most 4". */
+	fmt_append(&b, "GGUF", 4);
+	lcp_buf_append_le32(&b, 3);
+	lcp_buf_append_le64(&b, 1);
+	lcp_buf_append_le64(&b, 0);
+	g_str(&b, "t");
+	lcp_buf_append_le32(&b, 5);
+	for (int d = 0; d < 5; d++)
+		lcp_buf_append_le64(&b, d ? 1 : 4);
+	lcp_buf_append_le32(&b, 0);
+	lcp_buf_append_le64(&b, 0);
+	while (b.len % 32)
+		lcp_buf_append_u8(&b, 0);
+	fmt_append_fill(&b, 16, 1);
+	fmt_expect_invalid(b.data, b.len, LCP_FORMAT_GGUF, "has 5 dims (max 4)");
+	lcp_buf_free(&b);
+
+	/* The spec: a bool is 0 or 1, "anything else is invalid". */
+	fmt_append(&b, "GGUF", 4);
+	lcp_buf_append_le32(&b, 3);
+	lcp_buf_append_le64(&b, 0);
+	lcp_buf_append_le64(&b, 1);
+	g_key(&b, "flag", 7);
+	lcp_buf_append_u8(&b, 2);
+	fmt_append_fill(&b, 32, 0);
+	fmt_expect_invalid(b.data, b.len, LCP_FORMAT_GGUF, "bool value 2");
+	lcp_buf_free(&b);
+	fmt_append(&b, "GGUF", 4);
+	lcp_buf_append_le32(&b, 3);
+	lcp_buf_append_le64(&b, 0);
+	lcp_buf_append_le64(&b, 1);
+	g_key(&b, "flags", 9);
+	lcp_buf_append_le32(&b, 7);
+	lcp_buf_append_le64(&b, 3);
+	fmt_append(&b, "\x01\x00\xff", 3);
+	fmt_append_fill(&b, 32, 0);
+	fmt_expect_invalid(b.data, b.len, LCP_FORMAT_GGUF, "bool value 255");
+	lcp_buf_free(&b);
+	/* The spec: keys are ASCII. */
+	fmt_append(&b, "GGUF", 4);
+	lcp_buf_append_le32(&b, 3);
+	lcp_buf_append_le64(&b, 0);
+	lcp_buf_append_le64(&b, 1);
+	g_key(&b, "caf\xc3\xa9", 4);
+	lcp_buf_append_le32(&b, 1);
+	fmt_append_fill(&b, 32, 0);
+	fmt_expect_invalid(b.data, b.len, LCP_FORMAT_GGUF, "not ASCII");
+	lcp_buf_free(&b);
+}
