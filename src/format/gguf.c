@@ -33,6 +33,10 @@
 #define GGUF_MAX_DIMS 4
 /* Nested arrays deeper than this are not metadata but an attack on the stack. */
 #define GGUF_MAX_DEPTH 8
+/* Each tensor info and key costs us a record and a copy of its name; real
+ * files have thousands of tensors and tens of keys. */
+#define GGUF_MAX_TENSORS (1u << 20)
+#define GGUF_MAX_KVS (1u << 16)
 /* Smallest encodings: a KV is key length (8) + type (4) + a 1-byte value;
  * a tensor info is name length (8) + n_dims (4) + type (4) + offset (8). */
 #define GGUF_MIN_KV_BYTES 13
@@ -441,6 +445,12 @@ lcp_err fmt_parse_gguf(struct fmt_ctx *c)
 		e = get_u64(&s, &kv_count, "key-value count");
 	if (e)
 		goto out;
+	if (tensor_count > GGUF_MAX_TENSORS || kv_count > GGUF_MAX_KVS) {
+		e = fmt_invalid(c, "gguf: %llu tensors and %llu key-values over the limits of %u and %u",
+				(unsigned long long)tensor_count, (unsigned long long)kv_count, GGUF_MAX_TENSORS,
+				GGUF_MAX_KVS);
+		goto out;
+	}
 	uint64_t left = c->size - s.pos;
 	if (kv_count > left / GGUF_MIN_KV_BYTES || tensor_count > left / GGUF_MIN_TINFO_BYTES ||
 	    kv_count * GGUF_MIN_KV_BYTES + tensor_count * GGUF_MIN_TINFO_BYTES > left) {

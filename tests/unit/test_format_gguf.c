@@ -233,11 +233,17 @@ Test(format_gguf, counts_past_the_end)
 	struct lcp_buf b = LCP_BUF_INIT;
 	build_gguf(&b, 3, 0, valid_ts, 4, VALID_DATA_LEN);
 	uint8_t *p = b.data;
-	lcp_store_le64(p + 8, 1ull << 40);
+	lcp_store_le64(p + 8, 1ull << 19);
 	fmt_expect_invalid(b.data, b.len, LCP_FORMAT_GGUF, "cannot fit");
 	lcp_store_le64(p + 8, 4);
-	lcp_store_le64(p + 16, UINT64_MAX);
+	lcp_store_le64(p + 16, 1ull << 15);
 	fmt_expect_invalid(b.data, b.len, LCP_FORMAT_GGUF, "cannot fit");
+	/* Past the limits on what one file may make us hold. */
+	lcp_store_le64(p + 16, UINT64_MAX);
+	fmt_expect_invalid(b.data, b.len, LCP_FORMAT_GGUF, "over the limits of 1048576 and 65536");
+	lcp_store_le64(p + 16, N_EXTRA_KVS);
+	lcp_store_le64(p + 8, (1ull << 20) + 1);
+	fmt_expect_invalid(b.data, b.len, LCP_FORMAT_GGUF, "1048577 tensors and 14 key-values over the limits");
 	/* One more tensor than written: the next info runs into the data. */
 	lcp_store_le64(p + 16, N_EXTRA_KVS);
 	lcp_store_le64(p + 8, 5);
