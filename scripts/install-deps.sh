@@ -7,9 +7,12 @@
 #   run:    fuse3 (fusermount3, mount.fuse3)
 #   test:   libcriterion-dev, python3-numpy and python3-torch (real readers),
 #           attr (getfattr), util-linux, e2fsprogs
+#   fuzz:   clang and libclang-rt-14-dev (libFuzzer and the sanitizer runtimes
+#           for make fuzz)
 set -eu
 PKGS="gcc make pkg-config libfuse3-dev fuse3 libopenblas-dev liblapacke-dev libxxhash-dev
-libjansson-dev libzstd-dev zlib1g-dev libcriterion-dev python3-numpy python3-torch attr"
+libjansson-dev libzstd-dev zlib1g-dev libcriterion-dev python3-numpy python3-torch attr
+clang libclang-rt-14-dev"
 SUDO=
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
 export DEBIAN_FRONTEND=noninteractive
