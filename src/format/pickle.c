@@ -6,9 +6,9 @@
  * Enough for torch.save's data.pkl, and safe on hostile input:
  *
  *  - every read is bounds-checked against the pickle;
- *  - values are 16-byte records (strings point into the pickle), marks are a
- *    stack of positions, so no opcode scans the stack: the run is linear in
- *    the pickle's length;
+ *  - values are 8-byte records (strings point into the pickle; ints beyond
+ *    32 bits go to a side pool), marks are a stack of positions, so no
+ *    opcode scans the stack: the run is linear in the pickle's length;
  *  - storages are found by key through a hash table, not a scan;
  *  - a tuple keeps its items only when it is short enough to be something
  *    we read (a persistent id, rebuild arguments, a shape): longer ones are
@@ -47,15 +47,23 @@ enum gkind {
 	G_TORCH_CLASS,    /* a class of module torch (storage classes among them) */
 };
 
+/* Offsets and lengths in the pickle take PKL_OFF_BITS (pickles are at most
+ * PKL_MAX_BYTES); a global's kind sits above its name's offset. */
+#define PKL_OFF_BITS 28
+#define PKL_OFF_MASK ((1u << PKL_OFF_BITS) - 1)
+
+/* One value: 8 bytes, since the memo of a large pickle holds millions. */
 struct val {
-	uint8_t kind;     /* enum vkind */
-	uint8_t g;        /* V_GLOBAL: enum gkind */
-	uint32_t len;     /* V_STR/V_BYTES/V_GLOBAL (its name): bytes; V_TUPLE: items;
-	                     V_TENSOR: which use of its storage (1 = first, 2 = later) */
-	uint64_t u;       /* V_INT: the value as int64; V_STR/V_BYTES/V_GLOBAL: offset in
-	                     the pickle; V_TUPLE: first item in the pool, or UINT64_MAX when
-	                     the items are not kept; V_STORAGE/V_TENSOR: storage index */
+	unsigned kind : 4; /* enum vkind */
+	unsigned len : 28; /* V_STR/V_BYTES/V_GLOBAL (its name): bytes; V_TUPLE: items;
+	                      V_TENSOR: which use of its storage (1 = first, 2 = later);
+	                      V_INT: 1 when u indexes the int pool */
+	uint32_t u;        /* V_INT: the value as int32, or its index in the int pool;
+	                      V_STR/V_BYTES: offset in the pickle; V_GLOBAL: name offset,
+	                      enum gkind in the top bits; V_TUPLE: first item in the tuple
+	                      pool; V_STORAGE/V_TENSOR: storage index */
 };
+_Static_assert(sizeof(struct val) == 8, "values are 8 bytes");
 
 struct vm {
 	const uint8_t *p, *end, *start;
@@ -67,6 +75,8 @@ struct vm {
 	size_t mcap, mset;        /* mset: slots set (MEMOIZE's next index) */
 	struct val *pool;         /* items of kept tuples */
 	size_t npool, pcap;
+	int64_t *ints;            /* ints that do not fit 32 bits */
+	size_t nints, icap;
 	uint32_t *slots;          /* storage hash table: index + 1, 0 = empty */
 	size_t nslots;
 	uint64_t seed;            /* of the hash */
@@ -93,7 +103,8 @@ static size_t at_byte(const struct vm *v)
 
 static size_t work_bytes(const struct vm *v)
 {
-	return (v->scap + v->mcap + v->pcap) * sizeof(struct val) + v->kcap * sizeof(uint32_t);
+	return (v->scap + v->mcap + v->pcap) * sizeof(struct val) + v->kcap * sizeof(uint32_t) +
+	       v->icap * sizeof(int64_t);
 }
 
 static size_t work_limit(const struct vm *v)
@@ -141,7 +152,7 @@ static lcp_err push(struct vm *v, struct val x)
 
 static lcp_err push_kind(struct vm *v, enum vkind k)
 {
-	return push(v, (struct val){.kind = (uint8_t)k});
+	return push(v, (struct val){.kind = k});
 }
 
 static lcp_err pop(struct vm *v, struct val *out)
@@ -184,16 +195,15 @@ static bool take(struct vm *v, const uint8_t **p, uint64_t n)
 
 static lcp_err make_tuple(struct vm *v, size_t items, size_t n)
 {
-	struct val t = {.kind = V_TUPLE, .len = (uint32_t)n, .u = UINT64_MAX};
-	if (n <= PKL_TUPLE_KEEP) {
-		lcp_err e = grow(v, (void **)&v->pool, &v->pcap, v->npool + n, sizeof *v->pool, "tuples");
-		if (e)
-			return e;
-		if (n)
-			memcpy(&v->pool[v->npool], &v->stack[items], n * sizeof *v->pool);
-		t.u = v->npool;
-		v->npool += n;
-	}
+	if (n > PKL_TUPLE_KEEP)
+		return push_kind(v, V_OBJ);
+	lcp_err e = grow(v, (void **)&v->pool, &v->pcap, v->npool + n, sizeof *v->pool, "tuples");
+	if (e)
+		return e;
+	if (n)
+		memcpy(&v->pool[v->npool], &v->stack[items], n * sizeof *v->pool);
+	struct val t = {.kind = V_TUPLE, .len = (unsigned)n, .u = (uint32_t)v->npool};
+	v->npool += n;
 	return push(v, t);
 }
 
@@ -205,7 +215,27 @@ static const struct val *item(const struct vm *v, const struct val *t, size_t i)
 
 static bool kept_tuple(const struct val *t, size_t min_items)
 {
-	return t->kind == V_TUPLE && t->u != UINT64_MAX && t->len >= min_items;
+	return t->kind == V_TUPLE && t->len >= min_items;
+}
+
+static bool is_int(const struct val *x)
+{
+	return x->kind == V_INT;
+}
+
+static int64_t int_of(const struct vm *v, const struct val *x)
+{
+	return x->len ? v->ints[x->u] : (int64_t)(int32_t)x->u;
+}
+
+static enum gkind gkind_of(const struct val *x)
+{
+	return (enum gkind)(x->u >> PKL_OFF_BITS);
+}
+
+static uint32_t goff_of(const struct val *x)
+{
+	return x->u & PKL_OFF_MASK;
 }
 
 static bool bytes_is(const struct vm *v, uint64_t off, size_t len, const char *s)
@@ -314,8 +344,8 @@ static lcp_err push_global(struct vm *v, const uint8_t *m, size_t mlen, const ui
 		return bad(v, "pickle: global '%.*s.%.*s' is not one torch.load(weights_only=True) allows",
 			   (int)(mlen < 40 ? mlen : 40), (const char *)m, (int)(nlen < 40 ? nlen : 40),
 			   (const char *)n);
-	return push(v, (struct val){.kind = V_GLOBAL, .g = g, .len = (uint32_t)nlen,
-				    .u = (uint64_t)(n - v->start)});
+	return push(v, (struct val){.kind = V_GLOBAL, .len = (unsigned)nlen,
+				    .u = (uint32_t)(n - v->start) | (uint32_t)g << PKL_OFF_BITS});
 }
 
 struct storage_type {
@@ -381,11 +411,11 @@ static lcp_err persistent_load(struct vm *v, const struct val *pid)
 {
 	if (!kept_tuple(pid, 5) || pid->len != 5 || !str_is(v, item(v, pid, 0), "storage") ||
 	    item(v, pid, 1)->kind != V_GLOBAL || item(v, pid, 2)->kind != V_STR ||
-	    item(v, pid, 4)->kind != V_INT || (int64_t)item(v, pid, 4)->u < 0)
+	    !is_int(item(v, pid, 4)) || int_of(v, item(v, pid, 4)) < 0)
 		return bad(v, "pickle: unsupported persistent id at byte %zu", at_byte(v));
 	const struct val *type = item(v, pid, 1), *key = item(v, pid, 2);
-	const uint8_t *ks = v->start + key->u, *tname = v->start + type->u;
-	uint64_t numel = item(v, pid, 4)->u;
+	const uint8_t *ks = v->start + key->u, *tname = v->start + goff_of(type);
+	uint64_t numel = (uint64_t)int_of(v, item(v, pid, 4));
 	if (key->len == 0 || key->len > PKL_MAX_KEY || memchr(ks, '\0', key->len) || memchr(ks, '/', key->len))
 		return bad(v, "pickle: bad storage key at byte %zu", at_byte(v));
 	lcp_err e = slots_reserve(v);
@@ -420,15 +450,16 @@ static lcp_err persistent_load(struct vm *v, const struct val *pid)
 		st->type_len = type->len;
 		st->numel = numel;
 		/* Only torch's own classes are known; a same-named class elsewhere is not. */
-		for (size_t i = 0; type->g == G_TORCH_CLASS && i < sizeof storage_types / sizeof storage_types[0]; i++) {
-			if (bytes_is(v, type->u, type->len, storage_types[i].name)) {
+		for (size_t i = 0; gkind_of(type) == G_TORCH_CLASS && i < sizeof storage_types / sizeof storage_types[0];
+		     i++) {
+			if (bytes_is(v, goff_of(type), type->len, storage_types[i].name)) {
 				st->elem_bytes = storage_types[i].bytes;
 				st->is_float = storage_types[i].is_float;
 				st->dtype = storage_types[i].dtype;
 			}
 		}
 	}
-	return push(v, (struct val){.kind = V_STORAGE, .u = idx});
+	return push(v, (struct val){.kind = V_STORAGE, .u = (uint32_t)idx});
 }
 
 /* A kept tuple of non-negative ints, at most LCP_MAX_DIMS of them. */
@@ -438,9 +469,9 @@ static bool int_tuple(const struct vm *v, const struct val *t, uint64_t *out, ui
 		return false;
 	for (size_t i = 0; i < t->len; i++) {
 		const struct val *x = item(v, t, i);
-		if (x->kind != V_INT || (int64_t)x->u < 0)
+		if (!is_int(x) || int_of(v, x) < 0)
 			return false;
-		out[i] = x->u;
+		out[i] = (uint64_t)int_of(v, x);
 	}
 	*n = t->len;
 	return true;
@@ -468,6 +499,8 @@ static lcp_err rebuild_tensor(struct vm *v, const struct val *args)
 		return push_kind(v, V_OBJ);
 	struct pkl_result *r = v->res;
 	size_t si = item(v, args, 0)->u;
+	const struct val *off = item(v, args, 1);
+	int64_t offset = is_int(off) ? int_of(v, off) : -1;
 	struct pkl_storage *st = &r->storages[si];
 	r->ntensors++;
 	if (st->uses < 2)
@@ -475,12 +508,11 @@ static lcp_err rebuild_tensor(struct vm *v, const struct val *args)
 	if (st->uses == 1) {
 		uint64_t dims[LCP_MAX_DIMS], strides[LCP_MAX_DIMS];
 		uint32_t nd = 0, ns = 0;
-		const struct val *off = item(v, args, 1);
-		st->shape_ok = off->kind == V_INT && (int64_t)off->u >= 0 &&
+		st->shape_ok = offset >= 0 &&
 			       int_tuple(v, item(v, args, 2), dims, &nd) &&
 			       int_tuple(v, item(v, args, 3), strides, &ns) && ns == nd;
 		if (st->shape_ok) {
-			st->whole = off->u == 0 && spans_storage(dims, strides, nd, st->numel);
+			st->whole = offset == 0 && spans_storage(dims, strides, nd, st->numel);
 			if (r->ndims + nd > v->dcap) {
 				size_t nc = v->dcap ? v->dcap * 2 : 64;
 				while (nc < r->ndims + nd)
@@ -497,12 +529,12 @@ static lcp_err rebuild_tensor(struct vm *v, const struct val *args)
 			r->ndims += nd;
 		}
 	}
-	return push(v, (struct val){.kind = V_TENSOR, .len = st->uses, .u = si});
+	return push(v, (struct val){.kind = V_TENSOR, .len = st->uses, .u = (uint32_t)si});
 }
 
 static lcp_err reduce(struct vm *v)
 {
-	struct val args, fn;
+	struct val args = {0}, fn = {0};
 	lcp_err e = pop(v, &args);
 	if (!e)
 		e = pop(v, &fn);
@@ -510,7 +542,7 @@ static lcp_err reduce(struct vm *v)
 		return e;
 	if (fn.kind != V_GLOBAL)
 		return bad(v, "pickle: REDUCE of something not a global at byte %zu", at_byte(v));
-	switch (fn.g) {
+	switch (gkind_of(&fn)) {
 	case G_REBUILD_V2:
 		return rebuild_tensor(v, &args);
 	case G_REBUILD_PARAM:
@@ -574,12 +606,18 @@ static lcp_err push_str(struct vm *v, enum vkind kind, uint64_t n, bool unicode)
 		return bad(v, "pickle: string runs past the end");
 	if (unicode && !utf8_ok(s, (size_t)n))
 		return bad(v, "pickle: string at byte %zu is not UTF-8", (size_t)(s - v->start));
-	return push(v, (struct val){.kind = (uint8_t)kind, .len = (uint32_t)n, .u = (uint64_t)(s - v->start)});
+	return push(v, (struct val){.kind = kind, .len = (unsigned)n, .u = (uint32_t)(s - v->start)});
 }
 
 static lcp_err push_int(struct vm *v, int64_t i)
 {
-	return push(v, (struct val){.kind = V_INT, .u = (uint64_t)i});
+	if (i >= INT32_MIN && i <= INT32_MAX)
+		return push(v, (struct val){.kind = V_INT, .u = (uint32_t)(int32_t)i});
+	lcp_err e = grow(v, (void **)&v->ints, &v->icap, v->nints + 1, sizeof *v->ints, "ints");
+	if (e)
+		return e;
+	v->ints[v->nints] = i;
+	return push(v, (struct val){.kind = V_INT, .len = 1, .u = (uint32_t)v->nints++});
 }
 
 /* "module\nname\n" */
@@ -600,7 +638,7 @@ static lcp_err global_op(struct vm *v)
 static lcp_err step(struct vm *v, uint8_t op, bool *stop)
 {
 	const uint8_t *a;
-	struct val x, y, z, *t;
+	struct val x = {0}, y = {0}, z = {0}, *t;
 	size_t items = 0, n = 0;
 	lcp_err e;
 #define NEED(k) do { if (!take(v, &a, (k))) return bad(v, "pickle: opcode 0x%02x truncated", op); } while (0)
@@ -773,9 +811,9 @@ lcp_err pkl_scan(const uint8_t *data, size_t len, struct pkl_result *out, char *
 	v.seed = fmt_hash_seed();
 	lcp_err e = LCP_OK;
 	bool stop = false;
-	/* Stack positions and string offsets are kept in 32 bits. */
-	if (len > UINT32_MAX)
-		e = bad(&v, "pickle: %zu bytes is over 4 GiB", len);
+	/* Offsets into the pickle are kept in PKL_OFF_BITS bits. */
+	if (len > PKL_MAX_BYTES)
+		e = bad(&v, "pickle: %zu bytes over the limit of %u", len, PKL_MAX_BYTES);
 	while (!e && !stop) {
 		if (v.p >= v.end) {
 			e = bad(&v, "pickle: no STOP opcode");
@@ -788,6 +826,7 @@ lcp_err pkl_scan(const uint8_t *data, size_t len, struct pkl_result *out, char *
 	lcp_free(v.marks);
 	lcp_free(v.memo);
 	lcp_free(v.pool);
+	lcp_free(v.ints);
 	lcp_free(v.slots);
 	if (e)
 		pkl_result_free(out);

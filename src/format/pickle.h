@@ -27,6 +27,9 @@
 #include "lcpfs/dtype.h"
 #include "lcpfs/err.h"
 
+/* Largest pickle scanned: it is held in memory, and values keep offsets
+ * into it in 28 bits. */
+#define PKL_MAX_BYTES (1u << 28)
 /* Storages one pickle may declare: torch files hold at most tens of
  * thousands; this admits a million while bounding the records we keep. */
 #define PKL_MAX_STORAGES (1u << 20)

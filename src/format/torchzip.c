@@ -45,7 +45,7 @@
  * scanned; torch files with a million tensors stay below these (about 70
  * and 110 MB). Entries: one per storage plus torch's few bookkeeping ones. */
 #define ZIP_MAX_CD_BYTES (128u << 20)
-#define ZIP_MAX_PKL_BYTES (256u << 20)
+#define ZIP_MAX_PKL_BYTES PKL_MAX_BYTES
 #define ZIP_MAX_ENTRIES (PKL_MAX_STORAGES + 1024u)
 
 struct zentry {
