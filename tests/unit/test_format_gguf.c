@@ -29,6 +29,15 @@ static void g_key(struct lcp_buf *b, const char *k, uint32_t type)
 	lcp_buf_append_le32(b, type);
 }
 
+/* A version 3 header: magic, version, tensor and key-value counts. */
+static void gguf_head(struct lcp_buf *b, uint64_t ntensors, uint64_t nkvs)
+{
+	fmt_append(b, "GGUF", 4);
+	lcp_buf_append_le32(b, 3);
+	lcp_buf_append_le64(b, ntensors);
+	lcp_buf_append_le64(b, nkvs);
+}
+
 #define N_EXTRA_KVS 14
 
 /* Writes a header with N_EXTRA_KVS key-values of every type (+ alignment when
@@ -266,10 +275,7 @@ Test(format_gguf, lying_lengths_inside_key_values)
 
 	/* An array of 2^60 u32 elements. */
 	lcp_buf_free(&b);
-	fmt_append(&b, "GGUF", 4);
-	lcp_buf_append_le32(&b, 3);
-	lcp_buf_append_le64(&b, 0);
-	lcp_buf_append_le64(&b, 1);
+	gguf_head(&b, 0, 1);
 	g_key(&b, "arr", 9);
 	lcp_buf_append_le32(&b, 4);
 	lcp_buf_append_le64(&b, 1ull << 60);
@@ -278,10 +284,7 @@ Test(format_gguf, lying_lengths_inside_key_values)
 	lcp_buf_free(&b);
 
 	/* Unknown value type. */
-	fmt_append(&b, "GGUF", 4);
-	lcp_buf_append_le32(&b, 3);
-	lcp_buf_append_le64(&b, 0);
-	lcp_buf_append_le64(&b, 1);
+	gguf_head(&b, 0, 1);
 	g_key(&b, "x", 13);
 	fmt_append_fill(&b, 16, 0);
 	fmt_expect_invalid(b.data, b.len, LCP_FORMAT_GGUF, "unknown value type 13");
@@ -291,10 +294,7 @@ Test(format_gguf, lying_lengths_inside_key_values)
 Test(format_gguf, deep_nesting_duplicate_keys_bad_alignment)
 {
 	struct lcp_buf b = LCP_BUF_INIT;
-	fmt_append(&b, "GGUF", 4);
-	lcp_buf_append_le32(&b, 3);
-	lcp_buf_append_le64(&b, 0);
-	lcp_buf_append_le64(&b, 1);
+	gguf_head(&b, 0, 1);
 	g_key(&b, "deep", 9);
 	for (int i = 0; i < 20; i++) {
 		lcp_buf_append_le32(&b, 9);
@@ -304,20 +304,14 @@ Test(format_gguf, deep_nesting_duplicate_keys_bad_alignment)
 	fmt_expect_invalid(b.data, b.len, LCP_FORMAT_GGUF, "nested deeper");
 	lcp_buf_free(&b);
 
-	fmt_append(&b, "GGUF", 4);
-	lcp_buf_append_le32(&b, 3);
-	lcp_buf_append_le64(&b, 0);
-	lcp_buf_append_le64(&b, 1);
+	gguf_head(&b, 0, 1);
 	g_key(&b, "general.alignment", 4);
 	lcp_buf_append_le32(&b, 48);
 	fmt_append_fill(&b, 16, 0);
 	fmt_expect_invalid(b.data, b.len, LCP_FORMAT_GGUF, "alignment 48 is not a power of two");
 	lcp_buf_free(&b);
 
-	fmt_append(&b, "GGUF", 4);
-	lcp_buf_append_le32(&b, 3);
-	lcp_buf_append_le64(&b, 0);
-	lcp_buf_append_le64(&b, 2);
+	gguf_head(&b, 0, 2);
 	g_key(&b, "k", 4);
 	lcp_buf_append_le32(&b, 1);
 	g_key(&b, "k", 8);
@@ -326,10 +320,7 @@ Test(format_gguf, deep_nesting_duplicate_keys_bad_alignment)
 	fmt_expect_invalid(b.data, b.len, LCP_FORMAT_GGUF, "duplicate key 'k'");
 	lcp_buf_free(&b);
 
-	fmt_append(&b, "GGUF", 4);
-	lcp_buf_append_le32(&b, 3);
-	lcp_buf_append_le64(&b, 1);
-	lcp_buf_append_le64(&b, 0);
+	gguf_head(&b, 1, 0);
 	g_str(&b, "t");
 	lcp_buf_append_le32(&b, 9);
 	fmt_append_fill(&b, 100, 0);
@@ -380,10 +371,7 @@ Test(format_gguf, what_ggml_refuses_is_refused)
 	cr_expect_eq(lcp_format_detect(b.data, b.len), LCP_FORMAT_GGUF, "a 63-byte name is fine");
 	lcp_buf_free(&b);
 	/* ggml's GGML_MAX_DIMS, the spec's "currently at most 4". */
-	fmt_append(&b, "GGUF", 4);
-	lcp_buf_append_le32(&b, 3);
-	lcp_buf_append_le64(&b, 1);
-	lcp_buf_append_le64(&b, 0);
+	gguf_head(&b, 1, 0);
 	g_str(&b, "t");
 	lcp_buf_append_le32(&b, 5);
 	for (int d = 0; d < 5; d++)
@@ -397,19 +385,13 @@ Test(format_gguf, what_ggml_refuses_is_refused)
 	lcp_buf_free(&b);
 
 	/* The spec: a bool is 0 or 1, "anything else is invalid". */
-	fmt_append(&b, "GGUF", 4);
-	lcp_buf_append_le32(&b, 3);
-	lcp_buf_append_le64(&b, 0);
-	lcp_buf_append_le64(&b, 1);
+	gguf_head(&b, 0, 1);
 	g_key(&b, "flag", 7);
 	lcp_buf_append_u8(&b, 2);
 	fmt_append_fill(&b, 32, 0);
 	fmt_expect_invalid(b.data, b.len, LCP_FORMAT_GGUF, "bool value 2");
 	lcp_buf_free(&b);
-	fmt_append(&b, "GGUF", 4);
-	lcp_buf_append_le32(&b, 3);
-	lcp_buf_append_le64(&b, 0);
-	lcp_buf_append_le64(&b, 1);
+	gguf_head(&b, 0, 1);
 	g_key(&b, "flags", 9);
 	lcp_buf_append_le32(&b, 7);
 	lcp_buf_append_le64(&b, 3);
@@ -418,10 +400,7 @@ Test(format_gguf, what_ggml_refuses_is_refused)
 	fmt_expect_invalid(b.data, b.len, LCP_FORMAT_GGUF, "bool value 255");
 	lcp_buf_free(&b);
 	/* The spec: keys are ASCII. */
-	fmt_append(&b, "GGUF", 4);
-	lcp_buf_append_le32(&b, 3);
-	lcp_buf_append_le64(&b, 0);
-	lcp_buf_append_le64(&b, 1);
+	gguf_head(&b, 0, 1);
 	g_key(&b, "caf\xc3\xa9", 4);
 	lcp_buf_append_le32(&b, 1);
 	fmt_append_fill(&b, 32, 0);
