@@ -181,9 +181,11 @@ static void bench_one(const char *self, uint32_t n, const char *dir, unsigned ti
 	} else if (!parsed) {
 		printf("%9u storages  lcpfs scan: failed (status %d)\n", n, rc);
 	} else {
-		printf("%9u storages  lcpfs scan %8.3f s  peak %8.1f MiB", n, t, (double)peak_kb / 1024);
+		printf("%9u storages  lcpfs scan %8.3f s  peak %8.1f MiB (%4.0f B per storage", n, t,
+		       (double)peak_kb / 1024, (double)peak_kb * 1024 / n);
 		if (pkl_len > 0)
-			printf(" (%5.1f B per data.pkl byte)", (double)peak_kb * 1024 / (double)pkl_len);
+			printf(", %4.1f B per data.pkl byte", (double)peak_kb * 1024 / (double)pkl_len);
+		printf(")");
 		printf("  %s %zu regions  target < %.0f s  %s\n", ok ? "ok," : "refused,", nreg, target,
 		       t < target ? "PASS" : "MISS");
 		if (!ok)
