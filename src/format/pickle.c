@@ -45,6 +45,7 @@ enum gkind {
 	G_REBUILD_PARAM,  /* torch._utils._rebuild_parameter(_with_state) */
 	G_ORDERED_DICT,   /* collections.OrderedDict */
 	G_TORCH_CLASS,    /* a class of module torch (storage classes among them) */
+	G_PARAMETER,      /* torch.nn.parameter.Parameter */
 };
 
 /* Offsets and lengths in the pickle take PKL_OFF_BITS (pickles are at most
@@ -318,8 +319,10 @@ static bool classify_global(const uint8_t *m, size_t mlen, const uint8_t *n, siz
 	}
 	if (IS(m, mlen, "torch._tensor"))
 		return IS(n, nlen, "_rebuild_from_type_v2");
-	if (IS(m, mlen, "torch.nn.parameter"))
-		return IS(n, nlen, "Parameter");
+	if (IS(m, mlen, "torch.nn.parameter") && IS(n, nlen, "Parameter")) {
+		*g = G_PARAMETER;
+		return true;
+	}
 	if (IS(m, mlen, "torch.serialization"))
 		return IS(n, nlen, "_get_layout");
 	bool torch = IS(m, mlen, "torch");
@@ -635,10 +638,15 @@ static lcp_err global_op(struct vm *v)
 	return push_global(v, m, (size_t)(nl - m), nm, (size_t)(nl2 - nm));
 }
 
+/*
+ * One opcode. The set is what torch.load(weights_only=True) reads (torch
+ * 1.13's, the reference here, plus BINFLOAT that later versions read):
+ * protocol 2 binary opcodes; anything else is refused, as it refuses it.
+ */
 static lcp_err step(struct vm *v, uint8_t op, bool *stop)
 {
 	const uint8_t *a;
-	struct val x = {0}, y = {0}, z = {0}, *t;
+	struct val x = {0}, y = {0}, *t;
 	size_t items = 0, n = 0;
 	lcp_err e;
 #define NEED(k) do { if (!take(v, &a, (k))) return bad(v, "pickle: opcode 0x%02x truncated", op); } while (0)
@@ -648,7 +656,6 @@ static lcp_err step(struct vm *v, uint8_t op, bool *stop)
 		if (a[0] > PKL_MAX_PROTOCOL)
 			return bad(v, "pickle: unsupported protocol %u", a[0]);
 		return LCP_OK;
-	case 0x95: NEED(8); return LCP_OK;            /* FRAME: a read-ahead hint */
 	case '}': return push_kind(v, V_DICT);        /* EMPTY_DICT */
 	case ']': return push_kind(v, V_LIST);        /* EMPTY_LIST */
 	case ')': return make_tuple(v, v->sp, 0);     /* EMPTY_TUPLE */
@@ -658,14 +665,8 @@ static lcp_err step(struct vm *v, uint8_t op, bool *stop)
 			return e;
 		v->marks[v->nmarks++] = (uint32_t)v->sp;
 		return LCP_OK;
-	case 'X': NEED(4); return push_str(v, V_STR, lcp_load_le32(a), true);
-	case 0x8c: NEED(1); return push_str(v, V_STR, a[0], true);
-	case 0x8d: NEED(8); return push_str(v, V_STR, lcp_load_le64(a), true);
-	case 'U': NEED(1); return push_str(v, V_BYTES, a[0], false);
-	case 'T': NEED(4); return push_str(v, V_BYTES, lcp_load_le32(a), false);
-	case 'C': NEED(1); return push_str(v, V_BYTES, a[0], false);
-	case 'B': NEED(4); return push_str(v, V_BYTES, lcp_load_le32(a), false);
-	case 0x8e: NEED(8); return push_str(v, V_BYTES, lcp_load_le64(a), false);
+	case 'X': NEED(4); return push_str(v, V_STR, lcp_load_le32(a), true);   /* BINUNICODE */
+	case 'U': NEED(1); return push_str(v, V_BYTES, a[0], true);            /* SHORT_BINSTRING, decoded as UTF-8 */
 	case 'J': NEED(4); return push_int(v, (int32_t)lcp_load_le32(a));
 	case 'K': NEED(1); return push_int(v, a[0]);
 	case 'M': NEED(2); return push_int(v, lcp_load_le16(a));
@@ -686,12 +687,6 @@ static lcp_err step(struct vm *v, uint8_t op, bool *stop)
 	case 0x88: case 0x89: return push_kind(v, V_BOOL);
 	case 'G': NEED(8); return push_kind(v, V_FLOAT);
 	case 'c': return global_op(v);
-	case 0x93:                                     /* STACK_GLOBAL */
-		if ((e = pop(v, &y)) || (e = pop(v, &x)))
-			return e;
-		if (x.kind != V_STR || y.kind != V_STR)
-			return bad(v, "pickle: STACK_GLOBAL of non-strings");
-		return push_global(v, v->start + x.u, x.len, v->start + y.u, y.len);
 	case 't':
 		if ((e = pop_mark(v, &items, &n)))
 			return e;
@@ -703,37 +698,20 @@ static lcp_err step(struct vm *v, uint8_t op, bool *stop)
 		v->sp -= k;
 		return make_tuple(v, v->sp, k);
 	}
-	case 'l':
-		if ((e = pop_mark(v, &items, &n)))
-			return e;
-		return push_kind(v, V_LIST);
 	case 'a':                                      /* APPEND */
-		if ((e = pop(v, &x)))
+		if ((e = pop(v, &x)) || (e = top(v, &t, "APPEND")))
 			return e;
-		return top(v, &t, "APPEND");
-	case 'e': case 0x90:                           /* APPENDS, ADDITEMS */
-		if ((e = pop_mark(v, &items, &n)))
+		return t->kind == V_LIST ? LCP_OK : bad(v, "pickle: APPEND to a non-list at byte %zu", at_byte(v));
+	case 'e':                                      /* APPENDS */
+		if ((e = pop_mark(v, &items, &n)) || (e = top(v, &t, "APPENDS")))
 			return e;
-		return top(v, &t, "APPENDS");
-	case 0x91:                                     /* FROZENSET */
-		if ((e = pop_mark(v, &items, &n)))
-			return e;
-		return push_kind(v, V_OBJ);
-	case 'd':
-		if ((e = pop_mark(v, &items, &n)))
-			return e;
-		if (n % 2)
-			return bad(v, "pickle: odd DICT");
-		z = (struct val){.kind = V_DICT};
-		for (size_t i = 0; i < n; i += 2)
-			set_item(v, &z, &v->stack[items + i], &v->stack[items + i + 1]);
-		return push(v, z);
-	case 's':
+		return t->kind == V_LIST ? LCP_OK : bad(v, "pickle: APPENDS to a non-list at byte %zu", at_byte(v));
+	case 's':                                      /* SETITEM */
 		if ((e = pop(v, &y)) || (e = pop(v, &x)) || (e = top(v, &t, "SETITEM")))
 			return e;
 		set_item(v, t, &x, &y);
 		return LCP_OK;
-	case 'u':
+	case 'u':                                      /* SETITEMS */
 		if ((e = pop_mark(v, &items, &n)))
 			return e;
 		if (n % 2)
@@ -745,7 +723,6 @@ static lcp_err step(struct vm *v, uint8_t op, bool *stop)
 		return LCP_OK;
 	case 'q': NEED(1); return memo_put(v, a[0]);
 	case 'r': NEED(4); return memo_put(v, lcp_load_le32(a));
-	case 0x94: return memo_put(v, v->mset);        /* MEMOIZE */
 	case 'h': NEED(1); return memo_get(v, a[0]);
 	case 'j': NEED(4); return memo_get(v, lcp_load_le32(a));
 	case 'Q':                                      /* BINPERSID */
@@ -753,33 +730,21 @@ static lcp_err step(struct vm *v, uint8_t op, bool *stop)
 			return e;
 		return persistent_load(v, &x);
 	case 'R': return reduce(v);
-	case 'b':                                      /* BUILD */
-		if ((e = pop(v, &x)))
+	case 'b':                                      /* BUILD: of a tensor, parameter or dict */
+		if ((e = pop(v, &x)) || (e = top(v, &t, "BUILD")))
 			return e;
-		return top(v, &t, "BUILD");
-	case 0x81:                                     /* NEWOBJ */
+		if (t->kind != V_TENSOR && t->kind != V_DICT && t->kind != V_OBJ)
+			return bad(v, "pickle: BUILD of a value that is no tensor, parameter or dict at byte %zu",
+				   at_byte(v));
+		return LCP_OK;
+	case 0x81:                                     /* NEWOBJ: torch.nn.Parameter(*args) only */
 		if ((e = pop(v, &x)) || (e = pop(v, &y)))
 			return e;
-		if (y.kind != V_GLOBAL)
-			return bad(v, "pickle: NEWOBJ of something not a global at byte %zu", at_byte(v));
+		if (y.kind != V_GLOBAL || gkind_of(&y) != G_PARAMETER)
+			return bad(v, "pickle: NEWOBJ of a class other than Parameter at byte %zu", at_byte(v));
+		if (kept_tuple(&x, 1) && item(v, &x, 0)->kind == V_TENSOR)
+			return push(v, *item(v, &x, 0));
 		return push_kind(v, V_OBJ);
-	case 0x92:                                     /* NEWOBJ_EX */
-		if ((e = pop(v, &x)) || (e = pop(v, &y)) || (e = pop(v, &z)))
-			return e;
-		if (z.kind != V_GLOBAL)
-			return bad(v, "pickle: NEWOBJ_EX of something not a global at byte %zu", at_byte(v));
-		return push_kind(v, V_OBJ);
-	case '0':                                      /* POP: a value, else the mark */
-		if (v->sp > fence(v)) {
-			v->sp--;
-			return LCP_OK;
-		}
-		return pop_mark(v, &items, &n);
-	case '1': return pop_mark(v, &items, &n);      /* POP_MARK */
-	case '2':                                      /* DUP */
-		if ((e = top(v, &t, "DUP")))
-			return e;
-		return push(v, *t);
 	case '.':                                      /* STOP: returns the top value */
 		if ((e = top(v, &t, "STOP")))
 			return e;

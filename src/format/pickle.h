@@ -7,10 +7,13 @@
  * each tensor is stored under. Nothing is ever imported or called: globals
  * are names, calls are recorded and produce opaque values.
  *
- * Like torch.load(weights_only=True), a pickle naming a global outside
- * torch's own rebuild functions, storage, tensor and dtype classes and
- * collections.OrderedDict is refused, and so is a call of anything but such
- * a global.
+ * Like torch.load(weights_only=True), the reference reader, it refuses a
+ * pickle naming a global outside torch's own rebuild functions, storage,
+ * tensor and dtype classes and collections.OrderedDict, a call of anything
+ * but such a global, NEWOBJ of anything but torch.nn.Parameter, APPEND to a
+ * non-list, BUILD of anything but a tensor, parameter or dict, and every
+ * opcode that unpickler does not read (protocol 2's binary subset: no
+ * FRAME, MEMOIZE, STACK_GLOBAL, DUP, POP, DICT, LIST...).
  *
  * Work is linear in the pickle's length (every opcode costs O(1) amortized)
  * and memory is bounded by PKL_MAX_STORAGES and the working-memory budget

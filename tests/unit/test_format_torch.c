@@ -366,8 +366,7 @@ Test(format_torch, pickles_torch_weights_only_refuses_are_refused)
 	/* Globals outside torch's rebuild functions and classes. */
 	expect_pickle_refused(PK("\x80\x02" "cos\nsystem\nX\x02\x00\x00\x00id\x85R."),
 			      "global 'os.system' is not one torch.load(weights_only=True) allows");
-	expect_pickle_refused(PK("\x80\x04\x8c\x08" "builtins\x8c\x04" "eval\x93."),
-			      "global 'builtins.eval'");
+	expect_pickle_refused(PK("\x80\x02" "cbuiltins\neval\n."), "global 'builtins.eval'");
 	/* A call of something that is not a global. */
 	expect_pickle_refused(PK("\x80\x02)K\x01\x85R."), "REDUCE of something not a global");
 	/* STOP with nothing to return, a string that is not UTF-8, a protocol
@@ -378,6 +377,18 @@ Test(format_torch, pickles_torch_weights_only_refuses_are_refused)
 	expect_pickle_refused(PK("\x80\x06}."), "unsupported protocol 6");
 	/* Values under a mark cannot be taken by a pop above it. */
 	expect_pickle_refused(PK("\x80\x02K\x01(\x85."), "underflow");
+	/* Opcodes its unpickler does not read: protocol 4's FRAME, STACK_GLOBAL,
+	 * MEMOIZE, and DUP, POP, DICT, LIST. */
+	expect_pickle_refused(PK("\x80\x04\x95\x01\x00\x00\x00\x00\x00\x00\x00}."), "unsupported opcode 0x95");
+	expect_pickle_refused(PK("\x80\x02}\x94."), "unsupported opcode 0x94");
+	expect_pickle_refused(PK("\x80\x02}2."), "unsupported opcode 0x32");
+	expect_pickle_refused(PK("\x80\x02}N0."), "unsupported opcode 0x30");
+	expect_pickle_refused(PK("\x80\x02(d."), "unsupported opcode 0x64");
+	/* Appends to what is not a list, NEWOBJ of a class other than
+	 * Parameter, BUILD of a string. */
+	expect_pickle_refused(PK("\x80\x02}Na."), "APPEND to a non-list");
+	expect_pickle_refused(PK("\x80\x02" "ccollections\nOrderedDict\n)\x81."), "NEWOBJ of a class other than Parameter");
+	expect_pickle_refused(PK("\x80\x02X\x01\x00\x00\x00s}b."), "BUILD of a value that is no tensor");
 }
 
 /* Hostile pickles that would make a naive reader allocate without bound are
@@ -385,7 +396,7 @@ Test(format_torch, pickles_torch_weights_only_refuses_are_refused)
 Test(format_torch, pickle_working_memory_is_bounded)
 {
 	alarm(SCAN_TIMEOUT_S);
-	const size_t n = 3u << 20; /* 3 Mi opcodes: 48 MiB of stack values */
+	const size_t n = 16u << 20; /* 16 Mi opcodes: 64 MiB of marks, 64 MiB of stack */
 	uint8_t *p = malloc(n + 4);
 	cr_assert_not_null(p);
 	/* Marks. */
@@ -393,12 +404,14 @@ Test(format_torch, pickle_working_memory_is_bounded)
 	memset(p + 2, '(', n);
 	memcpy(p + 2 + n, "N.", 2);
 	expect_pickle_refused(p, n + 4, "working memory");
-	/* DUP of one value. */
-	memcpy(p, "\x80\x02N", 3);
-	memset(p + 3, '2', n);
-	p[3 + n] = '.';
-	expect_pickle_refused(p, n + 4, "working memory");
-	/* Memo slots far apart: index 2^24 alone would take 256 MiB. */
+	/* One memoized value fetched back again and again: 8 bytes of stack for
+	 * every 2 bytes of pickle. */
+	memcpy(p, "\x80\x02Nq\x00", 5);
+	for (size_t i = 5; i + 2 <= n; i += 2)
+		memcpy(p + i, "h\x00", 2);
+	p[n] = '.';
+	expect_pickle_refused(p, n + 1, "working memory");
+	/* Memo slots far apart: index 2^24 alone would take 128 MiB. */
 	expect_pickle_refused(PK("\x80\x02Nr\x00\x00\x00\x01."), "memo index 16777216 too large");
 	free(p);
 }
