@@ -320,11 +320,15 @@ static lcp_err parse_kvs(struct fmt_stream *s, uint64_t kv_count, uint64_t *alig
 
 static lcp_err parse_tinfo(struct fmt_stream *s, struct gguf_tensor *t, char *name)
 {
+	uint64_t at = s->pos;
 	lcp_err e = get_string(s, name, GGUF_MAX_NAME, "tensor name");
 	if (!e)
 		e = get_u32(s, &t->ndims, "tensor n_dims");
 	if (e)
 		return e;
+	/* The spec: strings are UTF-8. The name becomes the region's. */
+	if (!fmt_utf8_ok((const uint8_t *)name, strlen(name)))
+		return fmt_invalid(s->c, "gguf: tensor name at offset %llu is not UTF-8", (unsigned long long)at);
 	if (t->ndims > GGUF_MAX_DIMS)
 		return fmt_invalid(s->c, "gguf: tensor '%.60s' has %u dims (max %d)", name, t->ndims,
 				   GGUF_MAX_DIMS);

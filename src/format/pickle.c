@@ -36,15 +36,17 @@ enum vkind {
 	V_UNSET = 0, /* an empty memo slot */
 	V_NONE, V_BOOL, V_INT, V_FLOAT, V_STR, V_BYTES, V_TUPLE, V_LIST, V_DICT, V_GLOBAL,
 	V_STORAGE, V_TENSOR, V_OBJ,
+	V_LONGTUPLE, /* a tuple of more than PKL_TUPLE_KEEP items: only its length kept */
+	V_ODICT,     /* an OrderedDict (REDUCE of collections.OrderedDict) */
 };
 
 /* What a global names, as far as we care. */
 enum gkind {
 	G_OTHER,          /* allowed, called into an opaque value */
 	G_REBUILD_V2,     /* torch._utils._rebuild_tensor_v2 */
-	G_REBUILD_PARAM,  /* torch._utils._rebuild_parameter(_with_state) */
+	G_REBUILD_PARAM,  /* torch._utils._rebuild_parameter */
 	G_ORDERED_DICT,   /* collections.OrderedDict */
-	G_TORCH_CLASS,    /* a class of module torch (storage classes among them) */
+	G_TORCH_CLASS,    /* a storage class of module torch */
 	G_PARAMETER,      /* torch.nn.parameter.Parameter */
 };
 
@@ -56,7 +58,7 @@ enum gkind {
 /* One value: 8 bytes, since the memo of a large pickle holds millions. */
 struct val {
 	unsigned kind : 4; /* enum vkind */
-	unsigned len : 28; /* V_STR/V_BYTES/V_GLOBAL (its name): bytes; V_TUPLE: items;
+	unsigned len : 28; /* V_STR/V_BYTES/V_GLOBAL (its name): bytes; V_TUPLE, V_LONGTUPLE: items;
 	                      V_TENSOR: which use of its storage (1 = first, 2 = later);
 	                      V_INT: 1 when u indexes the int pool */
 	uint32_t u;        /* V_INT: the value as int32, or its index in the int pool;
@@ -197,7 +199,7 @@ static bool take(struct vm *v, const uint8_t **p, uint64_t n)
 static lcp_err make_tuple(struct vm *v, size_t items, size_t n)
 {
 	if (n > PKL_TUPLE_KEEP)
-		return push_kind(v, V_OBJ);
+		return push(v, (struct val){.kind = V_LONGTUPLE, .len = (unsigned)n});
 	lcp_err e = grow(v, (void **)&v->pool, &v->pcap, v->npool + n, sizeof *v->pool, "tuples");
 	if (e)
 		return e;
@@ -249,58 +251,46 @@ static bool str_is(const struct vm *v, const struct val *x, const char *s)
 	return x->kind == V_STR && bytes_is(v, x->u, x->len, s);
 }
 
-/* UTF-8 as CPython decodes BINUNICODE ("surrogatepass": encoded surrogates
- * allowed); anything else makes the real unpickler fail. */
-static bool utf8_ok(const uint8_t *s, size_t n)
-{
-	size_t i = 0;
-	while (i < n) {
-		uint8_t c = s[i];
-		size_t k;
-		uint32_t cp, min;
-		if (c < 0x80) {
-			i++;
-			continue;
-		} else if ((c & 0xe0) == 0xc0) {
-			k = 1, cp = c & 0x1f, min = 0x80;
-		} else if ((c & 0xf0) == 0xe0) {
-			k = 2, cp = c & 0x0f, min = 0x800;
-		} else if ((c & 0xf8) == 0xf0) {
-			k = 3, cp = c & 0x07, min = 0x10000;
-		} else {
-			return false;
-		}
-		if (n - i <= k)
-			return false;
-		for (size_t j = 1; j <= k; j++) {
-			if ((s[i + j] & 0xc0) != 0x80)
-				return false;
-			cp = (cp << 6) | (s[i + j] & 0x3f);
-		}
-		if (cp < min || cp > 0x10ffff)
-			return false;
-		i += k + 1;
-	}
-	return true;
-}
-
+/* The names in torch 1.13's allowlist for weights_only (the reference
+ * reader here): dtypes, element types of its tensor and storage classes. */
 static const char *const torch_dtypes[] = {
-	"float16", "float32", "float64", "bfloat16", "complex32", "complex64", "complex128",
-	"int8", "int16", "int32", "int64", "uint8", "bool",
+	"complex32", "complex64", "complex128", "float16", "float32", "float64",
+	"int8", "int16", "int32", "int64", NULL,
+};
+static const char *const torch_elems[] = {
+	"BFloat16", "Bool", "Byte", "Char", "Double", "Float", "Half", "Int", "Long", "Short", NULL,
+};
+static const char *const sparse_elems[] = {
+	"BFloat16", "Byte", "Char", "Double", "Float", "Half", "Int", "Long", "Short", NULL,
+};
+static const char *const cpu_only_storage_elems[] = {
+	"QInt32", "QInt8", "QUInt2x4", "QUInt4x2", "QUInt8", NULL,
+};
+static const char *const complex_elems[] = {"ComplexDouble", "ComplexFloat", NULL};
+static const char *const rebuild_fns[] = {
+	"_rebuild_parameter", "_rebuild_tensor", "_rebuild_tensor_v2", "_rebuild_sparse_tensor",
+	"_rebuild_meta_tensor_no_storage", "_rebuild_sparse_csr_tensor", NULL,
 };
 
-static bool name_ends_with(const uint8_t *s, size_t n, const char *suffix)
+/* n is one of names followed by suffix ("" for none). */
+static bool name_in(const uint8_t *n, size_t nlen, const char *const *names, const char *suffix)
 {
 	size_t k = strlen(suffix);
-	return n > k && memcmp(s + n - k, suffix, k) == 0;
+	if (nlen < k || memcmp(n + nlen - k, suffix, k) != 0)
+		return false;
+	for (; *names; names++)
+		if (strlen(*names) == nlen - k && memcmp(n, *names, nlen - k) == 0)
+			return true;
+	return false;
 }
 
 /*
- * The globals torch.load(weights_only=True) allows: collections.OrderedDict,
- * torch._utils._rebuild_*, torch._tensor._rebuild_from_type_v2,
- * torch.nn.parameter.Parameter, torch.serialization._get_layout, and in
- * modules torch and torch.cuda the storage and tensor classes, Size and the
- * dtypes. false for anything else.
+ * The globals torch.load(weights_only=True) allows (torch 1.13's list):
+ * collections.OrderedDict, torch.nn.parameter.Parameter,
+ * torch.serialization._get_layout, torch.Size, torch.Tensor, the dtypes, the
+ * tensor classes (torch, torch.cuda, torch.sparse, torch.cuda.sparse), the
+ * storage classes (torch, torch.cuda, torch.storage) and six
+ * torch._utils._rebuild_* functions. false for anything else.
  */
 static bool classify_global(const uint8_t *m, size_t mlen, const uint8_t *n, size_t nlen, uint8_t *g)
 {
@@ -313,30 +303,32 @@ static bool classify_global(const uint8_t *m, size_t mlen, const uint8_t *n, siz
 	if (IS(m, mlen, "torch._utils")) {
 		if (IS(n, nlen, "_rebuild_tensor_v2"))
 			*g = G_REBUILD_V2;
-		else if (IS(n, nlen, "_rebuild_parameter") || IS(n, nlen, "_rebuild_parameter_with_state"))
+		else if (IS(n, nlen, "_rebuild_parameter"))
 			*g = G_REBUILD_PARAM;
-		return nlen > 9 && memcmp(n, "_rebuild_", 9) == 0;
+		return name_in(n, nlen, rebuild_fns, "");
 	}
-	if (IS(m, mlen, "torch._tensor"))
-		return IS(n, nlen, "_rebuild_from_type_v2");
 	if (IS(m, mlen, "torch.nn.parameter") && IS(n, nlen, "Parameter")) {
 		*g = G_PARAMETER;
 		return true;
 	}
 	if (IS(m, mlen, "torch.serialization"))
 		return IS(n, nlen, "_get_layout");
-	bool torch = IS(m, mlen, "torch");
-	if (torch || IS(m, mlen, "torch.cuda")) {
-		if (IS(n, nlen, "Size") || IS(n, nlen, "Tensor") || name_ends_with(n, nlen, "Storage") ||
-		    name_ends_with(n, nlen, "Tensor")) {
-			*g = torch ? G_TORCH_CLASS : G_OTHER;
-			return true;
-		}
-		for (size_t i = 0; torch && i < sizeof torch_dtypes / sizeof torch_dtypes[0]; i++)
-			if (nlen == strlen(torch_dtypes[i]) && memcmp(n, torch_dtypes[i], nlen) == 0)
-				return true;
+	if (IS(m, mlen, "torch.storage"))
+		return IS(n, nlen, "TypedStorage") || IS(n, nlen, "UntypedStorage");
+	if (IS(m, mlen, "torch.sparse") || IS(m, mlen, "torch.cuda.sparse"))
+		return name_in(n, nlen, sparse_elems, "Tensor");
+	if (IS(m, mlen, "torch.cuda"))
+		return name_in(n, nlen, torch_elems, "Tensor") || name_in(n, nlen, torch_elems, "Storage") ||
+		       name_in(n, nlen, complex_elems, "Storage");
+	if (!IS(m, mlen, "torch"))
+		return false;
+	if (name_in(n, nlen, torch_elems, "Storage") || name_in(n, nlen, complex_elems, "Storage") ||
+	    name_in(n, nlen, cpu_only_storage_elems, "Storage")) {
+		*g = G_TORCH_CLASS;
+		return true;
 	}
-	return false;
+	return IS(n, nlen, "Size") || IS(n, nlen, "Tensor") || name_in(n, nlen, torch_elems, "Tensor") ||
+	       name_in(n, nlen, torch_dtypes, "");
 #undef IS
 }
 
@@ -409,6 +401,16 @@ static lcp_err slots_reserve(struct vm *v)
 	return LCP_OK;
 }
 
+/* The locations torch restores storages to: cpu, cuda[:N], mps, meta. */
+static bool known_location(const struct vm *v, const struct val *loc)
+{
+	if (loc->kind != V_STR)
+		return false;
+	const uint8_t *s = v->start + loc->u;
+	return str_is(v, loc, "cpu") || str_is(v, loc, "mps") || str_is(v, loc, "meta") ||
+	       (loc->len >= 4 && memcmp(s, "cuda", 4) == 0);
+}
+
 /* ('storage', torch.XStorage, key, location, numel) -> a V_STORAGE value. */
 static lcp_err persistent_load(struct vm *v, const struct val *pid)
 {
@@ -416,6 +418,8 @@ static lcp_err persistent_load(struct vm *v, const struct val *pid)
 	    item(v, pid, 1)->kind != V_GLOBAL || item(v, pid, 2)->kind != V_STR ||
 	    !is_int(item(v, pid, 4)) || int_of(v, item(v, pid, 4)) < 0)
 		return bad(v, "pickle: unsupported persistent id at byte %zu", at_byte(v));
+	if (!known_location(v, item(v, pid, 3)))
+		return bad(v, "pickle: storage location torch cannot restore at byte %zu", at_byte(v));
 	const struct val *type = item(v, pid, 1), *key = item(v, pid, 2);
 	const uint8_t *ks = v->start + key->u, *tname = v->start + goff_of(type);
 	uint64_t numel = (uint64_t)int_of(v, item(v, pid, 4));
@@ -495,42 +499,79 @@ static bool spans_storage(const uint64_t *dims, const uint64_t *strides, uint32_
 	return expect == numel;
 }
 
-/* _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, hooks[, metadata]) */
+/* Elements a view of dims/strides from offset reaches: offset + sum((dim -
+ * 1) * stride) + 1, or 0 for an empty view; false on overflow. */
+static bool view_extent(uint64_t offset, const uint64_t *dims, const uint64_t *strides, uint32_t n,
+			uint64_t *extent)
+{
+	uint64_t end = offset;
+	for (uint32_t d = 0; d < n; d++) {
+		if (dims[d] == 0) {
+			*extent = 0;
+			return true;
+		}
+		uint64_t span = dims[d] - 1;
+		if (strides[d] && span > (UINT64_MAX - end) / strides[d])
+			return false;
+		end += span * strides[d];
+	}
+	*extent = end + 1;
+	return end != UINT64_MAX;
+}
+
+/*
+ * _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad,
+ * hooks), six arguments as torch 1.13 takes them (later versions take a
+ * seventh, metadata, written for tensors with special bits only). What
+ * torch would fail on is refused: other arguments,
+ * a negative or non-int offset, sizes and strides that are not non-negative
+ * ints of one length, a view reaching past its storage. A shape of more than
+ * LCP_MAX_DIMS dims (items not kept) is taken as it is: "unusual tensor
+ * shape" for its storage.
+ */
 static lcp_err rebuild_tensor(struct vm *v, const struct val *args)
 {
-	if (!kept_tuple(args, 4) || item(v, args, 0)->kind != V_STORAGE)
-		return push_kind(v, V_OBJ);
+	if (!kept_tuple(args, 6) || args->len != 6 || item(v, args, 0)->kind != V_STORAGE)
+		return bad(v, "pickle: _rebuild_tensor_v2 without (storage, offset, size, stride, ...) at byte %zu",
+			   at_byte(v));
 	struct pkl_result *r = v->res;
 	size_t si = item(v, args, 0)->u;
-	const struct val *off = item(v, args, 1);
-	int64_t offset = is_int(off) ? int_of(v, off) : -1;
 	struct pkl_storage *st = &r->storages[si];
+	const struct val *off = item(v, args, 1), *size = item(v, args, 2), *stride = item(v, args, 3);
+	if (!is_int(off) || int_of(v, off) < 0)
+		return bad(v, "pickle: tensor with a bad storage offset at byte %zu", at_byte(v));
+	uint64_t offset = (uint64_t)int_of(v, off);
+	uint64_t dims[LCP_MAX_DIMS], strides[LCP_MAX_DIMS], extent;
+	uint32_t nd = 0, ns = 0;
+	bool long_shape = size->kind == V_LONGTUPLE && stride->kind == V_LONGTUPLE && size->len == stride->len;
+	if (!long_shape) {
+		if (!int_tuple(v, size, dims, &nd) || !int_tuple(v, stride, strides, &ns) || nd != ns)
+			return bad(v, "pickle: tensor size and stride are not non-negative ints of one length at byte %zu",
+				   at_byte(v));
+		if (!view_extent(offset, dims, strides, nd, &extent) || extent > st->numel)
+			return bad(v, "pickle: tensor view runs past its storage of %llu elements at byte %zu",
+				   (unsigned long long)st->numel, at_byte(v));
+	}
 	r->ntensors++;
 	if (st->uses < 2)
 		st->uses++;
-	if (st->uses == 1) {
-		uint64_t dims[LCP_MAX_DIMS], strides[LCP_MAX_DIMS];
-		uint32_t nd = 0, ns = 0;
-		st->shape_ok = offset >= 0 &&
-			       int_tuple(v, item(v, args, 2), dims, &nd) &&
-			       int_tuple(v, item(v, args, 3), strides, &ns) && ns == nd;
-		if (st->shape_ok) {
-			st->whole = offset == 0 && spans_storage(dims, strides, nd, st->numel);
-			if (r->ndims + nd > v->dcap) {
-				size_t nc = v->dcap ? v->dcap * 2 : 64;
-				while (nc < r->ndims + nd)
-					nc *= 2;
-				uint64_t *ndp = lcp_realloc(r->dims, nc * sizeof *ndp);
-				if (!ndp)
-					return LCP_ERR_NOMEM;
-				r->dims = ndp;
-				v->dcap = nc;
-			}
-			st->ndims = nd;
-			st->dims_at = (uint32_t)r->ndims;
-			memcpy(&r->dims[r->ndims], dims, nd * sizeof *dims);
-			r->ndims += nd;
+	if (st->uses == 1 && !long_shape) {
+		st->shape_ok = true;
+		st->whole = offset == 0 && spans_storage(dims, strides, nd, st->numel);
+		if (r->ndims + nd > v->dcap) {
+			size_t nc = v->dcap ? v->dcap * 2 : 64;
+			while (nc < r->ndims + nd)
+				nc *= 2;
+			uint64_t *ndp = lcp_realloc(r->dims, nc * sizeof *ndp);
+			if (!ndp)
+				return LCP_ERR_NOMEM;
+			r->dims = ndp;
+			v->dcap = nc;
 		}
+		st->ndims = nd;
+		st->dims_at = (uint32_t)r->ndims;
+		memcpy(&r->dims[r->ndims], dims, nd * sizeof *dims);
+		r->ndims += nd;
 	}
 	return push(v, (struct val){.kind = V_TENSOR, .len = st->uses, .u = (uint32_t)si});
 }
@@ -548,12 +589,13 @@ static lcp_err reduce(struct vm *v)
 	switch (gkind_of(&fn)) {
 	case G_REBUILD_V2:
 		return rebuild_tensor(v, &args);
-	case G_REBUILD_PARAM:
-		if (kept_tuple(&args, 1) && item(v, &args, 0)->kind == V_TENSOR)
-			return push(v, *item(v, &args, 0));
-		return push_kind(v, V_OBJ);
+	case G_REBUILD_PARAM:                /* (data, requires_grad, backward_hooks) */
+		if (!kept_tuple(&args, 3) || args.len != 3 || item(v, &args, 0)->kind != V_TENSOR)
+			return bad(v, "pickle: _rebuild_parameter without (tensor, requires_grad, hooks) at byte %zu",
+				   at_byte(v));
+		return push(v, *item(v, &args, 0));
 	case G_ORDERED_DICT:
-		return push_kind(v, V_DICT);
+		return push_kind(v, V_ODICT);
 	default:
 		return push_kind(v, V_OBJ);
 	}
@@ -563,7 +605,7 @@ static lcp_err reduce(struct vm *v)
  * first key wins). */
 static void set_item(struct vm *v, const struct val *target, const struct val *key, const struct val *val)
 {
-	if (target->kind != V_DICT || key->kind != V_STR || val->kind != V_TENSOR || val->len != 1 ||
+	if ((target->kind != V_DICT && target->kind != V_ODICT) || key->kind != V_STR || val->kind != V_TENSOR || val->len != 1 ||
 	    key->len > PKL_MAX_KEY)
 		return;
 	struct pkl_storage *st = &v->res->storages[val->u];
@@ -607,7 +649,7 @@ static lcp_err push_str(struct vm *v, enum vkind kind, uint64_t n, bool unicode)
 	const uint8_t *s;
 	if (!take(v, &s, n))
 		return bad(v, "pickle: string runs past the end");
-	if (unicode && !utf8_ok(s, (size_t)n))
+	if (unicode && !fmt_utf8_ok(s, (size_t)n))
 		return bad(v, "pickle: string at byte %zu is not UTF-8", (size_t)(s - v->start));
 	return push(v, (struct val){.kind = kind, .len = (unsigned)n, .u = (uint32_t)(s - v->start)});
 }
@@ -709,6 +751,8 @@ static lcp_err step(struct vm *v, uint8_t op, bool *stop)
 	case 's':                                      /* SETITEM */
 		if ((e = pop(v, &y)) || (e = pop(v, &x)) || (e = top(v, &t, "SETITEM")))
 			return e;
+		if (t->kind != V_DICT && t->kind != V_ODICT)
+			return bad(v, "pickle: SETITEM on a non-dict at byte %zu", at_byte(v));
 		set_item(v, t, &x, &y);
 		return LCP_OK;
 	case 'u':                                      /* SETITEMS */
@@ -718,6 +762,8 @@ static lcp_err step(struct vm *v, uint8_t op, bool *stop)
 			return bad(v, "pickle: odd SETITEMS");
 		if ((e = top(v, &t, "SETITEMS")))
 			return e;
+		if (t->kind != V_DICT && t->kind != V_ODICT)
+			return bad(v, "pickle: SETITEMS on a non-dict at byte %zu", at_byte(v));
 		for (size_t i = 0; i < n; i += 2)
 			set_item(v, t, &v->stack[items + i], &v->stack[items + i + 1]);
 		return LCP_OK;
@@ -730,11 +776,11 @@ static lcp_err step(struct vm *v, uint8_t op, bool *stop)
 			return e;
 		return persistent_load(v, &x);
 	case 'R': return reduce(v);
-	case 'b':                                      /* BUILD: of a tensor, parameter or dict */
+	case 'b':                                      /* BUILD: of a tensor, parameter or OrderedDict */
 		if ((e = pop(v, &x)) || (e = top(v, &t, "BUILD")))
 			return e;
-		if (t->kind != V_TENSOR && t->kind != V_DICT && t->kind != V_OBJ)
-			return bad(v, "pickle: BUILD of a value that is no tensor, parameter or dict at byte %zu",
+		if (t->kind != V_TENSOR && t->kind != V_ODICT)
+			return bad(v, "pickle: BUILD of a value that is no tensor, parameter or OrderedDict at byte %zu",
 				   at_byte(v));
 		return LCP_OK;
 	case 0x81:                                     /* NEWOBJ: torch.nn.Parameter(*args) only */

@@ -232,8 +232,9 @@ static lcp_err read_cd(struct fmt_ctx *c, struct zip *z, uint64_t count)
 		ze->cdh_off = z->cd_off + pos;
 		ze->name = (const char *)h + ZIP_CDH_LEN;
 		ze->nlen = nlen;
-		if (memchr(ze->name, '\0', nlen))
-			return fmt_invalid(c, "zip: entry name with a NUL byte");
+		/* Names may become region names, which must be UTF-8 text. */
+		if (memchr(ze->name, '\0', nlen) || !fmt_utf8_ok((const uint8_t *)ze->name, nlen))
+			return fmt_invalid(c, "zip: entry name with a NUL byte or not UTF-8");
 		if (lcp_load_le16(h + 34) != 0)
 			return fmt_invalid(c, "zip: multi-disk archives are not supported");
 		if (!zip64_extra(h + ZIP_CDH_LEN + nlen, xlen, ze, ze->usize == 0xFFFFFFFFu,

@@ -370,6 +370,9 @@ Test(format_gguf, what_ggml_refuses_is_refused)
 	build_gguf(&b, 3, 0, &ok63, 1, 32);
 	cr_expect_eq(lcp_format_detect(b.data, b.len), LCP_FORMAT_GGUF, "a 63-byte name is fine");
 	lcp_buf_free(&b);
+	/* The spec: strings are UTF-8 (and the name becomes a region name). */
+	struct gt latin1 = {"caf\xe9", 2, {4, 2}, 0, 0};
+	expect_bad_ts(&latin1, 1, 32, "is not UTF-8");
 	/* ggml's GGML_MAX_DIMS, the spec's "currently at most 4". */
 	gguf_head(&b, 1, 0);
 	g_str(&b, "t");

@@ -211,8 +211,43 @@ Test(format_torch, shared_and_strided_storages_stay_exact)
 	transposed.stride[1] = 3;
 	expect_exact_w(&transposed, 1, "view of a storage");
 	struct pt odd = std_ts[0];
-	odd.type = "FancyStorage";
+	odd.type = "QUInt4x2Storage"; /* a torch class, not one we know the width of */
 	expect_exact_w(&odd, 1, "unknown storage type");
+}
+
+/* torch refuses to rebuild these tensors (set_ fails), so we refuse the
+ * file rather than keep a tensor it cannot load. */
+Test(format_torch, tensors_torch_cannot_rebuild_are_refused)
+{
+	struct pt past = std_ts[0];
+	past.offset = 5; /* 2x3 from element 5 of 6 */
+	struct lcp_buf b = LCP_BUF_INIT;
+	build_pt(&b, &past, 1, true, true, NULL);
+	fmt_expect_invalid(b.data, b.len, LCP_FORMAT_PYTORCH, "tensor view runs past its storage of 6 elements");
+	lcp_buf_free(&b);
+	struct pt neg = std_ts[0];
+	neg.offset = 0xFFFFFFFFu; /* BININT -1 */
+	build_pt(&b, &neg, 1, true, true, NULL);
+	fmt_expect_invalid(b.data, b.len, LCP_FORMAT_PYTORCH, "bad storage offset");
+	lcp_buf_free(&b);
+	struct pt negstride = std_ts[0];
+	negstride.stride[0] = 0xFFFFFFFFu;
+	build_pt(&b, &negstride, 1, true, true, NULL);
+	fmt_expect_invalid(b.data, b.len, LCP_FORMAT_PYTORCH, "size and stride are not non-negative ints");
+	lcp_buf_free(&b);
+	/* _rebuild_parameter of something that is not a tensor. */
+	struct lcp_buf pkl = LCP_BUF_INIT;
+	fmt_append(&pkl, "\x80\x02}q\x00(", 6);
+	p_str(&pkl, "p");
+	p_global(&pkl, "torch._utils", "_rebuild_parameter");
+	fmt_append_str(&pkl, "(N\x88");
+	p_global(&pkl, "collections", "OrderedDict");
+	fmt_append_str(&pkl, ")RtRu.");
+	struct fmt_zip_entry e[] = {{"archive/data.pkl", pkl.data, pkl.len, 0}};
+	fmt_build_zip(&b, e, 1, true, true, NULL);
+	fmt_expect_invalid(b.data, b.len, LCP_FORMAT_PYTORCH, "_rebuild_parameter without (tensor");
+	lcp_buf_free(&b);
+	lcp_buf_free(&pkl);
 }
 
 Test(format_torch, compressed_entries_keep_the_file_whole)
@@ -283,6 +318,20 @@ Test(format_torch, damaged_archives_are_rejected)
 		fmt_expect_invalid(b.data, b.len, LCP_FORMAT_PYTORCH, bad[i].why);
 		lcp_buf_free(&b);
 	}
+}
+
+/* Entry names become region names, which are text: a name that is not
+ * UTF-8 is refused. */
+Test(format_torch, entry_names_must_be_utf8)
+{
+	struct lcp_buf b = LCP_BUF_INIT;
+	struct fmt_zip_entry e[] = {
+		{"archive/data.pkl", fmt_empty_pickle, sizeof fmt_empty_pickle, 0},
+		{"archive/caf\xe9", "x", 1, 0},
+	};
+	fmt_build_zip(&b, e, 2, false, false, NULL);
+	fmt_expect_invalid(b.data, b.len, LCP_FORMAT_UNKNOWN, "not UTF-8");
+	lcp_buf_free(&b);
 }
 
 Test(format_torch, overlapping_entries_are_rejected)
@@ -367,6 +416,12 @@ Test(format_torch, pickles_torch_weights_only_refuses_are_refused)
 	expect_pickle_refused(PK("\x80\x02" "cos\nsystem\nX\x02\x00\x00\x00id\x85R."),
 			      "global 'os.system' is not one torch.load(weights_only=True) allows");
 	expect_pickle_refused(PK("\x80\x02" "cbuiltins\neval\n."), "global 'builtins.eval'");
+	/* Exactly its list: no look-alike storage class, no other rebuild
+	 * function, nothing else of module torch. */
+	expect_pickle_refused(PK("\x80\x02" "ctorch\nFancyStorage\n."), "global 'torch.FancyStorage'");
+	expect_pickle_refused(PK("\x80\x02" "ctorch._utils\n_rebuild_qtensor\n."), "global 'torch._utils._rebuild_qtensor'");
+	expect_pickle_refused(PK("\x80\x02" "ctorch\nload\n."), "global 'torch.load'");
+	expect_pickle_refused(PK("\x80\x02" "ctorch.sparse\nBoolTensor\n."), "global 'torch.sparse.BoolTensor'");
 	/* A call of something that is not a global. */
 	expect_pickle_refused(PK("\x80\x02)K\x01\x85R."), "REDUCE of something not a global");
 	/* STOP with nothing to return, a string that is not UTF-8, a protocol
