@@ -570,7 +570,9 @@ static lcp_err rebuild_tensor(struct vm *v, const struct val *args)
 		}
 		st->ndims = nd;
 		st->dims_at = (uint32_t)r->ndims;
-		memcpy(&r->dims[r->ndims], dims, nd * sizeof *dims);
+		/* A scalar has no dims, and the pool may not exist yet. */
+		if (nd)
+			memcpy(&r->dims[r->ndims], dims, nd * sizeof *dims);
 		r->ndims += nd;
 	}
 	return push(v, (struct val){.kind = V_TENSOR, .len = st->uses, .u = (uint32_t)si});

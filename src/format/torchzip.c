@@ -438,7 +438,7 @@ static lcp_err add_storage(struct fmt_ctx *c, const struct pkl_result *pr, const
 		.dtype = st->dtype,
 		.not_float_reason = why,
 		.ndims = why ? 0 : st->ndims,
-		.dims = why ? NULL : pr->dims + st->dims_at,
+		.dims = why || st->ndims == 0 ? NULL : pr->dims + st->dims_at,
 		.off = ze->data_off,
 		.len = ze->csize,
 	};
