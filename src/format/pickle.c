@@ -11,8 +11,8 @@
  *    opcode scans the stack: the run is linear in the pickle's length;
  *  - storages are found by key through a hash table, not a scan;
  *  - a tuple keeps its items only when it is short enough to be something
- *    we read (a persistent id, rebuild arguments, a shape): longer ones are
- *    opaque and cost nothing;
+ *    we read (a persistent id, rebuild arguments, a shape): longer ones keep
+ *    their length only and cost nothing;
  *  - every growth of the stack, marks, memo and tuple pool is charged to a
  *    budget that grows with the storages and tensors found (pickle.h).
  */
@@ -26,8 +26,8 @@
 #include "common/le.h"
 #include "format/fmt.h"
 
-/* Tuples with more items than this are opaque: persistent ids have 5 items,
- * rebuild arguments 6 or 7, shapes at most LCP_MAX_DIMS. */
+/* Tuples with more items than this keep only their length: persistent ids
+ * have 5 items, rebuild arguments 6, shapes at most LCP_MAX_DIMS. */
 #define PKL_TUPLE_KEEP LCP_MAX_DIMS
 /* Highest pickle protocol (Python's pickle.HIGHEST_PROTOCOL). */
 #define PKL_MAX_PROTOCOL 5
@@ -75,7 +75,7 @@ struct vm {
 	uint32_t *marks;          /* stack positions of the open marks */
 	size_t nmarks, kcap;
 	struct val *memo;
-	size_t mcap, mset;        /* mset: slots set (MEMOIZE's next index) */
+	size_t mcap;
 	struct val *pool;         /* items of kept tuples */
 	size_t npool, pcap;
 	int64_t *ints;            /* ints that do not fit 32 bits */
@@ -117,10 +117,12 @@ static size_t work_limit(const struct vm *v)
 	return lim < PKL_MAX_WORK_BYTES ? lim : PKL_MAX_WORK_BYTES;
 }
 
-/* Grows *arr (elements of elem bytes, capacity *cap) to hold need elements,
- * doubling, within the working-memory budget. */
-static lcp_err grow(struct vm *v, void **arr, size_t *cap, size_t need, size_t elem, const char *what)
+/* Grows arr (elements of elem bytes, capacity *cap) to hold need elements,
+ * doubling, within the working-memory budget; *out gets the array (arr
+ * itself when it was large enough). */
+static lcp_err grow(struct vm *v, void *arr, size_t *cap, size_t need, size_t elem, const char *what, void **out)
 {
+	*out = arr;
 	if (need <= *cap)
 		return LCP_OK;
 	size_t nc = *cap ? *cap : 64;
@@ -130,10 +132,10 @@ static lcp_err grow(struct vm *v, void **arr, size_t *cap, size_t need, size_t e
 	if (work_bytes(v) + extra > work_limit(v))
 		return bad(v, "pickle: %s needs more than the %zu bytes of working memory allowed for %zu storages "
 			   "and %zu tensors", what, work_limit(v), v->res->nstorages, v->res->ntensors);
-	void *n = lcp_realloc(*arr, nc * elem);
+	void *n = lcp_realloc(arr, nc * elem);
 	if (!n)
 		return LCP_ERR_NOMEM;
-	*arr = n;
+	*out = n;
 	*cap = nc;
 	return LCP_OK;
 }
@@ -146,9 +148,11 @@ static size_t fence(const struct vm *v)
 
 static lcp_err push(struct vm *v, struct val x)
 {
-	lcp_err e = grow(v, (void **)&v->stack, &v->scap, v->sp + 1, sizeof *v->stack, "the stack");
+	void *p;
+	lcp_err e = grow(v, v->stack, &v->scap, v->sp + 1, sizeof *v->stack, "the stack", &p);
 	if (e)
 		return e;
+	v->stack = p;
 	v->stack[v->sp++] = x;
 	return LCP_OK;
 }
@@ -200,9 +204,11 @@ static lcp_err make_tuple(struct vm *v, size_t items, size_t n)
 {
 	if (n > PKL_TUPLE_KEEP)
 		return push(v, (struct val){.kind = V_LONGTUPLE, .len = (unsigned)n});
-	lcp_err e = grow(v, (void **)&v->pool, &v->pcap, v->npool + n, sizeof *v->pool, "tuples");
+	void *p;
+	lcp_err e = grow(v, v->pool, &v->pcap, v->npool + n, sizeof *v->pool, "tuples", &p);
 	if (e)
 		return e;
+	v->pool = p;
 	if (n)
 		memcpy(&v->pool[v->npool], &v->stack[items], n * sizeof *v->pool);
 	struct val t = {.kind = V_TUPLE, .len = (unsigned)n, .u = (uint32_t)v->npool};
@@ -628,13 +634,13 @@ static lcp_err memo_put(struct vm *v, uint64_t idx)
 		return bad(v, "pickle: memo index %llu too large for %zu storages and %zu tensors",
 			   (unsigned long long)idx, v->res->nstorages, v->res->ntensors);
 	size_t old = v->mcap;
-	e = grow(v, (void **)&v->memo, &v->mcap, (size_t)idx + 1, sizeof *v->memo, "the memo");
+	void *p;
+	e = grow(v, v->memo, &v->mcap, (size_t)idx + 1, sizeof *v->memo, "the memo", &p);
 	if (e)
 		return e;
+	v->memo = p;
 	if (v->mcap > old)
 		memset(&v->memo[old], 0, (v->mcap - old) * sizeof *v->memo);
-	if (v->memo[idx].kind == V_UNSET)
-		v->mset++;
 	v->memo[idx] = *x;
 	return LCP_OK;
 }
@@ -660,9 +666,11 @@ static lcp_err push_int(struct vm *v, int64_t i)
 {
 	if (i >= INT32_MIN && i <= INT32_MAX)
 		return push(v, (struct val){.kind = V_INT, .u = (uint32_t)(int32_t)i});
-	lcp_err e = grow(v, (void **)&v->ints, &v->icap, v->nints + 1, sizeof *v->ints, "ints");
+	void *p;
+	lcp_err e = grow(v, v->ints, &v->icap, v->nints + 1, sizeof *v->ints, "ints", &p);
 	if (e)
 		return e;
+	v->ints = p;
 	v->ints[v->nints] = i;
 	return push(v, (struct val){.kind = V_INT, .len = 1, .u = (uint32_t)v->nints++});
 }
@@ -704,11 +712,14 @@ static lcp_err step(struct vm *v, uint8_t op, bool *stop)
 	case ']': return push_kind(v, V_LIST);        /* EMPTY_LIST */
 	case ')': return make_tuple(v, v->sp, 0);     /* EMPTY_TUPLE */
 	case 0x8f: return push_kind(v, V_OBJ);        /* EMPTY_SET */
-	case '(':                                      /* MARK */
-		if ((e = grow(v, (void **)&v->marks, &v->kcap, v->nmarks + 1, sizeof *v->marks, "marks")))
+	case '(': {                                    /* MARK */
+		void *p;
+		if ((e = grow(v, v->marks, &v->kcap, v->nmarks + 1, sizeof *v->marks, "marks", &p)))
 			return e;
+		v->marks = p;
 		v->marks[v->nmarks++] = (uint32_t)v->sp;
 		return LCP_OK;
+	}
 	case 'X': NEED(4); return push_str(v, V_STR, lcp_load_le32(a), true);   /* BINUNICODE */
 	case 'U': NEED(1); return push_str(v, V_BYTES, a[0], true);            /* SHORT_BINSTRING, decoded as UTF-8 */
 	case 'J': NEED(4); return push_int(v, (int32_t)lcp_load_le32(a));

@@ -38,7 +38,7 @@
 #define PKL_MAX_STORAGES (1u << 20)
 /* Working memory (stack, marks, memo, kept tuple items) a pickle may use:
  * a base for any pickle plus an allowance per storage and per tensor found
- * so far (torch.save needs about 400 bytes per tensor), never more than the
+ * so far (torch.save needs about 200 bytes per tensor), never more than the
  * hard cap. Past it the pickle is refused. */
 #define PKL_WORK_BASE_BYTES (16u << 20)
 #define PKL_WORK_BYTES_PER_OBJECT 1024u
