@@ -44,12 +44,15 @@ BIN_SRCS := $(sort $(wildcard src/cli/*.c src/fs/*.c))
 UNIT_SRCS := $(sort $(wildcard tests/unit/*.c))
 # The daemon's pure parts (no FUSE calls), unit-tested on their own.
 UNIT_FS_SRCS := src/fs/fs_state.c
+# The fuzz harnesses are also linked into the unit tests, which replay their
+# committed corpora (tests/unit/test_fuzz_corpus.c).
+FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 BENCH_LIB_SRCS := $(sort $(wildcard tests/bench/lib/*.c))
 BENCH_MAIN_SRCS := $(sort $(wildcard tests/bench/bench_*.c))
 
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 BIN_OBJS := $(BIN_SRCS:%.c=$(BUILD)/%.o)
-UNIT_OBJS := $(UNIT_SRCS:%.c=$(BUILD)/%.o) $(UNIT_FS_SRCS:%.c=$(BUILD)/%.o)
+UNIT_OBJS := $(UNIT_SRCS:%.c=$(BUILD)/%.o) $(UNIT_FS_SRCS:%.c=$(BUILD)/%.o) $(FUZZ_SRCS:%.c=$(BUILD)/%.o)
 BENCH_LIB_OBJS := $(BENCH_LIB_SRCS:%.c=$(BUILD)/%.o)
 BENCH_BINS := $(BENCH_MAIN_SRCS:tests/bench/%.c=$(BUILD)/bench/%)
 # Bench objects are reached only through a pattern rule; keep make from
@@ -60,7 +63,7 @@ LIB  := $(BUILD)/liblcpfs.a
 BIN  := $(BUILD)/lcpfs
 UNIT := $(BUILD)/unit-tests
 
-.PHONY: all check test integration bench install uninstall clean
+.PHONY: all check test integration bench fuzz fuzz-seeds install uninstall clean
 all: $(BIN)
 
 $(BUILD)/%.o: %.c
@@ -97,6 +100,38 @@ test: check $(BIN)
 bench: $(BIN) $(BENCH_BINS)
 	LCPFS=$(abspath $(BIN)) PYTHON=$(PYTHON) BENCH_DIR=$(abspath $(BUILD)/bench) scripts/run-bench.sh
 
+# libFuzzer harnesses (tests/fuzz/fuzz_*.c), one binary each, built with
+# clang, libFuzzer, ASan and UBSan into build-fuzz/ (never mixed with the
+# normal build); `make fuzz` runs each for FUZZ_SECONDS (0: replay only).
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_BUILD   := build-fuzz
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_CFLAGS  := $(filter-out -Werror $(CFLAGS) $(SANFLAGS),$(ALL_CFLAGS)) -O1 -g $(FUZZ_SAN) -DLCP_FUZZ_MAIN
+FUZZ_LIB_OBJS := $(LIB_SRCS:%.c=$(FUZZ_BUILD)/%.o)
+FUZZ_BINS    := $(FUZZ_SRCS:tests/fuzz/%.c=$(FUZZ_BUILD)/%)
+.SECONDARY: $(FUZZ_LIB_OBJS) $(FUZZ_SRCS:%.c=$(FUZZ_BUILD)/%.o)
+
+$(FUZZ_BUILD)/%.o: %.c
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  FUZZCC  $<")
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+
+$(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/tests/fuzz/fuzz_%.o $(FUZZ_LIB_OBJS)
+	@$(if $(Q),echo "  FUZZLD  $@")
+	$(Q)$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(LIB_LIBS)
+
+fuzz: $(FUZZ_BINS)
+	FUZZ_BUILD=$(FUZZ_BUILD) FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/run-fuzz.sh
+
+# Rewrites the seed files of tests/fuzz/corpus (committed) from the builders.
+fuzz-seeds: $(BUILD)/make_seeds
+	$(BUILD)/make_seeds tests/fuzz/corpus
+
+$(BUILD)/make_seeds: $(BUILD)/tests/fuzz/make_seeds.o $(LIB)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $< $(LIB) $(LIB_LIBS)
+
 install: $(BIN)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5
 	install -m 755 $(BIN) $(DESTDIR)$(PREFIX)/bin/lcpfs
@@ -108,7 +143,8 @@ uninstall:
 		$(DESTDIR)$(PREFIX)/share/man/man5/lcpfs.5
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san $(FUZZ_BUILD)
 
+-include $(FUZZ_LIB_OBJS:.o=.d) $(FUZZ_SRCS:%.c=$(FUZZ_BUILD)/%.d)
 -include $(LIB_OBJS:.o=.d) $(BIN_OBJS:.o=.d) $(UNIT_OBJS:.o=.d) $(BENCH_LIB_OBJS:.o=.d) \
 	$(BENCH_MAIN_SRCS:%.c=$(BUILD)/%.d)

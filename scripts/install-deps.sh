@@ -8,10 +8,12 @@
 #   test:   libcriterion-dev, python3-numpy and python3-torch (real readers),
 #           attr (getfattr), util-linux, e2fsprogs, librsvg2-bin
 #           (rsvg-convert renders `lcpfs inspect --svg` pictures)
+#   fuzz:   clang and libclang-rt-14-dev (libFuzzer and the sanitizer runtimes
+#           for make fuzz)
 set -eu
 PKGS="gcc make pkg-config libfuse3-dev fuse3 libopenblas-dev liblapacke-dev libxxhash-dev
 libjansson-dev libzstd-dev zlib1g-dev libcriterion-dev python3-numpy python3-torch attr
-librsvg2-bin"
+librsvg2-bin clang libclang-rt-14-dev"
 SUDO=
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
 export DEBIAN_FRONTEND=noninteractive

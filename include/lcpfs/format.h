@@ -32,6 +32,13 @@
  *   table (freqs*, inv_freq, rotary*, rope*: computed constants the model is
  *   very sensitive to); otherwise EXACT with exact_reason.
  *   Zero-length tensors have no region. LCP_FORMAT_RAW is never returned.
+ *
+ * Limits: every parser's time is linear in the bytes it reads, and what one
+ * file can make it hold is bounded by named constants, each with its reason
+ * beside it (ST_MAX_HEADER_BYTES in safetensors.c, GGUF_MAX_* in gguf.c,
+ * NPY_MAX_* in npy.c, ZIP_MAX_* in torchzip.c, PKL_* in pickle.h); the
+ * table is in lcpfs(5), LIMITS. A file past a limit gets ok = false with
+ * the limit in its reason, like any invalid file.
  */
 #ifndef LCPFS_FORMAT_H
 #define LCPFS_FORMAT_H

@@ -70,6 +70,17 @@ lcp_err fmt_add_tensor(struct fmt_ctx *c, const struct fmt_tensor *t, size_t *in
 /* Multiplies *acc by v; false on uint64 overflow. */
 bool fmt_mul_ok(uint64_t *acc, uint64_t v);
 
+/* Whether s[0, n) is UTF-8 as CPython decodes it with "surrogatepass"
+ * (encoded surrogates allowed; overlong forms and code points past
+ * U+10FFFF not). Names that end up in region maps must pass it. */
+bool fmt_utf8_ok(const uint8_t *s, size_t n);
+
+/* Hash of a name chosen by the file, for hash tables of names (pickle
+ * storage keys, zip entry names). Keyed by seed (fmt_hash_seed: random per
+ * call), so a file cannot be crafted to make every name collide. */
+uint64_t fmt_hash_seed(void);
+uint64_t fmt_hash(const void *data, size_t len, uint64_t seed);
+
 /* Forward-only buffered reader for headers parsed field by field. */
 struct fmt_stream {
 	struct fmt_ctx *c;

@@ -24,11 +24,19 @@
 #include "common/le.h"
 
 #define GGUF_DEFAULT_ALIGNMENT 32
-/* Tensor names are at most 64 bytes in ggml (GGML_MAX_NAME); allow more, but
- * bound what we copy. */
-#define GGUF_MAX_NAME 1024
+/* ggml refuses a tensor name of GGML_MAX_NAME (64) bytes or more: the name
+ * and its NUL must fit its 64-byte field. */
+#define GGUF_MAX_NAME 64
+/* The spec: a key is ASCII and at most 65535 bytes. */
+#define GGUF_MAX_KEY 65535
+/* ggml's GGML_MAX_DIMS; the spec: "currently at most 4". */
+#define GGUF_MAX_DIMS 4
 /* Nested arrays deeper than this are not metadata but an attack on the stack. */
 #define GGUF_MAX_DEPTH 8
+/* Each tensor info and key costs us a record and a copy of its name; real
+ * files have thousands of tensors and tens of keys. */
+#define GGUF_MAX_TENSORS (1u << 20)
+#define GGUF_MAX_KVS (1u << 16)
 /* Smallest encodings: a KV is key length (8) + type (4) + a 1-byte value;
  * a tensor info is name length (8) + n_dims (4) + type (4) + offset (8). */
 #define GGUF_MIN_KV_BYTES 13
@@ -141,6 +149,20 @@ static lcp_err get_string(struct fmt_stream *s, char *dst, size_t dst_cap, const
 	return LCP_OK;
 }
 
+/* A key: at most GGUF_MAX_KEY bytes of ASCII (the spec), into a buffer of
+ * GGUF_MAX_KEY + 1. */
+static lcp_err get_key(struct fmt_stream *s, char *dst)
+{
+	uint64_t at = s->pos + 8;
+	lcp_err e = get_string(s, dst, GGUF_MAX_KEY + 1, "key");
+	if (e)
+		return e;
+	for (const char *p = dst; *p; p++)
+		if ((unsigned char)*p > 0x7f)
+			return fmt_invalid(s->c, "gguf: key at offset %llu is not ASCII", (unsigned long long)at);
+	return LCP_OK;
+}
+
 static int scalar_size(uint32_t type)
 {
 	switch (type) {
@@ -152,10 +174,31 @@ static int scalar_size(uint32_t type)
 	}
 }
 
+/* n bool values: the spec allows only 0 and 1 ("anything else is invalid"). */
+static lcp_err get_bools(struct fmt_stream *s, uint64_t n)
+{
+	uint8_t b[256];
+	while (n) {
+		size_t k = n < sizeof b ? (size_t)n : sizeof b;
+		uint64_t at = s->pos;
+		lcp_err e = fmt_stream_get(s, b, k);
+		if (e)
+			return short_read(s->c, e, "bool value", at);
+		for (size_t i = 0; i < k; i++)
+			if (b[i] > 1)
+				return fmt_invalid(s->c, "gguf: bool value %u at offset %llu", b[i],
+						   (unsigned long long)(at + i));
+		n -= k;
+	}
+	return LCP_OK;
+}
+
 static lcp_err skip_value(struct fmt_stream *s, uint32_t type, unsigned depth)
 {
 	int sz = scalar_size(type);
 	uint64_t at = s->pos;
+	if (type == GGUF_BOOL)
+		return get_bools(s, 1);
 	if (sz)
 		return short_read(s->c, fmt_stream_skip(s, (uint64_t)sz), "value", at);
 	if (type == GGUF_STRING)
@@ -179,6 +222,8 @@ static lcp_err skip_value(struct fmt_stream *s, uint32_t type, unsigned depth)
 		if (count > left / (uint64_t)sz)
 			return fmt_invalid(s->c, "gguf: array of %llu elements at offset %llu runs past the end of the file",
 					   (unsigned long long)count, (unsigned long long)at);
+		if (etype == GGUF_BOOL)
+			return get_bools(s, count);
 		return fmt_stream_skip(s, count * (uint64_t)sz);
 	}
 	if (etype != GGUF_STRING && etype != GGUF_ARRAY)
@@ -227,12 +272,14 @@ static lcp_err keyset_add(struct keyset *ks, const char *key)
 
 static lcp_err parse_kvs(struct fmt_stream *s, uint64_t kv_count, uint64_t *alignment)
 {
-	char key[GGUF_MAX_NAME];
+	char *key = lcp_malloc(GGUF_MAX_KEY + 1);
+	if (!key)
+		return LCP_ERR_NOMEM;
 	struct keyset ks = {NULL, 0, 0};
 	lcp_err e = LCP_OK;
 	for (uint64_t i = 0; i < kv_count && !e; i++) {
 		uint32_t type;
-		e = get_string(s, key, sizeof key, "key");
+		e = get_key(s, key);
 		if (!e)
 			e = get_u32(s, &type, "value type");
 		if (!e)
@@ -267,19 +314,24 @@ static lcp_err parse_kvs(struct fmt_stream *s, uint64_t kv_count, uint64_t *alig
 	for (size_t i = 0; i < ks.n; i++)
 		lcp_free(ks.k[i]);
 	lcp_free(ks.k);
+	lcp_free(key);
 	return e;
 }
 
 static lcp_err parse_tinfo(struct fmt_stream *s, struct gguf_tensor *t, char *name)
 {
+	uint64_t at = s->pos;
 	lcp_err e = get_string(s, name, GGUF_MAX_NAME, "tensor name");
 	if (!e)
 		e = get_u32(s, &t->ndims, "tensor n_dims");
 	if (e)
 		return e;
-	if (t->ndims > LCP_MAX_DIMS)
+	/* The spec: strings are UTF-8. The name becomes the region's. */
+	if (!fmt_utf8_ok((const uint8_t *)name, strlen(name)))
+		return fmt_invalid(s->c, "gguf: tensor name at offset %llu is not UTF-8", (unsigned long long)at);
+	if (t->ndims > GGUF_MAX_DIMS)
 		return fmt_invalid(s->c, "gguf: tensor '%.60s' has %u dims (max %d)", name, t->ndims,
-				   LCP_MAX_DIMS);
+				   GGUF_MAX_DIMS);
 	uint64_t numel = 1;
 	for (uint32_t d = 0; d < t->ndims; d++) {
 		e = get_u64(s, &t->dims[d], "tensor dim");
@@ -397,6 +449,12 @@ lcp_err fmt_parse_gguf(struct fmt_ctx *c)
 		e = get_u64(&s, &kv_count, "key-value count");
 	if (e)
 		goto out;
+	if (tensor_count > GGUF_MAX_TENSORS || kv_count > GGUF_MAX_KVS) {
+		e = fmt_invalid(c, "gguf: %llu tensors and %llu key-values over the limits of %u and %u",
+				(unsigned long long)tensor_count, (unsigned long long)kv_count, GGUF_MAX_TENSORS,
+				GGUF_MAX_KVS);
+		goto out;
+	}
 	uint64_t left = c->size - s.pos;
 	if (kv_count > left / GGUF_MIN_KV_BYTES || tensor_count > left / GGUF_MIN_TINFO_BYTES ||
 	    kv_count * GGUF_MIN_KV_BYTES + tensor_count * GGUF_MIN_TINFO_BYTES > left) {

@@ -24,14 +24,17 @@
 #include "common/alloc.h"
 #include "common/le.h"
 
-/* numpy itself refuses headers over 10000 bytes unless told otherwise; allow
- * more, but keep it small since we hold it in memory. */
-#define NPY_MAX_HEADER_BYTES (1u << 20)
+/* numpy.load refuses headers over 10000 bytes (its max_header_size) unless
+ * told to trust the file; so do we. */
+#define NPY_MAX_HEADER_BYTES 10000u
+/* Longest key or descr string kept: the longest valid descr we accept
+ * ('<M8[ns]', '|S' + digits) is far shorter. */
 #define NPY_MAX_STR 64
 
 struct npy_parse {
 	const char *p;
 	const char *end;
+	bool py2_longs;          /* versions 1.0 and 2.0: numpy strips a long's 'L' */
 };
 
 static void skip_ws(struct npy_parse *ps)
@@ -50,7 +53,10 @@ static bool eat(struct npy_parse *ps, char ch)
 	return false;
 }
 
-/* A quoted string without escapes (numpy never writes any in these keys). */
+/* A quoted string of printable ASCII without escapes (numpy never writes
+ * any in these keys). A NUL, a control or a non-ASCII byte makes numpy
+ * refuse the header (Python source cannot hold a NUL; no key or descr has
+ * the others), and would make the C string mean something else. */
 static bool parse_str(struct npy_parse *ps, char *out, size_t cap)
 {
 	skip_ws(ps);
@@ -59,7 +65,8 @@ static bool parse_str(struct npy_parse *ps, char *out, size_t cap)
 	char q = *ps->p++;
 	size_t n = 0;
 	while (ps->p < ps->end && *ps->p != q) {
-		if (*ps->p == '\\' || n + 1 >= cap)
+		unsigned char ch = (unsigned char)*ps->p;
+		if (ch == '\\' || ch < 0x20 || ch > 0x7e || n + 1 >= cap)
 			return false;
 		out[n++] = *ps->p++;
 	}
@@ -85,16 +92,21 @@ static bool parse_uint(struct npy_parse *ps, uint64_t *v)
 	skip_ws(ps);
 	if (ps->p >= ps->end || *ps->p < '0' || *ps->p > '9')
 		return false;
+	/* Python 3 refuses leading zeros ("02"), though not "0" or "00". */
+	bool zero = *ps->p == '0';
 	uint64_t x = 0;
 	while (ps->p < ps->end && *ps->p >= '0' && *ps->p <= '9') {
+		if (zero && *ps->p != '0')
+			return false;
 		uint64_t d = (uint64_t)(*ps->p - '0');
 		if (x > (UINT64_MAX - d) / 10)
 			return false;
 		x = x * 10 + d;
 		ps->p++;
 	}
-	/* Python 2 era files wrote longs as 3L. */
-	if (ps->p < ps->end && *ps->p == 'L')
+	/* Python 2 era files wrote longs as 3L; numpy strips that for 1.0 and
+	 * 2.0 headers only. */
+	if (ps->py2_longs && ps->p < ps->end && *ps->p == 'L')
 		ps->p++;
 	*v = x;
 	return true;
@@ -192,10 +204,41 @@ static const char *parse_dict(struct npy_parse *ps, struct npy_header *h)
 	return NULL;
 }
 
-/* Item size of a descr such as '<f4', '|b1', '<U8', '<M8[ns]'; 0 when unknown
- * or an object array. */
+static bool size_in(uint64_t n, const unsigned *sizes)
+{
+	for (; *sizes; sizes++)
+		if (n == *sizes)
+			return true;
+	return false;
+}
+
+/* A datetime unit as numpy spells it: '[' optional multiplier, unit ']'. */
+static bool datetime_unit(const char *d)
+{
+	static const char *const units[] = {"Y", "M", "W", "D", "h", "m", "s", "ms", "us", "ns", "ps", "fs", "as"};
+	if (*d++ != '[')
+		return false;
+	while (*d >= '0' && *d <= '9')
+		d++;
+	const char *close = strchr(d, ']');
+	if (!close || close[1] != '\0')
+		return false;
+	for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
+		if ((size_t)(close - d) == strlen(units[i]) && memcmp(d, units[i], strlen(units[i])) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * Item size of a descr such as '<f4', '|b1', '<U8', '<M8[ns]'; 0 when numpy
+ * would not take it (a size its kind does not have: '<f3', '<i3', '<b2';
+ * an unknown datetime unit) or we do not (object arrays, zero-size items).
+ */
 static uint64_t descr_itemsize(const char *d, char *order, char *kind)
 {
+	static const unsigned bool_sizes[] = {1, 0}, int_sizes[] = {1, 2, 4, 8, 0};
+	static const unsigned float_sizes[] = {2, 4, 8, 16, 0}, complex_sizes[] = {8, 16, 32, 0};
+	static const unsigned time_sizes[] = {8, 0};
 	*order = '|';
 	if (*d == '<' || *d == '>' || *d == '|' || *d == '=')
 		*order = *d++;
@@ -211,11 +254,16 @@ static uint64_t descr_itemsize(const char *d, char *order, char *kind)
 			return 0;
 		d++;
 	}
-	if ((*kind == 'M' || *kind == 'm') && *d == '[') {
-		const char *close = strchr(d, ']');
-		if (!close)
+	switch (*kind) {
+	case 'b': if (!size_in(n, bool_sizes)) return 0; break;
+	case 'i': case 'u': if (!size_in(n, int_sizes)) return 0; break;
+	case 'f': if (!size_in(n, float_sizes)) return 0; break;
+	case 'c': if (!size_in(n, complex_sizes)) return 0; break;
+	case 'M': case 'm':
+		if (!size_in(n, time_sizes) || (*d != '\0' && !datetime_unit(d)))
 			return 0;
-		d = close + 1;
+		return n;
+	default: break;
 	}
 	if (*d != '\0')
 		return 0;
@@ -259,7 +307,7 @@ lcp_err fmt_parse_npy(struct fmt_ctx *c)
 	}
 	struct npy_header h;
 	memset(&h, 0, sizeof h);
-	struct npy_parse ps = {hdr, hdr + hl};
+	struct npy_parse ps = {hdr, hdr + hl, major < 3};
 	const char *bad = parse_dict(&ps, &h);
 	lcp_free(hdr);
 	if (bad)

@@ -21,6 +21,7 @@
  */
 #include "format/fmt.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,13 +41,16 @@
 #define ZIP_CDH_LEN 46
 #define ZIP_LFH_LEN 30
 #define ZIP_MAX_COMMENT 65535
-/* The central directory and data.pkl are held in memory; torch files with
- * tens of thousands of tensors stay far below these. */
-#define ZIP_MAX_CD_BYTES (64u << 20)
-#define ZIP_MAX_PKL_BYTES (256u << 20)
+/* The central directory and data.pkl are held in memory while the file is
+ * scanned; torch files with a million tensors stay below these (about 70
+ * and 110 MB). Entries: one per storage plus torch's few bookkeeping ones. */
+#define ZIP_MAX_CD_BYTES (128u << 20)
+#define ZIP_MAX_PKL_BYTES PKL_MAX_BYTES
+#define ZIP_MAX_ENTRIES (PKL_MAX_STORAGES + 1024u)
 
 struct zentry {
-	char *name;
+	const char *name;         /* into the central directory buffer, not NUL-terminated */
+	uint16_t nlen;
 	uint16_t flags, method;
 	uint64_t csize, usize;
 	uint64_t lho;             /* local header offset */
@@ -62,16 +66,20 @@ struct zip {
 	struct zentry *e;
 	size_t n;
 	uint64_t cd_off, cd_size;
+	uint8_t *cd;              /* the central directory, which entry names point into */
 };
 
 static void zip_free(struct zip *z)
 {
-	for (size_t i = 0; i < z->n; i++)
-		lcp_free(z->e[i].name);
 	lcp_free(z->e);
+	lcp_free(z->cd);
 	z->e = NULL;
+	z->cd = NULL;
 	z->n = 0;
 }
+
+/* An entry name for messages: at most 60 bytes of it. */
+#define ZNAME(ze) (int)((ze)->nlen < 60 ? (ze)->nlen : 60), (ze)->name
 
 static lcp_err bad_read(struct fmt_ctx *c, lcp_err e, const char *what)
 {
@@ -150,6 +158,9 @@ static lcp_err find_cd(struct fmt_ctx *c, struct zip *z, uint64_t *count)
 	if (*count > z->cd_size / ZIP_CDH_LEN)
 		return fmt_invalid(c, "zip: %llu entries cannot fit in the central directory",
 				   (unsigned long long)*count);
+	if (*count > ZIP_MAX_ENTRIES)
+		return fmt_invalid(c, "zip: %llu entries over the limit of %u", (unsigned long long)*count,
+				   ZIP_MAX_ENTRIES);
 	return LCP_OK;
 }
 
@@ -194,88 +205,72 @@ static bool zip64_extra(const uint8_t *x, size_t xlen, struct zentry *ze, bool n
 
 static lcp_err read_cd(struct fmt_ctx *c, struct zip *z, uint64_t count)
 {
-	uint8_t *cd = lcp_malloc(z->cd_size ? (size_t)z->cd_size : 1);
-	if (!cd)
+	z->cd = lcp_malloc(z->cd_size ? (size_t)z->cd_size : 1);
+	if (!z->cd)
 		return LCP_ERR_NOMEM;
-	lcp_err e = fmt_read(c, cd, (size_t)z->cd_size, z->cd_off);
-	if (e) {
-		lcp_free(cd);
+	lcp_err e = fmt_read(c, z->cd, (size_t)z->cd_size, z->cd_off);
+	if (e)
 		return bad_read(c, e, "central directory");
-	}
 	z->e = count ? lcp_calloc((size_t)count, sizeof *z->e) : NULL;
-	if (count && !z->e) {
-		lcp_free(cd);
+	if (count && !z->e)
 		return LCP_ERR_NOMEM;
-	}
 	size_t pos = 0;
 	for (uint64_t i = 0; i < count; i++) {
-		if (z->cd_size - pos < ZIP_CDH_LEN || lcp_load_le32(cd + pos) != ZIP_CDH_SIG) {
-			e = fmt_invalid(c, "zip: bad central directory header %llu", (unsigned long long)i);
-			break;
-		}
-		const uint8_t *h = cd + pos;
+		if (z->cd_size - pos < ZIP_CDH_LEN || lcp_load_le32(z->cd + pos) != ZIP_CDH_SIG)
+			return fmt_invalid(c, "zip: bad central directory header %llu", (unsigned long long)i);
+		const uint8_t *h = z->cd + pos;
 		uint16_t nlen = lcp_load_le16(h + 28), xlen = lcp_load_le16(h + 30), clen = lcp_load_le16(h + 32);
-		if (z->cd_size - pos - ZIP_CDH_LEN < (uint64_t)nlen + xlen + clen) {
-			e = fmt_invalid(c, "zip: central directory header %llu runs past its end",
-					(unsigned long long)i);
-			break;
-		}
-		struct zentry *ze = &z->e[z->n];
+		if (z->cd_size - pos - ZIP_CDH_LEN < (uint64_t)nlen + xlen + clen)
+			return fmt_invalid(c, "zip: central directory header %llu runs past its end",
+					   (unsigned long long)i);
+		struct zentry *ze = &z->e[z->n++];
 		ze->flags = lcp_load_le16(h + 8);
 		ze->method = lcp_load_le16(h + 10);
 		ze->csize = lcp_load_le32(h + 20);
 		ze->usize = lcp_load_le32(h + 24);
 		ze->lho = lcp_load_le32(h + 42);
 		ze->cdh_off = z->cd_off + pos;
-		ze->name = lcp_malloc((size_t)nlen + 1);
-		if (!ze->name) {
-			e = LCP_ERR_NOMEM;
-			break;
-		}
-		memcpy(ze->name, h + ZIP_CDH_LEN, nlen);
-		ze->name[nlen] = '\0';
-		z->n++;
-		if (memchr(ze->name, '\0', nlen)) {
-			e = fmt_invalid(c, "zip: entry name with a NUL byte");
-			break;
-		}
-		if (lcp_load_le16(h + 34) != 0) {
-			e = fmt_invalid(c, "zip: multi-disk archives are not supported");
-			break;
-		}
+		ze->name = (const char *)h + ZIP_CDH_LEN;
+		ze->nlen = nlen;
+		/* Names may become region names, which must be UTF-8 text. */
+		if (memchr(ze->name, '\0', nlen) || !fmt_utf8_ok((const uint8_t *)ze->name, nlen))
+			return fmt_invalid(c, "zip: entry name with a NUL byte or not UTF-8");
+		if (lcp_load_le16(h + 34) != 0)
+			return fmt_invalid(c, "zip: multi-disk archives are not supported");
 		if (!zip64_extra(h + ZIP_CDH_LEN + nlen, xlen, ze, ze->usize == 0xFFFFFFFFu,
-				 ze->csize == 0xFFFFFFFFu, ze->lho == 0xFFFFFFFFu)) {
-			e = fmt_invalid(c, "zip: entry '%.60s' has a bad zip64 extra field", ze->name);
-			break;
-		}
+				 ze->csize == 0xFFFFFFFFu, ze->lho == 0xFFFFFFFFu))
+			return fmt_invalid(c, "zip: entry '%.*s' has a bad zip64 extra field", ZNAME(ze));
 		pos += ZIP_CDH_LEN + (size_t)nlen + xlen + clen;
 	}
-	if (!e && pos != z->cd_size)
-		e = fmt_invalid(c, "zip: %llu stray bytes in the central directory",
-				(unsigned long long)(z->cd_size - pos));
-	lcp_free(cd);
-	return e;
+	if (pos != z->cd_size)
+		return fmt_invalid(c, "zip: %llu stray bytes in the central directory",
+				   (unsigned long long)(z->cd_size - pos));
+	return LCP_OK;
 }
 
-/* Reads the local header and locates data, descriptor and CRC fields. */
-static lcp_err read_local(struct fmt_ctx *c, struct zip *z, struct zentry *ze)
+/* Reads the local header (through s: entries are visited in file order, so
+ * neighbouring small entries cost one read) and locates data, descriptor and
+ * CRC fields. */
+static lcp_err read_local(struct fmt_ctx *c, struct zip *z, struct zentry *ze, struct fmt_stream *s)
 {
 	uint8_t h[ZIP_LFH_LEN];
-	lcp_err e = fmt_read(c, h, sizeof h, ze->lho);
+	s->pos = ze->lho;
+	lcp_err e = fmt_stream_get(s, h, sizeof h);
 	if (e)
 		return bad_read(c, e, "local file header");
 	if (lcp_load_le32(h) != ZIP_LFH_SIG)
-		return fmt_invalid(c, "zip: entry '%.60s' has no local header at %llu", ze->name,
+		return fmt_invalid(c, "zip: entry '%.*s' has no local header at %llu", ZNAME(ze),
 				   (unsigned long long)ze->lho);
 	uint16_t nlen = lcp_load_le16(h + 26), xlen = lcp_load_le16(h + 28);
-	size_t cn = strlen(ze->name);
-	if (nlen != cn || lcp_load_le16(h + 8) != ze->method || lcp_load_le16(h + 6) != ze->flags)
-		return fmt_invalid(c, "zip: entry '%.60s' local header disagrees with the central directory",
-				   ze->name);
-	uint8_t *lx = lcp_malloc((size_t)nlen + xlen + 1);
+	if (nlen != ze->nlen || lcp_load_le16(h + 8) != ze->method || lcp_load_le16(h + 6) != ze->flags)
+		return fmt_invalid(c, "zip: entry '%.*s' local header disagrees with the central directory",
+				   ZNAME(ze));
+	/* Name and extra field: at most 2 x 64 KiB, more than the stream holds. */
+	size_t lxlen = (size_t)nlen + xlen;
+	uint8_t *lx = lcp_malloc(lxlen + 1);
 	if (!lx)
 		return LCP_ERR_NOMEM;
-	e = fmt_read(c, lx, (size_t)nlen + xlen, ze->lho + ZIP_LFH_LEN);
+	e = lxlen <= s->cap ? fmt_stream_get(s, lx, lxlen) : fmt_read(c, lx, lxlen, ze->lho + ZIP_LFH_LEN);
 	if (e) {
 		lcp_free(lx);
 		return bad_read(c, e, "local file header");
@@ -283,7 +278,7 @@ static lcp_err read_local(struct fmt_ctx *c, struct zip *z, struct zentry *ze)
 	bool same = memcmp(lx, ze->name, nlen) == 0;
 	/* A zip64 extra in the local header makes a data descriptor's sizes 8 bytes. */
 	ze->zip64_local = false;
-	for (size_t i = nlen; i + 4 <= (size_t)nlen + xlen;) {
+	for (size_t i = nlen; i + 4 <= lxlen;) {
 		uint16_t id = lcp_load_le16(lx + i), sz = lcp_load_le16(lx + i + 2);
 		if (id == 1)
 			ze->zip64_local = true;
@@ -291,10 +286,10 @@ static lcp_err read_local(struct fmt_ctx *c, struct zip *z, struct zentry *ze)
 	}
 	lcp_free(lx);
 	if (!same)
-		return fmt_invalid(c, "zip: entry '%.60s' local header names another file", ze->name);
+		return fmt_invalid(c, "zip: entry '%.*s' local header names another file", ZNAME(ze));
 	ze->data_off = ze->lho + ZIP_LFH_LEN + nlen + xlen;
 	if (ze->data_off > z->cd_off || ze->csize > z->cd_off - ze->data_off)
-		return fmt_invalid(c, "zip: entry '%.60s' data runs into the central directory", ze->name);
+		return fmt_invalid(c, "zip: entry '%.*s' data runs into the central directory", ZNAME(ze));
 	ze->end = ze->data_off + ze->csize;
 	ze->local_crc_off = ze->lho + 14;
 	ze->dd_crc_off = UINT64_MAX;
@@ -303,15 +298,16 @@ static lcp_err read_local(struct fmt_ctx *c, struct zip *z, struct zentry *ze)
 			ze->local_crc_off = UINT64_MAX;
 		uint8_t sig[4];
 		uint64_t dlen = ze->zip64_local ? 20 : 12;
-		e = fmt_read(c, sig, 4, ze->end);
+		s->pos = ze->end;
+		e = fmt_stream_get(s, sig, 4);
 		if (e)
 			return bad_read(c, e, "data descriptor");
 		bool has_sig = lcp_load_le32(sig) == ZIP_DD_SIG;
 		ze->dd_crc_off = ze->end + (has_sig ? 4 : 0);
 		dlen += has_sig ? 4 : 0;
 		if (dlen > z->cd_off - ze->end)
-			return fmt_invalid(c, "zip: entry '%.60s' data descriptor runs into the central directory",
-					   ze->name);
+			return fmt_invalid(c, "zip: entry '%.*s' data descriptor runs into the central directory",
+					   ZNAME(ze));
 		ze->end += dlen;
 	}
 	return LCP_OK;
@@ -323,65 +319,126 @@ static int entry_cmp(const void *a, const void *b)
 	return x->lho < y->lho ? -1 : x->lho > y->lho;
 }
 
-static lcp_err check_layout(struct fmt_ctx *c, struct zip *z)
+/* Reads every local header in file order and checks that no two entries
+ * overlap. */
+static lcp_err read_locals(struct fmt_ctx *c, struct zip *z)
 {
 	if (z->n == 0)
 		return LCP_OK;
 	struct zentry **o = lcp_calloc(z->n, sizeof *o);
 	if (!o)
 		return LCP_ERR_NOMEM;
+	struct fmt_stream s;
+	lcp_err e = fmt_stream_init(&s, c, 0);
+	if (e) {
+		lcp_free(o);
+		return e;
+	}
 	for (size_t i = 0; i < z->n; i++)
 		o[i] = &z->e[i];
 	qsort(o, z->n, sizeof *o, entry_cmp);
-	lcp_err e = LCP_OK;
+	for (size_t i = 0; i < z->n && !e; i++)
+		e = read_local(c, z, o[i], &s);
 	for (size_t i = 1; i < z->n && !e; i++)
 		if (o[i]->lho < o[i - 1]->end)
-			e = fmt_invalid(c, "zip: entries '%.50s' and '%.50s' overlap", o[i - 1]->name, o[i]->name);
+			e = fmt_invalid(c, "zip: entries '%.*s' and '%.*s' overlap", ZNAME(o[i - 1]), ZNAME(o[i]));
+	fmt_stream_free(&s);
 	lcp_free(o);
 	return e;
 }
 
-static bool is_contiguous(const struct pkl_tensor *t)
+/* The storage entries <archive>/data/<key>, by key, in a hash table keyed by
+ * a random seed (a file cannot choose names that all collide). */
+struct entry_index {
+	uint32_t *slots;          /* entry index + 1, 0 = empty */
+	size_t mask;
+	uint64_t seed;
+	size_t skip;              /* length of "<archive>/data/" */
+};
+
+static bool is_storage_entry(const struct zentry *ze, const struct zentry *pkl, size_t prefix_len)
 {
-	uint64_t expect = 1;
-	for (uint32_t d = t->ndims; d-- > 0;) {
-		/* torch ignores the stride of a size-1 dim when it checks contiguity */
-		if (t->dims[d] != 1 && t->strides[d] != expect)
-			return false;
-		if (!fmt_mul_ok(&expect, t->dims[d]))
-			return false;
+	return ze->nlen > prefix_len + 5 && memcmp(ze->name, pkl->name, prefix_len) == 0 &&
+	       memcmp(ze->name + prefix_len, "data/", 5) == 0;
+}
+
+static lcp_err index_entries(struct entry_index *ix, const struct zip *z, const struct zentry *pkl,
+			     size_t prefix_len)
+{
+	size_t n = 0, cap = 16;
+	for (size_t i = 0; i < z->n; i++)
+		n += is_storage_entry(&z->e[i], pkl, prefix_len);
+	while (cap < 2 * n)
+		cap *= 2;
+	ix->slots = lcp_calloc(cap, sizeof *ix->slots);
+	if (!ix->slots)
+		return LCP_ERR_NOMEM;
+	ix->mask = cap - 1;
+	ix->seed = fmt_hash_seed();
+	ix->skip = prefix_len + 5;
+	for (size_t i = 0; i < z->n; i++) {
+		const struct zentry *ze = &z->e[i];
+		if (!is_storage_entry(ze, pkl, prefix_len))
+			continue;
+		/* A repeated name keeps its last entry, as a scan from the start would. */
+		size_t k = fmt_hash(ze->name + ix->skip, ze->nlen - ix->skip, ix->seed) & ix->mask;
+		for (;; k = (k + 1) & ix->mask) {
+			uint32_t s = ix->slots[k];
+			if (s == 0 || (z->e[s - 1].nlen == ze->nlen &&
+				       memcmp(z->e[s - 1].name, ze->name, ze->nlen) == 0))
+				break;
+		}
+		ix->slots[k] = (uint32_t)(i + 1);
 	}
-	return true;
+	return LCP_OK;
+}
+
+static const struct zentry *find_entry(const struct entry_index *ix, const struct zip *z, const uint8_t *key,
+				       size_t klen)
+{
+	for (size_t k = fmt_hash(key, klen, ix->seed) & ix->mask;; k = (k + 1) & ix->mask) {
+		uint32_t s = ix->slots[k];
+		if (s == 0)
+			return NULL;
+		const struct zentry *ze = &z->e[s - 1];
+		if (ze->nlen - ix->skip == klen && memcmp(ze->name + ix->skip, key, klen) == 0)
+			return ze;
+	}
 }
 
 static lcp_err add_storage(struct fmt_ctx *c, const struct pkl_result *pr, const struct pkl_storage *st,
 			   const struct zentry *ze)
 {
-	const struct pkl_tensor *t = st->uses == 1 ? &pr->tensors[st->tensor] : NULL;
 	const char *why = NULL;
-	uint64_t numel = 1;
 	if (st->elem_bytes == 0)
 		why = "unknown storage type";
 	else if (st->uses == 0)
 		why = "storage without a tensor";
 	else if (st->uses > 1)
 		why = "storage shared by several tensors";
-	else if (!t->shape_ok)
+	else if (!st->shape_ok)
 		why = "unusual tensor shape";
-	if (!why) {
-		for (uint32_t d = 0; d < t->ndims; d++)
-			fmt_mul_ok(&numel, t->dims[d]);
-		if (t->offset != 0 || numel != st->numel || !is_contiguous(t))
-			why = "view of a storage";
-	}
+	else if (!st->whole)
+		why = "view of a storage";
+	/* The tensor's dict key names it; else the entry name. */
+	char name[PKL_MAX_KEY + 1];
+	const uint8_t *nm = st->uses == 1 && st->name ? st->name : (const uint8_t *)ze->name;
+	size_t nl = st->uses == 1 && st->name ? st->name_len : ze->nlen;
+	if (nl > PKL_MAX_KEY)
+		nl = PKL_MAX_KEY;
+	memcpy(name, nm, nl);
+	name[nl] = '\0';
+	char type[16];
+	snprintf(type, sizeof type, "%.*s", (int)(st->type_len < 15 ? st->type_len : 15),
+		 (const char *)st->type_name);
 	struct fmt_tensor ft = {
-		.name = t && t->name ? t->name : ze->name,
-		.dtype_name = st->type_name,
+		.name = name,
+		.dtype_name = type,
 		.is_float = !why && st->is_float,
 		.dtype = st->dtype,
 		.not_float_reason = why,
-		.ndims = why ? 0 : t->ndims,
-		.dims = t ? t->dims : NULL,
+		.ndims = why ? 0 : st->ndims,
+		.dims = why || st->ndims == 0 ? NULL : pr->dims + st->dims_at,
 		.off = ze->data_off,
 		.len = ze->csize,
 	};
@@ -404,44 +461,42 @@ static lcp_err add_storage(struct fmt_ctx *c, const struct pkl_result *pr, const
 static lcp_err torch_regions(struct fmt_ctx *c, struct zip *z, const struct zentry *pkl, size_t prefix_len)
 {
 	if (pkl->csize > ZIP_MAX_PKL_BYTES)
-		return fmt_invalid(c, "pytorch: data.pkl of %llu bytes over the limit",
-				   (unsigned long long)pkl->csize);
+		return fmt_invalid(c, "pytorch: data.pkl of %llu bytes over the limit of %u",
+				   (unsigned long long)pkl->csize, ZIP_MAX_PKL_BYTES);
 	uint8_t *buf = lcp_malloc(pkl->csize ? (size_t)pkl->csize : 1);
 	if (!buf)
 		return LCP_ERR_NOMEM;
+	struct pkl_result pr;
+	struct entry_index ix = {NULL, 0, 0, 0};
+	char why[120];
 	lcp_err e = fmt_read(c, buf, (size_t)pkl->csize, pkl->data_off);
+	if (!e) {
+		e = pkl_scan(buf, (size_t)pkl->csize, &pr, why, sizeof why);
+		if (e == LCP_ERR_FORMAT)
+			e = fmt_invalid(c, "pytorch: data.pkl: %s", why);
+	}
 	if (e) {
 		lcp_free(buf);
 		return e;
 	}
-	struct pkl_result pr;
-	char why[120];
-	e = pkl_scan(buf, (size_t)pkl->csize, &pr, why, sizeof why);
-	lcp_free(buf);
-	if (e == LCP_ERR_FORMAT)
-		return fmt_invalid(c, "pytorch: data.pkl: %s", why);
-	if (e)
-		return e;
+	e = index_entries(&ix, z, pkl, prefix_len);
 	for (size_t s = 0; s < pr.nstorages && !e; s++) {
 		const struct pkl_storage *st = &pr.storages[s];
-		const struct zentry *ze = NULL;
-		for (size_t i = 0; i < z->n; i++) {
-			const char *n = z->e[i].name;
-			if (strncmp(n, pkl->name, prefix_len) == 0 && strncmp(n + prefix_len, "data/", 5) == 0 &&
-			    strcmp(n + prefix_len + 5, st->key) == 0)
-				ze = &z->e[i];
-		}
+		const struct zentry *ze = find_entry(&ix, z, st->key, st->key_len);
 		uint64_t bytes = st->numel;
 		if (!ze)
-			e = fmt_invalid(c, "pytorch: storage '%.40s' has no zip entry", st->key);
+			e = fmt_invalid(c, "pytorch: storage '%.*s' has no zip entry",
+					(int)(st->key_len < 40 ? st->key_len : 40), (const char *)st->key);
 		else if (st->elem_bytes && (!fmt_mul_ok(&bytes, st->elem_bytes) || bytes != ze->csize))
-			e = fmt_invalid(c, "pytorch: storage '%.40s' holds %llu bytes, data.pkl says %llu elements of %u",
-					st->key, (unsigned long long)ze->csize, (unsigned long long)st->numel,
-					st->elem_bytes);
+			e = fmt_invalid(c, "pytorch: storage '%.*s' holds %llu bytes, data.pkl says %llu elements of %u",
+					(int)(st->key_len < 40 ? st->key_len : 40), (const char *)st->key,
+					(unsigned long long)ze->csize, (unsigned long long)st->numel, st->elem_bytes);
 		else
 			e = add_storage(c, &pr, st, ze);
 	}
+	lcp_free(ix.slots);
 	pkl_result_free(&pr);
+	lcp_free(buf);
 	return e;
 }
 
@@ -459,8 +514,10 @@ lcp_err fmt_parse_torch_zip(struct fmt_ctx *c)
 	const struct zentry *pkl = NULL;
 	size_t prefix_len = 0;
 	for (size_t i = 0; i < z.n; i++) {
-		const char *slash = strchr(z.e[i].name, '/');
-		if (slash && slash != z.e[i].name && strcmp(slash, "/data.pkl") == 0) {
+		const char *slash = memchr(z.e[i].name, '/', z.e[i].nlen);
+		if (slash && slash != z.e[i].name &&
+		    (size_t)(z.e[i].name + z.e[i].nlen - slash) == sizeof "/data.pkl" - 1 &&
+		    memcmp(slash, "/data.pkl", sizeof "/data.pkl" - 1) == 0) {
 			if (pkl) {
 				e = fmt_invalid(c, "zip: two data.pkl entries");
 				goto out;
@@ -474,24 +531,21 @@ lcp_err fmt_parse_torch_zip(struct fmt_ctx *c)
 		goto out;
 	}
 	c->format = LCP_FORMAT_PYTORCH;
-	for (size_t i = 0; i < z.n && !e; i++)
-		e = read_local(c, &z, &z.e[i]);
-	if (!e)
-		e = check_layout(c, &z);
+	e = read_locals(c, &z);
 	if (e)
 		goto out;
 	for (size_t i = 0; i < z.n; i++) {
 		if (z.e[i].method != 0) {
-			fmt_whole_exact(c, "pytorch: entry '%.60s' is compressed (method %u): kept exact",
-					z.e[i].name, z.e[i].method);
+			fmt_whole_exact(c, "pytorch: entry '%.*s' is compressed (method %u): kept exact",
+					ZNAME(&z.e[i]), z.e[i].method);
 			goto out;
 		}
 		if (z.e[i].flags & 1) {
-			fmt_whole_exact(c, "pytorch: entry '%.60s' is encrypted: kept exact", z.e[i].name);
+			fmt_whole_exact(c, "pytorch: entry '%.*s' is encrypted: kept exact", ZNAME(&z.e[i]));
 			goto out;
 		}
 		if (z.e[i].csize != z.e[i].usize) {
-			e = fmt_invalid(c, "pytorch: stored entry '%.60s' has different sizes", z.e[i].name);
+			e = fmt_invalid(c, "pytorch: stored entry '%.*s' has different sizes", ZNAME(&z.e[i]));
 			goto out;
 		}
 	}

@@ -29,6 +29,15 @@ static void g_key(struct lcp_buf *b, const char *k, uint32_t type)
 	lcp_buf_append_le32(b, type);
 }
 
+/* A version 3 header: magic, version, tensor and key-value counts. */
+static void gguf_head(struct lcp_buf *b, uint64_t ntensors, uint64_t nkvs)
+{
+	fmt_append(b, "GGUF", 4);
+	lcp_buf_append_le32(b, 3);
+	lcp_buf_append_le64(b, ntensors);
+	lcp_buf_append_le64(b, nkvs);
+}
+
 #define N_EXTRA_KVS 14
 
 /* Writes a header with N_EXTRA_KVS key-values of every type (+ alignment when
@@ -233,11 +242,17 @@ Test(format_gguf, counts_past_the_end)
 	struct lcp_buf b = LCP_BUF_INIT;
 	build_gguf(&b, 3, 0, valid_ts, 4, VALID_DATA_LEN);
 	uint8_t *p = b.data;
-	lcp_store_le64(p + 8, 1ull << 40);
+	lcp_store_le64(p + 8, 1ull << 19);
 	fmt_expect_invalid(b.data, b.len, LCP_FORMAT_GGUF, "cannot fit");
 	lcp_store_le64(p + 8, 4);
-	lcp_store_le64(p + 16, UINT64_MAX);
+	lcp_store_le64(p + 16, 1ull << 15);
 	fmt_expect_invalid(b.data, b.len, LCP_FORMAT_GGUF, "cannot fit");
+	/* Past the limits on what one file may make us hold. */
+	lcp_store_le64(p + 16, UINT64_MAX);
+	fmt_expect_invalid(b.data, b.len, LCP_FORMAT_GGUF, "over the limits of 1048576 and 65536");
+	lcp_store_le64(p + 16, N_EXTRA_KVS);
+	lcp_store_le64(p + 8, (1ull << 20) + 1);
+	fmt_expect_invalid(b.data, b.len, LCP_FORMAT_GGUF, "1048577 tensors and 14 key-values over the limits");
 	/* One more tensor than written: the next info runs into the data. */
 	lcp_store_le64(p + 16, N_EXTRA_KVS);
 	lcp_store_le64(p + 8, 5);
@@ -260,10 +275,7 @@ Test(format_gguf, lying_lengths_inside_key_values)
 
 	/* An array of 2^60 u32 elements. */
 	lcp_buf_free(&b);
-	fmt_append(&b, "GGUF", 4);
-	lcp_buf_append_le32(&b, 3);
-	lcp_buf_append_le64(&b, 0);
-	lcp_buf_append_le64(&b, 1);
+	gguf_head(&b, 0, 1);
 	g_key(&b, "arr", 9);
 	lcp_buf_append_le32(&b, 4);
 	lcp_buf_append_le64(&b, 1ull << 60);
@@ -272,10 +284,7 @@ Test(format_gguf, lying_lengths_inside_key_values)
 	lcp_buf_free(&b);
 
 	/* Unknown value type. */
-	fmt_append(&b, "GGUF", 4);
-	lcp_buf_append_le32(&b, 3);
-	lcp_buf_append_le64(&b, 0);
-	lcp_buf_append_le64(&b, 1);
+	gguf_head(&b, 0, 1);
 	g_key(&b, "x", 13);
 	fmt_append_fill(&b, 16, 0);
 	fmt_expect_invalid(b.data, b.len, LCP_FORMAT_GGUF, "unknown value type 13");
@@ -285,10 +294,7 @@ Test(format_gguf, lying_lengths_inside_key_values)
 Test(format_gguf, deep_nesting_duplicate_keys_bad_alignment)
 {
 	struct lcp_buf b = LCP_BUF_INIT;
-	fmt_append(&b, "GGUF", 4);
-	lcp_buf_append_le32(&b, 3);
-	lcp_buf_append_le64(&b, 0);
-	lcp_buf_append_le64(&b, 1);
+	gguf_head(&b, 0, 1);
 	g_key(&b, "deep", 9);
 	for (int i = 0; i < 20; i++) {
 		lcp_buf_append_le32(&b, 9);
@@ -298,20 +304,14 @@ Test(format_gguf, deep_nesting_duplicate_keys_bad_alignment)
 	fmt_expect_invalid(b.data, b.len, LCP_FORMAT_GGUF, "nested deeper");
 	lcp_buf_free(&b);
 
-	fmt_append(&b, "GGUF", 4);
-	lcp_buf_append_le32(&b, 3);
-	lcp_buf_append_le64(&b, 0);
-	lcp_buf_append_le64(&b, 1);
+	gguf_head(&b, 0, 1);
 	g_key(&b, "general.alignment", 4);
 	lcp_buf_append_le32(&b, 48);
 	fmt_append_fill(&b, 16, 0);
 	fmt_expect_invalid(b.data, b.len, LCP_FORMAT_GGUF, "alignment 48 is not a power of two");
 	lcp_buf_free(&b);
 
-	fmt_append(&b, "GGUF", 4);
-	lcp_buf_append_le32(&b, 3);
-	lcp_buf_append_le64(&b, 0);
-	lcp_buf_append_le64(&b, 2);
+	gguf_head(&b, 0, 2);
 	g_key(&b, "k", 4);
 	lcp_buf_append_le32(&b, 1);
 	g_key(&b, "k", 8);
@@ -320,10 +320,7 @@ Test(format_gguf, deep_nesting_duplicate_keys_bad_alignment)
 	fmt_expect_invalid(b.data, b.len, LCP_FORMAT_GGUF, "duplicate key 'k'");
 	lcp_buf_free(&b);
 
-	fmt_append(&b, "GGUF", 4);
-	lcp_buf_append_le32(&b, 3);
-	lcp_buf_append_le64(&b, 1);
-	lcp_buf_append_le64(&b, 0);
+	gguf_head(&b, 1, 0);
 	g_str(&b, "t");
 	lcp_buf_append_le32(&b, 9);
 	fmt_append_fill(&b, 100, 0);
@@ -359,4 +356,57 @@ Test(format_gguf, quantized_sizes_from_block_tables)
 		lcp_region_map_free(&m);
 		lcp_buf_free(&b);
 	}
+}
+
+/* What the GGUF spec and ggml's reader refuse, we refuse. */
+Test(format_gguf, what_ggml_refuses_is_refused)
+{
+	/* ggml: a tensor name must be shorter than GGML_MAX_NAME (64). */
+	const char *n64 = "0123456789012345678901234567890123456789012345678901234567890123";
+	struct gt longname = {n64, 2, {4, 2}, 0, 0};
+	expect_bad_ts(&longname, 1, 32, "tensor name at offset");
+	struct gt ok63 = {n64 + 1, 2, {4, 2}, 0, 0};
+	struct lcp_buf b = LCP_BUF_INIT;
+	build_gguf(&b, 3, 0, &ok63, 1, 32);
+	cr_expect_eq(lcp_format_detect(b.data, b.len), LCP_FORMAT_GGUF, "a 63-byte name is fine");
+	lcp_buf_free(&b);
+	/* The spec: strings are UTF-8 (and the name becomes a region name). */
+	struct gt latin1 = {"caf\xe9", 2, {4, 2}, 0, 0};
+	expect_bad_ts(&latin1, 1, 32, "is not UTF-8");
+	/* ggml's GGML_MAX_DIMS, the spec's "currently at most 4". */
+	gguf_head(&b, 1, 0);
+	g_str(&b, "t");
+	lcp_buf_append_le32(&b, 5);
+	for (int d = 0; d < 5; d++)
+		lcp_buf_append_le64(&b, d ? 1 : 4);
+	lcp_buf_append_le32(&b, 0);
+	lcp_buf_append_le64(&b, 0);
+	while (b.len % 32)
+		lcp_buf_append_u8(&b, 0);
+	fmt_append_fill(&b, 16, 1);
+	fmt_expect_invalid(b.data, b.len, LCP_FORMAT_GGUF, "has 5 dims (max 4)");
+	lcp_buf_free(&b);
+
+	/* The spec: a bool is 0 or 1, "anything else is invalid". */
+	gguf_head(&b, 0, 1);
+	g_key(&b, "flag", 7);
+	lcp_buf_append_u8(&b, 2);
+	fmt_append_fill(&b, 32, 0);
+	fmt_expect_invalid(b.data, b.len, LCP_FORMAT_GGUF, "bool value 2");
+	lcp_buf_free(&b);
+	gguf_head(&b, 0, 1);
+	g_key(&b, "flags", 9);
+	lcp_buf_append_le32(&b, 7);
+	lcp_buf_append_le64(&b, 3);
+	fmt_append(&b, "\x01\x00\xff", 3);
+	fmt_append_fill(&b, 32, 0);
+	fmt_expect_invalid(b.data, b.len, LCP_FORMAT_GGUF, "bool value 255");
+	lcp_buf_free(&b);
+	/* The spec: keys are ASCII. */
+	gguf_head(&b, 0, 1);
+	g_key(&b, "caf\xc3\xa9", 4);
+	lcp_buf_append_le32(&b, 1);
+	fmt_append_fill(&b, 32, 0);
+	fmt_expect_invalid(b.data, b.len, LCP_FORMAT_GGUF, "not ASCII");
+	lcp_buf_free(&b);
 }

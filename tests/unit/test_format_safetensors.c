@@ -265,3 +265,18 @@ Test(format_safetensors, more_dims_than_we_record_stay_exact)
 	lcp_region_map_free(&m);
 	lcp_buf_free(&b);
 }
+
+/* The safetensors crate refuses a header over 10^8 bytes (MAX_HEADER_SIZE);
+ * 100 MiB is more than that. Only the length field is read before. */
+Test(format_safetensors, header_over_the_reference_limit_is_refused)
+{
+	const size_t n = 100000001;
+	uint8_t *p = calloc(1, 8 + n);
+	cr_assert_not_null(p);
+	lcp_store_le64(p, n);
+	p[8] = '{';
+	memset(p + 9, ' ', n - 2);
+	p[8 + n - 1] = '}';
+	fmt_expect_invalid(p, 8 + n, LCP_FORMAT_SAFETENSORS, "header length 100000001 over the 100000000-byte limit");
+	free(p);
+}

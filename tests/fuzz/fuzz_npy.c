@@ -1,0 +1,13 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * libFuzzer harness: the NumPy .npy parser through lcp_format_parse, with the
+ * format's magic forced in place; the map must meet format.h's contract
+ * (fuzz_format_common.h).
+ */
+#include "fuzz_format_common.h"
+
+FUZZ_TARGET(npy)
+{
+	fuzz_parse_as(data, size, "\x93NUMPY", 0, 6);
+	return 0;
+}
