@@ -7,9 +7,13 @@
 #   run:    fuse3 (fusermount3, mount.fuse3)
 #   test:   libcriterion-dev, python3-numpy and python3-torch (real readers),
 #           attr (getfattr), util-linux, e2fsprogs
+#   test-distributed and its benchmark: glusterfs-server and glusterfs-client
+#           (a private two-brick volume on loopback), sshfs and
+#           openssh-server (a backing without xattrs), iproute2 (tc)
 set -eu
 PKGS="gcc make pkg-config libfuse3-dev fuse3 libopenblas-dev liblapacke-dev libxxhash-dev
-libjansson-dev libzstd-dev zlib1g-dev libcriterion-dev python3-numpy python3-torch attr"
+libjansson-dev libzstd-dev zlib1g-dev libcriterion-dev python3-numpy python3-torch attr
+glusterfs-server glusterfs-client sshfs openssh-server iproute2"
 SUDO=
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
 export DEBIAN_FRONTEND=noninteractive
