@@ -239,5 +239,6 @@ if __name__ == "__main__":
     try:
         sys.exit(main(sys.argv[1:]))
     except OSError as e:
-        print("%s: %s" % (e.filename or " ".join(sys.argv[1:3]), e.strerror))
+        args = [a for a in sys.argv[1:] if a != "--drop"]
+        print("%s: %s" % (e.filename or (args[1] if len(args) > 1 else "?"), e.strerror))
         sys.exit(1)

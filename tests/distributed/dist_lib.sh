@@ -251,7 +251,9 @@ node_log() { # NAME: the last lines of a node's daemon log, indented
 state_of() { xattr_get "$1" user.lcpfs.state 2> /dev/null; }
 reason_of() { xattr_get "$1" user.lcpfs.reason 2> /dev/null; }
 state_is() { [ "$(state_of "$1")" = "$2" ]; }
-settled() { local s; s=$(state_of "$1"); [ "$s" = compressed ] || [ "$s" = refused ] || [ "$s" = raw ]; }
+# Compressed or refused. (Not raw: right after the writer's close the state
+# can still be raw, as the kernel sends the release that queues the job later.)
+settled() { local s; s=$(state_of "$1"); [ "$s" = compressed ] || [ "$s" = refused ]; }
 COMMIT_TIMEOUT=120 # seconds for one small file's compression on a busy 2-core machine
 wait_settled() { poll "$COMMIT_TIMEOUT" settled "$1"; }
 
@@ -274,6 +276,7 @@ make_model() {
 # "rename-after:NAME"); gate_arrived DIR I tells whether it reached point I,
 # gate_open DIR I lets it go on.
 gate_env() {
+	[ -r "$GATE_SO" ] || fail "missing $GATE_SO (make test-distributed builds it)"
 	mkdir -p "$1"
 	rm -f "$1"/arrived.* "$1"/go.* "$1"/timeout.*
 	NODE_ENV=(LD_PRELOAD="$GATE_SO" LCPFS_GATE_DIR="$1" "LCPFS_GATE_POINTS=$2")
@@ -281,4 +284,3 @@ gate_env() {
 gate_arrived() { [ -e "$1/arrived.$2" ]; }
 gate_open() { touch "$1/go.$2"; }
 
-[ -r "$GATE_SO" ] || fail "missing $GATE_SO (make test-distributed builds it)"

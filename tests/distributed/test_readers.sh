@@ -164,14 +164,28 @@ for n in r1 w; do
 done
 
 # Readers converge on the committed version within their attribute timeout.
-t0=$(date +%s)
+# Allowed: two timeouts. A reader whose entry expires while its node's gluster
+# client still names the old file renews the entry on it once.
 reads_as() { cmp -s "$1" "$2" 2> /dev/null; }
+converge() { # ID VERSION: polls both readers together until each reads VERSION
+	local id=$1 want=$2 r left="r1 r2" t0 deadline
+	t0=$(date +%s)
+	deadline=$((t0 + 2 * TIMEOUT_SEC + 10))
+	while [ -n "${left// /}" ] && [ "$(date +%s)" -le "$deadline" ]; do
+		for r in $left; do
+			if reads_as "$WORK/$r/m1.safetensors" "$want"; then
+				pass "$id.$r" "reads $(basename "$want") after $(( $(date +%s) - t0 ))s (timeout ${TIMEOUT_SEC}s)"
+				left=${left/$r/}
+			fi
+		done
+		sleep 0.1
+	done
+	for r in $left; do
+		bad "$id.$r" "after $(( $(date +%s) - t0 ))s: $($CHECK version "$WORK/$r/m1.safetensors" "$RAW1" "$REC1" "$RAW2" "$REC2" 2>&1) (candidates: 0 m1 raw, 1 m1 committed, 2 m2 raw, 3 m2 committed)"
+	done
+}
+converge reader.sees_commit "$REC1"
 for r in r1 r2; do
-	if poll $((TIMEOUT_SEC + 10)) reads_as "$WORK/$r/m1.safetensors" "$REC1"; then
-		pass "reader.sees_commit.$r" "reads the commit after $(( $(date +%s) - t0 ))s (timeout ${TIMEOUT_SEC}s), state $(state_of "$WORK/$r/m1.safetensors")"
-	else
-		bad "reader.sees_commit.$r" "after $((TIMEOUT_SEC + 10))s: $($CHECK version "$WORK/$r/m1.safetensors" "$RAW1" "$REC1" 2>&1)"
-	fi
 	v=$($CHECK --drop version "$WORK/$r/m1.safetensors" "$REC1" 2>&1) &&
 		pass "reader.committed.$r" "reads the committed reconstruction, whole and in ranges" ||
 		bad "reader.committed.$r" "$v"
@@ -202,21 +216,14 @@ gate_open "$G" 4
 wait_settled "$W/m1.safetensors" || fail "rewrite: state $(state_of "$W/m1.safetensors")"
 check writer.recompressed "the rewrite was compressed ($(state_of "$W/m1.safetensors") $(reason_of "$W/m1.safetensors"))" \
 	state_is "$W/m1.safetensors" compressed
-t0=$(date +%s)
-for r in r1 r2; do
-	if poll $((TIMEOUT_SEC + 10)) reads_as "$WORK/$r/m1.safetensors" "$REC2"; then
-		pass "reader.sees_rewrite.$r" "reads the new committed version after $(( $(date +%s) - t0 ))s"
-	else
-		bad "reader.sees_rewrite.$r" "$($CHECK version "$WORK/$r/m1.safetensors" "$REC1" "$RAW2" "$REC2" 2>&1)"
-	fi
-done
+converge reader.sees_rewrite "$REC2"
 
 # The readers never changed anything; the backing holds one committed file.
 unmount_fs "$R1" "$R1_PID" || bad ro.unmount "unmount of a reader"
 check store.verify "the backing file verifies" "$LCPFS" verify "$S0/m1.safetensors"
 left=$(cd "$S0" && ls -A | grep -v -x -e m1.safetensors -e .m1.safetensors.lcpfs -e direct.safetensors | tr '\n' ' ')
 [ -z "$left" ] && pass store.clean "no temporaries or stray sidecars left" || bad store.clean "left in the backing: $left"
-grep -i 'recovery\|error' "$WORK"/r[12].log > "$WORK/ro.errors" &&
+grep -iE 'error|damaged' "$WORK"/r[12].log > "$WORK/ro.errors" &&
 	bad ro.quiet "ro nodes logged: $(head -n 3 "$WORK/ro.errors" | tr '\n' ' ')" ||
-	pass ro.quiet "ro nodes logged no recovery and no error"
+	pass ro.quiet "ro nodes logged no error"
 finish

@@ -26,33 +26,27 @@ node_mount w1 "$S0" "$WORK/w1" || fail "node 1 mount"
 NODE_ENV=()
 W1=$WORK/w1 W1_PID=$NODE_PID
 
-# A second read-write node mounts while f1's commit is held.
-cp "$RAW" "$W1/f1.safetensors" || fail "cp f1"
-poll "$COMMIT_TIMEOUT" gate_arrived "$G" 1 || fail "f1's commit never reached its rename ($(state_of "$W1/f1.safetensors"))"
-held=$(temps)
-node_mount w2 "$S1" "$WORK/w2" || fail "node 2 mount"
-W2_PID=$NODE_PID
-now=$(temps)
-[ "$now" = "$held" ] && pass recovery.rw_keeps_live_temps "a read-write mount left node 1's temporaries ($held)" ||
-	bad recovery.rw_keeps_live_temps "node 2's mount removed node 1's in-flight temporaries: before [$held] after [$now]; node 2 log: $(node_log w2 3 | tr '\n' ' ')"
-gate_open "$G" 1
-wait_settled "$W1/f1.safetensors" || fail "f1 never settled"
-check recovery.rw_first_commit_lands "node 1's commit of f1 after node 2 mounted: $(state_of "$W1/f1.safetensors") $(reason_of "$W1/f1.safetensors")" \
-	state_is "$W1/f1.safetensors" compressed
-unmount_fs "$WORK/w2" "$W2_PID" || fail "unmount node 2"
-
-# A read-only node mounts while f2's commit is held.
-cp "$RAW" "$W1/f2.safetensors" || fail "cp f2"
-poll "$COMMIT_TIMEOUT" gate_arrived "$G" 2 || fail "f2's commit never reached its rename ($(state_of "$W1/f2.safetensors"))"
-held=$(temps)
-node_mount r "$S2" "$WORK/r" -o ro || fail "read-only node mount"
-now=$(temps)
-[ "$now" = "$held" ] && pass recovery.ro_keeps_live_temps "a read-only mount left node 1's temporaries ($held)" ||
-	bad recovery.ro_keeps_live_temps "the read-only mount removed node 1's in-flight temporaries: before [$held] after [$now]"
-gate_open "$G" 2
-wait_settled "$W1/f2.safetensors" || fail "f2 never settled"
-check recovery.ro_first_commit_lands "node 1's commit of f2 after an ro node mounted: $(state_of "$W1/f2.safetensors") $(reason_of "$W1/f2.safetensors")" \
-	state_is "$W1/f2.safetensors" compressed
+# mount_during_commit KIND FILE POINT NODE CLIENT [lcpfs options]: while node
+# 1's commit of FILE is held at gate POINT, node NODE mounts over gluster
+# client CLIENT; node 1's temporaries must stay and its commit must land.
+mount_during_commit() {
+	local kind=$1 f=$2 point=$3 node=$4 client=$5 held now
+	shift 5
+	cp "$RAW" "$W1/$f" || fail "cp $f"
+	poll "$COMMIT_TIMEOUT" gate_arrived "$G" "$point" || fail "$f's commit never reached its rename ($(state_of "$W1/$f"))"
+	held=$(temps)
+	node_mount "$node" "$client" "$WORK/$node" "$@" || fail "$kind node mount: $(node_log "$node" 3)"
+	now=$(temps)
+	[ "$now" = "$held" ] && pass "recovery.${kind}_keeps_live_temps" "a $kind mount left node 1's temporaries ($held)" ||
+		bad "recovery.${kind}_keeps_live_temps" "the $kind mount removed node 1's in-flight temporaries: before [$held] after [$now]"
+	gate_open "$G" "$point"
+	wait_settled "$W1/$f" || fail "$f never settled"
+	check "recovery.${kind}_first_commit_lands" "node 1's commit of $f after a $kind node mounted: $(state_of "$W1/$f") $(reason_of "$W1/$f")" \
+		state_is "$W1/$f" compressed
+	unmount_fs "$WORK/$node" "$NODE_PID" || fail "unmount $node"
+}
+mount_during_commit rw f1.safetensors 1 w2 "$S1"
+mount_during_commit ro f2.safetensors 2 r "$S2" -o ro
 
 # f3's temporaries vanish while its commit is held (as by an administrator's
 # `lcpfs recover` at the wrong time): the commit fails, and the daemon must
@@ -61,7 +55,7 @@ cp "$RAW" "$W1/f3.safetensors" || fail "cp f3"
 poll "$COMMIT_TIMEOUT" gate_arrived "$G" 3 || fail "f3's commit never reached its rename ($(state_of "$W1/f3.safetensors"))"
 rm -f "$S0"/.lcpfs-tmp.*
 gate_open "$G" 3
-# Settled means compressed, refused or raw (a retry shows pending meanwhile).
+# Settled: compressed or refused (a retry shows pending meanwhile).
 if wait_settled "$W1/f3.safetensors" && state_is "$W1/f3.safetensors" compressed; then
 	pass recovery.vanished_temps_retried "f3 compressed after its temporaries vanished mid-commit"
 else
