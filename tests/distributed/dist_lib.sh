@@ -16,7 +16,11 @@
 # brick hosts (not overridable by force); any other 127.x address is accepted
 # with force, which bricks on the root filesystem need anyway.
 
-DIST_LAYOUT=${DIST_LAYOUT:-distribute} # or "replica" (replica 2), for a manual run
+# The volume is distribute by default: one directory's files spread over both
+# bricks, so a rename onto a name that hashes to the other brick goes through
+# DHT's link files (renames are how lcpfs commits), and no self-heal daemon
+# runs. DIST_LAYOUT=replica makes it replica 2 (every write to both bricks).
+DIST_LAYOUT=${DIST_LAYOUT:-distribute}
 GLUSTER_TIMEOUT=60  # seconds for one gluster CLI command
 GLUSTER_UP_TIMEOUT=30
 CHECK="$PYTHON tests/distributed/dist_check.py"

@@ -8,7 +8,7 @@
 # - a model copied in through the writer reads on every node as its raw
 #   bytes or as the committed reconstruction (whole reads and ranges checked
 #   against both), while the commit is held at its first rename and after;
-# - readers see the committed version within their attribute timeout
+# - readers see the committed version within two attribute timeouts
 #   (mounted with attr_timeout=1; without such an option the daemon's 60 s);
 # - a reader holding the file open across the commit reads one version;
 # - a rewrite of the committed file through the writer reads on the readers
@@ -163,9 +163,9 @@ for n in r1 w; do
 	fi
 done
 
-# Readers converge on the committed version within their attribute timeout.
-# Allowed: two timeouts. A reader whose entry expires while its node's gluster
-# client still names the old file renews the entry on it once.
+# Readers converge on the committed version within two attribute timeouts:
+# a reader whose entry expires while its node's gluster client still names the
+# old file renews the entry on it once.
 reads_as() { cmp -s "$1" "$2" 2> /dev/null; }
 converge() { # ID VERSION: polls both readers together until each reads VERSION
 	local id=$1 want=$2 r left="r1 r2" t0 deadline
