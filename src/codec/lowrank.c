@@ -282,3 +282,61 @@ lcp_err lcp_lowrank_fit(const float *w, uint32_t rows, uint32_t cols, uint32_t k
 		return fit_exact(w, m, n, k, u, vt, sv);
 	return fit_randomized(w, m, n, k, (lapack_int)s, seed, u, vt, sv);
 }
+
+/* Makes the two columns of the m x 2 column-major a orthonormal
+ * (Gram-Schmidt in double; a zero column stays zero). */
+static void orth2(float *a, size_t m)
+{
+	float *c0 = a, *c1 = a + m;
+	double n0 = 0.0, d = 0.0, n1 = 0.0;
+	for (size_t i = 0; i < m; i++)
+		n0 += (double)c0[i] * c0[i];
+	float s0 = n0 > 0.0 ? (float)(1.0 / sqrt(n0)) : 0.0f;
+	for (size_t i = 0; i < m; i++) {
+		c0[i] *= s0;
+		d += (double)c0[i] * c1[i];
+	}
+	for (size_t i = 0; i < m; i++) {
+		c1[i] -= (float)d * c0[i];
+		n1 += (double)c1[i] * c1[i];
+	}
+	float s1 = n1 > 0.0 ? (float)(1.0 / sqrt(n1)) : 0.0f;
+	for (size_t i = 0; i < m; i++)
+		c1[i] *= s1;
+}
+
+lcp_err lcp_lowrank_top_estimate(const float *w, uint32_t rows, uint32_t cols, uint64_t seed,
+				 double *sigma1_sq)
+{
+	*sigma1_sq = 0.0;
+	if (!w || rows < 2 || cols < 2 || rows > INT32_MAX || cols > INT32_MAX)
+		return LCP_ERR_INVAL;
+	pthread_once(&blas_once, blas_single_thread);
+	lapack_int m = (lapack_int)rows, n = (lapack_int)cols;
+	float *y = lcp_malloc((size_t)m * 2 * sizeof *y);
+	float *z = lcp_malloc((size_t)n * 2 * sizeof *z);
+	if (!y || !z) {
+		lcp_free(y);
+		lcp_free(z);
+		return LCP_ERR_NOMEM;
+	}
+	/* As in fit_randomized: w is the column-major n x m matrix W^T. */
+	fill_test_matrix(z, (size_t)n * 2, seed);
+	cblas_sgemm(CblasColMajor, CblasTrans, CblasNoTrans, m, 2, n, 1.0f, w, n, z, n, 0.0f, y, m);
+	orth2(y, (size_t)m);
+	cblas_sgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, n, 2, m, 1.0f, w, n, y, m, 0.0f, z, n);
+	orth2(z, (size_t)n);
+	cblas_sgemm(CblasColMajor, CblasTrans, CblasNoTrans, m, 2, n, 1.0f, w, n, z, n, 0.0f, y, m);
+	double g00 = 0.0, g01 = 0.0, g11 = 0.0;
+	for (size_t i = 0; i < (size_t)m; i++) {
+		g00 += (double)y[i] * y[i];
+		g01 += (double)y[i] * y[m + i];
+		g11 += (double)y[m + i] * y[m + i];
+	}
+	/* Largest eigenvalue of the symmetric 2 x 2 [g00 g01; g01 g11]. */
+	double half = 0.5 * (g00 + g11), dev = 0.5 * (g00 - g11);
+	*sigma1_sq = half + sqrt(dev * dev + g01 * g01);
+	lcp_free(y);
+	lcp_free(z);
+	return LCP_OK;
+}
