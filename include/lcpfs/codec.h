@@ -169,11 +169,15 @@ struct lcp_encode_sink {
  * number of concurrent encodings. Each encoding feeds it through its own
  * executor, and the threads take tasks from the executors that have work in
  * turn (one task each, round-robin), so one large tensor or file never holds
- * another back by more than one task per thread. Create/free are not
- * thread-safe against use; free only when no executor is attached.
+ * another back by more than one task per thread. With background, the
+ * threads run at a lower scheduling priority (nice +LCP_ENCODE_BACKGROUND_NICE)
+ * so that the process's other threads (a daemon's request threads) go
+ * first. Create/free are not thread-safe against use; free only when no
+ * executor is attached.
  */
+#define LCP_ENCODE_BACKGROUND_NICE 10
 struct lcp_encode_pool;
-lcp_err lcp_encode_pool_create(unsigned threads, struct lcp_encode_pool **out);
+lcp_err lcp_encode_pool_create(unsigned threads, bool background, struct lcp_encode_pool **out);
 void lcp_encode_pool_free(struct lcp_encode_pool *pool);
 unsigned lcp_encode_pool_threads(const struct lcp_encode_pool *pool);
 

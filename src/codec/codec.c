@@ -580,6 +580,17 @@ static void qstats_add(struct qstats *s, const float *x, uint64_t m, const struc
 	}
 }
 
+/* Folds the statistics of a later part into s. */
+static void qstats_fold(struct qstats *s, const struct qstats *part)
+{
+	s->sumsq += part->sumsq;
+	if (part->top_pow > s->top_pow)
+		s->top_pow = part->top_pow;
+	for (unsigned k = 0; k < 2; k++)
+		if (part->super[k] > s->super[k])
+			s->super[k] = part->super[k];
+}
+
 static bool uses_ecsq(enum lcp_encoding enc, const struct lcp_config *cfg)
 {
 	return enc == LCP_ENC_Q4 && cfg->symmetric;
@@ -808,10 +819,10 @@ static lcp_err check_chunk(struct lcp_codec_ctx *ctx, const struct attempt *a, c
 	return LCP_OK;
 }
 
-static lcp_err chunk_task(void *arg, uint32_t c, struct lcp_codec_ctx *ctx)
+/* Encodes chunk c of attempt a into o (and checks it when a->ct). */
+static lcp_err encode_chunk(struct lcp_codec_ctx *ctx, const struct attempt *a, uint32_t c,
+			    struct chunk_out *o)
 {
-	const struct attempt *a = arg;
-	struct chunk_out *o = &a->slots[c % a->window];
 	uint64_t b, m;
 	const float *x = NULL, *xq;
 	const uint8_t *raw = NULL;
@@ -841,6 +852,25 @@ static lcp_err chunk_task(void *arg, uint32_t c, struct lcp_codec_ctx *ctx)
 		return err;
 	o->info.stored_xxh3 = lcp_xxh3(o->bytes.data, o->bytes.len);
 	return check_chunk(ctx, a, x, raw, o);
+}
+
+static lcp_err chunk_task(void *arg, uint32_t c, struct lcp_codec_ctx *ctx)
+{
+	const struct attempt *a = arg;
+	return encode_chunk(ctx, a, c, &a->slots[c % a->window]);
+}
+
+/* Runs fn(arg, 0, ctx) as one task of exec (or on this thread). */
+static lcp_err run_one(struct lcp_codec_ctx *ctx, struct lcp_encode_exec *exec, lcp_task_fn fn,
+		       void *arg)
+{
+	struct lcp_encode_run *run;
+	uint32_t i;
+	lcp_err err = lcp_encode_run_start(exec, ctx, 1, 1, fn, arg, &run);
+	if (!err)
+		err = lcp_encode_run_next(run, &i);
+	lcp_encode_run_end(run);
+	return err;
 }
 
 /* What an attempt produced, summed over its chunks in order. */
@@ -1056,12 +1086,7 @@ static void scan_fold(struct scan *s, const struct part_stats *ps,
 	s->in_range &= ps->in_range;
 	if (!s->in_range)
 		return;
-	s->q.sumsq += ps->q.sumsq;
-	if (ps->q.top_pow > s->q.top_pow)
-		s->q.top_pow = ps->q.top_pow;
-	for (unsigned k = 0; k < 2; k++)
-		if (ps->q.super[k] > s->q.super[k])
-			s->q.super[k] = ps->q.super[k];
+	qstats_fold(&s->q, &ps->q);
 }
 
 /* Low-rank ceiling for a rows x cols tensor: the config's rank, at most
@@ -1144,6 +1169,51 @@ static void lowrank_free(struct lowrank *lr)
 }
 
 /*
+ * The first r components of a fit (u: rows x stride, column k = sigma_k
+ * u_k; vt: r x cols) as stored: fp16, balanced per component so both sides
+ * share the dynamic range, with their binary32 values as the decoder sees
+ * them. Outside fp16's comfortable range the factors would lose their
+ * precision or overflow: then no low-rank part (lr rank 0).
+ */
+static lcp_err lowrank_store(const float *u, uint64_t stride, const float *vt, uint64_t r,
+			     uint64_t rows, uint64_t cols, struct lowrank *lr)
+{
+	lr->rank = (uint16_t)r;
+	lr->rows = rows;
+	lr->cols = cols;
+	lr->u16 = lcp_malloc(rows * r * sizeof *lr->u16);
+	lr->vt16 = lcp_malloc(r * cols * sizeof *lr->vt16);
+	lr->u = lcp_malloc(rows * r * sizeof *lr->u);
+	lr->vt = lcp_malloc(r * cols * sizeof *lr->vt);
+	if (!lr->u16 || !lr->vt16 || !lr->u || !lr->vt) {
+		lowrank_free(lr);
+		return LCP_ERR_NOMEM;
+	}
+	for (uint64_t k = 0; k < r; k++) {
+		float ua = 0.0f, va = 0.0f;
+		for (uint64_t i = 0; i < rows; i++)
+			ua = fmaxf(ua, fabsf(u[i * stride + k]));
+		for (uint64_t c = 0; c < cols; c++)
+			va = fmaxf(va, fabsf(vt[k * cols + c]));
+		float f = ua > 0.0f && va > 0.0f ? sqrtf(va / ua) : 1.0f;
+		float peak = sqrtf(ua * va);
+		if (!(peak < LR_FP16_MAX) || !(peak > LR_FP16_MIN) || !isfinite(f)) {
+			lowrank_free(lr);
+			return LCP_OK;
+		}
+		for (uint64_t i = 0; i < rows; i++) {
+			lr->u16[i * r + k] = lcp_f16_from_f32(u[i * stride + k] * f);
+			lr->u[i * r + k] = lcp_f16_to_f32(lr->u16[i * r + k]);
+		}
+		for (uint64_t c = 0; c < cols; c++) {
+			lr->vt16[k * cols + c] = lcp_f16_from_f32(vt[k * cols + c] / f);
+			lr->vt[k * cols + c] = lcp_f16_to_f32(lr->vt16[k * cols + c]);
+		}
+	}
+	return LCP_OK;
+}
+
+/*
  * Fits W ~ U V^T of rank up to a ceiling and keeps the prefix r that the
  * rule in DESIGN.md prefers: each kept component must remove more error (in
  * dB, from the singular values: 10 log10 of the energy left) than spending
@@ -1194,42 +1264,8 @@ static lcp_err lowrank_choose(const float *x, uint64_t rows, uint64_t cols, doub
 			break;
 		kf = kmax;
 	}
-	if (err || best_r == 0)
-		goto out;
-	lr->rank = (uint16_t)best_r;
-	lr->rows = rows;
-	lr->cols = cols;
-	lr->u16 = lcp_malloc(rows * best_r * sizeof *lr->u16);
-	lr->vt16 = lcp_malloc(best_r * cols * sizeof *lr->vt16);
-	lr->u = lcp_malloc(rows * best_r * sizeof *lr->u);
-	lr->vt = lcp_malloc(best_r * cols * sizeof *lr->vt);
-	if (!lr->u16 || !lr->vt16 || !lr->u || !lr->vt) {
-		err = LCP_ERR_NOMEM;
-		goto out;
-	}
-	for (uint64_t k = 0; k < best_r; k++) {
-		float ua = 0.0f, va = 0.0f;
-		for (uint64_t i = 0; i < rows; i++)
-			ua = fmaxf(ua, fabsf(u[i * kf + k]));
-		for (uint64_t c = 0; c < cols; c++)
-			va = fmaxf(va, fabsf(vt[k * cols + c]));
-		float f = ua > 0.0f && va > 0.0f ? sqrtf(va / ua) : 1.0f;
-		float peak = sqrtf(ua * va);
-		/* Outside fp16's comfortable range the factors would lose
-		 * their precision or overflow: no low-rank part then. */
-		if (!(peak < LR_FP16_MAX) || !(peak > LR_FP16_MIN) || !isfinite(f)) {
-			lowrank_free(lr);
-			goto out;
-		}
-		for (uint64_t i = 0; i < rows; i++) {
-			lr->u16[i * best_r + k] = lcp_f16_from_f32(u[i * kf + k] * f);
-			lr->u[i * best_r + k] = lcp_f16_to_f32(lr->u16[i * best_r + k]);
-		}
-		for (uint64_t c = 0; c < cols; c++) {
-			lr->vt16[k * cols + c] = lcp_f16_from_f32(vt[k * cols + c] / f);
-			lr->vt[k * cols + c] = lcp_f16_to_f32(lr->vt16[k * cols + c]);
-		}
-	}
+	if (!err && best_r)
+		err = lowrank_store(u, kf, vt, best_r, rows, cols, lr);
 out:
 	lcp_free(u);
 	lcp_free(vt);
@@ -1250,6 +1286,8 @@ struct lr_choice {
 	const struct tensor_in *t;   /* held */
 	const struct lcp_config *cfg;
 	enum lcp_encoding enc;
+	struct lcp_codec_ctx *ctx;   /* the caller's (exec NULL: every step) */
+	struct lcp_encode_exec *exec;
 	const struct qstats *plain;  /* the tensor's (the scan's) */
 	double energy;
 	uint64_t kmax;
@@ -1259,34 +1297,57 @@ struct lr_choice {
 	float mult;                  /* step multiplier */
 };
 
+/* A candidate's sampled chunks (candidate): chunk k * nc / ns into slot k. */
+struct sample {
+	struct attempt a;
+	uint32_t ns;
+};
+
+static lcp_err sample_task(void *arg, uint32_t k, struct lcp_codec_ctx *ctx)
+{
+	struct sample *sm = arg;
+	uint32_t c = (uint32_t)((uint64_t)k * sm->a.pl.nchunks / sm->ns);
+	return encode_chunk(ctx, &sm->a, c, &sm->a.slots[k]);
+}
+
 /* Stored bytes and quantizer error of one candidate, from a size-only
  * encode (no check, nothing put) of up to LR_CANDIDATE_CHUNKS evenly spaced
- * chunks scaled to the tensor, on the caller's thread: the candidates of a
- * large tensor are ranked on a fixed sample, a small one's on all of it. */
-static lcp_err candidate(struct lcp_codec_ctx *ctx, const struct lr_choice *ch,
-			 const struct qstats *st, const struct lowrank *lr, float mult,
-			 struct lcp_encoded *e)
+ * chunks, in parallel, scaled to the tensor: the candidates of a large
+ * tensor are ranked on a fixed sample, a small one's on all of it. */
+static lcp_err candidate(const struct lr_choice *ch, const struct qstats *st,
+			 const struct lowrank *lr, float mult, struct lcp_encoded *e)
 {
-	struct attempt a;
-	struct chunk_out o;
+	struct sample sm;
+	struct lcp_encode_run *run = NULL;
 	uint8_t *params = NULL;
 	size_t params_len = 0;
 	double bytes = 0.0, sqerr = 0.0;
 	uint64_t elems = 0;
-	lcp_err err = attempt_init(&a, ch->t, ch->cfg, ch->enc, st, lr, mult, &params, &params_len);
+	lcp_err err = attempt_init(&sm.a, ch->t, ch->cfg, ch->enc, st, lr, mult, &params,
+				   &params_len);
 	lcp_free(params);
-	memset(&o, 0, sizeof o);
-	a.slots = &o;
-	a.window = 1;
-	uint32_t nc = a.pl.nchunks, ns = nc < LR_CANDIDATE_CHUNKS ? nc : LR_CANDIDATE_CHUNKS;
-	for (uint32_t k = 0; !err && k < ns; k++) {
-		uint32_t c = (uint32_t)((uint64_t)k * nc / ns);
-		err = chunk_task(&a, c, ctx);
-		bytes += (double)o.bytes.len;
-		sqerr += o.sqerr;
-		elems += o.info.elem_end - o.info.elem_begin;
+	uint32_t nc = sm.a.pl.nchunks;
+	sm.ns = nc < LR_CANDIDATE_CHUNKS ? nc : LR_CANDIDATE_CHUNKS;
+	sm.a.window = sm.ns;
+	sm.a.slots = err || !sm.ns ? NULL : lcp_calloc(sm.ns, sizeof *sm.a.slots);
+	if (!err && sm.ns && !sm.a.slots)
+		err = LCP_ERR_NOMEM;
+	if (!err && sm.ns)
+		err = lcp_encode_run_start(ch->exec, ch->ctx, sm.ns, sm.ns, sample_task, &sm, &run);
+	for (uint32_t k = 0; !err && k < sm.ns; k++) {
+		uint32_t j;
+		err = lcp_encode_run_next(run, &j);
+		if (err)
+			break;
+		const struct chunk_out *o = &sm.a.slots[j];
+		bytes += (double)o->bytes.len;
+		sqerr += o->sqerr;
+		elems += o->info.elem_end - o->info.elem_begin;
 	}
-	lcp_buf_free(&o.bytes);
+	lcp_encode_run_end(run);
+	for (uint32_t k = 0; sm.a.slots && k < sm.ns; k++)
+		lcp_buf_free(&sm.a.slots[k].bytes);
+	lcp_free(sm.a.slots);
 	if (err)
 		return err;
 	double scale = elems ? (double)ch->t->n / (double)elems : 1.0;
@@ -1296,67 +1357,149 @@ static lcp_err candidate(struct lcp_codec_ctx *ctx, const struct lr_choice *ch,
 	return LCP_OK;
 }
 
-/* Plan statistics of the residual x - U V^T, chunk by chunk. */
-static lcp_err residual_stats(struct lcp_codec_ctx *ctx, const struct lr_choice *ch,
-			      const struct lowrank *lr, struct qstats *q)
-{
-	const struct tensor_in *t = ch->t;
+/* Plan statistics of the residual x - U V^T (residual_stats). */
+struct residual_scan {
+	const struct lr_choice *ch;
+	const struct lowrank *lr;
 	struct chunk_plan pl;
+	struct qstats *slots;
+	uint32_t window;
+};
+
+static lcp_err residual_task(void *arg, uint32_t c, struct lcp_codec_ctx *ctx)
+{
+	const struct residual_scan *rs = arg;
+	const struct tensor_in *t = rs->ch->t;
+	struct qstats *q = &rs->slots[c % rs->window];
+	uint64_t b, m;
+	const float *xq;
+	chunk_range(&rs->pl, c, &b, &m);
 	memset(q, 0, sizeof *q);
-	plan_chunks(&pl, t->n, t->cols, CHUNK_TARGET_ELEMS, ch->cfg->group_size);
-	for (uint32_t c = 0; c < pl.nchunks; c++) {
-		uint64_t b, m;
-		const float *xq;
-		chunk_range(&pl, c, &b, &m);
-		lcp_err err = quant_input(ctx, lr, t->held + b, b, m, &xq);
-		if (err)
-			return err;
-		qstats_add(q, xq, m, ch->cfg, uses_ecsq(ch->enc, ch->cfg));
+	lcp_err err = quant_input(ctx, rs->lr, t->held + b, b, m, &xq);
+	if (!err)
+		qstats_add(q, xq, m, rs->ch->cfg, uses_ecsq(rs->ch->enc, rs->ch->cfg));
+	return err;
+}
+
+static lcp_err residual_stats(const struct lr_choice *ch, const struct lowrank *lr,
+			      struct qstats *q)
+{
+	struct residual_scan rs = {.ch = ch, .lr = lr,
+				   .window = ch->exec ? lcp_encode_exec_window(ch->exec) : 1};
+	struct lcp_encode_run *run = NULL;
+	memset(q, 0, sizeof *q);
+	plan_chunks(&rs.pl, ch->t->n, ch->t->cols, CHUNK_TARGET_ELEMS, ch->cfg->group_size);
+	rs.slots = lcp_calloc(rs.window, sizeof *rs.slots);
+	lcp_err err = rs.slots ? LCP_OK : LCP_ERR_NOMEM;
+	if (!err && rs.pl.nchunks)
+		err = lcp_encode_run_start(ch->exec, ch->ctx, rs.pl.nchunks, rs.window, residual_task,
+					   &rs, &run);
+	for (uint32_t k = 0; !err && k < rs.pl.nchunks; k++) {
+		uint32_t c;
+		err = lcp_encode_run_next(run, &c);
+		if (!err)
+			qstats_fold(q, &rs.slots[c % rs.window]);
 	}
-	return LCP_OK;
+	lcp_encode_run_end(run);
+	lcp_free(rs.slots);
+	return err;
 }
 
 /*
- * With the tensor held: screens it (lowrank_may_pay on a quick estimate of
- * the top component), fits a low-rank part (lowrank_choose) and keeps it
- * only if it wins on real sizes. In the entropy-coded class, the factors
- * are paid for with a coarser step (one bit per weight doubles it),
- * corrected once by the measured excess, so the tensor keeps about the bits
- * it had and the low rank must win in dB at equal size. The candidates are
- * compared on their stored bytes and on the error the quantizer reports;
- * the winner is then encoded for real (and checked) by the caller. Runs as
- * one task, so its work counts against the executor's threads.
+ * Whether low-rank part lr wins against the plain encoding, whose
+ * candidate is plain: in the entropy-coded class, the factors are paid for
+ * with a coarser step (one bit per weight doubles it), corrected once by
+ * the measured excess, so the tensor keeps about the bits it had and the
+ * low rank must win in dB at equal size. Candidates are compared on their
+ * stored bytes and on the error the quantizer reports. On a win, ch->q
+ * holds the residual's statistics and *mult the step multiplier.
  */
-static lcp_err lowrank_task(void *arg, uint32_t i, struct lcp_codec_ctx *ctx)
+static lcp_err lowrank_wins(struct lr_choice *ch, const struct lcp_encoded *plain,
+			    const struct lowrank *lr, float *mult, bool *wins)
+{
+	struct lcp_encoded with;
+	double n = (double)ch->t->n;
+	double comp = 16.0 * (double)lr->rank * (double)(lr->rows + ch->t->cols) / n;
+	*mult = (float)exp2(comp);
+	*wins = false;
+	memset(&with, 0, sizeof with);
+	lcp_err err = residual_stats(ch, lr, &ch->q);
+	if (!err)
+		err = candidate(ch, &ch->q, lr, *mult, &with);
+	double excess = 8.0 * (double)with.stored_bytes / n - 8.0 * (double)plain->stored_bytes / n;
+	if (!err && uses_ecsq(ch->enc, ch->cfg) && excess > LR_RATE_SLACK) {
+		*mult *= (float)exp2(excess);
+		err = candidate(ch, &ch->q, lr, *mult, &with);
+	}
+	*wins = !err && rd_cost(&with, ch->t->n) < rd_cost(plain, ch->t->n);
+	return err;
+}
+
+/* The quick estimate of the top component and its rank-1 fit (one task). */
+struct top_job {
+	const struct tensor_in *t;
+	double top_sq;
+	float *u, *v;
+};
+
+static lcp_err top_task(void *arg, uint32_t i, struct lcp_codec_ctx *ctx)
+{
+	struct top_job *tj = arg;
+	(void)i;
+	(void)ctx;
+	return lcp_lowrank_top_estimate(tj->t->held, (uint32_t)tj->t->rows, (uint32_t)tj->t->cols,
+					LR_SCREEN_SEED, &tj->top_sq, tj->u, tj->v);
+}
+
+static lcp_err probe_task(void *arg, uint32_t i, struct lcp_codec_ctx *ctx)
 {
 	struct lr_choice *ch = arg;
-	const struct tensor_in *t = ch->t;
-	double top_sq;
 	(void)i;
-	lcp_err err = lcp_lowrank_top_estimate(t->held, (uint32_t)t->rows, (uint32_t)t->cols,
-					       LR_SCREEN_SEED, &top_sq);
-	if (err || !lowrank_may_pay(top_sq, ch->energy, ch->kmax, ch->comp_bpw))
-		return err;
-	err = lowrank_choose(t->held, t->rows, t->cols, ch->energy, ch->cfg->rank, &ch->lr);
-	if (err || !ch->lr.rank)
-		return err;
-	struct lcp_encoded plain, with;
+	(void)ctx;
+	return lowrank_choose(ch->t->held, ch->t->rows, ch->t->cols, ch->energy, ch->cfg->rank,
+			      &ch->lr);
+}
+
+/*
+ * With the tensor held, in three steps that each cost far less than the
+ * next: a quick estimate of the top component (lcp_lowrank_top_estimate)
+ * screened by lowrank_may_pay; its rank-1 fit tried against the plain
+ * encoding (lowrank_wins: where the top component does not win, a deeper
+ * fit of the same spectrum does not either); then the rank probe and fit
+ * (lowrank_choose), kept only if it wins too. The plain candidate is
+ * measured once for both comparisons. Each step runs on the executor (the
+ * fits as one task, the candidates' chunks in parallel); the winner is
+ * then encoded for real (and checked) by the caller.
+ */
+static lcp_err lowrank_decide(struct lr_choice *ch)
+{
+	const struct tensor_in *t = ch->t;
+	struct top_job tj = {.t = t};
+	struct lowrank top;
+	struct lcp_encoded plain;
+	float mult;
+	bool wins = false;
+	memset(&top, 0, sizeof top);
 	memset(&plain, 0, sizeof plain);
-	memset(&with, 0, sizeof with);
-	double n = (double)t->n;
-	double comp = 16.0 * (double)ch->lr.rank * (double)(ch->lr.rows + t->cols) / n;
-	float mult = (float)exp2(comp);
-	err = candidate(ctx, ch, ch->plain, NULL, 1.0f, &plain);
+	tj.u = lcp_malloc(t->rows * sizeof *tj.u);
+	tj.v = lcp_malloc(t->cols * sizeof *tj.v);
+	lcp_err err = tj.u && tj.v ? LCP_OK : LCP_ERR_NOMEM;
 	if (!err)
-		err = residual_stats(ctx, ch, &ch->lr, &ch->q);
-	if (!err)
-		err = candidate(ctx, ch, &ch->q, &ch->lr, mult, &with);
-	double excess = 8.0 * (double)with.stored_bytes / n - 8.0 * (double)plain.stored_bytes / n;
-	if (!err && uses_ecsq(ch->enc, ch->cfg) && excess > LR_RATE_SLACK) {
-		mult *= (float)exp2(excess);
-		err = candidate(ctx, ch, &ch->q, &ch->lr, mult, &with);
-	}
-	if (!err && rd_cost(&with, t->n) < rd_cost(&plain, t->n))
+		err = run_one(ch->ctx, ch->exec, top_task, &tj);
+	if (!err && lowrank_may_pay(tj.top_sq, ch->energy, ch->kmax, ch->comp_bpw))
+		err = lowrank_store(tj.u, 1, tj.v, 1, t->rows, t->cols, &top);
+	lcp_free(tj.u);
+	lcp_free(tj.v);
+	if (!err && top.rank)
+		err = candidate(ch, ch->plain, NULL, 1.0f, &plain);
+	if (!err && top.rank)
+		err = lowrank_wins(ch, &plain, &top, &mult, &wins);
+	lowrank_free(&top);
+	if (!err && wins)
+		err = run_one(ch->ctx, ch->exec, probe_task, ch);
+	if (!err && ch->lr.rank)
+		err = lowrank_wins(ch, &plain, &ch->lr, &mult, &wins);
+	if (!err && ch->lr.rank && wins)
 		ch->mult = mult;
 	else
 		lowrank_free(&ch->lr);
@@ -1389,18 +1532,15 @@ static lcp_err choose_lowrank(struct lcp_codec_ctx *ctx, struct lcp_encode_exec 
 	ch->t = t;
 	ch->cfg = cfg;
 	ch->enc = enc;
+	ch->ctx = ctx;
+	ch->exec = exec;
 	ch->plain = &s->q;
 	ch->energy = s->q.sumsq;
 	ch->mult = 1.0f;
 	ch->kmax = lowrank_kmax(t->rows, t->cols, cfg->rank, &ch->comp_bpw);
 	if (!t->held || ch->kmax == 0)
 		return LCP_OK;
-	struct lcp_encode_run *run;
-	uint32_t i;
-	lcp_err err = lcp_encode_run_start(exec, ctx, 1, 1, lowrank_task, ch, &run);
-	if (!err)
-		err = lcp_encode_run_next(run, &i);
-	lcp_encode_run_end(run);
+	lcp_err err = lowrank_decide(ch);
 	if (err)
 		lowrank_free(&ch->lr);
 	return err;

@@ -306,7 +306,7 @@ static void orth2(float *a, size_t m)
 }
 
 lcp_err lcp_lowrank_top_estimate(const float *w, uint32_t rows, uint32_t cols, uint64_t seed,
-				 double *sigma1_sq)
+				 double *sigma1_sq, float *u, float *v)
 {
 	*sigma1_sq = 0.0;
 	if (!w || rows < 2 || cols < 2 || rows > INT32_MAX || cols > INT32_MAX)
@@ -333,9 +333,28 @@ lcp_err lcp_lowrank_top_estimate(const float *w, uint32_t rows, uint32_t cols, u
 		g01 += (double)y[i] * y[m + i];
 		g11 += (double)y[m + i] * y[m + i];
 	}
-	/* Largest eigenvalue of the symmetric 2 x 2 [g00 g01; g01 g11]. */
+	/* Largest eigenvalue of the symmetric 2 x 2 [g00 g01; g01 g11], and
+	 * its eigenvector (from whichever row of G - lambda I is larger). */
 	double half = 0.5 * (g00 + g11), dev = 0.5 * (g00 - g11);
-	*sigma1_sq = half + sqrt(dev * dev + g01 * g01);
+	double lambda = half + sqrt(dev * dev + g01 * g01);
+	double c0 = g01, c1 = lambda - g00;
+	if (fabs(lambda - g11) + fabs(g01) > fabs(c0) + fabs(c1)) {
+		c0 = lambda - g11;
+		c1 = g01;
+	}
+	double cn = sqrt(c0 * c0 + c1 * c1);
+	if (cn > 0.0) {
+		c0 /= cn;
+		c1 /= cn;
+	} else {
+		c0 = 1.0;
+		c1 = 0.0;
+	}
+	*sigma1_sq = lambda;
+	for (size_t j = 0; j < (size_t)n; j++)
+		v[j] = (float)(c0 * z[j] + c1 * z[(size_t)n + j]);
+	for (size_t i = 0; i < (size_t)m; i++)
+		u[i] = (float)(c0 * y[i] + c1 * y[(size_t)m + i]);
 	lcp_free(y);
 	lcp_free(z);
 	return LCP_OK;

@@ -17,9 +17,13 @@
  * uses the context it is given, so output bytes do not depend on the
  * number of threads or the interleaving.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "common/alloc.h"
 #include "lcpfs/codec.h"
@@ -33,6 +37,7 @@ struct lcp_encode_pool {
 	struct lcp_codec_ctx **ctx;
 	struct lcp_encode_exec *cursor; /* ring of attached executors; next to serve */
 	bool stop;
+	bool background;
 };
 
 struct lcp_encode_exec {
@@ -96,6 +101,14 @@ static void *worker_main(void *argp)
 	struct lcp_encode_pool *p = ((struct worker_arg *)argp)->pool;
 	struct lcp_codec_ctx *ctx = p->ctx[((struct worker_arg *)argp)->index];
 	lcp_free(argp);
+	if (p->background) {
+		/* Linux gives each thread its own nice value (by thread id). */
+		id_t tid = (id_t)syscall(SYS_gettid);
+		errno = 0;
+		int now = getpriority(PRIO_PROCESS, tid);
+		if (errno == 0)
+			(void)setpriority(PRIO_PROCESS, tid, now + LCP_ENCODE_BACKGROUND_NICE);
+	}
 	pthread_mutex_lock(&p->lock);
 	for (;;) {
 		struct lcp_encode_exec *e = NULL;
@@ -120,7 +133,7 @@ static void *worker_main(void *argp)
 	return NULL;
 }
 
-lcp_err lcp_encode_pool_create(unsigned threads, struct lcp_encode_pool **out)
+lcp_err lcp_encode_pool_create(unsigned threads, bool background, struct lcp_encode_pool **out)
 {
 	*out = NULL;
 	if (threads == 0)
@@ -130,6 +143,7 @@ lcp_err lcp_encode_pool_create(unsigned threads, struct lcp_encode_pool **out)
 		return LCP_ERR_NOMEM;
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->work, NULL);
+	p->background = background;
 	p->nctx = threads;
 	p->threads = lcp_calloc(threads, sizeof *p->threads);
 	p->ctx = lcp_calloc(threads, sizeof *p->ctx);

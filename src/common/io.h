@@ -19,4 +19,23 @@ lcp_err lcp_pread_all(int fd, void *buf, size_t len, uint64_t off);
  * and EDQUOT: LCP_ERR_NOSPC, on which callers keep the raw file). */
 lcp_err lcp_write_all(int fd, const void *buf, size_t len);
 
+/* pwrite(2) all len bytes at off; errors as lcp_write_all. */
+lcp_err lcp_pwrite_all(int fd, const void *buf, size_t len, uint64_t off);
+
+/* lcp_pread_all, except that the file's holes (lseek SEEK_DATA/SEEK_HOLE)
+ * are filled with zeros instead of being read; on a filesystem without
+ * hole reporting every byte is read. Thread-safe for one fd (the file
+ * offset is never relied on). */
+lcp_err lcp_pread_holes(int fd, void *buf, size_t len, uint64_t off);
+
+/* Bytes of the aligned blocks lcp_pwrite_sparse leaves as holes. */
+#define LCP_HOLE_BLOCK 4096u
+
+/* pwrite(2) of len bytes at off, except that every LCP_HOLE_BLOCK-aligned
+ * block of the file that the buffer covers entirely with zero bytes is not
+ * written: in a file that had nothing there it stays a hole (reads as
+ * zeros). The caller sets the final size with ftruncate, so a trailing
+ * hole counts too. Errors as lcp_write_all. */
+lcp_err lcp_pwrite_sparse(int fd, const void *buf, size_t len, uint64_t off);
+
 #endif
