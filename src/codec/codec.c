@@ -28,6 +28,7 @@
 #include "lcpfs/codec.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <zstd.h>
 
@@ -94,10 +95,25 @@ struct scratch {
 	size_t cap;
 };
 
+/* The last all-zero chunk a context encoded: every zero chunk of the same
+ * length in the same attempt without a low-rank part encodes to the same
+ * bytes (a chunk's encoding depends on its elements and the plan only), so
+ * the holes of a sparse tensor cost one encoding per thread. */
+struct zero_chunk {
+	uint64_t attempt_id; /* 0: none */
+	uint64_t m;
+	struct lcp_buf bytes;
+	struct lcp_chunk_info info;
+	double sums[4];
+	double sqerr;
+	uint32_t crc;
+};
+
 struct lcp_codec_ctx {
 	ZSTD_CCtx *zc;
 	struct scratch raw, x, xq, codes, sc, aux, stream, dec;
 	struct lcp_buf side, planes, alt, rans;
+	struct zero_chunk zero;
 };
 
 /* Low-rank part of a tensor during encoding: fp16 factors as stored, and
@@ -171,6 +187,7 @@ void lcp_codec_ctx_free(struct lcp_codec_ctx *ctx)
 	lcp_buf_free(&ctx->planes);
 	lcp_buf_free(&ctx->alt);
 	lcp_buf_free(&ctx->rans);
+	lcp_buf_free(&ctx->zero.bytes);
 	lcp_free(ctx);
 }
 
@@ -639,6 +656,7 @@ struct attempt {
 	const struct lcp_codec_tensor *ct; /* the params opened, for the decode
 					      check; NULL: size-only (candidates) */
 	bool want_crc;
+	uint64_t id;                     /* unique per attempt in the process */
 	struct chunk_out *slots;         /* window slots */
 	uint32_t window;
 };
@@ -651,6 +669,27 @@ struct chunk_out {
 	double sqerr;               /* the quantizer's own squared error */
 	uint32_t crc;               /* of the reconstruction, when wanted */
 };
+
+/* Every attempt gets its own id: a context's zero chunk belongs to one. */
+static _Atomic uint64_t next_attempt_id = 1;
+
+/* True when m elements of input (stored bytes raw, or binary32 x) are all
+ * zero bits. */
+static bool all_zero(const uint8_t *raw, const float *x, uint64_t m, unsigned eb)
+{
+	const uint8_t *b = raw ? raw : (const uint8_t *)x;
+	size_t len = m * (raw ? eb : sizeof *x);
+	uint64_t acc = 0;
+	size_t i = 0;
+	for (; i + 8 <= len; i += 8) {
+		uint64_t w;
+		memcpy(&w, b + i, sizeof w);
+		acc |= w;
+	}
+	for (; i < len; i++)
+		acc |= b[i];
+	return acc == 0;
+}
 
 /* The quantizer's input for elements [b, b + m) of x: x itself, or with a
  * low-rank part the residual W - U V^T into xq, computed exactly as
@@ -819,11 +858,35 @@ static lcp_err check_chunk(struct lcp_codec_ctx *ctx, const struct attempt *a, c
 	return LCP_OK;
 }
 
+static lcp_err zero_chunk_put(struct zero_chunk *z, const struct chunk_out *o)
+{
+	z->bytes.len = 0;
+	z->info = o->info;
+	memcpy(z->sums, o->sums, sizeof z->sums);
+	z->sqerr = o->sqerr;
+	z->crc = o->crc;
+	return lcp_buf_append(&z->bytes, o->bytes.data, o->bytes.len);
+}
+
+/* The remembered zero chunk as o (its element range kept). */
+static lcp_err zero_chunk_get(const struct zero_chunk *z, struct chunk_out *o)
+{
+	uint64_t b = o->info.elem_begin, e = o->info.elem_end;
+	o->info = z->info;
+	o->info.elem_begin = b;
+	o->info.elem_end = e;
+	memcpy(o->sums, z->sums, sizeof o->sums);
+	o->sqerr = z->sqerr;
+	o->crc = z->crc;
+	return lcp_buf_append(&o->bytes, z->bytes.data, z->bytes.len);
+}
+
 /* Encodes chunk c of attempt a into o (and checks it when a->ct). */
 static lcp_err encode_chunk(struct lcp_codec_ctx *ctx, const struct attempt *a, uint32_t c,
 			    struct chunk_out *o)
 {
 	uint64_t b, m;
+	bool zero = false;
 	const float *x = NULL, *xq;
 	const uint8_t *raw = NULL;
 	lcp_err err;
@@ -842,6 +905,9 @@ static lcp_err encode_chunk(struct lcp_codec_ctx *ctx, const struct attempt *a, 
 			err = encode_lossless_chunk(ctx, a, raw, m, o);
 	} else {
 		err = load_floats(ctx, a->t, b, m, &x, &raw);
+		zero = !err && !a->lr && all_zero(raw, x, m, a->t->eb);
+		if (zero && ctx->zero.attempt_id == a->id && ctx->zero.m == m)
+			return zero_chunk_get(&ctx->zero, o);
 		if (!err)
 			err = quant_input(ctx, a->lr, x, b, m, &xq);
 		if (!err)
@@ -851,7 +917,14 @@ static lcp_err encode_chunk(struct lcp_codec_ctx *ctx, const struct attempt *a, 
 	if (err || !a->ct)
 		return err;
 	o->info.stored_xxh3 = lcp_xxh3(o->bytes.data, o->bytes.len);
-	return check_chunk(ctx, a, x, raw, o);
+	err = check_chunk(ctx, a, x, raw, o);
+	if (!err && zero) {
+		ctx->zero.attempt_id = 0;
+		err = zero_chunk_put(&ctx->zero, o);
+		ctx->zero.attempt_id = err ? 0 : a->id;
+		ctx->zero.m = m;
+	}
+	return err;
 }
 
 static lcp_err chunk_task(void *arg, uint32_t c, struct lcp_codec_ctx *ctx)
@@ -954,6 +1027,7 @@ static lcp_err attempt_init(struct attempt *a, const struct tensor_in *t,
 	a->t = t;
 	a->cfg = cfg;
 	a->enc = enc;
+	a->id = atomic_fetch_add(&next_attempt_id, 1);
 	a->lr = lr && lr->rank ? lr : NULL;
 	if (enc == LCP_ENC_LOSSLESS) {
 		struct lcp_qparams q = {0, false, 0, 0.0f};
@@ -1067,6 +1141,14 @@ static lcp_err scan_part(void *arg, uint32_t p, struct lcp_codec_ctx *ctx)
 		return err;
 	ps->len = m * t->eb;
 	memset(&ps->q, 0, sizeof ps->q);
+	if (all_zero(ps->bytes, NULL, m, t->eb)) {
+		/* A hole, typically: zeros have zero statistics (every group's
+		 * step and super-scale are 0). */
+		if (s->held)
+			memset(x, 0, m * sizeof *x);
+		ps->finite = ps->in_range = true;
+		return LCP_OK;
+	}
 	ps->finite = load_elems(t->dtype, ps->bytes, m, x);
 	ps->in_range = ps->finite && within_quant_range(x, m);
 	if (ps->in_range) /* else lossless anyway: nothing else matters */

@@ -590,7 +590,7 @@ static void refuse_for_good(struct lcp_pack_report *rep, const struct lcp_pack_j
 			    enum lcp_pack_outcome outcome)
 {
 	rep->outcome = outcome;
-	if (job->in_place)
+	if (job->in_place && job->rawfd >= 0)
 		lcp_store_refusal_record(job->rawfd, rep);
 }
 
@@ -664,8 +664,11 @@ lcp_err lcp_store_pack_prepare_opts(int dirfd, const char *name, int srcfd,
 	if ((err = lcp_store_sidecar_name(name, scname)) != LCP_OK)
 		return err;
 	job = lcp_calloc(1, sizeof *job);
-	if (!job)
-		return LCP_ERR_NOMEM;
+	if (!job) {
+		refuse(rep, "%s", lcp_strerror(LCP_ERR_NOMEM));
+		rep->outcome = LCP_PACK_DEFERRED;
+		return LCP_OK;
+	}
 	job->rawfd = -1;
 	job->ptmp.fd = job->stmp.fd = -1;
 	job->in_place = srcfd < 0;
@@ -746,7 +749,7 @@ lcp_err lcp_store_pack_prepare_opts(int dirfd, const char *name, int srcfd,
 fail:
 	/* A full disk, no memory, no fd, a failing backing: nothing to do
 	 * with the file, so it is tried again later, never refused for good. */
-	if (err && transient(err) && job->rawfd >= 0) {
+	if (err && transient(err)) {
 		refuse(rep, "%s", lcp_strerror(err));
 		refuse_for_good(rep, job, LCP_PACK_DEFERRED);
 		err = LCP_OK;
