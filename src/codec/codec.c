@@ -28,6 +28,7 @@
 #include "lcpfs/codec.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <zstd.h>
@@ -127,6 +128,22 @@ struct lowrank {
 	float *vt;      /* rank x cols */
 };
 
+/* Every binary16 value as binary32 (lcp_f16_to_f32, tabulated once: one
+ * load per element where the conversion branches on subnormals). */
+static float f16_table[65536];
+static pthread_once_t f16_once = PTHREAD_ONCE_INIT;
+
+static void f16_table_fill(void)
+{
+	for (uint32_t h = 0; h < 65536; h++)
+		f16_table[h] = lcp_f16_to_f32((uint16_t)h);
+}
+
+static inline float f16_value(uint16_t h)
+{
+	return f16_table[h];
+}
+
 static void *scratch(struct scratch *s, size_t bytes)
 {
 	if (bytes > s->cap) {
@@ -158,6 +175,7 @@ void lcp_encoded_free(struct lcp_encoded *enc)
 lcp_err lcp_codec_ctx_create(struct lcp_codec_ctx **out)
 {
 	*out = NULL;
+	pthread_once(&f16_once, f16_table_fill);
 	struct lcp_codec_ctx *c = lcp_calloc(1, sizeof *c);
 	if (!c)
 		return LCP_ERR_NOMEM;
@@ -277,7 +295,7 @@ static float load_elem(enum lcp_dtype dt, const uint8_t *p, uint64_t i)
 	case LCP_DTYPE_F32:
 		return lcp_load_lef32(p + 4 * i);
 	case LCP_DTYPE_F16:
-		return lcp_f16_to_f32(lcp_load_le16(p + 2 * i));
+		return f16_value(lcp_load_le16(p + 2 * i));
 	case LCP_DTYPE_BF16:
 		return lcp_bf16_to_f32(lcp_load_le16(p + 2 * i));
 	default:
@@ -310,7 +328,7 @@ static bool load_elems(enum lcp_dtype dt, const uint8_t *p, uint64_t m, float *x
 		for (uint64_t i = 0; i < m; i++) {
 			uint16_t h = lcp_load_le16(p + 2 * i);
 			bad |= (h & 0x7c00u) == 0x7c00u;
-			x[i] = lcp_f16_to_f32(h);
+			x[i] = f16_value(h);
 		}
 		return !bad;
 	default: {
@@ -342,26 +360,41 @@ static lcp_err load_floats(struct lcp_codec_ctx *ctx, const struct tensor_in *t,
 	return err;
 }
 
+/* Accumulates one pair into the four metric sums. */
+static inline void acc_pair(double a, double b, double *xx, double *yy, double *xy, double *ee)
+{
+	*xx += a * a;
+	*yy += b * b;
+	*xy += a * b;
+	*ee += (a - b) * (a - b);
+}
+
 /* Adds sum(a^2), sum(b^2), sum(ab), sum((a-b)^2) over m elements to s[0..3]
  * in double: a the original (x, or for F64 its stored bytes raw), b the
- * reconstruction dec in the tensor's dtype. */
+ * reconstruction dec in the tensor's dtype. One loop per dtype, in element
+ * order. */
 static void acc_metrics(enum lcp_dtype dt, const float *x, const uint8_t *raw, const uint8_t *dec,
 			uint64_t m, double s[4])
 {
 	double xx = s[0], yy = s[1], xy = s[2], ee = s[3];
-	for (uint64_t i = 0; i < m; i++) {
-		double a, b;
-		if (dt == LCP_DTYPE_F64) {
-			a = lcp_load_lef64(raw + 8 * i);
-			b = lcp_load_lef64(dec + 8 * i);
-		} else {
-			a = x[i];
-			b = load_elem(dt, dec, i);
-		}
-		xx += a * a;
-		yy += b * b;
-		xy += a * b;
-		ee += (a - b) * (a - b);
+	switch (dt) {
+	case LCP_DTYPE_F32:
+		for (uint64_t i = 0; i < m; i++)
+			acc_pair(x[i], lcp_load_lef32(dec + 4 * i), &xx, &yy, &xy, &ee);
+		break;
+	case LCP_DTYPE_F16:
+		for (uint64_t i = 0; i < m; i++)
+			acc_pair(x[i], f16_value(lcp_load_le16(dec + 2 * i)), &xx, &yy, &xy, &ee);
+		break;
+	case LCP_DTYPE_BF16:
+		for (uint64_t i = 0; i < m; i++)
+			acc_pair(x[i], lcp_bf16_to_f32(lcp_load_le16(dec + 2 * i)), &xx, &yy, &xy, &ee);
+		break;
+	default:
+		for (uint64_t i = 0; i < m; i++)
+			acc_pair(lcp_load_lef64(raw + 8 * i), lcp_load_lef64(dec + 8 * i), &xx, &yy, &xy,
+				 &ee);
+		break;
 	}
 	s[0] = xx;
 	s[1] = yy;
@@ -476,10 +509,19 @@ static lcp_err put_rans(struct lcp_buf *b, const uint8_t *codes, uint64_t m, uin
 			unsigned lanes)
 {
 	uint64_t hist[256] = {0};
+	uint32_t part[4][256] = {{0}};
 	uint16_t freq[256];
 	struct lcp_rans_enc e;
-	for (uint64_t i = 0; i < m; i++)
-		hist[codes[i]]++;
+	/* Four histograms: runs of one code (most codes are near zero) would
+	 * make each increment wait for the previous one. */
+	uint64_t i = 0;
+	for (; i + 4 <= m; i += 4)
+		for (unsigned k = 0; k < 4; k++)
+			part[k][codes[i + k]]++;
+	for (; i < m; i++)
+		part[0][codes[i]]++;
+	for (unsigned sym = 0; sym < 256; sym++)
+		hist[sym] = (uint64_t)part[0][sym] + part[1][sym] + part[2][sym] + part[3][sym];
 	lcp_rans_normalize(hist, freq);
 	lcp_rans_enc_init(&e, freq);
 	unsigned lg = 0;
@@ -554,12 +596,12 @@ static lcp_err put_plane(struct lcp_buf *b, const uint8_t *p, uint64_t ng)
 	return err ? err : lcp_buf_append(b, p, ng);
 }
 
-/* Statistics a quantization plan needs, of the quantizer's input (the
- * tensor, or its low-rank residual). */
+/* Statistics a quantization plan for one encoding needs, of the
+ * quantizer's input (the tensor, or its low-rank residual). */
 struct qstats {
 	double sumsq;
-	float top_pow;      /* largest powf(group rms, ECSQ_ALPHA) over groups */
-	float super[2];     /* lcp_quant_super for 4-bit ([0]) and 8-bit codes */
+	float top_rms;      /* entropy-coded class: the largest group RMS */
+	float super;        /* uniform classes: lcp_quant_super */
 };
 
 /* How the groups of one tensor are quantized. */
@@ -569,31 +611,31 @@ struct qplan {
 	float step_coef;      /* ecsq: step = step_coef * group_rms^ECSQ_ALPHA */
 };
 
+static bool uses_ecsq(enum lcp_encoding enc, const struct lcp_config *cfg)
+{
+	return enc == LCP_ENC_Q4 && cfg->symmetric;
+}
+
 /* The statistics of elements x[0, m) (whole groups of G but the tensor's
- * last) folded into s: what plan_quant needs, so a tensor too large to hold
- * is planned from its parts. The super-scale of a union of groups is the
- * largest of its parts', and the step of the largest group is the step
- * coefficient (a positive factor: rounding keeps the order) times the
- * largest group power. */
+ * last) for encoding enc, folded into s: what plan_quant needs, so a tensor
+ * too large to hold is planned from its parts. The super-scale of a union
+ * of groups is the largest of its parts'. */
 static void qstats_add(struct qstats *s, const float *x, uint64_t m, const struct lcp_config *cfg,
-		       bool ecsq)
+		       enum lcp_encoding enc)
 {
 	uint32_t G = cfg->group_size;
 	s->sumsq += sumsq(x, m);
-	if (ecsq) {
+	if (uses_ecsq(enc, cfg)) {
 		for (uint64_t g = 0; g < m; g += G) {
 			uint32_t len = (uint32_t)(m - g < G ? m - g : G);
-			float p = powf(group_rms(x + g, len), ECSQ_ALPHA);
-			if (p > s->top_pow)
-				s->top_pow = p;
+			float r = group_rms(x + g, len);
+			if (r > s->top_rms)
+				s->top_rms = r;
 		}
-	}
-	for (unsigned k = 0; k < 2; k++) {
-		if (k == 0 && (ecsq || cfg->bits != 4))
-			continue; /* the 16-level uniform class is never used */
-		float sup = lcp_quant_super(x, m, G, k ? 8 : 4, cfg->symmetric);
-		if (sup > s->super[k])
-			s->super[k] = sup;
+	} else {
+		float sup = lcp_quant_super(x, m, G, enc == LCP_ENC_Q4 ? 4 : 8, cfg->symmetric);
+		if (sup > s->super)
+			s->super = sup;
 	}
 }
 
@@ -601,16 +643,10 @@ static void qstats_add(struct qstats *s, const float *x, uint64_t m, const struc
 static void qstats_fold(struct qstats *s, const struct qstats *part)
 {
 	s->sumsq += part->sumsq;
-	if (part->top_pow > s->top_pow)
-		s->top_pow = part->top_pow;
-	for (unsigned k = 0; k < 2; k++)
-		if (part->super[k] > s->super[k])
-			s->super[k] = part->super[k];
-}
-
-static bool uses_ecsq(enum lcp_encoding enc, const struct lcp_config *cfg)
-{
-	return enc == LCP_ENC_Q4 && cfg->symmetric;
+	if (part->top_rms > s->top_rms)
+		s->top_rms = part->top_rms;
+	if (part->super > s->super)
+		s->super = part->super;
 }
 
 /*
@@ -631,13 +667,15 @@ static void plan_quant(struct qplan *qp, const struct qstats *st, uint64_t n, en
 	qp->q.scale_log2_steps = enc == LCP_ENC_Q4 ? 4 : 8;
 	qp->ecsq = uses_ecsq(enc, cfg);
 	if (!qp->ecsq) {
-		qp->q.super = st->super[enc == LCP_ENC_Q4 ? 0 : 1];
+		qp->q.super = st->super;
 		return;
 	}
 	qp->q.bits = 8;
 	float rt = (float)sqrt(st->sumsq / (double)n);
 	qp->step_coef = step_mult * ECSQ_STEP * powf(rt, 1.0f - ECSQ_ALPHA);
-	float top = qp->step_coef * st->top_pow;
+	/* The largest group's step (a power and a positive factor keep the
+	 * order of the group RMS values). */
+	float top = qp->step_coef * powf(st->top_rms, ECSQ_ALPHA);
 	/* One scale code of headroom: the largest step rounds to a code
 	 * below 255, never above the grid. */
 	float super = top * 1.05f;
@@ -1101,7 +1139,7 @@ struct scan {
 	const struct tensor_in *t;
 	const struct lcp_config *cfg;
 	struct chunk_plan pl;
-	bool ecsq;                /* the first attempt is the entropy-coded class */
+	enum lcp_encoding enc;    /* the first attempt's, whose statistics it takes */
 	float *held;              /* n floats: the tensor kept as binary32 for the
 				     low-rank choice and the attempts, or NULL */
 	struct part_stats *slots;
@@ -1152,7 +1190,7 @@ static lcp_err scan_part(void *arg, uint32_t p, struct lcp_codec_ctx *ctx)
 	ps->finite = load_elems(t->dtype, ps->bytes, m, x);
 	ps->in_range = ps->finite && within_quant_range(x, m);
 	if (ps->in_range) /* else lossless anyway: nothing else matters */
-		qstats_add(&ps->q, x, m, s->cfg, s->ecsq);
+		qstats_add(&ps->q, x, m, s->cfg, s->enc);
 	return LCP_OK;
 }
 
@@ -1439,51 +1477,70 @@ static lcp_err candidate(const struct lr_choice *ch, const struct qstats *st,
 	return LCP_OK;
 }
 
-/* Plan statistics of the residual x - U V^T (residual_stats). */
-struct residual_scan {
-	const struct lr_choice *ch;
+/* Plan statistics of the quantizer's input: the tensor, or its residual
+ * x - U V^T (input_stats). */
+struct stats_scan {
+	const struct tensor_in *t;
+	const struct lcp_config *cfg;
+	enum lcp_encoding enc;
 	const struct lowrank *lr;
 	struct chunk_plan pl;
+	uint32_t ns;             /* parts scanned: all, or an even sample */
 	struct qstats *slots;
 	uint32_t window;
 };
 
-static lcp_err residual_task(void *arg, uint32_t c, struct lcp_codec_ctx *ctx)
+static lcp_err stats_task(void *arg, uint32_t k, struct lcp_codec_ctx *ctx)
 {
-	const struct residual_scan *rs = arg;
-	const struct tensor_in *t = rs->ch->t;
-	struct qstats *q = &rs->slots[c % rs->window];
+	const struct stats_scan *ss = arg;
+	struct qstats *q = &ss->slots[k % ss->window];
+	uint32_t c = (uint32_t)((uint64_t)k * ss->pl.nchunks / ss->ns);
 	uint64_t b, m;
-	const float *xq;
-	chunk_range(&rs->pl, c, &b, &m);
+	const float *x, *xq;
+	const uint8_t *raw;
+	chunk_range(&ss->pl, c, &b, &m);
 	memset(q, 0, sizeof *q);
-	lcp_err err = quant_input(ctx, rs->lr, t->held + b, b, m, &xq);
+	lcp_err err = load_floats(ctx, ss->t, b, m, &x, &raw);
 	if (!err)
-		qstats_add(q, xq, m, rs->ch->cfg, uses_ecsq(rs->ch->enc, rs->ch->cfg));
+		err = quant_input(ctx, ss->lr, x, b, m, &xq);
+	if (!err)
+		qstats_add(q, xq, m, ss->cfg, ss->enc);
 	return err;
 }
 
-static lcp_err residual_stats(const struct lr_choice *ch, const struct lowrank *lr,
-			      struct qstats *q)
+/* The plan statistics for encoding enc of tensor t (with lr: of its
+ * residual), from every part or, with sample > 0, from that many evenly
+ * spaced parts (sumsq scaled to the tensor: an estimate for ranking
+ * candidates, never for an encoding that is kept). */
+static lcp_err input_stats(struct lcp_codec_ctx *ctx, struct lcp_encode_exec *exec,
+			   const struct tensor_in *t, const struct lcp_config *cfg,
+			   enum lcp_encoding enc, const struct lowrank *lr, uint32_t sample,
+			   struct qstats *q)
 {
-	struct residual_scan rs = {.ch = ch, .lr = lr,
-				   .window = ch->exec ? lcp_encode_exec_window(ch->exec) : 1};
+	struct stats_scan ss = {.t = t, .cfg = cfg, .enc = enc, .lr = lr,
+				.window = exec ? lcp_encode_exec_window(exec) : 1};
 	struct lcp_encode_run *run = NULL;
 	memset(q, 0, sizeof *q);
-	plan_chunks(&rs.pl, ch->t->n, ch->t->cols, CHUNK_TARGET_ELEMS, ch->cfg->group_size);
-	rs.slots = lcp_calloc(rs.window, sizeof *rs.slots);
-	lcp_err err = rs.slots ? LCP_OK : LCP_ERR_NOMEM;
-	if (!err && rs.pl.nchunks)
-		err = lcp_encode_run_start(ch->exec, ch->ctx, rs.pl.nchunks, rs.window, residual_task,
-					   &rs, &run);
-	for (uint32_t k = 0; !err && k < rs.pl.nchunks; k++) {
-		uint32_t c;
-		err = lcp_encode_run_next(run, &c);
+	plan_chunks(&ss.pl, t->n, t->cols, CHUNK_TARGET_ELEMS, cfg->group_size);
+	ss.ns = sample && sample < ss.pl.nchunks ? sample : ss.pl.nchunks;
+	ss.slots = lcp_calloc(ss.window, sizeof *ss.slots);
+	lcp_err err = ss.slots ? LCP_OK : LCP_ERR_NOMEM;
+	uint64_t elems = 0;
+	if (!err && ss.ns)
+		err = lcp_encode_run_start(exec, ctx, ss.ns, ss.window, stats_task, &ss, &run);
+	for (uint32_t k = 0; !err && k < ss.ns; k++) {
+		uint32_t i, c = (uint32_t)((uint64_t)k * ss.pl.nchunks / ss.ns);
+		uint64_t b, m;
+		err = lcp_encode_run_next(run, &i);
 		if (!err)
-			qstats_fold(q, &rs.slots[c % rs.window]);
+			qstats_fold(q, &ss.slots[i % ss.window]);
+		chunk_range(&ss.pl, c, &b, &m);
+		elems += m;
 	}
 	lcp_encode_run_end(run);
-	lcp_free(rs.slots);
+	lcp_free(ss.slots);
+	if (!err && ss.ns < ss.pl.nchunks && elems)
+		q->sumsq *= (double)t->n / (double)elems;
 	return err;
 }
 
@@ -1494,10 +1551,11 @@ static lcp_err residual_stats(const struct lr_choice *ch, const struct lowrank *
  * the measured excess, so the tensor keeps about the bits it had and the
  * low rank must win in dB at equal size. Candidates are compared on their
  * stored bytes and on the error the quantizer reports. On a win, ch->q
- * holds the residual's statistics and *mult the step multiplier.
+ * holds the residual's statistics (from sample parts: 0 all of them) and
+ * *mult the step multiplier.
  */
 static lcp_err lowrank_wins(struct lr_choice *ch, const struct lcp_encoded *plain,
-			    const struct lowrank *lr, float *mult, bool *wins)
+			    const struct lowrank *lr, uint32_t sample, float *mult, bool *wins)
 {
 	struct lcp_encoded with;
 	double n = (double)ch->t->n;
@@ -1505,7 +1563,7 @@ static lcp_err lowrank_wins(struct lr_choice *ch, const struct lcp_encoded *plai
 	*mult = (float)exp2(comp);
 	*wins = false;
 	memset(&with, 0, sizeof with);
-	lcp_err err = residual_stats(ch, lr, &ch->q);
+	lcp_err err = input_stats(ch->ctx, ch->exec, ch->t, ch->cfg, ch->enc, lr, sample, &ch->q);
 	if (!err)
 		err = candidate(ch, &ch->q, lr, *mult, &with);
 	double excess = 8.0 * (double)with.stored_bytes / n - 8.0 * (double)plain->stored_bytes / n;
@@ -1575,12 +1633,12 @@ static lcp_err lowrank_decide(struct lr_choice *ch)
 	if (!err && top.rank)
 		err = candidate(ch, ch->plain, NULL, 1.0f, &plain);
 	if (!err && top.rank)
-		err = lowrank_wins(ch, &plain, &top, &mult, &wins);
+		err = lowrank_wins(ch, &plain, &top, LR_CANDIDATE_CHUNKS, &mult, &wins);
 	lowrank_free(&top);
 	if (!err && wins)
 		err = run_one(ch->ctx, ch->exec, probe_task, ch);
 	if (!err && ch->lr.rank)
-		err = lowrank_wins(ch, &plain, &ch->lr, &mult, &wins);
+		err = lowrank_wins(ch, &plain, &ch->lr, 0, &mult, &wins);
 	if (!err && ch->lr.rank && wins)
 		ch->mult = mult;
 	else
@@ -1605,10 +1663,12 @@ static lcp_err fill_dims(const struct lcp_tensor_source *t, struct lcp_qlor *m)
 }
 
 /* Chooses the low-rank part for encoding enc of held tensor t (ch->lr
- * rank 0: none) and the plan statistics that go with it. */
+ * rank 0: none) and the plan statistics that go with it; plain: the
+ * tensor's own statistics for enc, energy its sum of squares. */
 static lcp_err choose_lowrank(struct lcp_codec_ctx *ctx, struct lcp_encode_exec *exec,
 			      const struct tensor_in *t, const struct lcp_config *cfg,
-			      const struct scan *s, enum lcp_encoding enc, struct lr_choice *ch)
+			      const struct qstats *plain, double energy, enum lcp_encoding enc,
+			      struct lr_choice *ch)
 {
 	memset(ch, 0, sizeof *ch);
 	ch->t = t;
@@ -1616,8 +1676,8 @@ static lcp_err choose_lowrank(struct lcp_codec_ctx *ctx, struct lcp_encode_exec 
 	ch->enc = enc;
 	ch->ctx = ctx;
 	ch->exec = exec;
-	ch->plain = &s->q;
-	ch->energy = s->q.sumsq;
+	ch->plain = plain;
+	ch->energy = energy;
 	ch->mult = 1.0f;
 	ch->kmax = lowrank_kmax(t->rows, t->cols, cfg->rank, &ch->comp_bpw);
 	if (!t->held || ch->kmax == 0)
@@ -1667,7 +1727,7 @@ lcp_err lcp_codec_encode_stream(struct lcp_codec_ctx *ctx, const struct lcp_tens
 		return LCP_ERR_RANGE;
 
 	struct scan s = {.t = &t, .cfg = cfg, .finite = true, .in_range = true,
-			 .ecsq = uses_ecsq(cfg->bits == 4 ? LCP_ENC_Q4 : LCP_ENC_Q8, cfg)};
+			 .enc = cfg->bits == 4 ? LCP_ENC_Q4 : LCP_ENC_Q8};
 	double comp_bpw;
 	/* A tensor too large to hold gets no low-rank part: a fit from a
 	 * streamed sketch would need a pass over the file per power iteration
@@ -1701,12 +1761,19 @@ lcp_err lcp_codec_encode_stream(struct lcp_codec_ctx *ctx, const struct lcp_tens
 	for (unsigned k = 0; k < ntries && !err && !done; k++) {
 		struct lr_choice ch;
 		struct tensor_in ta = t;
-		err = choose_lowrank(ctx, exec, &t, cfg, &s, tries[k], &ch);
+		struct qstats plain = s.q;
+		/* The scan took the first encoding's statistics; a fallback's
+		 * take one more pass. */
+		if (k > 0)
+			err = input_stats(ctx, exec, &t, cfg, tries[k], NULL, 0, &plain);
+		memset(&ch, 0, sizeof ch);
+		if (!err)
+			err = choose_lowrank(ctx, exec, &t, cfg, &plain, s.q.sumsq, tries[k], &ch);
 		if (t.dtype == LCP_DTYPE_F64)
 			ta.held = NULL;
 		if (!err)
-			err = encode_as(ctx, exec, &ta, cfg, tries[k], ch.lr.rank ? &ch.q : &s.q, &ch.lr,
-					ch.mult, sink, out);
+			err = encode_as(ctx, exec, &ta, cfg, tries[k], ch.lr.rank ? &ch.q : &plain,
+					&ch.lr, ch.mult, sink, out);
 		lowrank_free(&ch.lr);
 		if (!err && out->cosine >= (double)cfg->quality_threshold) {
 			done = true;

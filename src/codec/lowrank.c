@@ -305,30 +305,54 @@ static void orth2(float *a, size_t m)
 		c1[i] *= s1;
 }
 
+/* y[i] = row i of the rows x cols w times each of the two columns of the
+ * cols x 2 column-major q (one pass over w; fixed order). */
+static void times2(const float *w, size_t rows, size_t cols, const float *q, float *y)
+{
+	for (size_t i = 0; i < rows; i++) {
+		const float *r = w + i * cols;
+		float a0 = 0.0f, a1 = 0.0f;
+		for (size_t j = 0; j < cols; j++) {
+			a0 += r[j] * q[j];
+			a1 += r[j] * q[cols + j];
+		}
+		y[i] = a0;
+		y[rows + i] = a1;
+	}
+}
+
 lcp_err lcp_lowrank_top_estimate(const float *w, uint32_t rows, uint32_t cols, uint64_t seed,
 				 double *sigma1_sq, float *u, float *v)
 {
 	*sigma1_sq = 0.0;
-	if (!w || rows < 2 || cols < 2 || rows > INT32_MAX || cols > INT32_MAX)
+	if (!w || rows < 2 || cols < 2)
 		return LCP_ERR_INVAL;
-	pthread_once(&blas_once, blas_single_thread);
-	lapack_int m = (lapack_int)rows, n = (lapack_int)cols;
-	float *y = lcp_malloc((size_t)m * 2 * sizeof *y);
-	float *z = lcp_malloc((size_t)n * 2 * sizeof *z);
+	size_t m = rows, n = cols;
+	float *y = lcp_malloc(m * 2 * sizeof *y);
+	float *z = lcp_malloc(n * 2 * sizeof *z);
 	if (!y || !z) {
 		lcp_free(y);
 		lcp_free(z);
 		return LCP_ERR_NOMEM;
 	}
-	/* As in fit_randomized: w is the column-major n x m matrix W^T. */
-	fill_test_matrix(z, (size_t)n * 2, seed);
-	cblas_sgemm(CblasColMajor, CblasTrans, CblasNoTrans, m, 2, n, 1.0f, w, n, z, n, 0.0f, y, m);
-	orth2(y, (size_t)m);
-	cblas_sgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, n, 2, m, 1.0f, w, n, y, m, 0.0f, z, n);
-	orth2(z, (size_t)n);
-	cblas_sgemm(CblasColMajor, CblasTrans, CblasNoTrans, m, 2, n, 1.0f, w, n, z, n, 0.0f, y, m);
+	/* Two columns are too few for sgemm to pay its packing of w: plain
+	 * loops, one pass each. */
+	fill_test_matrix(z, n * 2, seed);
+	times2(w, m, n, z, y);
+	orth2(y, m);
+	memset(z, 0, n * 2 * sizeof *z);
+	for (size_t i = 0; i < m; i++) {
+		const float *r = w + i * n;
+		float y0 = y[i], y1 = y[m + i];
+		for (size_t j = 0; j < n; j++) {
+			z[j] += r[j] * y0;
+			z[n + j] += r[j] * y1;
+		}
+	}
+	orth2(z, n);
+	times2(w, m, n, z, y);
 	double g00 = 0.0, g01 = 0.0, g11 = 0.0;
-	for (size_t i = 0; i < (size_t)m; i++) {
+	for (size_t i = 0; i < m; i++) {
 		g00 += (double)y[i] * y[i];
 		g01 += (double)y[i] * y[m + i];
 		g11 += (double)y[m + i] * y[m + i];
@@ -351,10 +375,10 @@ lcp_err lcp_lowrank_top_estimate(const float *w, uint32_t rows, uint32_t cols, u
 		c1 = 0.0;
 	}
 	*sigma1_sq = lambda;
-	for (size_t j = 0; j < (size_t)n; j++)
-		v[j] = (float)(c0 * z[j] + c1 * z[(size_t)n + j]);
-	for (size_t i = 0; i < (size_t)m; i++)
-		u[i] = (float)(c0 * y[i] + c1 * y[(size_t)m + i]);
+	for (size_t j = 0; j < n; j++)
+		v[j] = (float)(c0 * z[j] + c1 * z[n + j]);
+	for (size_t i = 0; i < m; i++)
+		u[i] = (float)(c0 * y[i] + c1 * y[m + i]);
 	lcp_free(y);
 	lcp_free(z);
 	return LCP_OK;

@@ -50,8 +50,8 @@ lcp_err lcp_lowrank_fit(const float *w, uint32_t rows, uint32_t cols, uint32_t k
  * test matrix (from seed): Y = W Omega, Q = orth(Y), Q2 = orth(W^T Q), then
  * the top eigenpair (lambda, c) of (W Q2)^T (W Q2): *sigma1_sq = lambda,
  * v = Q2 c (cols, unit norm), u = W v (rows, that is sigma_1 u_1). Three
- * passes over w with two columns each, a few percent of lcp_lowrank_fit's
- * cost. When sigma_1 stands out (the only case in which a low-rank part can
+ * passes over w with two columns each (plain loops: too narrow for BLAS),
+ * a few percent of lcp_lowrank_fit's cost. When sigma_1 stands out (the only case in which a low-rank part can
  * pay) the estimate is within a few percent of it. u and v are
  * caller-owned. Deterministic and thread-safe like lcp_lowrank_fit.
  * LCP_ERR_NOMEM when a workspace cannot be allocated.
