@@ -305,19 +305,35 @@ static void orth2(float *a, size_t m)
 		c1[i] *= s1;
 }
 
+/* Partial sums per column in times2: independent chains, so the dot
+ * products run at the loads' pace instead of the adds' latency. */
+#define DOT_LANES 16
+
 /* y[i] = row i of the rows x cols w times each of the two columns of the
- * cols x 2 column-major q (one pass over w; fixed order). */
+ * cols x 2 column-major q (one pass over w; a fixed order of additions). */
 static void times2(const float *w, size_t rows, size_t cols, const float *q, float *y)
 {
+	const float *q0 = q, *q1 = q + cols;
 	for (size_t i = 0; i < rows; i++) {
 		const float *r = w + i * cols;
-		float a0 = 0.0f, a1 = 0.0f;
-		for (size_t j = 0; j < cols; j++) {
-			a0 += r[j] * q[j];
-			a1 += r[j] * q[cols + j];
+		float a0[DOT_LANES] = {0}, a1[DOT_LANES] = {0};
+		size_t j = 0;
+		for (; j + DOT_LANES <= cols; j += DOT_LANES)
+			for (unsigned k = 0; k < DOT_LANES; k++) {
+				a0[k] += r[j + k] * q0[j + k];
+				a1[k] += r[j + k] * q1[j + k];
+			}
+		for (; j < cols; j++) {
+			a0[0] += r[j] * q0[j];
+			a1[0] += r[j] * q1[j];
 		}
-		y[i] = a0;
-		y[rows + i] = a1;
+		float s0 = 0.0f, s1 = 0.0f;
+		for (unsigned k = 0; k < DOT_LANES; k++) {
+			s0 += a0[k];
+			s1 += a1[k];
+		}
+		y[i] = s0;
+		y[rows + i] = s1;
 	}
 }
 
