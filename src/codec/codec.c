@@ -1575,20 +1575,86 @@ static lcp_err lowrank_wins(struct lr_choice *ch, const struct lcp_encoded *plai
 	return err;
 }
 
-/* The quick estimate of the top component and its rank-1 fit (one task). */
+/* The quick estimate of the top component and its rank-1 fit
+ * (lowrank.h), each of its three passes split into row blocks run in
+ * parallel; the blocks' parts of W^T Y are added in block order. */
 struct top_job {
 	const struct tensor_in *t;
-	double top_sq;
-	float *u, *v;
+	uint64_t block_rows;
+	uint32_t nblocks;
+	unsigned pass;       /* 0: y = W omega, 1: z parts = W^T y, 2: y = W z */
+	float *omega, *y, *z;
+	float *zparts;       /* window slots of cols x 2 */
+	uint32_t window;
 };
 
-static lcp_err top_task(void *arg, uint32_t i, struct lcp_codec_ctx *ctx)
+static lcp_err top_task(void *arg, uint32_t k, struct lcp_codec_ctx *ctx)
 {
 	struct top_job *tj = arg;
-	(void)i;
+	const struct tensor_in *t = tj->t;
+	uint64_t r0 = (uint64_t)k * tj->block_rows;
+	uint64_t rows = t->rows - r0 < tj->block_rows ? t->rows - r0 : tj->block_rows;
+	const float *w = t->held + r0 * t->cols;
 	(void)ctx;
-	return lcp_lowrank_top_estimate(tj->t->held, (uint32_t)tj->t->rows, (uint32_t)tj->t->cols,
-					LR_SCREEN_SEED, &tj->top_sq, tj->u, tj->v);
+	if (tj->pass == 1)
+		lcp_lowrank_times2t(w, rows, t->cols, tj->y + r0, t->rows,
+				    tj->zparts + (k % tj->window) * t->cols * 2);
+	else
+		lcp_lowrank_times2(w, rows, t->cols, tj->pass ? tj->z : tj->omega, tj->y + r0, t->rows);
+	return LCP_OK;
+}
+
+static lcp_err top_pass(struct lr_choice *ch, struct top_job *tj, unsigned pass)
+{
+	struct lcp_encode_run *run;
+	uint64_t cols = ch->t->cols;
+	tj->pass = pass;
+	if (pass == 1)
+		memset(tj->z, 0, cols * 2 * sizeof *tj->z);
+	lcp_err err = lcp_encode_run_start(ch->exec, ch->ctx, tj->nblocks, tj->window, top_task, tj,
+					   &run);
+	for (uint32_t k = 0; !err && k < tj->nblocks; k++) {
+		uint32_t i;
+		err = lcp_encode_run_next(run, &i);
+		const float *part = tj->zparts + (i % tj->window) * cols * 2;
+		for (uint64_t j = 0; !err && pass == 1 && j < cols * 2; j++)
+			tj->z[j] += part[j];
+	}
+	lcp_encode_run_end(run);
+	return err;
+}
+
+/* *top_sq, u (rows) and v (cols): the estimate of the held tensor. */
+static lcp_err top_estimate(struct lr_choice *ch, double *top_sq, float *u, float *v)
+{
+	const struct tensor_in *t = ch->t;
+	struct top_job tj = {.t = t, .window = ch->exec ? lcp_encode_exec_window(ch->exec) : 1};
+	tj.block_rows = CHUNK_TARGET_ELEMS / t->cols ? CHUNK_TARGET_ELEMS / t->cols : 1;
+	tj.nblocks = (uint32_t)((t->rows + tj.block_rows - 1) / tj.block_rows);
+	tj.omega = lcp_malloc(t->cols * 2 * sizeof *tj.omega);
+	tj.z = lcp_malloc(t->cols * 2 * sizeof *tj.z);
+	tj.y = lcp_malloc(t->rows * 2 * sizeof *tj.y);
+	tj.zparts = lcp_malloc(tj.window * t->cols * 2 * sizeof *tj.zparts);
+	lcp_err err = tj.omega && tj.z && tj.y && tj.zparts ? LCP_OK : LCP_ERR_NOMEM;
+	if (!err) {
+		lcp_lowrank_test2(tj.omega, t->cols, LR_SCREEN_SEED);
+		err = top_pass(ch, &tj, 0);
+	}
+	if (!err) {
+		lcp_lowrank_orth2(tj.y, t->rows);
+		err = top_pass(ch, &tj, 1);
+	}
+	if (!err) {
+		lcp_lowrank_orth2(tj.z, t->cols);
+		err = top_pass(ch, &tj, 2);
+	}
+	if (!err)
+		*top_sq = lcp_lowrank_top2(tj.y, t->rows, tj.z, t->cols, u, v);
+	lcp_free(tj.omega);
+	lcp_free(tj.z);
+	lcp_free(tj.y);
+	lcp_free(tj.zparts);
+	return err;
 }
 
 static lcp_err probe_task(void *arg, uint32_t i, struct lcp_codec_ctx *ctx)
@@ -1602,8 +1668,8 @@ static lcp_err probe_task(void *arg, uint32_t i, struct lcp_codec_ctx *ctx)
 
 /*
  * With the tensor held, in three steps that each cost far less than the
- * next: a quick estimate of the top component (lcp_lowrank_top_estimate)
- * screened by lowrank_may_pay; its rank-1 fit tried against the plain
+ * next: a quick estimate of the top component (top_estimate) screened by
+ * lowrank_may_pay; its rank-1 fit tried against the plain
  * encoding (lowrank_wins: where the top component does not win, a deeper
  * fit of the same spectrum does not either); then the rank probe and fit
  * (lowrank_choose), kept only if it wins too. The plain candidate is
@@ -1614,22 +1680,21 @@ static lcp_err probe_task(void *arg, uint32_t i, struct lcp_codec_ctx *ctx)
 static lcp_err lowrank_decide(struct lr_choice *ch)
 {
 	const struct tensor_in *t = ch->t;
-	struct top_job tj = {.t = t};
 	struct lowrank top;
 	struct lcp_encoded plain;
+	double top_sq = 0.0;
 	float mult;
 	bool wins = false;
 	memset(&top, 0, sizeof top);
 	memset(&plain, 0, sizeof plain);
-	tj.u = lcp_malloc(t->rows * sizeof *tj.u);
-	tj.v = lcp_malloc(t->cols * sizeof *tj.v);
-	lcp_err err = tj.u && tj.v ? LCP_OK : LCP_ERR_NOMEM;
+	float *u = lcp_malloc(t->rows * sizeof *u), *v = lcp_malloc(t->cols * sizeof *v);
+	lcp_err err = u && v ? LCP_OK : LCP_ERR_NOMEM;
 	if (!err)
-		err = run_one(ch->ctx, ch->exec, top_task, &tj);
-	if (!err && lowrank_may_pay(tj.top_sq, ch->energy, ch->kmax, ch->comp_bpw))
-		err = lowrank_store(tj.u, 1, tj.v, 1, t->rows, t->cols, &top);
-	lcp_free(tj.u);
-	lcp_free(tj.v);
+		err = top_estimate(ch, &top_sq, u, v);
+	if (!err && lowrank_may_pay(top_sq, ch->energy, ch->kmax, ch->comp_bpw))
+		err = lowrank_store(u, 1, v, 1, t->rows, t->cols, &top);
+	lcp_free(u);
+	lcp_free(v);
 	if (!err && top.rank)
 		err = candidate(ch, ch->plain, NULL, 1.0f, &plain);
 	if (!err && top.rank)

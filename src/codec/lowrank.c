@@ -283,9 +283,12 @@ lcp_err lcp_lowrank_fit(const float *w, uint32_t rows, uint32_t cols, uint32_t k
 	return fit_randomized(w, m, n, k, (lapack_int)s, seed, u, vt, sv);
 }
 
-/* Makes the two columns of the m x 2 column-major a orthonormal
- * (Gram-Schmidt in double; a zero column stays zero). */
-static void orth2(float *a, size_t m)
+void lcp_lowrank_test2(float *omega, size_t cols, uint64_t seed)
+{
+	fill_test_matrix(omega, cols * 2, seed);
+}
+
+void lcp_lowrank_orth2(float *a, size_t m)
 {
 	float *c0 = a, *c1 = a + m;
 	double n0 = 0.0, d = 0.0, n1 = 0.0;
@@ -305,13 +308,12 @@ static void orth2(float *a, size_t m)
 		c1[i] *= s1;
 }
 
-/* Partial sums per column in times2: independent chains, so the dot
- * products run at the loads' pace instead of the adds' latency. */
+/* Partial sums per column in lcp_lowrank_times2: independent chains, so the
+ * dot products run at the loads' pace instead of the adds' latency. */
 #define DOT_LANES 16
 
-/* y[i] = row i of the rows x cols w times each of the two columns of the
- * cols x 2 column-major q (one pass over w; a fixed order of additions). */
-static void times2(const float *w, size_t rows, size_t cols, const float *q, float *y)
+void lcp_lowrank_times2(const float *w, size_t rows, size_t cols, const float *q, float *y,
+			size_t ystride)
 {
 	const float *q0 = q, *q1 = q + cols;
 	for (size_t i = 0; i < rows; i++) {
@@ -333,45 +335,32 @@ static void times2(const float *w, size_t rows, size_t cols, const float *q, flo
 			s1 += a1[k];
 		}
 		y[i] = s0;
-		y[rows + i] = s1;
+		y[ystride + i] = s1;
 	}
 }
 
-lcp_err lcp_lowrank_top_estimate(const float *w, uint32_t rows, uint32_t cols, uint64_t seed,
-				 double *sigma1_sq, float *u, float *v)
+void lcp_lowrank_times2t(const float *w, size_t rows, size_t cols, const float *y,
+			 size_t ystride, float *z)
 {
-	*sigma1_sq = 0.0;
-	if (!w || rows < 2 || cols < 2)
-		return LCP_ERR_INVAL;
-	size_t m = rows, n = cols;
-	float *y = lcp_malloc(m * 2 * sizeof *y);
-	float *z = lcp_malloc(n * 2 * sizeof *z);
-	if (!y || !z) {
-		lcp_free(y);
-		lcp_free(z);
-		return LCP_ERR_NOMEM;
-	}
-	/* Two columns are too few for sgemm to pay its packing of w: plain
-	 * loops, one pass each. */
-	fill_test_matrix(z, n * 2, seed);
-	times2(w, m, n, z, y);
-	orth2(y, m);
-	memset(z, 0, n * 2 * sizeof *z);
-	for (size_t i = 0; i < m; i++) {
-		const float *r = w + i * n;
-		float y0 = y[i], y1 = y[m + i];
-		for (size_t j = 0; j < n; j++) {
+	memset(z, 0, cols * 2 * sizeof *z);
+	for (size_t i = 0; i < rows; i++) {
+		const float *r = w + i * cols;
+		float y0 = y[i], y1 = y[ystride + i];
+		for (size_t j = 0; j < cols; j++) {
 			z[j] += r[j] * y0;
-			z[n + j] += r[j] * y1;
+			z[cols + j] += r[j] * y1;
 		}
 	}
-	orth2(z, n);
-	times2(w, m, n, z, y);
+}
+
+double lcp_lowrank_top2(const float *y, size_t rows, const float *q2, size_t cols, float *u,
+			float *v)
+{
 	double g00 = 0.0, g01 = 0.0, g11 = 0.0;
-	for (size_t i = 0; i < m; i++) {
+	for (size_t i = 0; i < rows; i++) {
 		g00 += (double)y[i] * y[i];
-		g01 += (double)y[i] * y[m + i];
-		g11 += (double)y[m + i] * y[m + i];
+		g01 += (double)y[i] * y[rows + i];
+		g11 += (double)y[rows + i] * y[rows + i];
 	}
 	/* Largest eigenvalue of the symmetric 2 x 2 [g00 g01; g01 g11], and
 	 * its eigenvector (from whichever row of G - lambda I is larger). */
@@ -390,12 +379,9 @@ lcp_err lcp_lowrank_top_estimate(const float *w, uint32_t rows, uint32_t cols, u
 		c0 = 1.0;
 		c1 = 0.0;
 	}
-	*sigma1_sq = lambda;
-	for (size_t j = 0; j < n; j++)
-		v[j] = (float)(c0 * z[j] + c1 * z[n + j]);
-	for (size_t i = 0; i < m; i++)
-		u[i] = (float)(c0 * y[i] + c1 * y[m + i]);
-	lcp_free(y);
-	lcp_free(z);
-	return LCP_OK;
+	for (size_t j = 0; j < cols; j++)
+		v[j] = (float)(c0 * q2[j] + c1 * q2[cols + j]);
+	for (size_t i = 0; i < rows; i++)
+		u[i] = (float)(c0 * y[i] + c1 * y[rows + i]);
+	return lambda;
 }
