@@ -92,10 +92,12 @@ mount_fs "$B" "$M" -o cache=16M
 PID=$DAEMON_PID
 
 # ingest NAME SRC: cp SRC into the mount as NAME and waits for the commit,
-# polling the backing's allocated bytes; prints "ns peak_extra_bytes".
+# polling the backing's allocated bytes; prints "ns peak_extra_bytes" (the
+# peak over what the backing held before, less the raw file itself).
 ingest() {
-	local name=$1 src=$2 t0 t1 peak=0 used raw
+	local name=$1 src=$2 t0 t1 peak=0 used raw base
 	raw=$(stat -c %s "$src")
+	base=$(du -s -B1 "$B" | cut -f1)
 	t0=$(now_ns)
 	cp "$src" "$M/$name"
 	while ! settled "$M/$name"; do
@@ -107,7 +109,7 @@ ingest() {
 	done
 	t1=$(now_ns)
 	state_is "$M/$name" compressed || fail "$name refused: $(xattr_get "$M/$name" user.lcpfs.reason)"
-	extra=$(( peak > raw ? peak - raw : 0 ))
+	extra=$(( peak > base + raw ? peak - base - raw : 0 ))
 	echo "$(( t1 - t0 )) $extra"
 }
 read -r c16_ns c16_extra < <(ingest model-f16.safetensors "$WORK/f16.safetensors")
