@@ -85,10 +85,12 @@
  * skipped (the estimate is a lower bound, measured within 0.6x of the
  * truth on the shared weights' tensors that pay; noise-like tensors land
  * far below), the seed of its test matrix, and the chunks a candidate is
- * measured on (evenly spaced; all of them in smaller tensors). */
+ * measured on (evenly spaced; all of them in smaller tensors), in the
+ * rank-1 pre-check and in the final comparison. */
 #define LR_SCREEN_MARGIN 0.5
 #define LR_SCREEN_SEED 0x6c637066734b53ull
 #define LR_CANDIDATE_CHUNKS 8u
+#define LR_PRECHECK_CHUNKS 4u
 
 /* Grown-on-demand buffer of a context, reused from chunk to chunk. */
 struct scratch {
@@ -1081,11 +1083,13 @@ static lcp_err attempt_init(struct attempt *a, const struct tensor_in *t,
 }
 
 /* Encodes the tensor as enc for real: every chunk checked and put, out
- * filled (encoding, metrics, params, chunks, sizes). */
+ * filled (encoding, metrics, params, chunks, sizes); *sqerr (may be NULL)
+ * gets the quantizer's own squared error. */
 static lcp_err encode_as(struct lcp_codec_ctx *ctx, struct lcp_encode_exec *exec,
 			 const struct tensor_in *t, const struct lcp_config *cfg,
 			 enum lcp_encoding enc, const struct qstats *st, const struct lowrank *lr,
-			 float mult, const struct lcp_encode_sink *sink, struct lcp_encoded *out)
+			 float mult, const struct lcp_encode_sink *sink, struct lcp_encoded *out,
+			 double *sqerr)
 {
 	struct attempt a;
 	struct attempt_result res;
@@ -1101,6 +1105,8 @@ static lcp_err encode_as(struct lcp_codec_ctx *ctx, struct lcp_encode_exec *exec
 	lcp_codec_tensor_free(ct);
 	if (err)
 		return err;
+	if (sqerr)
+		*sqerr = res.sqerr;
 	out->encoding = enc;
 	out->data_len = res.data_len;
 	out->stored_bytes = out->params_len + out->data_len;
@@ -1408,7 +1414,9 @@ struct lr_choice {
 	enum lcp_encoding enc;
 	struct lcp_codec_ctx *ctx;   /* the caller's (exec NULL: every step) */
 	struct lcp_encode_exec *exec;
-	const struct qstats *plain;  /* the tensor's (the scan's) */
+	struct lcp_encoded plain_enc; /* the plain encoding as encoded for real:
+					 stored_bytes, and sqnr_db from the
+					 quantizer's error, as candidates have */
 	double energy;
 	uint64_t kmax;
 	double comp_bpw;
@@ -1431,11 +1439,12 @@ static lcp_err sample_task(void *arg, uint32_t k, struct lcp_codec_ctx *ctx)
 }
 
 /* Stored bytes and quantizer error of one candidate, from a size-only
- * encode (no check, nothing put) of up to LR_CANDIDATE_CHUNKS evenly spaced
- * chunks, in parallel, scaled to the tensor: the candidates of a large
- * tensor are ranked on a fixed sample, a small one's on all of it. */
+ * encode (no check, nothing put) of up to `chunks` evenly spaced chunks, in
+ * parallel, scaled to the tensor: the candidates of a large tensor are
+ * ranked on a fixed sample, a small one's on all of it. */
 static lcp_err candidate(const struct lr_choice *ch, const struct qstats *st,
-			 const struct lowrank *lr, float mult, struct lcp_encoded *e)
+			 const struct lowrank *lr, float mult, uint32_t chunks,
+			 struct lcp_encoded *e)
 {
 	struct sample sm;
 	struct lcp_encode_run *run = NULL;
@@ -1447,7 +1456,7 @@ static lcp_err candidate(const struct lr_choice *ch, const struct qstats *st,
 				   &params_len);
 	lcp_free(params);
 	uint32_t nc = sm.a.pl.nchunks;
-	sm.ns = nc < LR_CANDIDATE_CHUNKS ? nc : LR_CANDIDATE_CHUNKS;
+	sm.ns = nc < chunks ? nc : chunks;
 	sm.a.window = sm.ns;
 	sm.a.slots = err || !sm.ns ? NULL : lcp_calloc(sm.ns, sizeof *sm.a.slots);
 	if (!err && sm.ns && !sm.a.slots)
@@ -1550,13 +1559,15 @@ static lcp_err input_stats(struct lcp_codec_ctx *ctx, struct lcp_encode_exec *ex
  * with a coarser step (one bit per weight doubles it), corrected once by
  * the measured excess, so the tensor keeps about the bits it had and the
  * low rank must win in dB at equal size. Candidates are compared on their
- * stored bytes and on the error the quantizer reports. On a win, ch->q
- * holds the residual's statistics (from sample parts: 0 all of them) and
- * *mult the step multiplier.
+ * stored bytes and on the error the quantizer reports. A precheck takes
+ * LR_PRECHECK_CHUNKS sampled chunks and no excess correction (it only has
+ * to reject cheaply what cannot win). On a win, ch->q holds the residual's
+ * statistics and *mult the step multiplier.
  */
 static lcp_err lowrank_wins(struct lr_choice *ch, const struct lcp_encoded *plain,
-			    const struct lowrank *lr, uint32_t sample, float *mult, bool *wins)
+			    const struct lowrank *lr, bool precheck, float *mult, bool *wins)
 {
+	uint32_t sample = precheck ? LR_PRECHECK_CHUNKS : 0;
 	struct lcp_encoded with;
 	double n = (double)ch->t->n;
 	double comp = 16.0 * (double)lr->rank * (double)(lr->rows + ch->t->cols) / n;
@@ -1565,11 +1576,11 @@ static lcp_err lowrank_wins(struct lr_choice *ch, const struct lcp_encoded *plai
 	memset(&with, 0, sizeof with);
 	lcp_err err = input_stats(ch->ctx, ch->exec, ch->t, ch->cfg, ch->enc, lr, sample, &ch->q);
 	if (!err)
-		err = candidate(ch, &ch->q, lr, *mult, &with);
+		err = candidate(ch, &ch->q, lr, *mult, sample ? sample : LR_CANDIDATE_CHUNKS, &with);
 	double excess = 8.0 * (double)with.stored_bytes / n - 8.0 * (double)plain->stored_bytes / n;
-	if (!err && uses_ecsq(ch->enc, ch->cfg) && excess > LR_RATE_SLACK) {
+	if (!err && !precheck && uses_ecsq(ch->enc, ch->cfg) && excess > LR_RATE_SLACK) {
 		*mult *= (float)exp2(excess);
-		err = candidate(ch, &ch->q, lr, *mult, &with);
+		err = candidate(ch, &ch->q, lr, *mult, LR_CANDIDATE_CHUNKS, &with);
 	}
 	*wins = !err && rd_cost(&with, ch->t->n) < rd_cost(plain, ch->t->n);
 	return err;
@@ -1681,12 +1692,10 @@ static lcp_err lowrank_decide(struct lr_choice *ch)
 {
 	const struct tensor_in *t = ch->t;
 	struct lowrank top;
-	struct lcp_encoded plain;
 	double top_sq = 0.0;
 	float mult;
 	bool wins = false;
 	memset(&top, 0, sizeof top);
-	memset(&plain, 0, sizeof plain);
 	float *u = lcp_malloc(t->rows * sizeof *u), *v = lcp_malloc(t->cols * sizeof *v);
 	lcp_err err = u && v ? LCP_OK : LCP_ERR_NOMEM;
 	if (!err)
@@ -1696,14 +1705,12 @@ static lcp_err lowrank_decide(struct lr_choice *ch)
 	lcp_free(u);
 	lcp_free(v);
 	if (!err && top.rank)
-		err = candidate(ch, ch->plain, NULL, 1.0f, &plain);
-	if (!err && top.rank)
-		err = lowrank_wins(ch, &plain, &top, LR_CANDIDATE_CHUNKS, &mult, &wins);
+		err = lowrank_wins(ch, &ch->plain_enc, &top, true, &mult, &wins);
 	lowrank_free(&top);
 	if (!err && wins)
 		err = run_one(ch->ctx, ch->exec, probe_task, ch);
 	if (!err && ch->lr.rank)
-		err = lowrank_wins(ch, &plain, &ch->lr, 0, &mult, &wins);
+		err = lowrank_wins(ch, &ch->plain_enc, &ch->lr, false, &mult, &wins);
 	if (!err && ch->lr.rank && wins)
 		ch->mult = mult;
 	else
@@ -1728,12 +1735,13 @@ static lcp_err fill_dims(const struct lcp_tensor_source *t, struct lcp_qlor *m)
 }
 
 /* Chooses the low-rank part for encoding enc of held tensor t (ch->lr
- * rank 0: none) and the plan statistics that go with it; plain: the
- * tensor's own statistics for enc, energy its sum of squares. */
+ * rank 0: none) and the plan statistics that go with it; plain_enc: its
+ * plain encoding (stored bytes, and the quantizer's SQNR), energy its sum
+ * of squares. */
 static lcp_err choose_lowrank(struct lcp_codec_ctx *ctx, struct lcp_encode_exec *exec,
 			      const struct tensor_in *t, const struct lcp_config *cfg,
-			      const struct qstats *plain, double energy, enum lcp_encoding enc,
-			      struct lr_choice *ch)
+			      const struct lcp_encoded *plain_enc, double energy,
+			      enum lcp_encoding enc, struct lr_choice *ch)
 {
 	memset(ch, 0, sizeof *ch);
 	ch->t = t;
@@ -1741,7 +1749,8 @@ static lcp_err choose_lowrank(struct lcp_codec_ctx *ctx, struct lcp_encode_exec 
 	ch->enc = enc;
 	ch->ctx = ctx;
 	ch->exec = exec;
-	ch->plain = plain;
+	ch->plain_enc.stored_bytes = plain_enc->stored_bytes;
+	ch->plain_enc.sqnr_db = plain_enc->sqnr_db;
 	ch->energy = energy;
 	ch->mult = 1.0f;
 	ch->kmax = lowrank_kmax(t->rows, t->cols, cfg->rank, &ch->comp_bpw);
@@ -1831,14 +1840,26 @@ lcp_err lcp_codec_encode_stream(struct lcp_codec_ctx *ctx, const struct lcp_tens
 		 * take one more pass. */
 		if (k > 0)
 			err = input_stats(ctx, exec, &t, cfg, tries[k], NULL, 0, &plain);
-		memset(&ch, 0, sizeof ch);
-		if (!err)
-			err = choose_lowrank(ctx, exec, &t, cfg, &plain, s.q.sumsq, tries[k], &ch);
 		if (t.dtype == LCP_DTYPE_F64)
 			ta.held = NULL;
+		/* The plain encoding first, for real: the candidate a low-rank
+		 * part must beat, and on most tensors the one kept. */
+		double sqerr = 0.0;
 		if (!err)
-			err = encode_as(ctx, exec, &ta, cfg, tries[k], ch.lr.rank ? &ch.q : &plain,
-					&ch.lr, ch.mult, sink, out);
+			err = encode_as(ctx, exec, &ta, cfg, tries[k], &plain, NULL, 1.0f, sink, out,
+					&sqerr);
+		memset(&ch, 0, sizeof ch);
+		if (!err) {
+			struct lcp_encoded pe = {.stored_bytes = out->stored_bytes};
+			pe.sqnr_db = sqerr > 0.0 ? 10.0 * log10(s.q.sumsq / sqerr) : INFINITY;
+			err = choose_lowrank(ctx, exec, &t, cfg, &pe, s.q.sumsq, tries[k], &ch);
+		}
+		if (!err && ch.lr.rank) {
+			/* The low-rank part won: the sink forgets the plain chunks. */
+			lcp_encoded_free(out);
+			err = encode_as(ctx, exec, &ta, cfg, tries[k], &ch.q, &ch.lr, ch.mult, sink, out,
+					NULL);
+		}
 		lowrank_free(&ch.lr);
 		if (!err && out->cosine >= (double)cfg->quality_threshold) {
 			done = true;
@@ -1852,7 +1873,7 @@ lcp_err lcp_codec_encode_stream(struct lcp_codec_ctx *ctx, const struct lcp_tens
 	lcp_free(s.held);
 	t.held = NULL;
 	if (!err && !done)
-		err = encode_as(ctx, exec, &t, cfg, LCP_ENC_LOSSLESS, NULL, NULL, 1.0f, sink, out);
+		err = encode_as(ctx, exec, &t, cfg, LCP_ENC_LOSSLESS, NULL, NULL, 1.0f, sink, out, NULL);
 	if (!err) {
 		out->fallback_reason = reason;
 		out->qlor.original_size = t.n * t.eb;
