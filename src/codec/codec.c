@@ -273,6 +273,9 @@ struct tensor_in {
 	uint64_t n, rows, cols;
 	const float *held;  /* all n elements as binary32 while a low-rank part is
 			       chosen (candidate encodes read them), else NULL */
+	const float *sketch; /* with held: W Omega (rows x 2, column-major), the
+				first pass of the top-component estimate,
+				taken by the scan; or NULL */
 };
 
 /* Elements [b, b + m) as stored: the source's memory, or read into buf. */
@@ -1148,6 +1151,8 @@ struct scan {
 	enum lcp_encoding enc;    /* the first attempt's, whose statistics it takes */
 	float *held;              /* n floats: the tensor kept as binary32 for the
 				     low-rank choice and the attempts, or NULL */
+	float *omega, *sketch;    /* with held and parts of whole rows: the
+				     estimate's test matrix and W omega */
 	struct part_stats *slots;
 	uint32_t window;
 	/* The combined result. */
@@ -1190,6 +1195,10 @@ static lcp_err scan_part(void *arg, uint32_t p, struct lcp_codec_ctx *ctx)
 		 * step and super-scale are 0). */
 		if (s->held)
 			memset(x, 0, m * sizeof *x);
+		if (s->sketch) {
+			memset(s->sketch + b / t->cols, 0, m / t->cols * sizeof *s->sketch);
+			memset(s->sketch + t->rows + b / t->cols, 0, m / t->cols * sizeof *s->sketch);
+		}
 		ps->finite = ps->in_range = true;
 		return LCP_OK;
 	}
@@ -1197,6 +1206,9 @@ static lcp_err scan_part(void *arg, uint32_t p, struct lcp_codec_ctx *ctx)
 	ps->in_range = ps->finite && within_quant_range(x, m);
 	if (ps->in_range) /* else lossless anyway: nothing else matters */
 		qstats_add(&ps->q, x, m, s->cfg, s->enc);
+	/* The estimate's first pass while the rows are in cache. */
+	if (ps->in_range && s->sketch)
+		lcp_lowrank_times2(x, m / t->cols, t->cols, s->omega, s->sketch + b / t->cols, t->rows);
 	return LCP_OK;
 }
 
@@ -1265,6 +1277,13 @@ static lcp_err run_scan(struct lcp_codec_ctx *ctx, struct lcp_encode_exec *exec,
 	plan_chunks(&s->pl, t->n, t->cols, CHUNK_TARGET_ELEMS, s->cfg->group_size);
 	if (hold && !(s->held = lcp_malloc(t->n * sizeof *s->held)))
 		return LCP_ERR_NOMEM;
+	if (hold && s->pl.chunk_elems % t->cols == 0) {
+		s->omega = lcp_malloc(t->cols * 2 * sizeof *s->omega);
+		s->sketch = lcp_malloc(t->rows * 2 * sizeof *s->sketch);
+		if (!s->omega || !s->sketch)
+			return LCP_ERR_NOMEM;
+		lcp_lowrank_test2(s->omega, t->cols, LR_SCREEN_SEED);
+	}
 	s->window = exec ? lcp_encode_exec_window(exec) : 1;
 	s->slots = lcp_calloc(s->window, sizeof *s->slots);
 	if (!s->slots)
@@ -1647,7 +1666,9 @@ static lcp_err top_estimate(struct lr_choice *ch, double *top_sq, float *u, floa
 	tj.y = lcp_malloc(t->rows * 2 * sizeof *tj.y);
 	tj.zparts = lcp_malloc(tj.window * t->cols * 2 * sizeof *tj.zparts);
 	lcp_err err = tj.omega && tj.z && tj.y && tj.zparts ? LCP_OK : LCP_ERR_NOMEM;
-	if (!err) {
+	if (!err && t->sketch) {
+		memcpy(tj.y, t->sketch, t->rows * 2 * sizeof *tj.y);
+	} else if (!err) {
 		lcp_lowrank_test2(tj.omega, t->cols, LR_SCREEN_SEED);
 		err = top_pass(ch, &tj, 0);
 	}
@@ -1818,6 +1839,7 @@ lcp_err lcp_codec_encode_stream(struct lcp_codec_ctx *ctx, const struct lcp_tens
 	else if (!err && sink->scanned)
 		sink->scanned(sink->arg, "", 0);
 	t.held = s.in_range ? s.held : NULL;
+	t.sketch = t.held ? s.sketch : NULL;
 
 	enum lcp_encoding tries[2] = {cfg->bits == 4 ? LCP_ENC_Q4 : LCP_ENC_Q8, LCP_ENC_Q8};
 	unsigned ntries = cfg->bits == 4 ? 2 : 1;
@@ -1871,7 +1893,10 @@ lcp_err lcp_codec_encode_stream(struct lcp_codec_ctx *ctx, const struct lcp_tens
 		}
 	}
 	lcp_free(s.held);
+	lcp_free(s.omega);
+	lcp_free(s.sketch);
 	t.held = NULL;
+	t.sketch = NULL;
 	if (!err && !done)
 		err = encode_as(ctx, exec, &t, cfg, LCP_ENC_LOSSLESS, NULL, NULL, 1.0f, sink, out, NULL);
 	if (!err) {
