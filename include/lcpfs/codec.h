@@ -115,9 +115,10 @@ lcp_err lcp_codec_encode(struct lcp_codec_ctx *ctx, const struct lcp_tensor_view
  * sink in order. Memory is bounded whatever the tensor's size: per running
  * task one chunk's working set, plus a reorder window of encoded chunks
  * (LCP_ENCODE_WINDOW_PER_THREAD per executor thread), plus, for a tensor of
- * at most LCP_ENCODE_HOLD_MAX_ELEMS elements whose spectrum sketch says a
- * low-rank part may pay, the tensor as binary32 while that is decided
- * (larger tensors get no low-rank part).
+ * at most LCP_ENCODE_HOLD_MAX_ELEMS elements that may get a low-rank part,
+ * the tensor as binary32 from its scan to its last attempt (larger tensors
+ * get no low-rank part and are read again from the source for each
+ * attempt).
  */
 
 /* Reads bytes [off, off + len) of the tensor's storage into buf: LCP_OK or

@@ -7,20 +7,21 @@
  * size (codec.h, lcp_codec_encode_stream):
  *  1. Scan. The tensor is read once in parts (the chunks of the quantized
  *     plan), in parallel, each part reduced to statistics: finiteness and
- *     range, sum of squares, the largest group step of the entropy-coded
- *     class, the super-scale of the uniform classes, and a one-pass sketch
- *     of the spectrum (A^T A Omega for a random two-column Omega). The
- *     parts are combined in order, which also hashes the bytes in order.
- *  2. Low rank, only where the sketch leaves room for it to pay (the rule
- *     of lowrank_choose): the tensor is then held as binary32, fitted, and
- *     the candidates are compared on real stored bytes and the quantizer's
- *     own error (a size-only encode each). Tensors over
- *     LCP_ENCODE_HOLD_MAX_ELEMS get no low-rank part (see docs/DESIGN-notes.md).
- *  3. Attempts. Chunks are encoded in parallel, each checked by decoding it
+ *     range, sum of squares, and what the first encoding's plan needs (the
+ *     largest group RMS of the entropy-coded class, or the super-scale of a
+ *     uniform class). The parts are combined in order, which also hashes
+ *     the bytes in order. A tensor that may get a low-rank part (at most
+ *     LCP_ENCODE_HOLD_MAX_ELEMS elements) is kept as binary32 meanwhile,
+ *     with the first pass of its top-component estimate.
+ *  2. Attempts. Chunks are encoded in parallel, each checked by decoding it
  *     through decode.c (so the metrics and output checksums describe
  *     exactly what readers will get), and handed to the sink in order. The
- *     quality floor reads the summed metrics; a fallback restarts the sink
- *     and encodes the tensor again at the next setting.
+ *     plain encoding comes first; a held tensor is then screened for a
+ *     low-rank part (lowrank_decide), and only if one wins against the
+ *     plain encoding's real size and error is the tensor encoded again
+ *     with it (the sink restarts). The quality floor reads the summed
+ *     metrics; a fallback restarts the sink and encodes the tensor again at
+ *     the next setting.
  * Every per-chunk result depends on the chunk and the plan only, and the
  * per-chunk sums are added in chunk order, so the output bytes are the same
  * whatever the executor's thread count.
