@@ -42,6 +42,7 @@
 #include "common/alloc.h"
 #include "common/buf.h"
 #include "common/checksum.h"
+#include "common/io.h"
 #include "common/le.h"
 #include "lcpfs/qlor.h"
 
@@ -721,18 +722,7 @@ static _Atomic uint64_t next_attempt_id = 1;
  * zero bits. */
 static bool all_zero(const uint8_t *raw, const float *x, uint64_t m, unsigned eb)
 {
-	const uint8_t *b = raw ? raw : (const uint8_t *)x;
-	size_t len = m * (raw ? eb : sizeof *x);
-	uint64_t acc = 0;
-	size_t i = 0;
-	for (; i + 8 <= len; i += 8) {
-		uint64_t w;
-		memcpy(&w, b + i, sizeof w);
-		acc |= w;
-	}
-	for (; i < len; i++)
-		acc |= b[i];
-	return acc == 0;
+	return raw ? lcp_bytes_zero(raw, m * eb) : lcp_bytes_zero(x, m * sizeof *x);
 }
 
 /* The quantizer's input for elements [b, b + m) of x: x itself, or with a

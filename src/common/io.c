@@ -10,11 +10,11 @@
 #include <string.h>
 #include <unistd.h>
 
-lcp_err lcp_write_all(int fd, const void *p, size_t len)
+/* write(2) (off < 0) or pwrite(2) at off of all len bytes. */
+static lcp_err write_loop(int fd, const uint8_t *b, size_t len, int64_t off)
 {
-	const uint8_t *b = p;
 	while (len) {
-		ssize_t n = write(fd, b, len);
+		ssize_t n = off < 0 ? write(fd, b, len) : pwrite(fd, b, len, (off_t)off);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -22,8 +22,15 @@ lcp_err lcp_write_all(int fd, const void *p, size_t len)
 		}
 		b += n;
 		len -= (size_t)n;
+		if (off >= 0)
+			off += n;
 	}
 	return LCP_OK;
+}
+
+lcp_err lcp_write_all(int fd, const void *p, size_t len)
+{
+	return write_loop(fd, p, len, -1);
 }
 
 lcp_err lcp_pread_all(int fd, void *p, size_t len, uint64_t off)
@@ -47,19 +54,7 @@ lcp_err lcp_pread_all(int fd, void *p, size_t len, uint64_t off)
 
 lcp_err lcp_pwrite_all(int fd, const void *p, size_t len, uint64_t off)
 {
-	const uint8_t *b = p;
-	while (len) {
-		ssize_t n = pwrite(fd, b, len, (off_t)off);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return lcp_err_from_errno(errno);
-		}
-		b += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return LCP_OK;
+	return write_loop(fd, p, len, (int64_t)off);
 }
 
 lcp_err lcp_pread_holes(int fd, void *p, size_t len, uint64_t off)
@@ -90,8 +85,9 @@ lcp_err lcp_pread_holes(int fd, void *p, size_t len, uint64_t off)
 	return LCP_OK;
 }
 
-static bool block_is_zero(const uint8_t *b, size_t n)
+bool lcp_bytes_zero(const void *p, size_t n)
 {
+	const uint8_t *b = p;
 	uint64_t acc = 0;
 	size_t i = 0;
 	for (; i + 8 <= n; i += 8) {
@@ -113,7 +109,7 @@ lcp_err lcp_pwrite_sparse(int fd, const void *p, size_t len, uint64_t off)
 	 * everything else is written in runs. */
 	uint64_t blk = (off + LCP_HOLE_BLOCK - 1) / LCP_HOLE_BLOCK * LCP_HOLE_BLOCK;
 	for (; blk + LCP_HOLE_BLOCK <= end; blk += LCP_HOLE_BLOCK) {
-		if (!block_is_zero(b + (blk - off), LCP_HOLE_BLOCK))
+		if (!lcp_bytes_zero(b + (blk - off), LCP_HOLE_BLOCK))
 			continue;
 		if (blk > run) {
 			lcp_err err = lcp_pwrite_all(fd, b + (run - off), (size_t)(blk - run), run);

@@ -6,6 +6,7 @@
 #ifndef LCPFS_COMMON_IO_H
 #define LCPFS_COMMON_IO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -27,6 +28,9 @@ lcp_err lcp_pwrite_all(int fd, const void *buf, size_t len, uint64_t off);
  * hole reporting every byte is read. Thread-safe for one fd (the file
  * offset is never relied on). */
 lcp_err lcp_pread_holes(int fd, void *buf, size_t len, uint64_t off);
+
+/* True when all n bytes at p are zero. */
+bool lcp_bytes_zero(const void *p, size_t n);
 
 /* Bytes of the aligned blocks lcp_pwrite_sparse leaves as holes. */
 #define LCP_HOLE_BLOCK 4096u

@@ -147,18 +147,7 @@ read_busy=$((sum / reads))
 poll "$COMMIT_TIMEOUT" settled "$M/busy.safetensors" || fail "busy file: no commit"
 
 # Sparse tensors: pack and daemon peak RSS.
-sparse_st() {
-	"$PYTHON" - "$@" <<'PY'
-import json, struct, sys
-out, rows, cols = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-n = rows * cols * 2
-h = json.dumps({"w": {"dtype": "BF16", "shape": [rows, cols], "data_offsets": [0, n]}}).encode()
-h += b" " * (-len(h) % 8)
-with open(out, "wb") as f:
-	f.write(struct.pack("<Q", len(h)) + h)
-	f.truncate(8 + len(h) + n)
-PY
-}
+sparse_st() { "$PYTHON" tests/tools/sparse_model.py "$@"; }
 sparse_st "$WORK/s1.safetensors" 32768 16384
 sparse_st "$WORK/s6.safetensors" 98304 32768
 declare -A SP

@@ -20,18 +20,7 @@ COMMIT_TIMEOUT=120
 
 # sparse_st PATH ROWS COLS: a safetensors file with one BF16 [ROWS, COLS]
 # tensor whose data are a hole.
-sparse_st() {
-	"$PYTHON" - "$@" <<'PY'
-import json, struct, sys
-out, rows, cols = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-n = rows * cols * 2
-h = json.dumps({"w": {"dtype": "BF16", "shape": [rows, cols], "data_offsets": [0, n]}}).encode()
-h += b" " * (-len(h) % 8)
-with open(out, "wb") as f:
-	f.write(struct.pack("<Q", len(h)) + h)
-	f.truncate(8 + len(h) + n)
-PY
-}
+sparse_st() { "$PYTHON" tests/tools/sparse_model.py "$@"; }
 alloc_kib() { echo $(( $(stat -c %b "$1") * $(stat -c %B "$1") / 1024 )); }
 
 S=$WORK/src
