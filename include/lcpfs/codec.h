@@ -102,10 +102,127 @@ bool lcp_codec_config_ok(const struct lcp_config *cfg);
  * Encodes one tensor (F32, F16, BF16 or F64; anything else: LCP_ERR_UNSUPPORTED).
  * Tries cfg->bits; if cosine < cfg->quality_threshold retries at 8 bits, then
  * stores lossless. NaN/Inf anywhere: lossless. Deterministic.
- * On success *out is filled; on error *out is zeroed.
+ * On success *out is filled; on error *out is zeroed. This is
+ * lcp_codec_encode_stream on the caller's thread, with the chunks gathered
+ * in out->data: the same bytes.
  */
 lcp_err lcp_codec_encode(struct lcp_codec_ctx *ctx, const struct lcp_tensor_view *t,
 			 const struct lcp_config *cfg, struct lcp_encoded *out);
+
+/*
+ * Streaming encoding: a tensor read piece by piece from a source, encoded
+ * chunk by chunk (in parallel through an executor), its chunks handed to a
+ * sink in order. Memory is bounded whatever the tensor's size: per running
+ * task one chunk's working set, plus a reorder window of encoded chunks
+ * (LCP_ENCODE_WINDOW_PER_THREAD per executor thread), plus, for a tensor of
+ * at most LCP_ENCODE_HOLD_MAX_ELEMS elements that may get a low-rank part,
+ * the tensor as binary32 from its scan to its last attempt (larger tensors
+ * get no low-rank part and are read again from the source for each
+ * attempt).
+ */
+
+/* Reads bytes [off, off + len) of the tensor's storage into buf: LCP_OK or
+ * the error that ends the encoding. Called from any executor thread, for
+ * distinct buffers concurrently. */
+typedef lcp_err (*lcp_tensor_read_fn)(void *arg, void *buf, size_t len, uint64_t off);
+
+/* A tensor to encode: its dtype and dims (as lcp_tensor_view), and its
+ * bytes: mem when the whole storage is in memory (len = product of dims *
+ * dtype bytes; read is then unused), else read. Not owned. */
+struct lcp_tensor_source {
+	enum lcp_dtype dtype;
+	uint32_t ndims;
+	uint64_t dims[LCP_MAX_DIMS];
+	const void *mem;
+	lcp_tensor_read_fn read;
+	void *arg;
+};
+
+/*
+ * Where encoded chunks go, called on the encoding thread only, in this
+ * order: scanned (may be NULL) with every byte of the tensor's storage once,
+ * in order (so a caller can hash what it packs without reading it again);
+ * then for each attempt restart (may be NULL when the sink never holds a
+ * failed attempt: its chunks are then simply put again; the first call
+ * starts the first attempt) followed by put for chunk 0, 1, ... in order.
+ * put gets the chunk's record (elem range, data_off from the start of the
+ * attempt's first chunk, data_len, both checksums), its stored bytes, and
+ * the CRC-32 of its reconstruction when want_crc (else 0). A quality-floor
+ * fallback calls restart again: everything put since the previous restart
+ * is void. Any error returned ends the encoding with that error.
+ */
+struct lcp_encode_sink {
+	void (*scanned)(void *arg, const void *data, size_t len);
+	lcp_err (*restart)(void *arg);
+	lcp_err (*put)(void *arg, const struct lcp_chunk_info *chunk, const uint8_t *data,
+		       uint32_t crc);
+	void *arg;
+	bool want_crc;
+};
+
+/* Encoded chunks an executor may hold ahead of the sink, per thread. */
+#define LCP_ENCODE_WINDOW_PER_THREAD 4u
+/* Largest tensor held whole as binary32 to fit a low-rank part (64 MiB). */
+#define LCP_ENCODE_HOLD_MAX_ELEMS (1ull << 24)
+
+/*
+ * A pool of encoder threads, each with its own codec context, shared by any
+ * number of concurrent encodings. Each encoding feeds it through its own
+ * executor, and the threads take tasks from the executors that have work in
+ * turn (one task each, round-robin), so one large tensor or file never holds
+ * another back by more than one task per thread. With background, the
+ * threads run at a lower scheduling priority (nice +LCP_ENCODE_BACKGROUND_NICE)
+ * so that the process's other threads (a daemon's request threads) go
+ * first. Create/free are not thread-safe against use; free only when no
+ * executor is attached.
+ */
+#define LCP_ENCODE_BACKGROUND_NICE 10
+struct lcp_encode_pool;
+lcp_err lcp_encode_pool_create(unsigned threads, bool background, struct lcp_encode_pool **out);
+void lcp_encode_pool_free(struct lcp_encode_pool *pool);
+unsigned lcp_encode_pool_threads(const struct lcp_encode_pool *pool);
+
+/* One client's queue into a pool. Used by one thread at a time (one
+ * encoding at a time); any number of executors may share a pool. */
+struct lcp_encode_exec;
+lcp_err lcp_encode_exec_create(struct lcp_encode_pool *pool, struct lcp_encode_exec **out);
+void lcp_encode_exec_free(struct lcp_encode_exec *exec);
+
+/*
+ * Ordered task runs: fn(arg, i, ctx) for i = 0 .. n-1, run by the
+ * executor's pool threads (each call with a context no concurrent call
+ * uses), or, with exec NULL, on the caller's thread with ctx, one task each
+ * time the caller asks for a result. The caller consumes results in order:
+ * lcp_encode_run_next sets *i to the next task (0, 1, ...), waits for it and
+ * returns its error; at most `window` tasks run or wait ahead of the caller,
+ * so a task's results may live in slot i % window of the caller's storage
+ * until the next call. A failed task cancels those not yet started.
+ * lcp_encode_run_end cancels what has not started, waits for what runs and
+ * frees the run.
+ */
+typedef lcp_err (*lcp_task_fn)(void *arg, uint32_t i, struct lcp_codec_ctx *ctx);
+struct lcp_encode_run;
+lcp_err lcp_encode_run_start(struct lcp_encode_exec *exec, struct lcp_codec_ctx *ctx, uint32_t n,
+			     uint32_t window, lcp_task_fn fn, void *arg,
+			     struct lcp_encode_run **out);
+lcp_err lcp_encode_run_next(struct lcp_encode_run *r, uint32_t *i);
+void lcp_encode_run_end(struct lcp_encode_run *r);
+/* The window an executor's runs should use: LCP_ENCODE_WINDOW_PER_THREAD
+ * per pool thread; 1 for exec NULL. */
+uint32_t lcp_encode_exec_window(const struct lcp_encode_exec *exec);
+
+/*
+ * Encodes the tensor of src with cfg as lcp_codec_encode would (the same
+ * bytes, whatever the executor and its thread count), handing the chunks to
+ * sink. ctx serves the caller's own steps (exec NULL: all of them). On
+ * success *out is filled as by lcp_codec_encode except that data is NULL
+ * (data_len still counts the bytes put in the last attempt) and
+ * qlor.original_checksum is the xxh3 of the storage. On error *out is zeroed
+ * and what was put is void.
+ */
+lcp_err lcp_codec_encode_stream(struct lcp_codec_ctx *ctx, const struct lcp_tensor_source *src,
+				const struct lcp_config *cfg, struct lcp_encode_exec *exec,
+				const struct lcp_encode_sink *sink, struct lcp_encoded *out);
 
 /* Parsed params block, immutable once opened; safe to share between threads. */
 struct lcp_codec_tensor;

@@ -134,7 +134,15 @@ enum lcp_pack_outcome {
 	LCP_PACK_REFUSED,       /* a tensor file left raw; the reason is recorded
 	                           on it as the refusal marker (lcpfs.5) */
 	LCP_PACK_RETRY,         /* changed while packing, or in the way: try again */
+	LCP_PACK_DEFERRED,      /* a tensor file left raw for a transient cause (no
+	                           space, too many open files, no memory, an I/O
+	                           error): try again later; packed in place, it
+	                           carries a retry marker (the reason after
+	                           LCP_STORE_RETRY_PREFIX) */
 };
+
+/* The start of a refusal marker that asks for a retry (a transient cause). */
+#define LCP_STORE_RETRY_PREFIX "retry: "
 
 struct lcp_pack_report {
 	enum lcp_format format;
@@ -153,28 +161,57 @@ typedef void (*lcp_progress_fn)(void *arg, uint64_t done, uint64_t total);
 /* A pack whose temporaries are written, waiting for its commit. */
 struct lcp_pack_job;
 
+/* How a pack runs. */
+struct lcp_pack_opts {
+	const struct lcp_config *cfg;
+	struct lcp_encode_pool *pool; /* encoder threads, shared with any other
+					 packs, or NULL: the calling thread
+					 encodes. The payload's bytes are the
+					 same either way. */
+	lcp_progress_fn progress;     /* may be NULL */
+	void *progress_arg;
+};
+
 /*
  * Phase one of a pack: parses NAME in dirfd, encodes it, writes payload and
- * sidecar temporaries (with the raw file's metadata) and fsyncs them. Takes no lock of the caller's and
- * calls nothing back but progress (may be NULL). With srcfd -1 the raw file
- * is NAME itself (pack in place); otherwise it is the open regular file
- * srcfd (a private copy, `lcpfs pack SRC DST`) and NAME is only the
- * destination. LCP_OK with *job set: ready to commit; LCP_OK with *job NULL:
- * not packed, rep says why (outcome NOT_TENSOR, REFUSED or RETRY); an error:
- * the attempt failed (I/O, memory). In every case but a commit the raw file
- * is untouched (the refusal marker aside) and no temporary is left.
- * Refusals: the format's own reason (rep->reason from lcp_format_parse), "no
- * compressible tensor", "smaller than min_size (N bytes)", "file has
- * several hard links", "no space left on device", "encoding failed: ...".
+ * sidecar temporaries (with the raw file's metadata) and fsyncs them. Takes
+ * no lock of the caller's and calls nothing back but progress. With srcfd
+ * -1 the raw file is NAME itself (pack in place); otherwise it is the open
+ * regular file srcfd (`lcpfs pack SRC DST`), NAME is only the destination,
+ * and no refusal marker is recorded (the caller records one where it wants
+ * it: lcp_store_refusal_record). LCP_OK with *job set: ready to commit;
+ * LCP_OK with *job NULL: not packed, rep says why (outcome NOT_TENSOR,
+ * REFUSED, RETRY or DEFERRED); an error: the attempt failed for a reason
+ * that is neither the file's nor transient (bad arguments, permissions).
+ * In every case but a commit the raw file is untouched (the marker aside)
+ * and no temporary is left. Refusals: the format's own reason (rep->reason
+ * from lcp_format_parse), "no compressible tensor", "smaller than min_size
+ * (N bytes)", "file has several hard links", "encoding failed: ...".
  * Retry: "file changed while packing", "already compressed or in the way".
- * Encoding streams one tensor at a time: peak memory is a small multiple of
- * the largest tensor (measured: 12 MiB peak RSS packing 48 MiB of 1 MiB
- * tensors). Thread-safe for distinct names.
+ * Deferred: the cause ("no space left on device", "out of memory", ...).
+ * Holes of the raw file are never read: they are zeros.
+ * Encoding streams every tensor through the opts' pool: peak memory is per
+ * encoder thread one chunk's working set (plus a held tensor of at most
+ * LCP_ENCODE_HOLD_MAX_ELEMS while its low rank is chosen), plus a bounded
+ * window of encoded chunks, whatever the file's or its tensors' sizes.
+ * Thread-safe for distinct names.
  */
+lcp_err lcp_store_pack_prepare_opts(int dirfd, const char *name, int srcfd,
+				    const struct lcp_pack_opts *opts, struct lcp_pack_report *rep,
+				    struct lcp_pack_job **job);
+
+/* lcp_store_pack_prepare_opts on the calling thread alone. */
 lcp_err lcp_store_pack_prepare_at(int dirfd, const char *name, int srcfd,
 				  const struct lcp_config *cfg, lcp_progress_fn progress,
 				  void *progress_arg, struct lcp_pack_report *rep,
 				  struct lcp_pack_job **job);
+
+/* Records what rep says on open regular file fd as a pack in place would:
+ * REFUSED, its reason; DEFERRED, the retry marker; else nothing. */
+void lcp_store_refusal_record(int fd, const struct lcp_pack_report *rep);
+
+/* True when refusal marker text (lcp_probe.refused) asks for a retry. */
+bool lcp_store_refusal_is_retry(const char *marker);
 
 /*
  * Phase two: commits a prepared pack from durable facts. In place, NAME must
@@ -202,6 +239,8 @@ void lcp_store_pack_source(const struct lcp_pack_job *job, uint64_t *dev, uint64
 void lcp_store_pack_free(struct lcp_pack_job *job);
 
 /* Prepare and commit in one call (the offline tool, tests). */
+lcp_err lcp_store_pack_opts(int dirfd, const char *name, int srcfd,
+			    const struct lcp_pack_opts *opts, struct lcp_pack_report *rep);
 lcp_err lcp_store_pack_at(int dirfd, const char *name, int srcfd, const struct lcp_config *cfg,
 			  lcp_progress_fn progress, void *progress_arg,
 			  struct lcp_pack_report *rep);

@@ -14,8 +14,10 @@ void lcp_cli_print_verbs(FILE *to)
 	fprintf(to,
 		"\n"
 		"Offline verbs, on the same on-disk representation (no mount needed):\n"
-		"    lcpfs pack [-o OPTIONS] SRC DST   store SRC at DST compressed (payload + sidecar);\n"
-		"                                      OPTIONS: the compression options above\n"
+		"    lcpfs pack [-j N] [-o OPTIONS] SRC DST\n"
+		"                                      store SRC at DST compressed (payload + sidecar)\n"
+		"                                      on N threads (default: the cores); OPTIONS: the\n"
+		"                                      compression options above\n"
 		"    lcpfs unpack SRC DST              write the reconstructed bytes of SRC to DST\n"
 		"    lcpfs inspect [--json] [--svg OUT.svg] PATH\n"
 		"                                      format, sizes, ratio and per-tensor quality\n"

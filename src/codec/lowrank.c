@@ -282,3 +282,106 @@ lcp_err lcp_lowrank_fit(const float *w, uint32_t rows, uint32_t cols, uint32_t k
 		return fit_exact(w, m, n, k, u, vt, sv);
 	return fit_randomized(w, m, n, k, (lapack_int)s, seed, u, vt, sv);
 }
+
+void lcp_lowrank_test2(float *omega, size_t cols, uint64_t seed)
+{
+	fill_test_matrix(omega, cols * 2, seed);
+}
+
+void lcp_lowrank_orth2(float *a, size_t m)
+{
+	float *c0 = a, *c1 = a + m;
+	double n0 = 0.0, d = 0.0, n1 = 0.0;
+	for (size_t i = 0; i < m; i++)
+		n0 += (double)c0[i] * c0[i];
+	float s0 = n0 > 0.0 ? (float)(1.0 / sqrt(n0)) : 0.0f;
+	for (size_t i = 0; i < m; i++) {
+		c0[i] *= s0;
+		d += (double)c0[i] * c1[i];
+	}
+	for (size_t i = 0; i < m; i++) {
+		c1[i] -= (float)d * c0[i];
+		n1 += (double)c1[i] * c1[i];
+	}
+	float s1 = n1 > 0.0 ? (float)(1.0 / sqrt(n1)) : 0.0f;
+	for (size_t i = 0; i < m; i++)
+		c1[i] *= s1;
+}
+
+/* Partial sums per column in lcp_lowrank_times2: independent chains, so the
+ * dot products run at the loads' pace instead of the adds' latency. */
+#define DOT_LANES 16
+
+void lcp_lowrank_times2(const float *w, size_t rows, size_t cols, const float *q, float *y,
+			size_t ystride)
+{
+	const float *q0 = q, *q1 = q + cols;
+	for (size_t i = 0; i < rows; i++) {
+		const float *r = w + i * cols;
+		float a0[DOT_LANES] = {0}, a1[DOT_LANES] = {0};
+		size_t j = 0;
+		for (; j + DOT_LANES <= cols; j += DOT_LANES)
+			for (unsigned k = 0; k < DOT_LANES; k++) {
+				a0[k] += r[j + k] * q0[j + k];
+				a1[k] += r[j + k] * q1[j + k];
+			}
+		for (; j < cols; j++) {
+			a0[0] += r[j] * q0[j];
+			a1[0] += r[j] * q1[j];
+		}
+		float s0 = 0.0f, s1 = 0.0f;
+		for (unsigned k = 0; k < DOT_LANES; k++) {
+			s0 += a0[k];
+			s1 += a1[k];
+		}
+		y[i] = s0;
+		y[ystride + i] = s1;
+	}
+}
+
+void lcp_lowrank_times2t(const float *w, size_t rows, size_t cols, const float *y,
+			 size_t ystride, float *z)
+{
+	memset(z, 0, cols * 2 * sizeof *z);
+	for (size_t i = 0; i < rows; i++) {
+		const float *r = w + i * cols;
+		float y0 = y[i], y1 = y[ystride + i];
+		for (size_t j = 0; j < cols; j++) {
+			z[j] += r[j] * y0;
+			z[cols + j] += r[j] * y1;
+		}
+	}
+}
+
+double lcp_lowrank_top2(const float *y, size_t rows, const float *q2, size_t cols, float *u,
+			float *v)
+{
+	double g00 = 0.0, g01 = 0.0, g11 = 0.0;
+	for (size_t i = 0; i < rows; i++) {
+		g00 += (double)y[i] * y[i];
+		g01 += (double)y[i] * y[rows + i];
+		g11 += (double)y[rows + i] * y[rows + i];
+	}
+	/* Largest eigenvalue of the symmetric 2 x 2 [g00 g01; g01 g11], and
+	 * its eigenvector (from whichever row of G - lambda I is larger). */
+	double half = 0.5 * (g00 + g11), dev = 0.5 * (g00 - g11);
+	double lambda = half + sqrt(dev * dev + g01 * g01);
+	double c0 = g01, c1 = lambda - g00;
+	if (fabs(lambda - g11) + fabs(g01) > fabs(c0) + fabs(c1)) {
+		c0 = lambda - g11;
+		c1 = g01;
+	}
+	double cn = sqrt(c0 * c0 + c1 * c1);
+	if (cn > 0.0) {
+		c0 /= cn;
+		c1 /= cn;
+	} else {
+		c0 = 1.0;
+		c1 = 0.0;
+	}
+	for (size_t j = 0; j < cols; j++)
+		v[j] = (float)(c0 * q2[j] + c1 * q2[cols + j]);
+	for (size_t i = 0; i < rows; i++)
+		u[i] = (float)(c0 * y[i] + c1 * y[rows + i]);
+	return lambda;
+}

@@ -196,8 +196,21 @@ void lcp_rans_enc_init(struct lcp_rans_enc *e, const uint16_t freq[256])
 	for (unsigned s = 0; s < 256; s++) {
 		e->freq[s] = freq[s];
 		e->cum[s] = c;
+		e->rcp[s] = freq[s] >= 2 ? UINT64_MAX / freq[s] + 1 : 0;
 		c += freq[s];
 	}
+}
+
+/* x / f for the encoder (rcp: lcp_rans_enc.rcp of f). */
+static inline uint32_t div_freq(uint32_t x, uint32_t f, uint64_t rcp)
+{
+#ifdef __SIZEOF_INT128__
+	__extension__ typedef unsigned __int128 u128;
+	return f == 1 ? x : (uint32_t)(((u128)x * rcp) >> 64);
+#else
+	(void)rcp;
+	return x / f;
+#endif
 }
 
 size_t lcp_rans_encode(const struct lcp_rans_enc *e, const uint8_t *sym, uint32_t n, unsigned lanes,
@@ -211,17 +224,22 @@ size_t lcp_rans_encode(const struct lcp_rans_enc *e, const uint8_t *sym, uint32_
 	 * the end of the bound, so the decoder reads both forwards. */
 	uint8_t *end = out + lcp_rans_block_bound(n, lanes), *w = end;
 	for (uint32_t i = n; i-- > 0;) {
-		uint32_t *xl = &x[i & (lanes - 1)];
+		uint32_t *xl = &x[i & (lanes - 1)], v = *xl;
 		uint32_t f = e->freq[sym[i]];
 		assert(f > 0);
 		/* Largest state that still encodes below 2^32 after this symbol:
-		 * ((LOW >> PROB_BITS) << 16) * f. */
-		if (*xl >= f << (32 - LCP_RANS_PROB_BITS)) {
-			w -= 2;
-			lcp_store_le16(w, (uint16_t)*xl);
-			*xl >>= 16;
-		}
-		*xl = (*xl / f << LCP_RANS_PROB_BITS) + *xl % f + e->cum[sym[i]];
+		 * ((LOW >> PROB_BITS) << 16) * f. Branch-free renormalization
+		 * (the branch is taken about once per 16 bits of output, too
+		 * irregularly to predict): the word is always stored below w,
+		 * where it is either kept or overwritten by the next one; w
+		 * never drops below the lane states' room, so w - 2 stays in
+		 * out. */
+		uint32_t out16 = v >= f << (32 - LCP_RANS_PROB_BITS);
+		lcp_store_le16(w - 2, (uint16_t)v);
+		w -= 2 * out16;
+		v >>= 16 * out16;
+		uint32_t q = div_freq(v, f, e->rcp[sym[i]]);
+		*xl = (q << LCP_RANS_PROB_BITS) + (v - q * f) + e->cum[sym[i]];
 	}
 	w -= 4u * lanes;
 	for (unsigned l = 0; l < lanes; l++)

@@ -54,10 +54,14 @@ size_t lcp_rans_table_write(const uint16_t freq[256], uint8_t *out);
  * frequency of 4096, run past the last symbol). */
 lcp_err lcp_rans_table_read(const uint8_t *in, size_t len, size_t *used, uint16_t freq[256]);
 
-/* Encoder tables. */
+/* Encoder tables. rcp[s] = floor((2^64 - 1) / freq[s]) + 1 for freq[s] >= 2 (0
+ * otherwise): the high half of x * rcp[s] is x / freq[s] exactly for every
+ * 32-bit x (the error x * (rcp - 2^64 / f) / 2^64 stays below 1 / f), so
+ * encoding multiplies where it would divide. */
 struct lcp_rans_enc {
 	uint32_t freq[256];
 	uint32_t cum[256];
+	uint64_t rcp[256];
 };
 void lcp_rans_enc_init(struct lcp_rans_enc *e, const uint16_t freq[256]);
 

@@ -71,3 +71,8 @@ uint32_t lcp_crc32(uint32_t crc, const void *data, size_t len)
 	}
 	return (uint32_t)c;
 }
+
+uint32_t lcp_crc32_combine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b)
+{
+	return (uint32_t)crc32_combine64(crc_a, crc_b, (z_off64_t)len_b);
+}

@@ -30,5 +30,7 @@ void lcp_xxh3_stream_free(struct lcp_xxh3_stream *s);
 
 /* CRC-32 (ISO-HDLC, as zip uses); crc is the running value, 0 to start. */
 uint32_t lcp_crc32(uint32_t crc, const void *data, size_t len);
+/* The CRC-32 of A followed by B from crc_a, crc_b and B's length. */
+uint32_t lcp_crc32_combine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b);
 
 #endif

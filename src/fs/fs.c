@@ -27,7 +27,6 @@
 #include "lcpfs/provider.h"
 
 #define DEFAULT_CACHE_BYTES (256ull << 20) /* a few layers' decoded chunks */
-#define DEFAULT_THREADS 1u                 /* compression competes with serving reads */
 #define MAX_THREADS 64u
 #define ATTR_TIMEOUT_SEC 60.0 /* long: the page cache is the hot path; we invalidate on change */
 #define MAX_IDLE_THREADS 16u
@@ -70,7 +69,7 @@ static void usage(FILE *to, const char *prog)
 		"    -o preset=aggressive|balanced|quality   compression preset (balanced)\n"
 		"    -o bits=4|8  rank=N  group=N  asym|sym  quality=F  min_size=N[kMG]\n"
 		"    -o cache=SIZE[kMG]    decoded chunk cache (default 256M)\n"
-		"    -o threads=N          compression workers (default 1)\n"
+		"    -o threads=N          encoder threads (default: the number of cores)\n"
 		"    -o readahead=SIZE     kernel readahead for the mount (default 4M; 0: kernel's)\n"
 		"    -f                    stay in the foreground\n"
 		"    -d                    debug: foreground, log every request\n"
@@ -385,7 +384,10 @@ int lcp_fs_main(int argc, char **argv)
 	atomic_init(&m->stopping, false);
 	cl.readahead_bytes = DEFAULT_READAHEAD_BYTES;
 	m->cache_bytes = DEFAULT_CACHE_BYTES;
-	m->threads = DEFAULT_THREADS;
+	/* Encoder threads run niced below the request threads (the pool's
+	 * background mode), so reads stay quick while they take every core. */
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	m->threads = cores < 1 ? 1u : cores > (long)MAX_THREADS ? MAX_THREADS : (unsigned)cores;
 	m->timeout = ATTR_TIMEOUT_SEC;
 	rc = parse_cmdline(m, argc, argv, &cl);
 	if (rc >= 0)

@@ -12,6 +12,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 /* This thread's identity for the ownership checks. */
 uintptr_t fs_lock_self(void);
@@ -55,6 +56,15 @@ static inline void fs_cond_wait(pthread_cond_t *c, struct fs_mutex *l)
 {
 	atomic_store(&l->owner, 0);
 	pthread_cond_wait(c, &l->m);
+	atomic_store(&l->owner, fs_lock_self());
+}
+
+/* fs_cond_wait until a deadline on the clock c was created with. */
+static inline void fs_cond_timedwait(pthread_cond_t *c, struct fs_mutex *l,
+				     const struct timespec *until)
+{
+	atomic_store(&l->owner, 0);
+	pthread_cond_timedwait(c, &l->m, until);
 	atomic_store(&l->owner, fs_lock_self());
 }
 

@@ -101,6 +101,7 @@ struct fs_mount {
 
 	/* Compression (fs_tensor.c). */
 	struct lcp_chunk_cache *cache;
+	struct lcp_encode_pool *pool; /* encoder threads, shared by every job */
 	struct fs_mutex queue_lock;
 	pthread_cond_t queue_cond;
 	struct fs_job *queue_head, *queue_tail;

@@ -28,6 +28,15 @@ void fs_track_probed(struct fs_track *t, enum fs_probe_answer a, const char *ref
 	}
 }
 
+enum fs_action fs_track_retry(struct fs_track *t)
+{
+	if (t->state == FS_COMPRESSED || t->queued || t->nwriters || t->materializing)
+		return FS_DO_NOTHING;
+	t->state = FS_PENDING;
+	t->queued = true;
+	return FS_DO_QUEUE;
+}
+
 void fs_track_unknown(struct fs_track *t)
 {
 	t->known = false;
@@ -121,6 +130,12 @@ enum fs_action fs_track_job_done(struct fs_track *t, enum fs_job_end end, const 
 		t->state = end == FS_JOB_NOT_TENSOR ? FS_RAW : FS_REFUSED;
 		snprintf(t->reason, sizeof t->reason, "%s", reason ? reason : "");
 		return FS_DO_NOTHING;
+	case FS_JOB_DEFERRED:
+		if (t->state != FS_PENDING)
+			break; /* a writer came meanwhile: its release decides */
+		snprintf(t->reason, sizeof t->reason, "%s", reason ? reason : "");
+		t->queued = true;
+		return FS_DO_QUEUE_LATER;
 	case FS_JOB_OVERTAKEN:
 		break;
 	}

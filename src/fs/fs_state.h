@@ -13,6 +13,10 @@
  *    +--------------- first write (marker forgotten) ---'           |
  *    +--------------- materialized (first write, truncate, link) ---'
  *
+ * A job deferred for a transient cause keeps the file pending (with the
+ * cause as its reason) and runs again after a backoff; a raw file whose
+ * marker asks for a retry is queued when the store first answers for it.
+ *
  * A compressed file opened for writing stays compressed until its first
  * write or truncate (so `touch` leaves it compressed). A job is tied to the
  * write generation it was queued at; any write, truncate, open for writing,
@@ -38,6 +42,8 @@ enum fs_job_end {
 	FS_JOB_REFUSED,     /* a tensor file left raw, reason recorded */
 	FS_JOB_FAILED,      /* the attempt failed (I/O, memory): reason shown, not recorded */
 	FS_JOB_OVERTAKEN,   /* the file changed, was reopened or renamed meanwhile */
+	FS_JOB_DEFERRED,    /* left raw for a transient cause (full disk, no memory,
+	                       no fd, I/O error): tried again after a backoff */
 };
 
 /* What the caller must do after a transition. */
@@ -45,6 +51,8 @@ enum fs_action {
 	FS_DO_NOTHING = 0,
 	FS_DO_QUEUE,        /* queue a job at generation t->wgen (t->queued is set) */
 	FS_DO_FORGET_REFUSAL, /* remove the refusal marker from the backing file */
+	FS_DO_QUEUE_LATER,  /* queue the job again after a backoff (t->queued
+	                       stays set) */
 };
 
 struct fs_track {
@@ -67,6 +75,12 @@ void fs_track_init(struct fs_track *t);
 /* The store's answer (only taken while nothing is under way). refused is
  * the refusal marker of a raw file, or "". */
 void fs_track_probed(struct fs_track *t, enum fs_probe_answer a, const char *refused);
+
+/* The store's answer was a raw file whose marker asks for a retry (a pack
+ * deferred for a transient cause, maybe by an earlier mount): FS_DO_QUEUE
+ * unless a job, a writer or a materialize is under way. The marker stays
+ * the reason until the job ends. */
+enum fs_action fs_track_retry(struct fs_track *t);
 
 /* The store could not be asked about the file now (after a commit, the
  * backing file changed and must be asked about again). */
@@ -95,7 +109,8 @@ bool fs_track_job_may_start(const struct fs_track *t, uint64_t wgen);
 bool fs_track_gate(const struct fs_track *t, uint64_t wgen);
 
 /* A job ended. has_name: the file still has a name to be packed under.
- * Returns FS_DO_QUEUE when an overtaken job must run again. */
+ * Returns FS_DO_QUEUE when an overtaken job must run again, FS_DO_QUEUE_LATER
+ * when a deferred one must (reason: its cause). */
 enum fs_action fs_track_job_done(struct fs_track *t, enum fs_job_end end, const char *reason,
 				 bool has_name);
 

@@ -9,7 +9,9 @@
  *
  * Writes land in the raw backing file. At the last writer's release of a
  * changed file a job is queued; a worker prepares the pack with no lock
- * held (parse, encode, temporaries written and fsynced), then takes the
+ * held (parse, then encode through the mount's encoder pool, whose threads
+ * serve every file being packed in turn, chunk by chunk; temporaries
+ * written and fsynced), then takes the
  * namespace lock for writing and commits only if the gate agrees (no writer,
  * write generation unchanged, same inode) and the store's durable checks
  * pass (same inode, size, mtime, ctime, one link). A commit points the
@@ -22,6 +24,10 @@
  * with no lock held, then swapped in under the namespace lock after
  * checking it is still the same payload. Unlink, rename and link go through
  * the store so sidecars follow their payloads; the store's names are hidden.
+ *
+ * A pack deferred for a transient cause (full disk, no memory, no fd, I/O
+ * error) is queued again after a backoff, and a file whose marker says so
+ * (deferred by an earlier mount) is queued when it is first looked up.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -45,6 +51,10 @@
 #define HOLD_POLL_NS 10000000L
 /* Materialize retries when the payload changed under it (a rename). */
 #define MATERIALIZE_TRIES 3
+/* Backoff of a deferred pack: the first retry after RETRY_FIRST_MS, each
+ * next one after twice as long, at most RETRY_MAX_MS. */
+#define RETRY_FIRST_MS 1000u
+#define RETRY_MAX_MS (10u * 60u * 1000u)
 
 /* A committed file shared by the inode and its read handles. */
 struct fs_sfile {
@@ -55,6 +65,8 @@ struct fs_sfile {
 struct fs_job {
 	struct fs_inode *inode; /* holds a reference */
 	uint64_t wgen;          /* generation when queued */
+	unsigned attempt;       /* deferrals so far */
+	struct timespec due;    /* CLOCK_MONOTONIC time it may run from */
 	struct fs_job *next;
 };
 
@@ -75,6 +87,7 @@ static void sfile_put(struct fs_sfile *s)
 
 static void log_inode(struct fs_mount *m, struct fs_inode *inode, enum lcp_log_level level,
 		      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void queue_job(struct fs_mount *m, struct fs_inode *inode, unsigned attempt);
 static void log_inode(struct fs_mount *m, struct fs_inode *inode, enum lcp_log_level level,
 		      const char *fmt, ...)
 {
@@ -218,6 +231,11 @@ int fs_tensor_known(struct fs_mount *m, struct fs_inode *inode)
 		lcp_err le = probe_inode(m, inode, &pr, &sf);
 		if (le == LCP_OK) {
 			adopt(inode, &pr, sf);
+			/* Deferred by an earlier mount (or run of `lcpfs pack`) for a
+			 * transient cause: try again now. */
+			if (pr.repr == LCP_REPR_RAW && lcp_store_refusal_is_retry(pr.refused) &&
+			    !m->readonly && fs_track_retry(&inode->t) == FS_DO_QUEUE)
+				queue_job(m, inode, 0);
 			inode->untold_logged = false;
 			if (pr.repr == LCP_REPR_DAMAGED)
 				log_inode(m, inode, LCP_LOG_ERROR, "damaged: %s; reads fail", pr.note);
@@ -577,9 +595,18 @@ void fs_tensor_handle_close(struct fs_handle *h)
 	h->sf = NULL;
 }
 
+static uint32_t retry_delay_ms(unsigned attempt)
+{
+	uint64_t ms = RETRY_FIRST_MS;
+	for (unsigned k = 1; k < attempt && ms < RETRY_MAX_MS; k++)
+		ms *= 2;
+	return (uint32_t)(ms < RETRY_MAX_MS ? ms : RETRY_MAX_MS);
+}
+
 /* Queues a compression job for inode at its current generation (inode lock
- * held; the state machine already marked it queued). */
-static void queue_job(struct fs_mount *m, struct fs_inode *inode)
+ * held; the state machine already marked it queued), to run at once
+ * (attempt 0) or after the backoff of its attempt-th deferral. */
+static void queue_job(struct fs_mount *m, struct fs_inode *inode, unsigned attempt)
 {
 	struct fs_job *j = NULL;
 
@@ -596,13 +623,24 @@ static void queue_job(struct fs_mount *m, struct fs_inode *inode)
 	fs_inode_ref(m, inode);
 	j->inode = inode;
 	j->wgen = inode->t.wgen;
+	j->attempt = attempt;
+	clock_gettime(CLOCK_MONOTONIC, &j->due);
+	if (attempt) {
+		uint32_t ms = retry_delay_ms(attempt);
+		j->due.tv_sec += ms / 1000u;
+		j->due.tv_nsec += (long)(ms % 1000u) * 1000000L;
+		if (j->due.tv_nsec >= 1000000000L) {
+			j->due.tv_sec++;
+			j->due.tv_nsec -= 1000000000L;
+		}
+	}
 	fs_mutex_lock(&m->queue_lock);
 	if (m->queue_tail)
 		m->queue_tail->next = j;
 	else
 		m->queue_head = j;
 	m->queue_tail = j;
-	pthread_cond_signal(&m->queue_cond);
+	pthread_cond_broadcast(&m->queue_cond);
 	fs_mutex_unlock(&m->queue_lock);
 }
 
@@ -610,7 +648,7 @@ static void queue_job(struct fs_mount *m, struct fs_inode *inode)
 static void act(struct fs_mount *m, struct fs_inode *inode, enum fs_action a, bool *forget)
 {
 	if (a == FS_DO_QUEUE)
-		queue_job(m, inode);
+		queue_job(m, inode, 0);
 	else if (a == FS_DO_FORGET_REFUSAL)
 		*forget = true;
 }
@@ -680,6 +718,8 @@ static enum fs_job_end end_of(const struct lcp_pack_report *rep)
 		return FS_JOB_NOT_TENSOR;
 	case LCP_PACK_REFUSED:
 		return FS_JOB_REFUSED;
+	case LCP_PACK_DEFERRED:
+		return FS_JOB_DEFERRED;
 	case LCP_PACK_RETRY:
 		break;
 	}
@@ -750,7 +790,8 @@ static void run_job(struct fs_mount *m, struct fs_job *j)
 	if (dfd >= 0 && go) {
 		crash_point(m, "pack-start");
 		hold_point(m, "start");
-		err = lcp_store_pack_prepare_at(dfd, name, -1, &m->cfg, NULL, NULL, &rep, &pj);
+		struct lcp_pack_opts opts = {.cfg = &m->cfg, .pool = m->pool};
+		err = lcp_store_pack_prepare_opts(dfd, name, -1, &opts, &rep, &pj);
 		hold_point(m, "prepared");
 		end = err ? FS_JOB_FAILED : end_of(&rep);
 	}
@@ -765,12 +806,17 @@ static void run_job(struct fs_mount *m, struct fs_job *j)
 		lcp_store_pack_free(pj);
 	}
 	fs_mutex_lock(&inode->lock);
+	bool deferred = false;
 	if (end != FS_JOB_COMMITTED) {
 		if (dfd >= 0 && go)
 			inode->format = (int)rep.format;
-		act(m, inode,
-		    fs_track_job_done(&inode->t, end, err ? lcp_strerror(err) : rep.reason, dfd >= 0),
-		    &forget);
+		enum fs_action a = fs_track_job_done(&inode->t, end, err ? lcp_strerror(err) : rep.reason,
+						     dfd >= 0);
+		deferred = a == FS_DO_QUEUE_LATER;
+		if (deferred)
+			queue_job(m, inode, j->attempt + 1);
+		else
+			act(m, inode, a, &forget);
 	}
 	fs_mutex_unlock(&inode->lock);
 	if (dfd >= 0)
@@ -786,10 +832,52 @@ static void run_job(struct fs_mount *m, struct fs_job *j)
 		fs_mutex_lock(&inode->lock);
 		inode->announcing = false;
 		fs_mutex_unlock(&inode->lock);
+	} else if (deferred) {
+		log_inode(m, inode, LCP_LOG_WARN, "left raw for now: %s; trying again in %u s",
+			  rep.reason, retry_delay_ms(j->attempt + 1) / 1000u);
 	} else if (end != FS_JOB_OVERTAKEN) {
 		log_inode(m, inode, LCP_LOG_INFO, "left raw: %s",
 			  err ? lcp_strerror(err) : rep.reason);
 	}
+}
+
+static bool due(const struct timespec *t, const struct timespec *now)
+{
+	return t->tv_sec < now->tv_sec || (t->tv_sec == now->tv_sec && t->tv_nsec <= now->tv_nsec);
+}
+
+/* Takes the first job that is due (queue lock held); NULL when none is.
+ * At unmount deferred jobs are dropped (their files keep the retry marker
+ * for the next mount); the others are drained. */
+static struct fs_job *take_due(struct fs_mount *m, struct timespec *next)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	next->tv_sec = 0;
+	for (struct fs_job **pp = &m->queue_head, *prev = NULL; *pp; prev = *pp, pp = &(*pp)->next) {
+		struct fs_job *j = *pp;
+		if (!due(&j->due, &now) && !atomic_load(&m->stopping)) {
+			if (!next->tv_sec || !due(next, &j->due))
+				*next = j->due;
+			continue;
+		}
+		*pp = j->next;
+		if (m->queue_tail == j)
+			m->queue_tail = prev;
+		j->next = NULL;
+		return j;
+	}
+	return NULL;
+}
+
+/* Ends a job that never ran: its inode is no longer queued. */
+static void drop_job(struct fs_mount *m, struct fs_job *j)
+{
+	fs_mutex_lock(&j->inode->lock);
+	fs_track_job_done(&j->inode->t, FS_JOB_FAILED, "unmounted before the retry", true);
+	fs_mutex_unlock(&j->inode->lock);
+	fs_inode_unref(m, j->inode);
+	lcp_free(j);
 }
 
 static void *worker_main(void *arg)
@@ -797,20 +885,24 @@ static void *worker_main(void *arg)
 	struct fs_mount *m = arg;
 	for (;;) {
 		struct fs_job *j;
+		struct timespec next;
 		fs_mutex_lock(&m->queue_lock);
-		while (!m->queue_head && !atomic_load(&m->stopping))
-			fs_cond_wait(&m->queue_cond, &m->queue_lock);
-		/* At unmount the queue is drained, not dropped: a file copied in
-		 * just before `fusermount3 -u` is still compressed. */
-		j = m->queue_head;
-		if (j) {
-			m->queue_head = j->next;
-			if (!m->queue_head)
-				m->queue_tail = NULL;
+		while (!(j = take_due(m, &next)) && !atomic_load(&m->stopping)) {
+			if (next.tv_sec) {
+				fs_cond_timedwait(&m->queue_cond, &m->queue_lock, &next);
+			} else {
+				fs_cond_wait(&m->queue_cond, &m->queue_lock);
+			}
 		}
 		fs_mutex_unlock(&m->queue_lock);
 		if (!j)
 			return NULL;
+		/* At unmount the queue is drained, not dropped: a file copied in
+		 * just before `fusermount3 -u` is still compressed. */
+		if (atomic_load(&m->stopping) && j->attempt) {
+			drop_job(m, j);
+			continue;
+		}
 		run_job(m, j);
 		fs_inode_unref(m, j->inode);
 		lcp_free(j);
@@ -850,14 +942,25 @@ lcp_err fs_tensor_start(struct fs_mount *m)
 	m->hold_at = getenv("LCPFS_TEST_HOLD");
 	m->hold_dir = getenv("LCPFS_TEST_HOLD_DIR");
 	fs_mutex_init(&m->queue_lock);
-	pthread_cond_init(&m->queue_cond, NULL);
+	/* Deferred jobs wait for a monotonic deadline. */
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&m->queue_cond, &ca);
+	pthread_condattr_destroy(&ca);
 	err = lcp_chunk_cache_create((size_t)m->cache_bytes, &m->cache);
 	if (err != LCP_OK)
 		return err;
-	m->workers = lcp_calloc(m->threads, sizeof *m->workers);
+	if ((err = lcp_encode_pool_create(m->threads, true, &m->pool)) != LCP_OK)
+		return err;
+	/* One more file in flight than encoder threads: a file that keeps its
+	 * thread busy for long never holds back the next one, which gets its
+	 * turn in the pool at once (the pool, not the jobs, bounds the work). */
+	unsigned drivers = m->threads + 1;
+	m->workers = lcp_calloc(drivers, sizeof *m->workers);
 	if (!m->workers)
 		return LCP_ERR_NOMEM;
-	for (m->nworkers = 0; m->nworkers < m->threads; m->nworkers++)
+	for (m->nworkers = 0; m->nworkers < drivers; m->nworkers++)
 		if (pthread_create(&m->workers[m->nworkers], NULL, worker_main, m) != 0)
 			return m->nworkers ? LCP_OK : LCP_ERR_NOMEM;
 	return LCP_OK;
@@ -874,6 +977,8 @@ void fs_tensor_stop(struct fs_mount *m)
 	m->nworkers = 0;
 	lcp_free(m->workers);
 	m->workers = NULL;
+	lcp_encode_pool_free(m->pool);
+	m->pool = NULL;
 }
 
 bool fs_name_hidden(const char *name)

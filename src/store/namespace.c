@@ -20,6 +20,7 @@
 
 #include "common/alloc.h"
 #include "common/err_errno.h"
+#include "common/io.h"
 #include "common/log.h"
 #include "store/store_priv.h"
 
@@ -84,13 +85,16 @@ lcp_err lcp_store_materialize_prepare_at(int dirfd, const char *name,
 		err = LCP_ERR_NOMEM;
 		goto out;
 	}
+	/* Blocks of zeros stay holes: a sparse file materializes sparse. */
 	for (uint64_t off = 0; off < lcp_store_logical_size(f) && err == LCP_OK;) {
 		size_t got;
 		err = lcp_store_read(f, buf, COPY_STEP_BYTES, off, &got, NULL);
 		if (err == LCP_OK)
-			err = lcp_write_all(m->tmp.fd, buf, got);
+			err = lcp_pwrite_sparse(m->tmp.fd, buf, got, off);
 		off += got;
 	}
+	if (err == LCP_OK && ftruncate(m->tmp.fd, (off_t)lcp_store_logical_size(f)) != 0)
+		err = lcp_err_from_errno(errno);
 	/* The payload's owner, mode, xattrs and times, as of now; the commit
 	 * carries them again only if they changed meanwhile. */
 	if (err == LCP_OK)

@@ -1,10 +1,15 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Packing a raw file, in two phases (store.h). Prepare parses its regions,
- * encodes tensor regions one at a time (peak memory: one tensor, its
- * encoding and the codec's scratch), stores exact regions in zstd-or-raw
- * chunks, writes payload and sidecar under locked temporary names with the
- * raw file's metadata, and fsyncs them. Commit checks the raw file is the
+ * Packing a raw file, in two phases (store.h). Prepare parses its regions
+ * and walks them in order: exact regions go into zstd-or-raw chunks on the
+ * packing thread; tensors are encoded by the codec's encoder pool, small
+ * ones whole (several at once, ahead of the region being written, within
+ * a bounded window) and large ones as a stream of chunks
+ * (lcp_codec_encode_stream: bounded memory whatever their size), and the
+ * payload is written in region and chunk order, so its bytes do not depend
+ * on the pool. Holes of the raw file are never read. Payload and sidecar
+ * are written under locked temporary names with the raw file's metadata,
+ * and fsynced. Commit checks the raw file is the
  * version prepared (so that metadata is still its own) and renames: sidecar
  * (to its name, or parked when the name is taken), payload over NAME,
  * parked sidecar to its name, fsync of the directory. Every failure before the payload rename leaves the raw file
@@ -15,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -27,6 +33,7 @@
 #include "common/buf.h"
 #include "common/checksum.h"
 #include "common/err_errno.h"
+#include "common/io.h"
 #include "common/log.h"
 #include "lcpfs/qlor.h"
 #include "store/sidecar.h"
@@ -34,6 +41,10 @@
 
 /* Exact chunks are cheap metadata; zstd level 1 decodes at GB/s. */
 #define EXACT_ZSTD_LEVEL 1
+/* Tensors up to this size are encoded whole, several at once (one task
+ * each, read into memory); larger ones are streamed chunk by chunk. One
+ * MiB is a few chunks: a stream of fewer would leave threads idle. */
+#define SMALL_TENSOR_BYTES (1u << 20)
 
 /* Encoding state of one prepare. */
 struct packer {
@@ -47,8 +58,19 @@ struct packer {
 	bool *crc_wanted;
 	ZSTD_CCtx *zc;
 	struct lcp_codec_ctx *codec;
+	struct lcp_encode_exec *exec;       /* streams (NULL: this thread) */
+	struct lcp_encode_exec *exec_small; /* small tensors, ahead of the stream */
+	_Atomic lcp_err read_err;           /* first failed read of a stream's source */
 	struct lcp_xxh3_stream *orig;
 	struct lcp_pack_report *rep;
+	const struct lcp_config *cfg;
+};
+
+/* A small tensor encoded ahead of its turn (pack_regions). */
+struct small_slot {
+	uint8_t *raw;            /* its bytes, hashed when its turn comes */
+	struct lcp_encoded enc;
+	bool io_failed;          /* the error was the read's */
 };
 
 static void refuse(struct lcp_pack_report *rep, const char *fmt, ...)
@@ -73,7 +95,7 @@ static lcp_err io(struct packer *p, lcp_err err)
 
 static lcp_err pwrite_payload(struct packer *p, const void *data, size_t len)
 {
-	lcp_err err = io(p, lcp_write_all(p->pfd, data, len));
+	lcp_err err = io(p, lcp_pwrite_all(p->pfd, data, len, p->poff));
 	if (err == LCP_OK)
 		p->poff += len;
 	return err;
@@ -101,7 +123,7 @@ static lcp_err pack_exact(struct packer *p, uint32_t ri)
 		size_t len = (size_t)(r->len - b < LCP_EXACT_CHUNK_BYTES ? r->len - b
 									   : LCP_EXACT_CHUNK_BYTES);
 		size_t stored;
-		err = io(p, lcp_pread_all(p->rawfd, in, len, r->off + b));
+		err = io(p, lcp_pread_holes(p->rawfd, in, len, r->off + b));
 		if (err)
 			break;
 		lcp_xxh3_stream_update(p->orig, in, len);
@@ -168,78 +190,181 @@ static lcp_err tensor_crc(const struct lcp_encoded *enc, unsigned unit, uint32_t
 	return err;
 }
 
-static lcp_err pack_tensor(struct packer *p, uint32_t ri, const struct lcp_config *cfg)
+/* Fills tensor region ri's sidecar entry from its encoding, whose chunks
+ * start at payload offset base. */
+static lcp_err fill_tensor_region(struct packer *p, uint32_t ri, const struct lcp_encoded *enc,
+				  uint64_t base)
 {
-	const struct lcp_region *r = &p->map.regions[ri];
 	struct lcp_sc_region *s = &p->sc.regions[ri];
-	struct lcp_tensor_view v;
-	struct lcp_encoded enc;
-	unsigned unit = lcp_dtype_bytes(r->dtype);
-	uint8_t *data;
-	lcp_err err;
-
-	memset(&enc, 0, sizeof enc);
-	if (r->len > SIZE_MAX)
+	s->encoding = (uint8_t)enc->encoding;
+	s->bits = enc->bits;
+	s->symmetric = enc->symmetric;
+	s->rank = enc->rank;
+	s->group_size = enc->group_size;
+	s->cosine = enc->cosine;
+	s->sqnr_db = enc->sqnr_db;
+	s->stored_bytes = enc->stored_bytes;
+	if (enc->params_len > UINT32_MAX)
+		return LCP_ERR_RANGE;
+	s->params = lcp_malloc(enc->params_len ? enc->params_len : 1);
+	s->chunks = lcp_calloc(enc->nchunks ? enc->nchunks : 1, sizeof *s->chunks);
+	if (!s->params || !s->chunks)
 		return LCP_ERR_NOMEM;
-	data = lcp_malloc(r->len ? (size_t)r->len : 1);
-	if (!data)
-		return LCP_ERR_NOMEM;
-	err = io(p, lcp_pread_all(p->rawfd, data, (size_t)r->len, r->off));
-	if (err)
-		goto out;
-	lcp_xxh3_stream_update(p->orig, data, (size_t)r->len);
-	memset(&v, 0, sizeof v);
-	v.dtype = r->dtype;
-	v.ndims = r->ndims;
-	memcpy(v.dims, r->dims, sizeof v.dims);
-	v.data = data;
-	v.len = (size_t)r->len;
-	err = lcp_codec_encode(p->codec, &v, cfg, &enc);
-	/* The raw bytes are no longer needed: free them before writing, so the
-	 * peak is the tensor plus its encoding, not more. */
-	lcp_free(data);
-	data = NULL;
-	if (err)
-		goto out;
-	if (p->crc_wanted[ri] && (err = tensor_crc(&enc, unit, &p->crc[ri])) != LCP_OK)
-		goto out;
-	s->encoding = (uint8_t)enc.encoding;
-	s->bits = enc.bits;
-	s->symmetric = enc.symmetric;
-	s->rank = enc.rank;
-	s->group_size = enc.group_size;
-	s->cosine = enc.cosine;
-	s->sqnr_db = enc.sqnr_db;
-	s->stored_bytes = enc.stored_bytes;
-	if (enc.params_len > UINT32_MAX) {
-		err = LCP_ERR_RANGE;
-		goto out;
-	}
-	s->params = lcp_malloc(enc.params_len ? enc.params_len : 1);
-	s->chunks = lcp_calloc(enc.nchunks ? enc.nchunks : 1, sizeof *s->chunks);
-	if (!s->params || !s->chunks) {
-		err = LCP_ERR_NOMEM;
-		goto out;
-	}
-	memcpy(s->params, enc.params, enc.params_len);
-	s->params_len = (uint32_t)enc.params_len;
+	memcpy(s->params, enc->params, enc->params_len);
+	s->params_len = (uint32_t)enc->params_len;
 	size_t qlen = 0;
-	err = lcp_qlor_serialize(&enc.qlor, &s->qlor, &qlen);
+	lcp_err err = lcp_qlor_serialize(&enc->qlor, &s->qlor, &qlen);
 	if (err)
-		goto out;
+		return err;
 	s->qlor_len = (uint32_t)qlen;
-	s->nchunks = enc.nchunks;
-	for (uint32_t i = 0; i < enc.nchunks; i++) {
-		const struct lcp_chunk_info *c = &enc.chunks[i];
+	s->nchunks = enc->nchunks;
+	for (uint32_t i = 0; i < enc->nchunks; i++) {
+		const struct lcp_chunk_info *c = &enc->chunks[i];
 		s->chunks[i] = (struct lcp_sc_chunk){
 			.begin = c->elem_begin, .end = c->elem_end,
-			.payload_off = p->poff + c->data_off, .stored_len = c->data_len,
+			.payload_off = base + c->data_off, .stored_len = c->data_len,
 			.stored_xxh3 = c->stored_xxh3, .output_xxh3 = c->output_xxh3,
 		};
 	}
-	err = pwrite_payload(p, enc.data, enc.data_len);
-out:
-	lcp_free(data);
+	return LCP_OK;
+}
+
+static void view_of(const struct lcp_region *r, struct lcp_tensor_source *src)
+{
+	memset(src, 0, sizeof *src);
+	src->dtype = r->dtype;
+	src->ndims = r->ndims;
+	memcpy(src->dims, r->dims, sizeof src->dims);
+}
+
+static bool is_small_tensor(const struct lcp_region *r)
+{
+	return r->kind == LCP_REGION_TENSOR && r->len <= SMALL_TENSOR_BYTES;
+}
+
+/* The regions of a prepare and where their small tensors' encodings wait. */
+struct region_run {
+	struct packer *p;
+	struct small_slot *slots;
+	uint32_t window;
+};
+
+/* Task: encodes small tensor region i (other regions: nothing) into its
+ * slot. */
+static lcp_err small_task(void *arg, uint32_t i, struct lcp_codec_ctx *ctx)
+{
+	struct region_run *rr = arg;
+	const struct lcp_region *r = &rr->p->map.regions[i];
+	struct small_slot *sl = &rr->slots[i % rr->window];
+	if (!is_small_tensor(r))
+		return LCP_OK;
+	sl->io_failed = false;
+	sl->raw = lcp_malloc(r->len ? (size_t)r->len : 1);
+	if (!sl->raw)
+		return LCP_ERR_NOMEM;
+	lcp_err err = lcp_pread_holes(rr->p->rawfd, sl->raw, (size_t)r->len, r->off);
+	if (err) {
+		sl->io_failed = true;
+		return err;
+	}
+	struct lcp_tensor_source src;
+	view_of(r, &src);
+	struct lcp_tensor_view v = {.dtype = src.dtype, .ndims = src.ndims, .data = sl->raw,
+				    .len = (size_t)r->len};
+	memcpy(v.dims, src.dims, sizeof v.dims);
+	return lcp_codec_encode(ctx, &v, rr->p->cfg, &sl->enc);
+}
+
+/* Writes small tensor region ri, encoded ahead in sl. */
+static lcp_err put_small(struct packer *p, uint32_t ri, struct small_slot *sl)
+{
+	const struct lcp_region *r = &p->map.regions[ri];
+	lcp_err err = LCP_OK;
+	lcp_xxh3_stream_update(p->orig, sl->raw, (size_t)r->len);
+	lcp_free(sl->raw);
+	sl->raw = NULL;
+	if (p->crc_wanted[ri])
+		err = tensor_crc(&sl->enc, lcp_dtype_bytes(r->dtype), &p->crc[ri]);
+	uint64_t base = p->poff;
+	if (!err)
+		err = fill_tensor_region(p, ri, &sl->enc, base);
+	if (!err)
+		err = pwrite_payload(p, sl->enc.data, sl->enc.data_len);
+	lcp_encoded_free(&sl->enc);
+	return err;
+}
+
+/* A large tensor's stream into the payload: chunks written in order from
+ * the tensor's start; a quality-floor restart truncates back to it. */
+struct stream_sink {
+	struct packer *p;
+	uint32_t ri;
+	uint64_t base;
+	uint32_t crc;
+	uint64_t crc_len;
+};
+
+static lcp_err stream_read(void *arg, void *buf, size_t len, uint64_t off)
+{
+	struct stream_sink *ss = arg;
+	const struct lcp_region *r = &ss->p->map.regions[ss->ri];
+	lcp_err err = lcp_pread_holes(ss->p->rawfd, buf, len, r->off + off);
+	lcp_err none = LCP_OK;
+	if (err)
+		atomic_compare_exchange_strong(&ss->p->read_err, &none, err);
+	return err;
+}
+
+static void stream_scanned(void *arg, const void *data, size_t len)
+{
+	struct stream_sink *ss = arg;
+	lcp_xxh3_stream_update(ss->p->orig, data, len);
+}
+
+static lcp_err stream_restart(void *arg)
+{
+	struct stream_sink *ss = arg;
+	struct packer *p = ss->p;
+	ss->crc = 0;
+	ss->crc_len = 0;
+	if (p->poff == ss->base)
+		return LCP_OK;
+	if (ftruncate(p->pfd, (off_t)ss->base) != 0)
+		return io(p, lcp_err_from_errno(errno));
+	p->poff = ss->base;
+	return LCP_OK;
+}
+
+static lcp_err stream_put(void *arg, const struct lcp_chunk_info *c, const uint8_t *data,
+			  uint32_t crc)
+{
+	struct stream_sink *ss = arg;
+	uint64_t len = (c->elem_end - c->elem_begin) * lcp_dtype_bytes(ss->p->map.regions[ss->ri].dtype);
+	ss->crc = ss->crc_len ? lcp_crc32_combine(ss->crc, crc, len) : crc;
+	ss->crc_len += len;
+	return pwrite_payload(ss->p, data, (size_t)c->data_len);
+}
+
+/* Streams large tensor region ri through the encoder pool. */
+static lcp_err pack_stream(struct packer *p, uint32_t ri)
+{
+	const struct lcp_region *r = &p->map.regions[ri];
+	struct stream_sink ss = {.p = p, .ri = ri, .base = p->poff};
+	struct lcp_encode_sink sink = {.scanned = stream_scanned, .restart = stream_restart,
+				       .put = stream_put, .arg = &ss, .want_crc = p->crc_wanted[ri]};
+	struct lcp_tensor_source src;
+	struct lcp_encoded enc;
+	view_of(r, &src);
+	src.read = stream_read;
+	src.arg = &ss;
+	lcp_err err = lcp_codec_encode_stream(p->codec, &src, p->cfg, p->exec, &sink, &enc);
+	lcp_err rerr = atomic_load(&p->read_err);
+	if (err && rerr)
+		return io(p, rerr);
+	if (err)
+		return err;
+	p->crc[ri] = ss.crc;
+	err = fill_tensor_region(p, ri, &enc, ss.base);
 	lcp_encoded_free(&enc);
 	return err;
 }
@@ -289,6 +414,59 @@ struct lcp_pack_job {
 	uint64_t stored_size;
 };
 
+/*
+ * Every region in order. Small tensors are encoded by a run of tasks over
+ * the regions (the task of any other region does nothing), up to a window
+ * ahead of the region being written, so they keep the pool busy while this
+ * thread writes, packs exact regions or streams a large tensor.
+ */
+static lcp_err pack_regions(struct packer *p, uint64_t total, lcp_progress_fn progress,
+			    void *progress_arg)
+{
+	struct region_run rr = {.p = p, .window = lcp_encode_exec_window(p->exec_small)};
+	struct lcp_encode_run *run = NULL;
+	uint32_t n = (uint32_t)p->map.nregions;
+	lcp_err err = LCP_OK;
+
+	rr.slots = lcp_calloc(rr.window, sizeof *rr.slots);
+	if (!rr.slots)
+		return LCP_ERR_NOMEM;
+	if (n)
+		err = lcp_encode_run_start(p->exec_small, p->codec, n, rr.window, small_task, &rr, &run);
+	for (uint32_t k = 0; !err && k < n; k++) {
+		uint32_t i;
+		const struct lcp_region *r = &p->map.regions[k];
+		err = lcp_encode_run_next(run, &i);
+		if (err) {
+			if (rr.slots[i % rr.window].io_failed)
+				io(p, err);
+			break;
+		}
+		if (r->kind == LCP_REGION_EXACT) {
+			err = pack_exact(p, i);
+		} else if (is_small_tensor(r)) {
+			err = put_small(p, i, &rr.slots[i % rr.window]);
+		} else if (r->kind == LCP_REGION_TENSOR) {
+			err = pack_stream(p, i);
+		} else {
+			/* The original CRC bytes still count for provenance. */
+			uint8_t b[4];
+			err = io(p, lcp_pread_all(p->rawfd, b, 4, r->off));
+			if (err == LCP_OK)
+				lcp_xxh3_stream_update(p->orig, b, 4);
+		}
+		if (!err && progress)
+			progress(progress_arg, r->off + r->len, total);
+	}
+	lcp_encode_run_end(run);
+	for (uint32_t k = 0; k < rr.window; k++) {
+		lcp_free(rr.slots[k].raw);
+		lcp_encoded_free(&rr.slots[k].enc);
+	}
+	lcp_free(rr.slots);
+	return err;
+}
+
 /* Writes payload and sidecar temporaries; on LCP_OK both are fsynced. */
 static lcp_err write_temps(struct packer *p, struct lcp_pack_job *job,
 			   const struct lcp_config *cfg, lcp_progress_fn progress,
@@ -309,24 +487,9 @@ static lcp_err write_temps(struct packer *p, struct lcp_pack_job *job,
 	if ((err = pwrite_payload(p, hdr, sizeof hdr)) != LCP_OK)
 		return err;
 	p->sc.payload_header_xxh3 = lcp_xxh3(hdr, sizeof hdr);
-	for (uint32_t i = 0; i < p->sc.nregions; i++) {
-		const struct lcp_region *r = &p->map.regions[i];
-		if (r->kind == LCP_REGION_EXACT)
-			err = pack_exact(p, i);
-		else if (r->kind == LCP_REGION_TENSOR)
-			err = pack_tensor(p, i, cfg);
-		else {
-			/* The original CRC bytes still count for provenance. */
-			uint8_t b[4];
-			err = io(p, lcp_pread_all(p->rawfd, b, 4, r->off));
-			if (err == LCP_OK)
-				lcp_xxh3_stream_update(p->orig, b, 4);
-		}
-		if (err)
-			return err;
-		if (progress)
-			progress(progress_arg, r->off + r->len, total);
-	}
+	err = pack_regions(p, total, progress, progress_arg);
+	if (err)
+		return err;
 	for (uint32_t i = 0; i < p->sc.nregions; i++)
 		if (p->sc.regions[i].kind == LCP_REGION_CRC32)
 			p->sc.regions[i].crc_value = p->crc[p->sc.regions[i].crc_of];
@@ -380,6 +543,8 @@ static void packer_free(struct packer *p)
 	lcp_free(p->crc_wanted);
 	ZSTD_freeCCtx(p->zc);
 	lcp_codec_ctx_free(p->codec);
+	lcp_encode_exec_free(p->exec);
+	lcp_encode_exec_free(p->exec_small);
 	lcp_xxh3_stream_free(p->orig);
 }
 
@@ -403,11 +568,38 @@ void lcp_store_pack_source(const struct lcp_pack_job *job, uint64_t *dev, uint64
 	*ino = (uint64_t)job->raw_st.st_ino;
 }
 
-/* The outcome is a recorded refusal: the marker goes on the raw file. */
-static void refuse_for_good(struct lcp_pack_report *rep, int rawfd)
+void lcp_store_refusal_record(int fd, const struct lcp_pack_report *rep)
 {
-	rep->outcome = LCP_PACK_REFUSED;
-	lcp_store_refusal_set(rawfd, rep->reason);
+	char marker[sizeof LCP_STORE_RETRY_PREFIX + sizeof rep->reason];
+	if (rep->outcome == LCP_PACK_REFUSED)
+		lcp_store_refusal_set(fd, rep->reason);
+	else if (rep->outcome == LCP_PACK_DEFERRED) {
+		snprintf(marker, sizeof marker, "%s%s", LCP_STORE_RETRY_PREFIX, rep->reason);
+		lcp_store_refusal_set(fd, marker);
+	}
+}
+
+bool lcp_store_refusal_is_retry(const char *marker)
+{
+	return strncmp(marker, LCP_STORE_RETRY_PREFIX, strlen(LCP_STORE_RETRY_PREFIX)) == 0;
+}
+
+/* A refusal (outcome REFUSED or DEFERRED) ends the prepare: a pack in place
+ * records it on the raw file; one from a source leaves that to the caller. */
+static void refuse_for_good(struct lcp_pack_report *rep, const struct lcp_pack_job *job,
+			    enum lcp_pack_outcome outcome)
+{
+	rep->outcome = outcome;
+	if (job->in_place && job->rawfd >= 0)
+		lcp_store_refusal_record(job->rawfd, rep);
+}
+
+/* Causes that say nothing about the file and may be gone later: the pack
+ * is deferred, not refused. */
+static bool transient(lcp_err err)
+{
+	return err == LCP_ERR_NOSPC || err == LCP_ERR_MFILE || err == LCP_ERR_NOMEM ||
+	       err == LCP_ERR_IO || err == LCP_ERR_AGAIN || err == LCP_ERR_BUSY;
 }
 
 /* Opens the raw file of a prepare into job (rawfd, raw_st); LCP_OK with
@@ -452,11 +644,11 @@ static lcp_err open_raw(struct lcp_pack_job *job, int srcfd, struct lcp_pack_rep
 	return LCP_OK;
 }
 
-lcp_err lcp_store_pack_prepare_at(int dirfd, const char *name, int srcfd,
-				  const struct lcp_config *cfg, lcp_progress_fn progress,
-				  void *progress_arg, struct lcp_pack_report *rep,
-				  struct lcp_pack_job **out)
+lcp_err lcp_store_pack_prepare_opts(int dirfd, const char *name, int srcfd,
+				    const struct lcp_pack_opts *opts, struct lcp_pack_report *rep,
+				    struct lcp_pack_job **out)
 {
+	const struct lcp_config *cfg = opts ? opts->cfg : NULL;
 	char scname[LCP_STORE_NAME_LEN];
 	struct lcp_pack_job *job;
 	struct packer p;
@@ -467,13 +659,16 @@ lcp_err lcp_store_pack_prepare_at(int dirfd, const char *name, int srcfd,
 	memset(rep, 0, sizeof *rep);
 	rep->format = LCP_FORMAT_UNKNOWN;
 	*out = NULL;
-	if (!cfg || !lcp_codec_config_ok(cfg) || lcp_store_is_internal_name(name))
+	if (!opts || !cfg || !lcp_codec_config_ok(cfg) || lcp_store_is_internal_name(name))
 		return LCP_ERR_INVAL;
 	if ((err = lcp_store_sidecar_name(name, scname)) != LCP_OK)
 		return err;
 	job = lcp_calloc(1, sizeof *job);
-	if (!job)
-		return LCP_ERR_NOMEM;
+	if (!job) {
+		refuse(rep, "%s", lcp_strerror(LCP_ERR_NOMEM));
+		rep->outcome = LCP_PACK_DEFERRED;
+		return LCP_OK;
+	}
 	job->rawfd = -1;
 	job->ptmp.fd = job->stmp.fd = -1;
 	job->in_place = srcfd < 0;
@@ -515,18 +710,22 @@ lcp_err lcp_store_pack_prepare_at(int dirfd, const char *name, int srcfd,
 	else if (p.map.nregions > UINT32_MAX)
 		refuse(rep, "too many regions");
 	if (rep->reason[0]) {
-		refuse_for_good(rep, job->rawfd);
+		refuse_for_good(rep, job, LCP_PACK_REFUSED);
 		goto fail;
 	}
+	p.cfg = cfg;
 	p.zc = ZSTD_createCCtx();
 	if (!p.zc || lcp_codec_ctx_create(&p.codec) != LCP_OK ||
 	    lcp_xxh3_stream_create(&p.orig) != LCP_OK) {
 		err = LCP_ERR_NOMEM;
 		goto fail;
 	}
+	if (opts->pool && ((err = lcp_encode_exec_create(opts->pool, &p.exec)) != LCP_OK ||
+			   (err = lcp_encode_exec_create(opts->pool, &p.exec_small)) != LCP_OK))
+		goto fail;
 	if ((err = copy_region_meta(&p)) != LCP_OK)
 		goto fail;
-	err = write_temps(&p, job, cfg, progress, progress_arg);
+	err = write_temps(&p, job, cfg, opts->progress, opts->progress_arg);
 	if (err == LCP_OK)
 		err = io(&p, carry_metadata(job));
 	if (err == LCP_OK) {
@@ -535,21 +734,26 @@ lcp_err lcp_store_pack_prepare_at(int dirfd, const char *name, int srcfd,
 		*out = job;
 		return LCP_OK;
 	}
-	if (p.io_err == LCP_ERR_NOSPC) {
-		refuse(rep, "no space left on device");
-		refuse_for_good(rep, job->rawfd);
-		err = LCP_OK;
-	} else if (p.io_err == LCP_ERR_TRUNCATED) {
+	if (p.io_err == LCP_ERR_TRUNCATED) {
 		rep->outcome = LCP_PACK_RETRY;
 		refuse(rep, "file changed while packing");
 		err = LCP_OK;
-	} else if (!p.io_err && err != LCP_ERR_NOMEM) {
+	} else if (!p.io_err && !transient(err)) {
 		/* The codec turned a tensor down: that is a refusal, not a failure. */
 		refuse(rep, "encoding failed: %s", lcp_strerror(err));
-		refuse_for_good(rep, job->rawfd);
+		refuse_for_good(rep, job, LCP_PACK_REFUSED);
 		err = LCP_OK;
+	} else if (p.io_err) {
+		err = p.io_err;
 	}
 fail:
+	/* A full disk, no memory, no fd, a failing backing: nothing to do
+	 * with the file, so it is tried again later, never refused for good. */
+	if (err && transient(err)) {
+		refuse(rep, "%s", lcp_strerror(err));
+		refuse_for_good(rep, job, LCP_PACK_DEFERRED);
+		err = LCP_OK;
+	}
 	packer_free(&p);
 	lcp_store_pack_free(job);
 	return err;
@@ -590,7 +794,7 @@ lcp_err lcp_store_pack_commit(struct lcp_pack_job *job, struct lcp_pack_report *
 	}
 	if (job->in_place && now.st_nlink > 1) {
 		refuse(rep, "file has several hard links");
-		refuse_for_good(rep, job->rawfd);
+		refuse_for_good(rep, job, LCP_PACK_REFUSED);
 		return LCP_OK;
 	}
 	/* Unchanged ctime: the metadata prepare carried over is still the
@@ -630,16 +834,31 @@ lcp_err lcp_store_pack_commit(struct lcp_pack_job *job, struct lcp_pack_report *
 	return LCP_OK;
 }
 
-lcp_err lcp_store_pack_at(int dirfd, const char *name, int srcfd, const struct lcp_config *cfg,
-			  lcp_progress_fn progress, void *progress_arg,
-			  struct lcp_pack_report *rep)
+lcp_err lcp_store_pack_prepare_at(int dirfd, const char *name, int srcfd,
+				  const struct lcp_config *cfg, lcp_progress_fn progress,
+				  void *progress_arg, struct lcp_pack_report *rep,
+				  struct lcp_pack_job **out)
+{
+	struct lcp_pack_opts o = {.cfg = cfg, .progress = progress, .progress_arg = progress_arg};
+	return lcp_store_pack_prepare_opts(dirfd, name, srcfd, &o, rep, out);
+}
+
+lcp_err lcp_store_pack_opts(int dirfd, const char *name, int srcfd,
+			    const struct lcp_pack_opts *opts, struct lcp_pack_report *rep)
 {
 	struct lcp_pack_job *job;
-	lcp_err err = lcp_store_pack_prepare_at(dirfd, name, srcfd, cfg, progress, progress_arg,
-						rep, &job);
+	lcp_err err = lcp_store_pack_prepare_opts(dirfd, name, srcfd, opts, rep, &job);
 	if (err || !job)
 		return err;
 	err = lcp_store_pack_commit(job, rep);
 	lcp_store_pack_free(job);
 	return err;
+}
+
+lcp_err lcp_store_pack_at(int dirfd, const char *name, int srcfd, const struct lcp_config *cfg,
+			  lcp_progress_fn progress, void *progress_arg,
+			  struct lcp_pack_report *rep)
+{
+	struct lcp_pack_opts o = {.cfg = cfg, .progress = progress, .progress_arg = progress_arg};
+	return lcp_store_pack_opts(dirfd, name, srcfd, &o, rep);
 }

@@ -219,3 +219,51 @@ Test(fs_state, gate_waits_for_a_materialize)
 	t.materializing = false;
 	cr_assert(fs_track_gate(&t, g));
 }
+
+/* A transient failure (full disk) keeps the file pending with its cause and
+ * asks for the same job again later; the next try can commit. */
+Test(fs_state, deferred_job_is_queued_again_later)
+{
+	uint64_t g = write_and_release();
+	cr_assert_eq(fs_track_job_done(&t, FS_JOB_DEFERRED, "no space left on device", true),
+		     FS_DO_QUEUE_LATER);
+	cr_assert_eq(t.state, FS_PENDING);
+	cr_assert_str_eq(t.reason, "no space left on device");
+	cr_assert(t.queued, "the retry is the job under way");
+	cr_assert_eq(fs_track_released(&t, false, false), FS_DO_NOTHING, "no second job");
+	cr_assert(fs_track_job_may_start(&t, g));
+	cr_assert_eq(fs_track_job_done(&t, FS_JOB_COMMITTED, "", true), FS_DO_NOTHING);
+	cr_assert_eq(t.state, FS_COMPRESSED);
+}
+
+/* A writer during the backoff takes over: the retry is overtaken and its
+ * release queues a fresh job. */
+Test(fs_state, deferred_job_overtaken_by_a_writer)
+{
+	uint64_t g = write_and_release();
+	fs_track_job_done(&t, FS_JOB_DEFERRED, "out of memory", true);
+	fs_track_opened(&t, true, false);
+	fs_track_written(&t);
+	cr_assert_not(fs_track_job_may_start(&t, g));
+	cr_assert_eq(fs_track_job_done(&t, FS_JOB_OVERTAKEN, "", true), FS_DO_NOTHING);
+	cr_assert_eq(fs_track_released(&t, true, false), FS_DO_QUEUE);
+}
+
+/* A retry mark found on a raw file (deferred by an earlier mount) queues a
+ * job; a content refusal's mark does not, nor does a mark while a writer is
+ * there. */
+Test(fs_state, retry_mark_queues_a_job)
+{
+	fs_track_probed(&t, FS_PROBE_RAW, "retry: no space left on device");
+	cr_assert_eq(fs_track_retry(&t), FS_DO_QUEUE);
+	cr_assert_eq(t.state, FS_PENDING);
+	cr_assert(t.queued);
+	cr_assert_str_eq(t.reason, "retry: no space left on device");
+	cr_assert_eq(fs_track_retry(&t), FS_DO_NOTHING, "already queued");
+	fresh();
+	fs_track_probed(&t, FS_PROBE_COMPRESSED, "");
+	cr_assert_eq(fs_track_retry(&t), FS_DO_NOTHING, "compressed");
+	fresh();
+	fs_track_opened(&t, true, false);
+	cr_assert_eq(fs_track_retry(&t), FS_DO_NOTHING, "a writer decides");
+}
