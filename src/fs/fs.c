@@ -25,6 +25,7 @@
 #include "fs/fs_priv.h"
 #include "lcpfs/codec.h"
 #include "lcpfs/provider.h"
+#include "lcpfs/store.h"
 
 #define DEFAULT_CACHE_BYTES (256ull << 20) /* a few layers' decoded chunks */
 #define DEFAULT_THREADS 1u                 /* compression competes with serving reads */
@@ -34,6 +35,9 @@
 /* Model files are read front to back: a deep readahead keeps several read
  * requests in flight, so chunks decode on all cores at once. */
 #define DEFAULT_READAHEAD_BYTES (4ull << 20)
+/* Decoded chunks waiting for a sequential reader, all files together. */
+#define DEFAULT_DECODE_AHEAD_BYTES (16ull << 20)
+#define MAX_DECODE_AHEAD_THREADS 16
 
 /* mount(8) and fstab words that mean nothing to a FUSE filesystem (or are
  * already the kernel's defaults); fuse3's own helpers drop them the same way. */
@@ -72,6 +76,7 @@ static void usage(FILE *to, const char *prog)
 		"    -o cache=SIZE[kMG]    decoded chunk cache (default 256M)\n"
 		"    -o threads=N          compression workers (default 1)\n"
 		"    -o readahead=SIZE     kernel readahead for the mount (default 4M; 0: kernel's)\n"
+		"    -o decode_ahead=SIZE  chunks decoded ahead of sequential readers (default 16M; 0: off)\n"
 		"    -f                    stay in the foreground\n"
 		"    -d                    debug: foreground, log every request\n"
 		"    -s                    single-threaded request loop\n"
@@ -155,6 +160,11 @@ static int sort_options(struct fs_mount *m, const char *prog, const char *arg, s
 			continue;
 		} else if (strncmp(o, "cache=", 6) == 0) {
 			if (!parse_size(o + 6, &m->cache_bytes)) {
+				fprintf(stderr, "%s: bad size in option '%s'\n", prog, o);
+				rc = 2;
+			}
+		} else if (strncmp(o, "decode_ahead=", 13) == 0) {
+			if (!parse_size(o + 13, &m->ahead_bytes) || m->ahead_bytes > SIZE_MAX / 2) {
 				fprintf(stderr, "%s: bad size in option '%s'\n", prog, o);
 				rc = 2;
 			}
@@ -303,6 +313,19 @@ void fs_apply_readahead(struct fs_mount *m)
 		lcp_log(LCP_LOG_INFO, "cannot set readahead in %s", m->readahead_file);
 }
 
+/* One decode-ahead worker per CPU: they only run while a reader waits for
+ * what they decode, next to the request threads decoding for themselves. */
+static lcp_err start_decode_ahead(struct fs_mount *m)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned threads = cpus < 1 ? 1u : cpus > MAX_DECODE_AHEAD_THREADS
+						? MAX_DECODE_AHEAD_THREADS : (unsigned)cpus;
+
+	if (!m->ahead_bytes)
+		return LCP_OK;
+	return lcp_decode_ahead_create(threads, (size_t)m->ahead_bytes, &m->ahead);
+}
+
 static int serve(struct fs_mount *m, struct cmdline *cl, const char *prog, int root_fd)
 {
 	char *fsname = NULL;
@@ -344,6 +367,10 @@ static int serve(struct fs_mount *m, struct cmdline *cl, const char *prog, int r
 		lcp_log(LCP_LOG_ERROR, "cannot start compression workers");
 		goto out_unmount;
 	}
+	if (start_decode_ahead(m) != LCP_OK) {
+		lcp_log(LCP_LOG_ERROR, "cannot start decode-ahead workers");
+		goto out_unmount;
+	}
 	if (cl->single) {
 		rc = fuse_session_loop(se);
 	} else {
@@ -356,6 +383,10 @@ static int serve(struct fs_mount *m, struct cmdline *cl, const char *prog, int r
 		fuse_loop_cfg_destroy(lc);
 	}
 	rc = rc ? 1 : 0;
+	/* Handles the kernel never released keep their streams (without
+	 * decode-ahead) until exit. */
+	lcp_decode_ahead_free(m->ahead);
+	m->ahead = NULL;
 out_unmount:
 	fuse_session_unmount(se);
 out_signals:
@@ -385,6 +416,7 @@ int lcp_fs_main(int argc, char **argv)
 	atomic_init(&m->stopping, false);
 	cl.readahead_bytes = DEFAULT_READAHEAD_BYTES;
 	m->cache_bytes = DEFAULT_CACHE_BYTES;
+	m->ahead_bytes = DEFAULT_DECODE_AHEAD_BYTES;
 	m->threads = DEFAULT_THREADS;
 	m->timeout = ATTR_TIMEOUT_SEC;
 	rc = parse_cmdline(m, argc, argv, &cl);

@@ -47,7 +47,9 @@
 
 struct fs_sfile;
 struct fs_job;
+struct fs_reader;
 struct lcp_chunk_cache;
+struct lcp_decode_ahead;
 
 struct fs_inode {
 	/* Identity and lifetime: m->table_lock. */
@@ -79,6 +81,7 @@ struct fs_handle {
 	pthread_mutex_t lock;     /* fd, sf and content_gen below */
 	int fd;                   /* backing fd, or -1 while reading through sf */
 	struct fs_sfile *sf;      /* committed file read through, or NULL */
+	struct fs_reader *reader; /* sf's read stream (made at the first read), or NULL */
 	uint64_t content_gen;     /* the inode's content generation fd/sf belong to */
 	int flags;                /* open flags, for reopening the backing file */
 	bool writable;
@@ -111,6 +114,11 @@ struct fs_mount {
 	const char *hold_at;      /* LCPFS_TEST_HOLD, test hook */
 	const char *hold_dir;     /* LCPFS_TEST_HOLD_DIR */
 	int backing_lock;         /* shared use lock of the backing, or -1 */
+
+	/* Decode-ahead for sequential readers (fs.c creates it; fs_tensor.c
+	 * reads through it). */
+	struct lcp_decode_ahead *ahead;
+	uint64_t ahead_bytes;     /* its window */
 
 	/* Readahead (fs.c). */
 	char readahead_file[96];  /* sysfs read_ahead_kb of the mount, or "" */

@@ -58,6 +58,16 @@ struct fs_job {
 	struct fs_job *next;
 };
 
+/* A handle's read stream over one committed file, shared by the handle
+ * and the reads in flight on it: the stream detects a sequential reader
+ * and decodes ahead of it (lcp_read_stream_*). The last reference closes
+ * the stream, dropping what it decoded ahead, then lets go of the file. */
+struct fs_reader {
+	struct fs_sfile *sf;      /* holds a reference */
+	struct lcp_read_stream *rs;
+	atomic_uint refs;
+};
+
 static struct fs_sfile *sfile_get(struct fs_sfile *s)
 {
 	if (s)
@@ -70,6 +80,38 @@ static void sfile_put(struct fs_sfile *s)
 	if (s && atomic_fetch_sub(&s->refs, 1) == 1) {
 		lcp_store_close(s->f);
 		lcp_free(s);
+	}
+}
+
+static struct fs_reader *reader_new(struct fs_mount *m, struct fs_sfile *sf)
+{
+	struct fs_reader *r = lcp_calloc(1, sizeof *r);
+
+	if (!r)
+		return NULL;
+	if (lcp_read_stream_open(sf->f, m->ahead, &r->rs) != LCP_OK) {
+		lcp_free(r);
+		return NULL;
+	}
+	r->sf = sfile_get(sf);
+	atomic_init(&r->refs, 1);
+	return r;
+}
+
+static struct fs_reader *reader_get(struct fs_reader *r)
+{
+	if (r)
+		atomic_fetch_add(&r->refs, 1);
+	return r;
+}
+
+/* May wait for a chunk being decoded ahead: call it with no lock held. */
+static void reader_put(struct fs_reader *r)
+{
+	if (r && atomic_fetch_sub(&r->refs, 1) == 1) {
+		lcp_read_stream_close(r->rs);
+		sfile_put(r->sf);
+		lcp_free(r);
 	}
 }
 
@@ -500,7 +542,7 @@ int fs_tensor_open(struct fs_mount *m, struct fs_inode *inode, struct fs_handle 
 ssize_t fs_tensor_read(struct fs_mount *m, struct fs_inode *inode, struct fs_handle *h,
 		       size_t len, off_t off, char **buf, int *fd)
 {
-	struct fs_sfile *sf;
+	struct fs_reader *r = NULL, *old = NULL;
 	uint64_t bad = 0;
 	size_t n = 0;
 	int err;
@@ -509,18 +551,26 @@ ssize_t fs_tensor_read(struct fs_mount *m, struct fs_inode *inode, struct fs_han
 	fs_mutex_lock(&inode->lock);
 	pthread_mutex_lock(&h->lock);
 	err = resolve_handle(m, inode, h);
-	sf = sfile_get(h->sf);
+	if (!err && h->reader && h->reader->sf != h->sf) {
+		/* The handle moved on to another version of the file. */
+		old = h->reader;
+		h->reader = NULL;
+	}
+	if (!err && h->sf && !h->reader && !(h->reader = reader_new(m, h->sf)))
+		err = ENOMEM;
+	if (!err && h->sf)
+		r = reader_get(h->reader);
 	*fd = h->fd;
 	pthread_mutex_unlock(&h->lock);
 	fs_mutex_unlock(&inode->lock);
-	if (err || !sf) {
-		sfile_put(sf);
+	reader_put(old);
+	if (err || !r)
 		return err ? -err : 0;
-	}
 	*fd = -1;
 	*buf = lcp_malloc(len ? len : 1);
-	lcp_err le = *buf ? lcp_store_read(sf->f, *buf, len, (uint64_t)off, &n, &bad) : LCP_ERR_NOMEM;
-	sfile_put(sf);
+	lcp_err le = *buf ? lcp_read_stream_read(r->rs, *buf, len, (uint64_t)off, &n, &bad)
+			  : LCP_ERR_NOMEM;
+	reader_put(r);
 	if (le == LCP_OK)
 		return (ssize_t)n;
 	lcp_free(*buf);
@@ -570,6 +620,8 @@ int fs_tensor_write_fd(struct fs_mount *m, struct fs_inode *inode, struct fs_han
 
 void fs_tensor_handle_close(struct fs_handle *h)
 {
+	reader_put(h->reader);
+	h->reader = NULL;
 	if (h->fd >= 0)
 		close(h->fd);
 	h->fd = -1;

@@ -65,7 +65,7 @@ static size_t bucket_of(const struct lcp_cache_key *k)
 
 static bool key_eq(const struct lcp_cache_key *a, const struct lcp_cache_key *b)
 {
-	return a->region == b->region && a->chunk == b->chunk &&
+	return a->region == b->region && a->chunk == b->chunk && a->block == b->block &&
 	       memcmp(a->file_id, b->file_id, LCP_FILE_ID_LEN) == 0;
 }
 
