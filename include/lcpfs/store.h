@@ -34,6 +34,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "lcpfs/codec.h"
 #include "lcpfs/config.h"
@@ -263,8 +264,28 @@ lcp_err lcp_read_stream_open(struct lcp_store_file *f, struct lcp_decode_ahead *
  * parallel). */
 lcp_err lcp_read_stream_read(struct lcp_read_stream *s, void *buf, size_t len, uint64_t off,
 			     size_t *nread, uint64_t *bad_off);
+/*
+ * The same read without copying what was decoded ahead: on LCP_OK, v's
+ * segments (in order, *nread bytes in all) point into decoded chunks the
+ * stream keeps for the caller, and into buf (len bytes, used for
+ * everything else). The caller hands v back with lcp_read_stream_release
+ * once it is done with the bytes (after the reply is written); until then
+ * the chunks stay. On an error v holds nothing. Thread-safe as read.
+ */
+#define LCP_READ_VIEW_SEGS 16
+struct lcp_read_view {
+	unsigned nseg;
+	struct iovec seg[LCP_READ_VIEW_SEGS];
+	unsigned nheld;               /* for the stream: what v keeps */
+	void *held[LCP_READ_VIEW_SEGS];
+	size_t held_len[LCP_READ_VIEW_SEGS];
+};
+lcp_err lcp_read_stream_view(struct lcp_read_stream *s, void *buf, size_t len, uint64_t off,
+			     struct lcp_read_view *v, size_t *nread, uint64_t *bad_off);
+void lcp_read_stream_release(struct lcp_read_stream *s, struct lcp_read_view *v);
 /* Drops the stream's decoded chunks (waiting for any a worker is decoding).
- * No read of s may be running or follow. NULL: no-op. */
+ * No read of s may be running or follow, and no view may be held. NULL:
+ * no-op. */
 void lcp_read_stream_close(struct lcp_read_stream *s);
 
 /*

@@ -623,22 +623,24 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
 	struct fs_mount *m = fs_mount_of(req);
-	char *buf;
-	int fd;
-	ssize_t n = fs_tensor_read(m, fs_inode_of(m, ino), handle_of(fi), size, off, &buf, &fd);
+	struct fs_read_reply rep;
+	ssize_t n = fs_tensor_read(m, fs_inode_of(m, ino), handle_of(fi), size, off, &rep);
 
 	if (n < 0) {
 		fuse_reply_err(req, (int)-n);
-	} else if (buf) {
-		fuse_reply_buf(req, buf, (size_t)n);
-		lcp_free(buf);
+	} else if (rep.fd < 0) {
+		/* Decoded bytes go out as they lie, in the read buffer and in the
+		 * chunks decoded ahead (no copy to gather them). */
+		fuse_reply_iov(req, rep.view.seg, (int)rep.view.nseg);
 	} else {
+		/* A raw file's pages are spliced from the backing file. */
 		struct fuse_bufvec bv = FUSE_BUFVEC_INIT(size);
 		bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
-		bv.buf[0].fd = fd;
+		bv.buf[0].fd = rep.fd;
 		bv.buf[0].pos = off;
 		fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);
 	}
+	fs_tensor_read_done(&rep);
 }
 
 static void fs_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in, off_t off,

@@ -44,6 +44,7 @@
 #include "fs/fs_state.h"
 #include "lcpfs/config.h"
 #include "lcpfs/err.h"
+#include "lcpfs/store.h"
 
 struct fs_sfile;
 struct fs_job;
@@ -195,12 +196,23 @@ void fs_tensor_fix_stat(struct fs_inode *inode, struct stat *st);
  * ns for writing itself when it must (truncating a compressed file): the
  * caller passes its hold and gets it back as a read hold. */
 int fs_tensor_open(struct fs_mount *m, struct fs_inode *inode, struct fs_handle *h);
-/* Reads through h. A committed file is read into *buf (lcp_malloc'ed, the
- * caller frees it): returns the bytes read. A raw file is not read: returns
- * 0 with its backing fd in *fd (valid until the handle is released), for a
- * splice reply. -errno on failure. */
+/* What a read through a handle gives fs_read to reply with: the bytes of
+ * a committed file as view's segments (pointing into buf and into chunks
+ * decoded ahead, held until fs_tensor_read_done), or the backing fd of a
+ * raw file, not read, for a splice reply. */
+struct fs_read_reply {
+	struct lcp_read_view view;
+	char *buf;                /* the request thread's reply buffer (not owned) */
+	struct fs_reader *reader;
+	int fd;                   /* raw: the backing fd (valid while the handle is), else -1 */
+};
+/* Reads len bytes at off through h. Returns the bytes read (committed
+ * file), 0 with rep->fd set (raw file), or -errno. The caller replies from
+ * the same thread (rep->buf is that thread's), then calls
+ * fs_tensor_read_done(rep) whatever the outcome. */
 ssize_t fs_tensor_read(struct fs_mount *m, struct fs_inode *inode, struct fs_handle *h,
-		       size_t len, off_t off, char **buf, int *fd);
+		       size_t len, off_t off, struct fs_read_reply *rep);
+void fs_tensor_read_done(struct fs_read_reply *rep);
 /* The backing fd for a change through h: a compressed file is materialized
  * first (no lock may be held). Returns the fd, or -errno. */
 int fs_tensor_write_fd(struct fs_mount *m, struct fs_inode *inode, struct fs_handle *h);

@@ -83,6 +83,54 @@ static void sfile_put(struct fs_sfile *s)
 	}
 }
 
+/* The request thread's reply buffer, kept between requests (a fresh one
+ * per request cost page faults on every read) and freed when the thread
+ * exits; at most the largest request the thread has served (1 MiB). */
+static pthread_key_t reply_key;
+static pthread_once_t reply_once = PTHREAD_ONCE_INIT;
+static bool reply_key_ok;
+
+struct reply_buf {
+	char *p;
+	size_t cap;
+};
+
+static void reply_buf_destroy(void *p)
+{
+	struct reply_buf *b = p;
+	lcp_free(b->p);
+	lcp_free(b);
+}
+
+static void reply_key_init(void)
+{
+	reply_key_ok = pthread_key_create(&reply_key, reply_buf_destroy) == 0;
+}
+
+static char *reply_buffer(size_t len)
+{
+	pthread_once(&reply_once, reply_key_init);
+	if (!reply_key_ok)
+		return NULL;
+	struct reply_buf *b = pthread_getspecific(reply_key);
+	if (!b) {
+		b = lcp_calloc(1, sizeof *b);
+		if (!b || pthread_setspecific(reply_key, b) != 0) {
+			lcp_free(b);
+			return NULL;
+		}
+	}
+	if (len > b->cap) {
+		char *n = lcp_malloc(len);
+		if (!n)
+			return NULL;
+		lcp_free(b->p);
+		b->p = n;
+		b->cap = len;
+	}
+	return b->p;
+}
+
 static struct fs_reader *reader_new(struct fs_mount *m, struct fs_sfile *sf)
 {
 	struct fs_reader *r = lcp_calloc(1, sizeof *r);
@@ -540,14 +588,15 @@ int fs_tensor_open(struct fs_mount *m, struct fs_inode *inode, struct fs_handle 
 }
 
 ssize_t fs_tensor_read(struct fs_mount *m, struct fs_inode *inode, struct fs_handle *h,
-		       size_t len, off_t off, char **buf, int *fd)
+		       size_t len, off_t off, struct fs_read_reply *rep)
 {
-	struct fs_reader *r = NULL, *old = NULL;
+	struct fs_reader *old = NULL;
 	uint64_t bad = 0;
 	size_t n = 0;
 	int err;
 
-	*buf = NULL;
+	memset(rep, 0, sizeof *rep);
+	rep->fd = -1;
 	fs_mutex_lock(&inode->lock);
 	pthread_mutex_lock(&h->lock);
 	err = resolve_handle(m, inode, h);
@@ -559,22 +608,20 @@ ssize_t fs_tensor_read(struct fs_mount *m, struct fs_inode *inode, struct fs_han
 	if (!err && h->sf && !h->reader && !(h->reader = reader_new(m, h->sf)))
 		err = ENOMEM;
 	if (!err && h->sf)
-		r = reader_get(h->reader);
-	*fd = h->fd;
+		rep->reader = reader_get(h->reader);
+	else if (!err)
+		rep->fd = h->fd;
 	pthread_mutex_unlock(&h->lock);
 	fs_mutex_unlock(&inode->lock);
 	reader_put(old);
-	if (err || !r)
+	if (err || !rep->reader)
 		return err ? -err : 0;
-	*fd = -1;
-	*buf = lcp_malloc(len ? len : 1);
-	lcp_err le = *buf ? lcp_read_stream_read(r->rs, *buf, len, (uint64_t)off, &n, &bad)
-			  : LCP_ERR_NOMEM;
-	reader_put(r);
+	rep->buf = reply_buffer(len ? len : 1);
+	lcp_err le = rep->buf ? lcp_read_stream_view(rep->reader->rs, rep->buf, len, (uint64_t)off,
+						     &rep->view, &n, &bad)
+			      : LCP_ERR_NOMEM;
 	if (le == LCP_OK)
 		return (ssize_t)n;
-	lcp_free(*buf);
-	*buf = NULL;
 	if (le == LCP_ERR_CHECKSUM)
 		log_inode(m, inode, LCP_LOG_ERROR,
 			  "damaged payload at offset %llu (read of %zu bytes at %lld)",
@@ -583,6 +630,16 @@ ssize_t fs_tensor_read(struct fs_mount *m, struct fs_inode *inode, struct fs_han
 		log_inode(m, inode, LCP_LOG_ERROR, "read of %zu bytes at %lld failed: %s", len,
 			  (long long)off, lcp_strerror(le));
 	return -lcp_err_to_errno(le);
+}
+
+void fs_tensor_read_done(struct fs_read_reply *rep)
+{
+	if (rep->reader) {
+		lcp_read_stream_release(rep->reader->rs, &rep->view);
+		reader_put(rep->reader);
+	}
+	memset(rep, 0, sizeof *rep);
+	rep->fd = -1;
 }
 
 int fs_tensor_write_fd(struct fs_mount *m, struct fs_inode *inode, struct fs_handle *h)

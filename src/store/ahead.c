@@ -454,13 +454,42 @@ void lcp_read_stream_close(struct lcp_read_stream *s)
 	lcp_free(s);
 }
 
-/* Serves [pos, pos + len) of piece p from its slot into dst (lock held on
- * entry and exit; dropped while decoding or copying). LCP_OK when served;
- * LCP_ERR_NOENT when p has no slot (any more), or the error of a failed
- * decode: then the caller reads the piece itself. The slot is looked up
- * again after every wait, since another reader may have dropped it. */
+/* Appends len bytes at p to v, merged with its last segment when they
+ * follow it. */
+static void view_add(struct lcp_read_view *v, uint8_t *p, size_t len)
+{
+	struct iovec *last = v->nseg ? &v->seg[v->nseg - 1] : NULL;
+	if (last && (uint8_t *)last->iov_base + last->iov_len == p) {
+		last->iov_len += len;
+		return;
+	}
+	v->seg[v->nseg].iov_base = p;
+	v->seg[v->nseg].iov_len = len;
+	v->nseg++;
+}
+
+/* Counts len bytes of slot sl as served (lock held; sl not pinned by the
+ * caller any more): a slot served whole goes. */
+static void served(struct lcp_decode_ahead *da, struct slot *sl, size_t len)
+{
+	sl->served += len;
+	sl->tick = da->tick;
+	if (sl->served >= sl->p.hi - sl->p.lo && !sl->pins)
+		drop_slot(da, sl);
+}
+
+/*
+ * Serves [pos, pos + len) of piece p from its slot (lock held on entry and
+ * exit; dropped while decoding or copying): with v, and room in it, as a
+ * segment pointing into the slot, which stays pinned until the view is
+ * released; otherwise copied to dst. LCP_OK when served; LCP_ERR_NOENT when
+ * p has no slot (any more), or the error of a failed decode: then the
+ * caller reads the piece itself. The slot is looked up again after every
+ * wait, since another reader may have dropped it.
+ */
 static lcp_err serve_slot(struct lcp_decode_ahead *da, struct lcp_read_stream *s,
-			  const struct lcp_store_piece *p, uint64_t pos, uint8_t *dst, size_t len)
+			  const struct lcp_store_piece *p, uint64_t pos, uint8_t *dst, size_t len,
+			  struct lcp_read_view *v)
 {
 	size_t size = (size_t)(p->hi - p->lo);
 	struct slot *sl;
@@ -476,6 +505,8 @@ static lcp_err serve_slot(struct lcp_decode_ahead *da, struct lcp_read_stream *s
 				pthread_mutex_unlock(&da->lock);
 				err = lcp_store_decode_chunk(s->f, p->region, p->chunk, dst, len);
 				pthread_mutex_lock(&da->lock);
+				if (err == LCP_OK && v)
+					view_add(v, dst, len);
 				return err;
 			}
 			sl->state = SLOT_BUSY;
@@ -497,28 +528,54 @@ static lcp_err serve_slot(struct lcp_decode_ahead *da, struct lcp_read_stream *s
 			break;
 		}
 		sl->pins++;
+		/* One segment for it, one left for what follows in buf. */
+		if (v && v->nseg + 2 <= LCP_READ_VIEW_SEGS) {
+			view_add(v, sl->buf + (pos - p->lo), len);
+			v->held[v->nheld] = sl;
+			v->held_len[v->nheld++] = len;
+			return LCP_OK;
+		}
 		pthread_mutex_unlock(&da->lock);
 		memcpy(dst, sl->buf + (pos - p->lo), len);
 		pthread_mutex_lock(&da->lock);
 		sl->pins--;
-		sl->served += len;
-		sl->tick = da->tick;
-		if (sl->served >= size && !sl->pins)
-			drop_slot(da, sl);
+		if (v)
+			view_add(v, dst, len);
+		served(da, sl, len);
 		return LCP_OK;
 	}
 	return LCP_ERR_NOENT;
 }
 
-lcp_err lcp_read_stream_read(struct lcp_read_stream *s, void *buf, size_t len, uint64_t off,
-			     size_t *nread, uint64_t *bad_off)
+/* Lets go of the slots v pins, counting their bytes as served when the
+ * read succeeded (lock held). */
+static void unpin_view(struct lcp_decode_ahead *da, struct lcp_read_view *v, bool ok)
+{
+	for (unsigned i = 0; i < v->nheld; i++) {
+		struct slot *sl = v->held[i];
+		sl->pins--;
+		served(da, sl, ok ? v->held_len[i] : 0);
+	}
+	v->nheld = 0;
+}
+
+/* A read through the stream: copied into buf, or (v not NULL) as v's
+ * segments. */
+static lcp_err stream_read(struct lcp_read_stream *s, void *buf, size_t len, uint64_t off,
+			   struct lcp_read_view *v, size_t *nread, uint64_t *bad_off)
 {
 	struct lcp_decode_ahead *da = s->da;
 	uint8_t *dst = buf;
 	lcp_err err = LCP_OK;
 
-	if (!da || off >= s->size || len == 0)
-		return lcp_store_read(s->f, buf, len, off, nread, bad_off);
+	if (v)
+		v->nseg = v->nheld = 0;
+	if (!da || off >= s->size || len == 0) {
+		err = lcp_store_read(s->f, buf, len, off, nread, bad_off);
+		if (err == LCP_OK && v && *nread)
+			view_add(v, dst, *nread);
+		return err;
+	}
 	*nread = 0;
 	uint64_t end = s->size - off < len ? s->size : off + len;
 	pthread_mutex_lock(&da->lock);
@@ -532,7 +589,7 @@ lcp_err lcp_read_stream_read(struct lcp_read_stream *s, void *buf, size_t len, u
 		uint64_t stop = p.hi < end ? p.hi : end;
 		lcp_err serr = p.chunk == LCP_STORE_NO_CHUNK
 				       ? LCP_ERR_NOENT
-				       : serve_slot(da, s, &p, pos, dst + (pos - off), (size_t)(stop - pos));
+				       : serve_slot(da, s, &p, pos, dst + (pos - off), (size_t)(stop - pos), v);
 		if (serr == LCP_OK) {
 			pos = stop;
 			continue;
@@ -548,10 +605,38 @@ lcp_err lcp_read_stream_read(struct lcp_read_stream *s, void *buf, size_t len, u
 		pthread_mutex_unlock(&da->lock);
 		err = lcp_store_read(s->f, dst + (pos - off), (size_t)(stop - pos), pos, &got, bad_off);
 		pthread_mutex_lock(&da->lock);
+		if (err == LCP_OK && v)
+			view_add(v, dst + (pos - off), (size_t)(stop - pos));
 		pos = stop;
+	}
+	if (err && v) {
+		unpin_view(da, v, false);
+		v->nseg = 0;
 	}
 	pthread_mutex_unlock(&da->lock);
 	if (err == LCP_OK)
 		*nread = (size_t)(end - off);
 	return err;
+}
+
+lcp_err lcp_read_stream_read(struct lcp_read_stream *s, void *buf, size_t len, uint64_t off,
+			     size_t *nread, uint64_t *bad_off)
+{
+	return stream_read(s, buf, len, off, NULL, nread, bad_off);
+}
+
+lcp_err lcp_read_stream_view(struct lcp_read_stream *s, void *buf, size_t len, uint64_t off,
+			     struct lcp_read_view *v, size_t *nread, uint64_t *bad_off)
+{
+	return stream_read(s, buf, len, off, v, nread, bad_off);
+}
+
+void lcp_read_stream_release(struct lcp_read_stream *s, struct lcp_read_view *v)
+{
+	if (s->da && v->nheld) {
+		pthread_mutex_lock(&s->da->lock);
+		unpin_view(s->da, v, true);
+		pthread_mutex_unlock(&s->da->lock);
+	}
+	v->nseg = v->nheld = 0;
 }

@@ -272,6 +272,61 @@ Test(store_read, random_stream_reads_equal_reference)
 	expect_no_leaks();
 }
 
+/* Concatenates v's segments into out; counts the bytes outside buf. */
+static size_t gather(const struct lcp_read_view *v, const uint8_t *buf, size_t len, uint8_t *out,
+		     size_t *outside)
+{
+	size_t n = 0;
+	for (unsigned i = 0; i < v->nseg; i++) {
+		const uint8_t *b = v->seg[i].iov_base;
+		memcpy(out + n, b, v->seg[i].iov_len);
+		n += v->seg[i].iov_len;
+		if (b < buf || b >= buf + len)
+			*outside += v->seg[i].iov_len;
+	}
+	return n;
+}
+
+Test(store_read, views_point_into_chunks_decoded_ahead)
+{
+	enum { HOLD = 3, STEP = 1 << 18 };
+	struct lcp_decode_ahead *da;
+	struct lcp_read_stream *s;
+	struct lcp_read_view v[HOLD];
+	uint8_t *buf[HOLD], *out = malloc(STEP);
+	size_t outside = 0;
+	cr_assert_eq(lcp_decode_ahead_create(2, 4u << 20, &da), LCP_OK);
+	struct lcp_store_file *f = open_file(NULL);
+	cr_assert_eq(lcp_read_stream_open(f, da, &s), LCP_OK);
+	for (int i = 0; i < HOLD; i++)
+		buf[i] = malloc(STEP);
+	/* Up to HOLD views held at once, released oldest first, as replies
+	 * of parallel requests would be. */
+	uint64_t k = 0;
+	for (uint64_t off = 0; off < ref_len; off += STEP, k++) {
+		struct lcp_read_view *w = &v[k % HOLD];
+		if (k >= HOLD)
+			lcp_read_stream_release(s, w);
+		size_t got;
+		cr_assert_eq(lcp_read_stream_view(s, buf[k % HOLD], STEP, off, w, &got, NULL), LCP_OK);
+		cr_assert_leq(w->nseg, LCP_READ_VIEW_SEGS);
+		cr_assert_eq(gather(w, buf[k % HOLD], STEP, out, &outside), got);
+		cr_assert_eq(memcmp(out, ref + off, got), 0, "view at %llu differs",
+			     (unsigned long long)off);
+	}
+	for (uint64_t i = 0; i < HOLD && i < k; i++)
+		lcp_read_stream_release(s, &v[i]);
+	cr_assert_gt(outside, ref_len / 2, "only %zu of %llu bytes came without a copy", outside,
+		     (unsigned long long)ref_len);
+	lcp_read_stream_close(s);
+	for (int i = 0; i < HOLD; i++)
+		free(buf[i]);
+	free(out);
+	lcp_decode_ahead_free(da);
+	lcp_store_close(f);
+	expect_no_leaks();
+}
+
 struct par {
 	struct lcp_read_stream *s;
 	unsigned first, stride; /* pieces first, first + stride, ... */
