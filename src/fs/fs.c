@@ -424,8 +424,8 @@ int lcp_fs_main(int argc, char **argv)
 	atomic_flag_clear(&m->readahead_done);
 	atomic_init(&m->stopping, false);
 	cl.readahead_bytes = DEFAULT_READAHEAD_BYTES;
-	m->cache_bytes = DEFAULT_CACHE_BYTES;
 	m->ahead_bytes = DEFAULT_DECODE_AHEAD_BYTES;
+	m->cache_bytes = DEFAULT_CACHE_BYTES;
 	m->threads = DEFAULT_THREADS;
 	m->timeout = ATTR_TIMEOUT_SEC;
 	rc = parse_cmdline(m, argc, argv, &cl);

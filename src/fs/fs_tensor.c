@@ -58,16 +58,6 @@ struct fs_job {
 	struct fs_job *next;
 };
 
-/* A handle's read stream over one committed file, shared by the handle
- * and the reads in flight on it: the stream detects a sequential reader
- * and decodes ahead of it (lcp_read_stream_*). The last reference closes
- * the stream, dropping what it decoded ahead, then lets go of the file. */
-struct fs_reader {
-	struct fs_sfile *sf;      /* holds a reference */
-	struct lcp_read_stream *rs;
-	atomic_uint refs;
-};
-
 static struct fs_sfile *sfile_get(struct fs_sfile *s)
 {
 	if (s)
@@ -80,86 +70,6 @@ static void sfile_put(struct fs_sfile *s)
 	if (s && atomic_fetch_sub(&s->refs, 1) == 1) {
 		lcp_store_close(s->f);
 		lcp_free(s);
-	}
-}
-
-/* The request thread's reply buffer, kept between requests (a fresh one
- * per request cost page faults on every read) and freed when the thread
- * exits; at most the largest request the thread has served (1 MiB). */
-static pthread_key_t reply_key;
-static pthread_once_t reply_once = PTHREAD_ONCE_INIT;
-static bool reply_key_ok;
-
-struct reply_buf {
-	char *p;
-	size_t cap;
-};
-
-static void reply_buf_destroy(void *p)
-{
-	struct reply_buf *b = p;
-	lcp_free(b->p);
-	lcp_free(b);
-}
-
-static void reply_key_init(void)
-{
-	reply_key_ok = pthread_key_create(&reply_key, reply_buf_destroy) == 0;
-}
-
-static char *reply_buffer(size_t len)
-{
-	pthread_once(&reply_once, reply_key_init);
-	if (!reply_key_ok)
-		return NULL;
-	struct reply_buf *b = pthread_getspecific(reply_key);
-	if (!b) {
-		b = lcp_calloc(1, sizeof *b);
-		if (!b || pthread_setspecific(reply_key, b) != 0) {
-			lcp_free(b);
-			return NULL;
-		}
-	}
-	if (len > b->cap) {
-		char *n = lcp_malloc(len);
-		if (!n)
-			return NULL;
-		lcp_free(b->p);
-		b->p = n;
-		b->cap = len;
-	}
-	return b->p;
-}
-
-static struct fs_reader *reader_new(struct fs_mount *m, struct fs_sfile *sf)
-{
-	struct fs_reader *r = lcp_calloc(1, sizeof *r);
-
-	if (!r)
-		return NULL;
-	if (lcp_read_stream_open(sf->f, m->ahead, &r->rs) != LCP_OK) {
-		lcp_free(r);
-		return NULL;
-	}
-	r->sf = sfile_get(sf);
-	atomic_init(&r->refs, 1);
-	return r;
-}
-
-static struct fs_reader *reader_get(struct fs_reader *r)
-{
-	if (r)
-		atomic_fetch_add(&r->refs, 1);
-	return r;
-}
-
-/* May wait for a chunk being decoded ahead: call it with no lock held. */
-static void reader_put(struct fs_reader *r)
-{
-	if (r && atomic_fetch_sub(&r->refs, 1) == 1) {
-		lcp_read_stream_close(r->rs);
-		sfile_put(r->sf);
-		lcp_free(r);
 	}
 }
 
@@ -585,6 +495,96 @@ int fs_tensor_open(struct fs_mount *m, struct fs_inode *inode, struct fs_handle 
 	h->content_gen = inode->t.content_gen;
 	fs_mutex_unlock(&inode->lock);
 	return open_backing(m, inode, h->flags, &h->fd);
+}
+
+/* A handle's read stream over one committed file, shared by the handle
+ * and the reads in flight on it: the stream detects a sequential reader
+ * and decodes ahead of it (lcp_read_stream_*). The last reference closes
+ * the stream, dropping what it decoded ahead, then lets go of the file. */
+struct fs_reader {
+	struct fs_sfile *sf;      /* holds a reference */
+	struct lcp_read_stream *rs;
+	atomic_uint refs;
+};
+
+/* The request thread's reply buffer, kept between requests (a fresh one
+ * per request cost page faults on every read) and freed when the thread
+ * exits; at most the largest request the thread has served (1 MiB). */
+static pthread_key_t reply_key;
+static pthread_once_t reply_once = PTHREAD_ONCE_INIT;
+static bool reply_key_ok;
+
+struct reply_buf {
+	char *p;
+	size_t cap;
+};
+
+static void reply_buf_destroy(void *p)
+{
+	struct reply_buf *b = p;
+	lcp_free(b->p);
+	lcp_free(b);
+}
+
+static void reply_key_init(void)
+{
+	reply_key_ok = pthread_key_create(&reply_key, reply_buf_destroy) == 0;
+}
+
+static char *reply_buffer(size_t len)
+{
+	pthread_once(&reply_once, reply_key_init);
+	if (!reply_key_ok)
+		return NULL;
+	struct reply_buf *b = pthread_getspecific(reply_key);
+	if (!b) {
+		b = lcp_calloc(1, sizeof *b);
+		if (!b || pthread_setspecific(reply_key, b) != 0) {
+			lcp_free(b);
+			return NULL;
+		}
+	}
+	if (len > b->cap) {
+		char *n = lcp_malloc(len);
+		if (!n)
+			return NULL;
+		lcp_free(b->p);
+		b->p = n;
+		b->cap = len;
+	}
+	return b->p;
+}
+
+static struct fs_reader *reader_new(struct fs_mount *m, struct fs_sfile *sf)
+{
+	struct fs_reader *r = lcp_calloc(1, sizeof *r);
+
+	if (!r)
+		return NULL;
+	if (lcp_read_stream_open(sf->f, m->ahead, &r->rs) != LCP_OK) {
+		lcp_free(r);
+		return NULL;
+	}
+	r->sf = sfile_get(sf);
+	atomic_init(&r->refs, 1);
+	return r;
+}
+
+static struct fs_reader *reader_get(struct fs_reader *r)
+{
+	if (r)
+		atomic_fetch_add(&r->refs, 1);
+	return r;
+}
+
+/* May wait for a chunk being decoded ahead: call it with no lock held. */
+static void reader_put(struct fs_reader *r)
+{
+	if (r && atomic_fetch_sub(&r->refs, 1) == 1) {
+		lcp_read_stream_close(r->rs);
+		sfile_put(r->sf);
+		lcp_free(r);
+	}
 }
 
 ssize_t fs_tensor_read(struct fs_mount *m, struct fs_inode *inode, struct fs_handle *h,
