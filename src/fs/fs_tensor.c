@@ -36,6 +36,7 @@
 
 #include "common/alloc.h"
 #include "common/log.h"
+#include "common/thread_buf.h"
 #include "fs/fs_priv.h"
 #include "lcpfs/format.h"
 #include "lcpfs/store.h"
@@ -507,54 +508,6 @@ struct fs_reader {
 	atomic_uint refs;
 };
 
-/* The request thread's reply buffer, kept between requests (a fresh one
- * per request cost page faults on every read) and freed when the thread
- * exits; at most the largest request the thread has served (1 MiB). */
-static pthread_key_t reply_key;
-static pthread_once_t reply_once = PTHREAD_ONCE_INIT;
-static bool reply_key_ok;
-
-struct reply_buf {
-	char *p;
-	size_t cap;
-};
-
-static void reply_buf_destroy(void *p)
-{
-	struct reply_buf *b = p;
-	lcp_free(b->p);
-	lcp_free(b);
-}
-
-static void reply_key_init(void)
-{
-	reply_key_ok = pthread_key_create(&reply_key, reply_buf_destroy) == 0;
-}
-
-static char *reply_buffer(size_t len)
-{
-	pthread_once(&reply_once, reply_key_init);
-	if (!reply_key_ok)
-		return NULL;
-	struct reply_buf *b = pthread_getspecific(reply_key);
-	if (!b) {
-		b = lcp_calloc(1, sizeof *b);
-		if (!b || pthread_setspecific(reply_key, b) != 0) {
-			lcp_free(b);
-			return NULL;
-		}
-	}
-	if (len > b->cap) {
-		char *n = lcp_malloc(len);
-		if (!n)
-			return NULL;
-		lcp_free(b->p);
-		b->p = n;
-		b->cap = len;
-	}
-	return b->p;
-}
-
 static struct fs_reader *reader_new(struct fs_mount *m, struct fs_sfile *sf)
 {
 	struct fs_reader *r = lcp_calloc(1, sizeof *r);
@@ -616,7 +569,9 @@ ssize_t fs_tensor_read(struct fs_mount *m, struct fs_inode *inode, struct fs_han
 	reader_put(old);
 	if (err || !rep->reader)
 		return err ? -err : 0;
-	rep->buf = reply_buffer(len ? len : 1);
+	/* The request thread's own buffer, kept between requests (a fresh one
+	 * per request cost page faults on every read). */
+	rep->buf = lcp_thread_buf(LCP_TBUF_REPLY, len);
 	lcp_err le = rep->buf ? lcp_read_stream_view(rep->reader->rs, rep->buf, len, (uint64_t)off,
 						     &rep->view, &n, &bad)
 			      : LCP_ERR_NOMEM;

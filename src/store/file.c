@@ -10,7 +10,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -23,6 +22,7 @@
 #include "common/alloc.h"
 #include "common/checksum.h"
 #include "common/le.h"
+#include "common/thread_buf.h"
 #include "store/cache.h"
 #include "store/sidecar.h"
 #include "store/store_priv.h"
@@ -276,70 +276,15 @@ uint64_t lcp_store_stored_size(const struct lcp_store_file *f)
 	return f->sc.payload_size + f->sidecar_len;
 }
 
-/*
- * Per-thread buffers of the read path: a chunk's stored bytes and a decoded
- * range, kept between reads and freed when the thread exits. Fresh pages
- * for every read cost as much as decoding a small one: page faults were a
- * sixth of the daemon's time on random 128 KiB reads. Each is bounded by
- * the largest chunk its thread has read.
- */
-struct read_scratch {
-	uint8_t *stored, *out;
-	size_t stored_cap, out_cap;
-};
-
-static pthread_key_t scratch_key;
-static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
-static bool scratch_key_ok;
-
-static void scratch_destroy(void *p)
-{
-	struct read_scratch *s = p;
-	lcp_free(s->stored);
-	lcp_free(s->out);
-	lcp_free(s);
-}
-
-static void scratch_key_init(void)
-{
-	scratch_key_ok = pthread_key_create(&scratch_key, scratch_destroy) == 0;
-}
-
-static struct read_scratch *scratch(void)
-{
-	pthread_once(&scratch_once, scratch_key_init);
-	if (!scratch_key_ok)
-		return NULL;
-	struct read_scratch *s = pthread_getspecific(scratch_key);
-	if (!s && (s = lcp_calloc(1, sizeof *s)) != NULL && pthread_setspecific(scratch_key, s) != 0) {
-		lcp_free(s);
-		s = NULL;
-	}
-	return s;
-}
-
-/* *buf grown to hold need bytes (contents not kept), or NULL. */
-static uint8_t *grow(uint8_t **buf, size_t *cap, size_t need)
-{
-	if (need > *cap) {
-		uint8_t *b = lcp_malloc(need);
-		if (!b)
-			return NULL;
-		lcp_free(*buf);
-		*buf = b;
-		*cap = need;
-	}
-	return *buf;
-}
-
-/* Reads the stored bytes of chunk c into this thread's scratch (*out, valid
- * until the thread's next read). A payload that ends early is damage. */
+/* Reads the stored bytes of chunk c into this thread's buffer (*out, valid
+ * until the thread's next read). A payload that ends early is damage. The
+ * read path keeps its buffers per thread (common/thread_buf.h): fresh pages
+ * for every read cost as much as decoding a small one (page faults were a
+ * sixth of the daemon's time on random 128 KiB reads). */
 static lcp_err load_stored(const struct lcp_store_file *f, const struct lcp_sc_chunk *c,
 			   uint8_t **out)
 {
-	struct read_scratch *s = scratch();
-	uint8_t *stored = s ? grow(&s->stored, &s->stored_cap, c->stored_len ? (size_t)c->stored_len : 1)
-			    : NULL;
+	uint8_t *stored = lcp_thread_buf(LCP_TBUF_STORED, (size_t)c->stored_len);
 
 	*out = NULL;
 	if (!stored)
@@ -442,8 +387,7 @@ static lcp_err read_part_whole(struct lcp_store_file *f, uint32_t ri, uint32_t c
 
 	if (f->cache && lcp_chunk_cache_copy(f->cache, &key, off, dst, len))
 		return LCP_OK;
-	struct read_scratch *sc = scratch();
-	buf = sc ? grow(&sc->out, &sc->out_cap, out_len) : NULL;
+	buf = lcp_thread_buf(LCP_TBUF_DECODED, out_len);
 	if (!buf)
 		return LCP_ERR_NOMEM;
 	err = lcp_store_decode_chunk(f, ri, ci, buf, out_len);
@@ -504,8 +448,7 @@ static lcp_err read_part_blocks(struct lcp_store_file *f, uint32_t ri, uint32_t 
 		hi = (off + len + unit - 1) / unit * unit;
 	}
 
-	struct read_scratch *sc = scratch();
-	uint8_t *stored, *buf = sc ? grow(&sc->out, &sc->out_cap, (size_t)(hi - lo)) : NULL;
+	uint8_t *stored, *buf = lcp_thread_buf(LCP_TBUF_DECODED, (size_t)(hi - lo));
 	lcp_err err = buf ? load_stored(f, c, &stored) : LCP_ERR_NOMEM;
 	if (err)
 		return err;
