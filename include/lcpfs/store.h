@@ -34,6 +34,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "lcpfs/codec.h"
 #include "lcpfs/config.h"
@@ -264,6 +265,67 @@ uint64_t lcp_store_stored_size(const struct lcp_store_file *f);
  */
 lcp_err lcp_store_read(struct lcp_store_file *f, void *buf, size_t len, uint64_t off,
 		       size_t *nread, uint64_t *bad_off);
+
+/*
+ * Decode-ahead for sequential readers. A pool (one per mount) owns worker
+ * threads and a byte budget, the window: the decoded chunks waiting for
+ * their readers, in all streams together, never take more than window
+ * bytes (the buffers are kept for reuse up to that bound, so the memory is
+ * the window, not a multiple of it). Each open file reads through a stream,
+ * which watches its reads: after SEQ reads that each start at or near the
+ * end of the previous ones, it has the workers decode the whole chunks past
+ * that end, up to twice the bytes read in the run and at most window
+ * bytes ahead, while the reader copies out what is ready. A read away from
+ * the run cancels the chunks not yet started. Reads of chunks nobody
+ * scheduled decode in the reader's thread (lcp_store_read); the bytes are
+ * the same either way, and a damaged chunk fails only the reads that
+ * touch it (LCP_ERR_CHECKSUM, as lcp_store_read).
+ */
+struct lcp_decode_ahead;
+/* threads >= 1 workers; window_bytes 0 makes every stream a plain reader. */
+lcp_err lcp_decode_ahead_create(unsigned threads, size_t window_bytes,
+				struct lcp_decode_ahead **out);
+/* Stops and joins the workers. The memory goes when the last stream is
+ * closed (streams still open keep working, without decode-ahead). NULL:
+ * no-op. */
+void lcp_decode_ahead_free(struct lcp_decode_ahead *da);
+/* Bytes of decoded chunks and spare buffers held now, and the most ever
+ * held (never more than the window). Thread-safe. */
+void lcp_decode_ahead_usage(struct lcp_decode_ahead *da, size_t *held, size_t *peak);
+
+struct lcp_read_stream;
+/* A stream reading f (which must outlive it) through da (NULL: no
+ * decode-ahead). */
+lcp_err lcp_read_stream_open(struct lcp_store_file *f, struct lcp_decode_ahead *da,
+			     struct lcp_read_stream **out);
+/* lcp_store_read through the stream. Thread-safe: several threads may read
+ * one stream at once (the kernel sends a file's read-ahead requests in
+ * parallel). */
+lcp_err lcp_read_stream_read(struct lcp_read_stream *s, void *buf, size_t len, uint64_t off,
+			     size_t *nread, uint64_t *bad_off);
+/*
+ * The same read without copying what was decoded ahead: on LCP_OK, v's
+ * segments (in order, *nread bytes in all) point into decoded chunks the
+ * stream keeps for the caller, and into buf (len bytes, used for
+ * everything else). The caller hands v back with lcp_read_stream_release
+ * once it is done with the bytes (after the reply is written); until then
+ * the chunks stay. On an error v holds nothing. Thread-safe as read.
+ */
+#define LCP_READ_VIEW_SEGS 16
+struct lcp_read_view {
+	unsigned nseg;
+	struct iovec seg[LCP_READ_VIEW_SEGS];
+	unsigned nheld;               /* for the stream: what v keeps */
+	void *held[LCP_READ_VIEW_SEGS];
+	size_t held_len[LCP_READ_VIEW_SEGS];
+};
+lcp_err lcp_read_stream_view(struct lcp_read_stream *s, void *buf, size_t len, uint64_t off,
+			     struct lcp_read_view *v, size_t *nread, uint64_t *bad_off);
+void lcp_read_stream_release(struct lcp_read_stream *s, struct lcp_read_view *v);
+/* Drops the stream's decoded chunks (waiting for any a worker is decoding).
+ * No read of s may be running or follow, and no view may be held. NULL:
+ * no-op. */
+void lcp_read_stream_close(struct lcp_read_stream *s);
 
 /*
  * Materializing: replacing compressed NAME by a raw file holding its

@@ -44,10 +44,13 @@
 #include "fs/fs_state.h"
 #include "lcpfs/config.h"
 #include "lcpfs/err.h"
+#include "lcpfs/store.h"
 
 struct fs_sfile;
 struct fs_job;
+struct fs_reader;
 struct lcp_chunk_cache;
+struct lcp_decode_ahead;
 
 struct fs_inode {
 	/* Identity and lifetime: m->table_lock. */
@@ -79,6 +82,7 @@ struct fs_handle {
 	pthread_mutex_t lock;     /* fd, sf and content_gen below */
 	int fd;                   /* backing fd, or -1 while reading through sf */
 	struct fs_sfile *sf;      /* committed file read through, or NULL */
+	struct fs_reader *reader; /* sf's read stream (made at the first read), or NULL */
 	uint64_t content_gen;     /* the inode's content generation fd/sf belong to */
 	int flags;                /* open flags, for reopening the backing file */
 	bool writable;
@@ -112,6 +116,11 @@ struct fs_mount {
 	const char *hold_at;      /* LCPFS_TEST_HOLD, test hook */
 	const char *hold_dir;     /* LCPFS_TEST_HOLD_DIR */
 	int backing_lock;         /* shared use lock of the backing, or -1 */
+
+	/* Decode-ahead for sequential readers (fs.c creates it; fs_tensor.c
+	 * reads through it). */
+	struct lcp_decode_ahead *ahead;
+	uint64_t ahead_bytes;     /* its window */
 
 	/* Readahead (fs.c). */
 	char readahead_file[96];  /* sysfs read_ahead_kb of the mount, or "" */
@@ -188,12 +197,23 @@ void fs_tensor_fix_stat(struct fs_inode *inode, struct stat *st);
  * ns for writing itself when it must (truncating a compressed file): the
  * caller passes its hold and gets it back as a read hold. */
 int fs_tensor_open(struct fs_mount *m, struct fs_inode *inode, struct fs_handle *h);
-/* Reads through h. A committed file is read into *buf (lcp_malloc'ed, the
- * caller frees it): returns the bytes read. A raw file is not read: returns
- * 0 with its backing fd in *fd (valid until the handle is released), for a
- * splice reply. -errno on failure. */
+/* What a read through a handle gives fs_read to reply with: the bytes of
+ * a committed file as view's segments (pointing into buf and into chunks
+ * decoded ahead, held until fs_tensor_read_done), or the backing fd of a
+ * raw file, not read, for a splice reply. */
+struct fs_read_reply {
+	struct lcp_read_view view;
+	char *buf;                /* the request thread's reply buffer (not owned) */
+	struct fs_reader *reader;
+	int fd;                   /* raw: the backing fd (valid while the handle is), else -1 */
+};
+/* Reads len bytes at off through h. Returns the bytes read (committed
+ * file), 0 with rep->fd set (raw file), or -errno. The caller replies from
+ * the same thread (rep->buf is that thread's), then calls
+ * fs_tensor_read_done(rep) whatever the outcome. */
 ssize_t fs_tensor_read(struct fs_mount *m, struct fs_inode *inode, struct fs_handle *h,
-		       size_t len, off_t off, char **buf, int *fd);
+		       size_t len, off_t off, struct fs_read_reply *rep);
+void fs_tensor_read_done(struct fs_read_reply *rep);
 /* The backing fd for a change through h: a compressed file is materialized
  * first (no lock may be held). Returns the fd, or -errno. */
 int fs_tensor_write_fd(struct fs_mount *m, struct fs_inode *inode, struct fs_handle *h);

@@ -42,6 +42,7 @@
 
 #include "common/alloc.h"
 #include "common/log.h"
+#include "common/thread_buf.h"
 #include "fs/fs_priv.h"
 #include "lcpfs/format.h"
 #include "lcpfs/store.h"
@@ -515,34 +516,85 @@ int fs_tensor_open(struct fs_mount *m, struct fs_inode *inode, struct fs_handle 
 	return open_backing(m, inode, h->flags, &h->fd);
 }
 
-ssize_t fs_tensor_read(struct fs_mount *m, struct fs_inode *inode, struct fs_handle *h,
-		       size_t len, off_t off, char **buf, int *fd)
+/* A handle's read stream over one committed file, shared by the handle
+ * and the reads in flight on it: the stream detects a sequential reader
+ * and decodes ahead of it (lcp_read_stream_*). The last reference closes
+ * the stream, dropping what it decoded ahead, then lets go of the file. */
+struct fs_reader {
+	struct fs_sfile *sf;      /* holds a reference */
+	struct lcp_read_stream *rs;
+	atomic_uint refs;
+};
+
+static struct fs_reader *reader_new(struct fs_mount *m, struct fs_sfile *sf)
 {
-	struct fs_sfile *sf;
+	struct fs_reader *r = lcp_calloc(1, sizeof *r);
+
+	if (!r)
+		return NULL;
+	if (lcp_read_stream_open(sf->f, m->ahead, &r->rs) != LCP_OK) {
+		lcp_free(r);
+		return NULL;
+	}
+	r->sf = sfile_get(sf);
+	atomic_init(&r->refs, 1);
+	return r;
+}
+
+static struct fs_reader *reader_get(struct fs_reader *r)
+{
+	if (r)
+		atomic_fetch_add(&r->refs, 1);
+	return r;
+}
+
+/* May wait for a chunk being decoded ahead: call it with no lock held. */
+static void reader_put(struct fs_reader *r)
+{
+	if (r && atomic_fetch_sub(&r->refs, 1) == 1) {
+		lcp_read_stream_close(r->rs);
+		sfile_put(r->sf);
+		lcp_free(r);
+	}
+}
+
+ssize_t fs_tensor_read(struct fs_mount *m, struct fs_inode *inode, struct fs_handle *h,
+		       size_t len, off_t off, struct fs_read_reply *rep)
+{
+	struct fs_reader *old = NULL;
 	uint64_t bad = 0;
 	size_t n = 0;
 	int err;
 
-	*buf = NULL;
+	memset(rep, 0, sizeof *rep);
+	rep->fd = -1;
 	fs_mutex_lock(&inode->lock);
 	pthread_mutex_lock(&h->lock);
 	err = resolve_handle(m, inode, h);
-	sf = sfile_get(h->sf);
-	*fd = h->fd;
+	if (!err && h->reader && h->reader->sf != h->sf) {
+		/* The handle moved on to another version of the file. */
+		old = h->reader;
+		h->reader = NULL;
+	}
+	if (!err && h->sf && !h->reader && !(h->reader = reader_new(m, h->sf)))
+		err = ENOMEM;
+	if (!err && h->sf)
+		rep->reader = reader_get(h->reader);
+	else if (!err)
+		rep->fd = h->fd;
 	pthread_mutex_unlock(&h->lock);
 	fs_mutex_unlock(&inode->lock);
-	if (err || !sf) {
-		sfile_put(sf);
+	reader_put(old);
+	if (err || !rep->reader)
 		return err ? -err : 0;
-	}
-	*fd = -1;
-	*buf = lcp_malloc(len ? len : 1);
-	lcp_err le = *buf ? lcp_store_read(sf->f, *buf, len, (uint64_t)off, &n, &bad) : LCP_ERR_NOMEM;
-	sfile_put(sf);
+	/* The request thread's own buffer, kept between requests (a fresh one
+	 * per request cost page faults on every read). */
+	rep->buf = lcp_thread_buf(LCP_TBUF_REPLY, len);
+	lcp_err le = rep->buf ? lcp_read_stream_view(rep->reader->rs, rep->buf, len, (uint64_t)off,
+						     &rep->view, &n, &bad)
+			      : LCP_ERR_NOMEM;
 	if (le == LCP_OK)
 		return (ssize_t)n;
-	lcp_free(*buf);
-	*buf = NULL;
 	if (le == LCP_ERR_CHECKSUM)
 		log_inode(m, inode, LCP_LOG_ERROR,
 			  "damaged payload at offset %llu (read of %zu bytes at %lld)",
@@ -551,6 +603,16 @@ ssize_t fs_tensor_read(struct fs_mount *m, struct fs_inode *inode, struct fs_han
 		log_inode(m, inode, LCP_LOG_ERROR, "read of %zu bytes at %lld failed: %s", len,
 			  (long long)off, lcp_strerror(le));
 	return -lcp_err_to_errno(le);
+}
+
+void fs_tensor_read_done(struct fs_read_reply *rep)
+{
+	if (rep->reader) {
+		lcp_read_stream_release(rep->reader->rs, &rep->view);
+		reader_put(rep->reader);
+	}
+	memset(rep, 0, sizeof *rep);
+	rep->fd = -1;
 }
 
 int fs_tensor_write_fd(struct fs_mount *m, struct fs_inode *inode, struct fs_handle *h)
@@ -588,6 +650,8 @@ int fs_tensor_write_fd(struct fs_mount *m, struct fs_inode *inode, struct fs_han
 
 void fs_tensor_handle_close(struct fs_handle *h)
 {
+	reader_put(h->reader);
+	h->reader = NULL;
 	if (h->fd >= 0)
 		close(h->fd);
 	h->fd = -1;

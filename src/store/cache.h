@@ -2,8 +2,10 @@
 /*
  * Internal interface of the decoded-chunk cache (struct lcp_chunk_cache,
  * created through lcpfs/store.h). Entries are keyed by (file id, region,
- * chunk); a hit copies out under the cache's mutex, so an entry is never
- * freed while someone reads it.
+ * chunk, block): a chunk that decodes by blocks is cached block by block,
+ * any other chunk whole (block LCP_CACHE_WHOLE_CHUNK). A hit copies out
+ * under the cache's mutex, so an entry is never freed while someone reads
+ * it.
  */
 #ifndef LCPFS_STORE_CACHE_H
 #define LCPFS_STORE_CACHE_H
@@ -19,7 +21,9 @@ struct lcp_cache_key {
 	uint8_t file_id[LCP_FILE_ID_LEN];
 	uint32_t region;
 	uint32_t chunk;
+	uint32_t block;
 };
+#define LCP_CACHE_WHOLE_CHUNK UINT32_MAX
 
 /* On a hit copies len bytes at off of the cached chunk into dst and returns
  * true (the entry becomes most recently used). */

@@ -104,6 +104,28 @@ void lcp_store_refusal_set(int fd, const char *reason);
 /* The payload fd of an open committed file (owned by f). */
 int lcp_store_file_fd(const struct lcp_store_file *f);
 
+/* A piece of a committed file's logical bytes that decodes on its own: one
+ * chunk of a region, or a CRC-32 field (chunk LCP_STORE_NO_CHUNK, read
+ * with lcp_store_read). */
+#define LCP_STORE_NO_CHUNK UINT32_MAX
+struct lcp_store_piece {
+	uint32_t region;
+	uint32_t chunk;
+	uint64_t lo, hi; /* its logical byte range [lo, hi) */
+};
+
+/* The piece holding logical offset off; false when off is at or past the
+ * end of the file. Thread-safe (reads immutable state). */
+bool lcp_store_locate(const struct lcp_store_file *f, uint64_t off, struct lcp_store_piece *p);
+
+/* Decodes chunk ci of region ri whole into out (out_len must be its
+ * reconstructed size), checking the stored and the output checksums: any
+ * mismatch or undecodable byte is LCP_ERR_CHECKSUM (out must then not be
+ * served); LCP_ERR_NOMEM or the payload read's error otherwise. No cache.
+ * Thread-safe for distinct out buffers. */
+lcp_err lcp_store_decode_chunk(const struct lcp_store_file *f, uint32_t ri, uint32_t ci,
+			       void *out, size_t out_len);
+
 /* Removes sidecar-named scname in dirfd if it is a regular file holding
  * our sidecar magic (a stranger's file of that name is left alone). */
 void lcp_store_remove_sidecar(int dirfd, const char *scname);

@@ -171,13 +171,7 @@ Test(store, concurrent_readers_share_cache)
 
 static void flip_byte(const char *name, uint64_t off)
 {
-	int fd = openat(dir.fd, name, O_RDWR);
-	uint8_t v;
-	cr_assert_geq(fd, 0);
-	cr_assert_eq(pread(fd, &v, 1, (off_t)off), 1);
-	v ^= 0x5a;
-	cr_assert_eq(pwrite(fd, &v, 1, (off_t)off), 1);
-	close(fd);
+	flip_byte_at(dir.fd, name, off);
 }
 
 Test(store, payload_damage_fails_verify_and_read)

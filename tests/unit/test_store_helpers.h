@@ -80,6 +80,18 @@ static inline uint8_t *read_file(int dirfd, const char *name, size_t *len)
 	return b;
 }
 
+/* Flips byte off of file name in dirfd (twice restores it). */
+static inline void flip_byte_at(int dirfd, const char *name, uint64_t off)
+{
+	int fd = openat(dirfd, name, O_RDWR);
+	uint8_t v;
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(pread(fd, &v, 1, (off_t)off), 1);
+	v ^= 0x5a;
+	cr_assert_eq(pwrite(fd, &v, 1, (off_t)off), 1);
+	close(fd);
+}
+
 static inline uint64_t test_rng(uint64_t *s)
 {
 	*s ^= *s << 13;
