@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -25,11 +26,13 @@
 #include "fs/fs_priv.h"
 #include "lcpfs/codec.h"
 #include "lcpfs/provider.h"
+#include "lcpfs/store.h"
 
 #define DEFAULT_CACHE_BYTES (256ull << 20) /* a few layers' decoded chunks */
 #define DEFAULT_THREADS 1u                 /* compression competes with serving reads */
 #define MAX_THREADS 64u
 #define ATTR_TIMEOUT_SEC 60.0 /* long: the page cache is the hot path; we invalidate on change */
+#define MAX_TIMEOUT_SEC 86400.0 /* a day: longer only hides changes from other machines */
 #define MAX_IDLE_THREADS 16u
 /* Model files are read front to back: a deep readahead keeps several read
  * requests in flight, so chunks decode on all cores at once. */
@@ -72,11 +75,15 @@ static void usage(FILE *to, const char *prog)
 		"    -o cache=SIZE[kMG]    decoded chunk cache (default 256M)\n"
 		"    -o threads=N          compression workers (default 1)\n"
 		"    -o readahead=SIZE     kernel readahead for the mount (default 4M; 0: kernel's)\n"
+		"    -o attr_timeout=SEC   how long the kernel keeps attributes (default 60)\n"
+		"    -o entry_timeout=SEC  how long the kernel keeps names (default 60)\n"
+		"    -o ro                 read-only: every change fails with EROFS, nothing is\n"
+		"                          compressed or recovered (fleet nodes)\n"
 		"    -f                    stay in the foreground\n"
 		"    -d                    debug: foreground, log every request\n"
 		"    -s                    single-threaded request loop\n"
 		"\n"
-		"Other -o options go to FUSE: allow_other, default_permissions, ro, ...\n"
+		"Other -o options go to FUSE: allow_other, default_permissions, ...\n"
 		"Unmount with: fusermount3 -u MOUNTPOINT\n",
 		prog);
 }
@@ -105,6 +112,21 @@ static bool parse_size(const char *s, uint64_t *out)
 	if (*p || (shift && v > (UINT64_MAX >> shift)))
 		return false;
 	*out = v << shift;
+	return true;
+}
+
+/* Seconds, decimals allowed, 0..MAX_TIMEOUT_SEC; false on anything else. */
+static bool parse_seconds(const char *s, double *out)
+{
+	char *end;
+	double v;
+
+	if (!*s || strspn(s, "0123456789.") != strlen(s))
+		return false;
+	v = strtod(s, &end);
+	if (*end || !(v >= 0 && v <= MAX_TIMEOUT_SEC))
+		return false;
+	*out = v;
 	return true;
 }
 
@@ -161,6 +183,15 @@ static int sort_options(struct fs_mount *m, const char *prog, const char *arg, s
 		} else if (strncmp(o, "readahead=", 10) == 0) {
 			if (!parse_size(o + 10, &cl->readahead_bytes)) {
 				fprintf(stderr, "%s: bad size in option '%s'\n", prog, o);
+				rc = 2;
+			}
+		} else if (strncmp(o, "attr_timeout=", 13) == 0 ||
+			   strncmp(o, "entry_timeout=", 14) == 0) {
+			bool attr = o[0] == 'a';
+			if (!parse_seconds(strchr(o, '=') + 1,
+					   attr ? &m->attr_timeout : &m->entry_timeout)) {
+				fprintf(stderr, "%s: option '%s': seconds from 0 to %.0f\n", prog, o,
+					MAX_TIMEOUT_SEC);
 				rc = 2;
 			}
 		} else if (strncmp(o, "threads=", 8) == 0) {
@@ -303,6 +334,28 @@ void fs_apply_readahead(struct fs_mount *m)
 		lcp_log(LCP_LOG_INFO, "cannot set readahead in %s", m->readahead_file);
 }
 
+/* The writer lock of the backing (lcp_store_lock_writer), kept until exit.
+ * False, with the reason printed, when another read-write mount has it. */
+static bool take_writer_lock(struct fs_mount *m, const char *prog, int root_fd)
+{
+	lcp_err err = lcp_store_lock_writer(root_fd, &m->writer_lock);
+
+	if (err == LCP_ERR_BUSY) {
+		fprintf(stderr,
+			"%s: %s: another read-write lcpfs mount of this backing directory is "
+			"running (on this machine, or on another one sharing it); mount this one "
+			"read-only (-o ro), or unmount that one first\n",
+			prog, m->backing);
+		return false;
+	}
+	if (err != LCP_OK) {
+		m->writer_lock = -1;
+		lcp_log(LCP_LOG_WARN, "%s: cannot take the writer lock (%s): a second read-write "
+			"mount of this backing would not be refused", m->backing, lcp_strerror(err));
+	}
+	return true;
+}
+
 static int serve(struct fs_mount *m, struct cmdline *cl, const char *prog, int root_fd)
 {
 	char *fsname = NULL;
@@ -329,6 +382,11 @@ static int serve(struct fs_mount *m, struct cmdline *cl, const char *prog, int r
 	m->se = se;
 	if (fuse_set_signal_handlers(se) != 0)
 		goto out_session;
+	/* One read-write mount per backing: two would write one file in place
+	 * at once. Taken before recovery, which must not run under a live
+	 * writer. */
+	if (!m->readonly && !take_writer_lock(m, prog, root_fd))
+		goto out_signals;
 	/* Finish or clean what a crash left before the mount appears: nobody
 	 * sees the backing half-recovered, and a hung recovery could not
 	 * freeze a mount that is not there yet. */
@@ -368,6 +426,21 @@ out:
 	return rc;
 }
 
+/* Open files of the daemon: a directory fd per directory the kernel knows,
+ * a backing fd per open file, a payload fd per committed file in use. The
+ * soft limit (often 1024) is raised to the hard one so that a busy mount
+ * does not run into it first. */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max)
+		return;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+		lcp_log(LCP_LOG_INFO, "cannot raise the open file limit: %s", strerror(errno));
+}
+
 int lcp_fs_main(int argc, char **argv)
 {
 	struct cmdline cl;
@@ -386,7 +459,9 @@ int lcp_fs_main(int argc, char **argv)
 	cl.readahead_bytes = DEFAULT_READAHEAD_BYTES;
 	m->cache_bytes = DEFAULT_CACHE_BYTES;
 	m->threads = DEFAULT_THREADS;
-	m->timeout = ATTR_TIMEOUT_SEC;
+	m->writer_lock = -1;
+	m->attr_timeout = ATTR_TIMEOUT_SEC;
+	m->entry_timeout = ATTR_TIMEOUT_SEC;
 	rc = parse_cmdline(m, argc, argv, &cl);
 	if (rc >= 0)
 		goto out;
@@ -406,6 +481,7 @@ int lcp_fs_main(int argc, char **argv)
 		lcp_log_set_level(LCP_LOG_DEBUG);
 	else
 		lcp_log_set_level(LCP_LOG_INFO);
+	raise_fd_limit();
 	/* Modes arrive already masked by the caller's umask. */
 	umask(0);
 	fs_rwlock_init(&m->ns);

@@ -204,6 +204,12 @@ static void adopt(struct fs_inode *inode, const struct lcp_probe *pr, struct fs_
 		sfile_put(sf);
 }
 
+/* Whether a probe found the inode's name holding another object. */
+static bool names_other(const struct fs_inode *inode, const struct lcp_probe *pr)
+{
+	return pr->regular && (pr->dev != (uint64_t)inode->dev || pr->ino != (uint64_t)inode->ino);
+}
+
 int fs_tensor_known(struct fs_mount *m, struct fs_inode *inode)
 {
 	struct lcp_probe pr;
@@ -216,6 +222,14 @@ int fs_tensor_known(struct fs_mount *m, struct fs_inode *inode)
 	fs_mutex_lock(&inode->lock);
 	if (!inode->t.known) {
 		lcp_err le = probe_inode(m, inode, &pr, &sf);
+		if (le == LCP_ERR_AGAIN && !names_other(inode, &pr)) {
+			/* A network backing's client may still name a payload and
+			 * its sidecar as of different moments (another machine just
+			 * replaced both): reading the directory makes it learn the
+			 * names anew; ask once more. */
+			fs_inode_reread_dir(m, inode);
+			le = probe_inode(m, inode, &pr, &sf);
+		}
 		if (le == LCP_OK) {
 			adopt(inode, &pr, sf);
 			inode->untold_logged = false;
@@ -223,6 +237,10 @@ int fs_tensor_known(struct fs_mount *m, struct fs_inode *inode)
 				log_inode(m, inode, LCP_LOG_ERROR, "damaged: %s; reads fail", pr.note);
 			else if (pr.note[0])
 				log_inode(m, inode, LCP_LOG_INFO, "%s", pr.note);
+		} else if (le == LCP_ERR_NOENT || names_other(inode, &pr)) {
+			/* The name holds another file, or none, now (changed on
+			 * another machine): the kernel looks it up again. */
+			err = ESTALE;
 		} else {
 			/* Nothing is cached: the next request asks again (logged
 			 * once until the store answers). */
@@ -253,24 +271,35 @@ void fs_tensor_fix_stat(struct fs_inode *inode, struct stat *st)
 }
 
 /* Opens the backing file of a regular inode with flags (its access mode,
- * O_APPEND, ...). Never a FIFO or device: the inode's type is fixed and
- * checked again. */
+ * O_APPEND, ...): what its name holds now, checked to be the inode's object
+ * (ESTALE otherwise: the kernel looks the name up again). Never a FIFO or
+ * device. */
 static int open_backing(struct fs_mount *m, struct fs_inode *inode, int flags, int *fd)
 {
-	char path[64];
 	struct stat st;
+	char byte;
+	int err;
 
-	/* O_NOFOLLOW would refuse the /proc magic link itself; O_DIRECT alignment
-	 * is the kernel's business on our side, not the backing's. */
-	flags &= ~(O_NOFOLLOW | O_CREAT | O_EXCL | O_DIRECT);
-	fs_inode_procpath(m, inode, path, sizeof path);
-	*fd = open(path, flags | O_CLOEXEC | O_NOCTTY);
+	/* O_DIRECT alignment is the kernel's business on our side, not the
+	 * backing's. */
+	*fd = fs_inode_open(m, inode, flags & ~(O_CREAT | O_EXCL | O_DIRECT), &err);
 	if (*fd < 0)
-		return errno;
+		return err;
 	if (fstat(*fd, &st) != 0 || !S_ISREG(st.st_mode)) {
 		close(*fd);
 		*fd = -1;
 		return EIO;
+	}
+	/* A network backing's client may still name a file another machine
+	 * replaced (GlusterFS keeps names for a second or so): the open works,
+	 * the first read finds the file gone. Found now, ESTALE makes the
+	 * kernel look the name up again (the client has learnt meanwhile)
+	 * rather than fail the reader's read. */
+	if ((flags & O_ACCMODE) != O_WRONLY && st.st_size > 0 && pread(*fd, &byte, 1, 0) < 0 &&
+	    (errno == ENOENT || errno == ESTALE)) {
+		close(*fd);
+		*fd = -1;
+		return ESTALE;
 	}
 	return 0;
 }
@@ -279,7 +308,7 @@ static int open_backing(struct fs_mount *m, struct fs_inode *inode, int flags, i
 static uint64_t links_now(struct fs_mount *m, struct fs_inode *inode)
 {
 	struct stat st;
-	if (fstatat(fs_inode_fd(m, inode), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
+	if (fs_inode_stat(m, inode, &st) != 0)
 		return inode->nlink;
 	return (uint64_t)st.st_nlink;
 }
@@ -303,10 +332,12 @@ static int repoint(struct fs_mount *m, struct fs_inode *inode, int dfd, const ch
 	return 0;
 }
 
-/* Empties a compressed file in place for O_TRUNC (ns held for writing). */
+/* Empties a compressed file for O_TRUNC (ns held for writing): a new empty
+ * file takes its name, and the inode points at it. */
 static int discard(struct fs_mount *m, struct fs_inode *inode)
 {
 	char name[NAME_MAX + 1];
+	uint64_t dev, ino;
 	int e, dfd;
 	lcp_err err;
 
@@ -321,7 +352,9 @@ static int discard(struct fs_mount *m, struct fs_inode *inode)
 		fs_mutex_unlock(&inode->lock);
 		return e;
 	}
-	err = lcp_store_discard_at(dfd, name);
+	err = lcp_store_discard_at(dfd, name, &dev, &ino);
+	if (err == LCP_OK && repoint(m, inode, dfd, name, ino) != 0)
+		fs_track_unknown(&inode->t);
 	close(dfd);
 	if (err == LCP_OK || err == LCP_ERR_NOENT) {
 		sfile_put(inode->sf);
@@ -460,8 +493,15 @@ int fs_tensor_open(struct fs_mount *m, struct fs_inode *inode, struct fs_handle 
 		fs_mutex_lock(&inode->lock);
 		if (inode->t.state != FS_COMPRESSED)
 			break;
+		/* The payload is what its name holds now? (A raw file is checked
+		 * as it is opened.) */
+		if ((err = fs_inode_check_name(m, inode)) != 0) {
+			fs_mutex_unlock(&inode->lock);
+			return err;
+		}
 		if (trunc) {
-			/* Emptied in place: needs ns for writing, briefly. */
+			/* Emptied (a new empty file takes the name): needs ns for
+			 * writing, briefly. */
 			fs_mutex_unlock(&inode->lock);
 			fs_rwlock_unlock(&m->ns);
 			fs_rwlock_wrlock(&m->ns);
@@ -655,7 +695,7 @@ void fs_tensor_released(struct fs_mount *m, struct fs_inode *inode, bool writabl
 	bool unused = false;
 	/* Files under min_size are never packed: no job, no worker time. A
 	 * racing swap of the fd only makes this a conservative guess. */
-	bool small = writable && fstat(fs_inode_fd(m, inode), &st) == 0 &&
+	bool small = writable && fs_inode_stat(m, inode, &st) == 0 &&
 		     (uint64_t)st.st_size < m->cfg.min_size;
 
 	fs_mutex_lock(&inode->lock);
@@ -900,6 +940,18 @@ int fs_tensor_unlink(struct fs_mount *m, int dirfd, const char *name)
 	return err;
 }
 
+int fs_tensor_rmdir(struct fs_mount *m, int dirfd, const char *name)
+{
+	int d, err = open_dir(dirfd, &d);
+
+	(void)m;
+	if (err)
+		return err;
+	err = lcp_err_to_errno(lcp_store_rmdir_at(d, name));
+	close(d);
+	return err;
+}
+
 int fs_tensor_rename(struct fs_mount *m, int olddirfd, const char *oldname, int newdirfd,
 		     const char *newname, unsigned int flags)
 {
@@ -936,7 +988,11 @@ int fs_tensor_link(struct fs_mount *m, struct fs_inode *inode, struct fs_inode *
 	d = fs_inode_dirfd_name(m, inode, name, sizeof name, &e);
 	if (d < 0) {
 		/* An unlinked-but-open object has no name to link from. */
-		err = linkat(inode->fd, "", newparent->fd, newname, AT_EMPTY_PATH) != 0 ? errno : 0;
+		int pfd = fs_inode_path_fd(m, inode, &err);
+		if (pfd >= 0) {
+			err = linkat(pfd, "", newparent->fd, newname, AT_EMPTY_PATH) != 0 ? errno : 0;
+			close(pfd);
+		}
 	} else {
 		err = open_dir(newparent->fd, &nd);
 		if (!err) {
@@ -951,7 +1007,7 @@ int fs_tensor_link(struct fs_mount *m, struct fs_inode *inode, struct fs_inode *
 		 * records why (unless it is no tensor file, or too small). */
 		struct stat st;
 		bool forget = false;
-		if (fstat(fs_inode_fd(m, inode), &st) == 0 && (uint64_t)st.st_size >= m->cfg.min_size) {
+		if (fs_inode_stat(m, inode, &st) == 0 && (uint64_t)st.st_size >= m->cfg.min_size) {
 			fs_mutex_lock(&inode->lock);
 			act(m, inode, fs_track_want_job(&inode->t), &forget);
 			fs_mutex_unlock(&inode->lock);

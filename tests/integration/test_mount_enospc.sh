@@ -53,7 +53,7 @@ reason=$(xattr_get "$M/model.safetensors" user.lcpfs.reason)
 echo "$reason" | grep -qi 'space' || fail "reason does not say the disk is full: $reason"
 cmp "$SRC" "$M/model.safetensors" || fail "raw file changed"
 cmp "$SRC" "$B/model.safetensors" || fail "raw file changed in the backing"
-[ "$(ls -A "$B" | sort | tr '\n' ' ')" = "filler model.safetensors " ] || fail "leftovers: $(ls -A "$B")"
+[ "$(backing_ls "$B" | sort | tr '\n' ' ')" = "filler model.safetensors " ] || fail "leftovers: $(ls -A "$B")"
 echo "ok: full backing: state refused ($reason), raw file intact, no temporaries"
 
 # The refusal and its reason survive a remount.

@@ -51,8 +51,11 @@ static inline int scratch_count(struct scratch *s)
 	DIR *d = opendir(s->path);
 	struct dirent *e;
 	int n = 0;
+	/* The lock file the store keeps in a directory it committed in is
+	 * neither a file nor a leftover. */
 	while (d && (e = readdir(d)) != NULL)
-		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") &&
+		    strcmp(e->d_name, ".lcpfs-lock"))
 			n++;
 	if (d)
 		closedir(d);
