@@ -392,10 +392,10 @@ int fs_inode_dirfd_name(struct fs_mount *m, struct fs_inode *inode, char *name, 
 	return fd;
 }
 
-void fs_inode_reread_dir(struct fs_mount *m, struct fs_inode *inode)
+/* Reads directory dirfd through (see fs_inode_reread_dir). */
+static void reread(int dirfd)
 {
-	char name[NAME_MAX + 1];
-	int err, fd = fs_inode_dirfd_name(m, inode, name, sizeof name, &err);
+	int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
 
 	if (!d) {
@@ -406,6 +406,17 @@ void fs_inode_reread_dir(struct fs_mount *m, struct fs_inode *inode)
 	while (readdir(d))
 		;
 	closedir(d);
+}
+
+void fs_inode_reread_dir(struct fs_mount *m, struct fs_inode *inode)
+{
+	char name[NAME_MAX + 1];
+	struct fs_inode *parent = parent_and_name(m, inode, name, sizeof name);
+
+	if (parent) {
+		reread(parent->fd);
+		fs_inode_unref(m, parent);
+	}
 }
 
 static bool is_object(const struct fs_inode *inode, const struct stat *st)
@@ -444,9 +455,16 @@ static int open_by_name(struct fs_mount *m, struct fs_inode *inode, int flags, i
 	}
 	/* O_NONBLOCK: should the name now hold a FIFO, the open must not wait;
 	 * O_TRUNC waits until the object is known to be the inode's. */
-	fd = openat(parent->fd, name,
-		    (flags & ~(O_TRUNC | O_CREAT | O_EXCL)) | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY |
-			    O_CLOEXEC);
+	int oflags = (flags & ~(O_TRUNC | O_CREAT | O_EXCL)) | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY |
+		     O_CLOEXEC;
+	fd = openat(parent->fd, name, oflags);
+	if (fd < 0 && errno == ESTALE) {
+		/* The backing's client names a file another machine replaced,
+		 * and its own retry did not help (GlusterFS answers lookups from
+		 * a cache of its own): reading the directory makes it learn. */
+		reread(parent->fd);
+		fd = openat(parent->fd, name, oflags);
+	}
 	*err = fd < 0 ? errno : 0;
 	fs_inode_unref(m, parent);
 	if (fd < 0) {

@@ -292,13 +292,14 @@ static int open_backing(struct fs_mount *m, struct fs_inode *inode, int flags, i
 	}
 	/* A network backing's client may still name a file another machine
 	 * replaced (GlusterFS keeps names for a second or so): the open works,
-	 * the first read finds the file gone. Found now, ESTALE makes the
-	 * kernel look the name up again (the client has learnt meanwhile)
-	 * rather than fail the reader's read. */
+	 * the first read finds the file gone. Found now, the client is made to
+	 * learn the directory anew and ESTALE makes the kernel look the name up
+	 * again, rather than fail the reader's read. */
 	if ((flags & O_ACCMODE) != O_WRONLY && st.st_size > 0 && pread(*fd, &byte, 1, 0) < 0 &&
 	    (errno == ENOENT || errno == ESTALE)) {
 		close(*fd);
 		*fd = -1;
+		fs_inode_reread_dir(m, inode);
 		return ESTALE;
 	}
 	return 0;

@@ -256,5 +256,9 @@ if __name__ == "__main__":
         sys.exit(main(sys.argv[1:]))
     except OSError as e:
         args = [a for a in sys.argv[1:] if a != "--drop"]
-        print("%s: %s" % (e.filename or (args[1] if len(args) > 1 else "?"), e.strerror))
+        tb = e.__traceback__
+        while tb.tb_next:
+            tb = tb.tb_next
+        print("%s: %s (in %s, line %d)" % (e.filename or (args[1] if len(args) > 1 else "?"),
+                                          e.strerror, tb.tb_frame.f_code.co_name, tb.tb_lineno))
         sys.exit(1)
