@@ -166,6 +166,8 @@ lcp_err fs_table_init(struct fs_mount *m, int root_fd)
 	m->lru_max = FD_CACHE_MIN;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur / 4 > FD_CACHE_MIN)
 		m->lru_max = rl.rlim_cur / 4 > FD_CACHE_MAX ? FD_CACHE_MAX : (size_t)(rl.rlim_cur / 4);
+	/* Committed files nobody has open: each holds its payload's fd. */
+	m->sf_keep = m->lru_max / 2;
 	m->buckets = lcp_calloc(TABLE_BUCKETS, sizeof *m->buckets);
 	if (!m->buckets)
 		return LCP_ERR_NOMEM;
@@ -466,17 +468,18 @@ static int open_by_name(struct fs_mount *m, struct fs_inode *inode, int flags, i
 		fd = openat(parent->fd, name, oflags);
 	}
 	*err = fd < 0 ? errno : 0;
-	fs_inode_unref(m, parent);
-	if (fd < 0) {
-		if (*err == ENOENT || (*err == ELOOP && inode->type != S_IFLNK))
-			*err = ESTALE;
-		return -1;
-	}
-	if (fstat(fd, &st) != 0 || !is_object(inode, &st)) {
+	if (fd < 0 && (*err == ENOENT || (*err == ELOOP && inode->type != S_IFLNK)))
+		*err = ESTALE;
+	if (fd >= 0 && (fstat(fd, &st) != 0 || !is_object(inode, &st))) {
 		*err = ESTALE;
 		close(fd);
-		return -1;
+		fd = -1;
 	}
+	if (*err == ESTALE)
+		reread(parent->fd); /* so the kernel's new lookup finds what is there */
+	fs_inode_unref(m, parent);
+	if (fd < 0)
+		return -1;
 	if (!(flags & (O_NONBLOCK | O_PATH)))
 		(void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
 	if ((flags & O_TRUNC) && (flags & O_ACCMODE) != O_RDONLY && ftruncate(fd, 0) != 0) {
@@ -546,6 +549,8 @@ static int stat_by_name(struct fs_mount *m, struct fs_inode *inode, struct stat 
 		err = errno == ENOENT ? ESTALE : errno;
 	else if (!is_object(inode, st))
 		err = ESTALE;
+	if (err == ESTALE)
+		reread(parent->fd); /* a network client learns what is there now */
 	fs_inode_unref(m, parent);
 	return err;
 }

@@ -50,6 +50,7 @@
 struct fs_sfile {
 	struct lcp_store_file *f;
 	atomic_uint refs;
+	atomic_size_t *count;    /* the mount's count of open committed files */
 };
 
 struct fs_job {
@@ -68,6 +69,7 @@ static struct fs_sfile *sfile_get(struct fs_sfile *s)
 static void sfile_put(struct fs_sfile *s)
 {
 	if (s && atomic_fetch_sub(&s->refs, 1) == 1) {
+		atomic_fetch_sub(s->count, 1);
 		lcp_store_close(s->f);
 		lcp_free(s);
 	}
@@ -177,6 +179,8 @@ static lcp_err probe_inode(struct fs_mount *m, struct fs_inode *inode, struct lc
 		} else {
 			(*sf)->f = f;
 			atomic_init(&(*sf)->refs, 1);
+			(*sf)->count = &m->nsfiles;
+			atomic_fetch_add(&m->nsfiles, 1);
 			f = NULL;
 		}
 	}
@@ -191,15 +195,39 @@ static enum fs_probe_answer answer_of(const struct lcp_probe *pr)
 					       : FS_PROBE_RAW;
 }
 
+/* Sets the inode's committed file (inode lock held; NULL: none), keeping
+ * its sizes for getattr when it is closed while idle. */
+static void set_sf(struct fs_inode *inode, struct fs_sfile *sf)
+{
+	sfile_put(inode->sf);
+	inode->sf = sf;
+	if (sf) {
+		inode->logical_size = lcp_store_logical_size(sf->f);
+		inode->stored_size = lcp_store_stored_size(sf->f);
+	}
+}
+
+/* A committed file nobody has open is closed (inode lock held) once the
+ * mount has more than m->sf_keep open: its sizes stay, and the next open
+ * (or report) opens it again. So a listing of many compressed files does
+ * not use an fd each, while the few in use stay open (on a network backing
+ * an open file keeps reading its version when another machine replaces
+ * it). */
+static void close_sf_if_idle(struct fs_mount *m, struct fs_inode *inode)
+{
+	if (inode->t.nopen == 0 && !inode->announcing && inode->sf &&
+	    atomic_load(&m->nsfiles) > m->sf_keep)
+		set_sf(inode, NULL);
+}
+
 /* Records a probe answer (inode lock held). */
 static void adopt(struct fs_inode *inode, const struct lcp_probe *pr, struct fs_sfile *sf)
 {
-	sfile_put(inode->sf);
-	inode->sf = NULL;
+	set_sf(inode, NULL);
 	inode->nlink = pr->nlink;
 	fs_track_probed(&inode->t, answer_of(pr), pr->refused);
 	if (inode->t.state == FS_COMPRESSED && !inode->t.damaged)
-		inode->sf = sf;
+		set_sf(inode, sf);
 	else
 		sfile_put(sf);
 }
@@ -240,6 +268,7 @@ int fs_tensor_known(struct fs_mount *m, struct fs_inode *inode)
 		} else if (le == LCP_ERR_NOENT || names_other(inode, &pr)) {
 			/* The name holds another file, or none, now (changed on
 			 * another machine): the kernel looks it up again. */
+			fs_inode_reread_dir(m, inode);
 			err = ESTALE;
 		} else {
 			/* Nothing is cached: the next request asks again (logged
@@ -257,16 +286,42 @@ int fs_tensor_known(struct fs_mount *m, struct fs_inode *inode)
 	return err;
 }
 
-void fs_tensor_fix_stat(struct fs_inode *inode, struct stat *st)
+/* Opens the committed file of a compressed inode again if it was closed
+ * while idle (inode lock held, ns held). 0, ESTALE when the name holds
+ * another file now, or EIO (the store is asked afresh next time). */
+static int reopen_sf(struct fs_mount *m, struct fs_inode *inode)
+{
+	struct lcp_probe pr;
+	struct fs_sfile *sf = NULL;
+	lcp_err le;
+
+	if (inode->sf || inode->t.state != FS_COMPRESSED || inode->t.damaged || !inode->t.known)
+		return 0;
+	le = probe_inode(m, inode, &pr, &sf);
+	if (le == LCP_OK && pr.repr == LCP_REPR_COMPRESSED && sf) {
+		set_sf(inode, sf);
+		return 0;
+	}
+	sfile_put(sf);
+	if (le == LCP_ERR_NOENT || names_other(inode, &pr)) {
+		fs_inode_reread_dir(m, inode); /* the kernel's new lookup finds it */
+		return ESTALE;
+	}
+	fs_track_unknown(&inode->t);
+	return EIO;
+}
+
+void fs_tensor_fix_stat(struct fs_mount *m, struct fs_inode *inode, struct stat *st)
 {
 	if (!S_ISREG(st->st_mode))
 		return;
 	fs_mutex_lock(&inode->lock);
-	if (inode->t.state == FS_COMPRESSED && inode->sf) {
-		uint64_t stored = lcp_store_stored_size(inode->sf->f);
-		st->st_size = (off_t)lcp_store_logical_size(inode->sf->f);
-		st->st_blocks = (blkcnt_t)((stored + 511) / 512);
+	if (inode->t.state == FS_COMPRESSED && inode->t.known && !inode->t.damaged) {
+		st->st_size = (off_t)inode->logical_size;
+		st->st_blocks = (blkcnt_t)((inode->stored_size + 511) / 512);
 	}
+	/* Asked about by a lookup or getattr only: its file is not kept. */
+	close_sf_if_idle(m, inode);
 	fs_mutex_unlock(&inode->lock);
 }
 
@@ -358,8 +413,7 @@ static int discard(struct fs_mount *m, struct fs_inode *inode)
 		fs_track_unknown(&inode->t);
 	close(dfd);
 	if (err == LCP_OK || err == LCP_ERR_NOENT) {
-		sfile_put(inode->sf);
-		inode->sf = NULL;
+		set_sf(inode, NULL);
 		fs_track_discarded(&inode->t);
 	}
 	fs_mutex_unlock(&inode->lock);
@@ -418,8 +472,7 @@ static int materialize(struct fs_mount *m, struct fs_inode *inode)
 				lcp_store_materialize_result(mat, &rdev, &rino);
 				if (repoint(m, inode, dfd, name, rino) != 0)
 					fs_track_unknown(&inode->t);
-				sfile_put(inode->sf);
-				inode->sf = NULL;
+				set_sf(inode, NULL);
 				fs_track_materialized(&inode->t);
 			}
 			fs_mutex_unlock(&inode->lock);
@@ -512,6 +565,10 @@ int fs_tensor_open(struct fs_mount *m, struct fs_inode *inode, struct fs_handle 
 			if (err)
 				return err;
 			continue;
+		}
+		if ((err = reopen_sf(m, inode)) != 0) {
+			fs_mutex_unlock(&inode->lock);
+			return err;
 		}
 		if (inode->t.damaged || !inode->sf) {
 			fs_mutex_unlock(&inode->lock);
@@ -700,8 +757,10 @@ void fs_tensor_released(struct fs_mount *m, struct fs_inode *inode, bool writabl
 		     (uint64_t)st.st_size < m->cfg.min_size;
 
 	fs_mutex_lock(&inode->lock);
-	if (inode->type == S_IFREG)
+	if (inode->type == S_IFREG) {
 		act(m, inode, fs_track_released(&inode->t, writable, small), &unused);
+		close_sf_if_idle(m, inode);
+	}
 	fs_mutex_unlock(&inode->lock);
 }
 
@@ -759,14 +818,12 @@ static enum fs_job_end commit(struct fs_mount *m, struct fs_inode *inode, struct
 	}
 	fs_track_job_done(&inode->t, FS_JOB_COMMITTED, "", true);
 	if (probe_inode(m, inode, &pr, &sf) == LCP_OK && pr.repr == LCP_REPR_COMPRESSED && sf) {
-		sfile_put(inode->sf);
-		inode->sf = sf;
+		set_sf(inode, sf);
 		inode->nlink = pr.nlink;
 		inode->announcing = true;
 	} else {
 		sfile_put(sf);
-		sfile_put(inode->sf);
-		inode->sf = NULL;
+		set_sf(inode, NULL);
 		fs_track_unknown(&inode->t);
 	}
 	return FS_JOB_COMMITTED;
@@ -826,6 +883,7 @@ static void run_job(struct fs_mount *m, struct fs_job *j)
 			fuse_lowlevel_notify_inval_inode(m->se, fs_ino_of(m, inode), 0, 0);
 		fs_mutex_lock(&inode->lock);
 		inode->announcing = false;
+		close_sf_if_idle(m, inode);
 		fs_mutex_unlock(&inode->lock);
 	} else if (end != FS_JOB_OVERTAKEN) {
 		log_inode(m, inode, LCP_LOG_INFO, "left raw: %s",
@@ -1052,7 +1110,13 @@ ssize_t fs_tensor_xattr(struct fs_mount *m, struct fs_inode *inode, const char *
 		   inode->format != LCP_FORMAT_UNKNOWN) {
 		r = put_text(lcp_format_name((enum lcp_format)inode->format), buf, size);
 	} else if (state == FS_COMPRESSED) {
+		int e = reopen_sf(m, inode);
 		sf = sfile_get(inode->sf);
+		close_sf_if_idle(m, inode);
+		if (e) {
+			fs_mutex_unlock(&inode->lock);
+			return -e;
+		}
 	}
 	fs_mutex_unlock(&inode->lock);
 	if (!sf)

@@ -5,12 +5,15 @@
 # The daemon raises its soft open-file limit to the hard one at start; and
 # started under a limit of 1024 it cannot raise, 10,000 files are created,
 # listed with their attributes and read back through the mount with no
-# error, while 300 of them are held open at once.
+# error, while 300 of them are held open at once; and 1,500 compressed
+# files (more than the limit) are listed and read, 100 held open at once.
 set -eu
 cd "$(dirname "$0")/../.."
 . tests/integration/fsx/mount_lib.sh
+. tests/integration/fsx/integrity_lib.sh
 
 NFILES=10000
+NCOMPRESSED=1500
 LIMIT=1024
 HELD=300 # open at once, well under LIMIT: the daemon needs one fd per open file
 B=$WORK/backing M=$WORK/mnt
@@ -27,6 +30,17 @@ soft=$(prlimit --pid "$DAEMON_PID" --nofile --noheadings --output SOFT)
 [ "$soft" = 4096 ] || fail "soft open-file limit $soft after start, wanted the hard limit 4096"
 unmount_fs "$M" "$DAEMON_PID" || fail "unmount"
 say "the daemon raised its soft open-file limit from 512 to the hard limit 4096"
+
+# Compressed files, more than the limit: one packed model's payload and
+# sidecar copied under 1,500 names (each pair agrees; only bytes are read).
+make_tensor "$WORK/t.safetensors" 5 64
+"$LCPFS" pack "$WORK/t.safetensors" "$WORK/packed.safetensors" > /dev/null || fail "pack"
+"$LCPFS" unpack "$WORK/packed.safetensors" "$WORK/t.rec" || fail "unpack"
+mkdir "$B/comp"
+for ((i = 0; i < NCOMPRESSED; i++)); do
+	cp "$WORK/packed.safetensors" "$B/comp/c$i.safetensors"
+	cp "$WORK/.packed.safetensors.lcpfs" "$B/comp/.c$i.safetensors.lcpfs"
+done
 
 # Started under a limit of 1024 it cannot raise (the common default).
 prlimit --nofile=$LIMIT:$LIMIT "$LCPFS" "$B" "$M" -f 2>> "$WORK/daemon.log" &
@@ -85,8 +99,41 @@ if errors:
     sys.exit("%d errors, the first: %s" % (len(errors), "; ".join(shown)))
 print("created, listed, stat'ed and read %d files, %d held open at once" % (n, held))
 PY
+"$PYTHON" - "$M/comp" "$NCOMPRESSED" "$WORK/t.rec" <<'PY' || fail "compressed files through a daemon limited to $LIMIT open files"
+import os, sys
+d, n, rec = sys.argv[1], int(sys.argv[2]), open(sys.argv[3], "rb").read()
+errors = []
+names = sorted(os.listdir(d))
+if len(names) != n:
+    errors.append("listdir: %d names, wanted %d" % (len(names), n))
+for name in names:
+    try:
+        if os.stat(os.path.join(d, name)).st_size != len(rec):
+            errors.append("stat %s: not the logical size" % name)
+        if os.getxattr(os.path.join(d, name), "user.lcpfs.state") != b"compressed":
+            errors.append("%s: not compressed" % name)
+    except OSError as e:
+        errors.append("stat %s: %s" % (name, e.strerror))
+held = []
+for name in names[:100]:
+    held.append(open(os.path.join(d, name), "rb"))
+for name in names:
+    try:
+        with open(os.path.join(d, name), "rb") as f:
+            if f.read() != rec:
+                errors.append("read %s: not the reconstruction" % name)
+    except OSError as e:
+        errors.append("read %s: %s" % (name, e.strerror))
+for f in held:
+    if f.read() != rec:
+        errors.append("held %s: not the reconstruction" % f.name)
+    f.close()
+if errors:
+    sys.exit("%d errors, the first: %s" % (len(errors), "; ".join(errors[:5])))
+print("listed, stat'ed and read %d compressed files, 100 held open at once" % n)
+PY
 grep -qi 'too many open files' "$WORK/daemon.log" && fail "the daemon logged: $(grep -i -m1 'too many open files' "$WORK/daemon.log")"
 fds=$(ls "/proc/$DAEMON_PID/fd" | wc -l)
-say "$NFILES files created, listed and read under a limit of $LIMIT open files ($fds open now)"
+say "$NFILES plain and $NCOMPRESSED compressed files listed and read under a limit of $LIMIT open files ($fds open now)"
 unmount_fs "$M" "$DAEMON_PID" || fail "unmount"
 echo "fds: all checks passed"
