@@ -356,7 +356,10 @@ static bool take_writer_lock(struct fs_mount *m, const char *prog, int root_fd)
 	return true;
 }
 
-static int serve(struct fs_mount *m, struct cmdline *cl, const char *prog, int root_fd)
+/* Mounts and serves until unmounted; *mounted tells whether the mount ever
+ * appeared (else nothing but this thread ever saw m). */
+static int serve(struct fs_mount *m, struct cmdline *cl, const char *prog, int root_fd,
+		 bool *mounted)
 {
 	char *fsname = NULL;
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
@@ -393,6 +396,7 @@ static int serve(struct fs_mount *m, struct cmdline *cl, const char *prog, int r
 	fs_tensor_recover(m, root_fd);
 	if (fuse_session_mount(se, cl->mountpoint) != 0)
 		goto out_signals;
+	*mounted = true;
 	find_readahead_file(m, cl->mountpoint, cl->readahead_bytes);
 	if (!cl->foreground)
 		lcp_log_use_syslog(1);
@@ -445,7 +449,8 @@ int lcp_fs_main(int argc, char **argv)
 {
 	struct cmdline cl;
 	char errbuf[200];
-	int rc, root_fd;
+	int rc, root_fd = -1;
+	bool mounted = false;
 	struct stat st;
 	struct fs_mount *m = lcp_calloc(1, sizeof *m);
 
@@ -492,10 +497,17 @@ int lcp_fs_main(int argc, char **argv)
 	}
 	/* The real codec; false only means one is registered already. */
 	(void)lcp_provider_register(lcp_provider_cpu());
-	rc = serve(m, &cl, argv[0], root_fd);
+	rc = serve(m, &cl, argv[0], root_fd, &mounted);
 out:
 	lcp_free(cl.fuse_opts);
 	lcp_free(cl.cfg_opts);
-	/* The mount object itself lives until exit: inodes still point into it. */
+	/* A mount object that served lives until exit (inodes still point into
+	 * it); one that never mounted is only ours. */
+	if (!mounted) {
+		if (root_fd >= 0)
+			close(root_fd);
+		lcp_free(m->buckets);
+		lcp_free(m);
+	}
 	return rc;
 }
