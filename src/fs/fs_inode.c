@@ -13,12 +13,14 @@
  * of it are open (so an open file renamed away or unlinked is still
  * reached), and otherwise while it is among the most recently used (a
  * bounded LRU: some backings, sshfs, number a file anew once nobody holds
- * it, which would make a known file look replaced). File handles
- * (name_to_handle_at) would need CAP_DAC_READ_SEARCH and are not offered by
- * FUSE backings (GlusterFS, sshfs); the name check is also what a shared
- * backing needs: when another machine replaced a file, its name no longer
- * holds the inode's object, ESTALE tells the kernel, and the kernel looks
- * the name up again.
+ * it, which would make a known file look replaced). The name check is what
+ * a shared backing needs: when another machine replaced a file, its name no
+ * longer holds the inode's object, ESTALE tells the kernel, and the kernel
+ * looks the name up again. File handles (name_to_handle_at) were not taken:
+ * open_by_handle_at needs CAP_DAC_READ_SEARCH (a daemon run by a user has
+ * none), a handle reaches the object a name held, not what it holds now,
+ * and on FUSE backings (GlusterFS and sshfs do give handles) it lasts only
+ * as long as that client remembers the inode.
  */
 #include <assert.h>
 #include <dirent.h>
