@@ -125,10 +125,8 @@ static int lru_trim(struct fs_mount *m)
 	return fd;
 }
 
-/* Puts the inode (its fd set, not pinned) first; returns the fd of the
- * inode that fell off the end, which the caller closes after unlocking, or
- * -1. */
-static int lru_push(struct fs_mount *m, struct fs_inode *inode)
+/* Puts the inode (its fd set, not pinned) first in the LRU. */
+static void lru_touch(struct fs_mount *m, struct fs_inode *inode)
 {
 	lru_unlink(m, inode);
 	inode->lru_next = m->lru_head;
@@ -139,6 +137,13 @@ static int lru_push(struct fs_mount *m, struct fs_inode *inode)
 	m->lru_head = inode;
 	inode->in_lru = true;
 	m->lru_count++;
+}
+
+/* lru_touch, then returns the fd of the inode that fell off the end, which
+ * the caller closes after unlocking, or -1. */
+static int lru_push(struct fs_mount *m, struct fs_inode *inode)
+{
+	lru_touch(m, inode);
 	return lru_trim(m);
 }
 
@@ -263,7 +268,7 @@ struct fs_inode *fs_inode_add(struct fs_mount *m, struct fs_inode *parent, const
 		if (fd >= 0 && inode->fd < 0 && inode->type != S_IFDIR)
 			fd = keep_fd(m, inode, fd);
 		else if (inode->in_lru)
-			(void)lru_push(m, inode); /* already there: cannot evict */
+			lru_touch(m, inode);
 		fs_mutex_unlock(&m->table_lock);
 		if (fd >= 0)
 			close(fd);
@@ -438,7 +443,7 @@ static int own_fd(struct fs_mount *m, struct fs_inode *inode)
 	if (inode->fd >= 0) {
 		fd = fcntl(inode->fd, F_DUPFD_CLOEXEC, 0);
 		if (inode->in_lru)
-			(void)lru_push(m, inode); /* already there: cannot evict */
+			lru_touch(m, inode);
 	}
 	fs_mutex_unlock(&m->table_lock);
 	return fd;

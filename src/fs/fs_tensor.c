@@ -320,7 +320,7 @@ void fs_tensor_fix_stat(struct fs_mount *m, struct fs_inode *inode, struct stat 
 		st->st_size = (off_t)inode->logical_size;
 		st->st_blocks = (blkcnt_t)((inode->stored_size + 511) / 512);
 	}
-	/* Asked about by a lookup or getattr only: its file is not kept. */
+	/* Asked about by a lookup or getattr only: kept only while few are. */
 	close_sf_if_idle(m, inode);
 	fs_mutex_unlock(&inode->lock);
 }
