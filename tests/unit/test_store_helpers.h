@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "common/le.h"
+#include "lcpfs/store.h"
 
 struct scratch {
 	char path[64];
@@ -81,6 +82,24 @@ static inline uint8_t *read_file(int dirfd, const char *name, size_t *len)
 	close(fd);
 	*len = (size_t)st.st_size;
 	return b;
+}
+
+/* Packs name in dfd in place with the default configuration; fails the
+ * test unless it committed. */
+static inline void pack_in(int dfd, const char *name)
+{
+	struct lcp_config cfg = lcp_config_default();
+	struct lcp_pack_report rep;
+	cr_assert_eq(lcp_store_pack_at(dfd, name, -1, &cfg, NULL, NULL, &rep), LCP_OK);
+	cr_assert(rep.committed, "%s not committed: %s", name, rep.reason);
+}
+
+/* What name in dfd is (lcp_store_probe_at); *err its answer. */
+static inline enum lcp_repr repr_of(int dfd, const char *name, lcp_err *err)
+{
+	struct lcp_probe pr;
+	*err = lcp_store_probe_at(dfd, name, NULL, &pr, NULL);
+	return pr.repr;
 }
 
 static inline uint64_t test_rng(uint64_t *s)

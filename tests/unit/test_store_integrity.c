@@ -45,21 +45,6 @@ static void teardown(void)
 
 TestSuite(integrity, .init = setup, .fini = teardown);
 
-static void pack_in(int dfd, const char *name)
-{
-	struct lcp_config cfg = lcp_config_default();
-	struct lcp_pack_report rep;
-	cr_assert_eq(lcp_store_pack_at(dfd, name, -1, &cfg, NULL, NULL, &rep), LCP_OK);
-	cr_assert(rep.committed, "%s not committed: %s", name, rep.reason);
-}
-
-static enum lcp_repr repr_of(int dfd, const char *name, lcp_err *err)
-{
-	struct lcp_probe pr;
-	*err = lcp_store_probe_at(dfd, name, NULL, &pr, NULL);
-	return pr.repr;
-}
-
 /* What name reads as: its reconstruction, its raw bytes, or NULL when it
  * cannot be read (damaged, cannot tell, absent). */
 static uint8_t *logical(int dfd, const char *name, size_t *len)

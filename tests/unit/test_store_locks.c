@@ -46,21 +46,6 @@ static void teardown(void)
 
 TestSuite(locks, .init = setup, .fini = teardown);
 
-static void pack_in(int dfd, const char *name)
-{
-	struct lcp_config cfg = lcp_config_default();
-	struct lcp_pack_report rep;
-	cr_assert_eq(lcp_store_pack_at(dfd, name, -1, &cfg, NULL, NULL, &rep), LCP_OK);
-	cr_assert(rep.committed, "%s not committed: %s", name, rep.reason);
-}
-
-static enum lcp_repr repr_of(int dfd, const char *name, lcp_err *err)
-{
-	struct lcp_probe pr;
-	*err = lcp_store_probe_at(dfd, name, NULL, &pr, NULL);
-	return pr.repr;
-}
-
 static bool exists(int dfd, const char *name)
 {
 	struct stat s;
