@@ -150,11 +150,19 @@ static lcp_err lock_range(int fd, off_t off, off_t len, bool wait)
 }
 
 /* Opens dirfd's lock file and locks [off, off + len) in it, making sure the
- * lock is on the file the name holds. */
-static lcp_err lock_in_dir(int dirfd, off_t off, off_t len, bool wait, int *fd)
+ * lock is on the file the name holds. Unless must, a directory where no
+ * lock file can be made (a full disk, a read-only filesystem, no
+ * permission) is used unlocked (*fd -1): the operation's own system calls
+ * decide there, and an unlink must still work on a full disk. */
+static lcp_err lock_in_dir(int dirfd, off_t off, off_t len, bool wait, bool must, int *fd)
 {
 	for (int tries = 0; tries < LOCK_REOPEN_TRIES; tries++) {
 		lcp_err err = open_lock_file(dirfd, fd);
+		if (!must && (err == LCP_ERR_NOSPC || err == LCP_ERR_ROFS || err == LCP_ERR_ACCES ||
+			      err == LCP_ERR_PERM)) {
+			*fd = -1;
+			return LCP_OK;
+		}
 		if (err)
 			return err;
 		err = lock_range(*fd, off, len, wait);
@@ -175,7 +183,7 @@ static off_t name_offset(const char *name)
 
 lcp_err lcp_store_lock_writer(int dirfd, int *fd)
 {
-	lcp_err err = lock_in_dir(dirfd, 0, 1, false, fd);
+	lcp_err err = lock_in_dir(dirfd, 0, 1, false, true, fd);
 	if (err == LCP_ERR_BUSY)
 		*fd = -1;
 	return err;
@@ -199,7 +207,7 @@ lcp_err lcp_store_lock_names(int dir1, const char *name1, int dir2, const char *
 	l->fd[0] = l->fd[1] = -1;
 	l->off[0] = name_offset(name1);
 	if (!name2)
-		return lock_in_dir(dir1, l->off[0], 1, true, &l->fd[0]);
+		return lock_in_dir(dir1, l->off[0], 1, true, false, &l->fd[0]);
 	/* Two names: both lock files (or one, twice), always in the same order
 	 * (inode, offset), so that two renames of the same pair in opposite
 	 * directions cannot wait for each other. */
@@ -210,9 +218,9 @@ lcp_err lcp_store_lock_names(int dir1, const char *name1, int dir2, const char *
 	if (same_dir) {
 		/* One lock file, one open file: two bytes of it (OFD locks of one
 		 * open file never conflict with each other). */
-		if ((err = lock_in_dir(dir1, l->off[0], 1, true, &l->fd[0])) != LCP_OK)
+		if ((err = lock_in_dir(dir1, l->off[0], 1, true, false, &l->fd[0])) != LCP_OK)
 			return err;
-		if (l->off[1] != l->off[0] &&
+		if (l->fd[0] >= 0 && l->off[1] != l->off[0] &&
 		    (err = lock_range(l->fd[0], l->off[1], 1, true)) != LCP_OK) {
 			lcp_store_unlock_names(l);
 			return err;
@@ -221,9 +229,10 @@ lcp_err lcp_store_lock_names(int dir1, const char *name1, int dir2, const char *
 	}
 	int first = cmp_lock(s1.st_ino, l->off[0], s2.st_ino, l->off[1]) <= 0 ? 0 : 1;
 	int dirs[2] = {dir1, dir2};
-	if ((err = lock_in_dir(dirs[first], l->off[first], 1, true, &l->fd[first])) != LCP_OK)
+	if ((err = lock_in_dir(dirs[first], l->off[first], 1, true, false, &l->fd[first])) != LCP_OK)
 		return err;
-	if ((err = lock_in_dir(dirs[!first], l->off[!first], 1, true, &l->fd[!first])) != LCP_OK) {
+	if ((err = lock_in_dir(dirs[!first], l->off[!first], 1, true, false, &l->fd[!first])) !=
+	    LCP_OK) {
 		lcp_store_unlock_names(l);
 		return err;
 	}
@@ -277,7 +286,7 @@ lcp_err lcp_store_rmdir_at(int dirfd, const char *name)
 	if (sub < 0)
 		return lcp_err_from_errno(errno);
 	err = LCP_ERR_NOTEMPTY;
-	if (only_lock_file(sub) && lock_in_dir(sub, 0, 0, true, &lockfd) == LCP_OK) {
+	if (only_lock_file(sub) && lock_in_dir(sub, 0, 0, true, true, &lockfd) == LCP_OK) {
 		if (only_lock_file(sub) && unlinkat(sub, LCP_LOCK_NAME, 0) == 0)
 			err = unlinkat(dirfd, name, AT_REMOVEDIR) == 0 ? LCP_OK
 								       : lcp_err_from_errno(errno);

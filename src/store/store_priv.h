@@ -116,8 +116,10 @@ void lcp_store_remove_sidecar(int dirfd, const char *scname);
  * and (where the backing shares locks) machines. Takes the lock of name1 in
  * dir1, and of name2 in dir2 when name2 is not NULL, waiting for them (in
  * an order that cannot deadlock) up to a bound: LCP_ERR_BUSY then. A
- * backing without locks counts as locked. Creates the directories' lock
- * files when needed. Release with lcp_store_unlock_names. */
+ * backing without locks counts as locked, and so does a directory where no
+ * lock file can be made (full disk, read-only, no permission: the
+ * operation's own calls decide there). Creates the directories' lock files
+ * when needed. Release with lcp_store_unlock_names. */
 struct lcp_name_lock {
 	int fd[2];
 	off_t off[2];

@@ -2,7 +2,8 @@
 /*
  * What keeps processes sharing one backing directory apart (lock.c): one
  * writer lock per backing; name locks that make a second commit of a name
- * wait for the first; plain files that need no lock file; rmdir of a
+ * wait for the first; plain files that need no lock file; no usable lock
+ * file (a full disk, no permission) stopping nothing; rmdir of a
  * directory that only holds the lock file. And recovery, which must never
  * turn a payload whose sidecar is lost into a file reading as the
  * payload's bytes (what two interleaved packs of one name used to leave).
@@ -22,6 +23,8 @@
 /* How long the lock holder waits for the second process to report that it
  * waits: a commit on a busy machine starts within this. */
 #define WAIT_REPORT_SEC 20
+/* An ordinary user for operations that must not need root. */
+#define UNPRIVILEGED_ID 1234
 
 static struct scratch dir;
 static struct synth st, st2;
@@ -175,4 +178,28 @@ Test(locks, recovery_keeps_a_lost_sidecars_payload_unreadable)
 	cr_assert(err != LCP_OK || r != LCP_REPR_RAW,
 		  "after recovery m reads as its payload's bytes");
 	cr_assert(exists(dir.fd, ".m.safetensors.lcpfs"), "the sidecar keeping m unreadable went");
+}
+
+/* Where no lock file can be used (here: one only root may write, for a
+ * user allowed to change the directory; likewise a full disk), namespace
+ * operations run unlocked instead of failing: an unlink must still work. */
+Test(locks, no_usable_lock_file_does_not_stop_an_unlink)
+{
+	int status;
+	write_file(dir.fd, "m.safetensors", st.data, st.len);
+	pack_in(dir.fd, "m.safetensors");
+	cr_assert_eq(fchmodat(dir.fd, ".lcpfs-lock", 0600, 0), 0);
+	cr_assert_eq(fchmod(dir.fd, 0777), 0);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		if (setgid(UNPRIVILEGED_ID) != 0 || setuid(UNPRIVILEGED_ID) != 0)
+			_exit(2);
+		_exit(lcp_store_unlink_at(dir.fd, "m.safetensors") == LCP_OK ? 0 : 3);
+	}
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		  "unlink as a user: status %d (2 setuid failed, 3 the unlink failed)",
+		  WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+	cr_assert(!exists(dir.fd, "m.safetensors") && !exists(dir.fd, ".m.safetensors.lcpfs"));
 }
