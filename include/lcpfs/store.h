@@ -227,9 +227,13 @@ bool lcp_store_refusal_is_retry(const char *marker);
  *   sidecar to its name (or, when that name is taken, to a parked name),
  *   [step "sidecar"], payload over NAME [step "payload"], parked sidecar to
  *   its name [step "parked"], fsync of the directory.
- * Step "temps" is just before the first rename. Outcome and sizes go to rep.
- * Takes no lock; the daemon calls it under its own gate. The job stays the
- * caller's: release it with lcp_store_pack_free.
+ * Step "temps" is just before the first rename. The checks and renames run
+ * under NAME's lock (a byte of the directory's lock file ".lcpfs-lock"), so
+ * two commits of one name, in two processes or on two machines of a backing
+ * that shares locks, never interleave: the later one finds the earlier's
+ * result and replaces it whole. Outcome and sizes go to rep. The daemon
+ * calls it under its own gate. The job stays the caller's: release it with
+ * lcp_store_pack_free.
  */
 lcp_err lcp_store_pack_commit(struct lcp_pack_job *job, struct lcp_pack_report *rep);
 
@@ -353,12 +357,17 @@ void lcp_store_materialize_result(const struct lcp_materialize *m, uint64_t *dev
 lcp_err lcp_store_materialize_at(int dirfd, const char *name);
 
 /*
- * Empties compressed (or damaged) NAME in place, for an open with O_TRUNC:
- * truncates the payload to 0 bytes [step "discard"], then removes its
- * sidecar. The inode, its owner, mode and xattrs stay. LCP_ERR_NOENT when
- * NAME is raw or absent, LCP_ERR_MLINK with several links.
+ * Empties compressed (or damaged) NAME, for an open with O_TRUNC: a new
+ * empty file with the payload's owner, mode bits and extended attributes
+ * (except the store's own), its mtime now, is written as a locked
+ * temporary and fsynced, renamed over NAME if NAME still is that payload
+ * with one link [step "discard"], and the sidecar removed. The payload
+ * itself is never changed (other processes, other machines, may be reading
+ * it). *dev and *ino receive the new file's. LCP_ERR_NOENT when NAME is raw
+ * or absent, LCP_ERR_MLINK with several links, LCP_ERR_AGAIN when NAME
+ * changed meanwhile.
  */
-lcp_err lcp_store_discard_at(int dirfd, const char *name);
+lcp_err lcp_store_discard_at(int dirfd, const char *name, uint64_t *dev, uint64_t *ino);
 
 /*
  * Namespace operations that keep each file's sidecar with its payload.
@@ -381,9 +390,11 @@ lcp_err lcp_store_discard_at(int dirfd, const char *name);
  * Two names of one inode renamed onto each other change nothing. A name
  * that cannot be told (lcp_store_probe_at error) is not moved: that error.
  * Errors are the system calls' (LCP_ERR_NOENT, EXIST, NOTEMPTY, ISDIR,
- * NOTDIR, XDEV, PERM, ACCES, MLINK, BUSY, NOSPC, INVAL, ...). Not atomic
- * against concurrent namespace changes of the same names (the daemon
- * serializes them).
+ * NOTDIR, XDEV, PERM, ACCES, MLINK, BUSY, NOSPC, INVAL, ...). When either
+ * name has a sidecar, the sequence runs under the names' locks (as do
+ * every commit, materialize and discard): it never interleaves with
+ * another process's sequence on those names. Plain files (no sidecar at
+ * either name) are renamed, linked or unlinked by the system call alone.
  */
 lcp_err lcp_store_unlink_at(int dirfd, const char *name);
 lcp_err lcp_store_rename_at(int olddirfd, const char *oldname, int newdirfd, const char *newname,
@@ -422,6 +433,22 @@ lcp_err lcp_store_recover_dir(int dirfd);
  * taking this process's renames in flight for a crash's leftovers. A
  * backing without such locks gives LCP_OK all the same. */
 lcp_err lcp_store_hold_backing(int dirfd, int *fd);
+
+/*
+ * The writer lock of the backing tree at dirfd, for as long as *fd stays
+ * open: an open-file-description write lock on byte 0 of dirfd's lock file
+ * ".lcpfs-lock" (created if missing). Only one read-write mount of a
+ * backing may run at a time: LCP_ERR_BUSY (and *fd -1) when another process
+ * holds it, on this machine or, where the backing shares locks between its
+ * clients (GlusterFS), on another. A backing whose clients do not share
+ * locks (sshfs) only keeps out a second writer on the same machine; one
+ * without locks at all gives LCP_OK.
+ */
+lcp_err lcp_store_lock_writer(int dirfd, int *fd);
+
+/* rmdir of name in dirfd that also removes the store's lock file when it
+ * is all the directory holds (under its lock, so nobody keeps using it). */
+lcp_err lcp_store_rmdir_at(int dirfd, const char *name);
 
 /* What `lcpfs inspect` and the xattrs show. */
 struct lcp_tensor_report {

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -30,6 +31,7 @@
 #define DEFAULT_CACHE_BYTES (256ull << 20) /* a few layers' decoded chunks */
 #define MAX_THREADS 64u
 #define ATTR_TIMEOUT_SEC 60.0 /* long: the page cache is the hot path; we invalidate on change */
+#define MAX_TIMEOUT_SEC 86400.0 /* a day: longer only hides changes from other machines */
 #define MAX_IDLE_THREADS 16u
 /* Model files are read front to back: a deep readahead keeps several read
  * requests in flight. Cold sequential dd of bench_mount's 256 MiB file
@@ -85,11 +87,15 @@ static void usage(FILE *to, const char *prog)
 		"    -o threads=N          encoder threads (default: the number of cores)\n"
 		"    -o readahead=SIZE     kernel readahead for the mount (default 4M; 0: kernel's)\n"
 		"    -o decode_ahead=SIZE  chunks decoded ahead of sequential readers (default 16M; 0: off)\n"
+		"    -o attr_timeout=SEC   how long the kernel keeps attributes (default 60)\n"
+		"    -o entry_timeout=SEC  how long the kernel keeps names (default 60)\n"
+		"    -o ro                 read-only: every change fails with EROFS, nothing is\n"
+		"                          compressed or recovered (fleet nodes)\n"
 		"    -f                    stay in the foreground\n"
 		"    -d                    debug: foreground, log every request\n"
 		"    -s                    single-threaded request loop\n"
 		"\n"
-		"Other -o options go to FUSE: allow_other, default_permissions, ro, ...\n"
+		"Other -o options go to FUSE: allow_other, default_permissions, ...\n"
 		"Unmount with: fusermount3 -u MOUNTPOINT\n",
 		prog);
 }
@@ -118,6 +124,21 @@ static bool parse_size(const char *s, uint64_t *out)
 	if (*p || (shift && v > (UINT64_MAX >> shift)))
 		return false;
 	*out = v << shift;
+	return true;
+}
+
+/* Seconds, decimals allowed, 0..MAX_TIMEOUT_SEC; false on anything else. */
+static bool parse_seconds(const char *s, double *out)
+{
+	char *end;
+	double v;
+
+	if (!*s || strspn(s, "0123456789.") != strlen(s))
+		return false;
+	v = strtod(s, &end);
+	if (*end || !(v >= 0 && v <= MAX_TIMEOUT_SEC))
+		return false;
+	*out = v;
 	return true;
 }
 
@@ -179,6 +200,15 @@ static int sort_options(struct fs_mount *m, const char *prog, const char *arg, s
 		} else if (strncmp(o, "readahead=", 10) == 0) {
 			if (!parse_size(o + 10, &cl->readahead_bytes)) {
 				fprintf(stderr, "%s: bad size in option '%s'\n", prog, o);
+				rc = 2;
+			}
+		} else if (strncmp(o, "attr_timeout=", 13) == 0 ||
+			   strncmp(o, "entry_timeout=", 14) == 0) {
+			bool attr = o[0] == 'a';
+			if (!parse_seconds(strchr(o, '=') + 1,
+					   attr ? &m->attr_timeout : &m->entry_timeout)) {
+				fprintf(stderr, "%s: option '%s': seconds from 0 to %.0f\n", prog, o,
+					MAX_TIMEOUT_SEC);
 				rc = 2;
 			}
 		} else if (strncmp(o, "threads=", 8) == 0) {
@@ -334,7 +364,32 @@ static lcp_err start_decode_ahead(struct fs_mount *m)
 	return lcp_decode_ahead_create(threads, (size_t)m->ahead_bytes, &m->ahead);
 }
 
-static int serve(struct fs_mount *m, struct cmdline *cl, const char *prog, int root_fd)
+/* The writer lock of the backing (lcp_store_lock_writer), kept until exit.
+ * False, with the reason printed, when another read-write mount has it. */
+static bool take_writer_lock(struct fs_mount *m, const char *prog, int root_fd)
+{
+	lcp_err err = lcp_store_lock_writer(root_fd, &m->writer_lock);
+
+	if (err == LCP_ERR_BUSY) {
+		fprintf(stderr,
+			"%s: %s: another read-write lcpfs mount of this backing directory is "
+			"running (on this machine, or on another one sharing it); mount this one "
+			"read-only (-o ro), or unmount that one first\n",
+			prog, m->backing);
+		return false;
+	}
+	if (err != LCP_OK) {
+		m->writer_lock = -1;
+		lcp_log(LCP_LOG_WARN, "%s: cannot take the writer lock (%s): a second read-write "
+			"mount of this backing would not be refused", m->backing, lcp_strerror(err));
+	}
+	return true;
+}
+
+/* Mounts and serves until unmounted; *mounted tells whether the mount ever
+ * appeared (else nothing but this thread ever saw m). */
+static int serve(struct fs_mount *m, struct cmdline *cl, const char *prog, int root_fd,
+		 bool *mounted)
 {
 	char *fsname = NULL;
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
@@ -360,12 +415,18 @@ static int serve(struct fs_mount *m, struct cmdline *cl, const char *prog, int r
 	m->se = se;
 	if (fuse_set_signal_handlers(se) != 0)
 		goto out_session;
+	/* One read-write mount per backing: two would write one file in place
+	 * at once. Taken before recovery, which must not run under a live
+	 * writer. */
+	if (!m->readonly && !take_writer_lock(m, prog, root_fd))
+		goto out_signals;
 	/* Finish or clean what a crash left before the mount appears: nobody
 	 * sees the backing half-recovered, and a hung recovery could not
 	 * freeze a mount that is not there yet. */
 	fs_tensor_recover(m, root_fd);
 	if (fuse_session_mount(se, cl->mountpoint) != 0)
 		goto out_signals;
+	*mounted = true;
 	find_readahead_file(m, cl->mountpoint, cl->readahead_bytes);
 	if (!cl->foreground)
 		lcp_log_use_syslog(1);
@@ -407,11 +468,27 @@ out:
 	return rc;
 }
 
+/* Open files of the daemon: a directory fd per directory the kernel knows,
+ * a backing fd per open file, a payload fd per committed file in use. The
+ * soft limit (often 1024) is raised to the hard one so that a busy mount
+ * does not run into it first. */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max)
+		return;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+		lcp_log(LCP_LOG_INFO, "cannot raise the open file limit: %s", strerror(errno));
+}
+
 int lcp_fs_main(int argc, char **argv)
 {
 	struct cmdline cl;
 	char errbuf[200];
-	int rc, root_fd;
+	int rc, root_fd = -1;
+	bool mounted = false;
 	struct stat st;
 	struct fs_mount *m = lcp_calloc(1, sizeof *m);
 
@@ -422,6 +499,7 @@ int lcp_fs_main(int argc, char **argv)
 	}
 	atomic_flag_clear(&m->readahead_done);
 	atomic_init(&m->stopping, false);
+	atomic_init(&m->nsfiles, 0);
 	cl.readahead_bytes = DEFAULT_READAHEAD_BYTES;
 	m->ahead_bytes = DEFAULT_DECODE_AHEAD_BYTES;
 	m->cache_bytes = DEFAULT_CACHE_BYTES;
@@ -429,7 +507,9 @@ int lcp_fs_main(int argc, char **argv)
 	 * background mode), so reads stay quick while they take every core. */
 	long cores = sysconf(_SC_NPROCESSORS_ONLN);
 	m->threads = cores < 1 ? 1u : cores > (long)MAX_THREADS ? MAX_THREADS : (unsigned)cores;
-	m->timeout = ATTR_TIMEOUT_SEC;
+	m->writer_lock = -1;
+	m->attr_timeout = ATTR_TIMEOUT_SEC;
+	m->entry_timeout = ATTR_TIMEOUT_SEC;
 	rc = parse_cmdline(m, argc, argv, &cl);
 	if (rc >= 0)
 		goto out;
@@ -449,6 +529,7 @@ int lcp_fs_main(int argc, char **argv)
 		lcp_log_set_level(LCP_LOG_DEBUG);
 	else
 		lcp_log_set_level(LCP_LOG_INFO);
+	raise_fd_limit();
 	/* Modes arrive already masked by the caller's umask. */
 	umask(0);
 	fs_rwlock_init(&m->ns);
@@ -458,10 +539,17 @@ int lcp_fs_main(int argc, char **argv)
 	}
 	/* The real codec; false only means one is registered already. */
 	(void)lcp_provider_register(lcp_provider_cpu());
-	rc = serve(m, &cl, argv[0], root_fd);
+	rc = serve(m, &cl, argv[0], root_fd, &mounted);
 out:
 	lcp_free(cl.fuse_opts);
 	lcp_free(cl.cfg_opts);
-	/* The mount object itself lives until exit: inodes still point into it. */
+	/* A mount object that served lives until exit (inodes still point into
+	 * it); one that never mounted is only ours. */
+	if (!mounted) {
+		if (root_fd >= 0)
+			close(root_fd);
+		lcp_free(m->buckets);
+		lcp_free(m);
+	}
 	return rc;
 }

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The passthrough operations: every request is answered from the backing
- * directory through the inode's O_PATH fd, with the tensor layer consulted
+ * directory through the inode's object (fs_inode.c: a directory's fd, an
+ * open file's fd, or parent and name checked against the inode), with the
+ * tensor layer consulted
  * where a regular file's bytes or size are concerned. Objects are created with
  * the caller's uid and gid (setfsuid/setfsgid are per thread on Linux, so the
  * switch around the creating call affects this request only).
@@ -27,8 +29,6 @@
 
 #include "common/alloc.h"
 #include "fs/fs_priv.h"
-
-#define PROCPATH_LEN 64
 
 struct fs_dir {
 	DIR *dp;
@@ -70,12 +70,14 @@ static void as_daemon(const struct caller_cred *saved)
 static int stat_inode(struct fs_mount *m, struct fs_inode *inode, struct stat *st,
 		      double *timeout)
 {
-	if (fstatat(inode->fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
-		return errno;
-	*timeout = m->timeout;
+	int err = fs_inode_stat(m, inode, st);
+
+	if (err)
+		return err;
+	*timeout = m->attr_timeout;
 	if (S_ISREG(st->st_mode) && fs_tensor_known(m, inode) != 0)
 		*timeout = 0;
-	fs_tensor_fix_stat(inode, st);
+	fs_tensor_fix_stat(m, inode, st);
 	return 0;
 }
 
@@ -86,18 +88,25 @@ static int do_lookup(struct fs_mount *m, struct fs_inode *parent, const char *na
 	struct fs_inode *inode;
 	struct stat st;
 	double timeout;
-	int fd, err;
+	int fd = -1, err;
 
 	memset(e, 0, sizeof *e);
 	if (fs_name_hidden(name))
 		return ENOENT;
 	fd = openat(parent->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
+	if (fd < 0 && errno != EMFILE && errno != ENFILE)
 		return errno;
-	if (fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
-		err = errno;
-		close(fd);
-		return err;
+	if (fd >= 0) {
+		if (fstat(fd, &st) != 0) {
+			err = errno;
+			close(fd);
+			return err;
+		}
+	} else if (fstatat(parent->fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+		/* Out of fds: a file needs none to be known (a directory does). */
+		return errno;
+	} else if (S_ISDIR(st.st_mode)) {
+		return EMFILE;
 	}
 	inode = fs_inode_add(m, parent, name, fd, &st);
 	if (!inode)
@@ -109,7 +118,7 @@ static int do_lookup(struct fs_mount *m, struct fs_inode *parent, const char *na
 	e->ino = fs_ino_of(m, inode);
 	e->attr = st;
 	e->attr_timeout = timeout;
-	e->entry_timeout = timeout;
+	e->entry_timeout = timeout > 0 ? m->entry_timeout : 0;
 	return 0;
 }
 
@@ -206,7 +215,7 @@ static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
  * EAGAIN asks the caller to make it raw again. */
 static int do_truncate(struct fs_mount *m, struct fs_inode *inode, struct fs_handle *h, off_t size)
 {
-	char path[PROCPATH_LEN];
+	int fd, err;
 
 	fs_mutex_lock(&inode->lock);
 	bool raw = inode->t.state != FS_COMPRESSED;
@@ -216,16 +225,20 @@ static int do_truncate(struct fs_mount *m, struct fs_inode *inode, struct fs_han
 	/* The generation moves first: a job prepared before cannot commit. */
 	fs_tensor_written(m, inode);
 	if (h && h->writable) {
-		int fd = fs_tensor_write_fd(m, inode, h);
+		fd = fs_tensor_write_fd(m, inode, h);
 		if (fd < 0)
 			return -fd;
 		if (ftruncate(fd, size) != 0)
 			return errno;
 		return 0;
 	}
-	fs_inode_procpath(m, inode, path, sizeof path);
-	if (truncate(path, size) != 0)
-		return errno;
+	fd = fs_inode_open(m, inode, O_WRONLY, &err);
+	if (fd < 0)
+		return err;
+	err = ftruncate(fd, size) != 0 ? errno : 0;
+	close(fd);
+	if (err)
+		return err;
 	/* A truncate(2) with no writer open has no release to follow it. */
 	fs_tensor_opened(m, inode, true, false);
 	fs_tensor_released(m, inode, true);
@@ -238,13 +251,16 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
 	struct fs_mount *m = fs_mount_of(req);
 	struct fs_inode *inode = fs_inode_of(m, ino);
 	struct fs_handle *h = fi ? handle_of(fi) : NULL;
-	char path[PROCPATH_LEN];
+	char path[FS_PROCPATH_LEN];
 	struct stat st;
 	double timeout = 0;
-	int err = 0;
+	int err = 0, pfd;
 
 	fs_rwlock_rdlock(&m->ns);
-	fs_inode_procpath(m, inode, path, sizeof path);
+	pfd = fs_inode_path_fd(m, inode, &err);
+	if (pfd < 0)
+		goto out;
+	fs_procpath(pfd, path, sizeof path);
 	if (valid & FUSE_SET_ATTR_MODE) {
 		/* On the inode, not through a handle: a handle of a compressed
 		 * file has no backing fd, and both name the same object. */
@@ -256,17 +272,19 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
 	if (valid & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
 		uid_t uid = (valid & FUSE_SET_ATTR_UID) ? attr->st_uid : (uid_t)-1;
 		gid_t gid = (valid & FUSE_SET_ATTR_GID) ? attr->st_gid : (gid_t)-1;
-		if (fchownat(inode->fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
+		if (fchownat(pfd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
 			err = errno;
 			goto out;
 		}
 	}
 	if (valid & FUSE_SET_ATTR_SIZE) {
 		/* A compressed file is made raw first, with no lock held (emptied
-		 * in place for size 0, materialized otherwise). */
+		 * for size 0, materialized otherwise): a new object. */
 		for (int tries = 0;; tries++) {
+			/* truncate(2)'s answer for anything but a regular file. */
 			err = inode->type == S_IFREG ? do_truncate(m, inode, h, attr->st_size)
-						     : (truncate(path, attr->st_size) != 0 ? errno : 0);
+			      : inode->type == S_IFDIR ? EISDIR
+						       : EINVAL;
 			if (err != EAGAIN || tries == 3)
 				break;
 			fs_rwlock_unlock(&m->ns);
@@ -277,7 +295,11 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
 		}
 		if (err)
 			goto out;
-		fs_inode_procpath(m, inode, path, sizeof path);
+		close(pfd);
+		pfd = fs_inode_path_fd(m, inode, &err);
+		if (pfd < 0)
+			goto out;
+		fs_procpath(pfd, path, sizeof path);
 	}
 	if (valid & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {
 		struct timespec tv[2];
@@ -309,6 +331,8 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
 	}
 	err = stat_inode(m, inode, &st, &timeout);
 out:
+	if (pfd >= 0)
+		close(pfd);
 	fs_rwlock_unlock(&m->ns);
 	if (err)
 		fuse_reply_err(req, err);
@@ -324,8 +348,12 @@ static void fs_readlink(fuse_req_t req, fuse_ino_t ino)
 	int err;
 
 	fs_rwlock_rdlock(&m->ns);
-	n = readlinkat(fs_inode_of(m, ino)->fd, "", buf, sizeof buf);
-	err = errno;
+	int fd = fs_inode_path_fd(m, fs_inode_of(m, ino), &err);
+	n = fd < 0 ? -1 : readlinkat(fd, "", buf, sizeof buf);
+	if (fd >= 0) {
+		err = errno;
+		close(fd);
+	}
 	fs_rwlock_unlock(&m->ns);
 	if (n < 0)
 		fuse_reply_err(req, err);
@@ -413,7 +441,7 @@ static void fs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	if (victim) {
 		if (!err) {
 			fs_tensor_name_gone(victim);
-			fs_inode_set_name(m, victim, NULL, NULL);
+			fs_inode_drop_name(m, victim, p, name);
 		}
 		fs_inode_unref(m, victim);
 	}
@@ -432,8 +460,7 @@ static void fs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	fs_rwlock_rdlock(&m->ns);
-	if (unlinkat(p->fd, name, AT_REMOVEDIR) != 0)
-		err = errno;
+	err = fs_tensor_rmdir(m, p->fd, name);
 	fs_rwlock_unlock(&m->ns);
 	fuse_reply_err(req, err);
 }
@@ -468,7 +495,7 @@ static void fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 			if (flags & RENAME_EXCHANGE)
 				fs_inode_set_name(m, victim, p, name);
 			else
-				fs_inode_set_name(m, victim, NULL, NULL);
+				fs_inode_drop_name(m, victim, np, newname);
 		}
 	}
 	if (moved)
@@ -510,12 +537,12 @@ static bool wants_write(int flags)
 /* keep_cache when the backing file has not changed since it was last opened
  * (changes through the mount keep the page cache right by themselves; a
  * commit invalidates it explicitly). */
-static bool unchanged_since_last_open(struct fs_inode *inode)
+static bool unchanged_since_last_open(struct fs_mount *m, struct fs_inode *inode)
 {
 	struct stat st;
 	bool same;
 
-	if (fstatat(inode->fd, "", &st, AT_EMPTY_PATH) != 0)
+	if (fs_inode_stat(m, inode, &st) != 0)
 		return false;
 	fs_mutex_lock(&inode->lock);
 	same = inode->seen_size == st.st_size && inode->seen_mtime.tv_sec == st.st_mtim.tv_sec &&
@@ -560,9 +587,9 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fs_rwlock_rdlock(&m->ns);
 	err = fs_tensor_open(m, inode, h);
 	if (!err) {
-		fi->keep_cache = unchanged_since_last_open(inode) && !trunc;
+		fi->keep_cache = unchanged_since_last_open(m, inode) && !trunc;
 		fs_tensor_opened(m, inode, h->writable, trunc);
-		fs_inode_ref(m, inode);
+		fs_inode_pin(m, inode);
 	}
 	fs_rwlock_unlock(&m->ns);
 	if (err) {
@@ -576,7 +603,7 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		/* The caller is gone (interrupted): no release will come. */
 		fs_tensor_released(m, inode, h->writable);
 		handle_free(h);
-		fs_inode_unref(m, inode);
+		fs_inode_unpin(m, inode);
 	}
 }
 
@@ -621,9 +648,9 @@ static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		err = do_lookup(m, p, name, &e);
 	if (!err) {
 		inode = fs_inode_of(m, e.ino);
-		(void)unchanged_since_last_open(inode); /* record what we saw */
+		(void)unchanged_since_last_open(m, inode); /* record what we saw */
 		fs_tensor_opened(m, inode, h->writable, true);
-		fs_inode_ref(m, inode);
+		fs_inode_pin(m, inode);
 	}
 	fs_rwlock_unlock(&m->ns);
 	if (err) {
@@ -635,7 +662,7 @@ static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	if (fuse_reply_create(req, &e, fi) == -ENOENT) {
 		fs_tensor_released(m, inode, h->writable);
 		handle_free(h);
-		fs_inode_unref(m, inode);
+		fs_inode_unpin(m, inode);
 	}
 }
 
@@ -714,7 +741,7 @@ static void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 	handle_free(h);
 	fs_tensor_released(m, inode, writable);
-	fs_inode_unref(m, inode);
+	fs_inode_unpin(m, inode);
 	fuse_reply_err(req, 0);
 }
 
@@ -837,8 +864,12 @@ static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
 	int err = 0;
 
 	fs_rwlock_rdlock(&m->ns);
-	if (fstatvfs(fs_inode_of(m, ino)->fd, &sv) != 0)
-		err = errno;
+	int fd = fs_inode_path_fd(m, fs_inode_of(m, ino), &err);
+	if (fd >= 0) {
+		if (fstatvfs(fd, &sv) != 0)
+			err = errno;
+		close(fd);
+	}
 	fs_rwlock_unlock(&m->ns);
 	if (err)
 		fuse_reply_err(req, err);

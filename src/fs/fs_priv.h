@@ -21,8 +21,10 @@
  *   2. inode->lock (mutex) the inode's tensor state (struct fs_track), its
  *                          committed file (sf) and open-time records.
  *   3. h->lock (mutex)     a handle's backing fd / committed file switch.
- *   4. m->table_lock       the (dev, ino) hash, lookup counts and references,
- *                          each inode's fd, parent and name.
+ *   4. m->table_lock       the (dev, ino) hash, lookup counts, references and
+ *                          pins, each inode's fd, parent and name. No
+ *                          system call that may wait (an open or stat on a
+ *                          network backing) runs under it.
  *   5. m->queue_lock       the compression job queue.
  * fs_lock.h's assertions check the holds where a function needs them.
  */
@@ -59,7 +61,13 @@ struct fs_inode {
 	struct fs_inode *hnext;
 	uint64_t nlookup;         /* references the kernel holds (lookup - forget) */
 	uint64_t refs;            /* our own: children's parent links, handles, jobs */
-	int fd;                   /* O_PATH fd of the backing object */
+	uint64_t pins;            /* open handles (each also holds a reference) */
+	int fd;                   /* O_PATH fd of the backing object: always for a
+	                             directory, while pinned or recently used for
+	                             anything else, else -1 (then reached by
+	                             parent and name) */
+	struct fs_inode *lru_prev, *lru_next; /* the fd LRU (unpinned files) */
+	bool in_lru;
 	mode_t type;              /* S_IFMT bits */
 	struct fs_inode *parent;  /* last known name, for the store's dirfd+name calls; */
 	char *name;               /* NULL once unlinked (or for the root) */
@@ -68,7 +76,10 @@ struct fs_inode {
 	struct fs_mutex lock;
 	pthread_cond_t changed;   /* signalled when a materialize ends */
 	struct fs_track t;
-	struct fs_sfile *sf;      /* the committed file, when t.state == FS_COMPRESSED */
+	struct fs_sfile *sf;      /* the committed file, when t.state == FS_COMPRESSED
+	                             (closed while idle when many are open) */
+	uint64_t logical_size;    /* the committed file's sizes, kept while it is */
+	uint64_t stored_size;     /* closed (state compressed, known, not damaged) */
 	uint64_t nlink;           /* link count when the store last answered */
 	bool announcing;          /* just committed, kernel cache not yet invalidated */
 	bool untold_logged;       /* "cannot tell" logged since the store last answered */
@@ -94,7 +105,8 @@ struct fs_mount {
 	struct lcp_config cfg;
 	uint64_t cache_bytes;
 	unsigned threads;
-	double timeout;           /* entry and attribute timeout, seconds */
+	double attr_timeout;      /* how long the kernel keeps attributes, seconds */
+	double entry_timeout;     /* how long the kernel keeps names, seconds */
 	bool readonly;
 	struct fs_rwlock ns;
 
@@ -102,10 +114,15 @@ struct fs_mount {
 	struct fs_mutex table_lock;
 	struct fs_inode **buckets;
 	struct fs_inode root;
+	struct fs_inode *lru_head, *lru_tail; /* fds of files nobody has open */
+	size_t lru_count, lru_max;
+	size_t npinned;           /* inodes with open handles */
+	size_t sf_keep;           /* committed files kept open while idle (fs_tensor.c) */
 
 	/* Compression (fs_tensor.c). */
 	struct lcp_chunk_cache *cache;
 	struct lcp_encode_pool *pool; /* encoder threads, shared by every job */
+	atomic_size_t nsfiles;    /* committed files open */
 	struct fs_mutex queue_lock;
 	pthread_cond_t queue_cond;
 	struct fs_job *queue_head, *queue_tail;
@@ -116,6 +133,7 @@ struct fs_mount {
 	const char *hold_at;      /* LCPFS_TEST_HOLD, test hook */
 	const char *hold_dir;     /* LCPFS_TEST_HOLD_DIR */
 	int backing_lock;         /* shared use lock of the backing, or -1 */
+	int writer_lock;          /* the backing's writer lock (read-write), or -1 */
 
 	/* Decode-ahead for sequential readers (fs.c creates it; fs_tensor.c
 	 * reads through it). */
@@ -140,12 +158,15 @@ static inline struct fs_mount *fs_mount_of(fuse_req_t req)
 void fs_apply_readahead(struct fs_mount *m);
 
 /* Inode table (fs_inode.c). */
+/* Room for "/proc/self/fd/N". */
+#define FS_PROCPATH_LEN 32
 lcp_err fs_table_init(struct fs_mount *m, int root_fd);
 struct fs_inode *fs_inode_of(struct fs_mount *m, fuse_ino_t ino);
 fuse_ino_t fs_ino_of(struct fs_mount *m, struct fs_inode *inode);
 /* Finds or adds the inode for backing object (st->st_dev, st->st_ino), counts
- * one kernel lookup, records (parent, name) as its name. Takes ownership of
- * fd (closed when the inode already exists). */
+ * one kernel lookup, records (parent, name) as its name. fd: an O_PATH fd of
+ * the object (owned: kept, or closed when not needed), or -1 (a directory
+ * must have one). */
 struct fs_inode *fs_inode_add(struct fs_mount *m, struct fs_inode *parent, const char *name,
 			      int fd, const struct stat *st);
 void fs_inode_forget(struct fs_mount *m, struct fs_inode *inode, uint64_t n);
@@ -153,6 +174,14 @@ void fs_inode_forget(struct fs_mount *m, struct fs_inode *inode, uint64_t n);
 struct fs_inode *fs_inode_find(struct fs_mount *m, dev_t dev, ino_t ino);
 void fs_inode_ref(struct fs_mount *m, struct fs_inode *inode);
 void fs_inode_unref(struct fs_mount *m, struct fs_inode *inode);
+/* An open handle of the inode comes (pin: a reference, and an O_PATH fd of
+ * the object while any handle is open) or goes (unpin). */
+void fs_inode_pin(struct fs_mount *m, struct fs_inode *inode);
+void fs_inode_unpin(struct fs_mount *m, struct fs_inode *inode);
+/* The name (parent, name) was unlinked or replaced: forgets it if it is the
+ * one the inode records (another name of a hard link stays). */
+void fs_inode_drop_name(struct fs_mount *m, struct fs_inode *inode, struct fs_inode *parent,
+			const char *name);
 /* Records a new name (rename, link) or none (unlinked: parent NULL). */
 void fs_inode_set_name(struct fs_mount *m, struct fs_inode *inode, struct fs_inode *parent,
 		       const char *name);
@@ -161,15 +190,36 @@ void fs_inode_set_name(struct fs_mount *m, struct fs_inode *inode, struct fs_ino
  * *err set (ENOENT when unlinked). */
 int fs_inode_dirfd_name(struct fs_mount *m, struct fs_inode *inode, char *name, size_t len,
 			int *err);
+/* Reads the inode's parent directory on the backing through: a network
+ * backing's client (GlusterFS) then knows every name in it anew. */
+void fs_inode_reread_dir(struct fs_mount *m, struct fs_inode *inode);
+/* Opens what the inode's name holds now, with open(2) flags (O_PATH too; a
+ * FIFO is never waited on, O_TRUNC truncates only the right object), and
+ * checks it is the inode's object. Returns the fd (the caller's), or -1
+ * with *err: ESTALE when the name now holds another object or nothing
+ * (another machine replaced or removed it: the kernel looks it up again),
+ * or the open's error. A directory, or an inode without a name (unlinked
+ * through this mount) but open, is opened through its own fd. */
+int fs_inode_open(struct fs_mount *m, struct fs_inode *inode, int flags, int *err);
+/* An O_PATH fd of the inode's object for changing or reading its metadata:
+ * its own fd when it has one (a directory, an open file), else as
+ * fs_inode_open(O_PATH). Caller closes; -1 with *err on failure. */
+int fs_inode_path_fd(struct fs_mount *m, struct fs_inode *inode, int *err);
+/* lstat of the inode's object, the same way; 0 or an errno (ESTALE as
+ * above). */
+int fs_inode_stat(struct fs_mount *m, struct fs_inode *inode, struct stat *st);
+/* 0 when the inode's name holds its object now (or it has no name), else
+ * ESTALE (or the stat's error). */
+int fs_inode_check_name(struct fs_mount *m, struct fs_inode *inode);
 /* Points the inode at a new backing object (after commit or materialize):
- * replaces fd (closing the old one) and re-keys the table. Caller holds ns
- * for writing. */
+ * re-keys the table; fd, an O_PATH fd of the new object (owned), replaces
+ * the inode's own fd, if it had one, or is closed. Caller holds ns for
+ * writing. */
 void fs_inode_rekey(struct fs_mount *m, struct fs_inode *inode, int fd, const struct stat *st);
 /* The inode's path below the backing directory, for log lines. */
 void fs_inode_path(struct fs_mount *m, struct fs_inode *inode, char *buf, size_t len);
-/* The inode's current O_PATH fd as a /proc/self/fd path. */
-void fs_inode_procpath(struct fs_mount *m, struct fs_inode *inode, char *buf, size_t len);
-int fs_inode_fd(struct fs_mount *m, struct fs_inode *inode);
+/* "/proc/self/fd/<fd>" into buf (FS_PROCPATH_LEN bytes). */
+void fs_procpath(int fd, char *buf, size_t len);
 
 /* Tensor layer (fs_tensor.c). */
 /* Sets m->cfg from the compression options (comma-separated, or NULL for
@@ -189,11 +239,15 @@ void fs_tensor_inode_gone(struct fs_inode *inode);
 /* Makes sure the store has answered for a regular file (ns held). Returns
  * 0, or EIO when it cannot tell now (logged; asked again next time). */
 int fs_tensor_known(struct fs_mount *m, struct fs_inode *inode);
-/* Adjusts a backing stat for what the mount shows (logical size, real blocks). */
-void fs_tensor_fix_stat(struct fs_inode *inode, struct stat *st);
+/* Adjusts a backing stat for what the mount shows (logical size, real
+ * blocks); a committed file asked about this way only is closed when the
+ * mount keeps many open. */
+void fs_tensor_fix_stat(struct fs_mount *m, struct fs_inode *inode, struct stat *st);
 /* Opens a regular file for h (ns held for reading): a compressed file is
  * read through the store, whatever the access mode (it turns raw on the
- * first write); O_TRUNC empties it in place. Returns 0 or an errno. Takes
+ * first write); O_TRUNC empties it (a new empty file takes its name).
+ * ESTALE when the inode's name holds another file now. Returns 0 or an
+ * errno. Takes
  * ns for writing itself when it must (truncating a compressed file): the
  * caller passes its hold and gets it back as a read hold. */
 int fs_tensor_open(struct fs_mount *m, struct fs_inode *inode, struct fs_handle *h);
@@ -233,6 +287,9 @@ void fs_tensor_name_gone(struct fs_inode *inode);
 /* Namespace operations that carry sidecars along (ns held for writing);
  * return 0 or an errno. */
 int fs_tensor_unlink(struct fs_mount *m, int dirfd, const char *name);
+/* rmdir that also removes the store's lock file of an otherwise empty
+ * directory. */
+int fs_tensor_rmdir(struct fs_mount *m, int dirfd, const char *name);
 int fs_tensor_rename(struct fs_mount *m, int olddirfd, const char *oldname, int newdirfd,
 		     const char *newname, unsigned int flags);
 /* Links inode as newname in newparent: a compressed file is materialized

@@ -61,6 +61,7 @@
 struct fs_sfile {
 	struct lcp_store_file *f;
 	atomic_uint refs;
+	atomic_size_t *count;    /* the mount's count of open committed files */
 };
 
 struct fs_job {
@@ -81,6 +82,7 @@ static struct fs_sfile *sfile_get(struct fs_sfile *s)
 static void sfile_put(struct fs_sfile *s)
 {
 	if (s && atomic_fetch_sub(&s->refs, 1) == 1) {
+		atomic_fetch_sub(s->count, 1);
 		lcp_store_close(s->f);
 		lcp_free(s);
 	}
@@ -191,6 +193,8 @@ static lcp_err probe_inode(struct fs_mount *m, struct fs_inode *inode, struct lc
 		} else {
 			(*sf)->f = f;
 			atomic_init(&(*sf)->refs, 1);
+			(*sf)->count = &m->nsfiles;
+			atomic_fetch_add(&m->nsfiles, 1);
 			f = NULL;
 		}
 	}
@@ -205,17 +209,47 @@ static enum fs_probe_answer answer_of(const struct lcp_probe *pr)
 					       : FS_PROBE_RAW;
 }
 
+/* Sets the inode's committed file (inode lock held; NULL: none), keeping
+ * its sizes for getattr when it is closed while idle. */
+static void set_sf(struct fs_inode *inode, struct fs_sfile *sf)
+{
+	sfile_put(inode->sf);
+	inode->sf = sf;
+	if (sf) {
+		inode->logical_size = lcp_store_logical_size(sf->f);
+		inode->stored_size = lcp_store_stored_size(sf->f);
+	}
+}
+
+/* A committed file nobody has open is closed (inode lock held) once the
+ * mount has more than m->sf_keep open: its sizes stay, and the next open
+ * (or report) opens it again. So a listing of many compressed files does
+ * not use an fd each, while the few in use stay open (on a network backing
+ * an open file keeps reading its version when another machine replaces
+ * it). */
+static void close_sf_if_idle(struct fs_mount *m, struct fs_inode *inode)
+{
+	if (inode->t.nopen == 0 && !inode->announcing && inode->sf &&
+	    atomic_load(&m->nsfiles) > m->sf_keep)
+		set_sf(inode, NULL);
+}
+
 /* Records a probe answer (inode lock held). */
 static void adopt(struct fs_inode *inode, const struct lcp_probe *pr, struct fs_sfile *sf)
 {
-	sfile_put(inode->sf);
-	inode->sf = NULL;
+	set_sf(inode, NULL);
 	inode->nlink = pr->nlink;
 	fs_track_probed(&inode->t, answer_of(pr), pr->refused);
 	if (inode->t.state == FS_COMPRESSED && !inode->t.damaged)
-		inode->sf = sf;
+		set_sf(inode, sf);
 	else
 		sfile_put(sf);
+}
+
+/* Whether a probe found the inode's name holding another object. */
+static bool names_other(const struct fs_inode *inode, const struct lcp_probe *pr)
+{
+	return pr->regular && (pr->dev != (uint64_t)inode->dev || pr->ino != (uint64_t)inode->ino);
 }
 
 int fs_tensor_known(struct fs_mount *m, struct fs_inode *inode)
@@ -230,6 +264,14 @@ int fs_tensor_known(struct fs_mount *m, struct fs_inode *inode)
 	fs_mutex_lock(&inode->lock);
 	if (!inode->t.known) {
 		lcp_err le = probe_inode(m, inode, &pr, &sf);
+		if (le == LCP_ERR_AGAIN && !names_other(inode, &pr)) {
+			/* A network backing's client may still name a payload and
+			 * its sidecar as of different moments (another machine just
+			 * replaced both): reading the directory makes it learn the
+			 * names anew; ask once more. */
+			fs_inode_reread_dir(m, inode);
+			le = probe_inode(m, inode, &pr, &sf);
+		}
 		if (le == LCP_OK) {
 			adopt(inode, &pr, sf);
 			/* Deferred by an earlier mount (or run of `lcpfs pack`) for a
@@ -242,6 +284,11 @@ int fs_tensor_known(struct fs_mount *m, struct fs_inode *inode)
 				log_inode(m, inode, LCP_LOG_ERROR, "damaged: %s; reads fail", pr.note);
 			else if (pr.note[0])
 				log_inode(m, inode, LCP_LOG_INFO, "%s", pr.note);
+		} else if (le == LCP_ERR_NOENT || names_other(inode, &pr)) {
+			/* The name holds another file, or none, now (changed on
+			 * another machine): the kernel looks it up again. */
+			fs_inode_reread_dir(m, inode);
+			err = ESTALE;
 		} else {
 			/* Nothing is cached: the next request asks again (logged
 			 * once until the store answers). */
@@ -258,38 +305,76 @@ int fs_tensor_known(struct fs_mount *m, struct fs_inode *inode)
 	return err;
 }
 
-void fs_tensor_fix_stat(struct fs_inode *inode, struct stat *st)
+/* Opens the committed file of a compressed inode again if it was closed
+ * while idle (inode lock held, ns held). 0, ESTALE when the name holds
+ * another file now, or EIO (the store is asked afresh next time). */
+static int reopen_sf(struct fs_mount *m, struct fs_inode *inode)
+{
+	struct lcp_probe pr;
+	struct fs_sfile *sf = NULL;
+	lcp_err le;
+
+	if (inode->sf || inode->t.state != FS_COMPRESSED || inode->t.damaged || !inode->t.known)
+		return 0;
+	le = probe_inode(m, inode, &pr, &sf);
+	if (le == LCP_OK && pr.repr == LCP_REPR_COMPRESSED && sf) {
+		set_sf(inode, sf);
+		return 0;
+	}
+	sfile_put(sf);
+	if (le == LCP_ERR_NOENT || names_other(inode, &pr)) {
+		fs_inode_reread_dir(m, inode); /* the kernel's new lookup finds it */
+		return ESTALE;
+	}
+	fs_track_unknown(&inode->t);
+	return EIO;
+}
+
+void fs_tensor_fix_stat(struct fs_mount *m, struct fs_inode *inode, struct stat *st)
 {
 	if (!S_ISREG(st->st_mode))
 		return;
 	fs_mutex_lock(&inode->lock);
-	if (inode->t.state == FS_COMPRESSED && inode->sf) {
-		uint64_t stored = lcp_store_stored_size(inode->sf->f);
-		st->st_size = (off_t)lcp_store_logical_size(inode->sf->f);
-		st->st_blocks = (blkcnt_t)((stored + 511) / 512);
+	if (inode->t.state == FS_COMPRESSED && inode->t.known && !inode->t.damaged) {
+		st->st_size = (off_t)inode->logical_size;
+		st->st_blocks = (blkcnt_t)((inode->stored_size + 511) / 512);
 	}
+	/* Asked about by a lookup or getattr only: kept only while few are. */
+	close_sf_if_idle(m, inode);
 	fs_mutex_unlock(&inode->lock);
 }
 
 /* Opens the backing file of a regular inode with flags (its access mode,
- * O_APPEND, ...). Never a FIFO or device: the inode's type is fixed and
- * checked again. */
+ * O_APPEND, ...): what its name holds now, checked to be the inode's object
+ * (ESTALE otherwise: the kernel looks the name up again). Never a FIFO or
+ * device. */
 static int open_backing(struct fs_mount *m, struct fs_inode *inode, int flags, int *fd)
 {
-	char path[64];
 	struct stat st;
+	char byte;
+	int err;
 
-	/* O_NOFOLLOW would refuse the /proc magic link itself; O_DIRECT alignment
-	 * is the kernel's business on our side, not the backing's. */
-	flags &= ~(O_NOFOLLOW | O_CREAT | O_EXCL | O_DIRECT);
-	fs_inode_procpath(m, inode, path, sizeof path);
-	*fd = open(path, flags | O_CLOEXEC | O_NOCTTY);
+	/* O_DIRECT alignment is the kernel's business on our side, not the
+	 * backing's. */
+	*fd = fs_inode_open(m, inode, flags & ~(O_CREAT | O_EXCL | O_DIRECT), &err);
 	if (*fd < 0)
-		return errno;
+		return err;
 	if (fstat(*fd, &st) != 0 || !S_ISREG(st.st_mode)) {
 		close(*fd);
 		*fd = -1;
 		return EIO;
+	}
+	/* A network backing's client may still name a file another machine
+	 * replaced (GlusterFS keeps names for a second or so): the open works,
+	 * the first read finds the file gone. Found now, the client is made to
+	 * learn the directory anew and ESTALE makes the kernel look the name up
+	 * again, rather than fail the reader's read. */
+	if ((flags & O_ACCMODE) != O_WRONLY && st.st_size > 0 && pread(*fd, &byte, 1, 0) < 0 &&
+	    (errno == ENOENT || errno == ESTALE)) {
+		close(*fd);
+		*fd = -1;
+		fs_inode_reread_dir(m, inode);
+		return ESTALE;
 	}
 	return 0;
 }
@@ -298,7 +383,7 @@ static int open_backing(struct fs_mount *m, struct fs_inode *inode, int flags, i
 static uint64_t links_now(struct fs_mount *m, struct fs_inode *inode)
 {
 	struct stat st;
-	if (fstatat(fs_inode_fd(m, inode), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
+	if (fs_inode_stat(m, inode, &st) != 0)
 		return inode->nlink;
 	return (uint64_t)st.st_nlink;
 }
@@ -322,10 +407,12 @@ static int repoint(struct fs_mount *m, struct fs_inode *inode, int dfd, const ch
 	return 0;
 }
 
-/* Empties a compressed file in place for O_TRUNC (ns held for writing). */
+/* Empties a compressed file for O_TRUNC (ns held for writing): a new empty
+ * file takes its name, and the inode points at it. */
 static int discard(struct fs_mount *m, struct fs_inode *inode)
 {
 	char name[NAME_MAX + 1];
+	uint64_t dev, ino;
 	int e, dfd;
 	lcp_err err;
 
@@ -340,11 +427,12 @@ static int discard(struct fs_mount *m, struct fs_inode *inode)
 		fs_mutex_unlock(&inode->lock);
 		return e;
 	}
-	err = lcp_store_discard_at(dfd, name);
+	err = lcp_store_discard_at(dfd, name, &dev, &ino);
+	if (err == LCP_OK && repoint(m, inode, dfd, name, ino) != 0)
+		fs_track_unknown(&inode->t);
 	close(dfd);
 	if (err == LCP_OK || err == LCP_ERR_NOENT) {
-		sfile_put(inode->sf);
-		inode->sf = NULL;
+		set_sf(inode, NULL);
 		fs_track_discarded(&inode->t);
 	}
 	fs_mutex_unlock(&inode->lock);
@@ -403,8 +491,7 @@ static int materialize(struct fs_mount *m, struct fs_inode *inode)
 				lcp_store_materialize_result(mat, &rdev, &rino);
 				if (repoint(m, inode, dfd, name, rino) != 0)
 					fs_track_unknown(&inode->t);
-				sfile_put(inode->sf);
-				inode->sf = NULL;
+				set_sf(inode, NULL);
 				fs_track_materialized(&inode->t);
 			}
 			fs_mutex_unlock(&inode->lock);
@@ -479,8 +566,15 @@ int fs_tensor_open(struct fs_mount *m, struct fs_inode *inode, struct fs_handle 
 		fs_mutex_lock(&inode->lock);
 		if (inode->t.state != FS_COMPRESSED)
 			break;
+		/* The payload is what its name holds now? (A raw file is checked
+		 * as it is opened.) */
+		if ((err = fs_inode_check_name(m, inode)) != 0) {
+			fs_mutex_unlock(&inode->lock);
+			return err;
+		}
 		if (trunc) {
-			/* Emptied in place: needs ns for writing, briefly. */
+			/* Emptied (a new empty file takes the name): needs ns for
+			 * writing, briefly. */
 			fs_mutex_unlock(&inode->lock);
 			fs_rwlock_unlock(&m->ns);
 			fs_rwlock_wrlock(&m->ns);
@@ -490,6 +584,10 @@ int fs_tensor_open(struct fs_mount *m, struct fs_inode *inode, struct fs_handle 
 			if (err)
 				return err;
 			continue;
+		}
+		if ((err = reopen_sf(m, inode)) != 0) {
+			fs_mutex_unlock(&inode->lock);
+			return err;
 		}
 		if (inode->t.damaged || !inode->sf) {
 			fs_mutex_unlock(&inode->lock);
@@ -757,12 +855,14 @@ void fs_tensor_released(struct fs_mount *m, struct fs_inode *inode, bool writabl
 	bool unused = false;
 	/* Files under min_size are never packed: no job, no worker time. A
 	 * racing swap of the fd only makes this a conservative guess. */
-	bool small = writable && fstat(fs_inode_fd(m, inode), &st) == 0 &&
+	bool small = writable && fs_inode_stat(m, inode, &st) == 0 &&
 		     (uint64_t)st.st_size < m->cfg.min_size;
 
 	fs_mutex_lock(&inode->lock);
-	if (inode->type == S_IFREG)
+	if (inode->type == S_IFREG) {
 		act(m, inode, fs_track_released(&inode->t, writable, small), &unused);
+		close_sf_if_idle(m, inode);
+	}
 	fs_mutex_unlock(&inode->lock);
 }
 
@@ -822,14 +922,12 @@ static enum fs_job_end commit(struct fs_mount *m, struct fs_inode *inode, struct
 	}
 	fs_track_job_done(&inode->t, FS_JOB_COMMITTED, "", true);
 	if (probe_inode(m, inode, &pr, &sf) == LCP_OK && pr.repr == LCP_REPR_COMPRESSED && sf) {
-		sfile_put(inode->sf);
-		inode->sf = sf;
+		set_sf(inode, sf);
 		inode->nlink = pr.nlink;
 		inode->announcing = true;
 	} else {
 		sfile_put(sf);
-		sfile_put(inode->sf);
-		inode->sf = NULL;
+		set_sf(inode, NULL);
 		fs_track_unknown(&inode->t);
 	}
 	return FS_JOB_COMMITTED;
@@ -895,6 +993,7 @@ static void run_job(struct fs_mount *m, struct fs_job *j)
 			fuse_lowlevel_notify_inval_inode(m->se, fs_ino_of(m, inode), 0, 0);
 		fs_mutex_lock(&inode->lock);
 		inode->announcing = false;
+		close_sf_if_idle(m, inode);
 		fs_mutex_unlock(&inode->lock);
 	} else if (deferred) {
 		log_inode(m, inode, LCP_LOG_WARN, "left raw for now: %s; trying again in %u s",
@@ -1069,6 +1168,18 @@ int fs_tensor_unlink(struct fs_mount *m, int dirfd, const char *name)
 	return err;
 }
 
+int fs_tensor_rmdir(struct fs_mount *m, int dirfd, const char *name)
+{
+	int d, err = open_dir(dirfd, &d);
+
+	(void)m;
+	if (err)
+		return err;
+	err = lcp_err_to_errno(lcp_store_rmdir_at(d, name));
+	close(d);
+	return err;
+}
+
 int fs_tensor_rename(struct fs_mount *m, int olddirfd, const char *oldname, int newdirfd,
 		     const char *newname, unsigned int flags)
 {
@@ -1105,7 +1216,11 @@ int fs_tensor_link(struct fs_mount *m, struct fs_inode *inode, struct fs_inode *
 	d = fs_inode_dirfd_name(m, inode, name, sizeof name, &e);
 	if (d < 0) {
 		/* An unlinked-but-open object has no name to link from. */
-		err = linkat(inode->fd, "", newparent->fd, newname, AT_EMPTY_PATH) != 0 ? errno : 0;
+		int pfd = fs_inode_path_fd(m, inode, &err);
+		if (pfd >= 0) {
+			err = linkat(pfd, "", newparent->fd, newname, AT_EMPTY_PATH) != 0 ? errno : 0;
+			close(pfd);
+		}
 	} else {
 		err = open_dir(newparent->fd, &nd);
 		if (!err) {
@@ -1120,7 +1235,7 @@ int fs_tensor_link(struct fs_mount *m, struct fs_inode *inode, struct fs_inode *
 		 * records why (unless it is no tensor file, or too small). */
 		struct stat st;
 		bool forget = false;
-		if (fstat(fs_inode_fd(m, inode), &st) == 0 && (uint64_t)st.st_size >= m->cfg.min_size) {
+		if (fs_inode_stat(m, inode, &st) == 0 && (uint64_t)st.st_size >= m->cfg.min_size) {
 			fs_mutex_lock(&inode->lock);
 			act(m, inode, fs_track_want_job(&inode->t), &forget);
 			fs_mutex_unlock(&inode->lock);
@@ -1164,7 +1279,13 @@ ssize_t fs_tensor_xattr(struct fs_mount *m, struct fs_inode *inode, const char *
 		   inode->format != LCP_FORMAT_UNKNOWN) {
 		r = put_text(lcp_format_name((enum lcp_format)inode->format), buf, size);
 	} else if (state == FS_COMPRESSED) {
+		int e = reopen_sf(m, inode);
 		sf = sfile_get(inode->sf);
+		close_sf_if_idle(m, inode);
+		if (e) {
+			fs_mutex_unlock(&inode->lock);
+			return -e;
+		}
 	}
 	fs_mutex_unlock(&inode->lock);
 	if (!sf)

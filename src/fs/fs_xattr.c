@@ -8,12 +8,12 @@
 #include <limits.h>
 #include <string.h>
 #include <sys/xattr.h>
+#include <unistd.h>
 
 #include "common/alloc.h"
 #include "fs/fs_priv.h"
 
 #define COMPUTED_PREFIX "user.lcpfs."
-#define PROCPATH_LEN 64
 
 /* Listed by listxattr when they have a value for the inode. */
 static const char *const computed_keys[] = {
@@ -43,6 +43,17 @@ static size_t drop_own_names(char *list, size_t len)
 	return out;
 }
 
+/* An O_PATH fd of the inode's object (caller closes) and its /proc path
+ * in path[FS_PROCPATH_LEN], or -1 with *err. */
+static int object_path(struct fs_mount *m, struct fs_inode *inode, char *path, int *err)
+{
+	int fd = fs_inode_path_fd(m, inode, err);
+
+	if (fd >= 0)
+		fs_procpath(fd, path, FS_PROCPATH_LEN);
+	return fd;
+}
+
 /* Replies with len bytes of value for a request of size (0: length only). */
 static void reply_value(fuse_req_t req, const char *value, ssize_t len, size_t size)
 {
@@ -61,9 +72,10 @@ void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 	struct fs_mount *m = fs_mount_of(req);
 	struct fs_inode *inode = fs_inode_of(m, ino);
 	const char *key = computed_key(name);
-	char path[PROCPATH_LEN];
+	char path[FS_PROCPATH_LEN];
 	char *buf = NULL;
 	ssize_t len;
+	int err, fd;
 
 	if (size) {
 		buf = lcp_malloc(size);
@@ -76,10 +88,12 @@ void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 	if (key) {
 		len = fs_tensor_xattr(m, inode, key, buf, size);
 	} else {
-		fs_inode_procpath(m, inode, path, sizeof path);
-		len = getxattr(path, name, buf, size);
-		if (len < 0)
+		fd = object_path(m, inode, path, &err);
+		len = fd < 0 ? -err : getxattr(path, name, buf, size);
+		if (len < 0 && fd >= 0)
 			len = -errno;
+		if (fd >= 0)
+			close(fd);
 	}
 	fs_rwlock_unlock(&m->ns);
 	reply_value(req, buf, len, size);
@@ -90,8 +104,8 @@ void fs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *v
 		 size_t size, int flags)
 {
 	struct fs_mount *m = fs_mount_of(req);
-	char path[PROCPATH_LEN];
-	int err = 0;
+	char path[FS_PROCPATH_LEN];
+	int err = 0, fd;
 
 	/* The computed attributes describe the store's state: not settable. */
 	if (computed_key(name)) {
@@ -99,9 +113,12 @@ void fs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *v
 		return;
 	}
 	fs_rwlock_rdlock(&m->ns);
-	fs_inode_procpath(m, fs_inode_of(m, ino), path, sizeof path);
-	if (setxattr(path, name, value, size, flags) != 0)
-		err = errno;
+	fd = object_path(m, fs_inode_of(m, ino), path, &err);
+	if (fd >= 0) {
+		if (setxattr(path, name, value, size, flags) != 0)
+			err = errno;
+		close(fd);
+	}
 	fs_rwlock_unlock(&m->ns);
 	fuse_reply_err(req, err);
 }
@@ -109,17 +126,20 @@ void fs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *v
 void fs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
 	struct fs_mount *m = fs_mount_of(req);
-	char path[PROCPATH_LEN];
-	int err = 0;
+	char path[FS_PROCPATH_LEN];
+	int err = 0, fd;
 
 	if (computed_key(name)) {
 		fuse_reply_err(req, EPERM);
 		return;
 	}
 	fs_rwlock_rdlock(&m->ns);
-	fs_inode_procpath(m, fs_inode_of(m, ino), path, sizeof path);
-	if (removexattr(path, name) != 0)
-		err = errno;
+	fd = object_path(m, fs_inode_of(m, ino), path, &err);
+	if (fd >= 0) {
+		if (removexattr(path, name) != 0)
+			err = errno;
+		close(fd);
+	}
 	fs_rwlock_unlock(&m->ns);
 	fuse_reply_err(req, err);
 }
@@ -128,13 +148,19 @@ void fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
 	struct fs_mount *m = fs_mount_of(req);
 	struct fs_inode *inode = fs_inode_of(m, ino);
-	char path[PROCPATH_LEN];
+	char path[FS_PROCPATH_LEN];
 	size_t extra = 0, cap;
 	ssize_t len;
 	char *buf;
+	int err, fd;
 
 	fs_rwlock_rdlock(&m->ns);
-	fs_inode_procpath(m, inode, path, sizeof path);
+	fd = object_path(m, inode, path, &err);
+	if (fd < 0) {
+		fs_rwlock_unlock(&m->ns);
+		fuse_reply_err(req, err);
+		return;
+	}
 	len = listxattr(path, NULL, 0);
 	if (len < 0) {
 		/* Symlinks and some filesystems have none: still list ours. */
@@ -148,6 +174,7 @@ void fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	cap = (size_t)len + extra + 1;
 	buf = lcp_malloc(cap);
 	if (!buf) {
+		close(fd);
 		fs_rwlock_unlock(&m->ns);
 		fuse_reply_err(req, ENOMEM);
 		return;
@@ -169,6 +196,7 @@ void fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 			len += (ssize_t)n;
 		}
 	}
+	close(fd);
 	fs_rwlock_unlock(&m->ns);
 	reply_value(req, buf, len, size);
 	lcp_free(buf);

@@ -112,17 +112,13 @@ out:
 	return LCP_OK;
 }
 
-lcp_err lcp_store_materialize_commit(struct lcp_materialize *m)
+/* The commit of a materialize, under the name lock. */
+static lcp_err materialize_commit_locked(struct lcp_materialize *m, const char *scname)
 {
-	char scname[LCP_STORE_NAME_LEN];
 	struct stat now, res;
 	int pfd;
 	lcp_err err;
 
-	if (m->committed || m->tmp.fd < 0)
-		return LCP_ERR_INVAL;
-	if ((err = lcp_store_sidecar_name(m->name, scname)) != LCP_OK)
-		return err;
 	/* Still the payload that was decoded? Its metadata may have changed
 	 * (it is copied now), its bytes and identity not. */
 	err = lcp_store_open_regular(m->dirfd, m->name, O_RDONLY, &pfd, &now);
@@ -164,6 +160,23 @@ lcp_err lcp_store_materialize_commit(struct lcp_materialize *m)
 	return LCP_OK;
 }
 
+lcp_err lcp_store_materialize_commit(struct lcp_materialize *m)
+{
+	char scname[LCP_STORE_NAME_LEN];
+	struct lcp_name_lock lock;
+	lcp_err err;
+
+	if (m->committed || m->tmp.fd < 0)
+		return LCP_ERR_INVAL;
+	if ((err = lcp_store_sidecar_name(m->name, scname)) != LCP_OK)
+		return err;
+	if ((err = lcp_store_lock_names(m->dirfd, m->name, -1, NULL, &lock)) != LCP_OK)
+		return err;
+	err = materialize_commit_locked(m, scname);
+	lcp_store_unlock_names(&lock);
+	return err;
+}
+
 void lcp_store_materialize_result(const struct lcp_materialize *m, uint64_t *dev, uint64_t *ino)
 {
 	*dev = m->result_dev;
@@ -181,11 +194,36 @@ lcp_err lcp_store_materialize_at(int dirfd, const char *name)
 	return err;
 }
 
-lcp_err lcp_store_discard_at(int dirfd, const char *name)
+/* The swap of a discard, under the name lock: NAME must still be the
+ * payload pfd (st) is. */
+static lcp_err discard_locked(int dirfd, const char *name, const char *scname, const struct stat *st,
+			      struct lcp_store_temp *tmp)
+{
+	struct stat now;
+
+	if (fstatat(dirfd, name, &now, AT_SYMLINK_NOFOLLOW) != 0)
+		return errno == ENOENT ? LCP_ERR_AGAIN : lcp_err_from_errno(errno);
+	if (now.st_dev != st->st_dev || now.st_ino != st->st_ino)
+		return LCP_ERR_AGAIN;
+	if (now.st_nlink > 1)
+		return LCP_ERR_MLINK;
+	/* An empty file is not the sidecar's payload: from the rename on, NAME
+	 * reads empty, and the sidecar is provably stale. */
+	if (renameat(dirfd, tmp->name, dirfd, name) != 0)
+		return lcp_err_from_errno(errno);
+	lcp_store_crash_point("discard");
+	lcp_store_remove_sidecar(dirfd, scname);
+	fsync(dirfd);
+	return LCP_OK;
+}
+
+lcp_err lcp_store_discard_at(int dirfd, const char *name, uint64_t *dev, uint64_t *ino)
 {
 	char scname[LCP_STORE_NAME_LEN];
+	struct lcp_store_temp tmp = {.fd = -1};
+	struct lcp_name_lock lock;
 	struct lcp_probe pr;
-	struct stat st;
+	struct stat st, res;
 	int fd;
 	lcp_err err;
 
@@ -197,21 +235,33 @@ lcp_err lcp_store_discard_at(int dirfd, const char *name)
 		return LCP_ERR_NOENT;
 	if (pr.nlink > 1)
 		return LCP_ERR_MLINK;
-	if ((err = lcp_store_open_regular(dirfd, name, O_WRONLY, &fd, &st)) != LCP_OK)
+	if ((err = lcp_store_open_regular(dirfd, name, O_RDONLY, &fd, &st)) != LCP_OK)
 		return err;
+	/* The payload itself is never changed: other processes (other machines'
+	 * mounts) may be reading it. A new empty file with its metadata takes
+	 * its name, as a truncation's time. */
+	struct timespec now_mtime[2] = {{0, UTIME_OMIT}, {0, UTIME_NOW}};
 	if ((uint64_t)st.st_ino != pr.ino)
 		err = LCP_ERR_AGAIN;
-	else if (ftruncate(fd, 0) != 0)
-		err = lcp_err_from_errno(errno);
-	else
-		err = lcp_store_fsync(fd); /* empty on disk before the sidecar goes */
+	else if ((err = lcp_store_temp_create(dirfd, 'd', 0600, &tmp)) == LCP_OK &&
+		 (err = lcp_store_copy_metadata(fd, &st, tmp.fd)) == LCP_OK)
+		err = futimens(tmp.fd, now_mtime) == 0 ? lcp_store_fsync(tmp.fd)
+						       : lcp_err_from_errno(errno);
 	close(fd);
-	if (err)
-		return err;
-	lcp_store_crash_point("discard");
-	/* An empty file is not the sidecar's payload: removing it is safe. */
-	lcp_store_remove_sidecar(dirfd, scname);
-	return LCP_OK;
+	if (err == LCP_OK && (err = lcp_store_lock_names(dirfd, name, -1, NULL, &lock)) == LCP_OK) {
+		err = discard_locked(dirfd, name, scname, &st, &tmp);
+		lcp_store_unlock_names(&lock);
+	}
+	if (err == LCP_OK && fstat(tmp.fd, &res) == 0) {
+		*dev = (uint64_t)res.st_dev;
+		*ino = (uint64_t)res.st_ino;
+	}
+	if (err == LCP_OK) {
+		close(tmp.fd); /* renamed into place: nothing to remove */
+		tmp.fd = -1;
+	}
+	lcp_store_temp_remove(dirfd, &tmp);
+	return err;
 }
 
 /* Whether NAME has a sidecar of its own that must travel with it:
@@ -230,16 +280,12 @@ static bool name_taken(int dirfd, const char *name)
 	return fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
 }
 
-lcp_err lcp_store_unlink_at(int dirfd, const char *name)
+static lcp_err unlink_locked(int dirfd, const char *name, const char *scname)
 {
-	char scname[LCP_STORE_NAME_LEN];
 	struct lcp_probe pr;
 	bool has;
-	lcp_err err = lcp_store_sidecar_name(name, scname);
+	lcp_err err = own_sidecar(dirfd, name, &pr, &has);
 
-	if (err)
-		return err;
-	err = own_sidecar(dirfd, name, &pr, &has);
 	if (err == LCP_ERR_NOENT)
 		return err;
 	/* Payload first: once NAME is gone its sidecar guards nothing, whatever
@@ -250,6 +296,25 @@ lcp_err lcp_store_unlink_at(int dirfd, const char *name)
 		lcp_store_crash_point("unlink");
 	lcp_store_remove_sidecar(dirfd, scname);
 	return LCP_OK;
+}
+
+lcp_err lcp_store_unlink_at(int dirfd, const char *name)
+{
+	char scname[LCP_STORE_NAME_LEN];
+	struct lcp_name_lock lock;
+	lcp_err err = lcp_store_sidecar_name(name, scname);
+
+	if (err)
+		return err;
+	/* No sidecar at its name: a plain file, no step of ours to keep in
+	 * order (and no lock file made in a directory of plain files). */
+	if (!name_taken(dirfd, scname))
+		return unlinkat(dirfd, name, 0) == 0 ? LCP_OK : lcp_err_from_errno(errno);
+	if ((err = lcp_store_lock_names(dirfd, name, -1, NULL, &lock)) != LCP_OK)
+		return err;
+	err = unlink_locked(dirfd, name, scname);
+	lcp_store_unlock_names(&lock);
+	return err;
 }
 
 /* Moves the payload X (with sidecar xsc) and raw Y (whose sidecar name ysc
@@ -276,20 +341,13 @@ static lcp_err exchange_one_side(int xd, const char *xn, const char *xsc, int yd
 	return LCP_OK;
 }
 
-lcp_err lcp_store_rename_at(int olddirfd, const char *oldname, int newdirfd, const char *newname,
-			    unsigned int flags)
+static lcp_err rename_locked(int olddirfd, const char *oldname, const char *osc, int newdirfd,
+			     const char *newname, const char *nsc, unsigned int flags)
 {
-	char osc[LCP_STORE_NAME_LEN], nsc[LCP_STORE_NAME_LEN];
 	struct lcp_probe po, pn;
 	bool a_has, t_has, t_exists;
 	lcp_err err;
 
-	if ((flags & ~(unsigned)(RENAME_NOREPLACE | RENAME_EXCHANGE)) ||
-	    (flags & RENAME_NOREPLACE && flags & RENAME_EXCHANGE))
-		return LCP_ERR_INVAL;
-	if ((err = lcp_store_sidecar_name(oldname, osc)) != LCP_OK ||
-	    (err = lcp_store_sidecar_name(newname, nsc)) != LCP_OK)
-		return err;
 	if ((err = own_sidecar(olddirfd, oldname, &po, &a_has)) != LCP_OK)
 		return err;
 	err = own_sidecar(newdirfd, newname, &pn, &t_has);
@@ -360,16 +418,38 @@ lcp_err lcp_store_rename_at(int olddirfd, const char *oldname, int newdirfd, con
 	return LCP_OK;
 }
 
-lcp_err lcp_store_link_at(int olddirfd, const char *oldname, int newdirfd, const char *newname)
+lcp_err lcp_store_rename_at(int olddirfd, const char *oldname, int newdirfd, const char *newname,
+			    unsigned int flags)
 {
 	char osc[LCP_STORE_NAME_LEN], nsc[LCP_STORE_NAME_LEN];
+	struct lcp_name_lock lock;
+	lcp_err err;
+
+	if ((flags & ~(unsigned)(RENAME_NOREPLACE | RENAME_EXCHANGE)) ||
+	    (flags & RENAME_NOREPLACE && flags & RENAME_EXCHANGE))
+		return LCP_ERR_INVAL;
+	if ((err = lcp_store_sidecar_name(oldname, osc)) != LCP_OK ||
+	    (err = lcp_store_sidecar_name(newname, nsc)) != LCP_OK)
+		return err;
+	/* Plain files on both sides: rename(2) alone. */
+	if (!name_taken(olddirfd, osc) && !name_taken(newdirfd, nsc))
+		return renameat2(olddirfd, oldname, newdirfd, newname, flags) == 0
+			       ? LCP_OK
+			       : lcp_err_from_errno(errno);
+	if ((err = lcp_store_lock_names(olddirfd, oldname, newdirfd, newname, &lock)) != LCP_OK)
+		return err;
+	err = rename_locked(olddirfd, oldname, osc, newdirfd, newname, nsc, flags);
+	lcp_store_unlock_names(&lock);
+	return err;
+}
+
+static lcp_err link_locked(int olddirfd, const char *oldname, const char *osc, int newdirfd,
+			   const char *newname, const char *nsc)
+{
 	struct lcp_probe pr;
 	bool has;
 	lcp_err err;
 
-	if ((err = lcp_store_sidecar_name(oldname, osc)) != LCP_OK ||
-	    (err = lcp_store_sidecar_name(newname, nsc)) != LCP_OK)
-		return err;
 	if ((err = own_sidecar(olddirfd, oldname, &pr, &has)) != LCP_OK)
 		return err;
 	if (!has) {
@@ -392,4 +472,24 @@ lcp_err lcp_store_link_at(int olddirfd, const char *oldname, int newdirfd, const
 		return err;
 	}
 	return LCP_OK;
+}
+
+lcp_err lcp_store_link_at(int olddirfd, const char *oldname, int newdirfd, const char *newname)
+{
+	char osc[LCP_STORE_NAME_LEN], nsc[LCP_STORE_NAME_LEN];
+	struct lcp_name_lock lock;
+	lcp_err err;
+
+	if ((err = lcp_store_sidecar_name(oldname, osc)) != LCP_OK ||
+	    (err = lcp_store_sidecar_name(newname, nsc)) != LCP_OK)
+		return err;
+	if (!name_taken(olddirfd, osc) && !name_taken(newdirfd, nsc))
+		return linkat(olddirfd, oldname, newdirfd, newname, 0) == 0
+			       ? LCP_OK
+			       : lcp_err_from_errno(errno);
+	if ((err = lcp_store_lock_names(olddirfd, oldname, newdirfd, newname, &lock)) != LCP_OK)
+		return err;
+	err = link_locked(olddirfd, oldname, osc, newdirfd, newname, nsc);
+	lcp_store_unlock_names(&lock);
+	return err;
 }

@@ -759,11 +759,13 @@ fail:
 	return err;
 }
 
+static lcp_err commit_locked(struct lcp_pack_job *job, const char *scname,
+			     struct lcp_pack_report *rep);
+
 lcp_err lcp_store_pack_commit(struct lcp_pack_job *job, struct lcp_pack_report *rep)
 {
-	char scname[LCP_STORE_NAME_LEN], parked[LCP_STORE_NAME_LEN];
-	struct stat now, held, sc_st;
-	bool park;
+	char scname[LCP_STORE_NAME_LEN];
+	struct lcp_name_lock lock;
 	lcp_err err;
 
 	rep->committed = false;
@@ -774,6 +776,23 @@ lcp_err lcp_store_pack_commit(struct lcp_pack_job *job, struct lcp_pack_report *
 		return LCP_ERR_INVAL;
 	if ((err = lcp_store_sidecar_name(job->name, scname)) != LCP_OK)
 		return err;
+	/* Two commits of one name must not interleave their renames (a payload
+	 * would end beside the other's sidecar). */
+	if ((err = lcp_store_lock_names(job->dirfd, job->name, -1, NULL, &lock)) != LCP_OK)
+		return err;
+	err = commit_locked(job, scname, rep);
+	lcp_store_unlock_names(&lock);
+	return err;
+}
+
+static lcp_err commit_locked(struct lcp_pack_job *job, const char *scname,
+			     struct lcp_pack_report *rep)
+{
+	char parked[LCP_STORE_NAME_LEN];
+	struct stat now, held, sc_st;
+	bool park;
+	lcp_err err;
+
 	/* Durable facts only: the raw file must be the version prepared. A
 	 * write, truncate, chmod or chown meanwhile changed size, mtime or
 	 * ctime; a rename put another inode under NAME. */

@@ -392,6 +392,31 @@ static void link_sidecar(struct rec *r, uint32_t sc_dir, const char *sc_name, st
 		close(to);
 }
 
+/* A payload with no sidecar of its own at the name sidecar s guards, or
+ * NULL. */
+static struct rpay *unpaired_payload_at(struct rec *r, const struct rsc *s)
+{
+	char scname[LCP_STORE_NAME_LEN];
+
+	for (size_t i = 0; i < r->npay; i++) {
+		struct rpay *p = &r->pays[i];
+		if (p->dir == s->dir && !p->paired && !p->in_flight &&
+		    lcp_store_sidecar_name(p->name, scname) == LCP_OK && strcmp(scname, s->name) == 0)
+			return p;
+	}
+	return NULL;
+}
+
+/* Whether a sidecar carrying id is still to be placed. */
+static bool sidecar_pending(const struct rec *r, const uint8_t id[LCP_FILE_ID_LEN])
+{
+	for (size_t i = 0; i < r->nsc; i++)
+		if (r->scs[i].valid && !r->scs[i].done &&
+		    memcmp(r->scs[i].id, id, LCP_FILE_ID_LEN) == 0)
+			return true;
+	return false;
+}
+
 /* Decides one unpaired sidecar; true when something changed. */
 static bool place_sidecar(struct rec *r, struct rsc *s)
 {
@@ -425,7 +450,21 @@ static bool place_sidecar(struct rec *r, struct rsc *s)
 	}
 	if (!orphan) {
 		/* Proof: the name it guards holds no payload of it (else keep),
-		 * and every payload carrying its id has a sidecar of its own. */
+		 * and every payload carrying its id has a sidecar of its own. But
+		 * a payload of another file with no sidecar at that name keeps
+		 * it: wrong as it is, it makes the name read "cannot tell" (EIO)
+		 * rather than as the payload's bytes. */
+		struct rpay *held = unpaired_payload_at(r, s);
+		if (held) {
+			if (sidecar_pending(r, held->id))
+				return false; /* that payload's own is placed first */
+			lcp_log(LCP_LOG_WARN, "recovery: %s/%s: the payload of another file, whose "
+				"sidecar is lost, is at the name it guards; left alone (that name "
+				"reads as an I/O error until it is replaced or removed)",
+				dir_path(r, s->dir), s->name);
+			s->done = true;
+			return false;
+		}
 		int fd = open_dir(r->root, r->dirs[s->dir]);
 		if (fd >= 0 && unlinkat(fd, s->name, 0) == 0) {
 			lcp_log(LCP_LOG_INFO, "recovery: removed stale sidecar %s/%s", dir_path(r, s->dir),
@@ -495,29 +534,6 @@ static void pair_links(struct rec *r)
 	}
 }
 
-/* Takes the use lock of the tree at dirfd (a flock of its top directory:
- * no file is created) shared or exclusive, without waiting. LCP_ERR_BUSY
- * when another process holds it the other way; a backing without such
- * locks counts as free. */
-static lcp_err lock_backing(int dirfd, int how, int *fd)
-{
-	*fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (*fd < 0)
-		return lcp_err_from_errno(errno);
-	if (flock(*fd, how | LOCK_NB) == 0 || errno == ENOLCK || errno == EOPNOTSUPP ||
-	    errno == EINVAL)
-		return LCP_OK;
-	lcp_err err = errno == EWOULDBLOCK ? LCP_ERR_BUSY : lcp_err_from_errno(errno);
-	close(*fd);
-	*fd = -1;
-	return err;
-}
-
-lcp_err lcp_store_hold_backing(int dirfd, int *fd)
-{
-	return lock_backing(dirfd, LOCK_SH, fd);
-}
-
 lcp_err lcp_store_recover_dir(int dirfd)
 {
 	struct rec r;
@@ -526,7 +542,7 @@ lcp_err lcp_store_recover_dir(int dirfd)
 
 	/* Never while another process uses the tree: its renames in flight
 	 * would look like a crash's leftovers. */
-	if ((err = lock_backing(dirfd, LOCK_EX, &lockfd)) != LCP_OK)
+	if ((err = lcp_store_lock_tree(dirfd, LOCK_EX, &lockfd)) != LCP_OK)
 		return err;
 	memset(&r, 0, sizeof r);
 	r.root = dirfd;

@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/stat.h>
+#include <sys/types.h>
 
 #include "common/io.h"
 #include "lcpfs/err.h"
@@ -31,6 +32,8 @@
  * file id. It guards no name; recovery moves it beside its payload. */
 #define LCP_PARKED_PREFIX ".lcpfs-p."
 #define LCP_SIDECAR_SUFFIX ".lcpfs"
+/* The lock file of a directory (lock.c). */
+#define LCP_LOCK_NAME ".lcpfs-lock"
 /* The store's own extended attributes (never carried over by a swap). */
 #define LCP_XATTR_PREFIX "user.lcpfs."
 /* The refusal marker: the reason a tensor file was left raw. */
@@ -129,6 +132,27 @@ lcp_err lcp_store_decode_chunk(const struct lcp_store_file *f, uint32_t ri, uint
 /* Removes sidecar-named scname in dirfd if it is a regular file holding
  * our sidecar magic (a stranger's file of that name is left alone). */
 void lcp_store_remove_sidecar(int dirfd, const char *scname);
+
+/* Name locks (lock.c): held by every step sequence that moves a name's
+ * payload or sidecar, so that two never interleave, also across processes
+ * and (where the backing shares locks) machines. Takes the lock of name1 in
+ * dir1, and of name2 in dir2 when name2 is not NULL, waiting for them (in
+ * an order that cannot deadlock) up to a bound: LCP_ERR_BUSY then. A
+ * backing without locks counts as locked, and so does a directory where no
+ * lock file can be made (full disk, read-only, no permission: the
+ * operation's own calls decide there). Creates the directories' lock files
+ * when needed. Release with lcp_store_unlock_names. */
+struct lcp_name_lock {
+	int fd[2];
+	off_t off[2];
+};
+lcp_err lcp_store_lock_names(int dir1, const char *name1, int dir2, const char *name2,
+			     struct lcp_name_lock *l);
+void lcp_store_unlock_names(struct lcp_name_lock *l);
+
+/* The use lock of the tree at dirfd (a flock of its top directory), how =
+ * LOCK_SH or LOCK_EX, not waiting: LCP_ERR_BUSY when held the other way. */
+lcp_err lcp_store_lock_tree(int dirfd, int how, int *fd);
 
 /* fsync(2) of fd as an lcp_err. */
 lcp_err lcp_store_fsync(int fd);

@@ -23,7 +23,8 @@ Usage (exit 0 when the check holds, 1 with a message when not):
       Opens FILE with O_TRUNC, writes the first half of SRC, creates SIGNAL,
       waits for GO, writes the rest, closes.
   dist_check.py drop FILE...
-      Drops each file's pages from this machine's page cache.
+      Drops each file's pages from this machine's page cache (a client
+      still naming a replaced file is made to list its directory first).
   dist_check.py locks PATH1 PATH2
       PATH1 and PATH2 name one file through two client mounts: takes an OFD
       write lock through the first, tries another through the second and
@@ -64,6 +65,23 @@ def pread_full(fd, n, off):
 def drop(fd):
     if DROP:
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+
+
+def drop_path(path):
+    """Drops path's pages. A network client that still names a file another
+    client replaced fails the open (ESTALE): listing the directory makes it
+    learn the new file, whose pages are dropped then."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as e:
+        if e.errno not in (errno.ESTALE, errno.ENOENT):
+            raise
+        os.listdir(os.path.dirname(path) or ".")
+        fd = os.open(path, os.O_RDONLY)
+    try:
+        drop(fd)
+    finally:
+        os.close(fd)
 
 
 def matches(data, off, cands):
@@ -223,9 +241,7 @@ def main(argv):
     if len(argv) >= 2 and argv[0] == "drop":
         DROP = True
         for p in argv[1:]:
-            fd = os.open(p, os.O_RDONLY)
-            drop(fd)
-            os.close(fd)
+            drop_path(p)
         return 0
     if len(argv) == 3 and argv[0] == "locks":
         return cmd_locks(argv[1], argv[2])
@@ -240,5 +256,9 @@ if __name__ == "__main__":
         sys.exit(main(sys.argv[1:]))
     except OSError as e:
         args = [a for a in sys.argv[1:] if a != "--drop"]
-        print("%s: %s" % (e.filename or (args[1] if len(args) > 1 else "?"), e.strerror))
+        tb = e.__traceback__
+        while tb.tb_next:
+            tb = tb.tb_next
+        print("%s: %s (in %s, line %d)" % (e.filename or (args[1] if len(args) > 1 else "?"),
+                                          e.strerror, tb.tb_frame.f_code.co_name, tb.tb_lineno))
         sys.exit(1)

@@ -121,14 +121,20 @@ all_bricks_online() { # both brick processes started and alive
 	[ "$n" -eq 2 ]
 }
 
-# gluster_volume: a two-brick volume, distribute (default) or replica 2.
+# gluster_volume: a two-brick volume, distribute (default) or replica 2,
+# with the volume options in GLUSTER_VOLUME_SET ("key value" words).
+GLUSTER_VOLUME_SET=()
 gluster_volume() {
-	local layout=
+	local layout= i
 	mkdir -p "$GW/brick1" "$GW/brick2"
 	[ "$DIST_LAYOUT" = replica ] && layout="replica 2"
 	# shellcheck disable=SC2086
 	gl volume create "$GVOL" $layout "$GADDR:$GW/brick1" "$GADDR:$GW/brick2" force > "$GW/log/create.out" 2>&1 ||
 		fail "gluster volume create: $(cat "$GW/log/create.out")"
+	for ((i = 0; i + 1 < ${#GLUSTER_VOLUME_SET[@]}; i += 2)); do
+		gl volume set "$GVOL" "${GLUSTER_VOLUME_SET[$i]}" "${GLUSTER_VOLUME_SET[$((i + 1))]}" > "$GW/log/set.out" 2>&1 ||
+			fail "gluster volume set ${GLUSTER_VOLUME_SET[*]:$i:2}: $(cat "$GW/log/set.out")"
+	done
 	gl volume start "$GVOL" > "$GW/log/start.out" 2>&1 ||
 		fail "gluster volume start: $(cat "$GW/log/start.out"); glusterd log: $(tail -n 5 "$GW/log/glusterd.log")"
 	poll "$GLUSTER_UP_TIMEOUT" all_bricks_online ||

@@ -221,7 +221,7 @@ converge reader.sees_rewrite "$REC2"
 # The readers never changed anything; the backing holds one committed file.
 unmount_fs "$R1" "$R1_PID" || bad ro.unmount "unmount of a reader"
 check store.verify "the backing file verifies" "$LCPFS" verify "$S0/m1.safetensors"
-left=$(cd "$S0" && ls -A | grep -v -x -e m1.safetensors -e .m1.safetensors.lcpfs -e direct.safetensors | tr '\n' ' ')
+left=$(cd "$S0" && ls -A | grep -v -x -e m1.safetensors -e .m1.safetensors.lcpfs -e direct.safetensors -e .lcpfs-lock | tr '\n' ' ')
 [ -z "$left" ] && pass store.clean "no temporaries or stray sidecars left" || bad store.clean "left in the backing: $left"
 grep -iE 'error|damaged' "$WORK"/r[12].log > "$WORK/ro.errors" &&
 	bad ro.quiet "ro nodes logged: $(head -n 3 "$WORK/ro.errors" | tr '\n' ' ')" ||

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # A second mount of the same backing must not break the first: while one
-# node's commit is held with its temporaries written, another node mounts
-# (read-write, then read-only) and runs its mount-time recovery; the first
-# commit must still land. The same for an offline `lcpfs pack` batch job
-# held at its final rename. A commit whose temporaries vanished anyway (an
-# administrator's cleanup) is retried, and never remembered as "refused"
-# across a remount.
+# node's commit is held with its temporaries written, another node tries to
+# mount read-write (refused: one writer per backing) and then mounts
+# read-only (no recovery, no change); the first commit must still land. An
+# offline `lcpfs pack` batch job held at its final rename while a node
+# mounts read-write (and runs its recovery) keeps its temporaries and
+# finishes. A commit whose temporaries vanished anyway (an administrator's
+# cleanup) is retried, and never remembered as "refused" across a remount.
 set -u
 cd "$(dirname "$0")/../.."
 . tests/integration/fsx/mount_lib.sh
@@ -28,14 +29,26 @@ W1=$WORK/w1 W1_PID=$NODE_PID
 
 # mount_during_commit KIND FILE POINT NODE CLIENT [lcpfs options]: while node
 # 1's commit of FILE is held at gate POINT, node NODE mounts over gluster
-# client CLIENT; node 1's temporaries must stay and its commit must land.
+# client CLIENT (a read-write one must be refused); node 1's temporaries
+# must stay and its commit must land.
 mount_during_commit() {
 	local kind=$1 f=$2 point=$3 node=$4 client=$5 held now
 	shift 5
 	cp "$RAW" "$W1/$f" || fail "cp $f"
 	poll "$COMMIT_TIMEOUT" gate_arrived "$G" "$point" || fail "$f's commit never reached its rename ($(state_of "$W1/$f"))"
 	held=$(temps)
-	node_mount "$node" "$client" "$WORK/$node" "$@" || fail "$kind node mount: $(node_log "$node" 3)"
+	if [ "$kind" = rw ]; then
+		if node_mount "$node" "$client" "$WORK/$node" "$@"; then
+			bad recovery.rw_refused "a second read-write mount was accepted while node 1 writes"
+			unmount_fs "$WORK/$node" "$NODE_PID"
+		elif grep -q 'another read-write lcpfs mount' "$WORK/$node.log"; then
+			pass recovery.rw_refused "a second read-write mount was refused: $(tail -n 1 "$WORK/$node.log")"
+		else
+			bad recovery.rw_refused "the second read-write mount failed without the reason: $(node_log "$node" 3 | tr '\n' ' ')"
+		fi
+	else
+		node_mount "$node" "$client" "$WORK/$node" "$@" || fail "$kind node mount: $(node_log "$node" 3)"
+	fi
 	now=$(temps)
 	[ "$now" = "$held" ] && pass "recovery.${kind}_keeps_live_temps" "a $kind mount left node 1's temporaries ($held)" ||
 		bad "recovery.${kind}_keeps_live_temps" "the $kind mount removed node 1's in-flight temporaries: before [$held] after [$now]"
@@ -43,7 +56,9 @@ mount_during_commit() {
 	wait_settled "$W1/$f" || fail "$f never settled"
 	check "recovery.${kind}_first_commit_lands" "node 1's commit of $f after a $kind node mounted: $(state_of "$W1/$f") $(reason_of "$W1/$f")" \
 		state_is "$W1/$f" compressed
-	unmount_fs "$WORK/$node" "$NODE_PID" || fail "unmount $node"
+	if [ "$kind" != rw ]; then
+		unmount_fs "$WORK/$node" "$NODE_PID" || fail "unmount $node"
+	fi
 }
 mount_during_commit rw f1.safetensors 1 w2 "$S1"
 mount_during_commit ro f2.safetensors 2 r "$S2" -o ro
@@ -73,7 +88,8 @@ for f in f1 f2; do
 done
 
 # An offline batch job (`lcpfs pack` onto the shared backing) held at its
-# final rename while a node mounts read-write.
+# final rename while a node mounts read-write (node 1 gone: one writer).
+unmount_fs "$WORK/w1b" "$NODE_PID" || fail "unmount node 1"
 gate_env "$WORK/gate2" "rename-before:.batch.safetensors.lcpfs"
 env "${NODE_ENV[@]}" "$LCPFS" pack "$RAW" "$S0/batch.safetensors" > "$WORK/batch.out" 2>&1 &
 PACK_PID=$!

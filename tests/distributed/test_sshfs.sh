@@ -112,6 +112,25 @@ node_mount n "$B" "$M" || fail "lcpfs over sshfs did not mount: $(node_log n)"
 N_PID=$NODE_PID
 pass sshfs.mount "lcpfs mounted over sshfs"
 
+# One writer: a second read-write mount through the same sshfs client is
+# refused (the lock is kept by this machine's kernel). Through another
+# sshfs client it cannot be: sshfs shares no locks (the documented limit).
+if node_mount n2 "$B" "$WORK/m2"; then
+	bad sshfs.second_rw_refused "a second read-write mount through the same sshfs client was accepted"
+	unmount_fs "$WORK/m2" "$NODE_PID"
+elif grep -q 'another read-write lcpfs mount' "$WORK/n2.log"; then
+	pass sshfs.second_rw_refused "a second read-write mount through the same client is refused"
+else
+	bad sshfs.second_rw_refused "the second read-write mount failed without the reason: $(node_log n2 3 | tr '\n' ' ')"
+fi
+mkdir -p "$T/mnt2/store"
+if node_mount other "$T/mnt2/store" "$WORK/m3"; then
+	echo "ok: a read-write mount through a second sshfs client is not refused (no shared locks); unmounted at once"
+	unmount_fs "$WORK/m3" "$NODE_PID" || fail "unmount of the second client's mount"
+else
+	echo "ok: a read-write mount through a second sshfs client was refused: $(node_log other 1)"
+fi
+
 plain() {
 	set -e
 	head -c 200000 /dev/urandom > "$WORK/plain"

@@ -32,7 +32,8 @@ for step in temps sidecar payload; do
 	fi
 	echo "  reads as: $state"
 	"$LCPFS" recover "$d" || bad "$step: recover failed"
-	left=$(ls -A "$d" | tr '\n' ' ')
+	# The store's lock file stays: it is no leftover.
+	left=$(ls -A "$d" | grep -vx '\.lcpfs-lock' | tr '\n' ' ')
 	case $state in
 	raw) [ "$left" = "m.safetensors " ] || bad "$step: leftovers after recover: $left" ;;
 	committed) [ "$left" = ".m.safetensors.lcpfs m.safetensors " ] || bad "$step: leftovers after recover: $left" ;;

@@ -37,8 +37,8 @@ check_after_crash() {
 		cmp -s "$src" "$f" || fail "$what: state $st but bytes are not the raw file"
 	fi
 	local n
-	n=$(ls -A "$b" | wc -l)
-	[ "$n" -le 2 ] || fail "$what: leftovers in the backing: $(ls -A "$b" | tr '\n' ' ')"
+	n=$(backing_ls "$b" | wc -l)
+	[ "$n" -le 2 ] || fail "$what: leftovers in the backing: $(backing_ls "$b" | tr '\n' ' ')"
 	[ "$(ls -A "$m")" = model.safetensors ] || fail "$what: mount lists $(ls -A "$m")"
 	unmount_fs "$m" "$DAEMON_PID" || fail "$what: unmount"
 	echo "ok: $what: reads as its $st version, $n backing entries"

@@ -80,7 +80,7 @@ check_versions() {
 	local oa=$1 ot=$2 na=$3 nt=$4 eo=$5 en=$6 v have
 	never_container A "$TNAME"
 	mount_fs "$B" "$M"
-	have=$(( $(ls -A "$B" | wc -l) + $(ls -A "$B/sub" | wc -l) ))
+	have=$(( $(backing_ls "$B" | wc -l) + $(backing_ls "$B/sub" | wc -l) ))
 	# When both versions read the same (a materialize), either layout is right.
 	if same_as A "$oa" && same_as "$TNAME" "$ot" && [ "$have" = "$eo" ]; then
 		v=old

@@ -55,7 +55,7 @@ PY
 reason_says_space() {
 	state_is "$1" pending && xattr_get "$1" user.lcpfs.reason 2>/dev/null | grep -qi 'space'
 }
-only() { [ "$(ls -A "$B" | sort | tr '\n' ' ')" = "$1" ]; }
+only() { [ "$(backing_ls "$B" | sort | tr '\n' ' ')" = "$1" ]; }
 
 fill_while_writing "$M/model.safetensors"
 poll "$COMMIT_TIMEOUT" reason_says_space "$M/model.safetensors" ||

@@ -78,7 +78,7 @@ hold_go prepared
 refused_for_links "$M/a.safetensors"
 same_file "$M/a.safetensors" "$M/b.safetensors" "linked during compression"
 cmp -s "$M/a.safetensors" "$WORK/t.safetensors" || fail "linked during compression: bytes changed"
-[ "$(ls -A "$B" | tr '\n' ' ')" = "a.safetensors b.safetensors " ] ||
+[ "$(backing_ls "$B" | tr '\n' ' ')" = "a.safetensors b.safetensors " ] ||
 	fail "backing after a refused commit: $(ls -A "$B" | tr '\n' ' ')"
 write_through_each "$M/a.safetensors" "$M/b.safetensors" "linked during compression"
 unmount_fs "$M" "$DAEMON_PID" || fail "unmount"

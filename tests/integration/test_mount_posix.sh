@@ -30,6 +30,6 @@ bounded "user phase, plain" as_user $OPS "$R" user > "$WORK/plain.user" || fail 
 bounded "user phase, mount" as_user $OPS "$M" user > "$WORK/mount.user" || fail "user phase, mount"
 diff -u "$WORK/plain.user" "$WORK/mount.user" || fail "user: the mount differs from a plain directory"
 say "uid $UNPRIVILEGED in a sticky directory: $(wc -l < "$WORK/plain.user") lines of transcript identical"
-[ -z "$(ls -A "$B" | grep '^\.lcpfs' || true)" ] || fail "store names left in the backing"
+[ -z "$(backing_ls "$B" | grep "^\\.lcpfs" || true)" ] || fail "store names left in the backing"
 unmount_fs "$M" "$DAEMON_PID" || fail "unmount"
 echo "posix: all checks passed"

@@ -72,8 +72,8 @@ say "sidecar deleted: its payload kept and reading as its bytes; sidecars restor
 # Out of file descriptors while the daemon opens a compressed file.
 fds=$(ls "/proc/$DAEMON_PID/fd" | wc -l)
 soft=$(prlimit --pid "$DAEMON_PID" --nofile --noheadings --output SOFT)
-# Room for the lookup's O_PATH fd and the payload, none for the sidecar.
-prlimit --pid "$DAEMON_PID" --nofile=$((fds + 2)): || fail "prlimit"
+# Room for the probe's directory fd, none for the payload and sidecar.
+prlimit --pid "$DAEMON_PID" --nofile=$((fds + 1)): || fail "prlimit"
 expect_eio fds.safetensors "too many open files"
 grep -q 'fds.safetensors: cannot tell.*too many open files' "$WORK/daemon.log" ||
 	fail "no log line for EMFILE"

@@ -99,7 +99,7 @@ bounded "mkfifo" as_user mkfifo "$S/pipe"
 bounded "mv of a FIFO over a compressed file" as_user mv "$S/pipe" "$S/model.safetensors" ||
 	fail "mv of a FIFO over a compressed file"
 [ -p "$S/model.safetensors" ] || fail "not a FIFO after mv"
-[ "$(ls -A "$B/shared")" = model.safetensors ] || fail "backing after mv: $(ls -A "$B/shared" | tr '\n' ' ')"
+[ "$(backing_ls "$B/shared")" = model.safetensors ] || fail "backing after mv: $(ls -A "$B/shared" | tr '\n' ' ')"
 bounded "ls" ls -la "$S" > /dev/null || fail "ls"
 say "a FIFO renamed over a compressed file: the sidecar goes, no hang"
 

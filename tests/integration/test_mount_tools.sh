@@ -141,7 +141,7 @@ say "stats on the backing: same totals, preset balanced, hard link counted once"
 D=$WORK/damaged
 mkdir "$D"
 "$LCPFS" pack "$SRC" "$D/m.safetensors" > /dev/null || fail "pack"
-mapfile -t side < <(find "$D" -type f ! -name m.safetensors)
+mapfile -t side < <(find "$D" -type f ! -name m.safetensors ! -name .lcpfs-lock)
 [ "${#side[@]}" = 1 ] || fail "expected one sidecar beside the packed file: ${side[*]}"
 "$PYTHON" -c 'import os, sys
 with open(sys.argv[1], "r+b") as f:

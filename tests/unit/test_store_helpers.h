@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "common/le.h"
+#include "lcpfs/store.h"
 
 struct scratch {
 	char path[64];
@@ -51,8 +52,11 @@ static inline int scratch_count(struct scratch *s)
 	DIR *d = opendir(s->path);
 	struct dirent *e;
 	int n = 0;
+	/* The lock file the store keeps in a directory it committed in is
+	 * neither a file nor a leftover. */
 	while (d && (e = readdir(d)) != NULL)
-		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") &&
+		    strcmp(e->d_name, ".lcpfs-lock"))
 			n++;
 	if (d)
 		closedir(d);
@@ -90,6 +94,22 @@ static inline void flip_byte_at(int dirfd, const char *name, uint64_t off)
 	v ^= 0x5a;
 	cr_assert_eq(pwrite(fd, &v, 1, (off_t)off), 1);
 	close(fd);
+/* Packs name in dfd in place with the default configuration; fails the
+ * test unless it committed. */
+static inline void pack_in(int dfd, const char *name)
+{
+	struct lcp_config cfg = lcp_config_default();
+	struct lcp_pack_report rep;
+	cr_assert_eq(lcp_store_pack_at(dfd, name, -1, &cfg, NULL, NULL, &rep), LCP_OK);
+	cr_assert(rep.committed, "%s not committed: %s", name, rep.reason);
+}
+
+/* What name in dfd is (lcp_store_probe_at); *err its answer. */
+static inline enum lcp_repr repr_of(int dfd, const char *name, lcp_err *err)
+{
+	struct lcp_probe pr;
+	*err = lcp_store_probe_at(dfd, name, NULL, &pr, NULL);
+	return pr.repr;
 }
 
 static inline uint64_t test_rng(uint64_t *s)

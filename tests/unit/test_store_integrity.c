@@ -45,21 +45,6 @@ static void teardown(void)
 
 TestSuite(integrity, .init = setup, .fini = teardown);
 
-static void pack_in(int dfd, const char *name)
-{
-	struct lcp_config cfg = lcp_config_default();
-	struct lcp_pack_report rep;
-	cr_assert_eq(lcp_store_pack_at(dfd, name, -1, &cfg, NULL, NULL, &rep), LCP_OK);
-	cr_assert(rep.committed, "%s not committed: %s", name, rep.reason);
-}
-
-static enum lcp_repr repr_of(int dfd, const char *name, lcp_err *err)
-{
-	struct lcp_probe pr;
-	*err = lcp_store_probe_at(dfd, name, NULL, &pr, NULL);
-	return pr.repr;
-}
-
 /* What name reads as: its reconstruction, its raw bytes, or NULL when it
  * cannot be read (damaged, cannot tell, absent). */
 static uint8_t *logical(int dfd, const char *name, size_t *len)
@@ -315,7 +300,8 @@ Test(integrity, hard_link_made_on_the_backing)
 	/* Several links: cannot be materialized or discarded in place. */
 	struct lcp_materialize *mat;
 	cr_assert_eq(lcp_store_materialize_prepare_at(dir.fd, "l.safetensors", &mat), LCP_ERR_MLINK);
-	cr_assert_eq(lcp_store_discard_at(dir.fd, "l.safetensors"), LCP_ERR_MLINK);
+	uint64_t dev, ino;
+	cr_assert_eq(lcp_store_discard_at(dir.fd, "l.safetensors", &dev, &ino), LCP_ERR_MLINK);
 	free(good);
 }
 
@@ -525,18 +511,38 @@ Test(integrity, metadata_survives_pack_and_materialize)
 	(void)b;
 }
 
-Test(integrity, discard_empties_in_place)
+/* Defect: an open with O_TRUNC emptied the payload in place, under the
+ * store files other machines' mounts had open on it: their reads failed
+ * their checksums (EIO, "damaged payload"). */
+Test(integrity, discard_leaves_the_payload_alone)
 {
 	struct stat a, b;
+	struct lcp_store_file *reader;
+	uint64_t dev = 0, ino = 0;
+	size_t n, got;
 	lcp_err err;
 	pack_in(dir.fd, "m.safetensors");
+	uint8_t *want = recon(dir.fd, "m.safetensors", &n);
+	cr_assert_eq(lcp_store_open_at(dir.fd, "m.safetensors", NULL, &reader), LCP_OK);
+	cr_assert_eq(fchmodat(dir.fd, "m.safetensors", 0640, 0), 0);
 	cr_assert_eq(fstatat(dir.fd, "m.safetensors", &a, 0), 0);
-	cr_assert_eq(lcp_store_discard_at(dir.fd, "m.safetensors"), LCP_OK);
+	cr_assert_eq(lcp_store_discard_at(dir.fd, "m.safetensors", &dev, &ino), LCP_OK);
 	cr_assert_eq(fstatat(dir.fd, "m.safetensors", &b, 0), 0);
-	cr_assert_eq(a.st_ino, b.st_ino);
+	cr_assert_neq(a.st_ino, b.st_ino, "a new file takes the name");
+	cr_assert_eq(ino, (uint64_t)b.st_ino);
+	cr_assert_eq(dev, (uint64_t)b.st_dev);
 	cr_assert_eq(b.st_size, 0);
+	cr_assert_eq(b.st_mode & 07777, 0640, "the payload's mode is kept");
 	cr_assert_eq(repr_of(dir.fd, "m.safetensors", &err), LCP_REPR_RAW);
-	cr_assert_eq(scratch_count(&dir), 1);
+	cr_assert_eq(scratch_count(&dir), 1, "no sidecar, no temporary left");
+	/* The reader that had it open reads the whole reconstruction still. */
+	uint8_t *b2 = malloc(n);
+	cr_assert_eq(lcp_store_read(reader, b2, n, 0, &got, NULL), LCP_OK);
+	cr_assert_eq(got, n);
+	cr_assert(memcmp(b2, want, n) == 0, "the open file changed under its reader");
+	lcp_store_close(reader);
+	free(b2);
+	free(want);
 }
 
 /*
@@ -568,9 +574,11 @@ static void run_op(enum op op, const char *a, const char *t, int tdir)
 	case OP_MATERIALIZE:
 		lcp_store_materialize_at(dir.fd, a);
 		break;
-	case OP_DISCARD:
-		lcp_store_discard_at(dir.fd, a);
+	case OP_DISCARD: {
+		uint64_t dev, ino;
+		lcp_store_discard_at(dir.fd, a, &dev, &ino);
 		break;
+	}
 	case OP_PACK:
 		lcp_store_pack_at(dir.fd, a, -1, &cfg, NULL, NULL, &rep);
 		break;
@@ -608,7 +616,8 @@ static int count_all(int d)
 	struct dirent *e;
 	rewinddir(dp);
 	while ((e = readdir(dp)) != NULL)
-		n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+		n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..") &&
+		     strcmp(e->d_name, ".lcpfs-lock");
 	closedir(dp);
 	return n;
 }

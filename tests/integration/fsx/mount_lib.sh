@@ -86,6 +86,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# backing_ls DIR: ls -A of a backing directory without the store's lock file
+# (.lcpfs-lock, kept where the store committed or moved a compressed file).
+backing_ls() {
+	ls -A "$1" | grep -vx '\.lcpfs-lock' || true
+}
+
 # xattr_get PATH NAME: prints the value (fails when absent).
 xattr_get() {
 	"$PYTHON" -c 'import os,sys; sys.stdout.write(os.getxattr(sys.argv[1], sys.argv[2]).decode())' "$1" "$2"
