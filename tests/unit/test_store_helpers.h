@@ -94,6 +94,8 @@ static inline void flip_byte_at(int dirfd, const char *name, uint64_t off)
 	v ^= 0x5a;
 	cr_assert_eq(pwrite(fd, &v, 1, (off_t)off), 1);
 	close(fd);
+}
+
 /* Packs name in dfd in place with the default configuration; fails the
  * test unless it committed. */
 static inline void pack_in(int dfd, const char *name)
