@@ -18,6 +18,7 @@
 #include "codec/lowrank.h"
 #include "codec/quant.h"
 #include "codec/rans.h"
+#include "codec/stream.h"
 #include "common/alloc.h"
 #include "common/buf.h"
 #include "common/checksum.h"
@@ -29,20 +30,10 @@
  * for nibble-packed codes (order-0 entropy 3.52), while levels 3-9 on
  * one-code-per-byte streams find many useless short matches (3.99). */
 #define ZSTD_LEVEL 1
-/* Entropy-coded 4-bit class (plan_quant): step = ECSQ_STEP * rms_group^ALPHA
- * * rms_tensor^(1-ALPHA). ALPHA < 1 moves bits from quiet groups to loud
- * ones, toward the equal-step allocation that minimizes total squared error
- * for a given rate, but that starves quiet groups the model still needs.
- * Measured (faceres / stories260K, bits/weight and dB; stories260k.py
- * perplexity change over STEP 0.25..0.275, which is noisy on so small a
- * model): ALPHA 1: 3.95/22.20 at 0.27, ppl +2..+10% (mean +5%);
- * 0.75: 3.97/22.38, 3.93/22.18, ppl -2..+6.5% (mean +1.1%); 0.5: 3.96/22.47,
- * 3.90/22.42, ppl +4..+7.5% (mean +5.9%). STEP sets the rate: ~3.9 stored
- * bits/weight on the shared weights, about 10 log10(12 / STEP^2) = 22 dB;
- * at ALPHA 0.75, STEP 0.27 gives 3.968/22.41 and 3.916/22.18, 0.268 gives
- * 3.979/22.48 and 3.922/22.21 (past IQ4_NL's 22.18 on stories260K). */
-#define ECSQ_STEP 0.268f
-#define ECSQ_ALPHA 0.75f
+/* The 4-bit symmetric class (plan_quant) is dependent quantization
+ * (quant.h) with half-step D = DQ_DELTA * rms_group; DQ_DELTA sets the
+ * rate. Measured choices are in docs/DESIGN-notes.md ("4-bit fidelity"). */
+#define DQ_DELTA 0.14f
 /* Low rank (lowrank_choose, encode_as): the exchange rate between stored
  * bits and error, ~6.02 dB per bit per weight for a uniform quantizer at
  * high rate; the most bits/weight the factors may take; fp16 factor peaks
@@ -209,14 +200,14 @@ static uint32_t chunk_elems_for(uint64_t cols, uint64_t target, uint32_t unit)
  * tensors: block_elems > 0), version 1 without (lossless tensors, whose
  * bytes stay as they were). */
 static lcp_err params_build(const struct lcp_tensor_view *t, enum lcp_encoding enc,
-			    const struct lcp_qparams *q, bool ecsq, const struct lowrank *lr,
+			    const struct lcp_qparams *q, bool dq, const struct lowrank *lr,
 			    uint32_t group_size, uint32_t chunk_elems, uint32_t block_elems,
 			    uint8_t **out, size_t *out_len)
 {
 	struct lcp_buf b = LCP_BUF_INIT;
 	lcp_err err = lcp_buf_append(&b, PARAMS_MAGIC, 4);
 	if (!err)
-		err = lcp_buf_append_u8(&b, block_elems ? PARAMS_VERSION : PARAMS_VERSION_1);
+		err = lcp_buf_append_u8(&b, dq ? PARAMS_VERSION_3 : block_elems ? PARAMS_VERSION_2 : PARAMS_VERSION_1);
 	if (!err)
 		err = lcp_buf_append_u8(&b, (uint8_t)enc);
 	if (!err)
@@ -225,7 +216,7 @@ static lcp_err params_build(const struct lcp_tensor_view *t, enum lcp_encoding e
 		err = lcp_buf_append_u8(&b, enc == LCP_ENC_LOSSLESS ? 0 : enc == LCP_ENC_Q4 ? 4 : 8);
 	if (!err)
 		err = lcp_buf_append_u8(&b, (uint8_t)((enc != LCP_ENC_LOSSLESS && q->symmetric ? 1 : 0) |
-						     (ecsq ? 2 : 0)));
+						     (dq ? PARAMS_FLAG_ENTROPY | PARAMS_FLAG_DQ : 0)));
 	if (!err)
 		err = lcp_buf_append_u8(&b, enc == LCP_ENC_LOSSLESS ? 0 : q->scale_log2_steps);
 	if (!err)
@@ -337,9 +328,9 @@ static lcp_err encode_lossless_chunks(struct lcp_codec_ctx *ctx, const struct lc
 /* How the groups of one tensor are quantized. */
 struct qplan {
 	struct lcp_qparams q; /* the kernel's parameters (bits = symbol width) */
-	bool ecsq;            /* entropy-coded step: q is {8, symmetric} */
-	float step_coef;      /* ecsq: step = step_coef * group_rms^ECSQ_ALPHA */
-	float *gstep;         /* ecsq: every group's step, computed once */
+	bool dq;              /* dependent quantization: q is {8, symmetric} */
+	float *gstep;         /* dq: every group's half-step, then its
+	                         representable scale */
 };
 
 /* Sums of squares in four interleaved partial sums: a fixed order (the
@@ -388,70 +379,6 @@ static void chunk_streams_free(struct chunk_streams *cs, uint32_t n)
 	lcp_free(cs);
 }
 
-/* Lanes for a chunk of m codes: 16, or fewer so each lane codes at least
- * LANE_MIN_SYMBOLS (the lane states' bytes matter in short chunks). */
-static unsigned lanes_for(uint64_t m, uint32_t block_elems)
-{
-	uint64_t per_block = m < block_elems ? m : block_elems;
-	unsigned lanes = LCP_RANS_MAX_LANES;
-	while (lanes > 1 && (uint64_t)lanes * LANE_MIN_SYMBOLS > per_block)
-		lanes /= 2;
-	return lanes;
-}
-
-/* m symbols as a rANS stream (layout in codec_format.h): lanes, its own
- * frequency table, block lengths, blocks. */
-static lcp_err put_rans(struct lcp_buf *b, const uint8_t *codes, uint64_t m, uint32_t block_elems,
-			unsigned lanes)
-{
-	uint64_t hist[256] = {0};
-	uint16_t freq[256];
-	struct lcp_rans_enc e;
-	for (uint64_t i = 0; i < m; i++)
-		hist[codes[i]]++;
-	lcp_rans_normalize(hist, freq);
-	lcp_rans_enc_init(&e, freq);
-	unsigned lg = 0;
-	while ((1u << lg) < lanes)
-		lg++;
-	uint64_t nblocks = (m + block_elems - 1) / block_elems;
-	lcp_err err = lcp_buf_reserve(b, 1 + LCP_RANS_TABLE_MAX);
-	if (!err) {
-		b->data[b->len++] = (uint8_t)lg;
-		b->len += lcp_rans_table_write(freq, b->data + b->len);
-	}
-	size_t lens_at = b->len;
-	for (uint64_t k = 0; !err && k < nblocks; k++)
-		err = lcp_buf_append_le32(b, 0);
-	for (uint64_t k = 0; !err && k < nblocks; k++) {
-		uint64_t beg = k * block_elems;
-		uint32_t bn = (uint32_t)(m - beg < block_elems ? m - beg : block_elems);
-		err = lcp_buf_reserve(b, lcp_rans_block_bound(bn, lanes));
-		if (err)
-			break;
-		size_t len = lcp_rans_encode(&e, codes + beg, bn, lanes, b->data + b->len);
-		b->len += len;
-		lcp_store_le32(b->data + lens_at + 4 * k, (uint32_t)len);
-	}
-	return err;
-}
-
-/* rANS with 16 lanes is kept unless raw or zstd is smaller by more than 1
- * part in RANS_PREFERENCE: it decodes several times faster than zstd's
- * Huffman literals (zstd wins on repeated rows, as in embedding tables with
- * untrained tokens). With fewer lanes (chunks under 16K codes) it decodes in
- * scalar code, slower than zstd (1.5 against 0.5 ns per code), and its
- * table weighs more (a 256-symbol table is ~230 bytes): then it must be
- * smaller by that margin. */
-#define RANS_PREFERENCE 50u
-
-static bool prefer_rans(size_t rans_len, size_t alt_len, unsigned lanes)
-{
-	if (lanes < LCP_RANS_MAX_LANES)
-		return (uint64_t)rans_len * (RANS_PREFERENCE + 1) <= (uint64_t)alt_len * RANS_PREFERENCE;
-	return (uint64_t)rans_len * RANS_PREFERENCE <= (uint64_t)alt_len * (RANS_PREFERENCE + 1);
-}
-
 /* Side streams go as planes unless zstd or raw is smaller by more than 1
  * part in SIDE_PREFERENCE: measured on the decode benchmark's matrix, zstd
  * decoded the 8-bit class's side streams (0.55 bits/weight) in 0.11 ns per
@@ -461,26 +388,32 @@ static bool prefer_rans(size_t rans_len, size_t alt_len, unsigned lanes)
  * tensors 0.04 bits/weight, so the margin is the codes' 2%. */
 #define SIDE_PREFERENCE 50u
 
-/* One plane of ng side bytes, as its mode and payload (codec_format.h):
- * constant, rANS (16 lanes, one block) when that is smaller, else raw. */
-static lcp_err put_plane(struct lcp_buf *b, const uint8_t *p, uint64_t ng)
+/* Dependent quantization of the whole tensor (quant.h): every group's
+ * scale code, then each rANS block's chains. */
+static lcp_err quant_dq(const float *x, const struct qplan *qp, uint32_t G,
+			const struct chunk_plan *pl, uint32_t block_elems, uint8_t *codes, uint16_t *sc,
+			uint8_t *aux, double *sqerr)
 {
-	uint64_t same = 1;
-	while (same < ng && p[same] == p[0])
-		same++;
-	if (same == ng) {
-		lcp_err err = lcp_buf_append_u8(b, PLANE_CONSTANT);
-		return err ? err : lcp_buf_append_u8(b, p[0]);
+	uint64_t n = pl->n;
+	void *work = lcp_malloc(lcp_quant_dq_work_bytes(block_elems));
+	if (!work)
+		return LCP_ERR_NOMEM;
+	for (uint64_t g = 0; g < (n + G - 1) / G; g++) {
+		sc[g] = lcp_quant_scale_code(&qp->q, qp->gstep[g], &qp->gstep[g]);
+		aux[g] = 0;
 	}
-	size_t at = b->len;
-	lcp_err err = lcp_buf_append_u8(b, PLANE_RANS);
-	if (!err)
-		err = put_rans(b, p, ng, (uint32_t)ng, LCP_RANS_MAX_LANES);
-	if (err || b->len - at - 1 < ng)
-		return err;
-	b->len = at; /* rANS would not pay: raw */
-	err = lcp_buf_append_u8(b, PLANE_RAW);
-	return err ? err : lcp_buf_append(b, p, ng);
+	double e = 0.0;
+	for (uint64_t b = 0; b < n;) {
+		uint64_t chunk_end = (b / pl->chunk_elems + 1) * pl->chunk_elems;
+		uint64_t end = b + block_elems < chunk_end ? b + block_elems : chunk_end;
+		end = end < n ? end : n;
+		e += lcp_quant_dq_block(x + b, (uint32_t)(end - b), qp->gstep + b / G, G,
+					(uint32_t)(b % G), codes + b, work);
+		b = end;
+	}
+	lcp_free(work);
+	*sqerr += e;
+	return LCP_OK;
 }
 
 /*
@@ -505,14 +438,13 @@ static lcp_err encode_quant_chunks(struct lcp_codec_ctx *ctx, const float *x,
 	struct chunk_streams *cs = lcp_calloc(pl->nchunks ? pl->nchunks : 1, sizeof *cs);
 	lcp_err err = codes && aux && sc && stream && cs ? LCP_OK : LCP_ERR_NOMEM;
 	double e = 0.0;
-	for (uint64_t g = 0; !err && g < ngroups; g++) {
+	for (uint64_t g = 0; !err && !qp->dq && g < ngroups; g++) {
 		uint64_t beg = g * G;
 		uint32_t len = (uint32_t)(n - beg < G ? n - beg : G);
-		if (qp->ecsq)
-			e += lcp_quant_group_ecsq(x + beg, len, q, qp->gstep[g], codes + beg, &sc[g], &aux[g]);
-		else
-			e += lcp_quant_group(x + beg, len, q, codes + beg, &sc[g], &aux[g]);
+		e += lcp_quant_group(x + beg, len, q, codes + beg, &sc[g], &aux[g]);
 	}
+	if (!err && qp->dq)
+		err = quant_dq(x, qp, G, pl, block_elems, codes, sc, aux, &e);
 	for (uint32_t c = 0; !err && c < pl->nchunks; c++) {
 		uint64_t cb = (uint64_t)c * pl->chunk_elems;
 		uint64_t m = cb + pl->chunk_elems < n ? pl->chunk_elems : n - cb;
@@ -539,7 +471,7 @@ static lcp_err encode_quant_chunks(struct lcp_codec_ctx *ctx, const float *x,
 		struct lcp_buf planes = LCP_BUF_INIT;
 		uint8_t zmode = 0;
 		for (unsigned k = 0; !err && k <= sbytes; k++)
-			err = put_plane(&planes, side + k * ng, ng);
+			err = lcp_stream_put_plane(&planes, side + k * ng, ng, (uint32_t)ng, LCP_RANS_MAX_LANES);
 		if (!err)
 			err = put_stream(ctx, &cs[c].side, side, (sbytes + 1) * ng, &zmode);
 		cs[c].side_mode = zmode ? SIDE_ZSTD : SIDE_RAW;
@@ -555,7 +487,8 @@ static lcp_err encode_quant_chunks(struct lcp_codec_ctx *ctx, const float *x,
 			err = put_stream(ctx, &cs[c].alt, packed, code_len, &zmode);
 		cs[c].alt_mode = zmode ? CODE_ZSTD : CODE_RAW;
 		if (!err)
-			err = put_rans(&cs[c].rans, codes + cb, m, block_elems, lanes_for(m, block_elems));
+			err = lcp_stream_put_rans(&cs[c].rans, codes + cb, m, block_elems,
+						  lcp_stream_lanes(m, block_elems), NULL);
 	}
 	/* The chunks as stored: header, side stream, codes, low-rank rows. */
 	struct lcp_buf data = LCP_BUF_INIT;
@@ -563,8 +496,8 @@ static lcp_err encode_quant_chunks(struct lcp_codec_ctx *ctx, const float *x,
 		struct lcp_chunk_info *ci = &out->chunks[c];
 		ci->elem_begin = (uint64_t)c * pl->chunk_elems;
 		ci->elem_end = ci->elem_begin + pl->chunk_elems < n ? ci->elem_begin + pl->chunk_elems : n;
-		bool use_rans = prefer_rans(cs[c].rans.len, cs[c].alt.len,
-					    lanes_for(ci->elem_end - ci->elem_begin, block_elems));
+		bool use_rans = lcp_stream_prefer_rans(cs[c].rans.len, cs[c].alt.len,
+						       lcp_stream_lanes(ci->elem_end - ci->elem_begin, block_elems));
 		const struct lcp_buf *code = use_rans ? &cs[c].rans : &cs[c].alt;
 		uint8_t modes = (uint8_t)(cs[c].side_mode | (use_rans ? CODE_RANS : cs[c].alt_mode) << 2);
 		ci->data_off = data.len;
@@ -656,12 +589,9 @@ static lcp_err measure(const struct lcp_tensor_view *t, struct lcp_encoded *out)
 
 /*
  * Chooses the quantizer. The 4-bit symmetric class (the default preset) is
- * entropy-coded scalar quantization: measured on the shared weights (all 2-D
- * tensors >= 4096 elements, group 64, order-0 entropy), 16 uniform levels
- * with an MSE scale search reach 20.3/20.8 dB (faceres/stories) at 3.59/3.82
- * bits, IQ4_NL's codebook 21.4/21.7 dB at 3.77/3.97, and this step rule
- * 22.5/22.4 dB at 3.96/3.90 (stored, zstd): more dB, outliers kept.
- * Other classes: 16 or 256 uniform levels with an MSE scale search.
+ * dependent quantization with a step proportional to each group's RMS
+ * (docs/DESIGN-notes.md has what it was measured against); the other
+ * classes are 16 or 256 uniform levels with an MSE scale search.
  */
 static lcp_err plan_quant(struct qplan *qp, const float *x, uint64_t n, enum lcp_encoding enc,
 			  const struct lcp_config *cfg, float step_mult)
@@ -670,8 +600,8 @@ static lcp_err plan_quant(struct qplan *qp, const float *x, uint64_t n, enum lcp
 	qp->q.bits = enc == LCP_ENC_Q4 ? 4 : 8;
 	qp->q.symmetric = cfg->symmetric;
 	qp->q.scale_log2_steps = enc == LCP_ENC_Q4 ? 4 : 8;
-	qp->ecsq = enc == LCP_ENC_Q4 && cfg->symmetric;
-	if (!qp->ecsq) {
+	qp->dq = enc == LCP_ENC_Q4 && cfg->symmetric;
+	if (!qp->dq) {
 		qp->q.super = lcp_quant_super(x, n, cfg->group_size, qp->q.bits, qp->q.symmetric);
 		return LCP_OK;
 	}
@@ -680,13 +610,10 @@ static lcp_err plan_quant(struct qplan *qp, const float *x, uint64_t n, enum lcp
 	if (!qp->gstep)
 		return LCP_ERR_NOMEM;
 	qp->q.bits = 8;
-	double ss = sumsq(x, n);
-	float rt = (float)sqrt(ss / (double)n);
-	qp->step_coef = step_mult * ECSQ_STEP * powf(rt, 1.0f - ECSQ_ALPHA);
-	float top = 0.0f;
+	float coef = step_mult * DQ_DELTA, top = 0.0f;
 	for (uint64_t g = 0; g < n; g += G) {
 		uint32_t len = (uint32_t)(n - g < G ? n - g : G);
-		float s = qp->step_coef * powf(group_rms(x + g, len), ECSQ_ALPHA);
+		float s = coef * group_rms(x + g, len);
 		qp->gstep[g / G] = s;
 		if (s > top)
 			top = s;
@@ -871,7 +798,7 @@ static lcp_err encode_quant(struct lcp_codec_ctx *ctx, const struct lcp_tensor_v
 					  &sqerr);
 	lcp_free(qp.gstep);
 	if (!err)
-		err = params_build(t, enc, &qp.q, qp.ecsq, lr, cfg->group_size, pl.chunk_elems,
+		err = params_build(t, enc, &qp.q, qp.dq, lr, cfg->group_size, pl.chunk_elems,
 				   block_elems, &out->params, &out->params_len);
 	if (!err) {
 		out->sqnr_db = sqerr > 0.0 ? 10.0 * log10(energy / sqerr) : INFINITY;
