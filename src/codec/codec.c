@@ -15,6 +15,7 @@
 
 #include "codec/codec_format.h"
 #include "codec/half.h"
+#include "codec/lossless.h"
 #include "codec/lowrank.h"
 #include "codec/quant.h"
 #include "codec/rans.h"
@@ -196,9 +197,8 @@ static uint32_t chunk_elems_for(uint64_t cols, uint64_t target, uint32_t unit)
 	return (uint32_t)(c ? c : step);
 }
 
-/* The params block: version 2 with the rANS block length (quantized
- * tensors: block_elems > 0), version 1 without (lossless tensors, whose
- * bytes stay as they were). */
+/* The params block: version 3 for dependent quantization and lossless
+ * tensors, version 2 for the other quantized ones (codec_format.h). */
 static lcp_err params_build(const struct lcp_tensor_view *t, enum lcp_encoding enc,
 			    const struct lcp_qparams *q, bool dq, const struct lowrank *lr,
 			    uint32_t group_size, uint32_t chunk_elems, uint32_t block_elems,
@@ -207,7 +207,7 @@ static lcp_err params_build(const struct lcp_tensor_view *t, enum lcp_encoding e
 	struct lcp_buf b = LCP_BUF_INIT;
 	lcp_err err = lcp_buf_append(&b, PARAMS_MAGIC, 4);
 	if (!err)
-		err = lcp_buf_append_u8(&b, dq ? PARAMS_VERSION_3 : block_elems ? PARAMS_VERSION_2 : PARAMS_VERSION_1);
+		err = lcp_buf_append_u8(&b, dq || enc == LCP_ENC_LOSSLESS ? PARAMS_VERSION_3 : PARAMS_VERSION_2);
 	if (!err)
 		err = lcp_buf_append_u8(&b, (uint8_t)enc);
 	if (!err)
@@ -287,35 +287,25 @@ static void plan_chunks(struct chunk_plan *pl, uint64_t n, uint64_t cols, uint64
 }
 
 static lcp_err encode_lossless_chunks(struct lcp_codec_ctx *ctx, const struct lcp_tensor_view *t,
-				      const struct chunk_plan *pl, struct lcp_encoded *out)
+				      const struct chunk_plan *pl, uint64_t period, uint32_t block_elems,
+				      struct lcp_encoded *out)
 {
 	unsigned eb = lcp_codec_elem_bytes(t->dtype);
 	struct lcp_buf data = LCP_BUF_INIT;
-	uint8_t *planes = lcp_malloc((size_t)pl->chunk_elems * eb);
-	lcp_err err = planes ? LCP_OK : LCP_ERR_NOMEM;
+	uint8_t *scratch = lcp_malloc(lcp_lossless_encode_scratch(eb, pl->chunk_elems));
+	lcp_err err = scratch ? LCP_OK : LCP_ERR_NOMEM;
 	const uint8_t *src = t->data;
 	for (uint32_t c = 0; !err && c < pl->nchunks; c++) {
 		struct lcp_chunk_info *ci = &out->chunks[c];
 		ci->elem_begin = (uint64_t)c * pl->chunk_elems;
 		ci->elem_end = ci->elem_begin + pl->chunk_elems < pl->n ? ci->elem_begin + pl->chunk_elems : pl->n;
-		uint64_t m = ci->elem_end - ci->elem_begin;
-		const uint8_t *raw = src + ci->elem_begin * eb;
-		for (unsigned b = 0; b < eb; b++)
-			for (uint64_t i = 0; i < m; i++)
-				planes[b * m + i] = raw[i * eb + b];
 		ci->data_off = data.len;
-		uint8_t mode = 0;
-		err = lcp_buf_append_u8(&data, 0);
-		if (!err)
-			err = put_stream(ctx, &data, planes, m * eb, &mode);
-		if (!err) {
-			data.data[ci->data_off] = mode;
-			if (mode == 0) /* stored bytes are in storage order */
-				memcpy(data.data + ci->data_off + 1, raw, m * eb);
-		}
+		err = lcp_lossless_encode_chunk(ctx->zc, eb, src + ci->elem_begin * eb,
+						ci->elem_end - ci->elem_begin, period, block_elems, scratch,
+						&data);
 		ci->data_len = data.len - ci->data_off;
 	}
-	lcp_free(planes);
+	lcp_free(scratch);
 	if (err) {
 		lcp_buf_free(&data);
 		return err;
@@ -878,12 +868,13 @@ static lcp_err encode_as(struct lcp_codec_ctx *ctx, const struct lcp_tensor_view
 		struct chunk_plan pl;
 		out->encoding = enc;
 		plan_chunks(&pl, n, cols, CHUNK_TARGET_BYTES / lcp_codec_elem_bytes(t->dtype), 1);
+		uint32_t block_elems = BLOCK_ELEMS < pl.chunk_elems ? BLOCK_ELEMS : pl.chunk_elems;
 		err = alloc_chunks(out, &pl);
 		if (!err)
-			err = encode_lossless_chunks(ctx, t, &pl, out);
+			err = encode_lossless_chunks(ctx, t, &pl, lcp_lossless_period(t), block_elems, out);
 		if (!err)
-			err = params_build(t, enc, &q, false, NULL, 0, pl.chunk_elems, 0, &out->params,
-					   &out->params_len);
+			err = params_build(t, enc, &q, false, NULL, 0, pl.chunk_elems, block_elems,
+					   &out->params, &out->params_len);
 		if (!err)
 			err = measure(t, out);
 	} else {
@@ -940,6 +931,42 @@ static bool within_quant_range(const float *x, uint64_t n)
 	return true;
 }
 
+/* A lossless encoding replaces the lossy one when it stores at most 1 part
+ * in EXACT_MARGIN or EXACT_SLACK_BYTES more, whichever is larger: the bits
+ * then buy exact values (a 4096-element coordinate grid takes ~200 bytes
+ * exact, ~160 at 4 bits). */
+#define EXACT_MARGIN 16u
+#define EXACT_SLACK_BYTES 64u
+
+/* Stores *out exact instead when that costs at most that much more
+ * (lcp_lossless_may_pay screens out the tensors where it cannot, such as
+ * trained weights, without encoding them); *reason then says so. */
+static lcp_err exact_if_cheap(struct lcp_codec_ctx *ctx, const struct lcp_tensor_view *t,
+			      const float *x, const struct lcp_config *cfg, struct lcp_encoded *out,
+			      const char **reason)
+{
+	uint64_t cols;
+	uint64_t n = elem_count(t, &cols);
+	uint64_t limit = out->stored_bytes + (out->stored_bytes / EXACT_MARGIN > EXACT_SLACK_BYTES
+						      ? out->stored_bytes / EXACT_MARGIN
+						      : EXACT_SLACK_BYTES);
+	if (!lcp_lossless_may_pay(lcp_codec_elem_bytes(t->dtype), t->data, n, lcp_lossless_period(t),
+				  limit))
+		return LCP_OK;
+	struct lcp_encoded exact;
+	memset(&exact, 0, sizeof exact);
+	lcp_err err = encode_as(ctx, t, x, LCP_ENC_LOSSLESS, cfg, &exact);
+	if (!err && exact.stored_bytes <= limit) {
+		*reason = out->encoding == LCP_ENC_Q4 ? "exact: no larger than 4-bit"
+						      : "exact: no larger than 8-bit";
+		lcp_encoded_free(out);
+		*out = exact;
+	} else {
+		lcp_encoded_free(&exact);
+	}
+	return err;
+}
+
 lcp_err lcp_codec_encode(struct lcp_codec_ctx *ctx, const struct lcp_tensor_view *t,
 			 const struct lcp_config *cfg, struct lcp_encoded *out)
 {
@@ -969,7 +996,9 @@ lcp_err lcp_codec_encode(struct lcp_codec_ctx *ctx, const struct lcp_tensor_view
 	unsigned ntries = cfg->bits == 4 ? 2 : 1;
 	const char *reason = NULL;
 	bool done = false;
-	if (!finite) {
+	if (cfg->lossless) {
+		ntries = 0;
+	} else if (!finite) {
 		reason = "NaN or Inf in tensor";
 		ntries = 0;
 	} else if (!within_quant_range(x, n)) {
@@ -991,6 +1020,8 @@ lcp_err lcp_codec_encode(struct lcp_codec_ctx *ctx, const struct lcp_tensor_view
 	}
 	if (!err && !done)
 		err = encode_as(ctx, t, x, LCP_ENC_LOSSLESS, cfg, out);
+	else if (!err)
+		err = exact_if_cheap(ctx, t, x, cfg, out, &reason);
 	lcp_free(x);
 	if (!err) {
 		out->fallback_reason = reason;

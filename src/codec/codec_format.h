@@ -86,9 +86,21 @@
  * for every row it touches, so chunks stay independent; element (i, j)
  * reconstructs as dequant + sum_k U[i][k] * V^T[k][j], summed in binary32
  * from k = 0 upward, exactly as the encoder computed the residual.
- * Lossless chunk: u8 mode, then mode 1: zstd frame of the chunk's byte planes
- * (all byte 0s, then all byte 1s...: exponent bytes compress far better when
- * not interleaved with mantissa noise), mode 0: the raw bytes.
+ * Lossless chunk (lossless.c): u8 mode, then mode 0: the raw bytes; mode 1:
+ * a zstd frame of the chunk's byte planes (all byte 0s, then all byte
+ * 1s...: exponent bytes compress far better when not interleaved with
+ * mantissa noise); mode 2 (version 3 only): split planes. An element of
+ * E = 8 * element bytes bits v splits into plane 0, the 8 bits below the
+ * sign ((v >> (E - 9)) & 255: the exponent of F32 and BF16, F16's exponent
+ * and top 3 mantissa bits, F64's top 8 exponent bits), and r = (v mod
+ * 2^(E - 9)) | sign << (E - 9), whose little-endian bytes are planes 1 to
+ * E/8 - 1. Then each plane in turn: u8 enum plane_mode and m raw bytes, one
+ * byte (repeated m times) or a rANS stream of the m symbols in blocks of B
+ * (the params block's; version-3 lossless tensors have B > 0, so a range
+ * read decodes only the blocks it touches). The encoder keeps a plane
+ * raw when rANS would not be smaller, tries zstd only on chunks where a
+ * quarter of the elements repeat the left or upper neighbour, and keeps
+ * the smallest mode.
  */
 #ifndef LCPFS_CODEC_FORMAT_H
 #define LCPFS_CODEC_FORMAT_H

@@ -16,6 +16,7 @@
 #include "codec/codec_format.h"
 #include "codec/half.h"
 #include "codec/kernels.h"
+#include "codec/lossless.h"
 #include "codec/quant.h"
 #include "codec/rans.h"
 #include "codec/stream.h"
@@ -74,7 +75,7 @@ static lcp_err open_v2_tail(struct lcp_codec_tensor *t, const uint8_t *p, size_t
 	if (len > PARAMS_V2_TAIL_LEN)
 		return LCP_ERR_FORMAT;
 	uint32_t block_elems = lcp_load_le32(p);
-	if (t->encoding == LCP_ENC_LOSSLESS)
+	if (t->encoding == LCP_ENC_LOSSLESS && t->version == PARAMS_VERSION_2)
 		return block_elems ? LCP_ERR_FORMAT : LCP_OK;
 	if (block_elems < MIN_BLOCK_ELEMS || block_elems > t->chunk_elems)
 		return LCP_ERR_FORMAT;
@@ -306,15 +307,21 @@ static lcp_err decode_lossless(const struct lcp_codec_tensor *t, const uint8_t *
 	size_t bytes = (size_t)m * eb;
 	if (data_len < 1)
 		return LCP_ERR_FORMAT;
-	if (data[0] == 0) {
+	if (data[0] == LOSSLESS_RAW) {
 		if (data_len != 1 + bytes)
 			return LCP_ERR_FORMAT;
 		memcpy(out, data + 1 + first * eb, (size_t)count * eb);
 		return LCP_OK;
 	}
-	if (data[0] != 1)
-		return LCP_ERR_FORMAT;
 	struct dscratch *ds;
+	if (data[0] == LOSSLESS_SPLIT && t->version == PARAMS_VERSION_3) {
+		lcp_err err = scratch_get(lcp_lossless_decode_scratch(eb, m), &ds);
+		return err ? err : lcp_lossless_decode_split(lcp_kernels(), eb, data + 1, data_len - 1, m,
+							     t->block_elems, first, count, out, ds->buf,
+							     data + data_len);
+	}
+	if (data[0] != LOSSLESS_ZSTD_PLANES)
+		return LCP_ERR_FORMAT;
 	lcp_err err = scratch_get(bytes, &ds);
 	if (!err)
 		err = unzstd(ds, data + 1, data_len - 1, ds->buf, bytes);
@@ -363,33 +370,21 @@ static lcp_err decode_side_planes(const struct lcp_kernels *k, const uint8_t *sr
 	struct lcp_rans_block batch[SIDE_MAX_PLANES];
 	unsigned nb = 0, lanes = 0;
 	const uint8_t *p = src, *end = src + len;
-	for (unsigned pl = 0; pl < nplanes; pl++) {
-		uint8_t *out = side + pl * ng;
-		if (p == end)
-			return LCP_ERR_FORMAT;
-		uint8_t mode = *p++;
-		if (mode == PLANE_RAW) {
-			if ((size_t)(end - p) < ng)
-				return LCP_ERR_FORMAT;
-			memcpy(out, p, ng);
-			p += ng;
-		} else if (mode == PLANE_CONSTANT) {
-			if (p == end)
-				return LCP_ERR_FORMAT;
-			memset(out, *p++, ng);
-		} else if (mode == PLANE_RANS) {
-			struct lcp_stream rs;
-			size_t used;
-			lcp_err err = lcp_stream_parse(p, (size_t)(end - p), ng, ng, 256, &tables[nb], &rs, &used);
-			if (err)
-				return err;
-			if (nb && rs.lanes != lanes)
-				return LCP_ERR_FORMAT; /* the encoder gives every plane the same lanes */
-			lanes = rs.lanes;
-			batch[nb++] = lcp_stream_block(&rs, 0, ng, upto, rs.blocks, out);
-			p += used;
+	for (unsigned i = 0; i < nplanes; i++) {
+		uint8_t *out = side + i * ng;
+		struct lcp_plane pl;
+		lcp_err err = lcp_stream_parse_plane(&p, end, ng, ng, &tables[nb], &pl);
+		if (err)
+			return err;
+		if (pl.mode == PLANE_RAW) {
+			memcpy(out, pl.raw, ng);
+		} else if (pl.mode == PLANE_CONSTANT) {
+			memset(out, pl.value, ng);
 		} else {
-			return LCP_ERR_FORMAT;
+			if (nb && pl.rs.lanes != lanes)
+				return LCP_ERR_FORMAT; /* the encoder gives every plane the same lanes */
+			lanes = pl.rs.lanes;
+			batch[nb++] = lcp_stream_block(&pl.rs, 0, ng, upto, pl.rs.blocks, out);
 		}
 	}
 	if (p != end)

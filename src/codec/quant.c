@@ -400,6 +400,23 @@ static inline void dq_step1(float x, float d, float il, float *c, size_t stride,
 }
 
 #ifdef __SSE2__
+/* The levels 2k - sgn(k) * cls of 8 codes (k = code - off) as two vectors
+ * of 4 binary32 (exact): in 16-bit lanes, sgn(k) from two compares (-1/0
+ * masks, sgn = neg - pos), L = 2k - (sgn & -cls), widened to 32 bits. */
+static inline void dq_levels8(const uint8_t *codes, const uint8_t *cls, int off, __m128 *lo,
+			      __m128 *hi)
+{
+	const __m128i z = _mm_setzero_si128();
+	__m128i c = _mm_unpacklo_epi8(_mm_loadl_epi64((const __m128i *)(const void *)codes), z);
+	__m128i q = _mm_unpacklo_epi8(_mm_loadl_epi64((const __m128i *)(const void *)cls), z);
+	__m128i k = _mm_sub_epi16(c, _mm_set1_epi16((short)off));
+	__m128i sgn = _mm_sub_epi16(_mm_cmplt_epi16(k, z), _mm_cmpgt_epi16(k, z));
+	__m128i l = _mm_sub_epi16(_mm_add_epi16(k, k), _mm_and_si128(sgn, _mm_sub_epi16(z, q)));
+	__m128i sign = _mm_srai_epi16(l, 15);
+	*lo = _mm_cvtepi32_ps(_mm_unpacklo_epi16(l, sign));
+	*hi = _mm_cvtepi32_ps(_mm_unpackhi_epi16(l, sign));
+}
+
 static inline __m128 round_even4(__m128 t)
 {
 	const __m128 magic = _mm_set1_ps(12582912.0f);
@@ -523,18 +540,11 @@ float lcp_quant_dq_block(const float *x, uint32_t n, const float *delta, uint32_
 #ifdef __SSE2__
 	/* The levels as in lcp_dequant_dq, the squares summed in 4 lanes. */
 	__m128 acc = _mm_setzero_ps();
-	const __m128i z = _mm_setzero_si128(), off = _mm_set1_epi16(128);
 	for (; i + 8 <= n; i += 8) {
-		__m128i cv = _mm_unpacklo_epi8(_mm_loadl_epi64((const __m128i *)(const void *)(codes + i)), z);
-		__m128i qv = _mm_unpacklo_epi8(_mm_loadl_epi64((const __m128i *)(const void *)(dec + i)), z);
-		__m128i k = _mm_sub_epi16(cv, off);
-		__m128i sgn = _mm_sub_epi16(_mm_cmplt_epi16(k, z), _mm_cmpgt_epi16(k, z));
-		__m128i lv = _mm_sub_epi16(_mm_add_epi16(k, k), _mm_and_si128(sgn, _mm_sub_epi16(z, qv)));
-		__m128i sign = _mm_srai_epi16(lv, 15);
-		__m128 e0 = _mm_sub_ps(_mm_loadu_ps(x + i), _mm_mul_ps(_mm_loadu_ps(dl + i),
-				_mm_cvtepi32_ps(_mm_unpacklo_epi16(lv, sign))));
-		__m128 e1 = _mm_sub_ps(_mm_loadu_ps(x + i + 4), _mm_mul_ps(_mm_loadu_ps(dl + i + 4),
-				_mm_cvtepi32_ps(_mm_unpackhi_epi16(lv, sign))));
+		__m128 l0, l1;
+		dq_levels8(codes + i, dec + i, 128, &l0, &l1);
+		__m128 e0 = _mm_sub_ps(_mm_loadu_ps(x + i), _mm_mul_ps(_mm_loadu_ps(dl + i), l0));
+		__m128 e1 = _mm_sub_ps(_mm_loadu_ps(x + i + 4), _mm_mul_ps(_mm_loadu_ps(dl + i + 4), l1));
 		acc = _mm_add_ps(acc, _mm_add_ps(_mm_mul_ps(e0, e0), _mm_mul_ps(e1, e1)));
 	}
 	float lanes[4];
@@ -630,20 +640,12 @@ void lcp_dequant_dq(const uint8_t *codes, const uint8_t *cls, uint32_t n, float 
 {
 	uint32_t i = 0;
 #ifdef __SSE2__
-	/* 8 codes at a time in 16-bit lanes: k, sgn(k) from two compares (as
-	 * -1/0 masks, sgn = neg - pos), L = 2k - (sgn & -cls), widened to 32
-	 * bits and converted (exact), then the one multiply of the reference. */
 	__m128 vsd = _mm_set1_ps(sd);
-	__m128i z = _mm_setzero_si128(), vo = _mm_set1_epi16((short)off);
 	for (; i + 8 <= n; i += 8) {
-		__m128i c = _mm_unpacklo_epi8(_mm_loadl_epi64((const __m128i *)(const void *)(codes + i)), z);
-		__m128i q = _mm_unpacklo_epi8(_mm_loadl_epi64((const __m128i *)(const void *)(cls + i)), z);
-		__m128i k = _mm_sub_epi16(c, vo);
-		__m128i sgn = _mm_sub_epi16(_mm_cmplt_epi16(k, z), _mm_cmpgt_epi16(k, z));
-		__m128i l = _mm_sub_epi16(_mm_add_epi16(k, k), _mm_and_si128(sgn, _mm_sub_epi16(z, q)));
-		__m128i sign = _mm_srai_epi16(l, 15);
-		_mm_storeu_ps(y + i, _mm_mul_ps(vsd, _mm_cvtepi32_ps(_mm_unpacklo_epi16(l, sign))));
-		_mm_storeu_ps(y + i + 4, _mm_mul_ps(vsd, _mm_cvtepi32_ps(_mm_unpackhi_epi16(l, sign))));
+		__m128 l0, l1;
+		dq_levels8(codes + i, cls + i, off, &l0, &l1);
+		_mm_storeu_ps(y + i, _mm_mul_ps(vsd, l0));
+		_mm_storeu_ps(y + i + 4, _mm_mul_ps(vsd, l1));
 	}
 #endif
 	lcp_dequant_dq_ref(codes + i, cls + i, n - i, sd, off, y + i);

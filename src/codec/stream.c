@@ -91,9 +91,7 @@ static uint32_t log2_q16(uint32_t v)
 	return r;
 }
 
-/* Bytes the rANS blocks' words of a histogram take, about: its order-0
- * cost with the table's frequencies (without table and lane states). */
-static uint64_t rans_bytes_estimate(const uint64_t hist[256])
+uint64_t lcp_stream_cost_bytes(const uint64_t hist[256])
 {
 	uint16_t freq[256];
 	lcp_rans_normalize(hist, freq);
@@ -115,7 +113,7 @@ lcp_err lcp_stream_put_plane(struct lcp_buf *b, const uint8_t *p, uint64_t m,
 		return err ? err : lcp_buf_append_u8(b, p[0]);
 	}
 	size_t at = b->len;
-	if (rans_bytes_estimate(hist) < m) {
+	if (lcp_stream_cost_bytes(hist) < m) {
 		lcp_err err = lcp_buf_append_u8(b, PLANE_RANS);
 		if (!err)
 			err = lcp_stream_put_rans(b, p, m, block_elems, lanes, hist);
@@ -153,6 +151,36 @@ lcp_err lcp_stream_parse(const uint8_t *src, size_t len, uint64_t m, uint64_t bl
 	*rs = (struct lcp_stream){ 1u << src[0], nblocks, block_elems, src + head,
 				   src + head + 4 * nblocks, table };
 	*used = head + 4 * nblocks + (size_t)total;
+	return LCP_OK;
+}
+
+lcp_err lcp_stream_parse_plane(const uint8_t **p, const uint8_t *end, uint64_t m,
+			       uint64_t block_elems, struct lcp_rans_dec *table, struct lcp_plane *pl)
+{
+	const uint8_t *q = *p;
+	if (q == end)
+		return LCP_ERR_FORMAT;
+	pl->mode = *q++;
+	if (pl->mode == PLANE_RAW) {
+		if ((uint64_t)(end - q) < m)
+			return LCP_ERR_FORMAT;
+		pl->raw = q;
+		q += m;
+	} else if (pl->mode == PLANE_CONSTANT) {
+		if (q == end)
+			return LCP_ERR_FORMAT;
+		pl->value = *q++;
+	} else if (pl->mode == PLANE_RANS) {
+		size_t used;
+		lcp_err err = lcp_stream_parse(q, (size_t)(end - q), m, block_elems, 256, table, &pl->rs,
+					       &used);
+		if (err)
+			return err;
+		q += used;
+	} else {
+		return LCP_ERR_FORMAT;
+	}
+	*p = q;
 	return LCP_OK;
 }
 

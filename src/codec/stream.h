@@ -34,6 +34,11 @@ lcp_err lcp_stream_put_rans(struct lcp_buf *b, const uint8_t *sym, uint64_t m,
  * (codec_format.h says why). */
 bool lcp_stream_prefer_rans(size_t rans_len, size_t alt_len, unsigned lanes);
 
+/* Bytes a rANS stream of the symbols of hist takes, about: their order-0
+ * cost with the table's frequencies (without the table and lane states).
+ * Integer arithmetic: the same on every machine. */
+uint64_t lcp_stream_cost_bytes(const uint64_t hist[256]);
+
 /*
  * Appends the plane p[0, m) to b as u8 enum plane_mode, then: PLANE_CONSTANT
  * one byte when all m are equal; PLANE_RANS a rANS stream (blocks of
@@ -59,6 +64,20 @@ struct lcp_stream {
 lcp_err lcp_stream_parse(const uint8_t *src, size_t len, uint64_t m, uint64_t block_elems,
 			 unsigned limit, struct lcp_rans_dec *table, struct lcp_stream *rs,
 			 size_t *used);
+
+/* One plane of m bytes as stored (lcp_stream_put_plane), parsed. */
+struct lcp_plane {
+	uint8_t mode;           /* enum plane_mode */
+	const uint8_t *raw;     /* PLANE_RAW: the m bytes */
+	uint8_t value;          /* PLANE_CONSTANT: the byte */
+	struct lcp_stream rs;   /* PLANE_RANS: the stream, its table in the caller's storage */
+};
+
+/* Parses the plane of m bytes (rANS blocks of block_elems) at *p, before
+ * end, into *pl, building a rANS plane's table in *table; *p moves past it.
+ * LCP_ERR_FORMAT when damaged. */
+lcp_err lcp_stream_parse_plane(const uint8_t **p, const uint8_t *end, uint64_t m,
+			       uint64_t block_elems, struct lcp_rans_dec *table, struct lcp_plane *pl);
 
 /* Block b of a parsed stream of m symbols, decoded into out + b *
  * block_elems up to symbol `upto` of the stream; at is where its bytes

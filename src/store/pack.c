@@ -211,6 +211,13 @@ static lcp_err pack_tensor(struct packer *p, uint32_t ri, const struct lcp_confi
 	s->cosine = enc.cosine;
 	s->sqnr_db = enc.sqnr_db;
 	s->stored_bytes = enc.stored_bytes;
+	/* Why the tensor is not stored as configured (quality floor, exact
+	 * because that is as small): kept in the region's reason for inspect. */
+	if (enc.fallback_reason && !s->exact_reason &&
+	    !(s->exact_reason = lcp_strdup(enc.fallback_reason))) {
+		err = LCP_ERR_NOMEM;
+		goto out;
+	}
 	if (enc.params_len > UINT32_MAX) {
 		err = LCP_ERR_RANGE;
 		goto out;

@@ -25,6 +25,7 @@
 #include "codec/quant.h"
 #include "common/checksum.h"
 #include "lcpfs/codec.h"
+#include "test_codec_damage.h"
 #include "test_codec_helpers.h"
 
 static const char *const fast_sets[] = {"baseline", "avx2", "avx512"};
@@ -314,7 +315,7 @@ Test(codec_kernels, tensors_decode_the_same_with_every_set_and_every_range)
 					memcpy(x + 4 * i, &f, 4);
 				}
 			struct lcp_config cfg = {cases[ci].bits, cases[ci].rank, cases[ci].group,
-						 cases[ci].sym, 4096, 1ull << 30, 0.5f};
+						 cases[ci].sym, 4096, 1ull << 30, 0.5f, false};
 			struct lcp_codec_ctx *ctx;
 			struct lcp_encoded e;
 			struct lcp_codec_tensor *ct;
@@ -341,7 +342,7 @@ Test(codec_kernels, range_arguments_are_checked)
 {
 	const uint64_t n = 4096;
 	uint8_t *x = make_tensor(LCP_DTYPE_F32, n, 7);
-	struct lcp_config cfg = {4, 0, 64, true, 4096, 1ull << 30, 0.5f};
+	struct lcp_config cfg = {4, 0, 64, true, 4096, 1ull << 30, 0.5f, false};
 	struct lcp_codec_ctx *ctx;
 	struct lcp_encoded e;
 	struct lcp_codec_tensor *ct;
@@ -372,46 +373,16 @@ Test(codec_kernels, damaged_simd_chunks_never_crash_and_agree)
 {
 	const uint64_t rows = 40, cols = 1024, n = rows * cols;
 	uint8_t *x = make_tensor(LCP_DTYPE_F16, n, 9);
-	struct lcp_config cfg = {4, 0, 64, true, 4096, 1ull << 30, 0.5f};
+	struct lcp_config cfg = {4, 0, 64, true, 4096, 1ull << 30, 0.5f, false};
 	struct lcp_codec_ctx *ctx;
 	struct lcp_encoded e;
 	struct lcp_codec_tensor *ct;
 	encode_open(LCP_DTYPE_F16, rows, cols, x, &cfg, &ctx, &e, &ct);
 	const struct lcp_chunk_info *ci = &e.chunks[0];
 	cr_assert_eq(e.data[ci->data_off] >> 2 & 3, 2, "the chunk's codes must be rANS-coded");
-	uint8_t *ref_out = malloc(n * 2), *out = malloc(n * 2);
 	rng_state = 13;
-	for (int k = 0; k < MUTATIONS; k++) {
-		size_t len = ci->data_len;
-		if (k % 5 == 1)
-			len -= 1 + rnd() % 64;
-		uint8_t *d = malloc(len);
-		memcpy(d, e.data + ci->data_off, len);
-		for (int f = 0; f < 1 + k % 3; f++) {
-			/* Mostly in the block table and the first blocks' states. */
-			size_t at = k % 2 ? rnd() % len : 5 + rnd() % (len < 2000 ? len - 5 : 2000);
-			d[at] ^= (uint8_t)(1u << (rnd() % 8));
-		}
-		struct lcp_chunk_info m = *ci;
-		m.data_len = len;
-		m.stored_xxh3 = lcp_xxh3(d, len);
-		lcp_kernels_force(lcp_kernels_named("ref"));
-		lcp_err want = lcp_codec_decode_chunk(ct, &m, d, len, ref_out, n * 2);
-		for (size_t s = 0; s < NFAST; s++) {
-			const struct lcp_kernels *kern = lcp_kernels_named(fast_sets[s]);
-			if (!kern)
-				continue;
-			lcp_kernels_force(kern);
-			lcp_err got = lcp_codec_decode_chunk(ct, &m, d, len, out, n * 2);
-			cr_assert_eq(got != LCP_OK, want != LCP_OK, "mutation %d: %s", k, fast_sets[s]);
-			if (want == LCP_OK)
-				cr_assert_arr_eq(out, ref_out, n * 2, "mutation %d: %s", k, fast_sets[s]);
-		}
-		lcp_kernels_force(NULL);
-		free(d);
-	}
-	free(ref_out);
-	free(out);
+	/* mostly in the block table and the first blocks' states */
+	check_damaged_chunk(ct, ci, e.data + ci->data_off, n * 2, MUTATIONS, 5, 2000);
 	free_encoded(ctx, &e, ct);
 	free(x);
 }

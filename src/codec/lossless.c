@@ -1,0 +1,213 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The lossless tier's chunks (lossless.h): splitting elements into planes,
+ * choosing each plane's and each chunk's storage, and the range decode of
+ * split planes.
+ */
+#include "codec/lossless.h"
+
+#include <string.h>
+#include <zstd.h>
+
+#include "codec/codec_format.h"
+#include "codec/stream.h"
+#include "common/le.h"
+
+/* The chunk's largest element: 8 bytes, so at most 8 planes. */
+#define MAX_PLANES 8u
+
+/* Splits m elements of eb bytes into eb planes of m bytes (lossless.h). */
+static void split(unsigned eb, const uint8_t *raw, uint64_t m, uint8_t *planes)
+{
+	uint8_t *p0 = planes;
+	if (eb == 2) {
+		uint8_t *p1 = planes + m;
+		for (uint64_t i = 0; i < m; i++) {
+			uint32_t v = lcp_load_le16(raw + 2 * i);
+			p0[i] = (uint8_t)(v >> 7);
+			p1[i] = (uint8_t)((v & 0x7fu) | (v >> 8 & 0x80u));
+		}
+	} else if (eb == 4) {
+		uint8_t *p1 = planes + m, *p2 = p1 + m, *p3 = p2 + m;
+		for (uint64_t i = 0; i < m; i++) {
+			uint32_t v = lcp_load_le32(raw + 4 * i);
+			uint32_t r = (v & 0x7fffffu) | (v >> 31) << 23;
+			p0[i] = (uint8_t)(v >> 23);
+			p1[i] = (uint8_t)r;
+			p2[i] = (uint8_t)(r >> 8);
+			p3[i] = (uint8_t)(r >> 16);
+		}
+	} else {
+		for (uint64_t i = 0; i < m; i++) {
+			uint64_t v = lcp_load_le64(raw + 8 * i);
+			uint64_t r = (v & ((1ull << 55) - 1)) | (v >> 63) << 55;
+			p0[i] = (uint8_t)(v >> 55);
+			for (unsigned j = 1; j < 8; j++)
+				planes[j * m + i] = (uint8_t)(r >> (8 * (j - 1)));
+		}
+	}
+}
+
+/* Elements [first, first + count) from their planes (pl[j] indexed by
+ * element) into out: the inverse of split. */
+static void merge(unsigned eb, const uint8_t *const pl[MAX_PLANES], uint64_t first, uint64_t count,
+		  uint8_t *out)
+{
+	const uint8_t *p0 = pl[0] + first;
+	if (eb == 2) {
+		const uint8_t *p1 = pl[1] + first;
+		for (uint64_t i = 0; i < count; i++)
+			lcp_store_le16(out + 2 * i, (uint16_t)((uint32_t)(p1[i] & 0x80u) << 8 |
+							       (uint32_t)p0[i] << 7 | (p1[i] & 0x7fu)));
+	} else if (eb == 4) {
+		const uint8_t *p1 = pl[1] + first, *p2 = pl[2] + first, *p3 = pl[3] + first;
+		for (uint64_t i = 0; i < count; i++)
+			lcp_store_le32(out + 4 * i, (uint32_t)(p3[i] & 0x80u) << 24 | (uint32_t)p0[i] << 23 |
+							    (uint32_t)(p3[i] & 0x7fu) << 16 |
+							    (uint32_t)p2[i] << 8 | p1[i]);
+	} else {
+		for (uint64_t i = 0; i < count; i++) {
+			uint64_t r = 0;
+			for (unsigned j = 7; j >= 1; j--)
+				r = r << 8 | pl[j][first + i];
+			lcp_store_le64(out + 8 * i, (r & ((1ull << 55) - 1)) | (uint64_t)p0[i] << 55 |
+							    (r >> 55) << 63);
+		}
+	}
+}
+
+/* Whether at least a quarter of the m elements equal their left or upper
+ * neighbour (period apart, within the chunk). */
+static bool repeats(unsigned eb, const uint8_t *raw, uint64_t m, uint64_t period)
+{
+	uint64_t same = 0;
+	for (uint64_t i = 1; i < m; i++) {
+		const uint8_t *e = raw + i * eb;
+		bool s = memcmp(e, e - eb, eb) == 0 ||
+			 (period > 1 && i >= period && memcmp(e, e - period * eb, eb) == 0);
+		same += s;
+	}
+	return 4 * same >= m;
+}
+
+uint64_t lcp_lossless_period(const struct lcp_tensor_view *t)
+{
+	for (uint32_t i = t->ndims; i-- > 0;)
+		if (t->dims[i] > 1)
+			return t->dims[i];
+	return 1;
+}
+
+/* Elements the screen of lcp_lossless_may_pay looks at, at most. */
+#define SCREEN_SAMPLE 65536u
+/* Its estimate may be this many times the limit and still pass: order-0
+ * costs from a sample are rough. */
+#define SCREEN_SLACK 2u
+
+bool lcp_lossless_may_pay(unsigned eb, const uint8_t *data, uint64_t n, uint64_t period,
+			  uint64_t limit)
+{
+	if (n == 0)
+		return true;
+	uint64_t stride = n > SCREEN_SAMPLE ? n / SCREEN_SAMPLE : 1, taken = 0, same = 0;
+	uint64_t hist[MAX_PLANES][256] = {{0}};
+	uint8_t planes[MAX_PLANES];
+	for (uint64_t i = 0; i < n; i += stride, taken++) {
+		const uint8_t *e = data + i * eb;
+		split(eb, e, 1, planes);
+		for (unsigned j = 0; j < eb; j++)
+			hist[j][planes[j]]++;
+		same += (i >= 1 && memcmp(e, e - eb, eb) == 0) ||
+			(period > 1 && i >= period && memcmp(e, e - period * eb, eb) == 0);
+	}
+	if (4 * same >= taken)
+		return true;
+	uint64_t bytes = 0;
+	for (unsigned j = 0; j < eb; j++) {
+		uint64_t c = lcp_stream_cost_bytes(hist[j]);
+		bytes += c < taken ? c : taken;
+	}
+	/* scaled from the sample to the tensor */
+	return (double)bytes * ((double)n / (double)taken) <= (double)SCREEN_SLACK * (double)limit;
+}
+
+size_t lcp_lossless_encode_scratch(unsigned eb, uint64_t m)
+{
+	return (size_t)(eb * m);
+}
+
+lcp_err lcp_lossless_encode_chunk(struct ZSTD_CCtx_s *zc, unsigned eb, const uint8_t *raw,
+				  uint64_t m, uint64_t period, uint32_t block_elems, uint8_t *scratch,
+				  struct lcp_buf *out)
+{
+	size_t at = out->len, raw_len = (size_t)(m * eb);
+	lcp_err err = lcp_buf_append_u8(out, LOSSLESS_SPLIT);
+	split(eb, raw, m, scratch);
+	unsigned lanes = lcp_stream_lanes(m, block_elems);
+	for (unsigned j = 0; !err && j < eb; j++)
+		err = lcp_stream_put_plane(out, scratch + j * m, m, block_elems, lanes);
+	if (err)
+		return err;
+	size_t best = out->len - at;
+	if (repeats(eb, raw, m, period)) {
+		for (unsigned b = 0; b < eb; b++)
+			for (uint64_t i = 0; i < m; i++)
+				scratch[b * m + i] = raw[i * eb + b];
+		size_t bound = ZSTD_compressBound(raw_len);
+		err = lcp_buf_reserve(out, bound);
+		if (err)
+			return err;
+		size_t z = ZSTD_compress2(zc, out->data + out->len, bound, scratch, raw_len);
+		if (!ZSTD_isError(z) && 1 + z < best) {
+			memmove(out->data + at + 1, out->data + out->len, z);
+			out->data[at] = LOSSLESS_ZSTD_PLANES;
+			out->len = at + 1 + z;
+			best = 1 + z;
+		}
+	}
+	if (best > 1 + raw_len) {
+		out->len = at;
+		err = lcp_buf_append_u8(out, LOSSLESS_RAW);
+		if (!err)
+			err = lcp_buf_append(out, raw, raw_len);
+	}
+	return err;
+}
+
+/* Plane buffers, then one rANS table per plane. */
+static size_t planes_bytes(unsigned eb, uint64_t m)
+{
+	return ((size_t)(eb * m) + 63u) & ~(size_t)63u;
+}
+
+size_t lcp_lossless_decode_scratch(unsigned eb, uint64_t m)
+{
+	return planes_bytes(eb, m) + eb * sizeof(struct lcp_rans_dec);
+}
+
+lcp_err lcp_lossless_decode_split(const struct lcp_kernels *k, unsigned eb, const uint8_t *src,
+				  size_t len, uint64_t m, uint32_t block_elems, uint64_t first,
+				  uint64_t count, uint8_t *out, uint8_t *scratch,
+				  const uint8_t *readable_end)
+{
+	struct lcp_rans_dec *tables = (struct lcp_rans_dec *)(void *)(scratch + planes_bytes(eb, m));
+	const uint8_t *pl[MAX_PLANES] = {0};
+	const uint8_t *p = src, *end = src + len;
+	for (unsigned j = 0; j < eb; j++) {
+		uint8_t *buf = scratch + j * m;
+		struct lcp_plane plane;
+		lcp_err err = lcp_stream_parse_plane(&p, end, m, block_elems, &tables[j], &plane);
+		if (!err && plane.mode == PLANE_RANS)
+			err = lcp_stream_decode_range(k, &plane.rs, m, first, count, buf, readable_end,
+						      NULL);
+		if (err)
+			return err;
+		if (plane.mode == PLANE_CONSTANT)
+			memset(buf + first, plane.value, (size_t)count);
+		pl[j] = plane.mode == PLANE_RAW ? plane.raw : buf;
+	}
+	if (p != end)
+		return LCP_ERR_FORMAT;
+	merge(eb, pl, first, count, out);
+	return LCP_OK;
+}
