@@ -986,10 +986,11 @@ lcp_err lcp_codec_encode(struct lcp_codec_ctx *ctx, const struct lcp_tensor_view
 	if (n * eb != t->len || (!t->data && t->len))
 		return LCP_ERR_INVAL;
 
-	float *x = lcp_malloc(n ? n * sizeof(float) : 1);
+	/* The lossless preset needs no float copy (nor a finiteness check). */
+	float *x = lcp_malloc(n && !cfg->lossless ? n * sizeof(float) : 1);
 	if (!x)
 		return LCP_ERR_NOMEM;
-	bool finite = load_elems(t->dtype, t->data, n, x);
+	bool finite = cfg->lossless || load_elems(t->dtype, t->data, n, x);
 
 	lcp_err err = LCP_OK;
 	enum lcp_encoding tries[2] = {cfg->bits == 4 ? LCP_ENC_Q4 : LCP_ENC_Q8, LCP_ENC_Q8};

@@ -196,8 +196,17 @@ void lcp_rans_enc_init(struct lcp_rans_enc *e, const uint16_t freq[256])
 	for (unsigned s = 0; s < 256; s++) {
 		e->freq[s] = freq[s];
 		e->cum[s] = c;
+		e->rcp[s] = freq[s] >= 2 ? UINT64_MAX / freq[s] + 1 : 0;
 		c += freq[s];
 	}
+}
+
+/* The high 64 bits of v * r (v < 2^32) from two 32x32-bit products, exact:
+ * v * r = v * r_hi * 2^32 + v * r_lo. */
+static inline uint32_t mul_hi64(uint32_t v, uint64_t r)
+{
+	uint64_t lo = (uint64_t)v * (uint32_t)r, hi = (uint64_t)v * (r >> 32);
+	return (uint32_t)((hi + (lo >> 32)) >> 32);
 }
 
 size_t lcp_rans_encode(const struct lcp_rans_enc *e, const uint8_t *sym, uint32_t n, unsigned lanes,
@@ -211,17 +220,24 @@ size_t lcp_rans_encode(const struct lcp_rans_enc *e, const uint8_t *sym, uint32_
 	 * the end of the bound, so the decoder reads both forwards. */
 	uint8_t *end = out + lcp_rans_block_bound(n, lanes), *w = end;
 	for (uint32_t i = n; i-- > 0;) {
-		uint32_t *xl = &x[i & (lanes - 1)];
-		uint32_t f = e->freq[sym[i]];
+		uint32_t *xl = &x[i & (lanes - 1)], v = *xl;
+		unsigned s = sym[i];
+		uint32_t f = e->freq[s];
 		assert(f > 0);
 		/* Largest state that still encodes below 2^32 after this symbol:
-		 * ((LOW >> PROB_BITS) << 16) * f. */
-		if (*xl >= f << (32 - LCP_RANS_PROB_BITS)) {
-			w -= 2;
-			lcp_store_le16(w, (uint16_t)*xl);
-			*xl >>= 16;
-		}
-		*xl = (*xl / f << LCP_RANS_PROB_BITS) + *xl % f + e->cum[sym[i]];
+		 * ((LOW >> PROB_BITS) << 16) * f. Branch-free (the test is a
+		 * coin toss for the predictor): the word always goes below w,
+		 * and w only moves when it is kept (the space below the words is
+		 * the lane states', written last). */
+		uint32_t renorm = v >= f << (32 - LCP_RANS_PROB_BITS);
+		lcp_store_le16(w - 2, (uint16_t)v);
+		w -= 2 * renorm;
+		v >>= 16 * renorm;
+		/* v / f as the high half of v * ceil(2^64 / f): exact for v <
+		 * 2^32 and f < 2^12 (the error, below 2^-32, never reaches the
+		 * next integer). */
+		uint32_t q = f == 1 ? v : mul_hi64(v, e->rcp[s]);
+		*xl = (q << LCP_RANS_PROB_BITS) + (v - q * f) + e->cum[s];
 	}
 	w -= 4u * lanes;
 	for (unsigned l = 0; l < lanes; l++)

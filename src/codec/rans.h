@@ -58,6 +58,8 @@ lcp_err lcp_rans_table_read(const uint8_t *in, size_t len, size_t *used, uint16_
 struct lcp_rans_enc {
 	uint32_t freq[256];
 	uint32_t cum[256];
+	uint64_t rcp[256]; /* ceil(2^64 / freq) for freq >= 2: x / freq without a
+	                      division (encode), unused for freq 0 and 1 */
 };
 void lcp_rans_enc_init(struct lcp_rans_enc *e, const uint16_t freq[256]);
 

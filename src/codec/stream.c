@@ -113,7 +113,11 @@ lcp_err lcp_stream_put_plane(struct lcp_buf *b, const uint8_t *p, uint64_t m,
 		return err ? err : lcp_buf_append_u8(b, p[0]);
 	}
 	size_t at = b->len;
-	if (lcp_stream_cost_bytes(hist) < m) {
+	/* Not even attempted unless the order-0 cost promises 1 part in
+	 * RANS_PREFERENCE: a near-uniform plane (mantissa bits) would come out
+	 * about as large, after an encode as slow as the rest of a lossless
+	 * chunk, and raw bytes decode faster. */
+	if (lcp_stream_cost_bytes(hist) * (RANS_PREFERENCE + 1) < m * RANS_PREFERENCE) {
 		lcp_err err = lcp_buf_append_u8(b, PLANE_RANS);
 		if (!err)
 			err = lcp_stream_put_rans(b, p, m, block_elems, lanes, hist);
