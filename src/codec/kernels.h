@@ -70,7 +70,7 @@ struct lcp_rans_fuse {
 	uint32_t block_elems;
 	uint64_t first;         /* chunk element of b[0]'s first code */
 	enum lcp_dtype dt;      /* F32, F16 or BF16 */
-	bool dq;                /* dependent quantization */
+	bool dq;                /* dependent quantization (off[g] is then 128) */
 	uint8_t *out;           /* where the chunk's element 0 goes */
 };
 
