@@ -137,7 +137,7 @@ Test(codec_model, stories260k_8bit_keeps_greedy_text, .timeout = 60)
 	uint8_t *file = malloc(len);
 	memcpy(file, orig, len);
 	/* The seed's quality preset: 8 bits, group 32, asymmetric. */
-	struct lcp_config q8 = {8, 64, 32, false, 4096, 1ull << 30, 0.99f};
+	struct lcp_config q8 = {8, 64, 32, false, 4096, 1ull << 30, 0.99f, false};
 	round_trip_model(file, len, &q8, 0, MIN_TENSORS_8BIT);
 	cr_assert_neq(memcmp(file, orig, len), 0, "8 bits is lossy: some byte must change");
 	json_t *j = run_model(file, len, MODEL);
@@ -151,7 +151,7 @@ Test(codec_model, stories260k_8bit_keeps_greedy_text, .timeout = 60)
 
 	/* The default preset: informational (the target, <= 5%, is the benchmark's). */
 	memcpy(file, orig, len);
-	struct lcp_config q4 = {4, 32, 64, true, 4096, 1ull << 30, 0.97f};
+	struct lcp_config q4 = {4, 32, 64, true, 4096, 1ull << 30, 0.97f, false};
 	round_trip_model(file, len, &q4, ANCHOR_MIN_ELEMS, MIN_TENSORS_4BIT);
 	j = run_model(file, len, MODEL);
 	printf("stories260K default 4-bit: ppl %.5f (%+.3f%%), kld %.5f, top1 %.4f, greedy prefix %lld\n",
