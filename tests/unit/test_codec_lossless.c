@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "codec/kernels.h"
+#include "codec/lossless.h"
 #include "common/checksum.h"
 #include "lcpfs/codec.h"
 #include "lcpfs/config.h"
@@ -238,6 +239,95 @@ Test(codec_lossless, exact_when_it_costs_no_more)
 	cr_expect_null(e.fallback_reason);
 	lcp_encoded_free(&e);
 	free(ints);
+}
+
+struct counted_mem {
+	const uint8_t *data;
+	unsigned reads;
+};
+
+static lcp_err read_counted(void *arg, void *buf, size_t len, uint64_t off)
+{
+	struct counted_mem *m = arg;
+	m->reads++;
+	memcpy(buf, m->data + off, len);
+	return LCP_OK;
+}
+
+/* The exact encoding's screen (lossless.h) is gathered part by part by the
+ * streaming encoder: whatever the parts and their order, it holds what a
+ * plain pass over the whole tensor counts (computed here the direct way:
+ * every stride-th element, its planes, and whether it repeats its left or
+ * upper neighbour), reading only the neighbours before each part. */
+Test(codec_lossless, screen_is_the_same_whatever_the_parts)
+{
+	const uint64_t period = 600, n = 300 * 1000, stride = n / 65536;
+	uint8_t *x = malloc(n * 2);
+	rng_state = 11;
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t row = i / period;
+		/* rows repeating the one above, runs along a row, and noise */
+		if (row % 3 == 1)
+			memcpy(x + 2 * i, x + 2 * (i - period), 2);
+		else if (row % 3 == 2 && i % 5)
+			memcpy(x + 2 * i, x + 2 * (i - 1), 2);
+		else
+			put_value(LCP_DTYPE_F16, x + 2 * i, 0.02 * normal());
+	}
+	uint64_t taken = 0, same = 0, hist[2][256] = {{0}};
+	for (uint64_t i = 0; i < n; i += stride, taken++) {
+		uint16_t v = (uint16_t)(x[2 * i] | x[2 * i + 1] << 8);
+		hist[0][(v >> 7) & 0xff]++;
+		hist[1][(v & 0x7f) | (v >> 8 & 0x80)]++;
+		same += (i >= 1 && memcmp(x + 2 * i, x + 2 * (i - 1), 2) == 0) ||
+			(i >= period && memcmp(x + 2 * i, x + 2 * (i - period), 2) == 0);
+	}
+	const uint64_t parts[] = {n, 131072, 4096, 1000, 7};
+	for (size_t k = 0; k < sizeof parts / sizeof parts[0]; k++) {
+		struct lcp_lossless_screen whole;
+		struct counted_mem m = {x, 0};
+		memset(&whole, 0, sizeof whole);
+		/* last part first: folding is order-free */
+		for (uint64_t b = (n - 1) / parts[k] * parts[k];; b -= parts[k]) {
+			struct lcp_lossless_screen part;
+			uint64_t len = n - b < parts[k] ? n - b : parts[k];
+			memset(&part, 0, sizeof part);
+			cr_assert_eq(lcp_lossless_screen_part(&part, 2, n, period, x + 2 * b, b, len,
+							      read_counted, &m), LCP_OK);
+			lcp_lossless_screen_fold(&whole, &part, 2);
+			if (b == 0)
+				break;
+		}
+		cr_assert_eq(whole.taken, taken, "parts of %lu", (unsigned long)parts[k]);
+		cr_assert_eq(whole.same, same, "parts of %lu", (unsigned long)parts[k]);
+		cr_assert_arr_eq(whole.hist[0], hist[0], sizeof hist[0], "parts of %lu",
+				 (unsigned long)parts[k]);
+		cr_assert_arr_eq(whole.hist[1], hist[1], sizeof hist[1], "parts of %lu",
+				 (unsigned long)parts[k]);
+		cr_assert(parts[k] == n ? m.reads == 0 : m.reads > 0 && m.reads <= 2 * taken,
+			  "parts of %lu: %u reads", (unsigned long)parts[k], m.reads);
+		/* over a quarter repeats: worth encoding at any limit */
+		cr_assert(4 * same >= taken && lcp_lossless_screen_may_pay(&whole, 2, n, 1));
+	}
+	free(x);
+}
+
+/* The verdict: F16 noise (two near-uniform planes but the exponent) cannot
+ * fit in a fraction of its size; it may fit in its own size. */
+Test(codec_lossless, screen_verdicts)
+{
+	const uint64_t n = 1 << 18;
+	uint8_t *x = malloc(n * 2);
+	rng_state = 12;
+	for (uint64_t i = 0; i < n; i++)
+		put_value(LCP_DTYPE_F16, x + 2 * i, 0.02 * normal());
+	struct lcp_lossless_screen s;
+	memset(&s, 0, sizeof s);
+	cr_assert_eq(lcp_lossless_screen_part(&s, 2, n, 512, x, 0, n, NULL, NULL), LCP_OK);
+	cr_assert_eq(s.taken, 65536);
+	cr_assert(!lcp_lossless_screen_may_pay(&s, 2, n, n / 4), "half the bits cannot do");
+	cr_assert(lcp_lossless_screen_may_pay(&s, 2, n, n * 2), "its own size can");
+	free(x);
 }
 
 /* Mutations of one split-planes chunk with a valid checksum: never a crash
