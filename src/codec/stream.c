@@ -20,18 +20,24 @@ unsigned lcp_stream_lanes(uint64_t m, uint32_t block_elems)
 
 /* The histogram of p[0, m) into hist, counted in four interleaved tables:
  * runs of one value (most codes are near zero) would make each increment
- * wait for the previous one. m < 2^32. */
+ * wait for the previous one. Four named tables, not an array of them
+ * indexed in an inner loop: GCC -O2 compiles that one about twice as slow
+ * (0.65 against 0.31-0.38 ns per byte, exponent, mantissa and code
+ * planes). m < 2^32. */
 static void count_bytes(const uint8_t *p, uint64_t m, uint64_t hist[256])
 {
-	uint32_t part[4][256] = {{0}};
+	uint32_t h0[256] = {0}, h1[256] = {0}, h2[256] = {0}, h3[256] = {0};
 	uint64_t i = 0;
-	for (; i + 4 <= m; i += 4)
-		for (unsigned k = 0; k < 4; k++)
-			part[k][p[i + k]]++;
+	for (; i + 4 <= m; i += 4) {
+		h0[p[i]]++;
+		h1[p[i + 1]]++;
+		h2[p[i + 2]]++;
+		h3[p[i + 3]]++;
+	}
 	for (; i < m; i++)
-		part[0][p[i]]++;
+		h0[p[i]]++;
 	for (unsigned v = 0; v < 256; v++)
-		hist[v] = (uint64_t)part[0][v] + part[1][v] + part[2][v] + part[3][v];
+		hist[v] = (uint64_t)h0[v] + h1[v] + h2[v] + h3[v];
 }
 
 lcp_err lcp_stream_put_rans(struct lcp_buf *b, const uint8_t *sym, uint64_t m,
