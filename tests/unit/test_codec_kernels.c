@@ -217,17 +217,6 @@ Test(codec_kernels, narrowing_ties_subnormals_overflow_and_nan)
 	}
 }
 
-/* Normal weights, sigma 0.02 (as in test_codec.c). */
-static uint8_t *make_tensor(enum lcp_dtype dt, uint64_t n, uint64_t seed)
-{
-	unsigned eb = elem_bytes(dt);
-	uint8_t *b = malloc(n * eb);
-	rng_state = seed;
-	for (uint64_t i = 0; i < n; i++)
-		put_value(dt, b + i * eb, 0.02 * normal());
-	return b;
-}
-
 /* Encodes a rows x cols tensor of dtype dt (bytes x) with cfg and opens
  * its params; ctx, e, ct are the caller's to free. */
 static void encode_open(enum lcp_dtype dt, uint64_t rows, uint64_t cols, const uint8_t *x,
@@ -305,7 +294,7 @@ Test(codec_kernels, tensors_decode_the_same_with_every_set_and_every_range)
 			enum lcp_dtype dt = dtypes[d];
 			unsigned eb = elem_bytes(dt);
 			uint64_t n = cases[ci].rows * cases[ci].cols;
-			uint8_t *x = make_tensor(dt, n, 100 + ci);
+			uint8_t *x = normal_weights(dt, n, 100 + ci);
 			if (cases[ci].rank) /* a planted rank-1 part worth keeping */
 				for (uint64_t i = 0; i < n && dt == LCP_DTYPE_F32; i++) {
 					float f;
@@ -341,7 +330,7 @@ Test(codec_kernels, tensors_decode_the_same_with_every_set_and_every_range)
 Test(codec_kernels, range_arguments_are_checked)
 {
 	const uint64_t n = 4096;
-	uint8_t *x = make_tensor(LCP_DTYPE_F32, n, 7);
+	uint8_t *x = normal_weights(LCP_DTYPE_F32, n, 7);
 	struct lcp_config cfg = {4, 0, 64, true, 4096, 1ull << 30, 0.5f, false};
 	struct lcp_codec_ctx *ctx;
 	struct lcp_encoded e;
@@ -372,7 +361,7 @@ Test(codec_kernels, range_arguments_are_checked)
 Test(codec_kernels, damaged_simd_chunks_never_crash_and_agree)
 {
 	const uint64_t rows = 40, cols = 1024, n = rows * cols;
-	uint8_t *x = make_tensor(LCP_DTYPE_F16, n, 9);
+	uint8_t *x = normal_weights(LCP_DTYPE_F16, n, 9);
 	struct lcp_config cfg = {4, 0, 64, true, 4096, 1ull << 30, 0.5f, false};
 	struct lcp_codec_ctx *ctx;
 	struct lcp_encoded e;

@@ -83,10 +83,7 @@ static unsigned chunk_mode(const struct lcp_encoded *e, uint32_t c)
 static uint8_t *weights_with_specials(enum lcp_dtype dt, uint64_t n, uint64_t seed)
 {
 	unsigned eb = elem_bytes(dt);
-	uint8_t *x = malloc(n * eb);
-	rng_state = seed;
-	for (uint64_t i = 0; i < n; i++)
-		put_value(dt, x + i * eb, 0.02 * normal());
+	uint8_t *x = normal_weights(dt, n, seed);
 	static const uint64_t specials[][4] = {
 		/* F32, F16, BF16, F64 bit patterns */
 		{0x7fc00001u, 0x7e01u, 0x7fc1u, 0x7ff8000000000001ull}, /* quiet NaN, payload */
