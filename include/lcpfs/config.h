@@ -21,14 +21,18 @@ struct lcp_config {
 	uint64_t min_size;       /* tensors (and files) smaller than this stay exact */
 	uint64_t max_size;       /* seed field; larger tensors are chunked, never refused */
 	float quality_threshold; /* per-tensor cosine floor, in (0, 1] */
+	bool lossless;           /* every float tensor bit-exact (preset lossless); the
+	                            fields above stay valid but no value changes */
 };
 
 /* Seed presets: aggressive {4, 8, 128, sym, 4096, 1 GiB, 0.95},
  * balanced {4, 32, 64, sym, 4096, 1 GiB, 0.97} (the default),
- * quality {8, 64, 32, asym, 4096, 1 GiB, 0.99}. */
+ * quality {8, 64, 32, asym, 4096, 1 GiB, 0.99}; and lossless: balanced's
+ * fields with lossless set (nothing quantized, every value kept). */
 struct lcp_config lcp_config_aggressive(void);
 struct lcp_config lcp_config_balanced(void);
 struct lcp_config lcp_config_quality(void);
+struct lcp_config lcp_config_lossless(void);
 struct lcp_config lcp_config_default(void);
 
 /* The seed's rules: bits 4 or 8, rank 1..1024, group 8..256, min_size > 0,
@@ -37,7 +41,7 @@ bool lcp_config_is_valid(const struct lcp_config *cfg);
 
 /*
  * Applies a comma-separated option string to *cfg:
- *   preset=aggressive|balanced|quality, bits=N, rank=N, group=N, asym, sym,
+ *   preset=aggressive|balanced|quality|lossless, bits=N, rank=N, group=N, asym, sym,
  *   quality=F, min_size=N (suffixes k, M, G accepted: powers of 1024).
  * A preset resets every field first, wherever it appears in the string (if
  * several are given, the last one); the other options then apply in order.

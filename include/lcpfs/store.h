@@ -463,6 +463,9 @@ struct lcp_tensor_report {
 	double bits_per_weight;
 	double sqnr_db;
 	double cosine;
+	char *note;              /* why it is stored as it is, when not as configured
+	                            ("1-D", "exact: no larger than 4-bit", a quality
+	                            floor...), or NULL */
 };
 struct lcp_file_report {
 	enum lcp_format format;
@@ -484,8 +487,8 @@ lcp_err lcp_store_report_raw_at(int dirfd, const char *name, struct lcp_file_rep
 /*
  * Renders r as JSON: {"format": "safetensors", "logical_size": N,
  * "stored_size": N, "tensors": [{"name", "dtype", "shape": [..], "encoding",
- * "bits", "group", "rank", "bpw", "sqnr_db", "cosine"}]}, with sqnr_db null
- * when infinite (exact tensors). This is what `lcpfs inspect --json` prints
+ * "bits", "group", "rank", "bpw", "sqnr_db", "cosine", "note"}]}, with
+ * sqnr_db null when infinite (exact tensors) and note null when none. This is what `lcpfs inspect --json` prints
  * and what the mount exposes as xattr "user.lcpfs.inspect". *json is a
  * NUL-terminated lcp_malloc'ed string (release with lcp_free). Thread-safe.
  */

@@ -96,6 +96,9 @@ static lcp_err report_from_json(const char *text, struct lcp_file_report *r)
 		tr->bits_per_weight = json_number_value(json_object_get(t, "bpw"));
 		tr->sqnr_db = json_is_number(sq) ? json_number_value(sq) : INFINITY;
 		tr->cosine = json_number_value(json_object_get(t, "cosine"));
+		const char *note = json_string_value(json_object_get(t, "note"));
+		if (note && !(tr->note = lcp_strdup(note)))
+			break;
 	}
 	json_decref(o);
 	return i == n ? LCP_OK : LCP_ERR_NOMEM;
@@ -114,13 +117,13 @@ static void print_report(const char *path, const char *state, const struct lcp_f
 	if (have_config) {
 		printf("  original xxh3: %016llx (provenance)\n",
 		       (unsigned long long)r->original_xxh3);
-		printf("  config:        bits=%u rank=%u group=%u %s quality=%g min_size=%llu\n",
-		       r->config.bits, r->config.rank, r->config.group_size,
-		       r->config.symmetric ? "sym" : "asym", (double)r->config.quality_threshold,
-		       (unsigned long long)r->config.min_size);
+		printf("  config:        %sbits=%u rank=%u group=%u %s quality=%g min_size=%llu\n",
+		       r->config.lossless ? "lossless (every value exact) " : "", r->config.bits,
+		       r->config.rank, r->config.group_size, r->config.symmetric ? "sym" : "asym",
+		       (double)r->config.quality_threshold, (unsigned long long)r->config.min_size);
 	}
-	printf("  %-40s %-16s %-20s %-8s %4s %5s %4s %7s %8s %9s\n", "tensor", "dtype", "shape",
-	       "encoding", "bits", "group", "rank", "bpw", "SQNR dB", "cosine");
+	printf("  %-40s %-16s %-20s %-8s %4s %5s %4s %7s %8s %9s  %s\n", "tensor", "dtype", "shape",
+	       "encoding", "bits", "group", "rank", "bpw", "SQNR dB", "cosine", "note");
 	for (size_t i = 0; i < r->ntensors; i++) {
 		const struct lcp_tensor_report *t = &r->tensors[i];
 		char shape[128];
@@ -135,9 +138,9 @@ static void print_report(const char *path, const char *state, const struct lcp_f
 			snprintf(sq, sizeof sq, "%.2f", t->sqnr_db);
 		else
 			snprintf(sq, sizeof sq, "inf");
-		printf("  %-40s %-16s %-20s %-8s %4u %5u %4u %7.3f %8s %9.6f\n", t->name, t->dtype,
+		printf("  %-40s %-16s %-20s %-8s %4u %5u %4u %7.3f %8s %9.6f  %s\n", t->name, t->dtype,
 		       shape, t->encoding, t->bits, t->group_size, t->rank, t->bits_per_weight, sq,
-		       t->cosine);
+		       t->cosine, t->note ? t->note : "");
 	}
 }
 

@@ -187,7 +187,8 @@ static bool same_config(const struct lcp_config *a, const struct lcp_config *b)
 {
 	return a->bits == b->bits && a->rank == b->rank && a->group_size == b->group_size &&
 	       a->symmetric == b->symmetric && a->min_size == b->min_size &&
-	       a->max_size == b->max_size && a->quality_threshold == b->quality_threshold;
+	       a->max_size == b->max_size && a->quality_threshold == b->quality_threshold &&
+	       a->lossless == b->lossless;
 }
 
 /* The preset's name, or the configuration as `-o` options would give it. */
@@ -200,6 +201,7 @@ static void preset_label(const struct lcp_config *c, char *out, size_t len)
 		{"balanced", lcp_config_balanced},
 		{"aggressive", lcp_config_aggressive},
 		{"quality", lcp_config_quality},
+		{"lossless", lcp_config_lossless},
 	};
 	for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++) {
 		struct lcp_config p = presets[i].make();
@@ -208,8 +210,9 @@ static void preset_label(const struct lcp_config *c, char *out, size_t len)
 			return;
 		}
 	}
-	snprintf(out, len, "bits=%u,rank=%u,group=%u,%s,quality=%g,min_size=%llu", c->bits, c->rank,
-		 c->group_size, c->symmetric ? "sym" : "asym", (double)c->quality_threshold,
+	snprintf(out, len, "%sbits=%u,rank=%u,group=%u,%s,quality=%g,min_size=%llu",
+		 c->lossless ? "preset=lossless," : "", c->bits, c->rank, c->group_size,
+		 c->symmetric ? "sym" : "asym", (double)c->quality_threshold,
 		 (unsigned long long)c->min_size);
 }
 

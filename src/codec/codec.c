@@ -7,10 +7,11 @@
  * size (codec.h, lcp_codec_encode_stream):
  *  1. Scan. The tensor is read once in parts (the chunks of the quantized
  *     plan), in parallel, each part reduced to statistics: finiteness and
- *     range, sum of squares, and what the first encoding's plan needs (the
- *     largest group RMS of the entropy-coded class, or the super-scale of a
- *     uniform class). The parts are combined in order, which also hashes
- *     the bytes in order. A tensor that may get a low-rank part (at most
+ *     range, sum of squares, what the first encoding's plan needs (the
+ *     largest group RMS of the dependent-quantization class, or the
+ *     super-scale of a uniform class) and the sample that screens an exact
+ *     encoding (lossless.h). The parts are combined in order, which also
+ *     hashes the bytes in order. A tensor that may get a low-rank part (at most
  *     LCP_ENCODE_HOLD_MAX_ELEMS elements) is kept as binary32 meanwhile,
  *     with the first pass of its top-component estimate.
  *  2. Attempts. Chunks are encoded in parallel, each checked by decoding it
@@ -21,7 +22,10 @@
  *     plain encoding's real size and error is the tensor encoded again
  *     with it (the sink restarts). The quality floor reads the summed
  *     metrics; a fallback restarts the sink and encodes the tensor again at
- *     the next setting.
+ *     the next setting. A kept lossy encoding is replaced by an exact one
+ *     when that is no larger (exact_if_cheap), screened on the scan's
+ *     sample first. The lossless preset skips all of this but the scan's
+ *     hash: every chunk is stored exact.
  * Every per-chunk result depends on the chunk and the plan only, and the
  * per-chunk sums are added in chunk order, so the output bytes are the same
  * whatever the executor's thread count.
@@ -33,12 +37,17 @@
 #include <stdatomic.h>
 #include <string.h>
 #include <zstd.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "codec/codec_format.h"
 #include "codec/half.h"
+#include "codec/lossless.h"
 #include "codec/lowrank.h"
 #include "codec/quant.h"
 #include "codec/rans.h"
+#include "codec/stream.h"
 #include "common/alloc.h"
 #include "common/buf.h"
 #include "common/checksum.h"
@@ -51,20 +60,10 @@
  * for nibble-packed codes (order-0 entropy 3.52), while levels 3-9 on
  * one-code-per-byte streams find many useless short matches (3.99). */
 #define ZSTD_LEVEL 1
-/* Entropy-coded 4-bit class (plan_quant): step = ECSQ_STEP * rms_group^ALPHA
- * * rms_tensor^(1-ALPHA). ALPHA < 1 moves bits from quiet groups to loud
- * ones, toward the equal-step allocation that minimizes total squared error
- * for a given rate, but that starves quiet groups the model still needs.
- * Measured (faceres / stories260K, bits/weight and dB; stories260k.py
- * perplexity change over STEP 0.25..0.275, which is noisy on so small a
- * model): ALPHA 1: 3.95/22.20 at 0.27, ppl +2..+10% (mean +5%);
- * 0.75: 3.97/22.38, 3.93/22.18, ppl -2..+6.5% (mean +1.1%); 0.5: 3.96/22.47,
- * 3.90/22.42, ppl +4..+7.5% (mean +5.9%). STEP sets the rate: ~3.9 stored
- * bits/weight on the shared weights, about 10 log10(12 / STEP^2) = 22 dB;
- * at ALPHA 0.75, STEP 0.27 gives 3.968/22.41 and 3.916/22.18, 0.268 gives
- * 3.979/22.48 and 3.922/22.21 (past IQ4_NL's 22.18 on stories260K). */
-#define ECSQ_STEP 0.268f
-#define ECSQ_ALPHA 0.75f
+/* The 4-bit symmetric class (plan_quant) is dependent quantization
+ * (quant.h) with half-step D = DQ_DELTA * rms_group; DQ_DELTA sets the
+ * rate. Measured choices are in docs/DESIGN-notes.md ("4-bit fidelity"). */
+#define DQ_DELTA 0.14f
 /* Low rank (lowrank_choose, encode_as): the exchange rate between stored
  * bits and error, ~6.02 dB per bit per weight for a uniform quantizer at
  * high rate; the most bits/weight the factors may take; fp16 factor peaks
@@ -101,9 +100,10 @@ struct scratch {
 };
 
 /* The last all-zero chunk a context encoded: every zero chunk of the same
- * length in the same attempt without a low-rank part encodes to the same
- * bytes (a chunk's encoding depends on its elements and the plan only), so
- * the holes of a sparse tensor cost one encoding per thread. */
+ * length in the same attempt without a low-rank part (lossless ones too)
+ * encodes to the same bytes (a chunk's encoding depends on its elements
+ * and the plan only), so the holes of a sparse tensor cost one encoding
+ * per thread and attempt. */
 struct zero_chunk {
 	uint64_t attempt_id; /* 0: none */
 	uint64_t m;
@@ -116,7 +116,7 @@ struct zero_chunk {
 
 struct lcp_codec_ctx {
 	ZSTD_CCtx *zc;
-	struct scratch raw, x, xq, codes, sc, aux, stream, dec;
+	struct scratch raw, x, xq, codes, sc, aux, stream, dec, delta, dqwork;
 	struct lcp_buf side, planes, alt, rans;
 	struct zero_chunk zero;
 };
@@ -202,7 +202,7 @@ void lcp_codec_ctx_free(struct lcp_codec_ctx *ctx)
 		return;
 	ZSTD_freeCCtx(ctx->zc);
 	struct scratch *all[] = {&ctx->raw, &ctx->x, &ctx->xq, &ctx->codes, &ctx->sc, &ctx->aux,
-				 &ctx->stream, &ctx->dec};
+				 &ctx->stream, &ctx->dec, &ctx->delta, &ctx->dqwork};
 	for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
 		scratch_free(all[i]);
 	lcp_buf_free(&ctx->side);
@@ -222,11 +222,23 @@ bool lcp_codec_config_ok(const struct lcp_config *cfg)
 
 /* Sums of squares in four interleaved partial sums: a fixed order (the
  * payload stays deterministic) that is not one long chain of dependent adds,
- * which made these loops latency-bound. */
+ * which made these loops latency-bound. SSE2 keeps the four sums in one
+ * register: lane k adds x[i + k]^2 rounded as the scalar code does (no
+ * contraction), so the bits are the same; GCC -O2 left the scalar loop
+ * unvectorized (8 instructions per element, twice per element under
+ * dependent quantization: the scan's largest RMS, then the chunk's steps). */
 static float group_rms(const float *x, uint32_t n)
 {
 	float s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 	uint32_t i = 0;
+#ifdef __SSE2__
+	__m128 acc = _mm_setzero_ps();
+	for (; i + 4 <= n; i += 4) {
+		__m128 v = _mm_loadu_ps(x + i);
+		acc = _mm_add_ps(acc, _mm_mul_ps(v, v));
+	}
+	_mm_storeu_ps(s, acc);
+#endif
 	for (; i + 4 <= n; i += 4)
 		for (unsigned k = 0; k < 4; k++)
 			s[k] += x[i + k] * x[i + k];
@@ -273,6 +285,7 @@ struct tensor_in {
 	enum lcp_dtype dtype;
 	unsigned eb;        /* bytes per element */
 	uint64_t n, rows, cols;
+	uint64_t period;    /* lcp_lossless_period: the lossless repeat checks' row */
 	const float *held;  /* all n elements as binary32 while a low-rank part is
 			       chosen (candidate encodes read them), else NULL */
 	const float *sketch; /* with held: W Omega (rows x 2, column-major), the
@@ -409,18 +422,17 @@ static void acc_metrics(enum lcp_dtype dt, const float *x, const uint8_t *raw, c
 	s[3] = ee;
 }
 
-/* The params block: version 2 with the rANS block length (quantized
- * tensors: block_elems > 0), version 1 without (lossless tensors, whose
- * bytes stay as they were). */
+/* The params block: version 3 for dependent quantization and lossless
+ * tensors, version 2 for the other quantized ones (codec_format.h). */
 static lcp_err params_build(const struct lcp_tensor_source *t, enum lcp_encoding enc,
-			    const struct lcp_qparams *q, bool ecsq, const struct lowrank *lr,
+			    const struct lcp_qparams *q, bool dq, const struct lowrank *lr,
 			    uint32_t group_size, uint32_t chunk_elems, uint32_t block_elems,
 			    uint8_t **out, size_t *out_len)
 {
 	struct lcp_buf b = LCP_BUF_INIT;
 	lcp_err err = lcp_buf_append(&b, PARAMS_MAGIC, 4);
 	if (!err)
-		err = lcp_buf_append_u8(&b, block_elems ? PARAMS_VERSION : PARAMS_VERSION_1);
+		err = lcp_buf_append_u8(&b, dq || enc == LCP_ENC_LOSSLESS ? PARAMS_VERSION_3 : PARAMS_VERSION_2);
 	if (!err)
 		err = lcp_buf_append_u8(&b, (uint8_t)enc);
 	if (!err)
@@ -429,7 +441,7 @@ static lcp_err params_build(const struct lcp_tensor_source *t, enum lcp_encoding
 		err = lcp_buf_append_u8(&b, enc == LCP_ENC_LOSSLESS ? 0 : enc == LCP_ENC_Q4 ? 4 : 8);
 	if (!err)
 		err = lcp_buf_append_u8(&b, (uint8_t)((enc != LCP_ENC_LOSSLESS && q->symmetric ? 1 : 0) |
-						     (ecsq ? 2 : 0)));
+						     (dq ? PARAMS_FLAG_ENTROPY | PARAMS_FLAG_DQ : 0)));
 	if (!err)
 		err = lcp_buf_append_u8(&b, enc == LCP_ENC_LOSSLESS ? 0 : q->scale_log2_steps);
 	if (!err)
@@ -499,79 +511,6 @@ static lcp_err put_stream(struct lcp_codec_ctx *ctx, struct lcp_buf *b, const ui
 	return lcp_buf_append(b, src, len);
 }
 
-/* Lanes for a chunk of m codes: 16, or fewer so each lane codes at least
- * LANE_MIN_SYMBOLS (the lane states' bytes matter in short chunks). */
-static unsigned lanes_for(uint64_t m, uint32_t block_elems)
-{
-	uint64_t per_block = m < block_elems ? m : block_elems;
-	unsigned lanes = LCP_RANS_MAX_LANES;
-	while (lanes > 1 && (uint64_t)lanes * LANE_MIN_SYMBOLS > per_block)
-		lanes /= 2;
-	return lanes;
-}
-
-/* m symbols as a rANS stream (layout in codec_format.h): lanes, its own
- * frequency table, block lengths, blocks. */
-static lcp_err put_rans(struct lcp_buf *b, const uint8_t *codes, uint64_t m, uint32_t block_elems,
-			unsigned lanes)
-{
-	uint64_t hist[256] = {0};
-	uint32_t part[4][256] = {{0}};
-	uint16_t freq[256];
-	struct lcp_rans_enc e;
-	/* Four histograms: runs of one code (most codes are near zero) would
-	 * make each increment wait for the previous one. */
-	uint64_t i = 0;
-	for (; i + 4 <= m; i += 4)
-		for (unsigned k = 0; k < 4; k++)
-			part[k][codes[i + k]]++;
-	for (; i < m; i++)
-		part[0][codes[i]]++;
-	for (unsigned sym = 0; sym < 256; sym++)
-		hist[sym] = (uint64_t)part[0][sym] + part[1][sym] + part[2][sym] + part[3][sym];
-	lcp_rans_normalize(hist, freq);
-	lcp_rans_enc_init(&e, freq);
-	unsigned lg = 0;
-	while ((1u << lg) < lanes)
-		lg++;
-	uint64_t nblocks = (m + block_elems - 1) / block_elems;
-	lcp_err err = lcp_buf_reserve(b, 1 + LCP_RANS_TABLE_MAX);
-	if (!err) {
-		b->data[b->len++] = (uint8_t)lg;
-		b->len += lcp_rans_table_write(freq, b->data + b->len);
-	}
-	size_t lens_at = b->len;
-	for (uint64_t k = 0; !err && k < nblocks; k++)
-		err = lcp_buf_append_le32(b, 0);
-	for (uint64_t k = 0; !err && k < nblocks; k++) {
-		uint64_t beg = k * block_elems;
-		uint32_t bn = (uint32_t)(m - beg < block_elems ? m - beg : block_elems);
-		err = lcp_buf_reserve(b, lcp_rans_block_bound(bn, lanes));
-		if (err)
-			break;
-		size_t len = lcp_rans_encode(&e, codes + beg, bn, lanes, b->data + b->len);
-		b->len += len;
-		lcp_store_le32(b->data + lens_at + 4 * k, (uint32_t)len);
-	}
-	return err;
-}
-
-/* rANS with 16 lanes is kept unless raw or zstd is smaller by more than 1
- * part in RANS_PREFERENCE: it decodes several times faster than zstd's
- * Huffman literals (zstd wins on repeated rows, as in embedding tables with
- * untrained tokens). With fewer lanes (chunks under 16K codes) it decodes in
- * scalar code, slower than zstd (1.5 against 0.5 ns per code), and its
- * table weighs more (a 256-symbol table is ~230 bytes): then it must be
- * smaller by that margin. */
-#define RANS_PREFERENCE 50u
-
-static bool prefer_rans(size_t rans_len, size_t alt_len, unsigned lanes)
-{
-	if (lanes < LCP_RANS_MAX_LANES)
-		return (uint64_t)rans_len * (RANS_PREFERENCE + 1) <= (uint64_t)alt_len * RANS_PREFERENCE;
-	return (uint64_t)rans_len * RANS_PREFERENCE <= (uint64_t)alt_len * (RANS_PREFERENCE + 1);
-}
-
 /* Side streams go as planes unless zstd or raw is smaller by more than 1
  * part in SIDE_PREFERENCE: measured on the decode benchmark's matrix, zstd
  * decoded the 8-bit class's side streams (0.55 bits/weight) in 0.11 ns per
@@ -581,44 +520,22 @@ static bool prefer_rans(size_t rans_len, size_t alt_len, unsigned lanes)
  * tensors 0.04 bits/weight, so the margin is the codes' 2%. */
 #define SIDE_PREFERENCE 50u
 
-/* One plane of ng side bytes, as its mode and payload (codec_format.h):
- * constant, rANS (16 lanes, one block) when that is smaller, else raw. */
-static lcp_err put_plane(struct lcp_buf *b, const uint8_t *p, uint64_t ng)
-{
-	uint64_t same = 1;
-	while (same < ng && p[same] == p[0])
-		same++;
-	if (same == ng) {
-		lcp_err err = lcp_buf_append_u8(b, PLANE_CONSTANT);
-		return err ? err : lcp_buf_append_u8(b, p[0]);
-	}
-	size_t at = b->len;
-	lcp_err err = lcp_buf_append_u8(b, PLANE_RANS);
-	if (!err)
-		err = put_rans(b, p, ng, (uint32_t)ng, LCP_RANS_MAX_LANES);
-	if (err || b->len - at - 1 < ng)
-		return err;
-	b->len = at; /* rANS would not pay: raw */
-	err = lcp_buf_append_u8(b, PLANE_RAW);
-	return err ? err : lcp_buf_append(b, p, ng);
-}
-
 /* Statistics a quantization plan for one encoding needs, of the
  * quantizer's input (the tensor, or its low-rank residual). */
 struct qstats {
 	double sumsq;
-	float top_rms;      /* entropy-coded class: the largest group RMS */
+	float top_rms;      /* dependent-quantization class: the largest group RMS */
 	float super;        /* uniform classes: lcp_quant_super */
 };
 
 /* How the groups of one tensor are quantized. */
 struct qplan {
 	struct lcp_qparams q; /* the kernel's parameters (bits = symbol width) */
-	bool ecsq;            /* entropy-coded step: q is {8, symmetric} */
-	float step_coef;      /* ecsq: step = step_coef * group_rms^ECSQ_ALPHA */
+	bool dq;              /* dependent quantization: q is {8, symmetric} */
+	float step_coef;      /* dq: half-step = step_coef * group_rms */
 };
 
-static bool uses_ecsq(enum lcp_encoding enc, const struct lcp_config *cfg)
+static bool uses_dq(enum lcp_encoding enc, const struct lcp_config *cfg)
 {
 	return enc == LCP_ENC_Q4 && cfg->symmetric;
 }
@@ -632,7 +549,7 @@ static void qstats_add(struct qstats *s, const float *x, uint64_t m, const struc
 {
 	uint32_t G = cfg->group_size;
 	s->sumsq += sumsq(x, m);
-	if (uses_ecsq(enc, cfg)) {
+	if (uses_dq(enc, cfg)) {
 		for (uint64_t g = 0; g < m; g += G) {
 			uint32_t len = (uint32_t)(m - g < G ? m - g : G);
 			float r = group_rms(x + g, len);
@@ -658,31 +575,29 @@ static void qstats_fold(struct qstats *s, const struct qstats *part)
 
 /*
  * Chooses the quantizer. The 4-bit symmetric class (the default preset) is
- * entropy-coded scalar quantization: measured on the shared weights (all 2-D
- * tensors >= 4096 elements, group 64, order-0 entropy), 16 uniform levels
- * with an MSE scale search reach 20.3/20.8 dB (faceres/stories) at 3.59/3.82
- * bits, IQ4_NL's codebook 21.4/21.7 dB at 3.77/3.97, and this step rule
- * 22.5/22.4 dB at 3.96/3.90 (stored, zstd): more dB, outliers kept.
- * Other classes: 16 or 256 uniform levels with an MSE scale search.
+ * dependent quantization with a step proportional to each group's RMS
+ * (docs/DESIGN-notes.md has what it was measured against): alpha 1, so the
+ * plan needs only the largest group RMS, and each chunk computes its own
+ * groups' steps. The other classes are 16 or 256 uniform levels with an
+ * MSE scale search.
  */
-static void plan_quant(struct qplan *qp, const struct qstats *st, uint64_t n, enum lcp_encoding enc,
+static void plan_quant(struct qplan *qp, const struct qstats *st, enum lcp_encoding enc,
 		       const struct lcp_config *cfg, float step_mult)
 {
 	memset(qp, 0, sizeof *qp);
 	qp->q.bits = enc == LCP_ENC_Q4 ? 4 : 8;
 	qp->q.symmetric = cfg->symmetric;
 	qp->q.scale_log2_steps = enc == LCP_ENC_Q4 ? 4 : 8;
-	qp->ecsq = uses_ecsq(enc, cfg);
-	if (!qp->ecsq) {
+	qp->dq = uses_dq(enc, cfg);
+	if (!qp->dq) {
 		qp->q.super = st->super;
 		return;
 	}
 	qp->q.bits = 8;
-	float rt = (float)sqrt(st->sumsq / (double)n);
-	qp->step_coef = step_mult * ECSQ_STEP * powf(rt, 1.0f - ECSQ_ALPHA);
-	/* The largest group's step (a power and a positive factor keep the
-	 * order of the group RMS values). */
-	float top = qp->step_coef * powf(st->top_rms, ECSQ_ALPHA);
+	qp->step_coef = step_mult * DQ_DELTA;
+	/* The largest group's step (a positive factor keeps the order of the
+	 * group RMS values, also after rounding). */
+	float top = qp->step_coef * st->top_rms;
 	/* One scale code of headroom: the largest step rounds to a code
 	 * below 255, never above the grid. */
 	float super = top * 1.05f;
@@ -697,7 +612,7 @@ struct attempt {
 	struct qplan qp;                 /* quantized */
 	const struct lowrank *lr;        /* NULL: none */
 	struct chunk_plan pl;
-	uint32_t block_elems;            /* quantized: rANS block */
+	uint32_t block_elems;            /* rANS block */
 	const struct lcp_codec_tensor *ct; /* the params opened, for the decode
 					      check; NULL: size-only (candidates) */
 	bool want_crc;
@@ -751,6 +666,38 @@ static lcp_err quant_input(struct lcp_codec_ctx *ctx, const struct lowrank *lr, 
 }
 
 /*
+ * Dependent quantization of one chunk, xq[0, m) (quant.h): every group's
+ * scale code (aux 0), then each rANS block's chains, blocks counted from
+ * the chunk's start (which starts a group). The chunk's squared error is
+ * added to *sqerr.
+ */
+static lcp_err quant_dq_chunk(struct lcp_codec_ctx *ctx, const struct attempt *a, const float *xq,
+			      uint64_t m, uint8_t *codes, uint16_t *sc, uint8_t *aux, double *sqerr)
+{
+	uint32_t G = a->cfg->group_size, B = a->block_elems;
+	uint64_t ng = (m + G - 1) / G;
+	float *delta = scratch(&ctx->delta, (ng ? ng : 1) * sizeof *delta);
+	void *work = scratch(&ctx->dqwork, lcp_quant_dq_work_bytes(B));
+	if (!delta || !work)
+		return LCP_ERR_NOMEM;
+	for (uint64_t g = 0; g < ng; g++) {
+		uint64_t gb = g * G;
+		uint32_t len = (uint32_t)(m - gb < G ? m - gb : G);
+		float step = a->qp.step_coef * group_rms(xq + gb, len);
+		sc[g] = lcp_quant_scale_code(&a->qp.q, step, &delta[g]);
+		aux[g] = 0;
+	}
+	double e = 0.0;
+	for (uint64_t b = 0; b < m; b += B) {
+		uint32_t len = (uint32_t)(m - b < B ? m - b : B);
+		e += lcp_quant_dq_block(xq + b, len, delta + b / G, G, (uint32_t)(b % G), codes + b,
+					work);
+	}
+	*sqerr += e;
+	return LCP_OK;
+}
+
+/*
  * Quantizes chunk [b, b + m) of xq group by group, then stores its codes as
  * rANS blocks with the chunk's own table, or raw or as zstd when that is
  * clearly smaller (RANS_PREFERENCE); appends the chunk (header, side
@@ -772,15 +719,15 @@ static lcp_err encode_quant_chunk(struct lcp_codec_ctx *ctx, const struct attemp
 	if (!codes || !aux || !sc || !stream)
 		return LCP_ERR_NOMEM;
 	double e = 0.0;
-	for (uint64_t g = 0; g < ng; g++) {
+	if (a->qp.dq) {
+		lcp_err err = quant_dq_chunk(ctx, a, xq, m, codes, sc, aux, &e);
+		if (err)
+			return err;
+	}
+	for (uint64_t g = 0; !a->qp.dq && g < ng; g++) {
 		uint64_t gb = g * G;
 		uint32_t len = (uint32_t)(m - gb < G ? m - gb : G);
-		if (a->qp.ecsq) {
-			float step = a->qp.step_coef * powf(group_rms(xq + gb, len), ECSQ_ALPHA);
-			e += lcp_quant_group_ecsq(xq + gb, len, q, step, codes + gb, &sc[g], &aux[g]);
-		} else {
-			e += lcp_quant_group(xq + gb, len, q, codes + gb, &sc[g], &aux[g]);
-		}
+		e += lcp_quant_group(xq + gb, len, q, codes + gb, &sc[g], &aux[g]);
 	}
 	o->sqerr = e;
 	uint8_t *side = stream, *packed = stream + (sbytes + 1) * ng;
@@ -809,7 +756,7 @@ static lcp_err encode_quant_chunk(struct lcp_codec_ctx *ctx, const struct attemp
 	uint8_t zmode = 0, side_mode, alt_mode;
 	lcp_err err = LCP_OK;
 	for (unsigned k = 0; !err && k <= sbytes; k++)
-		err = put_plane(planes, side + k * ng, ng);
+		err = lcp_stream_put_plane(planes, side + k * ng, ng, (uint32_t)ng, LCP_RANS_MAX_LANES);
 	if (!err)
 		err = put_stream(ctx, sidebuf, side, (sbytes + 1) * ng, &zmode);
 	side_mode = zmode ? SIDE_ZSTD : SIDE_RAW;
@@ -821,12 +768,12 @@ static lcp_err encode_quant_chunk(struct lcp_codec_ctx *ctx, const struct attemp
 	if (!err)
 		err = put_stream(ctx, alt, packed, code_len, &zmode);
 	alt_mode = zmode ? CODE_ZSTD : CODE_RAW;
-	unsigned lanes = lanes_for(m, a->block_elems);
+	unsigned lanes = lcp_stream_lanes(m, a->block_elems);
 	if (!err)
-		err = put_rans(rans, codes, m, a->block_elems, lanes);
+		err = lcp_stream_put_rans(rans, codes, m, a->block_elems, lanes, NULL);
 	if (err)
 		return err;
-	bool use_rans = prefer_rans(rans->len, alt->len, lanes);
+	bool use_rans = lcp_stream_prefer_rans(rans->len, alt->len, lanes);
 	const struct lcp_buf *code = use_rans ? rans : alt;
 	uint8_t modes = (uint8_t)(side_mode | (use_rans ? CODE_RANS : alt_mode) << 2);
 	err = lcp_buf_append_u8(&o->bytes, modes);
@@ -846,28 +793,17 @@ static lcp_err encode_quant_chunk(struct lcp_codec_ctx *ctx, const struct attemp
 	return err;
 }
 
-/* Lossless chunk [b, b + m): its byte planes (all byte 0s, then all byte
- * 1s...) as one zstd frame, or the raw bytes when that is not smaller. */
+/* Lossless chunk [b, b + m) (lossless.h: split planes, zstd byte planes
+ * or raw, whichever is smallest). */
 static lcp_err encode_lossless_chunk(struct lcp_codec_ctx *ctx, const struct attempt *a,
 				     const uint8_t *raw, uint64_t m, struct chunk_out *o)
 {
 	unsigned eb = a->t->eb;
-	uint8_t *planes = scratch(&ctx->stream, m ? m * eb : 1);
-	if (!planes)
+	uint8_t *work = scratch(&ctx->stream, m ? lcp_lossless_encode_scratch(eb, m) : 1);
+	if (!work)
 		return LCP_ERR_NOMEM;
-	for (unsigned k = 0; k < eb; k++)
-		for (uint64_t i = 0; i < m; i++)
-			planes[k * m + i] = raw[i * eb + k];
-	uint8_t mode = 0;
-	lcp_err err = lcp_buf_append_u8(&o->bytes, 0);
-	if (!err)
-		err = put_stream(ctx, &o->bytes, planes, m * eb, &mode);
-	if (!err) {
-		o->bytes.data[0] = mode;
-		if (mode == 0) /* stored bytes are in storage order */
-			memcpy(o->bytes.data + 1, raw, m * eb);
-	}
-	return err;
+	return lcp_lossless_encode_chunk(ctx->zc, eb, raw, m, a->t->period, a->block_elems, work,
+					 &o->bytes);
 }
 
 /* The decode check: decodes the chunk as readers will, fills the output
@@ -935,23 +871,27 @@ static lcp_err encode_chunk(struct lcp_codec_ctx *ctx, const struct attempt *a, 
 	o->info.elem_end = b + m;
 	if (a->enc == LCP_ENC_LOSSLESS) {
 		err = load_raw(a->t, b, m, &ctx->raw, &raw);
-		if (!err)
-			err = encode_lossless_chunk(ctx, a, raw, m, o);
+		zero = !err && all_zero(raw, NULL, m, a->t->eb);
 	} else {
 		err = load_floats(ctx, a->t, b, m, &x, &raw);
 		zero = !err && !a->lr && all_zero(raw, x, m, a->t->eb);
-		if (zero && ctx->zero.attempt_id == a->id && ctx->zero.m == m)
-			return zero_chunk_get(&ctx->zero, o);
-		if (!err)
-			err = quant_input(ctx, a->lr, x, b, m, &xq);
+	}
+	if (zero && ctx->zero.attempt_id == a->id && ctx->zero.m == m)
+		return zero_chunk_get(&ctx->zero, o);
+	if (!err && a->enc == LCP_ENC_LOSSLESS) {
+		err = encode_lossless_chunk(ctx, a, raw, m, o);
+	} else if (!err) {
+		err = quant_input(ctx, a->lr, x, b, m, &xq);
 		if (!err)
 			err = encode_quant_chunk(ctx, a, xq, b, m, o);
 	}
 	o->info.data_len = o->bytes.len;
-	if (err || !a->ct)
-		return err;
-	o->info.stored_xxh3 = lcp_xxh3(o->bytes.data, o->bytes.len);
-	err = check_chunk(ctx, a, x, raw, o);
+	if (!err && a->ct) {
+		o->info.stored_xxh3 = lcp_xxh3(o->bytes.data, o->bytes.len);
+		err = check_chunk(ctx, a, x, raw, o);
+	}
+	/* Remembered for the attempt (a size-only one too: its records are
+	 * not kept, only its sizes). */
 	if (!err && zero) {
 		ctx->zero.attempt_id = 0;
 		err = zero_chunk_put(&ctx->zero, o);
@@ -1066,13 +1006,14 @@ static lcp_err attempt_init(struct attempt *a, const struct tensor_in *t,
 	if (enc == LCP_ENC_LOSSLESS) {
 		struct lcp_qparams q = {0, false, 0, 0.0f};
 		plan_chunks(&a->pl, t->n, t->cols, CHUNK_TARGET_BYTES / t->eb, 1);
-		return params_build(t->src, enc, &q, false, NULL, 0, a->pl.chunk_elems, 0, params,
-				    params_len);
+		a->block_elems = BLOCK_ELEMS < a->pl.chunk_elems ? BLOCK_ELEMS : a->pl.chunk_elems;
+		return params_build(t->src, enc, &q, false, NULL, 0, a->pl.chunk_elems, a->block_elems,
+				    params, params_len);
 	}
-	plan_quant(&a->qp, st, t->n, enc, cfg, mult);
+	plan_quant(&a->qp, st, enc, cfg, mult);
 	plan_chunks(&a->pl, t->n, t->cols, CHUNK_TARGET_ELEMS, cfg->group_size);
 	a->block_elems = BLOCK_ELEMS < a->pl.chunk_elems ? BLOCK_ELEMS : a->pl.chunk_elems;
-	return params_build(t->src, enc, &a->qp.q, a->qp.ecsq, a->lr, cfg->group_size,
+	return params_build(t->src, enc, &a->qp.q, a->qp.dq, a->lr, cfg->group_size,
 			    a->pl.chunk_elems, a->block_elems, params, params_len);
 }
 
@@ -1133,6 +1074,7 @@ struct part_stats {
 	uint64_t len;
 	bool finite, in_range;
 	struct qstats q;
+	struct lcp_lossless_screen screen; /* the part's share of the sample */
 };
 
 struct scan {
@@ -1144,11 +1086,13 @@ struct scan {
 				     low-rank choice and the attempts, or NULL */
 	float *omega, *sketch;    /* with held and parts of whole rows: the
 				     estimate's test matrix and W omega */
+	bool hash_only;           /* the lossless preset: only the bytes matter */
 	struct part_stats *slots;
 	uint32_t window;
 	/* The combined result. */
 	bool finite, in_range;
 	struct qstats q;          /* of the tensor */
+	struct lcp_lossless_screen screen; /* the exact encoding's screen */
 	struct lcp_xxh3_stream *hash;
 };
 
@@ -1165,6 +1109,13 @@ static bool within_quant_range(const float *x, uint64_t n)
 	return ok;
 }
 
+/* The screen's reader for a source in memory. */
+static lcp_err read_mem(void *arg, void *buf, size_t len, uint64_t off)
+{
+	memcpy(buf, (const uint8_t *)arg + off, len);
+	return LCP_OK;
+}
+
 static lcp_err scan_part(void *arg, uint32_t p, struct lcp_codec_ctx *ctx)
 {
 	const struct scan *s = arg;
@@ -1173,13 +1124,22 @@ static lcp_err scan_part(void *arg, uint32_t p, struct lcp_codec_ctx *ctx)
 	uint64_t b, m;
 
 	chunk_range(&s->pl, p, &b, &m);
-	float *x = s->held ? s->held + b : scratch(&ctx->x, m * sizeof *x);
-	if (!x)
-		return LCP_ERR_NOMEM;
 	lcp_err err = load_raw(t, b, m, &ps->raw, &ps->bytes);
 	if (err)
 		return err;
 	ps->len = m * t->eb;
+	if (s->hash_only)
+		return LCP_OK;
+	float *x = s->held ? s->held + b : scratch(&ctx->x, m * sizeof *x);
+	if (!x)
+		return LCP_ERR_NOMEM;
+	memset(&ps->screen, 0, sizeof ps->screen);
+	err = t->src->mem ? lcp_lossless_screen_part(&ps->screen, t->eb, t->n, t->period, ps->bytes, b,
+						     m, read_mem, (void *)(uintptr_t)t->src->mem)
+			  : lcp_lossless_screen_part(&ps->screen, t->eb, t->n, t->period, ps->bytes, b,
+						     m, t->src->read, t->src->arg);
+	if (err)
+		return err;
 	memset(&ps->q, 0, sizeof ps->q);
 	if (all_zero(ps->bytes, NULL, m, t->eb)) {
 		/* A hole, typically: zeros have zero statistics (every group's
@@ -1211,6 +1171,9 @@ static void scan_fold(struct scan *s, const struct part_stats *ps,
 		lcp_xxh3_stream_update(s->hash, ps->bytes, ps->len);
 	if (sink->scanned)
 		sink->scanned(sink->arg, ps->bytes, ps->len);
+	if (s->hash_only)
+		return;
+	lcp_lossless_screen_fold(&s->screen, &ps->screen, s->t->eb);
 	s->finite &= ps->finite;
 	s->in_range &= ps->in_range;
 	if (!s->in_range)
@@ -1588,7 +1551,7 @@ static lcp_err lowrank_wins(struct lr_choice *ch, const struct lcp_encoded *plai
 	if (!err)
 		err = candidate(ch, &ch->q, lr, *mult, sample ? sample : LR_CANDIDATE_CHUNKS, &with);
 	double excess = 8.0 * (double)with.stored_bytes / n - 8.0 * (double)plain->stored_bytes / n;
-	if (!err && !precheck && uses_ecsq(ch->enc, ch->cfg) && excess > LR_RATE_SLACK) {
+	if (!err && !precheck && uses_dq(ch->enc, ch->cfg) && excess > LR_RATE_SLACK) {
 		*mult *= (float)exp2(excess);
 		err = candidate(ch, &ch->q, lr, *mult, LR_CANDIDATE_CHUNKS, &with);
 	}
@@ -1699,6 +1662,13 @@ static lcp_err probe_task(void *arg, uint32_t i, struct lcp_codec_ctx *ctx)
  * measured once for both comparisons. Each step runs on the executor (the
  * fits as one task, the candidates' chunks in parallel); the winner is
  * then encoded for real (and checked) by the caller.
+ *
+ * The pre-check is for tensors larger than its sample: on one of at most
+ * LR_PRECHECK_CHUNKS chunks it would encode the whole tensor, as the final
+ * comparison does, and save only the fit of a small matrix, while the
+ * estimate's rank-1 factors are a weaker fit than lowrank_choose's (under
+ * dependent quantization stories260K's layers.0.attention.wq lost to the
+ * plain encoding with them by 0.07 dB at equal size, and won with the fit).
  */
 static lcp_err lowrank_decide(struct lr_choice *ch)
 {
@@ -1716,8 +1686,12 @@ static lcp_err lowrank_decide(struct lr_choice *ch)
 		err = lowrank_store(u, 1, v, 1, t->rows, t->cols, &top);
 	lcp_free(u);
 	lcp_free(v);
-	if (!err && top.rank)
+	struct chunk_plan pl;
+	plan_chunks(&pl, t->n, t->cols, CHUNK_TARGET_ELEMS, ch->cfg->group_size);
+	if (!err && top.rank && pl.nchunks > LR_PRECHECK_CHUNKS)
 		err = lowrank_wins(ch, &ch->plain_enc, &top, true, &mult, &wins);
+	else
+		wins = top.rank > 0;
 	lowrank_free(&top);
 	if (!err && wins)
 		err = run_one(ch->ctx, ch->exec, probe_task, ch);
@@ -1774,6 +1748,59 @@ static lcp_err choose_lowrank(struct lcp_codec_ctx *ctx, struct lcp_encode_exec 
 	return err;
 }
 
+/* A lossless encoding replaces the lossy one when it stores at most 1 part
+ * in EXACT_MARGIN or EXACT_SLACK_BYTES more, whichever is larger: the bits
+ * then buy exact values (a 4096-element coordinate grid takes ~200 bytes
+ * exact, ~160 at 4 bits). */
+#define EXACT_MARGIN 16u
+#define EXACT_SLACK_BYTES 64u
+
+/*
+ * Stores *out (a lossy encoding, put to the sink) exact instead when that
+ * costs at most that much more; *reason then says so. The scan's sample
+ * screens out the tensors where it cannot, such as trained weights, without
+ * encoding them (lcp_lossless_screen). One that passes is sized first
+ * without the sink, so the lossy chunks stay put unless the exact encoding
+ * wins; only then is it encoded again for real (lossless encoding is
+ * several times cheaper than quantization, and rarely gets this far).
+ */
+static lcp_err exact_if_cheap(struct lcp_codec_ctx *ctx, struct lcp_encode_exec *exec,
+			      const struct tensor_in *t, const struct lcp_config *cfg,
+			      const struct lcp_lossless_screen *screen,
+			      const struct lcp_encode_sink *sink, struct lcp_encoded *out,
+			      const char **reason)
+{
+	uint64_t slack = out->stored_bytes / EXACT_MARGIN > EXACT_SLACK_BYTES
+				 ? out->stored_bytes / EXACT_MARGIN
+				 : EXACT_SLACK_BYTES;
+	uint64_t limit = out->stored_bytes + slack;
+	if (!lcp_lossless_screen_may_pay(screen, t->eb, t->n, limit))
+		return LCP_OK;
+	struct attempt a;
+	struct attempt_result res;
+	uint8_t *params = NULL;
+	size_t params_len = 0;
+	lcp_err err = attempt_init(&a, t, cfg, LCP_ENC_LOSSLESS, NULL, NULL, 1.0f, &params,
+				   &params_len);
+	lcp_free(params);
+	if (!err)
+		err = run_attempt(ctx, exec, &a, sink, NULL, &res);
+	if (err || params_len + res.data_len > limit)
+		return err;
+	struct lcp_encoded exact;
+	memset(&exact, 0, sizeof exact);
+	err = encode_as(ctx, exec, t, cfg, LCP_ENC_LOSSLESS, NULL, NULL, 1.0f, sink, &exact, NULL);
+	if (err) {
+		lcp_encoded_free(&exact);
+		return err;
+	}
+	*reason = out->encoding == LCP_ENC_Q4 ? "exact: no larger than 4-bit"
+					      : "exact: no larger than 8-bit";
+	lcp_encoded_free(out);
+	*out = exact;
+	return LCP_OK;
+}
+
 /* A memory sink: the chunks gathered in one buffer (lcp_codec_encode). */
 static lcp_err mem_restart(void *arg)
 {
@@ -1807,20 +1834,21 @@ lcp_err lcp_codec_encode_stream(struct lcp_codec_ctx *ctx, const struct lcp_tens
 		t.cols = src->dims[i];
 	}
 	t.rows = t.cols ? t.n / t.cols : 0;
+	t.period = lcp_lossless_period(src->ndims, src->dims);
 	/* Chunk counts are 32-bit: the smallest chunk (lossless F64) must
 	 * cover the tensor in 2^32 - 1 of them. */
 	if (t.n / (CHUNK_TARGET_BYTES / 8) >= UINT32_MAX)
 		return LCP_ERR_RANGE;
 
 	struct scan s = {.t = &t, .cfg = cfg, .finite = true, .in_range = true,
-			 .enc = cfg->bits == 4 ? LCP_ENC_Q4 : LCP_ENC_Q8};
+			 .enc = cfg->bits == 4 ? LCP_ENC_Q4 : LCP_ENC_Q8, .hash_only = cfg->lossless};
 	double comp_bpw;
 	/* A tensor too large to hold gets no low-rank part: a fit from a
 	 * streamed sketch would need a pass over the file per power iteration
 	 * and per candidate, for a part that pays on few tensors (see
 	 * docs/DESIGN-notes.md). A held tensor is also what its attempts read
 	 * (F64 aside: its metrics need the stored values). */
-	bool hold = t.n <= LCP_ENCODE_HOLD_MAX_ELEMS &&
+	bool hold = !cfg->lossless && t.n <= LCP_ENCODE_HOLD_MAX_ELEMS &&
 		    lowrank_kmax(t.rows, t.cols, cfg->rank, &comp_bpw) > 0;
 	lcp_err err = LCP_OK;
 	if (!src->mem)
@@ -1836,7 +1864,9 @@ lcp_err lcp_codec_encode_stream(struct lcp_codec_ctx *ctx, const struct lcp_tens
 	unsigned ntries = cfg->bits == 4 ? 2 : 1;
 	const char *reason = NULL;
 	bool done = false;
-	if (!s.finite) {
+	if (cfg->lossless) {
+		ntries = 0;
+	} else if (!s.finite) {
 		reason = "NaN or Inf in tensor";
 		ntries = 0;
 	} else if (!s.in_range) {
@@ -1890,6 +1920,8 @@ lcp_err lcp_codec_encode_stream(struct lcp_codec_ctx *ctx, const struct lcp_tens
 	t.sketch = NULL;
 	if (!err && !done)
 		err = encode_as(ctx, exec, &t, cfg, LCP_ENC_LOSSLESS, NULL, NULL, 1.0f, sink, out, NULL);
+	else if (!err)
+		err = exact_if_cheap(ctx, exec, &t, cfg, &s.screen, sink, out, &reason);
 	if (!err) {
 		out->fallback_reason = reason;
 		out->qlor.original_size = t.n * t.eb;

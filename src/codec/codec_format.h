@@ -19,12 +19,24 @@
  *
  * Params block (little-endian): "LCPQ", u8 version, u8 encoding (enum
  * lcp_encoding), u8 dtype, u8 bits (4, 8; 0 lossless), u8 flags (bit 0
- * symmetric, bit 1 entropy-coded 4-bit class), u8 log2 of scale codes per
+ * symmetric, bit 1 entropy-coded 4-bit class, bit 2 (version 3 only)
+ * dependent quantization, which needs bit 1), u8 log2 of scale codes per
  * octave (4 or 8; 0 lossless), u16 rank, u32 group size, u32 chunk elements,
- * f32 super-scale, u8 ndims, u64 dims[ndims], fp16 V^T[rank * cols]; version
- * 2 then has u32 block elements B (0 for lossless); last, u64 xxh3 of all
- * bytes before it. Version 2 is written for quantized tensors, version 1
- * (which has no block field) for lossless ones; both are read.
+ * f32 super-scale, u8 ndims, u64 dims[ndims], fp16 V^T[rank * cols];
+ * versions 2 and 3 then have u32 block elements B (0 for lossless in
+ * version 2); last, u64 xxh3 of all bytes before it. Version 3 is written
+ * for dependent quantization, version 2 for the other quantized tensors;
+ * version 1 (no block field) was written for lossless ones; all are read.
+ *
+ * Dependent quantization (flags bit 2; quant.h has the search): the
+ * entropy-coded class's 8-bit codes c with k = c - 128 reconstruct as
+ * D * (2k - sgn(k) * q), D the group's scale, q the element's quantizer
+ * class. Within each block (B elements from the chunk's start, whatever
+ * the code stream's mode) element i belongs to chain i mod 16; each chain
+ * has a state s = 0 at the block's start, an element takes q = s >> 1, and
+ * its code sets s to {{0,2},{2,0},{1,3},{3,1}}[s][k & 1]. Chains of 16
+ * interleaved elements are the 16 rANS lanes: a SIMD decoder walks the
+ * states as two 16-bit masks (kernels.h).
  *
  * Quantized chunk: u8 modes, u32 side_len, the side stream, the code
  * stream, then the low-rank rows if any. The side stream holds the chunk's
@@ -74,9 +86,21 @@
  * for every row it touches, so chunks stay independent; element (i, j)
  * reconstructs as dequant + sum_k U[i][k] * V^T[k][j], summed in binary32
  * from k = 0 upward, exactly as the encoder computed the residual.
- * Lossless chunk: u8 mode, then mode 1: zstd frame of the chunk's byte planes
- * (all byte 0s, then all byte 1s...: exponent bytes compress far better when
- * not interleaved with mantissa noise), mode 0: the raw bytes.
+ * Lossless chunk (lossless.c): u8 mode, then mode 0: the raw bytes; mode 1:
+ * a zstd frame of the chunk's byte planes (all byte 0s, then all byte
+ * 1s...: exponent bytes compress far better when not interleaved with
+ * mantissa noise); mode 2 (version 3 only): split planes. An element of
+ * E = 8 * element bytes bits v splits into plane 0, the 8 bits below the
+ * sign ((v >> (E - 9)) & 255: the exponent of F32 and BF16, F16's exponent
+ * and top 3 mantissa bits, F64's top 8 exponent bits), and r = (v mod
+ * 2^(E - 9)) | sign << (E - 9), whose little-endian bytes are planes 1 to
+ * E/8 - 1. Then each plane in turn: u8 enum plane_mode and m raw bytes, one
+ * byte (repeated m times) or a rANS stream of the m symbols in blocks of B
+ * (the params block's; version-3 lossless tensors have B > 0, so a range
+ * read decodes only the blocks it touches). The encoder keeps a plane
+ * raw when rANS would not be smaller, tries zstd only on chunks where a
+ * quarter of the elements repeat the left or upper neighbour, and keeps
+ * the smallest mode.
  */
 #ifndef LCPFS_CODEC_FORMAT_H
 #define LCPFS_CODEC_FORMAT_H
@@ -89,8 +113,13 @@
 #include "lcpfs/codec.h"
 
 #define PARAMS_MAGIC "LCPQ"
-#define PARAMS_VERSION_1 1 /* still read; written for lossless tensors */
-#define PARAMS_VERSION 2   /* written for quantized tensors */
+#define PARAMS_VERSION_1 1 /* still read */
+#define PARAMS_VERSION_2 2 /* written for quantized tensors without dependent quantization */
+#define PARAMS_VERSION_3 3 /* written for dependent quantization and lossless tensors */
+/* Flags byte of the params block. */
+#define PARAMS_FLAG_SYMMETRIC 1u
+#define PARAMS_FLAG_ENTROPY 2u /* entropy-coded 4-bit class: 8-bit symbols, offset 128 */
+#define PARAMS_FLAG_DQ 4u      /* version 3: dependent quantization (with ENTROPY) */
 #define PARAMS_FIXED_LEN 25 /* through ndims */
 #define PARAMS_V2_TAIL_LEN 4 /* u32 block elements */
 #define QCHUNK_HEADER_LEN 5 /* u8 modes, u32 side_len */
@@ -131,15 +160,16 @@ enum plane_mode { PLANE_RAW = 0, PLANE_CONSTANT = 1, PLANE_RANS = 2 };
 
 /* A parsed params block (lcp_codec_tensor_open). Immutable once built. */
 struct lcp_codec_tensor {
-	uint8_t version;       /* PARAMS_VERSION_1 or PARAMS_VERSION */
+	uint8_t version;       /* PARAMS_VERSION_1, _2 or _3 */
 	enum lcp_encoding encoding;
 	enum lcp_dtype dtype;
 	unsigned elem_bytes;
 	struct lcp_qparams q;  /* decoding parameters (8-bit symbols when ecsq) */
 	bool ecsq;             /* 4-bit class, entropy-coded step (quant.h) */
+	bool dq;               /* ... with dependent quantization (quant.h) */
 	uint32_t group_size;
 	uint32_t chunk_elems;
-	uint32_t block_elems;  /* rANS block (version 2, quantized), else chunk_elems */
+	uint32_t block_elems;  /* rANS block (versions 2 and 3), else chunk_elems */
 	uint16_t rank;
 	uint64_t n;
 	uint64_t cols;

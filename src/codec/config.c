@@ -52,6 +52,13 @@ struct lcp_config lcp_config_quality(void)
 	return make(8, 64, 32, false, 0.99f);
 }
 
+struct lcp_config lcp_config_lossless(void)
+{
+	struct lcp_config c = lcp_config_balanced();
+	c.lossless = true;
+	return c;
+}
+
 struct lcp_config lcp_config_default(void)
 {
 	return lcp_config_balanced();
@@ -143,6 +150,8 @@ static bool preset_by_name(const char *name, struct lcp_config *out)
 		*out = lcp_config_balanced();
 	else if (strcmp(name, "quality") == 0)
 		*out = lcp_config_quality();
+	else if (strcmp(name, "lossless") == 0)
+		*out = lcp_config_lossless();
 	else
 		return false;
 	return true;
@@ -281,7 +290,7 @@ lcp_err lcp_config_parse_options(struct lcp_config *cfg, const char *options, ch
 			*next++ = '\0';
 		if (strncmp(item, "preset=", 7) == 0 && !preset_by_name(item + 7, &c)) {
 			set_err(errbuf, errbuf_len,
-				"%s: expected preset=aggressive, balanced or quality", item);
+				"%s: expected preset=aggressive, balanced, quality or lossless", item);
 			err = LCP_ERR_INVAL;
 			goto out;
 		}

@@ -16,8 +16,10 @@
 #include "codec/codec_format.h"
 #include "codec/half.h"
 #include "codec/kernels.h"
+#include "codec/lossless.h"
 #include "codec/quant.h"
 #include "codec/rans.h"
+#include "codec/stream.h"
 #include "common/alloc.h"
 #include "common/checksum.h"
 #include "common/le.h"
@@ -64,8 +66,8 @@ void lcp_codec_lr_segment(const float *urow, const float *vt, uint64_t cols, uin
 	}
 }
 
-/* The version-2 tail of a params block (after V^T): u32 block elements,
- * 0 for lossless. */
+/* The tail of a version-2 or -3 params block (after V^T): u32 block
+ * elements, 0 for a lossless tensor in version 2. */
 static lcp_err open_v2_tail(struct lcp_codec_tensor *t, const uint8_t *p, size_t len)
 {
 	if (len < PARAMS_V2_TAIL_LEN)
@@ -73,7 +75,7 @@ static lcp_err open_v2_tail(struct lcp_codec_tensor *t, const uint8_t *p, size_t
 	if (len > PARAMS_V2_TAIL_LEN)
 		return LCP_ERR_FORMAT;
 	uint32_t block_elems = lcp_load_le32(p);
-	if (t->encoding == LCP_ENC_LOSSLESS)
+	if (t->encoding == LCP_ENC_LOSSLESS && t->version == PARAMS_VERSION_2)
 		return block_elems ? LCP_ERR_FORMAT : LCP_OK;
 	if (block_elems < MIN_BLOCK_ELEMS || block_elems > t->chunk_elems)
 		return LCP_ERR_FORMAT;
@@ -90,7 +92,7 @@ lcp_err lcp_codec_tensor_open(const uint8_t *params, size_t params_len,
 	if (memcmp(params, PARAMS_MAGIC, 4) != 0)
 		return LCP_ERR_FORMAT;
 	uint8_t version = params[4];
-	if (version != PARAMS_VERSION_1 && version != PARAMS_VERSION)
+	if (version < PARAMS_VERSION_1 || version > PARAMS_VERSION_3)
 		return LCP_ERR_VERSION;
 	if (params_len < PARAMS_FIXED_LEN)
 		return LCP_ERR_TRUNCATED;
@@ -116,7 +118,7 @@ lcp_err lcp_codec_tensor_open(const uint8_t *params, size_t params_len,
 	if (vt_bytes > params_len - dims_end - 8u)
 		return LCP_ERR_TRUNCATED;
 	size_t vt_end = dims_end + (size_t)vt_bytes;
-	/* Version 1 ends with V^T; version 2 has a tail of its own length. */
+	/* Version 1 ends with V^T; versions 2 and 3 have a tail of their own. */
 	if (version == PARAMS_VERSION_1 && params_len > vt_end + 8u)
 		return LCP_ERR_FORMAT;
 	if (lcp_load_le64(params + params_len - 8) != lcp_xxh3(params, params_len - 8))
@@ -133,9 +135,12 @@ lcp_err lcp_codec_tensor_open(const uint8_t *params, size_t params_len,
 	t.q.super = lcp_load_lef32(params + 20);
 	t.q.scale_log2_steps = steps;
 	t.q.bits = bits;
-	t.q.symmetric = flags & 1;
-	t.ecsq = flags & 2;
-	if (dt > LCP_DTYPE_F64 || flags > 3 || (t.ecsq && (enc != LCP_ENC_Q4 || !t.q.symmetric)))
+	t.q.symmetric = flags & PARAMS_FLAG_SYMMETRIC;
+	t.ecsq = flags & PARAMS_FLAG_ENTROPY;
+	t.dq = flags & PARAMS_FLAG_DQ;
+	uint8_t known = version == PARAMS_VERSION_3 ? 7 : 3;
+	if (dt > LCP_DTYPE_F64 || (flags & ~known) || (t.ecsq && (enc != LCP_ENC_Q4 || !t.q.symmetric)) ||
+	    (t.dq && !t.ecsq))
 		return LCP_ERR_FORMAT;
 	if (t.ecsq)
 		t.q.bits = 8; /* 8-bit symbols, symmetric: off 128 */
@@ -167,7 +172,7 @@ lcp_err lcp_codec_tensor_open(const uint8_t *params, size_t params_len,
 		return LCP_ERR_FORMAT; /* bounds the decoder's scratch */
 	t.block_elems = t.chunk_elems;
 	lcp_err err = LCP_OK;
-	if (version == PARAMS_VERSION)
+	if (version >= PARAMS_VERSION_2)
 		err = open_v2_tail(&t, params + vt_end, params_len - 8 - vt_end);
 	if (!err && t.rank) {
 		/* V^T in binary32, decoded once per open rather than per chunk. */
@@ -302,15 +307,21 @@ static lcp_err decode_lossless(const struct lcp_codec_tensor *t, const uint8_t *
 	size_t bytes = (size_t)m * eb;
 	if (data_len < 1)
 		return LCP_ERR_FORMAT;
-	if (data[0] == 0) {
+	if (data[0] == LOSSLESS_RAW) {
 		if (data_len != 1 + bytes)
 			return LCP_ERR_FORMAT;
 		memcpy(out, data + 1 + first * eb, (size_t)count * eb);
 		return LCP_OK;
 	}
-	if (data[0] != 1)
-		return LCP_ERR_FORMAT;
 	struct dscratch *ds;
+	if (data[0] == LOSSLESS_SPLIT && t->version == PARAMS_VERSION_3) {
+		lcp_err err = scratch_get(lcp_lossless_decode_scratch(eb, m), &ds);
+		return err ? err : lcp_lossless_decode_split(lcp_kernels(), eb, data + 1, data_len - 1, m,
+							     t->block_elems, first, count, out, ds->buf,
+							     data + data_len);
+	}
+	if (data[0] != LOSSLESS_ZSTD_PLANES)
+		return LCP_ERR_FORMAT;
 	lcp_err err = scratch_get(bytes, &ds);
 	if (!err)
 		err = unzstd(ds, data + 1, data_len - 1, ds->buf, bytes);
@@ -325,107 +336,24 @@ static lcp_err decode_lossless(const struct lcp_codec_tensor *t, const uint8_t *
 	return err;
 }
 
-/* A parsed rANS stream (layout in codec_format.h): its lanes, where its
- * block lengths and blocks are, and its table, built into the caller's
- * storage. */
-struct rans_stream {
-	unsigned lanes;
-	uint64_t nblocks, block_elems;
-	const uint8_t *lens, *blocks;
-	const struct lcp_rans_dec *table;
-};
-
-/* Parses the rANS stream of m symbols (blocks of block_elems) that starts
- * at src (len bytes available); *used gets its length. Every symbol must
- * be < limit. */
-static lcp_err parse_rans(const uint8_t *src, size_t len, uint64_t m, uint64_t block_elems,
-			  unsigned limit, struct lcp_rans_dec *table, struct rans_stream *rs,
-			  size_t *used)
-{
-	uint16_t freq[256];
-	size_t table_len;
-	if (len < 1 || src[0] > RANS_MAX_LOG2_LANES)
-		return LCP_ERR_FORMAT;
-	if (lcp_rans_table_read(src + 1, len - 1, &table_len, freq) != LCP_OK)
-		return LCP_ERR_FORMAT;
-	for (unsigned s = limit; s < 256; s++)
-		if (freq[s])
-			return LCP_ERR_FORMAT;
-	uint64_t nblocks = (m + block_elems - 1) / block_elems;
-	size_t head = 1 + table_len;
-	if ((len - head) / 4 < nblocks)
-		return LCP_ERR_FORMAT;
-	uint64_t total = 0;
-	for (uint64_t b = 0; b < nblocks; b++)
-		total += lcp_load_le32(src + head + 4 * b);
-	if (total > len - head - 4 * nblocks)
-		return LCP_ERR_FORMAT;
-	lcp_rans_dec_init(table, freq);
-	*rs = (struct rans_stream){ 1u << src[0], nblocks, block_elems, src + head,
-				    src + head + 4 * nblocks, table };
-	*used = head + 4 * nblocks + (size_t)total;
-	return LCP_OK;
-}
-
-/* Block b of a stream of m symbols, decoded into out + b * block_elems up
- * to symbol `upto` of the stream. */
-static struct lcp_rans_block stream_block(const struct rans_stream *rs, uint64_t b, uint64_t m,
-					  uint64_t upto, const uint8_t *at, uint8_t *out)
-{
-	uint64_t beg = b * rs->block_elems;
-	uint32_t n = (uint32_t)(m - beg < rs->block_elems ? m - beg : rs->block_elems);
-	uint32_t stop = upto - beg < n ? (uint32_t)(upto - beg) : n;
-	return (struct lcp_rans_block){ rs->table, at, lcp_load_le32(rs->lens + 4 * b), n, stop,
-					out + beg };
-}
-
 /*
  * Decodes the blocks of the rANS code stream src[0, len) that hold codes
  * [first, first + count) of a chunk of m codes, into the same positions of
  * codes, with table as the decoding table's storage; with fuse, straight to
- * the output instead (fuse->first is set per call). The stream's table and
- * block lengths are checked first, so damage there is an error before
- * anything is decoded.
+ * the output instead. The stream's table and block lengths are checked
+ * first, so damage there is an error before anything is decoded.
  */
 static lcp_err decode_rans_range(const struct lcp_codec_tensor *t, const struct lcp_kernels *k,
 				 const uint8_t *src, size_t len, uint64_t m, uint64_t first,
 				 uint64_t count, uint8_t *codes, struct lcp_rans_dec *table,
 				 const uint8_t *readable_end, struct lcp_rans_fuse *fuse)
 {
-	struct rans_stream rs;
+	struct lcp_stream rs;
 	size_t used;
-	lcp_err err = parse_rans(src, len, m, t->block_elems, 1u << t->q.bits, table, &rs, &used);
+	lcp_err err = lcp_stream_parse(src, len, m, t->block_elems, 1u << t->q.bits, table, &rs, &used);
 	if (!err && used != len)
 		err = LCP_ERR_FORMAT;
-	if (err)
-		return err;
-	uint64_t b0 = first / rs.block_elems, b1 = (first + count - 1) / rs.block_elems + 1;
-	struct lcp_rans_block batch[RANS_BATCH];
-	unsigned nb = 0;
-	const uint8_t *p = rs.blocks;
-	for (uint64_t b = 0; !err && b < b1; b++) {
-		/* The range's last block stops at its last code; it goes alone,
-		 * as blocks decoded side by side all stop at the shortest. */
-		struct lcp_rans_block blk = stream_block(&rs, b, m, first + count, p, codes);
-		p += blk.len;
-		if (b < b0)
-			continue;
-		if (nb && blk.stop < blk.n) {
-			err = k->rans_decode(batch, nb, rs.lanes, readable_end);
-			nb = 0;
-		}
-		batch[nb] = blk;
-		if (!err && (++nb == RANS_BATCH || b + 1 == b1)) {
-			if (fuse) {
-				fuse->first = (b + 1 - nb) * rs.block_elems;
-				err = k->rans_decode_fused(batch, nb, rs.lanes, readable_end, fuse);
-			} else {
-				err = k->rans_decode(batch, nb, rs.lanes, readable_end);
-			}
-			nb = 0;
-		}
-	}
-	return err;
+	return err ? err : lcp_stream_decode_range(k, &rs, m, first, count, codes, readable_end, fuse);
 }
 
 /*
@@ -442,33 +370,21 @@ static lcp_err decode_side_planes(const struct lcp_kernels *k, const uint8_t *sr
 	struct lcp_rans_block batch[SIDE_MAX_PLANES];
 	unsigned nb = 0, lanes = 0;
 	const uint8_t *p = src, *end = src + len;
-	for (unsigned pl = 0; pl < nplanes; pl++) {
-		uint8_t *out = side + pl * ng;
-		if (p == end)
-			return LCP_ERR_FORMAT;
-		uint8_t mode = *p++;
-		if (mode == PLANE_RAW) {
-			if ((size_t)(end - p) < ng)
-				return LCP_ERR_FORMAT;
-			memcpy(out, p, ng);
-			p += ng;
-		} else if (mode == PLANE_CONSTANT) {
-			if (p == end)
-				return LCP_ERR_FORMAT;
-			memset(out, *p++, ng);
-		} else if (mode == PLANE_RANS) {
-			struct rans_stream rs;
-			size_t used;
-			lcp_err err = parse_rans(p, (size_t)(end - p), ng, ng, 256, &tables[nb], &rs, &used);
-			if (err)
-				return err;
-			if (nb && rs.lanes != lanes)
-				return LCP_ERR_FORMAT; /* the encoder gives every plane the same lanes */
-			lanes = rs.lanes;
-			batch[nb++] = stream_block(&rs, 0, ng, upto, rs.blocks, out);
-			p += used;
+	for (unsigned i = 0; i < nplanes; i++) {
+		uint8_t *out = side + i * ng;
+		struct lcp_plane pl;
+		lcp_err err = lcp_stream_parse_plane(&p, end, ng, ng, &tables[nb], &pl);
+		if (err)
+			return err;
+		if (pl.mode == PLANE_RAW) {
+			memcpy(out, pl.raw, ng);
+		} else if (pl.mode == PLANE_CONSTANT) {
+			memset(out, pl.value, ng);
 		} else {
-			return LCP_ERR_FORMAT;
+			if (nb && pl.rs.lanes != lanes)
+				return LCP_ERR_FORMAT; /* the encoder gives every plane the same lanes */
+			lanes = pl.rs.lanes;
+			batch[nb++] = lcp_stream_block(&pl.rs, 0, ng, upto, pl.rs.blocks, out);
 		}
 	}
 	if (p != end)
@@ -531,7 +447,7 @@ static lcp_err decode_quant(const struct lcp_codec_tensor *t, const uint8_t *dat
 	struct layout l = { NULL, 0 };
 	struct dscratch *ds = NULL;
 	float *u, *sd, *off;
-	uint8_t *side, *packed, *codes;
+	uint8_t *side, *packed, *codes, *cls;
 	struct lcp_rans_dec *table, *side_tables;
 	for (int pass = 0; pass < 2; pass++) {
 		table = take(&l, cm == CODE_RANS ? sizeof *table : 0);
@@ -540,6 +456,7 @@ static lcp_err decode_quant(const struct lcp_codec_tensor *t, const uint8_t *dat
 		side = take(&l, side_raw);
 		packed = take(&l, cm == CODE_RANS ? 0 : packed_len);
 		codes = cm == CODE_RANS || unpack ? take(&l, m) : packed;
+		cls = take(&l, t->dq ? m : 0);
 		sd = take(&l, (g1 - g0) * sizeof(float));
 		off = take(&l, (g1 - g0) * sizeof(float));
 		if (pass == 0) {
@@ -573,7 +490,7 @@ static lcp_err decode_quant(const struct lcp_codec_tensor *t, const uint8_t *dat
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 	fusable = false;
 #endif
-	struct lcp_rans_fuse fuse = { sd, off, G, t->block_elems, 0, t->dtype, out };
+	struct lcp_rans_fuse fuse = { sd, off, G, t->block_elems, 0, t->dtype, t->dq, out };
 	if (cm == CODE_RANS)
 		err = decode_rans_range(t, kern, code_src, code_len, m, first, count, codes, table,
 					data + data_len, fusable ? &fuse : NULL);
@@ -586,9 +503,18 @@ static lcp_err decode_quant(const struct lcp_codec_tensor *t, const uint8_t *dat
 	if (unpack)
 		for (uint64_t i = first; i < first + count; i++)
 			codes[i] = (packed[i / 2] >> (4 * (i & 1))) & 0xf;
+	/* Dependent quantization: the classes, walked from the start of each
+	 * touched block (the codes are there: rANS decodes whole blocks up to
+	 * the range's end, the other modes whole chunks). */
+	for (uint64_t b = first / t->block_elems * t->block_elems; t->dq && b < first + count;
+	     b += t->block_elems) {
+		uint64_t e = b + t->block_elems < first + count ? b + t->block_elems : first + count;
+		kern->dq_classes(codes + b, (uint32_t)(e - b), cls + b);
+	}
 	struct lcp_dequant_run r = { .group_size = G, .sd = sd, .off = off, .rank = t->rank,
 				     .vt = t->vt, .cols = t->cols };
 	if (!t->rank) {
+		r.cls = t->dq ? cls + first : NULL;
 		r.codes = codes + first;
 		r.n = (uint32_t)count;
 		r.phase = (uint32_t)(first % G);
@@ -604,6 +530,7 @@ static lcp_err decode_quant(const struct lcp_codec_tensor *t, const uint8_t *dat
 		uint64_t e = cb + pos, col = e % t->cols;
 		uint64_t len = t->cols - col < first + count - pos ? t->cols - col : first + count - pos;
 		r.codes = codes + pos;
+		r.cls = t->dq ? cls + pos : NULL;
 		r.n = (uint32_t)len;
 		r.sd = sd + (pos / G - g0);
 		r.off = off + (pos / G - g0);

@@ -8,6 +8,9 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "codec/codec_format.h"
 #include "codec/half.h"
@@ -18,7 +21,8 @@
 #define STAGE 256u
 
 /* A run group piece by group piece (at most STAGE values each): values by
- * dequant (lcp_dequant_ref or its SSE2 twin lcp_dequant), the low-rank term
+ * dequant (lcp_dequant_ref or its SSE2 twin lcp_dequant; the _dq pair with
+ * dependent quantization), the low-rank term
  * by lcp_codec_lr_segment (shared with the encoder), narrowing by the scalar
  * functions of half.h (ref) or their SSE2 array forms. */
 static void run_generic(const struct lcp_dequant_run *r, enum lcp_dtype dt, bool ref)
@@ -33,7 +37,11 @@ static void run_generic(const struct lcp_dequant_run *r, enum lcp_dtype dt, bool
 			len = r->n - i;
 		if (len > STAGE)
 			len = STAGE;
-		(ref ? lcp_dequant_ref : lcp_dequant)(r->codes + i, len, r->sd[g], (int)r->off[g], y);
+		if (r->cls)
+			(ref ? lcp_dequant_dq_ref : lcp_dequant_dq)(r->codes + i, r->cls + i, len, r->sd[g],
+								    (int)r->off[g], y);
+		else
+			(ref ? lcp_dequant_ref : lcp_dequant)(r->codes + i, len, r->sd[g], (int)r->off[g], y);
 		if (r->rank) {
 			lcp_codec_lr_segment(r->u, r->vt, r->cols, r->rank, r->col + i, len, l);
 			for (uint32_t j = 0; j < len; j++)
@@ -100,6 +108,77 @@ void lcp_side_params_ref(const struct lcp_side_params *p)
 	}
 }
 
+void lcp_dq_classes_ref(const uint8_t *codes, uint32_t n, uint8_t *cls)
+{
+	uint8_t state[LCP_DQ_CHAINS] = {0};
+	for (uint32_t i = 0; i < n; i++) {
+		uint8_t *s = &state[i % LCP_DQ_CHAINS];
+		cls[i] = (uint8_t)(*s >> 1);
+		*s = (uint8_t)lcp_dq_next(*s, codes[i] & 1u);
+	}
+}
+
+void lcp_dq_classes_continue(const uint8_t *codes, uint32_t n, uint32_t *qp, uint32_t *s0p,
+			     uint8_t *cls)
+{
+	uint32_t q = *qp, s0 = *s0p, i = 0; /* bit l: chain l's class bit, low bit */
+#ifdef __SSE2__
+	const __m128i bit = _mm_set_epi8((char)0x80, 0x40, 0x20, 0x10, 8, 4, 2, 1, (char)0x80, 0x40,
+					 0x20, 0x10, 8, 4, 2, 1);
+	for (; i + LCP_DQ_CHAINS <= n; i += LCP_DQ_CHAINS) {
+		__m128i c = _mm_loadu_si128((const __m128i *)(const void *)(codes + i));
+		/* bit 0 of each byte to its sign bit: the parities as a mask */
+		uint32_t p = (uint32_t)_mm_movemask_epi8(_mm_slli_epi16(c, 7));
+		/* q's bits spread to bytes: each half broadcasts its byte of q,
+		 * then byte l keeps 1 where bit l % 8 is set */
+		__m128i v = _mm_set_epi64x((long long)((q >> 8) * 0x0101010101010101ull),
+					   (long long)((q & 0xffu) * 0x0101010101010101ull));
+		v = _mm_and_si128(_mm_cmpeq_epi8(_mm_and_si128(v, bit), bit), _mm_set1_epi8(1));
+		_mm_storeu_si128((__m128i *)(void *)(cls + i), v);
+		uint32_t nq = s0 ^ p;
+		s0 = q;
+		q = nq;
+	}
+#endif
+	for (; i < n; i++) {
+		unsigned l = i % LCP_DQ_CHAINS;
+		uint32_t p = codes[i] & 1u;
+		cls[i] = (uint8_t)(q >> l & 1u);
+		uint32_t nq = (s0 >> l & 1u) ^ p;
+		s0 = (s0 & ~(1u << l)) | (q & (1u << l));
+		q = (q & ~(1u << l)) | nq << l;
+	}
+	*qp = q;
+	*s0p = s0;
+}
+
+void lcp_dq_classes_fast(const uint8_t *codes, uint32_t n, uint8_t *cls)
+{
+	uint32_t q = 0, s0 = 0;
+	lcp_dq_classes_continue(codes, n, &q, &s0, cls);
+}
+
+void lcp_dequant_store_dq(void (*store)(const struct lcp_dequant_run *, enum lcp_dtype),
+			  const struct lcp_dequant_run *r, enum lcp_dtype dt, uint32_t *q,
+			  uint32_t *s0)
+{
+	uint8_t cls[STAGE];
+	unsigned eb = lcp_codec_elem_bytes(dt);
+	for (uint32_t i = 0; i < r->n; i += STAGE) {
+		struct lcp_dequant_run p = *r;
+		p.n = r->n - i < STAGE ? r->n - i : STAGE;
+		p.codes = r->codes + i;
+		p.cls = cls;
+		p.phase = (uint32_t)((r->phase + i) % r->group_size);
+		p.sd = r->sd + (r->phase + i) / r->group_size;
+		p.off = r->off + (r->phase + i) / r->group_size;
+		p.col = r->col + i;
+		p.out = r->out + (size_t)i * eb;
+		lcp_dq_classes_continue(p.codes, p.n, q, s0, cls);
+		store(&p, dt);
+	}
+}
+
 lcp_err lcp_rans_decode_scalar(const struct lcp_rans_block *b, unsigned nb, unsigned lanes,
 			       const uint8_t *readable_end)
 {
@@ -144,10 +223,11 @@ lcp_err lcp_rans_decode_scalar(const struct lcp_rans_block *b, unsigned nb, unsi
 }
 
 static const struct lcp_kernels kernels_ref = { "ref", lcp_rans_decode_ref, NULL, ref_store,
-						lcp_side_params_ref };
+						lcp_side_params_ref, lcp_dq_classes_ref };
 
 static const struct lcp_kernels kernels_baseline = { "baseline", lcp_rans_decode_scalar, NULL,
-						     lcp_dequant_store_baseline, lcp_side_params_ref };
+						     lcp_dequant_store_baseline, lcp_side_params_ref,
+						     lcp_dq_classes_fast };
 
 #ifdef LCP_HAVE_AVX512_KERNELS
 static bool cpu_has(const char *set)

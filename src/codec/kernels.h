@@ -27,6 +27,10 @@
  * output dtype: element i (0 <= i < n) belongs to group g = (phase + i) /
  * group_size and reconstructs as
  *   y = sd[g] * (float)(codes[i] - off[g])            (lcp_dequant_ref)
+ * or, with dependent quantization (cls set: the element's class, 0 or 1,
+ * quant.h), k = codes[i] - off[g],
+ *   y = sd[g] * (float)(2k - sgn(k) * cls[i])          (lcp_dequant_dq_ref)
+ * then
  *   y = y + l,  l = ((0 + u[0] * vt[0][col + i]) + u[1] * vt[1][col + i]) ...
  * the second line only with a low-rank term (rank > 0; the run then lies
  * within one row, vt[k] = vt + k * cols), all in binary32; stored
@@ -41,6 +45,7 @@ struct lcp_dequant_run {
 	uint32_t phase;    /* elements of group 0 that precede the run, < group_size */
 	const float *sd;   /* per group */
 	const float *off;  /* per group */
+	const uint8_t *cls; /* dependent quantization: per element; else NULL */
 	uint16_t rank;     /* low-rank term: 0 for none */
 	const float *u;    /* rank values of the run's row */
 	const float *vt;   /* rank x cols */
@@ -54,7 +59,9 @@ struct lcp_dequant_run {
  * the chunk's elements first + k * block_elems ..., and they are stored as
  * the run of them would store them (struct lcp_dequant_run, no low-rank
  * term) at out + element * element bytes. b[k].out still receives whatever
- * codes the kernel decodes in scalar code.
+ * codes the kernel decodes in scalar code. With dependent quantization the
+ * blocks start at block boundaries (their chains start there, quant.h) and
+ * the kernel walks the chains' states itself.
  */
 struct lcp_rans_fuse {
 	const float *sd;        /* per group of the chunk, from group 0 */
@@ -63,6 +70,7 @@ struct lcp_rans_fuse {
 	uint32_t block_elems;
 	uint64_t first;         /* chunk element of b[0]'s first code */
 	enum lcp_dtype dt;      /* F32, F16 or BF16 */
+	bool dq;                /* dependent quantization (off[g] is then 128) */
 	uint8_t *out;           /* where the chunk's element 0 goes */
 };
 
@@ -102,7 +110,32 @@ struct lcp_kernels {
 	void (*dequant_store)(const struct lcp_dequant_run *r, enum lcp_dtype dt);
 	/* Fills p->sd and p->off. */
 	void (*side_params)(const struct lcp_side_params *p);
+	/* Dependent quantization: the class (0 or 1) of each of the first n
+	 * codes of a rANS block, given from the block's first code: cls[i] =
+	 * state >> 1 of chain i mod 16 before code i (quant.h). */
+	void (*dq_classes)(const uint8_t *codes, uint32_t n, uint8_t *cls);
 };
+
+/* The reference dq_classes: each chain's state through lcp_dq_next. */
+void lcp_dq_classes_ref(const uint8_t *codes, uint32_t n, uint8_t *cls);
+
+/* dq_classes on 16 chains at once as bit masks (every set but ref): the
+ * class bits q and low bits s0 of the 16 states, q' = s0 ^ parities,
+ * s0' = q, which is what lcp_dq_next computes. */
+void lcp_dq_classes_fast(const uint8_t *codes, uint32_t n, uint8_t *cls);
+
+/* lcp_dq_classes_fast from chain states other than the start: *q and *s0
+ * hold the 16 chains' class and low bits (bit l: chain l) before codes[0],
+ * which must be a block's code 16j; they are updated past codes[n - 1]. */
+void lcp_dq_classes_continue(const uint8_t *codes, uint32_t n, uint32_t *q, uint32_t *s0,
+			     uint8_t *cls);
+
+/* Stores the dependent-quantization run r (r->cls ignored) with store, in
+ * pieces whose classes come from lcp_dq_classes_continue with the chain
+ * states *q, *s0 before r->codes[0] (a block's code 16j). */
+void lcp_dequant_store_dq(void (*store)(const struct lcp_dequant_run *, enum lcp_dtype),
+			  const struct lcp_dequant_run *r, enum lcp_dtype dt, uint32_t *q,
+			  uint32_t *s0);
 
 /*
  * rANS in plain C for the baseline set, and for blocks of fewer than 16

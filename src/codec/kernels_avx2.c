@@ -155,7 +155,8 @@ static lcp_err rans_decode(const struct lcp_rans_block *b, unsigned nb, unsigned
 }
 
 const struct lcp_kernels lcp_kernels_avx2 = { "avx2", rans_decode, NULL,
-					      lcp_dequant_store_baseline, lcp_side_params_ref };
+					      lcp_dequant_store_baseline, lcp_side_params_ref,
+					      lcp_dq_classes_fast };
 
 #else
 /* ISO C wants at least one declaration in a translation unit. */

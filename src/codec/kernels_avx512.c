@@ -57,6 +57,19 @@ INLINE AVX512 __m512 dequant16(__m128i codes, __m512 sd, __m512 off)
 	return _mm512_mul_ps(sd, _mm512_sub_ps(v, off));
 }
 
+/* Dependent quantization: the level 2k - sgn(k) (lanes of cls) or 2k, k =
+ * v - off, as binary32, every step exact (small integers): 2k = (v + v) -
+ * off2 (off2 = 2 off), then sgn(k) as 1.0 with 2k's sign (one ternary-logic
+ * op: (2k & sign) | 1.0) subtracted where cls is set and k != 0. */
+INLINE AVX512 __m512 dq_level16(__m512 v, __m512 off2, __mmask16 cls)
+{
+	__m512 l = _mm512_sub_ps(_mm512_add_ps(v, v), off2);
+	__mmask16 nz = _mm512_mask_cmp_ps_mask(cls, l, _mm512_setzero_ps(), _CMP_NEQ_OQ);
+	__m512i s = _mm512_ternarylogic_epi32(_mm512_castps_si512(l), _mm512_set1_epi32((int)0x80000000u),
+					      _mm512_castps_si512(_mm512_set1_ps(1.0f)), 0xea);
+	return _mm512_mask_sub_ps(l, nz, l, _mm512_castsi512_ps(s));
+}
+
 /* y + the low-rank term of 16 consecutive columns (lanes of m), summed over
  * k from +0 in the reference's order. */
 INLINE AVX512 __m512 add_low_rank(__m512 y, const struct lcp_dequant_run *r, uint64_t col,
@@ -109,7 +122,15 @@ INLINE AVX512 void dequant_run(const struct lcp_dequant_run *r, enum out_kind ki
 		uint8_t *o = r->out + (size_t)i * eb;
 		for (uint32_t j = 0; j < len; j += 16) {
 			__mmask16 m = len - j >= 16 ? 0xffff : (__mmask16)((1u << (len - j)) - 1u);
-			__m512 y = dequant16(_mm_maskz_loadu_epi8(m, c + j), sd, off);
+			__m128i cv = _mm_maskz_loadu_epi8(m, c + j);
+			__m512 y;
+			if (r->cls) {
+				__m128i q = _mm_maskz_loadu_epi8(m, r->cls + i + j);
+				__m512 v = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(cv));
+				y = _mm512_mul_ps(sd, dq_level16(v, _mm512_add_ps(off, off), _mm_test_epi8_mask(q, q)));
+			} else {
+				y = dequant16(cv, sd, off);
+			}
 			if (low_rank)
 				y = add_low_rank(y, r, r->col + i + j, m);
 			store16(kind, o + (size_t)j * eb, y, m);
@@ -148,17 +169,20 @@ static AVX512 void dequant_store(const struct lcp_dequant_run *r, enum lcp_dtype
 }
 
 /* Where a step's 16 codes go: as bytes to sym, or (fused) dequantized with
- * scale sd and offset off and stored in kind at out. */
+ * scale sd and offset off and stored in kind at out; with dependent
+ * quantization, *st holds the block's 16 chain states: class bits in the
+ * low half, low bits in the high half (kernels.h). */
 struct step_out {
 	uint8_t *sym;
 	const float *sd, *off;
 	uint8_t *out;
+	uint32_t *st;
 };
 
 /* One step of 16 lanes: the codes of lanes 0..15 to o, new states returned,
  * renormalization words read in lane order from *p. */
 INLINE AVX512 __m512i rans_step(__m512i x, const uint8_t **p, struct step_out o, bool fused,
-				enum out_kind kind, const struct lcp_rans_dec *d)
+				bool dq, enum out_kind kind, const struct lcp_rans_dec *d)
 {
 	const __m512i slot_mask = _mm512_set1_epi32(LCP_RANS_SCALE - 1);
 	const __m512i f_mask = _mm512_set1_epi32(0xfff);
@@ -166,7 +190,15 @@ INLINE AVX512 __m512i rans_step(__m512i x, const uint8_t **p, struct step_out o,
 	__m512i e = gather_slots(_mm512_and_si512(x, slot_mask), d);
 	if (fused) {
 		__m512 v = _mm512_cvtepi32_ps(_mm512_and_si512(e, _mm512_set1_epi32(0xff)));
-		__m512 y = _mm512_mul_ps(_mm512_set1_ps(*o.sd), _mm512_sub_ps(v, _mm512_set1_ps(*o.off)));
+		__m512 sd = _mm512_set1_ps(*o.sd), y;
+		if (dq) {
+			uint32_t st = *o.st, par = _mm512_test_epi32_mask(e, _mm512_set1_epi32(1));
+			*o.st = ((st >> 16) ^ par) | st << 16; /* q' = s0 ^ par, s0' = q */
+			/* off is 128 in this class (quant.h): 2 off is a constant */
+			y = _mm512_mul_ps(sd, dq_level16(v, _mm512_set1_ps(256.0f), (__mmask16)st));
+		} else {
+			y = _mm512_mul_ps(sd, _mm512_sub_ps(v, _mm512_set1_ps(*o.off)));
+		}
 		store16(kind, o.out, y, 0xffff);
 	} else {
 		_mm_storeu_si128((__m128i *)(void *)o.sym, _mm512_cvtepi32_epi8(e));
@@ -190,8 +222,9 @@ INLINE AVX512 __m512i rans_step(__m512i x, const uint8_t **p, struct step_out o,
  */
 INLINE AVX512 lcp_err decode_group(const struct lcp_rans_block *b, unsigned K,
 				   const uint8_t *readable_end,
-				   const struct lcp_rans_fuse *f, enum out_kind kind)
+				   const struct lcp_rans_fuse *f, bool dq, enum out_kind kind)
 {
+	uint32_t st[MAX_GROUP] = {0};
 	/* Fused: block k's first element, and the log2 of the steps per group. */
 	uint64_t first[MAX_GROUP];
 	unsigned eb = kind == OUT_F32 ? 4 : 2, gshift = 0;
@@ -217,7 +250,7 @@ INLINE AVX512 lcp_err decode_group(const struct lcp_rans_block *b, unsigned K,
 		for (uint32_t j = 0; j < run; j++, t++) {
 #pragma GCC unroll 8
 			for (unsigned k = 0; k < K; k++) {
-				struct step_out o = { b[k].out + 16u * t, NULL, NULL, NULL };
+				struct step_out o = { b[k].out + 16u * t, NULL, NULL, NULL, &st[k] };
 				if (f) {
 					/* groups hold whole steps: a power of two >= 16 */
 					uint64_t e0 = first[k] + 16u * t;
@@ -226,7 +259,7 @@ INLINE AVX512 lcp_err decode_group(const struct lcp_rans_block *b, unsigned K,
 					o.off = f->off + g;
 					o.out = f->out + e0 * eb;
 				}
-				x[k] = rans_step(x[k], &cur[k].p, o, f != NULL, kind, b[k].table);
+				x[k] = rans_step(x[k], &cur[k].p, o, f != NULL, dq, kind, b[k].table);
 			}
 		}
 	}
@@ -244,36 +277,38 @@ INLINE AVX512 lcp_err decode_group(const struct lcp_rans_block *b, unsigned K,
 				.sd = f->sd + e0 / f->group_size, .off = f->off + e0 / f->group_size,
 				.out = f->out + e0 * eb,
 			};
-			dequant_run(&r, kind, false);
+			if (dq) {
+				uint32_t qk = st[k] & 0xffffu, sk = st[k] >> 16;
+				lcp_dequant_store_dq(dequant_store, &r, f->dt, &qk, &sk);
+			} else {
+				dequant_run(&r, kind, false);
+			}
 		}
 	}
 	return LCP_OK;
 }
 
-/* Instances of decode_group for K blocks, symbols only or fused per output. */
-#define GROUP(name, K, fused, kind)                                                            \
+/* Instances of decode_group for K blocks, symbols only or fused per output,
+ * with or without dependent quantization. */
+#define GROUP(name, K, fused, dq, kind)                                                        \
 	static AVX512 lcp_err name(const struct lcp_rans_block *b, const uint8_t *end,         \
 				   const struct lcp_rans_fuse *f)                                \
 	{                                                                                        \
 		(void)f;                                                                         \
-		return decode_group(b, K, end, fused ? f : NULL, kind);                          \
+		return decode_group(b, K, end, fused ? f : NULL, dq, kind);                      \
 	}
-GROUP(group8, 8, false, OUT_F32)
-GROUP(group4, 4, false, OUT_F32)
-GROUP(group2, 2, false, OUT_F32)
-GROUP(group1, 1, false, OUT_F32)
-GROUP(group8_f32, 8, true, OUT_F32)
-GROUP(group4_f32, 4, true, OUT_F32)
-GROUP(group2_f32, 2, true, OUT_F32)
-GROUP(group1_f32, 1, true, OUT_F32)
-GROUP(group8_f16, 8, true, OUT_F16)
-GROUP(group4_f16, 4, true, OUT_F16)
-GROUP(group2_f16, 2, true, OUT_F16)
-GROUP(group1_f16, 1, true, OUT_F16)
-GROUP(group8_bf16, 8, true, OUT_BF16)
-GROUP(group4_bf16, 4, true, OUT_BF16)
-GROUP(group2_bf16, 2, true, OUT_BF16)
-GROUP(group1_bf16, 1, true, OUT_BF16)
+#define GROUPS(suffix, fused, dq, kind)                                                        \
+	GROUP(group8##suffix, 8, fused, dq, kind)                                              \
+	GROUP(group4##suffix, 4, fused, dq, kind)                                              \
+	GROUP(group2##suffix, 2, fused, dq, kind)                                              \
+	GROUP(group1##suffix, 1, fused, dq, kind)
+GROUPS(, false, false, OUT_F32)
+GROUPS(_f32, true, false, OUT_F32)
+GROUPS(_f16, true, false, OUT_F16)
+GROUPS(_bf16, true, false, OUT_BF16)
+GROUPS(_f32_dq, true, true, OUT_F32)
+GROUPS(_f16_dq, true, true, OUT_F16)
+GROUPS(_bf16_dq, true, true, OUT_BF16)
 
 typedef lcp_err (*group_fn)(const struct lcp_rans_block *, const uint8_t *,
 			    const struct lcp_rans_fuse *);
@@ -311,17 +346,20 @@ static lcp_err rans_decode(const struct lcp_rans_block *b, unsigned nb, unsigned
 static lcp_err rans_decode_fused(const struct lcp_rans_block *b, unsigned nb, unsigned lanes,
 				 const uint8_t *readable_end, const struct lcp_rans_fuse *f)
 {
-	static const group_fn f32[4] = { group8_f32, group4_f32, group2_f32, group1_f32 };
-	static const group_fn f16[4] = { group8_f16, group4_f16, group2_f16, group1_f16 };
-	static const group_fn bf16[4] = { group8_bf16, group4_bf16, group2_bf16, group1_bf16 };
+	static const group_fn f32[2][4] = { { group8_f32, group4_f32, group2_f32, group1_f32 },
+					    { group8_f32_dq, group4_f32_dq, group2_f32_dq, group1_f32_dq } };
+	static const group_fn f16[2][4] = { { group8_f16, group4_f16, group2_f16, group1_f16 },
+					    { group8_f16_dq, group4_f16_dq, group2_f16_dq, group1_f16_dq } };
+	static const group_fn bf16[2][4] = { { group8_bf16, group4_bf16, group2_bf16, group1_bf16 },
+					     { group8_bf16_dq, group4_bf16_dq, group2_bf16_dq, group1_bf16_dq } };
 	if (lanes == 16 && f->group_size >= 16 && !(f->group_size & (f->group_size - 1)) &&
 	    f->block_elems % f->group_size == 0 && f->first % f->block_elems == 0) {
 		if (f->dt == LCP_DTYPE_F32)
-			return decode_groups(b, nb, readable_end, f, f32);
+			return decode_groups(b, nb, readable_end, f, f32[f->dq]);
 		if (f->dt == LCP_DTYPE_F16)
-			return decode_groups(b, nb, readable_end, f, f16);
+			return decode_groups(b, nb, readable_end, f, f16[f->dq]);
 		if (f->dt == LCP_DTYPE_BF16)
-			return decode_groups(b, nb, readable_end, f, bf16);
+			return decode_groups(b, nb, readable_end, f, bf16[f->dq]);
 	}
 	/* Not fusable: decode, then dequantize the blocks' codes. */
 	lcp_err err = rans_decode(b, nb, lanes, readable_end);
@@ -332,7 +370,11 @@ static lcp_err rans_decode_fused(const struct lcp_rans_block *b, unsigned nb, un
 			.phase = (uint32_t)(e0 % f->group_size), .sd = f->sd + e0 / f->group_size,
 			.off = f->off + e0 / f->group_size, .out = f->out + e0 * lcp_codec_elem_bytes(f->dt),
 		};
-		dequant_store(&r, f->dt);
+		uint32_t q = 0, s0 = 0;
+		if (f->dq)
+			lcp_dequant_store_dq(dequant_store, &r, f->dt, &q, &s0);
+		else
+			dequant_store(&r, f->dt);
 	}
 	return err;
 }
@@ -397,7 +439,7 @@ static AVX512 void side_params(const struct lcp_side_params *p)
 }
 
 const struct lcp_kernels lcp_kernels_avx512 = { "avx512", rans_decode, rans_decode_fused,
-						 dequant_store, side_params };
+						 dequant_store, side_params, lcp_dq_classes_fast };
 
 #else
 /* ISO C wants at least one declaration in a translation unit. */

@@ -52,7 +52,7 @@ static struct cpu_counters counters;
 
 /* The seed's balanced preset, its default configuration: lcp_config_default()
  * as a constant with static storage (a unit test checks they agree). */
-static const struct lcp_config cpu_config = {4, 32, 64, true, 4096, 1ull << 30, 0.97f};
+static const struct lcp_config cpu_config = {4, 32, 64, true, 4096, 1ull << 30, 0.97f, false};
 
 static uint64_t now_us(void)
 {

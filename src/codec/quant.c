@@ -323,19 +323,239 @@ float lcp_quant_group(const float *x, uint32_t n, const struct lcp_qparams *p, u
 	return try_scale(x, n, neg ? -s : s, best_off, qmax, codes);
 }
 
-float lcp_quant_group_ecsq(const float *x, uint32_t n, const struct lcp_qparams *p, float step,
-			   uint8_t *codes, uint16_t *scode, uint8_t *aux)
+uint16_t lcp_quant_scale_code(const struct lcp_qparams *p, float step, float *scale)
 {
-	*aux = 0;
+	*scale = 0.0f;
 	if (!(step > 0.0f) || p->super == 0.0f)
-		return zero_group(n, 128, codes, scode, aux);
-	int e = steps_below(p, step);
-	uint16_t c = (uint16_t)(lcp_qscale_max(p) - e);
+		return 0;
+	uint16_t c = (uint16_t)(lcp_qscale_max(p) - steps_below(p, step));
 	float s = lcp_qscale(p, c);
 	if (!(s > 0.0f))
-		return zero_group(n, 128, codes, scode, aux);
-	*scode = c;
-	return try_scale(x, n, s, 128, 255, codes);
+		return 0;
+	*scale = s;
+	return c;
+}
+
+/* |x / D| is clamped here before the levels are chosen: every candidate
+ * level then has |k| <= 127 (level 253 of class 1 is k = 127). */
+#define DQ_MAX_V 250.0f
+
+size_t lcp_quant_dq_work_bytes(uint32_t n)
+{
+	/* per element: D and 1/D (floats), a byte of Viterbi decisions and the
+	 * four candidate codes (signed bytes), in steps of 16 */
+	uint32_t steps = (n + LCP_DQ_CHAINS - 1) / LCP_DQ_CHAINS;
+	return (size_t)steps * LCP_DQ_CHAINS * (2 * sizeof(float) + 1 + 4);
+}
+
+/* Predecessor (state << 1 | parity) of state s through decision bit b:
+ * every state has two, one per parity (the inverse of lcp_dq_next). */
+static const uint8_t dq_pred[4][2] = {
+	{0 << 1 | 0, 1 << 1 | 1}, {2 << 1 | 0, 3 << 1 | 1}, {0 << 1 | 1, 1 << 1 | 0}, {2 << 1 | 1, 3 << 1 | 0},
+};
+
+/*
+ * One Viterbi step of one chain, in scalar form (dq_step4 computes exactly
+ * the same, operation for operation, for 4 chains under SSE2). v = x / D,
+ * clamped, gives the nearest level of each class q and code parity p
+ * (candidate 2q + p): class 0 levels are 2k, i.e. 4Z for even k and 4Z + 2
+ * for odd k; class 1 levels are 0 and +-(2|k| - 1), i.e. 0, 3, 7, 11...
+ * for even k and 1, 5, 9... for odd k (exact arithmetic: small integers,
+ * quarters). A state's two predecessors are one of each parity of the same
+ * class (dq_pred), so the step needs only these four. c[s] (stride apart)
+ * are the states' least squared errors so far; dec gets one bit per new
+ * state, set when its second predecessor is strictly better; cand the four
+ * candidates' codes k (signed), 4 chains apart.
+ */
+static inline void dq_step1(float x, float d, float il, float *c, size_t stride, uint8_t *dec,
+			    int8_t *cand)
+{
+	float v = x * il;
+	v = v < DQ_MAX_V ? v : DQ_MAX_V;
+	v = v > -DQ_MAX_V ? v : -DQ_MAX_V;
+	float a = fabsf(v), sd = v < 0.0f ? -d : d, m[4], e[4];
+	m[0] = 4.0f * round_even(a * 0.25f);
+	m[1] = 4.0f * round_even((a - 2.0f) * 0.25f) + 2.0f;
+	m[2] = a < 1.5f ? 0.0f : 4.0f * round_even((a + 1.0f) * 0.25f) - 1.0f;
+	m[3] = 4.0f * round_even((a - 1.0f) * 0.25f) + 1.0f;
+	for (unsigned k = 0; k < 4; k++) {
+		float r = x - sd * m[k];
+		e[k] = r * r;
+		int code = (int)((m[k] + (float)(k >> 1)) * 0.5f); /* class 1: (|L| + 1) / 2 */
+		cand[4 * k] = (int8_t)(v < 0.0f ? -code : code);
+	}
+	if (!(d > 0.0f)) { /* a zero step: code 0 (even) only */
+		e[1] = INFINITY;
+		e[3] = INFINITY;
+	}
+	float *c0 = c, *c1 = c + stride, *c2 = c + 2 * stride, *c3 = c + 3 * stride;
+	float a0 = *c0 + e[0], b0 = *c1 + e[1], a2 = *c0 + e[1], b2 = *c1 + e[0];
+	float a1 = *c2 + e[2], b1 = *c3 + e[3], a3 = *c2 + e[3], b3 = *c3 + e[2];
+	*dec = (uint8_t)((unsigned)(b0 < a0) | (unsigned)(b1 < a1) << 1 | (unsigned)(b2 < a2) << 2 |
+			 (unsigned)(b3 < a3) << 3);
+	*c0 = b0 < a0 ? b0 : a0;
+	*c1 = b1 < a1 ? b1 : a1;
+	*c2 = b2 < a2 ? b2 : a2;
+	*c3 = b3 < a3 ? b3 : a3;
+}
+
+#ifdef __SSE2__
+/* The levels 2k - sgn(k) * cls of 8 codes (k = code - off) as two vectors
+ * of 4 binary32 (exact): in 16-bit lanes, sgn(k) from two compares (-1/0
+ * masks, sgn = neg - pos), L = 2k - (sgn & -cls), widened to 32 bits. */
+static inline void dq_levels8(const uint8_t *codes, const uint8_t *cls, int off, __m128 *lo,
+			      __m128 *hi)
+{
+	const __m128i z = _mm_setzero_si128();
+	__m128i c = _mm_unpacklo_epi8(_mm_loadl_epi64((const __m128i *)(const void *)codes), z);
+	__m128i q = _mm_unpacklo_epi8(_mm_loadl_epi64((const __m128i *)(const void *)cls), z);
+	__m128i k = _mm_sub_epi16(c, _mm_set1_epi16((short)off));
+	__m128i sgn = _mm_sub_epi16(_mm_cmplt_epi16(k, z), _mm_cmpgt_epi16(k, z));
+	__m128i l = _mm_sub_epi16(_mm_add_epi16(k, k), _mm_and_si128(sgn, _mm_sub_epi16(z, q)));
+	__m128i sign = _mm_srai_epi16(l, 15);
+	*lo = _mm_cvtepi32_ps(_mm_unpacklo_epi16(l, sign));
+	*hi = _mm_cvtepi32_ps(_mm_unpackhi_epi16(l, sign));
+}
+
+static inline __m128 round_even4(__m128 t)
+{
+	const __m128 magic = _mm_set1_ps(12582912.0f);
+	return _mm_sub_ps(_mm_add_ps(t, magic), magic);
+}
+
+/* dq_step1 for 4 chains: the same operations lane by lane (min_ps(b, a)
+ * is b < a ? b : a, blends by compare masks). */
+static inline void dq_step4(const float *x, const float *d, const float *il, float *c, size_t stride,
+			    uint8_t *dec, int8_t *cand)
+{
+	const __m128 vmax = _mm_set1_ps(DQ_MAX_V), vmin = _mm_set1_ps(-DQ_MAX_V), zero = _mm_setzero_ps();
+	const __m128 quarter = _mm_set1_ps(0.25f), half = _mm_set1_ps(0.5f), four = _mm_set1_ps(4.0f);
+	const __m128 one = _mm_set1_ps(1.0f), two = _mm_set1_ps(2.0f);
+	const __m128 signbit = _mm_set1_ps(-0.0f), inf = _mm_set1_ps(INFINITY);
+	__m128 vx = _mm_loadu_ps(x), vd = _mm_loadu_ps(d);
+	__m128 v = _mm_mul_ps(vx, _mm_loadu_ps(il));
+	v = _mm_max_ps(_mm_min_ps(v, vmax), vmin);
+	__m128 neg = _mm_cmplt_ps(v, zero), a = _mm_andnot_ps(signbit, v);
+	__m128 sd = _mm_or_ps(_mm_and_ps(neg, _mm_sub_ps(zero, vd)), _mm_andnot_ps(neg, vd));
+	__m128 m[4], e[4];
+	m[0] = _mm_mul_ps(four, round_even4(_mm_mul_ps(a, quarter)));
+	m[1] = _mm_add_ps(_mm_mul_ps(four, round_even4(_mm_mul_ps(_mm_sub_ps(a, two), quarter))), two);
+	m[2] = _mm_andnot_ps(_mm_cmplt_ps(a, _mm_set1_ps(1.5f)),
+			     _mm_sub_ps(_mm_mul_ps(four, round_even4(_mm_mul_ps(_mm_add_ps(a, one), quarter))), one));
+	m[3] = _mm_add_ps(_mm_mul_ps(four, round_even4(_mm_mul_ps(_mm_sub_ps(a, one), quarter))), one);
+	__m128i k[4];
+	for (unsigned j = 0; j < 4; j++) {
+		__m128 r = _mm_sub_ps(vx, _mm_mul_ps(sd, m[j]));
+		e[j] = _mm_mul_ps(r, r);
+		__m128i code = _mm_cvttps_epi32(_mm_mul_ps(j >> 1 ? _mm_add_ps(m[j], one) : m[j], half));
+		__m128i nmask = _mm_castps_si128(neg);
+		k[j] = _mm_sub_epi32(_mm_xor_si128(code, nmask), nmask); /* negate where v < 0 */
+	}
+	__m128 pos_step = _mm_cmpgt_ps(vd, zero);
+	e[1] = _mm_or_ps(_mm_and_ps(pos_step, e[1]), _mm_andnot_ps(pos_step, inf));
+	e[3] = _mm_or_ps(_mm_and_ps(pos_step, e[3]), _mm_andnot_ps(pos_step, inf));
+	__m128i packed = _mm_packs_epi16(_mm_packs_epi32(k[0], k[1]), _mm_packs_epi32(k[2], k[3]));
+	_mm_storeu_si128((__m128i *)(void *)cand, packed);
+	__m128 c0 = _mm_loadu_ps(c), c1 = _mm_loadu_ps(c + stride);
+	__m128 c2 = _mm_loadu_ps(c + 2 * stride), c3 = _mm_loadu_ps(c + 3 * stride);
+	__m128 a0 = _mm_add_ps(c0, e[0]), b0 = _mm_add_ps(c1, e[1]);
+	__m128 a2 = _mm_add_ps(c0, e[1]), b2 = _mm_add_ps(c1, e[0]);
+	__m128 a1 = _mm_add_ps(c2, e[2]), b1 = _mm_add_ps(c3, e[3]);
+	__m128 a3 = _mm_add_ps(c2, e[3]), b3 = _mm_add_ps(c3, e[2]);
+	__m128i bits = _mm_or_si128(
+		_mm_or_si128(_mm_and_si128(_mm_castps_si128(_mm_cmplt_ps(b0, a0)), _mm_set1_epi32(1)),
+			     _mm_and_si128(_mm_castps_si128(_mm_cmplt_ps(b1, a1)), _mm_set1_epi32(2))),
+		_mm_or_si128(_mm_and_si128(_mm_castps_si128(_mm_cmplt_ps(b2, a2)), _mm_set1_epi32(4)),
+			     _mm_and_si128(_mm_castps_si128(_mm_cmplt_ps(b3, a3)), _mm_set1_epi32(8))));
+	bits = _mm_packus_epi16(_mm_packs_epi32(bits, bits), bits);
+	uint32_t w = (uint32_t)_mm_cvtsi128_si32(bits);
+	memcpy(dec, &w, sizeof w);
+	_mm_storeu_ps(c, _mm_min_ps(b0, a0));
+	_mm_storeu_ps(c + stride, _mm_min_ps(b1, a1));
+	_mm_storeu_ps(c + 2 * stride, _mm_min_ps(b2, a2));
+	_mm_storeu_ps(c + 3 * stride, _mm_min_ps(b3, a3));
+}
+#endif
+
+/*
+ * The Viterbi search runs the 16 chains side by side: step t holds
+ * elements 16t .. 16t + 15 of the block, one per chain, and each chain's
+ * states keep the least squared error of any code sequence ending in them
+ * (dq_step1). The codes are read back from the end of each chain, from its
+ * cheapest state (the first on a tie).
+ */
+float lcp_quant_dq_block(const float *x, uint32_t n, const float *delta, uint32_t group_size,
+			 uint32_t phase, uint8_t *codes, void *work)
+{
+	enum { L = LCP_DQ_CHAINS };
+	uint32_t padded = (n + L - 1) / L * L;
+	float *dl = work, *il = dl + padded;
+	uint8_t *dec = (uint8_t *)(il + padded);
+	int8_t *cand = (int8_t *)(dec + padded);
+	for (uint32_t i = 0, g = 0, len = group_size - phase; i < n; i += len, g++, len = group_size) {
+		float d = delta[g], inv = d > 0.0f ? 1.0f / d : 0.0f;
+		len = n - i < len ? n - i : len;
+		for (uint32_t j = 0; j < len; j++) {
+			dl[i + j] = d;
+			il[i + j] = inv;
+		}
+	}
+	float c[4][L];
+	for (unsigned l = 0; l < L; l++) {
+		c[0][l] = 0.0f;
+		c[1][l] = c[2][l] = c[3][l] = INFINITY;
+	}
+	uint32_t base = 0;
+#ifdef __SSE2__
+	for (; base + L <= n; base += L)
+		for (unsigned l = 0; l < L; l += 4)
+			dq_step4(x + base + l, dl + base + l, il + base + l, &c[0][l], L, dec + base + l,
+				 cand + 4 * (base + l));
+#endif
+	for (uint32_t i = base; i < n; i++) {
+		unsigned l = i % L;
+		dq_step1(x[i], dl[i], il[i], &c[0][l], L, dec + i, cand + 4 * (i & ~3u) + (i & 3u));
+	}
+	/* Back from the last step, the 16 chains side by side (independent
+	 * lookups); dec[i] then keeps element i's class for the error sum. */
+	unsigned st[L];
+	for (unsigned l = 0; l < L; l++) {
+		st[l] = 0;
+		for (unsigned k = 1; k < 4; k++)
+			if (c[k][l] < c[st[l]][l])
+				st[l] = k;
+	}
+	for (uint32_t t = padded / L; t-- > 0;)
+		for (unsigned l = 0; l < L; l++) {
+			uint32_t i = t * L + l;
+			if (i >= n)
+				continue;
+			unsigned pr = dq_pred[st[l]][dec[i] >> st[l] & 1u], q = pr >> 2, p = pr & 1u;
+			codes[i] = (uint8_t)(128 + cand[4 * (i & ~3u) + 4 * (2 * q + p) + (i & 3u)]);
+			dec[i] = (uint8_t)q;
+			st[l] = pr >> 1;
+		}
+	float err = 0.0f;
+	uint32_t i = 0;
+#ifdef __SSE2__
+	/* The levels as in lcp_dequant_dq, the squares summed in 4 lanes. */
+	__m128 acc = _mm_setzero_ps();
+	for (; i + 8 <= n; i += 8) {
+		__m128 l0, l1;
+		dq_levels8(codes + i, dec + i, 128, &l0, &l1);
+		__m128 e0 = _mm_sub_ps(_mm_loadu_ps(x + i), _mm_mul_ps(_mm_loadu_ps(dl + i), l0));
+		__m128 e1 = _mm_sub_ps(_mm_loadu_ps(x + i + 4), _mm_mul_ps(_mm_loadu_ps(dl + i + 4), l1));
+		acc = _mm_add_ps(acc, _mm_add_ps(_mm_mul_ps(e0, e0), _mm_mul_ps(e1, e1)));
+	}
+	float lanes[4];
+	_mm_storeu_ps(lanes, acc);
+	err = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+#endif
+	for (; i < n; i++) {
+		float e = x[i] - dl[i] * (float)lcp_dq_level(codes[i], dec[i]);
+		err += e * e;
+	}
+	return err;
 }
 
 void lcp_dequant_ref(const uint8_t *codes, uint32_t n, float sd, int off, float *y)
@@ -403,4 +623,30 @@ void lcp_dequant(const uint8_t *codes, uint32_t n, float sd, int off, float *y)
 #endif
 	for (; i < n; i++)
 		y[i] = sd * (byte_float[codes[i]] - fo);
+}
+
+void lcp_dequant_dq_ref(const uint8_t *codes, const uint8_t *cls, uint32_t n, float sd, int off,
+			float *y)
+{
+	for (uint32_t i = 0; i < n; i++) {
+		int k = (int)codes[i] - off;
+		int sgn = (k > 0) - (k < 0);
+		y[i] = sd * (float)(2 * k - (cls[i] ? sgn : 0));
+	}
+}
+
+void lcp_dequant_dq(const uint8_t *codes, const uint8_t *cls, uint32_t n, float sd, int off,
+		    float *y)
+{
+	uint32_t i = 0;
+#ifdef __SSE2__
+	__m128 vsd = _mm_set1_ps(sd);
+	for (; i + 8 <= n; i += 8) {
+		__m128 l0, l1;
+		dq_levels8(codes + i, cls + i, off, &l0, &l1);
+		_mm_storeu_ps(y + i, _mm_mul_ps(vsd, l0));
+		_mm_storeu_ps(y + i + 4, _mm_mul_ps(vsd, l1));
+	}
+#endif
+	lcp_dequant_dq_ref(codes + i, cls + i, n - i, sd, off, y + i);
 }

@@ -9,9 +9,10 @@
  *    so the long side of the asymmetric-around-zero range [-8, 7] goes to
  *    the group's largest-magnitude element);
  *  - asymmetric: off = aux (an integer zero point in [0, 2^bits)), sd = scale.
- * "bits" is the width of the code symbols (4 or 8). The 4-bit-class
- * entropy-coded mode (lcp_quant_group_ecsq) uses 8-bit symbols with a step
- * chosen for rate, not range: see there.
+ * "bits" is the width of the code symbols (4 or 8). The entropy-coded
+ * 4-bit class uses 8-bit symbols with a step chosen for rate, not range:
+ * scalar rounding (params version 2, still read) or dependent quantization
+ * (below).
  *
  * Scale codes: 8-bit codes with 16 steps per octave (scale_log2_steps 4,
  * 254 codes = 16 octaves below super) or 16-bit codes with 256 steps per
@@ -27,6 +28,7 @@
 #define LCPFS_CODEC_QUANT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct lcp_qparams {
@@ -59,21 +61,72 @@ float lcp_quant_group(const float *x, uint32_t n, const struct lcp_qparams *p, u
 		      uint16_t *scode, uint8_t *aux);
 
 /*
- * Entropy-coded scalar quantization of one group (p: 8-bit symbols,
- * symmetric, 8-bit scale codes): the step is the representable scale nearest
- * to `step` (the caller derives it from the group's RMS), codes are
- * round(x / step) + 128 clamped to [0, 255], aux 0. With an entropy coder
- * behind it, a step that does not depend on the group's extremes spends bits
- * where the values are and keeps outliers at full precision instead of
- * stretching the grid for them. Returns the squared error.
+ * Dependent quantization (the 4-bit class since params version 3; the
+ * on-disk contract, also in codec_format.h and man/lcpfs.5). Two
+ * interleaved scalar quantizers with half-step D share the code k (the
+ * symbol minus 128): class 0 reconstructs 2k D, class 1 (2k - sgn(k)) D, so
+ * class 0 holds the even multiples of D and class 1 zero and the odd ones.
+ * Which class an element uses follows from the parities of the codes before
+ * it: the elements of each rANS block (B elements from the chunk's start)
+ * are dealt round-robin to LCP_DQ_CHAINS chains (element i of the block to
+ * chain i mod 16); along a chain a state s in 0..3 starts at 0, the element
+ * uses class s >> 1, and its code moves the state to
+ * lcp_dq_next(s, k & 1). The encoder picks the codes of a whole chain
+ * jointly (a Viterbi search for the least squared error), which reaches
+ * the same error as plain rounding with a coarser step: fewer bits.
+ * Chains 16 elements apart map onto the 16 rANS lanes, so a SIMD decoder
+ * walks 16 states side by side.
  */
-float lcp_quant_group_ecsq(const float *x, uint32_t n, const struct lcp_qparams *p, float step,
-			   uint8_t *codes, uint16_t *scode, uint8_t *aux);
+#define LCP_DQ_CHAINS 16u
+
+/* Next state after a code of parity p (0 or 1) in state s (0..3): the
+ * table {{0, 2}, {2, 0}, {1, 3}, {3, 1}}, i.e. s' = (s >> 1 | ((s & 1) ^ p)
+ * << 1): the new class bit is the old low bit xor p, the new low bit the
+ * old class bit. */
+static inline unsigned lcp_dq_next(unsigned s, unsigned p)
+{
+	static const uint8_t next[4][2] = {{0, 2}, {2, 0}, {1, 3}, {3, 1}};
+	return next[s & 3][p & 1];
+}
+
+/* The scale code whose scale is nearest to `step` (log distance on the
+ * grid of p, code >= 1), and that scale in *scale; 0 and *scale = 0 when
+ * step or p->super is 0 or the scale underflows. */
+uint16_t lcp_quant_scale_code(const struct lcp_qparams *p, float step, float *scale);
+
+/* Workspace bytes lcp_quant_dq_block needs for n elements. */
+size_t lcp_quant_dq_work_bytes(uint32_t n);
+
+/*
+ * Dependent quantization of the n elements of one block (its chains start
+ * at element 0): element i has half-step delta[(phase + i) / group_size]
+ * (>= 0; 0 forces code 128), finite |x| / delta up to a bound past which
+ * codes saturate at +-127. Writes n codes (k + 128); work holds
+ * lcp_quant_dq_work_bytes(n) bytes, 16-byte aligned. Returns the squared
+ * error. Deterministic: the same inputs give the same codes on any
+ * machine.
+ */
+float lcp_quant_dq_block(const float *x, uint32_t n, const float *delta, uint32_t group_size,
+			 uint32_t phase, uint8_t *codes, void *work);
+
+/* Reconstruction level L = 2k - sgn(k) * cls of code c (k = c - 128) in
+ * class cls (0 or 1): y = D * (float)L. */
+static inline int lcp_dq_level(uint8_t c, unsigned cls)
+{
+	int k = (int)c - 128;
+	return 2 * k - (cls ? (k > 0) - (k < 0) : 0);
+}
 
 /* Reference dequantization: y[i] = sd * (float)((int)codes[i] - off). */
 void lcp_dequant_ref(const uint8_t *codes, uint32_t n, float sd, int off, float *y);
 /* The decoder's path: the same bits as lcp_dequant_ref, by a table of exact
  * small-integer floats (cheaper than an int conversion per element). */
 void lcp_dequant(const uint8_t *codes, uint32_t n, float sd, int off, float *y);
+/* Dependent quantization: y[i] = sd * (float)(2k - sgn(k) * cls[i]), k =
+ * codes[i] - off; the reference, and the decoder's path (same bits). */
+void lcp_dequant_dq_ref(const uint8_t *codes, const uint8_t *cls, uint32_t n, float sd, int off,
+			float *y);
+void lcp_dequant_dq(const uint8_t *codes, const uint8_t *cls, uint32_t n, float sd, int off,
+		    float *y);
 
 #endif

@@ -81,7 +81,7 @@ static void usage(FILE *to, const char *prog)
 		"compressed in the background after their last close.\n"
 		"\n"
 		"lcpfs options:\n"
-		"    -o preset=aggressive|balanced|quality   compression preset (balanced)\n"
+		"    -o preset=aggressive|balanced|quality|lossless   compression preset (balanced)\n"
 		"    -o bits=4|8  rank=N  group=N  asym|sym  quality=F  min_size=N[kMG]\n"
 		"    -o cache=SIZE[kMG]    decoded chunk cache (default 256M)\n"
 		"    -o threads=N          encoder threads (default: the number of cores)\n"

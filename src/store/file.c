@@ -703,6 +703,10 @@ lcp_err lcp_store_report(const struct lcp_store_file *f, struct lcp_file_report 
 			return LCP_ERR_NOMEM;
 		}
 		out->ntensors = ++k;
+		if (r->exact_reason && !(t->note = lcp_strdup(r->exact_reason))) {
+			lcp_file_report_free(out);
+			return LCP_ERR_NOMEM;
+		}
 		tensor_report_shape(t, r->dtype_name, r->ndims, r->dims);
 		uint64_t elems = elems_of(r->ndims, r->dims);
 		if (r->kind == LCP_REGION_TENSOR) {
@@ -732,8 +736,10 @@ lcp_err lcp_store_report(const struct lcp_store_file *f, struct lcp_file_report 
 
 void lcp_file_report_free(struct lcp_file_report *r)
 {
-	for (size_t i = 0; i < r->ntensors; i++)
+	for (size_t i = 0; i < r->ntensors; i++) {
 		lcp_free(r->tensors[i].name);
+		lcp_free(r->tensors[i].note);
+	}
 	lcp_free(r->tensors);
 	memset(r, 0, sizeof *r);
 }

@@ -212,6 +212,11 @@ static lcp_err fill_tensor_region(struct packer *p, uint32_t ri, const struct lc
 		return LCP_ERR_NOMEM;
 	memcpy(s->params, enc->params, enc->params_len);
 	s->params_len = (uint32_t)enc->params_len;
+	/* Why the tensor is not stored as configured (quality floor, exact
+	 * because that is as small): kept in the region's reason for inspect. */
+	if (enc->fallback_reason && !s->exact_reason &&
+	    !(s->exact_reason = lcp_strdup(enc->fallback_reason)))
+		return LCP_ERR_NOMEM;
 	size_t qlen = 0;
 	lcp_err err = lcp_qlor_serialize(&enc->qlor, &s->qlor, &qlen);
 	if (err)

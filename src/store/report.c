@@ -95,6 +95,7 @@ static json_t *tensor_json(const struct lcp_tensor_report *t)
 	bad |= set_new(o, "bpw", json_real(t->bits_per_weight)) != 0;
 	bad |= set_new(o, "sqnr_db", isfinite(t->sqnr_db) ? json_real(t->sqnr_db) : json_null()) != 0;
 	bad |= set_new(o, "cosine", isfinite(t->cosine) ? json_real(t->cosine) : json_null()) != 0;
+	bad |= set_new(o, "note", t->note ? json_string(t->note) : json_null()) != 0;
 	if (bad) {
 		json_decref(o);
 		return NULL;

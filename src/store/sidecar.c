@@ -159,6 +159,7 @@ lcp_err lcp_sidecar_serialize(const struct lcp_sidecar *sc, struct lcp_buf *out)
 	h[72] = (uint8_t)sc->format;
 	h[73] = sc->config.bits;
 	h[74] = sc->config.symmetric ? 1 : 0;
+	h[75] = sc->config.lossless ? 1 : 0;
 	lcp_store_le16(h + 76, sc->config.rank);
 	lcp_store_le32(h + 80, sc->config.group_size);
 	lcp_store_lef32(h + 84, sc->config.quality_threshold);
@@ -380,7 +381,7 @@ lcp_err lcp_sidecar_parse(const uint8_t *buf, size_t len, struct lcp_sidecar *sc
 	if (lcp_load_le32(buf + 8) != LCP_CONTAINER_VERSION)
 		return LCP_ERR_VERSION;
 	if (lcp_load_le32(buf + 12) != 0 || buf[72] > LCP_FORMAT_UNKNOWN || buf[74] > 1 ||
-	    buf[75] != 0 || lcp_load_le16(buf + 78) != 0)
+	    buf[75] > 1 || lcp_load_le16(buf + 78) != 0)
 		return LCP_ERR_FORMAT;
 	memcpy(sc->file_id, buf + 24, LCP_FILE_ID_LEN);
 	sc->payload_size = lcp_load_le64(buf + 40);
@@ -390,6 +391,7 @@ lcp_err lcp_sidecar_parse(const uint8_t *buf, size_t len, struct lcp_sidecar *sc
 	sc->format = (enum lcp_format)buf[72];
 	sc->config.bits = buf[73];
 	sc->config.symmetric = buf[74] == 1;
+	sc->config.lossless = buf[75] == 1;
 	sc->config.rank = lcp_load_le16(buf + 76);
 	sc->config.group_size = lcp_load_le32(buf + 80);
 	sc->config.quality_threshold = lcp_load_lef32(buf + 84);

@@ -7,7 +7,8 @@
 #     reconstruction and fsyncs it;
 #   - zstd -d of a zstd -1 copy of the same file, and the same followed by an
 #     fsync of its output (sync FILE), the same work as unpack's.
-# Target printed beside: unpack >= 1.0x zstd -d (without the fsync).
+# Target printed beside: unpack >= 1.0x zstd -d (without the fsync); and the
+# default preset's bits per weight, everything stored (issue 12: <= 4.0).
 set -eu
 cd "$(dirname "$0")/../.."
 : "${LCPFS:=build/lcpfs}"
@@ -25,6 +26,17 @@ secs() { awk -v ns="$1" 'BEGIN { printf "%.3f", ns / 1e9 }'; }
 echo "building a ${SIZE_MIB} MiB F16 safetensors from ../shared/data ..."
 "$PYTHON" tests/bench/lib/tiled_model.py "$WORK/model.safetensors" "$SIZE_MIB"
 BYTES=$(stat -c %s "$WORK/model.safetensors")
+WEIGHTS=$("$PYTHON" -c 'import json, struct, sys
+b = open(sys.argv[1], "rb").read(8); n = struct.unpack("<Q", b)[0]
+h = json.loads(open(sys.argv[1], "rb").read(8 + n)[8:])
+tot = 0
+for k, v in h.items():
+    if k != "__metadata__":
+        c = 1
+        for d in v["shape"]:
+            c *= d
+        tot += c
+print(tot)' "$WORK/model.safetensors")
 t0=$(now_ns)
 "$LCPFS" pack "$WORK/model.safetensors" "$WORK/packed.safetensors" >/dev/null
 pack_ns=$(( $(now_ns) - t0 ))
@@ -59,3 +71,8 @@ ratio=$(awk -v a="$best_z" -v b="$best_u" 'BEGIN { printf "%.2f", a / b }')
 ratio_s=$(awk -v a="$best_zs" -v b="$best_u" 'BEGIN { printf "%.2f", a / b }')
 verdict=$(awk -v r="$ratio" 'BEGIN { print (r >= 1.0) ? "PASS" : "FAIL" }')
 echo "$verdict lcpfs unpack ${ratio}x >= 1.0x zstd -d (${ratio_s}x zstd -d with the fsync unpack does)"
+# Issue 12: the default preset on a file of large tensors, everything stored
+# (payload, header bytes, sidecar) per weight.
+bpw=$(awk -v s="$stored" -v w="$WEIGHTS" 'BEGIN { printf "%.3f", s * 8 / w }')
+echo "$(awk -v b="$bpw" 'BEGIN { print (b <= 4.0) ? "PASS" : "MISS" }') default preset" \
+	"$bpw bits/weight all-in (payload + sidecar, $WEIGHTS weights) <= 4.0"

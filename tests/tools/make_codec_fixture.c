@@ -8,13 +8,18 @@
  * version keep reading back exactly as they did.
  *
  * The tensors cover every stored class: the default preset (4-bit
- * entropy-coded, with a planted rank-1 part so a low-rank term is kept), the
+ * entropy-coded (dependent quantization since format 3), with a planted
+ * rank-1 part so a low-rank term is kept), the
  * quality preset (8-bit asymmetric), 4-bit asymmetric (4-bit codes), 8-bit
  * symmetric, a lossless tensor (a NaN inside), an F64 tensor of 33024
  * elements (two chunks in format 1, three rANS blocks in format 2), rows that
  * repeat (codes stored as zstd in format 2) and uniform noise at 8 bits
  * (codes stored raw); dtypes F16, BF16, F32, F64; row lengths that are not
- * multiples of the group size.
+ * multiples of the group size. Since format 3 also: dependent quantization
+ * with group 100 (the decoders' unfused path), the lossless preset on every
+ * dtype (split planes, two rANS blocks but for F64), a coordinate
+ * grid the default preset stores exact (zstd planes) and random bit
+ * patterns (raw).
  *
  * Build and run from the repository root, after `make`:
  *   cc -std=c11 -D_GNU_SOURCE -Iinclude -Isrc tests/tools/make_codec_fixture.c \
@@ -38,8 +43,9 @@
 #include "lcpfs/config.h"
 #include "../unit/test_codec_helpers.h"
 
-/* How a tensor's values are drawn. */
-enum shape { WEIGHTS, REPEATED_ROWS, UNIFORM };
+/* How a tensor's values are drawn: GRID is a coordinate grid (the column
+ * index, as pose models store), BITS random bit patterns (NaNs included). */
+enum shape { WEIGHTS, REPEATED_ROWS, UNIFORM, GRID, BITS };
 
 /* Weight-like values: Gaussian with a per-row scale (rows differ by up to
  * 4x, as trained layers do), a heavy tail (1 in 200 values 6x larger), and
@@ -75,9 +81,14 @@ static int emit(struct lcp_codec_ctx *ctx, const char *name, enum lcp_dtype dt, 
 	if (!x || !y)
 		return 1;
 	for (uint64_t i = 0; i < n; i++) {
-		double v = shape == UNIFORM ? 0.02 * (2.0 * uniform01() - 1.0) : weight(i, cols, lr);
+		double v = shape == UNIFORM ? 0.02 * (2.0 * uniform01() - 1.0)
+			   : shape == GRID  ? (double)(i % cols)
+					    : weight(i, cols, lr);
 		if (shape == REPEATED_ROWS && i >= 4 * cols) /* rows 4.. repeat rows 0..3 */
 			memcpy(x + i * eb, x + (i % (4 * cols)) * eb, eb);
+		else if (shape == BITS)
+			for (unsigned b = 0; b < eb; b++)
+				x[i * eb + b] = (uint8_t)rnd();
 		else
 			put_value(dt, x + i * eb, v);
 	}
@@ -123,7 +134,10 @@ int main(void)
 	if (lcp_codec_ctx_create(&ctx))
 		return 1;
 	struct lcp_config def = lcp_config_default(), q = lcp_config_quality();
+	struct lcp_config ll = lcp_config_lossless(), g100 = def;
 	struct lcp_config asym4 = def, sym8 = q;
+	g100.group_size = 100;
+	g100.rank = 0;
 	asym4.symmetric = false;
 	asym4.rank = 0;
 	sym8.symmetric = true;
@@ -137,7 +151,14 @@ int main(void)
 		  emit(ctx, "lossless_f16", LCP_DTYPE_F16, 32, 64, WEIGHTS, 0.0, 0.3, &def) ||
 		  emit(ctx, "default_f64_33k", LCP_DTYPE_F64, 129, 256, WEIGHTS, 0.0, -1, &def) ||
 		  emit(ctx, "repeated_rows_f16", LCP_DTYPE_F16, 64, 128, REPEATED_ROWS, 0.0, -1, &def) ||
-		  emit(ctx, "uniform_q8_f32", LCP_DTYPE_F32, 16, 256, UNIFORM, 0.0, -1, &q);
+		  emit(ctx, "uniform_q8_f32", LCP_DTYPE_F32, 16, 256, UNIFORM, 0.0, -1, &q) ||
+		  emit(ctx, "dq_bf16_group100", LCP_DTYPE_BF16, 40, 500, WEIGHTS, 0.0, -1, &g100) ||
+		  emit(ctx, "lossless_f32_split", LCP_DTYPE_F32, 20, 1000, WEIGHTS, 0.0, -1, &ll) ||
+		  emit(ctx, "lossless_bf16_split", LCP_DTYPE_BF16, 20, 1000, WEIGHTS, 0.0, -1, &ll) ||
+		  emit(ctx, "lossless_f16_split", LCP_DTYPE_F16, 20, 1000, WEIGHTS, 0.0, -1, &ll) ||
+		  emit(ctx, "lossless_f64_split", LCP_DTYPE_F64, 4, 1000, WEIGHTS, 0.0, -1, &ll) ||
+		  emit(ctx, "grid_f16_exact", LCP_DTYPE_F16, 64, 64, GRID, 0.0, -1, &def) ||
+		  emit(ctx, "bits_f32_raw", LCP_DTYPE_F32, 8, 256, BITS, 0.0, -1, &ll);
 	lcp_codec_ctx_free(ctx);
 	if (err)
 		fprintf(stderr, "make_codec_fixture: encode or decode failed\n");

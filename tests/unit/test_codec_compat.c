@@ -177,3 +177,12 @@ Test(codec_compat, v2_tensors_read_back_as_written)
 {
 	cr_assert_eq(check_fixture("tests/data/codec_v2_tensors.txt"), 8);
 }
+
+/* The golden vectors of format 3: dependent quantization (fused and
+ * unfused, with a low-rank term), the lossless tier's split planes for
+ * every dtype, a grid the default preset keeps exact (zstd planes) and
+ * random bits (raw), beside the unchanged classes. */
+Test(codec_compat, v3_tensors_read_back_as_written)
+{
+	cr_assert_eq(check_fixture("tests/data/codec_v3_tensors.txt"), 15);
+}

@@ -72,6 +72,17 @@ static inline void put_value(enum lcp_dtype dt, uint8_t *p, double x)
 	}
 }
 
+/* n normal weights (sigma 0.02, from rng seed) stored in dt, malloc'ed. */
+static inline uint8_t *normal_weights(enum lcp_dtype dt, uint64_t n, uint64_t seed)
+{
+	unsigned eb = elem_bytes(dt);
+	uint8_t *x = malloc(n * eb);
+	rng_state = seed;
+	for (uint64_t i = 0; i < n; i++)
+		put_value(dt, x + i * eb, 0.02 * normal());
+	return x;
+}
+
 static inline double get_value(enum lcp_dtype dt, const uint8_t *p)
 {
 	float f;

@@ -3,7 +3,8 @@
  * Every decode kernel set this machine supports ("baseline", "avx2", "avx512")
  * against the reference kernels ("ref"), bit for bit:
  *  - dequantize-and-store runs over every output dtype, odd lengths, group
- *    phases, misaligned outputs, with and without a low-rank term, and
+ *    phases, misaligned outputs, with and without a low-rank term and
+ *    dependent quantization's classes, and
  *    values that test the narrowing: F16/BF16 rounding ties, subnormals,
  *    overflow to infinity, NaN;
  *  - the reference itself against the formula of kernels.h computed here;
@@ -24,6 +25,7 @@
 #include "codec/quant.h"
 #include "common/checksum.h"
 #include "lcpfs/codec.h"
+#include "test_codec_damage.h"
 #include "test_codec_helpers.h"
 
 static const char *const fast_sets[] = {"baseline", "avx2", "avx512"};
@@ -42,7 +44,10 @@ static float from_bits(uint32_t u)
 static float expected_value(const struct lcp_dequant_run *r, uint32_t i)
 {
 	uint32_t g = (r->phase + i) / r->group_size;
-	float y = r->sd[g] * (float)((int)r->codes[i] - (int)r->off[g]);
+	int c = (int)r->codes[i] - (int)r->off[g];
+	/* dependent quantization: the odd neighbour toward zero in class 1 */
+	int level = r->cls && r->cls[i] ? 2 * c - (c > 0) + (c < 0) : r->cls ? 2 * c : c;
+	float y = r->sd[g] * (float)level;
 	if (r->rank) {
 		float l = 0.0f;
 		for (uint16_t k = 0; k < r->rank; k++)
@@ -84,7 +89,7 @@ static void expected_bytes(const struct lcp_dequant_run *r, enum lcp_dtype dt, u
 
 struct run_case {
 	struct lcp_dequant_run r;
-	uint8_t codes[MAX_N];
+	uint8_t codes[MAX_N], cls[MAX_N];
 	float sd[MAX_GROUPS], off[MAX_GROUPS];
 	float u[MAX_RANK], vt[MAX_RANK * (MAX_N + 16)];
 };
@@ -125,7 +130,7 @@ static void check_run(struct run_case *c, const char *what)
 	}
 }
 
-static void random_case(struct run_case *c, uint32_t n, uint32_t group, uint16_t rank)
+static void random_case(struct run_case *c, uint32_t n, uint32_t group, uint16_t rank, bool dq)
 {
 	memset(c, 0, sizeof *c);
 	c->r = (struct lcp_dequant_run){
@@ -133,11 +138,14 @@ static void random_case(struct run_case *c, uint32_t n, uint32_t group, uint16_t
 		.sd = c->sd, .off = c->off, .rank = rank, .u = c->u, .vt = c->vt,
 		.cols = n + 16, .col = rnd() % 16,
 	};
-	for (uint32_t i = 0; i < n; i++)
+	for (uint32_t i = 0; i < n; i++) {
 		c->codes[i] = (uint8_t)rnd();
+		c->cls[i] = (uint8_t)(rnd() & 1);
+	}
+	c->r.cls = dq ? c->cls : NULL;
 	for (uint32_t g = 0; g < MAX_GROUPS; g++) {
 		c->sd[g] = (float)(normal() * 0.01);
-		c->off[g] = (float)(rnd() % 256);
+		c->off[g] = dq ? 128.0f : (float)(rnd() % 256);
 	}
 	for (uint16_t k = 0; k < rank; k++) {
 		c->u[k] = (float)normal();
@@ -154,13 +162,14 @@ Test(codec_kernels, runs_match_the_reference_bit_for_bit)
 	rng_state = 11;
 	for (size_t gi = 0; gi < sizeof groups / sizeof groups[0]; gi++)
 		for (size_t li = 0; li < sizeof lengths / sizeof lengths[0]; li++)
-			for (uint16_t rank = 0; rank <= MAX_RANK; rank += 3) {
-				char what[64];
-				snprintf(what, sizeof what, "group %u n %u rank %u", groups[gi], lengths[li],
-					 rank);
-				random_case(&c, lengths[li], groups[gi], rank);
-				check_run(&c, what);
-			}
+			for (uint16_t rank = 0; rank <= MAX_RANK; rank += 3)
+				for (int dq = 0; dq < 2; dq++) {
+					char what[80];
+					snprintf(what, sizeof what, "group %u n %u rank %u%s", groups[gi],
+						 lengths[li], rank, dq ? " dependent" : "");
+					random_case(&c, lengths[li], groups[gi], rank, dq != 0);
+					check_run(&c, what);
+				}
 }
 
 /*
@@ -206,17 +215,6 @@ Test(codec_kernels, narrowing_ties_subnormals_overflow_and_nan)
 						   : 1e-30f;
 		check_run(&c, with_nan ? "special values with NaN" : "special values");
 	}
-}
-
-/* Normal weights, sigma 0.02 (as in test_codec.c). */
-static uint8_t *make_tensor(enum lcp_dtype dt, uint64_t n, uint64_t seed)
-{
-	unsigned eb = elem_bytes(dt);
-	uint8_t *b = malloc(n * eb);
-	rng_state = seed;
-	for (uint64_t i = 0; i < n; i++)
-		put_value(dt, b + i * eb, 0.02 * normal());
-	return b;
 }
 
 /* Encodes a rows x cols tensor of dtype dt (bytes x) with cfg and opens
@@ -288,13 +286,15 @@ Test(codec_kernels, tensors_decode_the_same_with_every_set_and_every_range)
 		{8, true, 100, 0, 9, 555},    /* group size not a power of two, 4 lanes */
 		{4, true, 64, 8, 96, 2050},   /* low-rank term, chunks end inside rows */
 		{4, true, 32, 0, 17, 1000},   /* 16 lanes, last block of 616 codes (38 steps + 8) */
+		{4, true, 100, 0, 140, 1000}, /* dependent quantization not fused (group 100) */
+		{4, true, 64, 0, 9, 555},     /* dependent quantization, 4 lanes, chains end mid-step */
 	};
 	for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++)
 		for (size_t d = 0; d < sizeof dtypes / sizeof dtypes[0]; d++) {
 			enum lcp_dtype dt = dtypes[d];
 			unsigned eb = elem_bytes(dt);
 			uint64_t n = cases[ci].rows * cases[ci].cols;
-			uint8_t *x = make_tensor(dt, n, 100 + ci);
+			uint8_t *x = normal_weights(dt, n, 100 + ci);
 			if (cases[ci].rank) /* a planted rank-1 part worth keeping */
 				for (uint64_t i = 0; i < n && dt == LCP_DTYPE_F32; i++) {
 					float f;
@@ -304,7 +304,7 @@ Test(codec_kernels, tensors_decode_the_same_with_every_set_and_every_range)
 					memcpy(x + 4 * i, &f, 4);
 				}
 			struct lcp_config cfg = {cases[ci].bits, cases[ci].rank, cases[ci].group,
-						 cases[ci].sym, 4096, 1ull << 30, 0.5f};
+						 cases[ci].sym, 4096, 1ull << 30, 0.5f, false};
 			struct lcp_codec_ctx *ctx;
 			struct lcp_encoded e;
 			struct lcp_codec_tensor *ct;
@@ -330,8 +330,8 @@ Test(codec_kernels, tensors_decode_the_same_with_every_set_and_every_range)
 Test(codec_kernels, range_arguments_are_checked)
 {
 	const uint64_t n = 4096;
-	uint8_t *x = make_tensor(LCP_DTYPE_F32, n, 7);
-	struct lcp_config cfg = {4, 0, 64, true, 4096, 1ull << 30, 0.5f};
+	uint8_t *x = normal_weights(LCP_DTYPE_F32, n, 7);
+	struct lcp_config cfg = {4, 0, 64, true, 4096, 1ull << 30, 0.5f, false};
 	struct lcp_codec_ctx *ctx;
 	struct lcp_encoded e;
 	struct lcp_codec_tensor *ct;
@@ -361,47 +361,17 @@ Test(codec_kernels, range_arguments_are_checked)
 Test(codec_kernels, damaged_simd_chunks_never_crash_and_agree)
 {
 	const uint64_t rows = 40, cols = 1024, n = rows * cols;
-	uint8_t *x = make_tensor(LCP_DTYPE_F16, n, 9);
-	struct lcp_config cfg = {4, 0, 64, true, 4096, 1ull << 30, 0.5f};
+	uint8_t *x = normal_weights(LCP_DTYPE_F16, n, 9);
+	struct lcp_config cfg = {4, 0, 64, true, 4096, 1ull << 30, 0.5f, false};
 	struct lcp_codec_ctx *ctx;
 	struct lcp_encoded e;
 	struct lcp_codec_tensor *ct;
 	encode_open(LCP_DTYPE_F16, rows, cols, x, &cfg, &ctx, &e, &ct);
 	const struct lcp_chunk_info *ci = &e.chunks[0];
 	cr_assert_eq(e.data[ci->data_off] >> 2 & 3, 2, "the chunk's codes must be rANS-coded");
-	uint8_t *ref_out = malloc(n * 2), *out = malloc(n * 2);
 	rng_state = 13;
-	for (int k = 0; k < MUTATIONS; k++) {
-		size_t len = ci->data_len;
-		if (k % 5 == 1)
-			len -= 1 + rnd() % 64;
-		uint8_t *d = malloc(len);
-		memcpy(d, e.data + ci->data_off, len);
-		for (int f = 0; f < 1 + k % 3; f++) {
-			/* Mostly in the block table and the first blocks' states. */
-			size_t at = k % 2 ? rnd() % len : 5 + rnd() % (len < 2000 ? len - 5 : 2000);
-			d[at] ^= (uint8_t)(1u << (rnd() % 8));
-		}
-		struct lcp_chunk_info m = *ci;
-		m.data_len = len;
-		m.stored_xxh3 = lcp_xxh3(d, len);
-		lcp_kernels_force(lcp_kernels_named("ref"));
-		lcp_err want = lcp_codec_decode_chunk(ct, &m, d, len, ref_out, n * 2);
-		for (size_t s = 0; s < NFAST; s++) {
-			const struct lcp_kernels *kern = lcp_kernels_named(fast_sets[s]);
-			if (!kern)
-				continue;
-			lcp_kernels_force(kern);
-			lcp_err got = lcp_codec_decode_chunk(ct, &m, d, len, out, n * 2);
-			cr_assert_eq(got != LCP_OK, want != LCP_OK, "mutation %d: %s", k, fast_sets[s]);
-			if (want == LCP_OK)
-				cr_assert_arr_eq(out, ref_out, n * 2, "mutation %d: %s", k, fast_sets[s]);
-		}
-		lcp_kernels_force(NULL);
-		free(d);
-	}
-	free(ref_out);
-	free(out);
+	/* mostly in the block table and the first blocks' states */
+	check_damaged_chunk(ct, ci, e.data + ci->data_off, n * 2, MUTATIONS, 5, 2000);
 	free_encoded(ctx, &e, ct);
 	free(x);
 }

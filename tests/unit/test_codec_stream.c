@@ -4,11 +4,15 @@
  * through a source callback, encoded on a pool, it gives exactly what
  * lcp_codec_encode gives for the tensor in memory (params, chunk records
  * and bytes, metrics, QLOR checksum), in every dtype, for a tensor of many
- * chunks, one holding NaN (lossless), one with a planted low-rank part, and
- * one under an unreachable floor (8-bit, then lossless: the sink restarts).
+ * chunks, one holding NaN (lossless), one with a planted low-rank part, one
+ * under an unreachable floor (8-bit, then lossless: the sink restarts), the
+ * lossless preset, and tensors the default preset stores exact because that
+ * costs no more (small integers; a grid whose rows repeat), screened on a
+ * sample whose neighbours cross the scan's parts.
  */
 #include <criterion/criterion.h>
 #include <stdatomic.h>
+#include <string.h>
 
 #include "common/alloc.h"
 #include "common/buf.h"
@@ -70,6 +74,10 @@ static void fill(enum lcp_dtype dt, uint8_t *p, uint64_t n, int kind)
 			x = NAN;
 		if (kind == 2)
 			x += 0.5 * sin((double)(i / COLS) * 0.1) * cos((double)(i % COLS) * 0.07);
+		if (kind == 3) /* small integers: 2-3 bits exact */
+			x = (double)lrint(x * 75.0);
+		if (kind == 4) /* a coordinate grid: every row the same */
+			x = (double)(i % COLS) / 8.0;
 		put_value(dt, p + i * elem_bytes(dt), x);
 	}
 }
@@ -119,7 +127,15 @@ static void compare(enum lcp_dtype dt, int kind, const struct lcp_config *cfg, u
 	cr_assert(a.cosine == b.cosine && (a.sqnr_db == b.sqnr_db || (isinf(a.sqnr_db) && isinf(b.sqnr_db))),
 		  "%s: metrics differ", what);
 	cr_assert_eq(a.qlor.original_checksum, b.qlor.original_checksum, "%s: QLOR checksum", what);
-	cr_assert_eq(a.fallback_reason == NULL, b.fallback_reason == NULL, "%s", what);
+	cr_assert(a.fallback_reason == b.fallback_reason ||
+		  (a.fallback_reason && b.fallback_reason &&
+		   strcmp(a.fallback_reason, b.fallback_reason) == 0),
+		  "%s: reasons differ", what);
+	if (strncmp(what, "exact", 5) == 0)
+		cr_assert(a.encoding == LCP_ENC_LOSSLESS && a.fallback_reason &&
+			  strcmp(a.fallback_reason, "exact: no larger than 4-bit") == 0,
+			  "%s: not stored exact (%d, %s)", what, a.encoding,
+			  a.fallback_reason ? a.fallback_reason : "no reason");
 
 	lcp_encoded_free(&a);
 	lcp_encoded_free(&b);
@@ -166,4 +182,18 @@ Test(codec_stream, planted_tensor_gets_a_low_rank_part)
 	lcp_encoded_free(&e);
 	lcp_codec_ctx_free(ctx);
 	free(raw);
+}
+
+/* The lossless preset, and the exact encoding of the lossy presets when it
+ * costs no more: sized without the sink, then encoded for real after the
+ * lossy attempt (one restart more; the grid, of rank 1, also restarts for
+ * its low-rank part first). */
+Test(codec_stream, lossless_preset_and_exact_when_as_small)
+{
+	struct lcp_config cfg = lcp_config_lossless();
+	compare(LCP_DTYPE_BF16, 0, &cfg, 1, "lossless preset, BF16");
+	compare(LCP_DTYPE_F64, 1, &cfg, 1, "lossless preset, F64 with NaN");
+	cfg = lcp_config_default();
+	compare(LCP_DTYPE_F32, 3, &cfg, 2, "exact, small integers");
+	compare(LCP_DTYPE_F16, 4, &cfg, 3, "exact, grid");
 }

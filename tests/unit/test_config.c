@@ -180,6 +180,27 @@ Test(config, parse_presets)
 	expect_cfg(&c, 4, 8, 128, true, 4096, GIB, 0.95f);
 	cr_assert_eq(parse(&c, "preset=balanced", err, sizeof err), LCP_OK);
 	expect_cfg(&c, 4, 32, 64, true, 4096, GIB, 0.97f);
+	cr_expect(!c.lossless);
+}
+
+/* preset=lossless: balanced's fields with lossless set; options after it
+ * keep it lossless, another preset clears it; no other preset sets it. */
+Test(config, parse_lossless_preset)
+{
+	struct lcp_config c = lcp_config_default();
+	char err[128];
+
+	cr_expect(!c.lossless && !lcp_config_quality().lossless && !lcp_config_aggressive().lossless);
+	cr_assert_eq(parse(&c, "preset=lossless", err, sizeof err), LCP_OK, "%s", err);
+	expect_cfg(&c, 4, 32, 64, true, 4096, GIB, 0.97f);
+	cr_expect(c.lossless);
+	cr_expect(lcp_config_is_valid(&c));
+	cr_assert_eq(parse(&c, "min_size=1k,preset=lossless", err, sizeof err), LCP_OK);
+	cr_expect(c.lossless && c.min_size == 1024);
+	cr_assert_eq(parse(&c, "preset=quality", err, sizeof err), LCP_OK);
+	cr_expect(!c.lossless);
+	cr_expect_eq(parse(&c, "preset=exact", err, sizeof err), LCP_ERR_INVAL);
+	cr_expect(strstr(err, "lossless") != NULL, "the error lists the presets: %s", err);
 }
 
 /* A preset applies first wherever it appears; the rest apply in order. */

@@ -426,7 +426,7 @@ Test(store, report_and_json)
 	cr_assert_eq(json_integer_value(json_object_get(o, "logical_size")), (json_int_t)st.len);
 	json_t *t0 = json_array_get(json_object_get(o, "tensors"), 0);
 	static const char *const keys[] = {"name", "dtype", "shape", "encoding", "bits",
-					   "group", "rank", "bpw", "sqnr_db", "cosine"};
+					   "group", "rank", "bpw", "sqnr_db", "cosine", "note"};
 	for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++)
 		cr_assert_not_null(json_object_get(t0, keys[k]), "missing key %s", keys[k]);
 	cr_assert_eq(json_object_size(t0), sizeof keys / sizeof keys[0]);

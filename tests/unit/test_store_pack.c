@@ -3,7 +3,8 @@
  * Packing through the encoder pool (src/store/pack.c, src/codec/pool.c):
  * the payload and sidecar do not depend on the number of threads (whole
  * small tensors, streamed large ones with a hole, a low-rank candidate, a
- * lossless one, a quality-floor restart of a stream), holes read as zeros,
+ * lossless one, one stored exact because that costs no more, a
+ * quality-floor restart of a stream, the lossless preset), holes read as zeros,
  * and a transient failure (no memory) defers the pack with a retry mark,
  * never a refusal.
  */
@@ -20,12 +21,15 @@
 /* Shapes of the test file (see build_file): "big" is streamed (over the
  * store's 1 MiB small-tensor size) in 12 chunks, with a hole of HOLE_BYTES
  * (aligned to 4 KiB, covering three whole chunks) in its middle; "lr" is
- * streamed too and holds a planted rank-1 part; the others are encoded
- * whole. */
+ * streamed too and holds a planted rank-1 part; "ints" (small integers) is
+ * streamed and stored exact under the lossy presets; the others are
+ * encoded whole. */
 #define BIG_ROWS 1024
 #define BIG_COLS 1536
 #define LR_ROWS 512
 #define LR_COLS 768
+#define INT_ROWS 640
+#define INT_COLS 1024
 #define HOLE_BYTES (768u * 1024u)
 /* Encoder thread counts compared with the calling thread alone. */
 static const unsigned thread_counts[] = {1, 2, 3};
@@ -41,16 +45,18 @@ static void build_file(const char *name, bool sparse)
 	char hdr[4096];
 	size_t big = (size_t)BIG_ROWS * BIG_COLS * 2, lr = (size_t)LR_ROWS * LR_COLS * 4;
 	size_t nan = 64 * 64 * 4, small = 128 * 256 * 2, in = 16 * 16 * 4;
+	size_t ints = (size_t)INT_ROWS * INT_COLS * 4;
 	size_t o_lr = big, o_nan = o_lr + lr, o_small = o_nan + nan, o_i = o_small + small;
-	size_t end = o_i + in;
+	size_t o_ints = o_i + in, end = o_ints + ints;
 	int n = snprintf(hdr, sizeof hdr,
 			 "{\"big\":{\"dtype\":\"F16\",\"shape\":[%d,%d],\"data_offsets\":[0,%zu]},"
 			 "\"lr\":{\"dtype\":\"F32\",\"shape\":[%d,%d],\"data_offsets\":[%zu,%zu]},"
 			 "\"nan\":{\"dtype\":\"F32\",\"shape\":[64,64],\"data_offsets\":[%zu,%zu]},"
 			 "\"small\":{\"dtype\":\"BF16\",\"shape\":[128,256],\"data_offsets\":[%zu,%zu]},"
-			 "\"i\":{\"dtype\":\"I32\",\"shape\":[16,16],\"data_offsets\":[%zu,%zu]}}",
+			 "\"i\":{\"dtype\":\"I32\",\"shape\":[16,16],\"data_offsets\":[%zu,%zu]},"
+			 "\"ints\":{\"dtype\":\"F32\",\"shape\":[%d,%d],\"data_offsets\":[%zu,%zu]}}",
 			 BIG_ROWS, BIG_COLS, big, LR_ROWS, LR_COLS, o_lr, o_nan, o_nan, o_small, o_small,
-			 o_i, o_i, end);
+			 o_i, o_i, o_ints, INT_ROWS, INT_COLS, o_ints, end);
 	/* The data section starts 4 KiB-aligned, so the hole can be. */
 	while ((8 + n) % 4096)
 		hdr[n++] = ' ';
@@ -83,6 +89,9 @@ static void build_file(const char *name, bool sparse)
 	}
 	for (size_t k = 0; k < in; k++)
 		p[o_i + k] = (uint8_t)k;
+	/* lrintf: no negative zeros (their sign bits would cost more than 4 bits) */
+	for (size_t k = 0; k < ints / 4; k++)
+		lcp_store_lef32(p + o_ints + 4 * k, (float)lrintf(1.5f * test_gauss(&seed)));
 	int fd = openat(dir.fd, name, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 	cr_assert_geq(fd, 0);
 	size_t hole = start + hole_at;
@@ -209,8 +218,17 @@ Test(store_pack, quality_floor_restarts_give_the_same_bytes)
 	same_bytes_for(&cfg, "quality 0.9999", 8);
 }
 
+/* The lossless preset: every float tensor exact (bits 0), streamed or whole. */
+Test(store_pack, lossless_preset_gives_the_same_bytes)
+{
+	struct lcp_config cfg = lcp_config_lossless();
+	same_bytes_for(&cfg, "lossless preset", 0);
+}
+
 /* The test file has what the comparisons above are meant to cover: a
- * low-rank part kept, a lossless tensor, the 8-bit fallback. */
+ * low-rank part kept, a lossless tensor, a streamed tensor stored exact
+ * because that costs no more (its note kept for inspect), the 8-bit
+ * fallback. */
 Test(store_pack, the_file_exercises_every_path)
 {
 	scratch_make(&dir);
@@ -221,14 +239,17 @@ Test(store_pack, the_file_exercises_every_path)
 	struct lcp_file_report r;
 	cr_assert_eq(lcp_store_open_at(dir.fd, "p.safetensors", NULL, &f), LCP_OK);
 	cr_assert_eq(lcp_store_report(f, &r), LCP_OK);
-	bool lr = false, lossless = false;
+	bool lr = false, lossless = false, exact = false;
 	for (size_t k = 0; k < r.ntensors; k++) {
-		lr |= strcmp(r.tensors[k].name, "lr") == 0 && r.tensors[k].rank > 0;
-		lossless |= strcmp(r.tensors[k].name, "nan") == 0 &&
-			    strcmp(r.tensors[k].encoding, "lossless") == 0;
+		const struct lcp_tensor_report *t = &r.tensors[k];
+		lr |= strcmp(t->name, "lr") == 0 && t->rank > 0;
+		lossless |= strcmp(t->name, "nan") == 0 && strcmp(t->encoding, "lossless") == 0;
+		exact |= strcmp(t->name, "ints") == 0 && strcmp(t->encoding, "lossless") == 0 &&
+			 t->note && strcmp(t->note, "exact: no larger than 4-bit") == 0;
 	}
 	cr_assert(lr, "no low-rank part on the planted tensor");
 	cr_assert(lossless, "the NaN tensor is not lossless");
+	cr_assert(exact, "the small integers are not stored exact with their note");
 	char where[200];
 	cr_assert_eq(lcp_store_verify(f, where, sizeof where), LCP_OK, "%s", where);
 	lcp_file_report_free(&r);

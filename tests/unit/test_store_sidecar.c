@@ -176,3 +176,52 @@ Test(store_sidecar, damaged_but_consistent_sidecar_never_crashes_reads)
 	free(raw);
 	scratch_remove(&d);
 }
+
+/* The lossless preset: recorded in the sidecar (config flags byte 75, bit
+ * 0), the file reads back byte-identical, its float tensors are stored
+ * lossless with no note while the 1-D one keeps its reason; a flags byte
+ * with an unknown bit is refused. */
+Test(store_sidecar, lossless_preset_is_recorded_and_exact)
+{
+	struct scratch d;
+	struct synth s;
+	struct lcp_config cfg = lcp_config_lossless();
+	struct lcp_pack_report rep;
+	struct lcp_sidecar sc;
+	size_t len;
+	scratch_make(&d);
+	synth_build(&s, 43);
+	write_file(d.fd, "m.safetensors", s.data, s.len);
+	cr_assert_eq(lcp_store_pack_at(d.fd, "m.safetensors", -1, &cfg, NULL, NULL, &rep), LCP_OK);
+	cr_assert(rep.committed, "%s", rep.reason);
+	uint8_t *raw = read_file(d.fd, ".m.safetensors.lcpfs", &len);
+	cr_assert_eq(raw[75], 1);
+	cr_assert_eq(lcp_sidecar_parse(raw, len, &sc), LCP_OK);
+	cr_expect(sc.config.lossless);
+	lcp_sidecar_free(&sc);
+
+	struct lcp_store_file *f;
+	cr_assert_eq(lcp_store_open_at(d.fd, "m.safetensors", NULL, &f), LCP_OK);
+	uint8_t *back = malloc(s.len + 1);
+	size_t got = 0;
+	cr_assert_eq(lcp_store_read(f, back, s.len + 1, 0, &got, NULL), LCP_OK);
+	cr_assert_eq(got, s.len);
+	cr_assert_arr_eq(back, s.data, s.len, "the lossless preset changed a byte");
+	struct lcp_file_report r;
+	cr_assert_eq(lcp_store_report(f, &r), LCP_OK);
+	cr_expect(r.config.lossless);
+	cr_expect_str_eq(r.tensors[0].encoding, "lossless");
+	cr_expect_null(r.tensors[0].note);
+	cr_expect_str_eq(r.tensors[2].encoding, "exact");
+	cr_expect_str_eq(r.tensors[2].note, "1-D");
+	lcp_file_report_free(&r);
+	lcp_store_close(f);
+	free(back);
+
+	raw[75] = 2;
+	lcp_store_le64(raw + len - 8, lcp_xxh3(raw, len - 8));
+	cr_expect_eq(lcp_sidecar_parse(raw, len, &sc), LCP_ERR_FORMAT);
+	free(raw);
+	free(s.data);
+	scratch_remove(&d);
+}
