@@ -35,6 +35,13 @@ struct lcp_config lcp_config_quality(void);
 struct lcp_config lcp_config_lossless(void);
 struct lcp_config lcp_config_default(void);
 
+/* Names cfg the way `-o` takes it: the preset's name when cfg equals one
+ * ("balanced", "aggressive", "quality", "lossless"), else the options that
+ * give it ("bits=4,rank=32,group=64,sym,quality=0.97,min_size=4096", with
+ * "preset=lossless," first when lossless). Writes a NUL-terminated string of
+ * at most out_len bytes (truncated if shorter than needed). Thread-safe. */
+void lcp_config_describe(const struct lcp_config *cfg, char *out, size_t out_len);
+
 /* The seed's rules: bits 4 or 8, rank 1..1024, group 8..256, min_size > 0,
  * max_size >= min_size, 0 < quality_threshold <= 1. */
 bool lcp_config_is_valid(const struct lcp_config *cfg);

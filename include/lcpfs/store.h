@@ -485,11 +485,13 @@ void lcp_file_report_free(struct lcp_file_report *r);
 lcp_err lcp_store_report_raw_at(int dirfd, const char *name, struct lcp_file_report *out);
 
 /*
- * Renders r as JSON: {"format": "safetensors", "logical_size": N,
- * "stored_size": N, "tensors": [{"name", "dtype", "shape": [..], "encoding",
- * "bits", "group", "rank", "bpw", "sqnr_db", "cosine", "note"}]}, with
- * sqnr_db null when infinite (exact tensors) and note null when none. This is what `lcpfs inspect --json` prints
- * and what the mount exposes as xattr "user.lcpfs.inspect". *json is a
+ * Renders r as JSON: {"format": "safetensors", "preset": "balanced",
+ * "logical_size": N, "stored_size": N, "tensors": [{"name", "dtype", "shape":
+ * [..], "encoding", "bits", "group", "rank", "bpw", "sqnr_db", "cosine",
+ * "note"}]}, with preset as lcp_config_describe names r->config (null for a
+ * raw file's report), sqnr_db null when infinite (exact tensors) and note
+ * null when none. This is what `lcpfs inspect --json` prints and what the
+ * mount exposes as xattr "user.lcpfs.inspect". *json is a
  * NUL-terminated lcp_malloc'ed string (release with lcp_free). Thread-safe.
  */
 lcp_err lcp_store_report_json(const struct lcp_file_report *r, char **json);

@@ -183,39 +183,6 @@ static ssize_t read_xattr(struct stats *s, const char *path, const char *key)
 	}
 }
 
-static bool same_config(const struct lcp_config *a, const struct lcp_config *b)
-{
-	return a->bits == b->bits && a->rank == b->rank && a->group_size == b->group_size &&
-	       a->symmetric == b->symmetric && a->min_size == b->min_size &&
-	       a->max_size == b->max_size && a->quality_threshold == b->quality_threshold &&
-	       a->lossless == b->lossless;
-}
-
-/* The preset's name, or the configuration as `-o` options would give it. */
-static void preset_label(const struct lcp_config *c, char *out, size_t len)
-{
-	static const struct {
-		const char *name;
-		struct lcp_config (*make)(void);
-	} presets[] = {
-		{"balanced", lcp_config_balanced},
-		{"aggressive", lcp_config_aggressive},
-		{"quality", lcp_config_quality},
-		{"lossless", lcp_config_lossless},
-	};
-	for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++) {
-		struct lcp_config p = presets[i].make();
-		if (same_config(c, &p)) {
-			snprintf(out, len, "%s", presets[i].name);
-			return;
-		}
-	}
-	snprintf(out, len, "%sbits=%u,rank=%u,group=%u,%s,quality=%g,min_size=%llu",
-		 c->lossless ? "preset=lossless," : "", c->bits, c->rank, c->group_size,
-		 c->symmetric ? "sym" : "asym", (double)c->quality_threshold,
-		 (unsigned long long)c->min_size);
-}
-
 /* A file inside a mount: the daemon's xattrs (state already in s->xbuf).
  * Returns 0, or -1 after printing why. */
 static int facts_from_mount(struct stats *s, const char *xpath, const char *shown,
@@ -246,8 +213,8 @@ static int facts_from_mount(struct stats *s, const char *xpath, const char *show
 		f->logical = (uint64_t)json_integer_value(lg);
 		f->stored = (uint64_t)json_integer_value(sd);
 		snprintf(f->format, sizeof f->format, "%s", fmt);
-		/* The mount does not expose the configuration a file was packed with. */
-		snprintf(f->preset, sizeof f->preset, "(not shown by the mount)");
+		const char *preset = json_string_value(json_object_get(r, "preset"));
+		snprintf(f->preset, sizeof f->preset, "%s", preset ? preset : "(unknown)");
 		json_decref(r);
 		return 0;
 	}
@@ -304,7 +271,7 @@ static int facts_from_store(struct stats *s, int dirfd, const char *name, const 
 	f->logical = r.logical_size;
 	f->stored = r.stored_size;
 	snprintf(f->format, sizeof f->format, "%s", lcp_format_name(r.format));
-	preset_label(&r.config, f->preset, sizeof f->preset);
+	lcp_config_describe(&r.config, f->preset, sizeof f->preset);
 	lcp_file_report_free(&r);
 	return 0;
 }

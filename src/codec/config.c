@@ -64,6 +64,38 @@ struct lcp_config lcp_config_default(void)
 	return lcp_config_balanced();
 }
 
+static bool same_config(const struct lcp_config *a, const struct lcp_config *b)
+{
+	return a->bits == b->bits && a->rank == b->rank && a->group_size == b->group_size &&
+	       a->symmetric == b->symmetric && a->min_size == b->min_size &&
+	       a->max_size == b->max_size && a->quality_threshold == b->quality_threshold &&
+	       a->lossless == b->lossless;
+}
+
+void lcp_config_describe(const struct lcp_config *cfg, char *out, size_t out_len)
+{
+	static const struct {
+		const char *name;
+		struct lcp_config (*make)(void);
+	} presets[] = {
+		{"balanced", lcp_config_balanced},
+		{"aggressive", lcp_config_aggressive},
+		{"quality", lcp_config_quality},
+		{"lossless", lcp_config_lossless},
+	};
+	for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++) {
+		struct lcp_config p = presets[i].make();
+		if (same_config(cfg, &p)) {
+			snprintf(out, out_len, "%s", presets[i].name);
+			return;
+		}
+	}
+	snprintf(out, out_len, "%sbits=%u,rank=%u,group=%u,%s,quality=%g,min_size=%llu",
+		 cfg->lossless ? "preset=lossless," : "", cfg->bits, cfg->rank, cfg->group_size,
+		 cfg->symmetric ? "sym" : "asym", (double)cfg->quality_threshold,
+		 (unsigned long long)cfg->min_size);
+}
+
 /* The seed's comparisons; a NaN threshold fails both and is invalid. */
 static bool quality_ok(float q)
 {

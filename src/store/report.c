@@ -118,6 +118,14 @@ lcp_err lcp_store_report_json(const struct lcp_file_report *r, char **json)
 		return LCP_ERR_NOMEM;
 	}
 	bad |= set_new(o, "format", json_string(lcp_format_name(r->format))) != 0;
+	/* A raw file's report has no configuration (bits 0). */
+	if (r->config.bits) {
+		char preset[160];
+		lcp_config_describe(&r->config, preset, sizeof preset);
+		bad |= set_new(o, "preset", json_string(preset)) != 0;
+	} else {
+		bad |= set_new(o, "preset", json_null()) != 0;
+	}
 	bad |= set_new(o, "logical_size", json_integer((json_int_t)r->logical_size)) != 0;
 	bad |= set_new(o, "stored_size", json_integer((json_int_t)r->stored_size)) != 0;
 	bad |= json_object_set_new(o, "tensors", ts) != 0;

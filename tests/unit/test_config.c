@@ -334,3 +334,25 @@ Test(config, parse_allocation_failure)
 	cr_expect_eq(memcmp(&c, &before, sizeof c), 0);
 	expect_no_leaks();
 }
+
+Test(config, describe_names_presets_and_options)
+{
+	char buf[160];
+	struct lcp_config c = lcp_config_quality();
+
+	lcp_config_describe(&c, buf, sizeof buf);
+	cr_assert_str_eq(buf, "quality");
+	c = lcp_config_lossless();
+	lcp_config_describe(&c, buf, sizeof buf);
+	cr_assert_str_eq(buf, "lossless");
+	c = lcp_config_balanced();
+	c.rank = 8;
+	lcp_config_describe(&c, buf, sizeof buf);
+	cr_assert_str_eq(buf, "bits=4,rank=8,group=64,sym,quality=0.97,min_size=4096");
+	/* What it prints parses back to the same configuration. */
+	struct lcp_config back = lcp_config_default();
+	cr_assert_eq(lcp_config_parse_options(&back, buf, NULL, NULL, 0), LCP_OK);
+	cr_assert_eq(back.rank, 8);
+	cr_assert_eq(back.group_size, 64);
+	cr_assert_eq(back.quality_threshold, 0.97f);
+}

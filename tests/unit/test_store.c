@@ -424,6 +424,7 @@ Test(store, report_and_json)
 	cr_assert_not_null(o, "invalid JSON: %s", js);
 	cr_assert_str_eq(json_string_value(json_object_get(o, "format")), "safetensors");
 	cr_assert_eq(json_integer_value(json_object_get(o, "logical_size")), (json_int_t)st.len);
+	cr_assert_str_eq(json_string_value(json_object_get(o, "preset")), "balanced");
 	json_t *t0 = json_array_get(json_object_get(o, "tensors"), 0);
 	static const char *const keys[] = {"name", "dtype", "shape", "encoding", "bits",
 					   "group", "rank", "bpw", "sqnr_db", "cosine", "note"};
