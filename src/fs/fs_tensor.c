@@ -1257,6 +1257,27 @@ static ssize_t put_text(const char *text, char *buf, size_t size)
 	return (ssize_t)n;
 }
 
+/* The format of a refused file whose refusal came back from its mark (after
+ * a remount, or once the kernel forgot the inode), when no pack of this
+ * daemon recorded it: the header says it again. LCP_FORMAT_UNKNOWN when the
+ * file cannot be read now. No lock held: a header parse reads the file. */
+static enum lcp_format header_format(struct fs_mount *m, struct fs_inode *inode)
+{
+	enum lcp_format f = LCP_FORMAT_UNKNOWN;
+	struct lcp_region_map map;
+	struct lcp_reader rd;
+	int err, fd = fs_inode_open(m, inode, O_RDONLY | O_NONBLOCK, &err);
+
+	if (fd < 0)
+		return f;
+	if (lcp_reader_from_fd(&rd, &fd) == LCP_OK && lcp_format_parse(&rd, 0, &map) == LCP_OK) {
+		f = map.format;
+		lcp_region_map_free(&map);
+	}
+	close(fd);
+	return f;
+}
+
 ssize_t fs_tensor_xattr(struct fs_mount *m, struct fs_inode *inode, const char *key, char *buf,
 			size_t size)
 {
@@ -1269,6 +1290,16 @@ ssize_t fs_tensor_xattr(struct fs_mount *m, struct fs_inode *inode, const char *
 		return -ENODATA;
 	if (fs_tensor_known(m, inode) != 0)
 		return -EIO;
+	fs_mutex_lock(&inode->lock);
+	bool format_unknown = inode->t.state == FS_REFUSED && inode->format < 0;
+	fs_mutex_unlock(&inode->lock);
+	if (strcmp(key, "format") == 0 && format_unknown) {
+		enum lcp_format f = header_format(m, inode);
+		fs_mutex_lock(&inode->lock);
+		if (inode->format < 0)
+			inode->format = (int)f;
+		fs_mutex_unlock(&inode->lock);
+	}
 	fs_mutex_lock(&inode->lock);
 	state = inode->announcing ? FS_PENDING : inode->t.state;
 	if (strcmp(key, "state") == 0) {

@@ -70,6 +70,13 @@ wait_state "$M/sub/cnn.safetensors" compressed
 wait_state "$M/sub/copy.safetensors" compressed
 wait_state "$M/sub/truncated.safetensors" refused
 REASON=$(xattr_get "$M/sub/truncated.safetensors" user.lcpfs.reason)
+# A refusal recalled from its mark (here after a remount; also once the
+# kernel forgets the inode) still names the file's format.
+unmount_fs "$M" "$DAEMON_PID" || fail "unmount"
+mount_fs "$B" "$M"
+[ "$(xattr_get "$M/sub/truncated.safetensors" user.lcpfs.format)" = safetensors ] ||
+	fail "a recalled refusal lost its format"
+say "a refusal recalled after a remount keeps its format"
 # sum_sizes FILE...: apparent sizes by stat; du_apparent / du_alloc: du's totals.
 sum_sizes() { stat -c %s "$@" | awk '{ s += $1 } END { print s }'; }
 du_apparent() { du -cb "$@" | tail -n 1 | cut -f1; }
