@@ -764,6 +764,19 @@ fail:
 	return err;
 }
 
+/* A rename of a temporary failed with errno e. ENOENT: our temporary
+ * vanished (removed by hand, or by a recovery on a machine whose locks do not
+ * reach ours): nothing was published, so the pack is tried again rather than
+ * refused. Anything else is an error. */
+static lcp_err temps_gone(int e, struct lcp_pack_report *rep)
+{
+	if (e != ENOENT)
+		return lcp_err_from_errno(e);
+	rep->outcome = LCP_PACK_RETRY;
+	refuse(rep, "temporaries vanished before the commit");
+	return LCP_OK;
+}
+
 static lcp_err commit_locked(struct lcp_pack_job *job, const char *scname,
 			     struct lcp_pack_report *rep);
 
@@ -796,7 +809,6 @@ static lcp_err commit_locked(struct lcp_pack_job *job, const char *scname,
 	char parked[LCP_STORE_NAME_LEN];
 	struct stat now, held, sc_st;
 	bool park;
-	lcp_err err;
 
 	/* Durable facts only: the raw file must be the version prepared. A
 	 * write, truncate, chmod or chown meanwhile changed size, mtime or
@@ -832,12 +844,12 @@ static lcp_err commit_locked(struct lcp_pack_job *job, const char *scname,
 	park = fstatat(job->dirfd, scname, &sc_st, AT_SYMLINK_NOFOLLOW) == 0;
 	lcp_store_parked_name(job->file_id, parked);
 	if (renameat(job->dirfd, job->stmp.name, job->dirfd, park ? parked : scname) != 0)
-		return lcp_err_from_errno(errno);
+		return temps_gone(errno, rep);
 	lcp_store_crash_point("sidecar");
 	if (renameat(job->dirfd, job->ptmp.name, job->dirfd, job->name) != 0) {
-		err = lcp_err_from_errno(errno);
+		int e = errno;
 		unlinkat(job->dirfd, park ? parked : scname, 0); /* ours, never used */
-		return err;
+		return temps_gone(e, rep);
 	}
 	lcp_store_crash_point("payload");
 	if (park) {
