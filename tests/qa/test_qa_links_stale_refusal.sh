@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# The refusal "file has several hard links" does not outlive the second
+# link: once one of the two names is removed, the file left is compressed,
+# or at least no longer said to have several links, also after a remount.
+# Defect on main: the refusal mark (user.lcpfs.refused) stays on the backing
+# file and nothing tries the file again, so a one-link file reads "refused:
+# file has several hard links" forever (until it is rewritten).
+set -eu
+cd "$(dirname "$0")/../.."
+. tests/integration/fsx/mount_lib.sh
+. tests/integration/fsx/integrity_lib.sh
+
+REASON="file has several hard links"
+B=$WORK/backing M=$WORK/mnt
+mkdir -p "$B" "$M"
+make_tensor "$WORK/t.safetensors" 32
+mount_fs "$B" "$M"
+
+cp "$WORK/t.safetensors" "$M/c"
+ln "$M/c" "$M/d"
+wait_state "$M/d" refused
+rm "$M/c"
+[ "$(stat -c %h "$M/d")" = 1 ] || fail "d has $(stat -c %h "$M/d") links"
+not_stale() {
+	state_is "$M/d" compressed || [ "$(xattr_get "$M/d" user.lcpfs.reason 2>/dev/null)" != "$REASON" ]
+}
+poll "$COMMIT_TIMEOUT" not_stale ||
+	fail "d has one link but stays $(xattr_get "$M/d" user.lcpfs.state): '$REASON'"
+unmount_fs "$M" "$DAEMON_PID" || fail "unmount"
+mount_fs "$B" "$M"
+not_stale || fail "after a remount d (one link) is $(xattr_get "$M/d" user.lcpfs.state): '$REASON'"
+say "a refusal for hard links ends with the second link"
