@@ -3,7 +3,7 @@
 # When one of two hard links is removed, the name left is an ordinary file:
 # a tensor file rewritten through it (its dentry still cached by the kernel,
 # so no new lookup tells the daemon its name) is compressed.
-# Defect on main: fs_unlink clears the inode's only recorded name
+# Regression guarded (fixed): fs_unlink clears the inode's only recorded name
 # (fs_inode_set_name(victim, NULL, NULL)) although another name still holds
 # the inode, so the job finds "no name to pack under" and the file stays
 # raw with no reason, silently (the same happens when a rename replaces one

@@ -3,13 +3,13 @@
 # A read-only mount (a fleet node) never serves a compressed file's
 # container bytes, even when it looks the file up at the moment a
 # read-write mount of the same backing removes it: its probe is held by an
-# LD_PRELOAD shim (tests/qa/probe_gate.c) after it opened NAME and before
+# LD_PRELOAD shim (tests/integration/fsx/probe_gate.c) after it opened NAME and before
 # it looks for the sidecar, the read-write mount runs `rm`, and then a
 # reader on the node gets ENOENT, EIO or the file's reconstruction.
 # The same when the read-write mount materializes the file for a truncate
 # (the decoded file renamed over NAME, then the sidecar removed): the file
 # still exists and must read as its old or new version.
-# Defect on main: lcp_store_probe_at finds NAME (the payload, still linked
+# Regression guarded (fixed): lcp_store_probe_at finds NAME (the payload, still linked
 # when opened) but no sidecar (removed meanwhile) and answers "raw"; the
 # node caches that answer with the payload's fd, and `cat` on the node
 # prints the lcpfs container ("lcpfsPL\x1a...").
@@ -19,7 +19,7 @@ cd "$(dirname "$0")/../.."
 . tests/integration/fsx/integrity_lib.sh
 
 SHIM=$WORK/probe_gate.so
-cc -shared -fPIC -O1 -o "$SHIM" tests/qa/probe_gate.c -ldl || fail "cannot build the shim"
+cc -shared -fPIC -O1 -o "$SHIM" tests/integration/fsx/probe_gate.c -ldl || fail "cannot build the shim"
 B=$WORK/backing M1=$WORK/rw
 mkdir -p "$B" "$M1"
 make_tensor "$WORK/t.safetensors" 121

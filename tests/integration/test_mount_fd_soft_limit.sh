@@ -4,7 +4,7 @@
 # open files works: `ls -l` of 600 files through a daemon started with a
 # soft limit of 256 (hard limit unchanged, as under a default systemd unit:
 # 1024 soft) shows every file.
-# Defect on main: the daemon keeps one O_PATH fd per inode the kernel has
+# Regression guarded (fixed): the daemon keeps one O_PATH fd per inode the kernel has
 # looked up (fs_inode_add) for as long as the kernel caches it, and never
 # raises its soft RLIMIT_NOFILE; past the limit every lookup fails with
 # EMFILE ("Too many open files") until the kernel forgets inodes, and the

@@ -3,7 +3,7 @@
 # A refused tensor file keeps answering user.lcpfs.format after a remount,
 # as its refusal reason does: `lcpfs stats` inside the mount then counts it
 # under the same format before and after.
-# Defect on main: the format of a refused file lives only in the daemon's
+# Regression guarded (fixed): the format of a refused file lives only in the daemon's
 # memory (inode->format, set by the pack attempt); after a remount the file
 # is refused with its reason (from the backing's mark) but has no format,
 # and stats counts it under "other".
