@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * LD_PRELOAD test shim for tests/qa: holds a process (an offline `lcpfs`
+ * LD_PRELOAD test shim for the integration tests: holds a process (an offline `lcpfs`
  * verb) at its first fstatat(2) of a chosen name, so that a test can change
  * the backing through a mount at that exact moment instead of hoping a race
  * happens.
