@@ -150,9 +150,16 @@ lcp_err lcp_store_lock_names(int dir1, const char *name1, int dir2, const char *
 			     struct lcp_name_lock *l);
 void lcp_store_unlock_names(struct lcp_name_lock *l);
 
-/* The use lock of the tree at dirfd (a flock of its top directory), how =
- * LOCK_SH or LOCK_EX, not waiting: LCP_ERR_BUSY when held the other way. */
-lcp_err lcp_store_lock_tree(int dirfd, int how, int *fd);
+/* The use lock of the tree at dirfd (a flock of its top directory) taken
+ * exclusively, for recovery, not waiting: LCP_ERR_BUSY (logged, naming the
+ * directory) when another process holds it, or holds that of a directory
+ * above dirfd's (a mount there covers this tree). */
+lcp_err lcp_store_lock_tree_exclusive(int dirfd, int *fd);
+
+/* Whether another process (a mount, a recovery) holds the use lock of
+ * directory dirfd, met while walking a tree to recover: logs why the
+ * recovery stops. */
+bool lcp_store_subtree_in_use(int dirfd);
 
 /* fsync(2) of fd as an lcp_err. */
 lcp_err lcp_store_fsync(int fd);
