@@ -57,17 +57,6 @@ enum lcp_name_kind {
 };
 enum lcp_name_kind lcp_store_name_kind(const char *name);
 
-/*
- * Opens regular file name in dirfd without side effects: fstatat first
- * (nothing that is not a regular file is ever opened: LCP_ERR_UNSUPPORTED),
- * then openat with flags | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW | O_CLOEXEC,
- * then fstat: a different object than the one stat'ed (replaced meanwhile)
- * gives LCP_ERR_AGAIN. On success *fd is open and *st describes it; on
- * LCP_ERR_UNSUPPORTED *st describes what is there. Other errors are the
- * system call's (LCP_ERR_NOENT when absent).
- */
-lcp_err lcp_store_open_regular(int dirfd, const char *name, int flags, int *fd, struct stat *st);
-
 /* 16 random bytes (a file id). */
 lcp_err lcp_store_random_id(uint8_t id[LCP_FILE_ID_LEN]);
 
