@@ -496,7 +496,9 @@ void lcp_file_report_free(struct lcp_file_report *r);
 
 /* Report of a raw (uncommitted) file name in dirfd: its format and tensors
  * as lcp_format_parse sees them (min_size 0), every tensor "exact", stored
- * size = logical size. For `lcpfs inspect` on a file that is not packed. */
+ * size = logical size. For `lcpfs inspect` on a file that is not packed.
+ * Opened with lcp_store_open_regular: LCP_ERR_UNSUPPORTED, at once, for
+ * anything that is not a regular file (a FIFO, a device). */
 lcp_err lcp_store_report_raw_at(int dirfd, const char *name, struct lcp_file_report *out);
 
 /*

@@ -220,7 +220,8 @@ int lcp_cli_inspect(int argc, char **argv)
 	}
 	close(dirfd);
 	if (err) {
-		fprintf(stderr, "lcpfs inspect: %s: %s\n", path, lcp_strerror(err));
+		fprintf(stderr, "lcpfs inspect: %s: %s\n", path,
+			err == LCP_ERR_UNSUPPORTED ? "not a regular file" : lcp_strerror(err));
 		lcp_free(text);
 		lcp_free(xstate);
 		return 1;
