@@ -455,7 +455,8 @@ lcp_err lcp_store_hold_backing(int dirfd, int *fd);
  * ".lcpfs-lock" (created if missing). Only one read-write mount of a
  * backing may run at a time: LCP_ERR_BUSY (and *fd -1) when another process
  * holds it, on this machine or, where the backing shares locks between its
- * clients (GlusterFS), on another. A backing whose clients do not share
+ * clients (GlusterFS), on another, or holds that of a directory above
+ * dirfd's (a mount there writes in this tree too; logged, naming it). A backing whose clients do not share
  * locks (sshfs) only keeps out a second writer on the same machine; one
  * without locks at all gives LCP_OK.
  */

@@ -9,7 +9,8 @@
  *     also needs the use locks of every directory above its tree and of
  *     every directory it walks to be free (a mount of /a covers /a/b);
  *   - the writer lock: an OFD write lock on byte 0 of the top directory's
- *     lock file ".lcpfs-lock", held by the one read-write mount;
+ *     lock file ".lcpfs-lock", held by the one read-write mount (which also
+ *     needs no directory above to hold one: that mount covers this tree);
  *   - name locks: an OFD write lock on one byte of a directory's lock file,
  *     chosen by a hash of the name, held by every step sequence that moves
  *     a name's payload or sidecar (commit, materialize, discard, unlink,
@@ -180,14 +181,52 @@ static lcp_err lock_in_dir(int dirfd, off_t off, off_t len, bool wait, bool must
 	return LCP_ERR_AGAIN;
 }
 
+static void dir_name(int fd, char *buf, size_t len);
+static lcp_err each_ancestor(int dirfd, bool (*visit)(int fd, void *arg), void *arg);
+
 static off_t name_offset(const char *name)
 {
 	return (off_t)(1 + lcp_xxh3(name, strlen(name)) % NAME_LOCK_SPAN);
 }
 
+/* Whether a read-write mount of directory fd holds its writer lock (byte 0
+ * of its lock file, which is never created here). */
+static bool writer_lock_held(int fd, void *below)
+{
+	struct flock fl;
+	struct stat st;
+	bool held = false;
+	int lf = openat(fd, LCP_LOCK_NAME, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+
+	if (lf < 0)
+		return false;
+	memset(&fl, 0, sizeof fl);
+	fl.l_type = F_WRLCK;
+	fl.l_whence = SEEK_SET;
+	fl.l_len = 1;
+	if (fstat(lf, &st) == 0 && S_ISREG(st.st_mode) && fcntl(lf, F_OFD_GETLK, &fl) == 0)
+		held = fl.l_type != F_UNLCK;
+	close(lf);
+	if (held) {
+		char name[PATH_MAX];
+		dir_name(fd, name, sizeof name);
+		lcp_log(LCP_LOG_WARN, "%s: a read-write lcpfs mount of %s, which holds this "
+			"directory, is running", (const char *)below, name);
+	}
+	return held;
+}
+
 lcp_err lcp_store_lock_writer(int dirfd, int *fd)
 {
+	char name[PATH_MAX];
 	lcp_err err = lock_in_dir(dirfd, 0, 1, false, true, fd);
+
+	/* A mount of a directory above writes in this tree too. */
+	if (err == LCP_OK && *fd >= 0) {
+		dir_name(dirfd, name, sizeof name);
+		if ((err = each_ancestor(dirfd, writer_lock_held, name)) != LCP_OK)
+			close(*fd);
+	}
 	if (err == LCP_ERR_BUSY)
 		*fd = -1;
 	return err;

@@ -5,7 +5,8 @@
 # file in sub (A -> T -> A ...) either refuses ("resource busy", as for
 # BACKING itself) or leaves every name readable; the file never loses its
 # sidecar. The same holds for a second mount whose backing is a
-# subdirectory of a mounted one (its recovery at start is this code).
+# subdirectory of a mounted one (its recovery at start is this code): it
+# is refused.
 # Recovery also needs the use locks of the directories above its tree (and
 # below) to be free, so `lcpfs recover BACKING/sub` is refused here. Before
 # that fix the exclusion was an flock of the top directory only: between
@@ -63,4 +64,16 @@ if [ "$lost" != 0 ]; then
 	fail "recovery #$lost of a subdirectory, run while the mount renamed a compressed file in it, removed its sidecar; after a remount the file is $(xattr_get "$M/sub/A" user.lcpfs.state) and reads as $what"
 fi
 cmp -s "$M/sub/A" "$WORK/expected" || fail "A reads different bytes after the renames"
+
+# A second read-write mount whose backing is inside the mounted one would
+# run that recovery at start and then write the same files: it is refused,
+# naming the mounted backing. (If it ever starts, timeout's SIGTERM
+# unmounts it.)
+mkdir "$WORK/mnt2"
+rc=0
+timeout -k 5 "$MOUNT_TIMEOUT" "$LCPFS" "$B/sub" "$WORK/mnt2" -f 2> "$WORK/second.err" || rc=$?
+[ "$rc" != 0 ] && [ "$rc" != 124 ] ||
+	fail "a read-write mount of a subdirectory of a mounted backing started (exit $rc)"
+grep -q "mount of $B, which holds this directory" "$WORK/second.err" ||
+	fail "the refusal does not name the mounted backing: $(cat "$WORK/second.err")"
 say "recovery of a subdirectory did not harm the mount's files ($refused of $runs refused)"
