@@ -34,6 +34,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 
 #include "lcpfs/codec.h"
@@ -79,6 +80,18 @@ void lcp_store_temp_remove(int dirfd, struct lcp_store_temp *t);
  * of a file's representation keeps. */
 lcp_err lcp_store_copy_attributes(int from_fd, int to_fd);
 
+/*
+ * Opens regular file name in dirfd without side effects (the store's
+ * own opens, and the tool's of a user's file): fstatat first
+ * (nothing that is not a regular file is ever opened: LCP_ERR_UNSUPPORTED),
+ * then openat with flags | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW | O_CLOEXEC,
+ * then fstat: a different object than the one stat'ed (replaced meanwhile)
+ * gives LCP_ERR_AGAIN. On success *fd is open and *st describes it; on
+ * LCP_ERR_UNSUPPORTED *st describes what is there. Other errors are the
+ * system call's (LCP_ERR_NOENT when absent).
+ */
+lcp_err lcp_store_open_regular(int dirfd, const char *name, int flags, int *fd, struct stat *st);
+
 /* What a file is. */
 enum lcp_repr {
 	LCP_REPR_RAW = 0,        /* its bytes are the file's bytes */
@@ -119,7 +132,9 @@ struct lcp_probe {
  * name holding a symlink, FIFO or anything not a regular file
  * (LCP_ERR_AGAIN), a payload beside a sidecar of another payload, or a
  * payload with several links and no sidecar beside this name (an unfinished
- * rename or link: LCP_ERR_AGAIN until recovery pairs them). Nothing is
+ * rename or link: LCP_ERR_AGAIN until recovery pairs them), or a payload
+ * with no sidecar that NAME no longer holds once the sidecar was looked for
+ * (renamed away meanwhile: LCP_ERR_AGAIN). Nothing is
  * cached: ask again later.
  * With out non-NULL a COMPRESSED file is also opened for reading into *out
  * (cache may be NULL: no caching); with out NULL the probe only reads the
@@ -440,7 +455,8 @@ lcp_err lcp_store_hold_backing(int dirfd, int *fd);
  * ".lcpfs-lock" (created if missing). Only one read-write mount of a
  * backing may run at a time: LCP_ERR_BUSY (and *fd -1) when another process
  * holds it, on this machine or, where the backing shares locks between its
- * clients (GlusterFS), on another. A backing whose clients do not share
+ * clients (GlusterFS), on another, or holds that of a directory above
+ * dirfd's (a mount there writes in this tree too; logged, naming it). A backing whose clients do not share
  * locks (sshfs) only keeps out a second writer on the same machine; one
  * without locks at all gives LCP_OK.
  */
@@ -481,7 +497,9 @@ void lcp_file_report_free(struct lcp_file_report *r);
 
 /* Report of a raw (uncommitted) file name in dirfd: its format and tensors
  * as lcp_format_parse sees them (min_size 0), every tensor "exact", stored
- * size = logical size. For `lcpfs inspect` on a file that is not packed. */
+ * size = logical size. For `lcpfs inspect` on a file that is not packed.
+ * Opened with lcp_store_open_regular: LCP_ERR_UNSUPPORTED, at once, for
+ * anything that is not a regular file (a FIFO, a device). */
 lcp_err lcp_store_report_raw_at(int dirfd, const char *name, struct lcp_file_report *out);
 
 /*

@@ -7,12 +7,15 @@
  * prints a table, the JSON (--json) and/or writes a picture (--svg FILE).
  */
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <sys/stat.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -217,7 +220,8 @@ int lcp_cli_inspect(int argc, char **argv)
 	}
 	close(dirfd);
 	if (err) {
-		fprintf(stderr, "lcpfs inspect: %s: %s\n", path, lcp_strerror(err));
+		fprintf(stderr, "lcpfs inspect: %s: %s\n", path,
+			err == LCP_ERR_UNSUPPORTED ? "not a regular file" : lcp_strerror(err));
 		lcp_free(text);
 		lcp_free(xstate);
 		return 1;
@@ -241,17 +245,17 @@ int lcp_cli_inspect(int argc, char **argv)
 
 /* Inside a mount the daemon checks every chunk as it decodes it: reading
  * the whole file there checks it. Returns 0, or -1 with the offset of the
- * failing read. */
-static int read_through_mount(const char *path, uint64_t *bad_off)
+ * failing read (0 when the open failed). */
+static int read_through_mount(int dirfd, const char *name, uint64_t *bad_off)
 {
 	enum { STEP = 1 << 20 };
 	char *buf = lcp_malloc(STEP);
 	uint64_t off = 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC), rc = 0;
+	struct stat st;
+	int fd, rc = 0;
+
 	*bad_off = 0;
-	if (fd < 0 || !buf) {
-		if (fd >= 0)
-			close(fd);
+	if (!buf || lcp_store_open_regular(dirfd, name, O_RDONLY, &fd, &st) != LCP_OK) {
 		lcp_free(buf);
 		return -1;
 	}
@@ -273,66 +277,155 @@ static int read_through_mount(const char *path, uint64_t *bad_off)
 	return rc;
 }
 
+/* A name caught in another process's rename or commit cannot be told for a
+ * moment: it is probed this many times, VERIFY_RETRY_MS doubling between
+ * tries (about 0.3 s in all), before verify says so. */
+#define VERIFY_TRIES 5
+#define VERIFY_RETRY_MS 20
+
+enum verdict { VERIFY_OK, VERIFY_FAILED, VERIFY_UNSURE };
+
+/* A compressed file inside a mount (sidecars hidden there). */
+static enum verdict verify_in_mount(int dirfd, const char *name, const char *shown)
+{
+	uint64_t bad_off;
+
+	if (read_through_mount(dirfd, name, &bad_off) != 0) {
+		printf("%s: DAMAGED: read error at offset %llu\n", shown,
+		       (unsigned long long)bad_off);
+		return VERIFY_FAILED;
+	}
+	printf("%s: ok (read through the mount)\n", shown);
+	return VERIFY_OK;
+}
+
+/* Verifies name in dirfd, shown as shown; walked: met in a directory walk
+ * (where anything not a regular file is passed over in silence). */
+static enum verdict verify_file(int dirfd, const char *name, const char *shown, bool walked)
+{
+	struct timespec step = {0, VERIFY_RETRY_MS * 1000000L};
+	struct lcp_store_file *f = NULL;
+	struct lcp_probe pr;
+	char where[256];
+	lcp_err err;
+
+	/* One probe decides: a second look (access(2), another open) could see
+	 * the name at another instant of a rename. */
+	for (int tries = 1;; tries++) {
+		err = lcp_store_probe_at(dirfd, name, NULL, &pr, &f);
+		if (err != LCP_ERR_AGAIN || tries == VERIFY_TRIES)
+			break;
+		nanosleep(&step, NULL);
+		step.tv_nsec *= 2;
+	}
+	if (err == LCP_ERR_AGAIN) {
+		printf("%s: cannot tell now, try again%s%s%s\n", shown, pr.note[0] ? " (" : "",
+		       pr.note, pr.note[0] ? ")" : "");
+		return VERIFY_UNSURE;
+	}
+	if (err == LCP_ERR_NOENT) {
+		/* Missing is an error, but not damage. */
+		fprintf(stderr, "%s: %s\n", shown, strerror(ENOENT));
+		return VERIFY_FAILED;
+	}
+	if (err) {
+		printf("%s: cannot check: %s%s%s%s\n", shown, lcp_strerror(err),
+		       pr.note[0] ? " (" : "", pr.note, pr.note[0] ? ")" : "");
+		return VERIFY_FAILED;
+	}
+	if (pr.repr == LCP_REPR_DAMAGED) {
+		printf("%s: DAMAGED: %s\n", shown, pr.note);
+		return VERIFY_FAILED;
+	}
+	if (pr.repr == LCP_REPR_COMPRESSED) {
+		err = lcp_store_verify(f, where, sizeof where);
+		lcp_store_close(f);
+		if (err) {
+			printf("%s: DAMAGED: %s: %s\n", shown, where, lcp_strerror(err));
+			return VERIFY_FAILED;
+		}
+		printf("%s: ok\n", shown);
+		return VERIFY_OK;
+	}
+	if (!pr.regular) {
+		if (!walked)
+			printf("%s: not a regular file, nothing to verify\n", shown);
+		return VERIFY_OK;
+	}
+	/* getxattr has no *at form: name the file through its directory's fd. */
+	char xpath[64 + NAME_MAX];
+	snprintf(xpath, sizeof xpath, "/proc/self/fd/%d/%s", dirfd, name);
+	char *state = get_xattr(xpath, XATTR_STATE);
+	bool mounted = state && strcmp(state, "compressed") == 0;
+	lcp_free(state);
+	if (mounted)
+		return verify_in_mount(dirfd, name, shown);
+	printf("%s: raw (not packed), nothing to verify\n", shown);
+	return VERIFY_OK;
+}
+
+/* The verdicts of a whole run: any failure wins over any doubt. */
+struct verify_run {
+	bool failed, unsure;
+};
+
+static void note_verdict(struct verify_run *run, enum verdict v)
+{
+	run->failed |= v == VERIFY_FAILED;
+	run->unsure |= v == VERIFY_UNSURE;
+}
+
+static void verify_walked(struct lcp_cli_walk *w, int dirfd, const char *name, const char *path,
+			  const struct stat *st)
+{
+	/* Sidecars and temporaries are checked with the file they belong to. */
+	if (S_ISREG(st->st_mode) && !lcp_store_is_internal_name(name))
+		note_verdict(w->arg, verify_file(dirfd, name, path, true));
+}
+
+static void verify_path(struct verify_run *run, const char *shown)
+{
+	char dirbuf[4096];
+	const char *base, *path = shown;
+	struct stat st;
+	char *target = NULL;
+	int dirfd;
+
+	/* A symbolic link named on the command line is followed (below a
+	 * directory they are not). */
+	if (lstat(shown, &st) == 0 && S_ISLNK(st.st_mode) && (target = realpath(shown, NULL)))
+		path = target;
+	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+		struct lcp_cli_walk w = {.verb = "verify", .file = verify_walked, .arg = run};
+		int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd < 0) {
+			fprintf(stderr, "lcpfs verify: %s: %s\n", shown, strerror(errno));
+			run->failed = true;
+		} else {
+			lcp_cli_walk_dir(&w, fd, shown);
+			run->failed |= w.errors > 0;
+		}
+	} else if ((dirfd = lcp_cli_open_parent(path, dirbuf, sizeof dirbuf, &base)) < 0) {
+		fprintf(stderr, "%s: %s\n", shown, strerror(errno));
+		run->failed = true;
+	} else {
+		note_verdict(run, verify_file(dirfd, base, shown, false));
+		close(dirfd);
+	}
+	free(target); /* realpath's, from malloc */
+}
+
 int lcp_cli_verify(int argc, char **argv)
 {
-	int status = 0;
+	struct verify_run run = {false, false};
+
 	if (argc < 2) {
 		fprintf(stderr, "usage: lcpfs verify PATH...\n");
 		return 2;
 	}
-	for (int i = 1; i < argc; i++) {
-		const char *base;
-		char dirbuf[4096], where[256];
-		struct lcp_store_file *f;
-		int dirfd = lcp_cli_open_parent(argv[i], dirbuf, sizeof dirbuf, &base);
-		lcp_err err;
-		if (dirfd < 0) {
-			fprintf(stderr, "%s: %s\n", argv[i], strerror(errno));
-			status = 1;
-			continue;
-		}
-		err = lcp_store_open_at(dirfd, base, NULL, &f);
-		close(dirfd);
-		if (err == LCP_ERR_NOENT && access(argv[i], F_OK) != 0) {
-			/* Missing is an error, but not damage. */
-			fprintf(stderr, "%s: %s\n", argv[i], strerror(errno));
-			status = 1;
-			continue;
-		}
-		if (err == LCP_ERR_NOENT) {
-			char *state = get_xattr(argv[i], XATTR_STATE);
-			bool mounted = state && strcmp(state, "compressed") == 0;
-			lcp_free(state);
-			if (!mounted) {
-				printf("%s: raw (not packed), nothing to verify\n", argv[i]);
-				continue;
-			}
-			uint64_t bad_off;
-			if (read_through_mount(argv[i], &bad_off) != 0) {
-				printf("%s: DAMAGED: read error at offset %llu\n", argv[i],
-				       (unsigned long long)bad_off);
-				status = 1;
-			} else {
-				printf("%s: ok (read through the mount)\n", argv[i]);
-			}
-			continue;
-		}
-		if (err) {
-			printf("%s: DAMAGED: sidecar or payload header: %s\n", argv[i],
-			       lcp_strerror(err));
-			status = 1;
-			continue;
-		}
-		err = lcp_store_verify(f, where, sizeof where);
-		lcp_store_close(f);
-		if (err) {
-			printf("%s: DAMAGED: %s: %s\n", argv[i], where, lcp_strerror(err));
-			status = 1;
-		} else {
-			printf("%s: ok\n", argv[i]);
-		}
-	}
-	return status;
+	for (int i = 1; i < argc; i++)
+		verify_path(&run, argv[i]);
+	return run.failed ? 1 : run.unsure ? LCP_CLI_EXIT_UNSURE : 0;
 }
 
 int lcp_cli_recover(int argc, char **argv)

@@ -105,8 +105,11 @@ static int copy_reconstruction(const char *verb, const char *path, struct lcp_st
 }
 
 /* What SRC is, as the store sees it: *f set when it is compressed (read it
- * through the store), else raw. 0, or prints the error and returns 1. */
-static int open_logical(const char *verb, const char *path, struct lcp_store_file **f)
+ * through the store), else raw, and then, unless raw_fd is NULL, opened as
+ * *raw_fd (the store's safe open: never a FIFO or device swapped in). 0, or
+ * prints the error and returns 1. */
+static int open_logical(const char *verb, const char *path, struct lcp_store_file **f,
+			int *raw_fd)
 {
 	const char *base;
 	char dirbuf[4096];
@@ -119,11 +122,15 @@ static int open_logical(const char *verb, const char *path, struct lcp_store_fil
 		return 1;
 	}
 	lcp_err err = lcp_store_probe_at(dirfd, base, NULL, &pr, f);
-	close(dirfd);
 	if (err == LCP_OK && pr.repr == LCP_REPR_DAMAGED)
 		err = LCP_ERR_CHECKSUM;
 	if (err == LCP_OK && !pr.regular)
 		err = LCP_ERR_UNSUPPORTED;
+	if (err == LCP_OK && !*f && raw_fd) {
+		struct stat st;
+		err = lcp_store_open_regular(dirfd, base, O_RDONLY, raw_fd, &st);
+	}
+	close(dirfd);
 	if (err) {
 		lcp_store_close(*f);
 		*f = NULL;
@@ -144,9 +151,9 @@ static int copy_logical(const char *verb, const char *path, int out)
 {
 	struct lcp_store_file *f;
 	struct stat st;
-	int rc;
+	int rc, in = -1;
 
-	if (open_logical(verb, path, &f))
+	if (open_logical(verb, path, &f, &in))
 		return 1;
 	if (f) {
 		rc = copy_reconstruction(verb, path, f, out);
@@ -154,10 +161,8 @@ static int copy_logical(const char *verb, const char *path, int out)
 		return rc;
 	}
 	/* Raw (never packed, or refused): its bytes are the file. */
-	int in = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK);
-	rc = in < 0 ? errno : fstat(in, &st) != 0 ? errno : copy_sparse(in, out, (uint64_t)st.st_size);
-	if (in >= 0)
-		close(in);
+	rc = fstat(in, &st) != 0 ? errno : copy_sparse(in, out, (uint64_t)st.st_size);
+	close(in);
 	if (rc)
 		fprintf(stderr, "lcpfs %s: %s: %s\n", verb, path, strerror(rc));
 	return rc ? 1 : 0;
@@ -231,7 +236,7 @@ static int pack_to(const char *src, int in, int dirfd, const char *base, const c
 	lcp_err err;
 	int rc;
 
-	if (open_logical("pack", src, &f) || fstat(in, &st) != 0)
+	if (open_logical("pack", src, &f, NULL) || fstat(in, &st) != 0)
 		return 1;
 	if ((err = lcp_store_temp_create(dirfd, 'c', st.st_mode & 0777, &tmp)) != LCP_OK) {
 		fprintf(stderr, "lcpfs pack: %s: %s\n", dst, lcp_strerror(err));

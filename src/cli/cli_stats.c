@@ -16,7 +16,6 @@
  * raw file), and allocated bytes (st_blocks * 512 of everything examined,
  * as du counts).
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -320,67 +319,28 @@ static void count_file(struct stats *s, int dirfd, const char *name, const char 
 	}
 }
 
-static char *join_path(const char *dir, const char *name)
+/* One entry met by the walk of a directory. */
+static void walked_entry(struct lcp_cli_walk *w, int dirfd, const char *name, const char *path,
+			 const struct stat *st)
 {
-	size_t a = strlen(dir), b = strlen(name);
-	char *p = lcp_malloc(a + b + 2);
-	if (p) {
-		memcpy(p, dir, a);
-		p[a] = '/';
-		memcpy(p + a + 1, name, b + 1);
+	struct stats *s = w->arg;
+
+	if (S_ISREG(st->st_mode) && lcp_store_is_internal_name(name)) {
+		/* A sidecar or temporary on a backing directory. */
+		s->internal_files++;
+		s->disk += (uint64_t)st->st_blocks * 512u;
+	} else if (S_ISREG(st->st_mode)) {
+		count_file(s, dirfd, name, path, st);
 	}
-	return p;
 }
 
-/* Walks directory fd (owned: closed here), shown as path. */
 static void walk(struct stats *s, int fd, const char *path)
 {
-	DIR *d = fdopendir(fd);
-	struct dirent *e;
+	struct lcp_cli_walk w = {.verb = "stats", .file = walked_entry, .arg = s};
 
-	if (!d) {
-		fprintf(stderr, "lcpfs stats: %s: %s\n", path, strerror(errno));
-		close(fd);
-		s->errors++;
-		return;
-	}
-	s->dirs++;
-	while ((errno = 0, e = readdir(d)) != NULL) {
-		const char *nm = e->d_name;
-		struct stat st;
-		if (strcmp(nm, ".") == 0 || strcmp(nm, "..") == 0)
-			continue;
-		char *child = join_path(path, nm);
-		if (!child) {
-			fprintf(stderr, "lcpfs stats: out of memory\n");
-			s->errors++;
-			break;
-		}
-		if (fstatat(dirfd(d), nm, &st, AT_SYMLINK_NOFOLLOW) != 0) {
-			fprintf(stderr, "lcpfs stats: %s: %s\n", child, strerror(errno));
-			s->errors++;
-		} else if (S_ISDIR(st.st_mode)) {
-			int cfd = openat(dirfd(d), nm, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-			if (cfd < 0) {
-				fprintf(stderr, "lcpfs stats: %s: %s\n", child, strerror(errno));
-				s->errors++;
-			} else {
-				walk(s, cfd, child);
-			}
-		} else if (S_ISREG(st.st_mode) && lcp_store_is_internal_name(nm)) {
-			/* A sidecar or temporary on a backing directory. */
-			s->internal_files++;
-			s->disk += (uint64_t)st.st_blocks * 512u;
-		} else if (S_ISREG(st.st_mode)) {
-			count_file(s, dirfd(d), nm, child, &st);
-		}
-		lcp_free(child);
-	}
-	if (errno) {
-		fprintf(stderr, "lcpfs stats: %s: %s\n", path, strerror(errno));
-		s->errors++;
-	}
-	closedir(d);
+	lcp_cli_walk_dir(&w, fd, path);
+	s->dirs += w.dirs;
+	s->errors += w.errors;
 }
 
 static void stat_path(struct stats *s, const char *path)

@@ -5,7 +5,7 @@
  * the data section, which the tensors' data_offsets must tile exactly: sorted
  * by offset, no gap, no overlap, nothing past the end. JSON goes through
  * jansson with duplicate keys rejected (two entries for one name would make
- * the file mean two things).
+ * the file mean two things), after a pre-scan that bounds its memory.
  *
  * Regions: the 8 + N header bytes EXACT; each tensor a TENSOR or an EXACT
  * region by the shared rule (fmt_add_tensor).
@@ -21,8 +21,16 @@
 
 /* The reference reader (the safetensors crate, MAX_HEADER_SIZE) refuses
  * headers over 10^8 bytes; so do we. Real models' headers are well under
- * 10 MiB; the limit also bounds the memory the JSON costs. */
+ * 10 MiB. */
 #define ST_MAX_HEADER_BYTES 100000000u
+/* jansson costs about 40 bytes per array element and 1 KiB per tensor entry
+ * (measured), so the header's size alone does not bound its memory: a
+ * linear pre-scan counts the JSON tokens (keys, values, containers) first.
+ * A tensor entry takes 10 plus one per dim; 2^20 allow some 100000 tensors
+ * (real single files hold a few thousand) and cost at most ~100 MiB. No
+ * valid header nests deeper than 3 (root, entry, shape). */
+#define ST_MAX_JSON_TOKENS (1u << 20)
+#define ST_MAX_JSON_DEPTH 3
 
 struct st_dtype {
 	const char *name;
@@ -207,6 +215,47 @@ out:
 	return e;
 }
 
+/* Bounds what jansson would build from hdr: counts tokens (each string,
+ * number, literal, object and array) and nesting in one pass, without
+ * allocating. Malformed JSON is left for jansson to reject. */
+static lcp_err prescan_json(struct fmt_ctx *c, const char *hdr, size_t n)
+{
+	uint64_t tokens = 0;
+	unsigned depth = 0;
+	bool in_string = false, in_scalar = false;
+
+	for (size_t i = 0; i < n; i++) {
+		char ch = hdr[i];
+		if (in_string) {
+			if (ch == '\\')
+				i++;
+			else if (ch == '"')
+				in_string = false;
+			continue;
+		}
+		bool scalar_char = (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') ||
+				   (ch >= 'A' && ch <= 'Z') || ch == '-' || ch == '+' || ch == '.';
+		if (scalar_char && !in_scalar)
+			tokens++;
+		in_scalar = scalar_char;
+		if (ch == '"') {
+			in_string = true;
+			tokens++;
+		} else if (ch == '{' || ch == '[') {
+			tokens++;
+			if (++depth > ST_MAX_JSON_DEPTH)
+				return fmt_invalid(c, "safetensors: header JSON nested deeper than %d "
+						   "(at byte %zu)", ST_MAX_JSON_DEPTH, i);
+		} else if ((ch == '}' || ch == ']') && depth) {
+			depth--;
+		}
+		if (tokens > ST_MAX_JSON_TOKENS)
+			return fmt_invalid(c, "safetensors: header JSON holds more than %u keys and "
+					   "values (at byte %zu)", ST_MAX_JSON_TOKENS, i);
+	}
+	return LCP_OK;
+}
+
 lcp_err fmt_parse_safetensors(struct fmt_ctx *c)
 {
 	uint8_t lenbuf[8];
@@ -227,6 +276,10 @@ lcp_err fmt_parse_safetensors(struct fmt_ctx *c)
 		return LCP_ERR_NOMEM;
 	e = fmt_read(c, hdr, (size_t)n, 8);
 	if (e) {
+		lcp_free(hdr);
+		return e;
+	}
+	if ((e = prescan_json(c, hdr, (size_t)n)) != LCP_OK) {
 		lcp_free(hdr);
 		return e;
 	}

@@ -106,6 +106,15 @@ static lcp_err make_file(int fd, struct lcp_sidecar *sc, uint64_t sidecar_len,
 	return LCP_OK;
 }
 
+/* Whether name in dirfd still names the object st describes, unchanged (a
+ * rename away and back changes its ctime). */
+static bool still_holds(int dirfd, const char *name, const struct stat *st)
+{
+	struct stat now;
+	return fstatat(dirfd, name, &now, AT_SYMLINK_NOFOLLOW) == 0 &&
+	       lcp_store_same_version(st, &now);
+}
+
 static lcp_err cannot_tell(struct lcp_probe *pr, lcp_err err, const char *fmt, const char *what)
 {
 	snprintf(pr->note, sizeof pr->note, fmt, what, lcp_strerror(err));
@@ -159,6 +168,13 @@ lcp_err lcp_store_probe_at(int dirfd, const char *name, struct lcp_chunk_cache *
 			snprintf(pr->note, sizeof pr->note,
 				 "its bytes are an lcpfs payload with %llu links and no sidecar "
 				 "beside this name", (unsigned long long)st.st_nlink);
+			err = LCP_ERR_AGAIN;
+			goto out;
+		}
+		if (hdr_valid && !still_holds(dirfd, name, &st)) {
+			/* Moved away, sidecar and all, between our two opens. */
+			snprintf(pr->note, sizeof pr->note, "%s was renamed while being looked at",
+				 name);
 			err = LCP_ERR_AGAIN;
 			goto out;
 		}

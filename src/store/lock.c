@@ -5,9 +5,12 @@
  * on every machine:
  *   - the use lock: a flock(2) of the tree's top directory, shared by each
  *     read-write mount, exclusive for recovery (which must never take a
- *     live process's renames in flight for a crash's leftovers);
+ *     live process's renames in flight for a crash's leftovers); recovery
+ *     also needs the use locks of every directory above its tree and of
+ *     every directory it walks to be free (a mount of /a covers /a/b);
  *   - the writer lock: an OFD write lock on byte 0 of the top directory's
- *     lock file ".lcpfs-lock", held by the one read-write mount;
+ *     lock file ".lcpfs-lock", held by the one read-write mount (which also
+ *     needs no directory above to hold one: that mount covers this tree);
  *   - name locks: an OFD write lock on one byte of a directory's lock file,
  *     chosen by a hash of the name, held by every step sequence that moves
  *     a name's payload or sidecar (commit, materialize, discard, unlink,
@@ -23,6 +26,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -176,14 +181,52 @@ static lcp_err lock_in_dir(int dirfd, off_t off, off_t len, bool wait, bool must
 	return LCP_ERR_AGAIN;
 }
 
+static void dir_name(int fd, char *buf, size_t len);
+static lcp_err each_ancestor(int dirfd, bool (*visit)(int fd, void *arg), void *arg);
+
 static off_t name_offset(const char *name)
 {
 	return (off_t)(1 + lcp_xxh3(name, strlen(name)) % NAME_LOCK_SPAN);
 }
 
+/* Whether a read-write mount of directory fd holds its writer lock (byte 0
+ * of its lock file, which is never created here). */
+static bool writer_lock_held(int fd, void *below)
+{
+	struct flock fl;
+	struct stat st;
+	bool held = false;
+	int lf = openat(fd, LCP_LOCK_NAME, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+
+	if (lf < 0)
+		return false;
+	memset(&fl, 0, sizeof fl);
+	fl.l_type = F_WRLCK;
+	fl.l_whence = SEEK_SET;
+	fl.l_len = 1;
+	if (fstat(lf, &st) == 0 && S_ISREG(st.st_mode) && fcntl(lf, F_OFD_GETLK, &fl) == 0)
+		held = fl.l_type != F_UNLCK;
+	close(lf);
+	if (held) {
+		char name[PATH_MAX];
+		dir_name(fd, name, sizeof name);
+		lcp_log(LCP_LOG_WARN, "%s: a read-write lcpfs mount of %s, which holds this "
+			"directory, is running", (const char *)below, name);
+	}
+	return held;
+}
+
 lcp_err lcp_store_lock_writer(int dirfd, int *fd)
 {
+	char name[PATH_MAX];
 	lcp_err err = lock_in_dir(dirfd, 0, 1, false, true, fd);
+
+	/* A mount of a directory above writes in this tree too. */
+	if (err == LCP_OK && *fd >= 0) {
+		dir_name(dirfd, name, sizeof name);
+		if ((err = each_ancestor(dirfd, writer_lock_held, name)) != LCP_OK)
+			close(*fd);
+	}
 	if (err == LCP_ERR_BUSY)
 		*fd = -1;
 	return err;
@@ -296,24 +339,181 @@ lcp_err lcp_store_rmdir_at(int dirfd, const char *name)
 	return err;
 }
 
-/* The use lock: a flock of the tree's top directory (no file is created),
- * shared or exclusive, without waiting. LCP_ERR_BUSY when another process
- * holds it the other way; a backing without such locks counts as free. */
-lcp_err lcp_store_lock_tree(int dirfd, int how, int *fd)
+/* A use lock is held for a mount's lifetime or a recovery's run; a probe of
+ * another process (below) holds one for microseconds. A lock still held
+ * after this many tries, USE_PROBE_NS apart, is a real holder's. */
+#define USE_PROBE_TRIES 5
+#define USE_PROBE_NS 10000000L
+
+/* flock(fd, how | LOCK_NB), tried USE_PROBE_TRIES times so that another
+ * process's probe does not count as a holder. 0, or -1 with errno. */
+static int flock_past_probes(int fd, int how)
 {
+	struct timespec step = {0, USE_PROBE_NS};
+
+	for (int tries = 1;; tries++) {
+		if (flock(fd, how | LOCK_NB) == 0)
+			return 0;
+		if (errno != EWOULDBLOCK || tries == USE_PROBE_TRIES)
+			return -1;
+		nanosleep(&step, NULL);
+	}
+}
+
+/* Whether another process holds the use lock of directory fd in a way that
+ * conflicts with how (LOCK_EX: held at all; LOCK_SH: held exclusively).
+ * The probe takes that lock on a new open file and lets it go at once. A
+ * directory without such locks is free. */
+static bool use_lock_conflicts(int fd, int how)
+{
+	int probe = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	bool held;
+
+	if (probe < 0)
+		return false;
+	held = flock_past_probes(probe, how) != 0 && errno == EWOULDBLOCK;
+	close(probe);
+	return held;
+}
+
+/* The absolute name of directory fd, for messages. */
+static void dir_name(int fd, char *buf, size_t len)
+{
+	char link[64];
+	ssize_t n;
+
+	snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+	n = readlink(link, buf, len - 1);
+	if (n < 0)
+		n = (ssize_t)snprintf(buf, len, "(a directory above)");
+	buf[n] = 0;
+}
+
+/* Visits each directory above dirfd up to /, as an open fd, until visit
+ * returns true (then LCP_ERR_BUSY) or the top is reached (LCP_OK). A
+ * directory that cannot be opened (no read permission) ends the walk. */
+static lcp_err each_ancestor(int dirfd, bool (*visit)(int fd, void *arg), void *arg)
+{
+	int cur = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	lcp_err err = LCP_OK;
+
+	while (cur >= 0 && err == LCP_OK) {
+		struct stat here, up;
+		int parent = openat(cur, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (parent < 0 || fstat(cur, &here) != 0 || fstat(parent, &up) != 0 ||
+		    (here.st_dev == up.st_dev && here.st_ino == up.st_ino)) {
+			if (parent >= 0)
+				close(parent);
+			break;
+		}
+		if (visit(parent, arg))
+			err = LCP_ERR_BUSY;
+		close(cur);
+		cur = parent;
+	}
+	if (cur >= 0)
+		close(cur);
+	return err;
+}
+
+static bool ancestor_in_use(int fd, void *below)
+{
+	char name[PATH_MAX];
+
+	if (!use_lock_conflicts(fd, LOCK_EX))
+		return false;
+	dir_name(fd, name, sizeof name);
+	lcp_log(LCP_LOG_WARN, "%s: a running lcpfs mount or recovery uses %s, which holds this "
+		"directory: recovery refused", (const char *)below, name);
+	return true;
+}
+
+/* Takes a shared flock of fd, waiting up to LOCK_WAIT_SEC while a recovery
+ * holds it exclusively. 0, or -1 with errno (EWOULDBLOCK: still held). */
+static int wait_shared(int fd)
+{
+	struct timespec step = {0, LOCK_POLL_MAX_NS};
+	time_t deadline = time(NULL) + LOCK_WAIT_SEC;
+
+	while (flock(fd, LOCK_SH | LOCK_NB) != 0) {
+		if (errno != EWOULDBLOCK || time(NULL) > deadline)
+			return -1;
+		nanosleep(&step, NULL);
+	}
+	return 0;
+}
+
+/* Waits while a recovery holds the use lock of directory fd (above a
+ * backing being held). */
+static bool ancestor_recovering(int fd, void *unused)
+{
+	int probe = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	(void)unused;
+	if (probe < 0)
+		return false;
+	if (wait_shared(probe) != 0 && errno == EWOULDBLOCK) {
+		char name[PATH_MAX];
+		dir_name(fd, name, sizeof name);
+		lcp_log(LCP_LOG_WARN, "%s: a recovery has run there for more than %d s; "
+			"starting beside it", name, LOCK_WAIT_SEC);
+	}
+	close(probe);
+	return false;
+}
+
+/* The use lock: a flock of the tree's top directory (no file is created).
+ * Recovery takes it exclusively, without waiting, and also needs every
+ * directory above to be free: a mount or recovery of one of them covers
+ * this tree too. A backing without such locks counts as free. */
+lcp_err lcp_store_lock_tree_exclusive(int dirfd, int *fd)
+{
+	char name[PATH_MAX];
+	lcp_err err;
+
 	*fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (*fd < 0)
 		return lcp_err_from_errno(errno);
-	if (flock(*fd, how | LOCK_NB) == 0 || errno == ENOLCK || errno == EOPNOTSUPP ||
-	    errno == EINVAL)
-		return LCP_OK;
-	lcp_err err = errno == EWOULDBLOCK ? LCP_ERR_BUSY : lcp_err_from_errno(errno);
-	close(*fd);
-	*fd = -1;
+	dir_name(*fd, name, sizeof name);
+	if (flock_past_probes(*fd, LOCK_EX) != 0 && errno == EWOULDBLOCK) {
+		err = LCP_ERR_BUSY;
+		lcp_log(LCP_LOG_WARN, "%s: a running lcpfs mount or recovery uses this directory: "
+			"recovery refused", name);
+	} else {
+		err = each_ancestor(*fd, ancestor_in_use, name);
+	}
+	if (err) {
+		close(*fd);
+		*fd = -1;
+	}
 	return err;
+}
+
+bool lcp_store_subtree_in_use(int dirfd)
+{
+	char name[PATH_MAX];
+
+	if (!use_lock_conflicts(dirfd, LOCK_EX))
+		return false;
+	dir_name(dirfd, name, sizeof name);
+	lcp_log(LCP_LOG_WARN, "%s: a running lcpfs mount or recovery uses this directory, "
+		"inside the tree being recovered: recovery refused", name);
+	return true;
 }
 
 lcp_err lcp_store_hold_backing(int dirfd, int *fd)
 {
-	return lcp_store_lock_tree(dirfd, LOCK_SH, fd);
+	*fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (*fd < 0)
+		return lcp_err_from_errno(errno);
+	/* A recovery here (another mount starting, `lcpfs recover`) or of a
+	 * directory above, still working in this tree: our renames wait for
+	 * it to end. */
+	if (wait_shared(*fd) != 0 && errno == EWOULDBLOCK) {
+		close(*fd);
+		*fd = -1;
+		return LCP_ERR_BUSY;
+	}
+	(void)each_ancestor(*fd, ancestor_recovering, NULL);
+	return LCP_OK;
 }

@@ -589,6 +589,34 @@ bool lcp_store_refusal_is_retry(const char *marker)
 	return strncmp(marker, LCP_STORE_RETRY_PREFIX, strlen(LCP_STORE_RETRY_PREFIX)) == 0;
 }
 
+/* Compression must never make a file take much more disk than it took raw:
+ * a sparse file's holes take no blocks raw, but every chunk of them still
+ * gets a stored chunk and a sidecar record (2.4 MB for a 16 GiB tensor of
+ * holes). Storing runs of zero chunks compactly would be a format change for
+ * files nobody keeps; comparing allocated blocks, as du counts them, once
+ * the temporaries are fsynced is simple and catches every such case. The
+ * margin lets a small file pay for its sidecar's block. */
+#define DISK_MARGIN_BYTES (64u << 10)
+
+/* Sets rep's reason when payload and sidecar, as written, take at least
+ * DISK_MARGIN_BYTES more disk than the raw file. */
+static lcp_err refuse_if_bigger_on_disk(const struct lcp_pack_job *job,
+					struct lcp_pack_report *rep)
+{
+	struct stat pst, sst;
+	uint64_t raw, stored;
+
+	if (fstat(job->ptmp.fd, &pst) != 0 || fstat(job->stmp.fd, &sst) != 0)
+		return lcp_err_from_errno(errno);
+	raw = (uint64_t)job->raw_st.st_blocks * 512u;
+	stored = ((uint64_t)pst.st_blocks + (uint64_t)sst.st_blocks) * 512u;
+	if (stored >= raw + DISK_MARGIN_BYTES)
+		refuse(rep, "not smaller on disk than the original (%llu bytes allocated raw, "
+		       "holes taking none; %llu compressed)", (unsigned long long)raw,
+		       (unsigned long long)stored);
+	return LCP_OK;
+}
+
 /* A refusal (outcome REFUSED or DEFERRED) ends the prepare: a pack in place
  * records it on the raw file; one from a source leaves that to the caller. */
 static void refuse_for_good(struct lcp_pack_report *rep, const struct lcp_pack_job *job,
@@ -733,6 +761,11 @@ lcp_err lcp_store_pack_prepare_opts(int dirfd, const char *name, int srcfd,
 	err = write_temps(&p, job, cfg, opts->progress, opts->progress_arg);
 	if (err == LCP_OK)
 		err = io(&p, carry_metadata(job));
+	if (err == LCP_OK && (err = io(&p, refuse_if_bigger_on_disk(job, rep))) == LCP_OK &&
+	    rep->reason[0]) {
+		refuse_for_good(rep, job, LCP_PACK_REFUSED);
+		goto fail;
+	}
 	if (err == LCP_OK) {
 		job->format = p.map.format;
 		packer_free(&p);

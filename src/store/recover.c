@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -304,6 +303,9 @@ static lcp_err walk(struct rec *r, int dfd, const char *path, int depth)
 
 	if (depth > RECOVER_MAX_DEPTH)
 		return LCP_OK;
+	/* A mount of a directory below ours renames there now. */
+	if (depth > 0 && lcp_store_subtree_in_use(dfd))
+		return LCP_ERR_BUSY;
 	if (!grow((void **)&r->dirs, &r->capdirs, r->ndirs, sizeof *r->dirs) ||
 	    !(r->dirs[r->ndirs] = lcp_strdup(path)))
 		return LCP_ERR_NOMEM;
@@ -542,7 +544,7 @@ lcp_err lcp_store_recover_dir(int dirfd)
 
 	/* Never while another process uses the tree: its renames in flight
 	 * would look like a crash's leftovers. */
-	if ((err = lcp_store_lock_tree(dirfd, LOCK_EX, &lockfd)) != LCP_OK)
+	if ((err = lcp_store_lock_tree_exclusive(dirfd, &lockfd)) != LCP_OK)
 		return err;
 	memset(&r, 0, sizeof r);
 	r.root = dirfd;

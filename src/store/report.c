@@ -5,7 +5,6 @@
  */
 #include "lcpfs/store.h"
 
-#include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
@@ -20,13 +19,14 @@ lcp_err lcp_store_report_raw_at(int dirfd, const char *name, struct lcp_file_rep
 {
 	struct lcp_region_map map;
 	struct lcp_reader rd;
+	struct stat st;
 	size_t n = 0;
-	lcp_err err;
-	int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
+	int fd;
+	lcp_err err = lcp_store_open_regular(dirfd, name, O_RDONLY, &fd, &st);
 
 	memset(out, 0, sizeof *out);
-	if (fd < 0)
-		return errno == ENOENT ? LCP_ERR_NOENT : LCP_ERR_IO;
+	if (err)
+		return err; /* LCP_ERR_UNSUPPORTED: not a regular file */
 	err = lcp_reader_from_fd(&rd, &fd);
 	if (err == LCP_OK)
 		err = lcp_format_parse(&rd, 0, &map);

@@ -57,17 +57,6 @@ enum lcp_name_kind {
 };
 enum lcp_name_kind lcp_store_name_kind(const char *name);
 
-/*
- * Opens regular file name in dirfd without side effects: fstatat first
- * (nothing that is not a regular file is ever opened: LCP_ERR_UNSUPPORTED),
- * then openat with flags | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW | O_CLOEXEC,
- * then fstat: a different object than the one stat'ed (replaced meanwhile)
- * gives LCP_ERR_AGAIN. On success *fd is open and *st describes it; on
- * LCP_ERR_UNSUPPORTED *st describes what is there. Other errors are the
- * system call's (LCP_ERR_NOENT when absent).
- */
-lcp_err lcp_store_open_regular(int dirfd, const char *name, int flags, int *fd, struct stat *st);
-
 /* 16 random bytes (a file id). */
 lcp_err lcp_store_random_id(uint8_t id[LCP_FILE_ID_LEN]);
 
@@ -150,9 +139,16 @@ lcp_err lcp_store_lock_names(int dir1, const char *name1, int dir2, const char *
 			     struct lcp_name_lock *l);
 void lcp_store_unlock_names(struct lcp_name_lock *l);
 
-/* The use lock of the tree at dirfd (a flock of its top directory), how =
- * LOCK_SH or LOCK_EX, not waiting: LCP_ERR_BUSY when held the other way. */
-lcp_err lcp_store_lock_tree(int dirfd, int how, int *fd);
+/* The use lock of the tree at dirfd (a flock of its top directory) taken
+ * exclusively, for recovery, not waiting: LCP_ERR_BUSY (logged, naming the
+ * directory) when another process holds it, or holds that of a directory
+ * above dirfd's (a mount there covers this tree). */
+lcp_err lcp_store_lock_tree_exclusive(int dirfd, int *fd);
+
+/* Whether another process (a mount, a recovery) holds the use lock of
+ * directory dirfd, met while walking a tree to recover: logs why the
+ * recovery stops. */
+bool lcp_store_subtree_in_use(int dirfd);
 
 /* fsync(2) of fd as an lcp_err. */
 lcp_err lcp_store_fsync(int fd);

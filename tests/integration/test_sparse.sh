@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # Sparse files stay sparse, and a huge tensor is packed in bounded memory:
-#   - `lcpfs pack` of a 1 GiB BF16 safetensors made with truncate (all
-#     holes) never reads the holes as data: peak RSS under 700 MiB (the
-#     issue's bound; the old pack held the tensor several times over) and
-#     a small payload;
+#   - `lcpfs pack` of a 1 GiB BF16 safetensors made with truncate (holes
+#     but for its first 2 MiB, so that it is worth compressing; lossless,
+#     so that bytes compare) never reads the holes as data: peak RSS under
+#     700 MiB (the issue's bound; the old pack held the tensor several
+#     times over) and a small payload;
 #   - `lcpfs unpack` of it writes a sparse file (few blocks) with the same
 #     bytes; a sparse file that is not a tensor file is stored as a sparse
 #     plain copy;
@@ -18,18 +19,18 @@ RSS_LIMIT_KIB=$((700 * 1024))
 MAX_SPARSE_KIB=4096 # allocated size of a file that must be (nearly) all holes
 COMMIT_TIMEOUT=120
 
-# sparse_st PATH ROWS COLS: a safetensors file with one BF16 [ROWS, COLS]
-# tensor whose data are a hole.
+# sparse_st PATH ROWS COLS [DATA_MIB]: a safetensors file with one BF16
+# [ROWS, COLS] tensor whose data are a hole but for its first DATA_MIB MiB.
 sparse_st() { "$PYTHON" tests/tools/sparse_model.py "$@"; }
 alloc_kib() { echo $(( $(stat -c %b "$1") * $(stat -c %B "$1") / 1024 )); }
 
 S=$WORK/src
 mkdir -p "$S"
-sparse_st "$S/big.safetensors" 32768 16384
+sparse_st "$S/big.safetensors" 32768 16384 2
 size=$(stat -c %s "$S/big.safetensors")
 [ "$size" -gt $((1 << 30)) ] || fail "test file too small: $size"
 
-/usr/bin/time -f %M -o "$WORK/rss" "$LCPFS" pack "$S/big.safetensors" "$S/packed.safetensors" ||
+/usr/bin/time -f %M -o "$WORK/rss" "$LCPFS" pack -o preset=lossless "$S/big.safetensors" "$S/packed.safetensors" ||
 	fail "pack failed"
 rss=$(tail -n 1 "$WORK/rss")
 [ "$rss" -le "$RSS_LIMIT_KIB" ] || fail "pack peak RSS $rss KiB > $RSS_LIMIT_KIB KiB"
@@ -58,14 +59,15 @@ say "a sparse plain copy stays sparse ($kib KiB allocated)"
 # Materialized through a mount: sparse on the backing, then packed again.
 B=$WORK/backing M=$WORK/mnt
 mkdir -p "$B" "$M"
-"$LCPFS" pack "$S/big.safetensors" "$B/big.safetensors" > /dev/null || fail "pack into backing"
-mount_fs "$B" "$M"
+"$LCPFS" pack -o preset=lossless "$S/big.safetensors" "$B/big.safetensors" > /dev/null ||
+	fail "pack into backing"
+mount_fs "$B" "$M" -o preset=lossless
 state_is "$M/big.safetensors" compressed || fail "not compressed in the mount"
 "$PYTHON" - "$M/big.safetensors" "$B/big.safetensors" "$MAX_SPARSE_KIB" <<'PY' || fail "materialize"
 import os, sys
 mnt, backing, limit = sys.argv[1], sys.argv[2], int(sys.argv[3])
 fd = os.open(mnt, os.O_RDWR)
-os.pwrite(fd, b"\0", 1 << 20)  # a zero over a zero: same bytes, now raw
+os.pwrite(fd, b"\0", 512 << 20)  # a zero over a zero (a hole): same bytes, now raw
 os.fsync(fd)
 st = os.stat(backing)  # the writer is open: no recompression yet
 kib = st.st_blocks * 512 // 1024

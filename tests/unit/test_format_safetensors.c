@@ -280,3 +280,56 @@ Test(format_safetensors, header_over_the_reference_limit_is_refused)
 	fmt_expect_invalid(p, 8 + n, LCP_FORMAT_SAFETENSORS, "header length 100000001 over the 100000000-byte limit");
 	free(p);
 }
+
+/* Builds {"junk":[0,0,...]} with zeros elements: zeros + 3 JSON tokens
+ * (the key, the object, the array). */
+static void build_zeros(struct lcp_buf *b, size_t zeros)
+{
+	struct lcp_buf j = LCP_BUF_INIT;
+	fmt_append_str(&j, "{\"junk\":[");
+	for (size_t i = 0; i < zeros; i++)
+		fmt_append_str(&j, i ? ",0" : "0");
+	fmt_append_str(&j, "]}");
+	fmt_append(&j, "", 1);
+	fmt_build_st(b, (const char *)j.data, 0);
+	lcp_buf_free(&j);
+}
+
+/* jansson would spend ~40 bytes per element of a huge array: the pre-scan
+ * refuses a header of more than 2^20 tokens before it runs, and lets one
+ * of exactly 2^20 through (jansson then rejects the entry for what it is). */
+Test(format_safetensors, header_token_limit)
+{
+	const size_t limit = 1u << 20;
+	struct lcp_buf b = LCP_BUF_INIT;
+	build_zeros(&b, limit - 2);
+	fmt_expect_invalid(b.data, b.len, LCP_FORMAT_SAFETENSORS,
+			   "header JSON holds more than 1048576 keys and values");
+	lcp_buf_free(&b);
+	build_zeros(&b, limit - 3);
+	fmt_expect_invalid(b.data, b.len, LCP_FORMAT_SAFETENSORS, "entry 'junk' is not an object");
+	lcp_buf_free(&b);
+}
+
+Test(format_safetensors, header_nested_deeper_than_3_is_refused)
+{
+	struct lcp_buf b = LCP_BUF_INIT;
+	fmt_build_st(&b, "{\"w\":{\"dtype\":\"F32\",\"shape\":[[2]],\"data_offsets\":[0,8]}}", 8);
+	fmt_expect_invalid(b.data, b.len, LCP_FORMAT_SAFETENSORS, "nested deeper than 3");
+	lcp_buf_free(&b);
+}
+
+/* Brackets and escaped quotes inside strings are no structure. */
+Test(format_safetensors, prescan_skips_strings)
+{
+	const char *json = "{\"__metadata__\":{\"x\":\"[[[[{{\\\"]]\"},"
+			   "\"w\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,16]}}";
+	struct lcp_buf b = LCP_BUF_INIT;
+	fmt_build_st(&b, json, 16);
+	struct lcp_region_map m;
+	fmt_parse_buf(b.data, b.len, 0, &m);
+	cr_assert(m.ok, "%s", m.reason);
+	cr_expect_eq(m.nregions, 2);
+	lcp_region_map_free(&m);
+	lcp_buf_free(&b);
+}

@@ -66,6 +66,47 @@ Test(locks, one_writer_per_backing)
 	close(b);
 }
 
+/* A mount of a directory covers the whole tree below it: a recovery of a
+ * subdirectory (or of a directory holding the mounted one) must not run
+ * beside it, and a second writer below it must not start. flock and OFD
+ * locks of two open files conflict within one process too. */
+Test(locks, recovery_refuses_a_tree_a_mount_above_or_below_uses)
+{
+	int sub, held;
+	cr_assert_eq(mkdirat(dir.fd, "sub", 0755), 0);
+	sub = openat(dir.fd, "sub", O_RDONLY | O_DIRECTORY);
+	cr_assert_geq(sub, 0);
+
+	cr_assert_eq(lcp_store_hold_backing(dir.fd, &held), LCP_OK);
+	cr_expect_eq(lcp_store_recover_dir(sub), LCP_ERR_BUSY,
+		     "recovery of a subdirectory ran beside a mount of its parent");
+	close(held);
+	cr_expect_eq(lcp_store_recover_dir(sub), LCP_OK, "the refusal outlived the mount");
+
+	cr_assert_eq(lcp_store_hold_backing(sub, &held), LCP_OK);
+	cr_expect_eq(lcp_store_recover_dir(dir.fd), LCP_ERR_BUSY,
+		     "recovery of a tree ran beside a mount of a directory in it");
+	close(held);
+	cr_expect_eq(lcp_store_recover_dir(dir.fd), LCP_OK);
+	close(sub);
+}
+
+Test(locks, no_writer_below_a_writer)
+{
+	int sub, top, below;
+	cr_assert_eq(mkdirat(dir.fd, "sub", 0755), 0);
+	sub = openat(dir.fd, "sub", O_RDONLY | O_DIRECTORY);
+	cr_assert_geq(sub, 0);
+	cr_assert_eq(lcp_store_lock_writer(dir.fd, &top), LCP_OK);
+	cr_expect_eq(lcp_store_lock_writer(sub, &below), LCP_ERR_BUSY,
+		     "a writer started inside a mounted backing");
+	cr_expect_eq(below, -1);
+	close(top);
+	cr_expect_eq(lcp_store_lock_writer(sub, &below), LCP_OK, "the refusal outlived the writer");
+	close(below);
+	close(sub);
+}
+
 /* A child holds the name lock of m and waits until the parent's commit of
  * m reports (through LCPFS_TEST_LOCK_WAIT) that it waits; meanwhile m must
  * still be raw. Exit status 0 when all of that held. */

@@ -3,8 +3,9 @@
 # `lcpfs inspect` of a FIFO (on a backing directory, or through a mount)
 # ends at once with an error instead of waiting for a writer, as the daemon
 # and the other verbs (unpack, pack, stats, verify) already do.
-# Defect on main: lcp_store_report_raw_at opens the name with a plain
-# blocking O_RDONLY open, which never returns for a FIFO nobody writes.
+# (Before, lcp_store_report_raw_at opened the name with a plain blocking
+# O_RDONLY open, which never returned for a FIFO nobody writes; it now uses
+# the store's lcp_store_open_regular.)
 set -eu
 cd "$(dirname "$0")/../.."
 . tests/integration/fsx/mount_lib.sh

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # Compression never makes a file take much more disk than it took raw: a
-# safetensors file of one 16 GiB F32 tensor that is all holes (4 KiB on
+# safetensors file of one 4 GiB F32 tensor that is all holes (4 KiB on
 # disk, written through the mount by truncate and a header write, as any
 # user can) takes at most 64 KiB more once compressed (payload and sidecar,
 # counted as du counts).
-# Defect on main: the holes are never read, but every 256K-element chunk
-# still gets a stored chunk and a 48-byte sidecar record: 2.4 MB on disk for
-# this file (2.4 GB for a 16 TiB one, the most ext4 allows), after about 6
-# CPU seconds of encoding per 16 GiB.
+# The store refuses such a compression once payload and sidecar are written
+# (allocated blocks compared, lcpfs(5) REFUSAL MARKER). Before, the holes
+# were never read, but every 256K-element chunk still got a stored chunk and
+# a 48-byte sidecar record: 2.4 MB on disk for a 16 GiB tensor (about
+# 0.9 MB for this one), after about 6 CPU seconds of encoding per 16 GiB.
 set -eu
 cd "$(dirname "$0")/../.."
 . tests/integration/fsx/mount_lib.sh
@@ -19,7 +20,7 @@ mkdir -p "$B" "$M"
 mount_fs "$B" "$M"
 "$PYTHON" - "$M/holes.safetensors" <<'PY' || fail "cannot write the sparse file"
 import json, struct, sys
-rows, cols = 65536, 65536  # 16 GiB of F32
+rows, cols = 32768, 32768  # 4 GiB of F32
 h = json.dumps({"w": {"dtype": "F32", "shape": [rows, cols],
                       "data_offsets": [0, rows * cols * 4]}}).encode()
 h += b" " * (-len(h) % 8)
@@ -31,7 +32,11 @@ raw=$(du -B1 "$B/holes.safetensors" | cut -f1)
 settled() { ! state_is "$M/holes.safetensors" pending; }
 poll "$COMMIT_TIMEOUT" settled || fail "still pending after ${COMMIT_TIMEOUT}s"
 stored=$(du -B1 -c "$B/holes.safetensors" "$B"/.holes.safetensors.lcpfs 2>/dev/null | tail -n 1 | cut -f1)
-echo "raw: $raw bytes on disk; now $stored ($(xattr_get "$M/holes.safetensors" user.lcpfs.state))"
+state=$(xattr_get "$M/holes.safetensors" user.lcpfs.state)
+echo "raw: $raw bytes on disk; now $stored ($state)"
 [ "$stored" -le $((raw + 65536)) ] ||
 	fail "a file of holes took $raw bytes of disk raw and $stored compressed"
+[ "$state" = refused ] || fail "a file of holes is $state, not refused"
+reason=$(xattr_get "$M/holes.safetensors" user.lcpfs.reason)
+case $reason in *"not smaller on disk"*) ;; *) fail "refused for another reason: $reason" ;; esac
 say "a file of holes does not grow on disk"

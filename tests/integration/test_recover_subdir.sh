@@ -5,14 +5,16 @@
 # file in sub (A -> T -> A ...) either refuses ("resource busy", as for
 # BACKING itself) or leaves every name readable; the file never loses its
 # sidecar. The same holds for a second mount whose backing is a
-# subdirectory of a mounted one (its recovery at start is this code).
-# Defect on main: the exclusion is an flock of the top directory only, so
-# recovery of a subdirectory runs beside the mount. Between the mount's
-# link of A's sidecar to T's sidecar name and its rename of A over T, the
-# recovery removes T's sidecar (T holds no payload of it yet); the mount
-# then renames A over T and unlinks A's sidecar: the file has no sidecar
-# left, and after a remount it reads as its payload (container) bytes, its
-# model lost. Here that happens within a second (tens of recoveries).
+# subdirectory of a mounted one (its recovery at start is this code): it
+# is refused.
+# Recovery also needs the use locks of the directories above its tree (and
+# below) to be free, so `lcpfs recover BACKING/sub` is refused here. Before
+# that fix the exclusion was an flock of the top directory only: between
+# the mount's link of A's sidecar to T's sidecar name and its rename of A
+# over T, the recovery removed T's sidecar; the mount then renamed A over T
+# and unlinked A's sidecar, and after a remount the file read as its
+# payload (container) bytes. That happened within a second (tens of
+# recoveries); RACE_SECONDS (default 10) bounds the race here.
 set -eu
 cd "$(dirname "$0")/../.."
 . tests/integration/fsx/mount_lib.sh
@@ -38,7 +40,7 @@ RENAMER=$!
 trap 'rm -f "$WORK/renaming"; wait "$RENAMER" 2>/dev/null; cleanup' EXIT
 
 sidecars() { ls -A "$B/sub" | grep -c '^\..*\.lcpfs$' || true; }
-deadline=$(( $(date +%s) + ${RACE_SECONDS:-60} ))
+deadline=$(( $(date +%s) + ${RACE_SECONDS:-10} ))
 runs=0 refused=0 lost=0
 while [ "$(date +%s)" -lt "$deadline" ]; do
 	runs=$((runs + 1))
@@ -62,4 +64,16 @@ if [ "$lost" != 0 ]; then
 	fail "recovery #$lost of a subdirectory, run while the mount renamed a compressed file in it, removed its sidecar; after a remount the file is $(xattr_get "$M/sub/A" user.lcpfs.state) and reads as $what"
 fi
 cmp -s "$M/sub/A" "$WORK/expected" || fail "A reads different bytes after the renames"
+
+# A second read-write mount whose backing is inside the mounted one would
+# run that recovery at start and then write the same files: it is refused,
+# naming the mounted backing. (If it ever starts, timeout's SIGTERM
+# unmounts it.)
+mkdir "$WORK/mnt2"
+rc=0
+timeout -k 5 "$MOUNT_TIMEOUT" "$LCPFS" "$B/sub" "$WORK/mnt2" -f 2> "$WORK/second.err" || rc=$?
+[ "$rc" != 0 ] && [ "$rc" != 124 ] ||
+	fail "a read-write mount of a subdirectory of a mounted backing started (exit $rc)"
+grep -q "mount of $B, which holds this directory" "$WORK/second.err" ||
+	fail "the refusal does not name the mounted backing: $(cat "$WORK/second.err")"
 say "recovery of a subdirectory did not harm the mount's files ($refused of $runs refused)"

@@ -5,10 +5,10 @@
 # the 100 MB limit of lcpfs(5)) made of a JSON array of zeros is refused
 # while the daemon's peak resident size grows by less than 4 times the
 # header.
-# Defect on main: the header is parsed whole with jansson (about 40 bytes
-# per 2-byte array element); the daemon peaks near 1 GB for this file (2 GB
-# for a 98 MB header), so a few such files written at once by an
-# unprivileged user exhaust memory.
+# A pre-scan of the header counts its JSON tokens and refuses more than
+# 2^20 (lcpfs(5) LIMITS) before jansson runs. Before, the header was parsed
+# whole with jansson (about 40 bytes per 2-byte array element): the daemon
+# peaked near 1 GB for this file (2 GB for a 98 MB header).
 set -eu
 cd "$(dirname "$0")/../.."
 . tests/integration/fsx/mount_lib.sh
