@@ -82,6 +82,7 @@ struct fs_inode {
 	uint64_t stored_size;     /* closed (state compressed, known, not damaged) */
 	uint64_t nlink;           /* link count when the store last answered */
 	bool announcing;          /* just committed, kernel cache not yet invalidated */
+	bool materialize_logged;  /* a failed materialize logged since the last success */
 	bool untold_logged;       /* "cannot tell" logged since the store last answered */
 	int format;               /* enum lcp_format of the last pack attempt, or -1 */
 	struct timespec seen_mtime; /* backing mtime/size at the last open: keep_cache */

@@ -444,6 +444,34 @@ static int discard(struct fs_mount *m, struct fs_inode *inode)
 	return err == LCP_ERR_NOENT ? 0 : lcp_err_to_errno(err);
 }
 
+/* The store found no compressed file under the inode's name while the
+ * inode is compressed (no lock held; the caller's materialize is under
+ * way): the name changed on the backing. True when the name holds the
+ * inode's own object, raw now (turned raw in place by someone else): the
+ * inode becomes raw and the write goes on. False otherwise: the object
+ * has no name to be written under any more (renamed or replaced), and
+ * treating it as raw would only make the writer ask again forever. */
+static bool raw_in_place(struct fs_mount *m, struct fs_inode *inode)
+{
+	struct lcp_probe pr;
+	struct fs_sfile *sf = NULL;
+	bool raw = false;
+
+	fs_rwlock_rdlock(&m->ns);
+	fs_mutex_lock(&inode->lock);
+	if (probe_inode(m, inode, &pr, &sf) == LCP_OK && pr.repr == LCP_REPR_RAW) {
+		set_sf(inode, NULL);
+		fs_track_materialized(&inode->t);
+		raw = true;
+	}
+	fs_mutex_unlock(&inode->lock);
+	fs_rwlock_unlock(&m->ns);
+	sfile_put(sf);
+	if (!raw)
+		fs_inode_reread_dir(m, inode); /* the kernel's next lookup finds what is there */
+	return raw;
+}
+
 /* Materializes a compressed inode (no lock held): decode with no lock, swap
  * under ns. Returns 0 when the inode is raw, or an errno. */
 static int materialize(struct fs_mount *m, struct fs_inode *inode)
@@ -479,6 +507,8 @@ static int materialize(struct fs_mount *m, struct fs_inode *inode)
 			hold_point(m, "materialize");
 			err = lcp_store_materialize_prepare_at(dfd, name, &mat);
 		}
+		/* stale: the handle's object has no name to be written under */
+		bool stale = err == LCP_ERR_NOENT && !raw_in_place(m, inode);
 		if (err == LCP_OK) {
 			fs_rwlock_wrlock(&m->ns);
 			fs_mutex_lock(&inode->lock);
@@ -497,6 +527,8 @@ static int materialize(struct fs_mount *m, struct fs_inode *inode)
 			fs_mutex_unlock(&inode->lock);
 			fs_rwlock_unlock(&m->ns);
 		}
+		if (err == LCP_ERR_NOENT && !stale)
+			err = LCP_OK; /* raw now */
 		fs_mutex_lock(&inode->lock);
 		inode->t.materializing = false;
 		pthread_cond_broadcast(&inode->changed);
@@ -506,14 +538,25 @@ static int materialize(struct fs_mount *m, struct fs_inode *inode)
 			close(dfd);
 		if (err == LCP_ERR_AGAIN && tries + 1 < MATERIALIZE_TRIES)
 			continue;
-		if (err == LCP_ERR_MLINK)
+		/* A writer retrying in a loop must not flood the log: said once
+		 * until a materialize of this inode succeeds. */
+		fs_mutex_lock(&inode->lock);
+		bool say = err && !inode->materialize_logged;
+		inode->materialize_logged = err != LCP_OK;
+		fs_mutex_unlock(&inode->lock);
+		if (say && err == LCP_ERR_MLINK)
 			log_inode(m, inode, LCP_LOG_ERROR,
 				  "a compressed file with several hard links cannot be changed in "
 				  "place (a rename would split the links); unpack it first");
-		else if (err)
+		else if (say && stale)
+			log_inode(m, inode, LCP_LOG_ERROR,
+				  "cannot materialize for writing: its name on the backing no "
+				  "longer holds this compressed file (changed outside the mount); "
+				  "writes through handles open before fail with ESTALE");
+		else if (say)
 			log_inode(m, inode, LCP_LOG_ERROR, "cannot materialize for writing: %s",
 				  lcp_strerror(err));
-		return err == LCP_ERR_NOENT ? 0 : lcp_err_to_errno(err);
+		return stale ? ESTALE : lcp_err_to_errno(err);
 	}
 }
 
