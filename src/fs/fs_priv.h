@@ -93,6 +93,9 @@ struct fs_inode {
 struct fs_handle {
 	pthread_mutex_t lock;     /* fd, sf and content_gen below */
 	int fd;                   /* backing fd, or -1 while reading through sf */
+	int retired_fd;           /* a reader's raw fd replaced by the committed file,
+	                             or -1: closed with the handle (a read in flight
+	                             may still splice from it) */
 	struct fs_sfile *sf;      /* committed file read through, or NULL */
 	struct fs_reader *reader; /* sf's read stream (made at the first read), or NULL */
 	uint64_t content_gen;     /* the inode's content generation fd/sf belong to */

@@ -574,18 +574,41 @@ int fs_tensor_make_raw(struct fs_mount *m, struct fs_inode *inode, bool to_empty
 
 /* Brings h up to the inode's current content (inode and h locks held): a
  * handle reading a committed file that was materialized since reads the
- * raw file now (or the newer committed file). A handle on a raw fd keeps
- * it: it reads the version it opened, as across a rename. */
+ * raw file now (or the newer committed file). A writer's raw fd stays (no
+ * commit happens while a writer is open).
+ *
+ * A reader opened while the file was raw reads the committed file once it
+ * is committed, not its raw fd: the kernel's page cache belongs to the
+ * inode, not to the handle, so raw pages this reader fetched after the
+ * commit's invalidation would be served to every later open (granted
+ * keep_cache, as the backing file did not change since) and mix with the
+ * reconstruction in mmaps. Refusing keep_cache while such a reader is open
+ * would not be enough: its reads racing a new reader's still fill the
+ * shared cache. So after a commit every read gives the reconstruction.
+ * The old fd stays open until the handle closes: a read in flight may
+ * still be splicing from it. */
 static int resolve_handle(struct fs_mount *m, struct fs_inode *inode, struct fs_handle *h)
 {
 	assert(fs_mutex_held(&inode->lock));
-	if (h->content_gen == inode->t.content_gen || h->fd >= 0)
+	if (h->content_gen == inode->t.content_gen || (h->fd >= 0 && h->writable))
 		return 0;
 	if (inode->t.state == FS_COMPRESSED) {
 		if (inode->t.damaged || !inode->sf)
 			return EIO;
 		sfile_put(h->sf);
 		h->sf = sfile_get(inode->sf);
+		if (h->fd >= 0) {
+			/* An fd retired a whole version ago (materialized and
+			 * committed again since): its reads ended long before. */
+			if (h->retired_fd >= 0)
+				close(h->retired_fd);
+			h->retired_fd = h->fd;
+			h->fd = -1;
+		}
+	} else if (h->fd >= 0) {
+		/* Raw again (or still) with a fd of its own: it reads the
+		 * version it opened, as across a rename. */
+		return 0;
 	} else {
 		int fd, err = open_backing(m, inode, h->flags & ~O_TRUNC, &fd);
 		if (err)
@@ -796,6 +819,9 @@ void fs_tensor_handle_close(struct fs_handle *h)
 	if (h->fd >= 0)
 		close(h->fd);
 	h->fd = -1;
+	if (h->retired_fd >= 0)
+		close(h->retired_fd);
+	h->retired_fd = -1;
 	sfile_put(h->sf);
 	h->sf = NULL;
 }
