@@ -380,6 +380,7 @@ static bool take_writer_lock(struct fs_mount *m, const char *prog, int root_fd)
 	}
 	if (err != LCP_OK) {
 		m->writer_lock = -1;
+	m->backing_lock = -1;
 		lcp_log(LCP_LOG_WARN, "%s: cannot take the writer lock (%s): a second read-write "
 			"mount of this backing would not be refused", m->backing, lcp_strerror(err));
 	}
@@ -508,6 +509,7 @@ int lcp_fs_main(int argc, char **argv)
 	long cores = sysconf(_SC_NPROCESSORS_ONLN);
 	m->threads = cores < 1 ? 1u : cores > (long)MAX_THREADS ? MAX_THREADS : (unsigned)cores;
 	m->writer_lock = -1;
+	m->backing_lock = -1;
 	m->attr_timeout = ATTR_TIMEOUT_SEC;
 	m->entry_timeout = ATTR_TIMEOUT_SEC;
 	rc = parse_cmdline(m, argc, argv, &cl);

@@ -130,6 +130,7 @@ struct fs_mount {
 	struct fs_mutex queue_lock;
 	pthread_cond_t queue_cond;
 	struct fs_job *queue_head, *queue_tail;
+	struct fs_job *running;   /* jobs the workers run now (linked by next) */
 	atomic_bool stopping;
 	pthread_t *workers;
 	unsigned nworkers;
@@ -235,7 +236,10 @@ lcp_err fs_tensor_configure(struct fs_mount *m, const char *options, char *errbu
 void fs_tensor_recover(struct fs_mount *m, int root_fd);
 /* Creates the chunk cache and starts the compression workers. */
 lcp_err fs_tensor_start(struct fs_mount *m);
-/* At unmount: no new jobs; the workers finish every queued one, then exit. */
+/* At unmount: no new jobs, and no commit from now on (a new mount may
+ * open the raw files at once): every queued or running job's file is
+ * marked for a retry (the next mount packs it when it first looks it up),
+ * the backing's writer and use locks are let go, then the workers end. */
 void fs_tensor_stop(struct fs_mount *m);
 bool fs_name_hidden(const char *name);
 /* Releases an inode's tensor state when the inode is freed. */

@@ -91,6 +91,7 @@ static void sfile_put(struct fs_sfile *s)
 static void log_inode(struct fs_mount *m, struct fs_inode *inode, enum lcp_log_level level,
 		      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 static void queue_job(struct fs_mount *m, struct fs_inode *inode, unsigned attempt);
+static enum lcp_format header_format(struct fs_mount *m, struct fs_inode *inode);
 static void log_inode(struct fs_mount *m, struct fs_inode *inode, enum lcp_log_level level,
 		      const char *fmt, ...)
 {
@@ -969,6 +970,10 @@ static enum fs_job_end commit(struct fs_mount *m, struct fs_inode *inode, struct
 	struct fs_sfile *sf;
 
 	lcp_store_pack_source(pj, &dev, &ino);
+	/* Unmounted: the writer lock may be gone and a new mount may have the
+	 * raw file open (fs_tensor_stop marked it for a retry). */
+	if (atomic_load(&m->stopping))
+		return FS_JOB_OVERTAKEN;
 	if (!fs_track_gate(&inode->t, j->wgen) || (uint64_t)inode->dev != dev ||
 	    (uint64_t)inode->ino != ino)
 		return FS_JOB_OVERTAKEN;
@@ -1015,7 +1020,7 @@ static void run_job(struct fs_mount *m, struct fs_job *j)
 
 	memset(&rep, 0, sizeof rep);
 	fs_mutex_lock(&inode->lock);
-	go = fs_track_job_may_start(&inode->t, j->wgen);
+	go = fs_track_job_may_start(&inode->t, j->wgen) && !atomic_load(&m->stopping);
 	fs_mutex_unlock(&inode->lock);
 	dfd = fs_inode_dirfd_name(m, inode, name, sizeof name, &e);
 	if (dfd >= 0 && go) {
@@ -1078,9 +1083,8 @@ static bool due(const struct timespec *t, const struct timespec *now)
 	return t->tv_sec < now->tv_sec || (t->tv_sec == now->tv_sec && t->tv_nsec <= now->tv_nsec);
 }
 
-/* Takes the first job that is due (queue lock held); NULL when none is.
- * At unmount deferred jobs are dropped (their files keep the retry marker
- * for the next mount); the others are drained. */
+/* Takes the first job that is due (queue lock held) onto the running
+ * list; NULL when none is. */
 static struct fs_job *take_due(struct fs_mount *m, struct timespec *next)
 {
 	struct timespec now;
@@ -1088,7 +1092,7 @@ static struct fs_job *take_due(struct fs_mount *m, struct timespec *next)
 	next->tv_sec = 0;
 	for (struct fs_job **pp = &m->queue_head, *prev = NULL; *pp; prev = *pp, pp = &(*pp)->next) {
 		struct fs_job *j = *pp;
-		if (!due(&j->due, &now) && !atomic_load(&m->stopping)) {
+		if (!due(&j->due, &now)) {
 			if (!next->tv_sec || !due(next, &j->due))
 				*next = j->due;
 			continue;
@@ -1096,18 +1100,24 @@ static struct fs_job *take_due(struct fs_mount *m, struct timespec *next)
 		*pp = j->next;
 		if (m->queue_tail == j)
 			m->queue_tail = prev;
-		j->next = NULL;
+		j->next = m->running;
+		m->running = j;
 		return j;
 	}
 	return NULL;
 }
 
-/* Ends a job that never ran: its inode is no longer queued. */
-static void drop_job(struct fs_mount *m, struct fs_job *j)
+/* A job ran: off the running list, and freed. */
+static void job_ran(struct fs_mount *m, struct fs_job *j)
 {
-	fs_mutex_lock(&j->inode->lock);
-	fs_track_job_done(&j->inode->t, FS_JOB_FAILED, "unmounted before the retry", true);
-	fs_mutex_unlock(&j->inode->lock);
+	fs_mutex_lock(&m->queue_lock);
+	for (struct fs_job **pp = &m->running; *pp; pp = &(*pp)->next) {
+		if (*pp == j) {
+			*pp = j->next;
+			break;
+		}
+	}
+	fs_mutex_unlock(&m->queue_lock);
 	fs_inode_unref(m, j->inode);
 	lcp_free(j);
 }
@@ -1129,15 +1139,8 @@ static void *worker_main(void *arg)
 		fs_mutex_unlock(&m->queue_lock);
 		if (!j)
 			return NULL;
-		/* At unmount the queue is drained, not dropped: a file copied in
-		 * just before `fusermount3 -u` is still compressed. */
-		if (atomic_load(&m->stopping) && j->attempt) {
-			drop_job(m, j);
-			continue;
-		}
 		run_job(m, j);
-		fs_inode_unref(m, j->inode);
-		lcp_free(j);
+		job_ran(m, j);
 	}
 }
 
@@ -1198,12 +1201,91 @@ lcp_err fs_tensor_start(struct fs_mount *m)
 	return LCP_OK;
 }
 
+/* Marks a file whose job the unmount cancels for a retry by the next mount
+ * (ns held for writing, so no commit is under way). Only a tensor file
+ * (by its header): a retry marker on another file would be kept forever,
+ * as a pack that finds no tensor file records nothing. */
+static void mark_for_retry(struct fs_mount *m, struct fs_inode *inode)
+{
+	struct lcp_pack_report rep = {.outcome = LCP_PACK_DEFERRED};
+	int err, fd;
+
+	fs_mutex_lock(&inode->lock);
+	bool pending = inode->t.state == FS_PENDING;
+	fs_mutex_unlock(&inode->lock);
+	enum lcp_format f = pending ? header_format(m, inode) : LCP_FORMAT_UNKNOWN;
+	if (f == LCP_FORMAT_UNKNOWN || f == LCP_FORMAT_RAW)
+		return;
+	fd = fs_inode_open(m, inode, O_RDONLY | O_NONBLOCK, &err);
+	if (fd < 0)
+		return;
+	snprintf(rep.reason, sizeof rep.reason, "unmounted before compression");
+	lcp_store_refusal_record(fd, &rep);
+	close(fd);
+	log_inode(m, inode, LCP_LOG_INFO, "left raw: unmounted before compression (the next "
+		  "mount compresses it)");
+}
+
+/* The unmount cancels every job: queued ones are dropped, running ones
+ * cannot commit any more (commit() checks m->stopping under ns); each
+ * one's file is marked for a retry. Draining the queue instead would let
+ * this daemon rename a payload over a raw file that a new mount of the
+ * backing has open for writing: its writes would land in an unlinked file
+ * and be lost. */
+static void cancel_jobs(struct fs_mount *m)
+{
+	struct fs_job *queued, *running_jobs = NULL;
+
+	fs_rwlock_wrlock(&m->ns); /* a commit under way ends first */
+	fs_mutex_lock(&m->queue_lock);
+	queued = m->queue_head;
+	m->queue_head = m->queue_tail = NULL;
+	/* The running jobs end by themselves: their inodes are borrowed with a
+	 * reference of ours. */
+	for (struct fs_job *j = m->running; j; j = j->next) {
+		struct fs_job *c = lcp_calloc(1, sizeof *c);
+		if (!c)
+			continue; /* not marked: its file stays raw, unmarked */
+		fs_inode_ref(m, j->inode);
+		c->inode = j->inode;
+		c->next = running_jobs;
+		running_jobs = c;
+	}
+	pthread_cond_broadcast(&m->queue_cond);
+	fs_mutex_unlock(&m->queue_lock);
+	for (int pass = 0; pass < 2; pass++) {
+		struct fs_job *list = pass ? running_jobs : queued;
+		while (list) {
+			struct fs_job *j = list;
+			list = j->next;
+			mark_for_retry(m, j->inode);
+			if (!pass) {
+				fs_mutex_lock(&j->inode->lock);
+				fs_track_job_done(&j->inode->t, FS_JOB_FAILED,
+						  "unmounted before compression", true);
+				fs_mutex_unlock(&j->inode->lock);
+			}
+			fs_inode_unref(m, j->inode);
+			lcp_free(j);
+		}
+	}
+	fs_rwlock_unlock(&m->ns);
+}
+
 void fs_tensor_stop(struct fs_mount *m)
 {
 	atomic_store(&m->stopping, true);
-	fs_mutex_lock(&m->queue_lock);
-	pthread_cond_broadcast(&m->queue_cond);
-	fs_mutex_unlock(&m->queue_lock);
+	if (m->workers)
+		cancel_jobs(m);
+	/* Nothing of ours renames anything on the backing any more: a new
+	 * mount may start (and recover) while running jobs wind down; their
+	 * temporaries stay locked until they remove them. */
+	if (m->writer_lock >= 0)
+		close(m->writer_lock);
+	m->writer_lock = -1;
+	if (m->backing_lock >= 0)
+		close(m->backing_lock);
+	m->backing_lock = -1;
 	for (unsigned i = 0; i < m->nworkers; i++)
 		pthread_join(m->workers[i], NULL);
 	m->nworkers = 0;
