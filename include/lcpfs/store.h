@@ -447,7 +447,12 @@ lcp_err lcp_store_hold_backing(int dirfd, int *fd);
 lcp_err lcp_store_lock_writer(int dirfd, int *fd);
 
 /* rmdir of name in dirfd that also removes the store's lock file when it
- * is all the directory holds (under its lock, so nobody keeps using it). */
+ * is all the directory holds (under its lock, so nobody keeps using it),
+ * and temporaries this process has open when they and the lock file are
+ * all it holds (a job of a file removed meanwhile: its commit fails, as
+ * its temporaries are gone). Another process's temporaries keep the
+ * directory (LCP_ERR_NOTEMPTY). The caller must not commit anything in
+ * that directory meanwhile. */
 lcp_err lcp_store_rmdir_at(int dirfd, const char *name);
 
 /* What `lcpfs inspect` and the xattrs show. */
