@@ -144,6 +144,10 @@ enum lcp_pack_outcome {
 
 /* The start of a refusal marker that asks for a retry (a transient cause). */
 #define LCP_STORE_RETRY_PREFIX "retry: "
+/* The refusal of a pack in place of a file with several hard links: it
+ * holds only while the file has them (a caller packs it again once it has
+ * one link left). */
+#define LCP_STORE_REFUSED_LINKS "file has several hard links"
 
 struct lcp_pack_report {
 	enum lcp_format format;

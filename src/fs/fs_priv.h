@@ -290,7 +290,8 @@ void fs_tensor_written(struct fs_mount *m, struct fs_inode *inode);
 /* An open handle goes away: at the last writer release of a dirty file the
  * compression job is queued. */
 void fs_tensor_released(struct fs_mount *m, struct fs_inode *inode, bool writable);
-/* The name of inode was unlinked or replaced: a pending job must not commit. */
+/* The name of inode was unlinked or replaced: a pending job must not
+ * commit, and a refusal for several hard links is asked about again. */
 void fs_tensor_name_gone(struct fs_inode *inode);
 /* Namespace operations that carry sidecars along (ns held for writing);
  * return 0 or an errno. */

@@ -37,6 +37,14 @@ enum fs_action fs_track_retry(struct fs_track *t)
 	return FS_DO_QUEUE;
 }
 
+enum fs_action fs_track_recheck(struct fs_track *t)
+{
+	enum fs_action a = fs_track_retry(t);
+	if (a == FS_DO_QUEUE)
+		t->reason[0] = '\0';
+	return a;
+}
+
 void fs_track_unknown(struct fs_track *t)
 {
 	t->known = false;

@@ -82,6 +82,11 @@ void fs_track_probed(struct fs_track *t, enum fs_probe_answer a, const char *ref
  * the reason until the job ends. */
 enum fs_action fs_track_retry(struct fs_track *t);
 
+/* The store's answer was a raw file refused for a cause that is gone now
+ * (several hard links, one left): as fs_track_retry, but the stale reason
+ * is no longer shown. */
+enum fs_action fs_track_recheck(struct fs_track *t);
+
 /* The store could not be asked about the file now (after a commit, the
  * backing file changed and must be asked about again). */
 void fs_track_unknown(struct fs_track *t);

@@ -276,9 +276,15 @@ int fs_tensor_known(struct fs_mount *m, struct fs_inode *inode)
 		if (le == LCP_OK) {
 			adopt(inode, &pr, sf);
 			/* Deferred by an earlier mount (or run of `lcpfs pack`) for a
-			 * transient cause: try again now. */
+			 * transient cause: try again now. Likewise a refusal for hard
+			 * links once one link is left. */
+			bool links_gone = pr.repr == LCP_REPR_RAW && pr.nlink == 1 &&
+					  strcmp(pr.refused, LCP_STORE_REFUSED_LINKS) == 0;
 			if (pr.repr == LCP_REPR_RAW && lcp_store_refusal_is_retry(pr.refused) &&
 			    !m->readonly && fs_track_retry(&inode->t) == FS_DO_QUEUE)
+				queue_job(m, inode, 0);
+			else if (links_gone && !m->readonly &&
+				 fs_track_recheck(&inode->t) == FS_DO_QUEUE)
 				queue_job(m, inode, 0);
 			inode->untold_logged = false;
 			if (pr.repr == LCP_REPR_DAMAGED)
@@ -940,6 +946,11 @@ void fs_tensor_name_gone(struct fs_inode *inode)
 {
 	fs_mutex_lock(&inode->lock);
 	fs_track_name_changed(&inode->t);
+	/* One of several links gone: a refusal for them is asked about again
+	 * (fs_tensor_known packs the file if it has one link left). */
+	if (inode->type == S_IFREG && inode->t.state == FS_REFUSED &&
+	    strcmp(inode->t.reason, LCP_STORE_REFUSED_LINKS) == 0)
+		fs_track_unknown(&inode->t);
 	fs_mutex_unlock(&inode->lock);
 }
 

@@ -252,6 +252,22 @@ Test(fs_state, deferred_job_overtaken_by_a_writer)
 /* A retry mark found on a raw file (deferred by an earlier mount) queues a
  * job; a content refusal's mark does not, nor does a mark while a writer is
  * there. */
+Test(fs_state, recheck_queues_without_the_stale_reason)
+{
+	fs_track_probed(&t, FS_PROBE_RAW, "file has several hard links");
+	cr_assert_eq(t.state, FS_REFUSED);
+	cr_assert_eq(fs_track_recheck(&t), FS_DO_QUEUE);
+	cr_assert_eq(t.state, FS_PENDING);
+	cr_assert(t.queued);
+	cr_assert_str_eq(t.reason, "");
+	cr_assert_eq(fs_track_recheck(&t), FS_DO_NOTHING, "already queued");
+	fresh();
+	fs_track_probed(&t, FS_PROBE_RAW, "file has several hard links");
+	fs_track_opened(&t, true, false);
+	cr_assert_eq(fs_track_recheck(&t), FS_DO_NOTHING, "a writer decides");
+	cr_assert_str_eq(t.reason, "file has several hard links");
+}
+
 Test(fs_state, retry_mark_queues_a_job)
 {
 	fs_track_probed(&t, FS_PROBE_RAW, "retry: no space left on device");
