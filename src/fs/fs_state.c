@@ -96,11 +96,21 @@ enum fs_action fs_track_released(struct fs_track *t, bool writable, bool small)
 		return FS_DO_NOTHING;
 	t->dirty = false;
 	if (small) {
-		if (t->state != FS_COMPRESSED)
-			t->state = FS_RAW;
-		return FS_DO_NOTHING;
+		if (t->state == FS_COMPRESSED)
+			return FS_DO_NOTHING;
+		t->state = FS_RAW;
+		return FS_DO_CHECK_SMALL;
 	}
 	return queue(t);
+}
+
+bool fs_track_too_small(struct fs_track *t, const char *reason)
+{
+	if (t->state != FS_RAW || t->nwriters || t->queued || t->dirty || t->materializing)
+		return false;
+	t->state = FS_REFUSED;
+	snprintf(t->reason, sizeof t->reason, "%s", reason);
+	return true;
 }
 
 void fs_track_name_changed(struct fs_track *t)

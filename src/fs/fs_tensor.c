@@ -91,7 +91,8 @@ static void sfile_put(struct fs_sfile *s)
 static void log_inode(struct fs_mount *m, struct fs_inode *inode, enum lcp_log_level level,
 		      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 static void queue_job(struct fs_mount *m, struct fs_inode *inode, unsigned attempt);
-static enum lcp_format header_format(struct fs_mount *m, struct fs_inode *inode);
+static enum lcp_format header_format(struct fs_mount *m, struct fs_inode *inode, char *why,
+				     size_t why_len);
 static void log_inode(struct fs_mount *m, struct fs_inode *inode, enum lcp_log_level level,
 		      const char *fmt, ...)
 {
@@ -925,10 +926,38 @@ void fs_tensor_written(struct fs_mount *m, struct fs_inode *inode)
 		forget_refusal(m, inode);
 }
 
+/* A changed file under min_size after its last writer left (no lock
+ * held): a tensor file by its header is refused as too small, with the
+ * same reason and mark a pack would record, without a job reading it. */
+static void refuse_if_small_tensor(struct fs_mount *m, struct fs_inode *inode)
+{
+	struct lcp_pack_report rep = {.outcome = LCP_PACK_REFUSED};
+	enum lcp_format f = header_format(m, inode, rep.reason, sizeof rep.reason);
+	int err, fd;
+
+	if (f == LCP_FORMAT_UNKNOWN || f == LCP_FORMAT_RAW)
+		return;
+	if (!rep.reason[0])
+		snprintf(rep.reason, sizeof rep.reason, "smaller than min_size (%llu bytes)",
+			 (unsigned long long)m->cfg.min_size);
+	fd = fs_inode_open(m, inode, O_RDONLY | O_NONBLOCK, &err);
+	fs_mutex_lock(&inode->lock);
+	/* The mark goes on under the lock: a writer's first write, which
+	 * forgets it, cannot come in between. */
+	if (fs_track_too_small(&inode->t, rep.reason)) {
+		inode->format = (int)f;
+		if (fd >= 0)
+			lcp_store_refusal_record(fd, &rep);
+	}
+	fs_mutex_unlock(&inode->lock);
+	if (fd >= 0)
+		close(fd);
+}
+
 void fs_tensor_released(struct fs_mount *m, struct fs_inode *inode, bool writable)
 {
 	struct stat st;
-	bool unused = false;
+	bool unused = false, check_small = false;
 	/* Files under min_size are never packed: no job, no worker time. A
 	 * racing swap of the fd only makes this a conservative guess. */
 	bool small = writable && fs_inode_stat(m, inode, &st) == 0 &&
@@ -936,10 +965,14 @@ void fs_tensor_released(struct fs_mount *m, struct fs_inode *inode, bool writabl
 
 	fs_mutex_lock(&inode->lock);
 	if (inode->type == S_IFREG) {
-		act(m, inode, fs_track_released(&inode->t, writable, small), &unused);
+		enum fs_action a = fs_track_released(&inode->t, writable, small);
+		check_small = a == FS_DO_CHECK_SMALL && !m->readonly;
+		act(m, inode, a, &unused);
 		close_sf_if_idle(m, inode);
 	}
 	fs_mutex_unlock(&inode->lock);
+	if (check_small)
+		refuse_if_small_tensor(m, inode);
 }
 
 void fs_tensor_name_gone(struct fs_inode *inode)
@@ -1224,7 +1257,7 @@ static void mark_for_retry(struct fs_mount *m, struct fs_inode *inode)
 	fs_mutex_lock(&inode->lock);
 	bool pending = inode->t.state == FS_PENDING;
 	fs_mutex_unlock(&inode->lock);
-	enum lcp_format f = pending ? header_format(m, inode) : LCP_FORMAT_UNKNOWN;
+	enum lcp_format f = pending ? header_format(m, inode, NULL, 0) : LCP_FORMAT_UNKNOWN;
 	if (f == LCP_FORMAT_UNKNOWN || f == LCP_FORMAT_RAW)
 		return;
 	fd = fs_inode_open(m, inode, O_RDONLY | O_NONBLOCK, &err);
@@ -1419,21 +1452,28 @@ static ssize_t put_text(const char *text, char *buf, size_t size)
 	return (ssize_t)n;
 }
 
-/* The format of a refused file whose refusal came back from its mark (after
- * a remount, or once the kernel forgot the inode), when no pack of this
- * daemon recorded it: the header says it again. LCP_FORMAT_UNKNOWN when the
- * file cannot be read now. No lock held: a header parse reads the file. */
-static enum lcp_format header_format(struct fs_mount *m, struct fs_inode *inode)
+/* The format of a file by its header (a refused file whose refusal came
+ * back from its mark, after a remount or once the kernel forgot the inode,
+ * when no pack of this daemon recorded it; a small file; a file whose job
+ * the unmount cancels). LCP_FORMAT_UNKNOWN when the file cannot be read
+ * now. why (may be NULL) receives the format's reason when the file is not
+ * a valid one, else "". No lock held: a header parse reads the file. */
+static enum lcp_format header_format(struct fs_mount *m, struct fs_inode *inode, char *why,
+				     size_t why_len)
 {
 	enum lcp_format f = LCP_FORMAT_UNKNOWN;
 	struct lcp_region_map map;
 	struct lcp_reader rd;
 	int err, fd = fs_inode_open(m, inode, O_RDONLY | O_NONBLOCK, &err);
 
+	if (why)
+		why[0] = '\0';
 	if (fd < 0)
 		return f;
 	if (lcp_reader_from_fd(&rd, &fd) == LCP_OK && lcp_format_parse(&rd, 0, &map) == LCP_OK) {
 		f = map.format;
+		if (why && !map.ok)
+			snprintf(why, why_len, "%s", map.reason[0] ? map.reason : "not a tensor file");
 		lcp_region_map_free(&map);
 	}
 	close(fd);
@@ -1456,7 +1496,7 @@ ssize_t fs_tensor_xattr(struct fs_mount *m, struct fs_inode *inode, const char *
 	bool format_unknown = inode->t.state == FS_REFUSED && inode->format < 0;
 	fs_mutex_unlock(&inode->lock);
 	if (strcmp(key, "format") == 0 && format_unknown) {
-		enum lcp_format f = header_format(m, inode);
+		enum lcp_format f = header_format(m, inode, NULL, 0);
 		fs_mutex_lock(&inode->lock);
 		if (inode->format < 0)
 			inode->format = (int)f;
