@@ -72,6 +72,14 @@ struct fs_job {
 	struct fs_job *next;
 };
 
+/* Closes *fd if open and marks it closed. */
+static void close_fd(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
 static struct fs_sfile *sfile_get(struct fs_sfile *s)
 {
 	if (s)
@@ -824,12 +832,8 @@ void fs_tensor_handle_close(struct fs_handle *h)
 {
 	reader_put(h->reader);
 	h->reader = NULL;
-	if (h->fd >= 0)
-		close(h->fd);
-	h->fd = -1;
-	if (h->retired_fd >= 0)
-		close(h->retired_fd);
-	h->retired_fd = -1;
+	close_fd(&h->fd);
+	close_fd(&h->retired_fd);
 	sfile_put(h->sf);
 	h->sf = NULL;
 }
@@ -1324,12 +1328,8 @@ void fs_tensor_stop(struct fs_mount *m)
 	/* Nothing of ours renames anything on the backing any more: a new
 	 * mount may start (and recover) while running jobs wind down; their
 	 * temporaries stay locked until they remove them. */
-	if (m->writer_lock >= 0)
-		close(m->writer_lock);
-	m->writer_lock = -1;
-	if (m->backing_lock >= 0)
-		close(m->backing_lock);
-	m->backing_lock = -1;
+	close_fd(&m->writer_lock);
+	close_fd(&m->backing_lock);
 	for (unsigned i = 0; i < m->nworkers; i++)
 		pthread_join(m->workers[i], NULL);
 	m->nworkers = 0;
