@@ -290,9 +290,12 @@ void fs_tensor_written(struct fs_mount *m, struct fs_inode *inode);
 /* An open handle goes away: at the last writer release of a dirty file the
  * compression job is queued. */
 void fs_tensor_released(struct fs_mount *m, struct fs_inode *inode, bool writable);
-/* The name of inode was unlinked or replaced: a pending job must not
- * commit, and a refusal for several hard links is asked about again. */
+/* The name of inode was unlinked or replaced: a pending job must not commit. */
 void fs_tensor_name_gone(struct fs_inode *inode);
+/* One of the inode's links went away through the mount (ns held for
+ * writing; after its name was dropped or moved on): a file refused for
+ * several hard links that has one left is queued for packing. */
+void fs_tensor_link_dropped(struct fs_mount *m, struct fs_inode *inode);
 /* Namespace operations that carry sidecars along (ns held for writing);
  * return 0 or an errno. */
 int fs_tensor_unlink(struct fs_mount *m, int dirfd, const char *name);

@@ -262,6 +262,14 @@ static bool names_other(const struct fs_inode *inode, const struct lcp_probe *pr
 	return pr->regular && (pr->dev != (uint64_t)inode->dev || pr->ino != (uint64_t)inode->ino);
 }
 
+/* Whether a probe found a raw file refused for several hard links that has
+ * one link left. */
+static bool links_gone(const struct lcp_probe *pr)
+{
+	return pr->repr == LCP_REPR_RAW && pr->nlink == 1 &&
+	       strcmp(pr->refused, LCP_STORE_REFUSED_LINKS) == 0;
+}
+
 int fs_tensor_known(struct fs_mount *m, struct fs_inode *inode)
 {
 	struct lcp_probe pr;
@@ -287,12 +295,10 @@ int fs_tensor_known(struct fs_mount *m, struct fs_inode *inode)
 			/* Deferred by an earlier mount (or run of `lcpfs pack`) for a
 			 * transient cause: try again now. Likewise a refusal for hard
 			 * links once one link is left. */
-			bool links_gone = pr.repr == LCP_REPR_RAW && pr.nlink == 1 &&
-					  strcmp(pr.refused, LCP_STORE_REFUSED_LINKS) == 0;
 			if (pr.repr == LCP_REPR_RAW && lcp_store_refusal_is_retry(pr.refused) &&
 			    !m->readonly && fs_track_retry(&inode->t) == FS_DO_QUEUE)
 				queue_job(m, inode, 0);
-			else if (links_gone && !m->readonly &&
+			else if (links_gone(&pr) && !m->readonly &&
 				 fs_track_recheck(&inode->t) == FS_DO_QUEUE)
 				queue_job(m, inode, 0);
 			inode->untold_logged = false;
@@ -983,11 +989,28 @@ void fs_tensor_name_gone(struct fs_inode *inode)
 {
 	fs_mutex_lock(&inode->lock);
 	fs_track_name_changed(&inode->t);
-	/* One of several links gone: a refusal for them is asked about again
-	 * (fs_tensor_known packs the file if it has one link left). */
-	if (inode->type == S_IFREG && inode->t.state == FS_REFUSED &&
-	    strcmp(inode->t.reason, LCP_STORE_REFUSED_LINKS) == 0)
-		fs_track_unknown(&inode->t);
+	fs_mutex_unlock(&inode->lock);
+}
+
+void fs_tensor_link_dropped(struct fs_mount *m, struct fs_inode *inode)
+{
+	struct lcp_probe pr;
+	struct fs_sfile *sf = NULL;
+
+	assert(fs_rwlock_held_write(&m->ns));
+	fs_mutex_lock(&inode->lock);
+	/* Asked again only while the store's answer can be had (the inode has
+	 * a name): otherwise the refusal stays until the next lookup after a
+	 * remount, rather than the file failing with EIO meanwhile. */
+	if (inode->type == S_IFREG && !m->readonly && inode->t.known &&
+	    inode->t.state == FS_REFUSED && strcmp(inode->t.reason, LCP_STORE_REFUSED_LINKS) == 0 &&
+	    probe_inode(m, inode, &pr, &sf) == LCP_OK && links_gone(&pr)) {
+		adopt(inode, &pr, sf);
+		sf = NULL;
+		if (fs_track_recheck(&inode->t) == FS_DO_QUEUE)
+			queue_job(m, inode, 0);
+	}
+	sfile_put(sf);
 	fs_mutex_unlock(&inode->lock);
 }
 

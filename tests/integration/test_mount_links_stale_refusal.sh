@@ -42,6 +42,16 @@ poll "$COMMIT_TIMEOUT" state_is "$M/e" compressed ||
 	fail "e (one link left) stays $(xattr_get "$M/e" user.lcpfs.state): $(xattr_get "$M/e" user.lcpfs.reason 2>/dev/null)"
 say "the newer name removed: the older one is compressed"
 
+# A link replaced by a rename over it: the same.
+cp "$WORK/t.safetensors" "$M/i"
+ln "$M/i" "$M/j"
+wait_state "$M/j" refused
+echo other > "$M/k"
+mv "$M/k" "$M/j"
+poll "$COMMIT_TIMEOUT" state_is "$M/i" compressed ||
+	fail "i (its other link renamed over) stays $(xattr_get "$M/i" user.lcpfs.state): $(xattr_get "$M/i" user.lcpfs.reason 2>/dev/null)"
+say "a link renamed over: the other name is compressed"
+
 # A link removed on the backing while unmounted: the next mount packs the
 # file when it first looks it up.
 cp "$WORK/t.safetensors" "$M/g"
