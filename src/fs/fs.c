@@ -380,7 +380,6 @@ static bool take_writer_lock(struct fs_mount *m, const char *prog, int root_fd)
 	}
 	if (err != LCP_OK) {
 		m->writer_lock = -1;
-	m->backing_lock = -1;
 		lcp_log(LCP_LOG_WARN, "%s: cannot take the writer lock (%s): a second read-write "
 			"mount of this backing would not be refused", m->backing, lcp_strerror(err));
 	}

@@ -131,6 +131,8 @@ struct fs_mount {
 	pthread_cond_t queue_cond;
 	struct fs_job *queue_head, *queue_tail;
 	struct fs_job *running;   /* jobs the workers run now (linked by next) */
+	struct fs_job *finished;  /* jobs that ended once the unmount began: freed
+	                             (and their inodes let go) after the workers */
 	atomic_bool stopping;
 	pthread_t *workers;
 	unsigned nworkers;

@@ -56,6 +56,8 @@
  * next one after twice as long, at most RETRY_MAX_MS. */
 #define RETRY_FIRST_MS 1000u
 #define RETRY_MAX_MS (10u * 60u * 1000u)
+/* Why a job the unmount cancelled left its file raw (and its retry mark). */
+#define UNMOUNTED_REASON "unmounted before compression"
 
 /* A committed file shared by the inode and its read handles. */
 struct fs_sfile {
@@ -864,7 +866,7 @@ static void queue_job(struct fs_mount *m, struct fs_inode *inode, unsigned attem
 		j = lcp_calloc(1, sizeof *j);
 	if (!j) {
 		fs_track_job_done(&inode->t, FS_JOB_FAILED,
-				  atomic_load(&m->stopping) ? "unmounted before compression"
+				  atomic_load(&m->stopping) ? UNMOUNTED_REASON
 							    : "cannot queue compression",
 				  true);
 		return;
@@ -1178,7 +1180,14 @@ static struct fs_job *take_due(struct fs_mount *m, struct timespec *next)
 	return NULL;
 }
 
-/* A job ran: off the running list, and freed. */
+static void job_free(struct fs_mount *m, struct fs_job *j)
+{
+	fs_inode_unref(m, j->inode);
+	lcp_free(j);
+}
+
+/* A job ran: off the running list, and freed; once the unmount began, kept
+ * on m->finished instead, so that cancel_jobs may still use its inode. */
 static void job_ran(struct fs_mount *m, struct fs_job *j)
 {
 	fs_mutex_lock(&m->queue_lock);
@@ -1188,9 +1197,14 @@ static void job_ran(struct fs_mount *m, struct fs_job *j)
 			break;
 		}
 	}
+	bool keep = atomic_load(&m->stopping);
+	if (keep) {
+		j->next = m->finished;
+		m->finished = j;
+	}
 	fs_mutex_unlock(&m->queue_lock);
-	fs_inode_unref(m, j->inode);
-	lcp_free(j);
+	if (!keep)
+		job_free(m, j);
 }
 
 static void *worker_main(void *arg)
@@ -1282,7 +1296,9 @@ static void mark_for_retry(struct fs_mount *m, struct fs_inode *inode)
 	int err, fd;
 
 	fs_mutex_lock(&inode->lock);
-	bool pending = inode->t.state == FS_PENDING;
+	/* Pending, or a job that saw the unmount and could not queue again. */
+	bool pending = inode->t.state == FS_PENDING ||
+		       (inode->t.state == FS_REFUSED && strcmp(inode->t.reason, UNMOUNTED_REASON) == 0);
 	fs_mutex_unlock(&inode->lock);
 	enum lcp_format f = pending ? header_format(m, inode, NULL, 0) : LCP_FORMAT_UNKNOWN;
 	if (f == LCP_FORMAT_UNKNOWN || f == LCP_FORMAT_RAW)
@@ -1290,7 +1306,7 @@ static void mark_for_retry(struct fs_mount *m, struct fs_inode *inode)
 	fd = fs_inode_open(m, inode, O_RDONLY | O_NONBLOCK, &err);
 	if (fd < 0)
 		return;
-	snprintf(rep.reason, sizeof rep.reason, "unmounted before compression");
+	snprintf(rep.reason, sizeof rep.reason, "%s", UNMOUNTED_REASON);
 	lcp_store_refusal_record(fd, &rep);
 	close(fd);
 	log_inode(m, inode, LCP_LOG_INFO, "left raw: unmounted before compression (the next "
@@ -1305,40 +1321,38 @@ static void mark_for_retry(struct fs_mount *m, struct fs_inode *inode)
  * and be lost. */
 static void cancel_jobs(struct fs_mount *m)
 {
-	struct fs_job *queued, *running_jobs = NULL;
+	struct fs_job *queued;
+	struct fs_inode **running = NULL;
+	size_t nrunning = 0;
 
 	fs_rwlock_wrlock(&m->ns); /* a commit under way ends first */
 	fs_mutex_lock(&m->queue_lock);
 	queued = m->queue_head;
 	m->queue_head = m->queue_tail = NULL;
-	/* The running jobs end by themselves: their inodes are borrowed with a
-	 * reference of ours. */
-	for (struct fs_job *j = m->running; j; j = j->next) {
-		struct fs_job *c = lcp_calloc(1, sizeof *c);
-		if (!c)
-			continue; /* not marked: its file stays raw, unmarked */
-		fs_inode_ref(m, j->inode);
-		c->inode = j->inode;
-		c->next = running_jobs;
-		running_jobs = c;
-	}
+	/* The inodes of jobs running, or ended since m->stopping was set,
+	 * stay referenced until the workers are gone (job_ran keeps what
+	 * ends). Without memory for the list they stay raw, unmarked. */
+	size_t n = 0;
+	for (int pass = 0; pass < 2; pass++)
+		for (struct fs_job *j = pass ? m->finished : m->running; j; j = j->next)
+			n++;
+	running = n ? lcp_calloc(n, sizeof *running) : NULL;
+	for (int pass = 0; pass < 2 && running; pass++)
+		for (struct fs_job *j = pass ? m->finished : m->running; j; j = j->next)
+			running[nrunning++] = j->inode;
 	pthread_cond_broadcast(&m->queue_cond);
 	fs_mutex_unlock(&m->queue_lock);
-	for (int pass = 0; pass < 2; pass++) {
-		struct fs_job *list = pass ? running_jobs : queued;
-		while (list) {
-			struct fs_job *j = list;
-			list = j->next;
-			mark_for_retry(m, j->inode);
-			if (!pass) {
-				fs_mutex_lock(&j->inode->lock);
-				fs_track_job_done(&j->inode->t, FS_JOB_FAILED,
-						  "unmounted before compression", true);
-				fs_mutex_unlock(&j->inode->lock);
-			}
-			fs_inode_unref(m, j->inode);
-			lcp_free(j);
-		}
+	for (size_t i = 0; i < nrunning; i++)
+		mark_for_retry(m, running[i]);
+	lcp_free(running);
+	while (queued) {
+		struct fs_job *j = queued;
+		queued = j->next;
+		mark_for_retry(m, j->inode);
+		fs_mutex_lock(&j->inode->lock);
+		fs_track_job_done(&j->inode->t, FS_JOB_FAILED, UNMOUNTED_REASON, true);
+		fs_mutex_unlock(&j->inode->lock);
+		job_free(m, j);
 	}
 	fs_rwlock_unlock(&m->ns);
 }
@@ -1356,6 +1370,11 @@ void fs_tensor_stop(struct fs_mount *m)
 	for (unsigned i = 0; i < m->nworkers; i++)
 		pthread_join(m->workers[i], NULL);
 	m->nworkers = 0;
+	while (m->finished) {
+		struct fs_job *j = m->finished;
+		m->finished = j->next;
+		job_free(m, j);
+	}
 	lcp_free(m->workers);
 	m->workers = NULL;
 	lcp_encode_pool_free(m->pool);
