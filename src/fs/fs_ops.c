@@ -428,11 +428,13 @@ static struct fs_inode *known_child(struct fs_mount *m, struct fs_inode *dir, co
  * it was the name the inode went by and another link is left, another name
  * of it in the same directory (the usual `ln a b; rm b`) is taken, found by
  * reading dir: the store is asked about the file under a name. Then the
- * tensor layer learns a link is gone. */
+ * tensor layer learns a link is gone; with no name found it is not told
+ * (asking the store would fail with EIO until a lookup gave a name). */
 static void link_dropped(struct fs_mount *m, struct fs_inode *inode, struct fs_inode *dir)
 {
 	char name[NAME_MAX + 1];
 	struct stat st;
+	bool named = false;
 	int e, dfd, pfd;
 
 	if (inode->type != S_IFREG)
@@ -440,6 +442,7 @@ static void link_dropped(struct fs_mount *m, struct fs_inode *inode, struct fs_i
 	dfd = fs_inode_dirfd_name(m, inode, name, sizeof name, &e);
 	if (dfd >= 0) {
 		close(dfd);
+		named = true;
 	} else if ((pfd = fs_inode_path_fd(m, inode, &e)) >= 0) {
 		bool linked = fstat(pfd, &st) == 0 && st.st_nlink > 0;
 		close(pfd);
@@ -451,6 +454,7 @@ static void link_dropped(struct fs_mount *m, struct fs_inode *inode, struct fs_i
 			    fstatat(dir->fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
 			    st.st_dev == inode->dev && st.st_ino == inode->ino) {
 				fs_inode_set_name(m, inode, dir, de->d_name);
+				named = true;
 				break;
 			}
 		}
@@ -459,7 +463,8 @@ static void link_dropped(struct fs_mount *m, struct fs_inode *inode, struct fs_i
 		else if (rfd >= 0)
 			close(rfd);
 	}
-	fs_tensor_link_dropped(m, inode);
+	if (named)
+		fs_tensor_link_dropped(m, inode);
 }
 
 static void fs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)

@@ -295,8 +295,9 @@ void fs_tensor_released(struct fs_mount *m, struct fs_inode *inode, bool writabl
 /* The name of inode was unlinked or replaced: a pending job must not commit. */
 void fs_tensor_name_gone(struct fs_inode *inode);
 /* One of the inode's links went away through the mount (ns held for
- * writing; after its name was dropped or moved on): a file refused for
- * several hard links that has one left is queued for packing. */
+ * writing; the inode has a name to be asked about under): a file refused
+ * for several hard links is asked about again at its next request, and
+ * queued for packing if it has one link left. */
 void fs_tensor_link_dropped(struct fs_mount *m, struct fs_inode *inode);
 /* Namespace operations that carry sidecars along (ns held for writing);
  * return 0 or an errno. */

@@ -996,23 +996,14 @@ void fs_tensor_name_gone(struct fs_inode *inode)
 
 void fs_tensor_link_dropped(struct fs_mount *m, struct fs_inode *inode)
 {
-	struct lcp_probe pr;
-	struct fs_sfile *sf = NULL;
-
 	assert(fs_rwlock_held_write(&m->ns));
+	/* Asked about at the next request for it, not now: `rm a b` of two
+	 * links would otherwise pack b (a whole encode) just before it goes.
+	 * fs_tensor_known then queues it if one link is left. */
 	fs_mutex_lock(&inode->lock);
-	/* Asked again only while the store's answer can be had (the inode has
-	 * a name): otherwise the refusal stays until the next lookup after a
-	 * remount, rather than the file failing with EIO meanwhile. */
-	if (inode->type == S_IFREG && !m->readonly && inode->t.known &&
-	    inode->t.state == FS_REFUSED && strcmp(inode->t.reason, LCP_STORE_REFUSED_LINKS) == 0 &&
-	    probe_inode(m, inode, &pr, &sf) == LCP_OK && links_gone(&pr)) {
-		adopt(inode, &pr, sf);
-		sf = NULL;
-		if (fs_track_recheck(&inode->t) == FS_DO_QUEUE)
-			queue_job(m, inode, 0);
-	}
-	sfile_put(sf);
+	if (inode->type == S_IFREG && inode->t.state == FS_REFUSED &&
+	    strcmp(inode->t.reason, LCP_STORE_REFUSED_LINKS) == 0)
+		fs_track_unknown(&inode->t);
 	fs_mutex_unlock(&inode->lock);
 }
 
