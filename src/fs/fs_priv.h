@@ -296,8 +296,8 @@ void fs_tensor_released(struct fs_mount *m, struct fs_inode *inode, bool writabl
 void fs_tensor_name_gone(struct fs_inode *inode);
 /* One of the inode's links went away through the mount (ns held for
  * writing; the inode has a name to be asked about under): a file refused
- * for several hard links is asked about again at its next request, and
- * queued for packing if it has one link left. */
+ * for several hard links that has one left is queued for packing (after a
+ * short delay). */
 void fs_tensor_link_dropped(struct fs_mount *m, struct fs_inode *inode);
 /* Namespace operations that carry sidecars along (ns held for writing);
  * return 0 or an errno. */

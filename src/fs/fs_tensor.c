@@ -996,14 +996,23 @@ void fs_tensor_name_gone(struct fs_inode *inode)
 
 void fs_tensor_link_dropped(struct fs_mount *m, struct fs_inode *inode)
 {
+	struct lcp_probe pr;
+	struct fs_sfile *sf = NULL;
+
 	assert(fs_rwlock_held_write(&m->ns));
-	/* Asked about at the next request for it, not now: `rm a b` of two
-	 * links would otherwise pack b (a whole encode) just before it goes.
-	 * fs_tensor_known then queues it if one link is left. */
 	fs_mutex_lock(&inode->lock);
-	if (inode->type == S_IFREG && inode->t.state == FS_REFUSED &&
-	    strcmp(inode->t.reason, LCP_STORE_REFUSED_LINKS) == 0)
-		fs_track_unknown(&inode->t);
+	if (inode->type == S_IFREG && !m->readonly && inode->t.known &&
+	    inode->t.state == FS_REFUSED && strcmp(inode->t.reason, LCP_STORE_REFUSED_LINKS) == 0 &&
+	    probe_inode(m, inode, &pr, &sf) == LCP_OK && links_gone(&pr)) {
+		adopt(inode, &pr, sf);
+		sf = NULL;
+		/* After the first backoff, not at once: `rm a b` of two links
+		 * would otherwise pack b (a whole encode) just before it goes;
+		 * a job whose name went meanwhile never starts. */
+		if (fs_track_recheck(&inode->t) == FS_DO_QUEUE)
+			queue_job(m, inode, 1);
+	}
+	sfile_put(sf);
 	fs_mutex_unlock(&inode->lock);
 }
 
