@@ -1365,8 +1365,8 @@ void fs_tensor_stop(struct fs_mount *m)
 	/* Nothing of ours renames anything on the backing any more: a new
 	 * mount may start (and recover) while running jobs wind down; their
 	 * temporaries stay locked until they remove them. */
+	close_fd(&m->backing_lock); /* first: a new mount's recovery runs */
 	close_fd(&m->writer_lock);
-	close_fd(&m->backing_lock);
 	for (unsigned i = 0; i < m->nworkers; i++)
 		pthread_join(m->workers[i], NULL);
 	m->nworkers = 0;
