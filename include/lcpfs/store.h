@@ -159,6 +159,10 @@ enum lcp_pack_outcome {
 
 /* The start of a refusal marker that asks for a retry (a transient cause). */
 #define LCP_STORE_RETRY_PREFIX "retry: "
+/* The refusal of a pack in place of a file with several hard links: it
+ * holds only while the file has them (a caller packs it again once it has
+ * one link left). */
+#define LCP_STORE_REFUSED_LINKS "file has several hard links"
 
 struct lcp_pack_report {
 	enum lcp_format format;
@@ -463,7 +467,12 @@ lcp_err lcp_store_hold_backing(int dirfd, int *fd);
 lcp_err lcp_store_lock_writer(int dirfd, int *fd);
 
 /* rmdir of name in dirfd that also removes the store's lock file when it
- * is all the directory holds (under its lock, so nobody keeps using it). */
+ * is all the directory holds (under its lock, so nobody keeps using it),
+ * and temporaries this process has open when they and the lock file are
+ * all it holds (a job of a file removed meanwhile: its commit fails, as
+ * its temporaries are gone). Another process's temporaries keep the
+ * directory (LCP_ERR_NOTEMPTY). The caller must not commit anything in
+ * that directory meanwhile. */
 lcp_err lcp_store_rmdir_at(int dirfd, const char *name);
 
 /* What `lcpfs inspect` and the xattrs show. */

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/alloc.h"
@@ -33,6 +34,11 @@
 #define ATTR_TIMEOUT_SEC 60.0 /* long: the page cache is the hot path; we invalidate on change */
 #define MAX_TIMEOUT_SEC 86400.0 /* a day: longer only hides changes from other machines */
 #define MAX_IDLE_THREADS 16u
+/* How long a read-write mount waits for the backing's writer lock: a mount
+ * of the same backing that was just unmounted lets it go within
+ * milliseconds, once it has cancelled its jobs; a running one never. */
+#define WRITER_LOCK_WAIT_MS 5000
+#define WRITER_LOCK_POLL_MS 20
 /* Model files are read front to back: a deep readahead keeps several read
  * requests in flight. Cold sequential dd of bench_mount's 256 MiB file
  * (medians of 5, MiB/s) with the kernel's own 128 KiB, 1M, 4M and 16M:
@@ -364,12 +370,23 @@ static lcp_err start_decode_ahead(struct fs_mount *m)
 	return lcp_decode_ahead_create(threads, (size_t)m->ahead_bytes, &m->ahead);
 }
 
-/* The writer lock of the backing (lcp_store_lock_writer), kept until exit.
- * False, with the reason printed, when another read-write mount has it. */
+/* The writer lock of the backing (lcp_store_lock_writer), kept until the
+ * unmount. False, with the reason printed, when another read-write mount
+ * still has it after WRITER_LOCK_WAIT_MS. */
 static bool take_writer_lock(struct fs_mount *m, const char *prog, int root_fd)
 {
+	const struct timespec step = {0, WRITER_LOCK_POLL_MS * 1000000L};
 	lcp_err err = lcp_store_lock_writer(root_fd, &m->writer_lock);
 
+	if (err == LCP_ERR_BUSY)
+		fprintf(stderr, "%s: %s: waiting up to %d s for the writer lock (held by another "
+			"read-write mount, maybe one being unmounted)\n",
+			prog, m->backing, WRITER_LOCK_WAIT_MS / 1000);
+	for (int waited = 0; err == LCP_ERR_BUSY && waited < WRITER_LOCK_WAIT_MS;
+	     waited += WRITER_LOCK_POLL_MS) {
+		nanosleep(&step, NULL);
+		err = lcp_store_lock_writer(root_fd, &m->writer_lock);
+	}
 	if (err == LCP_ERR_BUSY) {
 		fprintf(stderr,
 			"%s: %s: another read-write lcpfs mount of this backing directory is "
@@ -508,6 +525,7 @@ int lcp_fs_main(int argc, char **argv)
 	long cores = sysconf(_SC_NPROCESSORS_ONLN);
 	m->threads = cores < 1 ? 1u : cores > (long)MAX_THREADS ? MAX_THREADS : (unsigned)cores;
 	m->writer_lock = -1;
+	m->backing_lock = -1;
 	m->attr_timeout = ATTR_TIMEOUT_SEC;
 	m->entry_timeout = ATTR_TIMEOUT_SEC;
 	rc = parse_cmdline(m, argc, argv, &cl);

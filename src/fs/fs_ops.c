@@ -424,6 +424,49 @@ static struct fs_inode *known_child(struct fs_mount *m, struct fs_inode *dir, co
 	return fs_inode_find(m, st.st_dev, st.st_ino);
 }
 
+/* A name of regular file inode in dir went away (ns held for writing). If
+ * it was the name the inode went by and another link is left, another name
+ * of it in the same directory (the usual `ln a b; rm b`) is taken, found by
+ * reading dir: the store is asked about the file under a name. Then the
+ * tensor layer learns a link is gone; with no name found it is not told
+ * (asking the store would fail with EIO until a lookup gave a name). */
+static void link_dropped(struct fs_mount *m, struct fs_inode *inode, struct fs_inode *dir)
+{
+	char name[NAME_MAX + 1];
+	struct stat st;
+	bool named = false;
+	int e, dfd, pfd;
+
+	if (inode->type != S_IFREG)
+		return;
+	dfd = fs_inode_dirfd_name(m, inode, name, sizeof name, &e);
+	if (dfd >= 0) {
+		close(dfd);
+		named = true;
+	} else if ((pfd = fs_inode_path_fd(m, inode, &e)) >= 0) {
+		bool linked = fstat(pfd, &st) == 0 && st.st_nlink > 0;
+		close(pfd);
+		int rfd = linked ? openat(dir->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+		DIR *d = rfd >= 0 ? fdopendir(rfd) : NULL;
+		struct dirent *de;
+		while (d && (de = readdir(d)) != NULL) {
+			if (de->d_ino == (ino_t)inode->ino && !fs_name_hidden(de->d_name) &&
+			    fstatat(dir->fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+			    st.st_dev == inode->dev && st.st_ino == inode->ino) {
+				fs_inode_set_name(m, inode, dir, de->d_name);
+				named = true;
+				break;
+			}
+		}
+		if (d)
+			closedir(d);
+		else if (rfd >= 0)
+			close(rfd);
+	}
+	if (named)
+		fs_tensor_link_dropped(m, inode);
+}
+
 static void fs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fs_mount *m = fs_mount_of(req);
@@ -442,6 +485,7 @@ static void fs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		if (!err) {
 			fs_tensor_name_gone(victim);
 			fs_inode_drop_name(m, victim, p, name);
+			link_dropped(m, victim, p);
 		}
 		fs_inode_unref(m, victim);
 	}
@@ -492,10 +536,12 @@ static void fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 		}
 		if (victim && victim != moved) {
 			fs_tensor_name_gone(victim);
-			if (flags & RENAME_EXCHANGE)
+			if (flags & RENAME_EXCHANGE) {
 				fs_inode_set_name(m, victim, p, name);
-			else
+			} else {
 				fs_inode_drop_name(m, victim, np, newname);
+				link_dropped(m, victim, np);
+			}
 		}
 	}
 	if (moved)
@@ -560,6 +606,7 @@ static struct fs_handle *handle_new(int flags)
 		return NULL;
 	pthread_mutex_init(&h->lock, NULL);
 	h->fd = -1;
+	h->retired_fd = -1;
 	h->flags = flags;
 	h->writable = wants_write(flags);
 	return h;

@@ -82,6 +82,7 @@ struct fs_inode {
 	uint64_t stored_size;     /* closed (state compressed, known, not damaged) */
 	uint64_t nlink;           /* link count when the store last answered */
 	bool announcing;          /* just committed, kernel cache not yet invalidated */
+	bool materialize_logged;  /* a failed materialize logged since the last success */
 	bool untold_logged;       /* "cannot tell" logged since the store last answered */
 	int format;               /* enum lcp_format of the last pack attempt, or -1 */
 	struct timespec seen_mtime; /* backing mtime/size at the last open: keep_cache */
@@ -92,6 +93,9 @@ struct fs_inode {
 struct fs_handle {
 	pthread_mutex_t lock;     /* fd, sf and content_gen below */
 	int fd;                   /* backing fd, or -1 while reading through sf */
+	int retired_fd;           /* a reader's raw fd replaced by the committed file,
+	                             or -1: closed with the handle (a read in flight
+	                             may still splice from it) */
 	struct fs_sfile *sf;      /* committed file read through, or NULL */
 	struct fs_reader *reader; /* sf's read stream (made at the first read), or NULL */
 	uint64_t content_gen;     /* the inode's content generation fd/sf belong to */
@@ -126,6 +130,9 @@ struct fs_mount {
 	struct fs_mutex queue_lock;
 	pthread_cond_t queue_cond;
 	struct fs_job *queue_head, *queue_tail;
+	struct fs_job *running;   /* jobs the workers run now (linked by next) */
+	struct fs_job *finished;  /* jobs that ended once the unmount began: freed
+	                             (and their inodes let go) after the workers */
 	atomic_bool stopping;
 	pthread_t *workers;
 	unsigned nworkers;
@@ -231,7 +238,10 @@ lcp_err fs_tensor_configure(struct fs_mount *m, const char *options, char *errbu
 void fs_tensor_recover(struct fs_mount *m, int root_fd);
 /* Creates the chunk cache and starts the compression workers. */
 lcp_err fs_tensor_start(struct fs_mount *m);
-/* At unmount: no new jobs; the workers finish every queued one, then exit. */
+/* At unmount: no new jobs, and no commit from now on (a new mount may
+ * open the raw files at once): every queued or running job's file is
+ * marked for a retry (the next mount packs it when it first looks it up),
+ * the backing's writer and use locks are let go, then the workers end. */
 void fs_tensor_stop(struct fs_mount *m);
 bool fs_name_hidden(const char *name);
 /* Releases an inode's tensor state when the inode is freed. */
@@ -284,6 +294,11 @@ void fs_tensor_written(struct fs_mount *m, struct fs_inode *inode);
 void fs_tensor_released(struct fs_mount *m, struct fs_inode *inode, bool writable);
 /* The name of inode was unlinked or replaced: a pending job must not commit. */
 void fs_tensor_name_gone(struct fs_inode *inode);
+/* One of the inode's links went away through the mount (ns held for
+ * writing; the inode has a name to be asked about under): a file refused
+ * for several hard links that has one left is queued for packing (after a
+ * short delay). */
+void fs_tensor_link_dropped(struct fs_mount *m, struct fs_inode *inode);
 /* Namespace operations that carry sidecars along (ns held for writing);
  * return 0 or an errno. */
 int fs_tensor_unlink(struct fs_mount *m, int dirfd, const char *name);

@@ -37,6 +37,14 @@ enum fs_action fs_track_retry(struct fs_track *t)
 	return FS_DO_QUEUE;
 }
 
+enum fs_action fs_track_recheck(struct fs_track *t)
+{
+	enum fs_action a = fs_track_retry(t);
+	if (a == FS_DO_QUEUE)
+		t->reason[0] = '\0';
+	return a;
+}
+
 void fs_track_unknown(struct fs_track *t)
 {
 	t->known = false;
@@ -88,11 +96,21 @@ enum fs_action fs_track_released(struct fs_track *t, bool writable, bool small)
 		return FS_DO_NOTHING;
 	t->dirty = false;
 	if (small) {
-		if (t->state != FS_COMPRESSED)
-			t->state = FS_RAW;
-		return FS_DO_NOTHING;
+		if (t->state == FS_COMPRESSED)
+			return FS_DO_NOTHING;
+		t->state = FS_RAW;
+		return FS_DO_CHECK_SMALL;
 	}
 	return queue(t);
+}
+
+bool fs_track_too_small(struct fs_track *t, const char *reason)
+{
+	if (t->state != FS_RAW || t->nwriters || t->queued || t->dirty || t->materializing)
+		return false;
+	t->state = FS_REFUSED;
+	snprintf(t->reason, sizeof t->reason, "%s", reason);
+	return true;
 }
 
 void fs_track_name_changed(struct fs_track *t)

@@ -53,6 +53,8 @@ enum fs_action {
 	FS_DO_FORGET_REFUSAL, /* remove the refusal marker from the backing file */
 	FS_DO_QUEUE_LATER,  /* queue the job again after a backoff (t->queued
 	                       stays set) */
+	FS_DO_CHECK_SMALL,  /* a changed file under min_size: parse its header;
+	                       a tensor file is refused (fs_track_too_small) */
 };
 
 struct fs_track {
@@ -82,6 +84,11 @@ void fs_track_probed(struct fs_track *t, enum fs_probe_answer a, const char *ref
  * the reason until the job ends. */
 enum fs_action fs_track_retry(struct fs_track *t);
 
+/* The store's answer was a raw file refused for a cause that is gone now
+ * (several hard links, one left): as fs_track_retry, but the stale reason
+ * is no longer shown. */
+enum fs_action fs_track_recheck(struct fs_track *t);
+
 /* The store could not be asked about the file now (after a commit, the
  * backing file changed and must be asked about again). */
 void fs_track_unknown(struct fs_track *t);
@@ -94,8 +101,14 @@ void fs_track_opened(struct fs_track *t, bool writable, bool truncated);
 enum fs_action fs_track_written(struct fs_track *t);
 
 /* A handle goes away. small: the file is under min_size (never packed).
- * Returns FS_DO_QUEUE when the last writer of a changed file leaves. */
+ * Returns FS_DO_QUEUE when the last writer of a changed file leaves, or
+ * FS_DO_CHECK_SMALL when the file is small (it stays raw). */
 enum fs_action fs_track_released(struct fs_track *t, bool writable, bool small);
+
+/* The header parse FS_DO_CHECK_SMALL asked for found a tensor file: it is
+ * refused with reason, unless a writer or a job came meanwhile. Returns
+ * whether it is (then the caller records the refusal mark). */
+bool fs_track_too_small(struct fs_track *t, const char *reason);
 
 /* The file's name went away or changed (unlink, rename): a job under way
  * must not commit under the old name. */

@@ -56,6 +56,8 @@
  * next one after twice as long, at most RETRY_MAX_MS. */
 #define RETRY_FIRST_MS 1000u
 #define RETRY_MAX_MS (10u * 60u * 1000u)
+/* Why a job the unmount cancelled left its file raw (and its retry mark). */
+#define UNMOUNTED_REASON "unmounted before compression"
 
 /* A committed file shared by the inode and its read handles. */
 struct fs_sfile {
@@ -71,6 +73,14 @@ struct fs_job {
 	struct timespec due;    /* CLOCK_MONOTONIC time it may run from */
 	struct fs_job *next;
 };
+
+/* Closes *fd if open and marks it closed. */
+static void close_fd(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
 
 static struct fs_sfile *sfile_get(struct fs_sfile *s)
 {
@@ -91,6 +101,8 @@ static void sfile_put(struct fs_sfile *s)
 static void log_inode(struct fs_mount *m, struct fs_inode *inode, enum lcp_log_level level,
 		      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 static void queue_job(struct fs_mount *m, struct fs_inode *inode, unsigned attempt);
+static enum lcp_format header_format(struct fs_mount *m, struct fs_inode *inode, char *why,
+				     size_t why_len);
 static void log_inode(struct fs_mount *m, struct fs_inode *inode, enum lcp_log_level level,
 		      const char *fmt, ...)
 {
@@ -252,6 +264,14 @@ static bool names_other(const struct fs_inode *inode, const struct lcp_probe *pr
 	return pr->regular && (pr->dev != (uint64_t)inode->dev || pr->ino != (uint64_t)inode->ino);
 }
 
+/* Whether a probe found a raw file refused for several hard links that has
+ * one link left. */
+static bool links_gone(const struct lcp_probe *pr)
+{
+	return pr->repr == LCP_REPR_RAW && pr->nlink == 1 &&
+	       strcmp(pr->refused, LCP_STORE_REFUSED_LINKS) == 0;
+}
+
 int fs_tensor_known(struct fs_mount *m, struct fs_inode *inode)
 {
 	struct lcp_probe pr;
@@ -275,9 +295,13 @@ int fs_tensor_known(struct fs_mount *m, struct fs_inode *inode)
 		if (le == LCP_OK) {
 			adopt(inode, &pr, sf);
 			/* Deferred by an earlier mount (or run of `lcpfs pack`) for a
-			 * transient cause: try again now. */
+			 * transient cause: try again now. Likewise a refusal for hard
+			 * links once one link is left. */
 			if (pr.repr == LCP_REPR_RAW && lcp_store_refusal_is_retry(pr.refused) &&
 			    !m->readonly && fs_track_retry(&inode->t) == FS_DO_QUEUE)
+				queue_job(m, inode, 0);
+			else if (links_gone(&pr) && !m->readonly &&
+				 fs_track_recheck(&inode->t) == FS_DO_QUEUE)
 				queue_job(m, inode, 0);
 			inode->untold_logged = false;
 			if (pr.repr == LCP_REPR_DAMAGED)
@@ -444,6 +468,34 @@ static int discard(struct fs_mount *m, struct fs_inode *inode)
 	return err == LCP_ERR_NOENT ? 0 : lcp_err_to_errno(err);
 }
 
+/* The store found no compressed file under the inode's name while the
+ * inode is compressed (no lock held; the caller's materialize is under
+ * way): the name changed on the backing. True when the name holds the
+ * inode's own object, raw now (turned raw in place by someone else): the
+ * inode becomes raw and the write goes on. False otherwise: the object
+ * has no name to be written under any more (renamed or replaced), and
+ * treating it as raw would only make the writer ask again forever. */
+static bool raw_in_place(struct fs_mount *m, struct fs_inode *inode)
+{
+	struct lcp_probe pr;
+	struct fs_sfile *sf = NULL;
+	bool raw = false;
+
+	fs_rwlock_rdlock(&m->ns);
+	fs_mutex_lock(&inode->lock);
+	if (probe_inode(m, inode, &pr, &sf) == LCP_OK && pr.repr == LCP_REPR_RAW) {
+		set_sf(inode, NULL);
+		fs_track_materialized(&inode->t);
+		raw = true;
+	}
+	fs_mutex_unlock(&inode->lock);
+	fs_rwlock_unlock(&m->ns);
+	sfile_put(sf);
+	if (!raw)
+		fs_inode_reread_dir(m, inode); /* the kernel's next lookup finds what is there */
+	return raw;
+}
+
 /* Materializes a compressed inode (no lock held): decode with no lock, swap
  * under ns. Returns 0 when the inode is raw, or an errno. */
 static int materialize(struct fs_mount *m, struct fs_inode *inode)
@@ -479,6 +531,8 @@ static int materialize(struct fs_mount *m, struct fs_inode *inode)
 			hold_point(m, "materialize");
 			err = lcp_store_materialize_prepare_at(dfd, name, &mat);
 		}
+		/* stale: the handle's object has no name to be written under */
+		bool stale = err == LCP_ERR_NOENT && !raw_in_place(m, inode);
 		if (err == LCP_OK) {
 			fs_rwlock_wrlock(&m->ns);
 			fs_mutex_lock(&inode->lock);
@@ -497,6 +551,8 @@ static int materialize(struct fs_mount *m, struct fs_inode *inode)
 			fs_mutex_unlock(&inode->lock);
 			fs_rwlock_unlock(&m->ns);
 		}
+		if (err == LCP_ERR_NOENT && !stale)
+			err = LCP_OK; /* raw now */
 		fs_mutex_lock(&inode->lock);
 		inode->t.materializing = false;
 		pthread_cond_broadcast(&inode->changed);
@@ -506,14 +562,25 @@ static int materialize(struct fs_mount *m, struct fs_inode *inode)
 			close(dfd);
 		if (err == LCP_ERR_AGAIN && tries + 1 < MATERIALIZE_TRIES)
 			continue;
-		if (err == LCP_ERR_MLINK)
+		/* A writer retrying in a loop must not flood the log: said once
+		 * until a materialize of this inode succeeds. */
+		fs_mutex_lock(&inode->lock);
+		bool say = err && !inode->materialize_logged;
+		inode->materialize_logged = err != LCP_OK;
+		fs_mutex_unlock(&inode->lock);
+		if (say && err == LCP_ERR_MLINK)
 			log_inode(m, inode, LCP_LOG_ERROR,
 				  "a compressed file with several hard links cannot be changed in "
 				  "place (a rename would split the links); unpack it first");
-		else if (err)
+		else if (say && stale)
+			log_inode(m, inode, LCP_LOG_ERROR,
+				  "cannot materialize for writing: its name on the backing no "
+				  "longer holds this compressed file (changed outside the mount); "
+				  "writes through handles open before fail with ESTALE");
+		else if (say)
 			log_inode(m, inode, LCP_LOG_ERROR, "cannot materialize for writing: %s",
 				  lcp_strerror(err));
-		return err == LCP_ERR_NOENT ? 0 : lcp_err_to_errno(err);
+		return stale ? ESTALE : lcp_err_to_errno(err);
 	}
 }
 
@@ -531,18 +598,41 @@ int fs_tensor_make_raw(struct fs_mount *m, struct fs_inode *inode, bool to_empty
 
 /* Brings h up to the inode's current content (inode and h locks held): a
  * handle reading a committed file that was materialized since reads the
- * raw file now (or the newer committed file). A handle on a raw fd keeps
- * it: it reads the version it opened, as across a rename. */
+ * raw file now (or the newer committed file). A writer's raw fd stays (no
+ * commit happens while a writer is open).
+ *
+ * A reader opened while the file was raw reads the committed file once it
+ * is committed, not its raw fd: the kernel's page cache belongs to the
+ * inode, not to the handle, so raw pages this reader fetched after the
+ * commit's invalidation would be served to every later open (granted
+ * keep_cache, as the backing file did not change since) and mix with the
+ * reconstruction in mmaps. Refusing keep_cache while such a reader is open
+ * would not be enough: its reads racing a new reader's still fill the
+ * shared cache. So after a commit every read gives the reconstruction.
+ * The old fd stays open until the handle closes: a read in flight may
+ * still be splicing from it. */
 static int resolve_handle(struct fs_mount *m, struct fs_inode *inode, struct fs_handle *h)
 {
 	assert(fs_mutex_held(&inode->lock));
-	if (h->content_gen == inode->t.content_gen || h->fd >= 0)
+	if (h->content_gen == inode->t.content_gen || (h->fd >= 0 && h->writable))
 		return 0;
 	if (inode->t.state == FS_COMPRESSED) {
 		if (inode->t.damaged || !inode->sf)
 			return EIO;
 		sfile_put(h->sf);
 		h->sf = sfile_get(inode->sf);
+		if (h->fd >= 0) {
+			/* An fd retired a whole version ago (materialized and
+			 * committed again since): its reads ended long before. */
+			if (h->retired_fd >= 0)
+				close(h->retired_fd);
+			h->retired_fd = h->fd;
+			h->fd = -1;
+		}
+	} else if (h->fd >= 0) {
+		/* Raw again (or still) with a fd of its own: it reads the
+		 * version it opened, as across a rename. */
+		return 0;
 	} else {
 		int fd, err = open_backing(m, inode, h->flags & ~O_TRUNC, &fd);
 		if (err)
@@ -750,9 +840,8 @@ void fs_tensor_handle_close(struct fs_handle *h)
 {
 	reader_put(h->reader);
 	h->reader = NULL;
-	if (h->fd >= 0)
-		close(h->fd);
-	h->fd = -1;
+	close_fd(&h->fd);
+	close_fd(&h->retired_fd);
 	sfile_put(h->sf);
 	h->sf = NULL;
 }
@@ -777,7 +866,7 @@ static void queue_job(struct fs_mount *m, struct fs_inode *inode, unsigned attem
 		j = lcp_calloc(1, sizeof *j);
 	if (!j) {
 		fs_track_job_done(&inode->t, FS_JOB_FAILED,
-				  atomic_load(&m->stopping) ? "unmounted before compression"
+				  atomic_load(&m->stopping) ? UNMOUNTED_REASON
 							    : "cannot queue compression",
 				  true);
 		return;
@@ -849,10 +938,38 @@ void fs_tensor_written(struct fs_mount *m, struct fs_inode *inode)
 		forget_refusal(m, inode);
 }
 
+/* A changed file under min_size after its last writer left (no lock
+ * held): a tensor file by its header is refused as too small, with the
+ * same reason and mark a pack would record, without a job reading it. */
+static void refuse_if_small_tensor(struct fs_mount *m, struct fs_inode *inode)
+{
+	struct lcp_pack_report rep = {.outcome = LCP_PACK_REFUSED};
+	enum lcp_format f = header_format(m, inode, rep.reason, sizeof rep.reason);
+	int err, fd;
+
+	if (f == LCP_FORMAT_UNKNOWN || f == LCP_FORMAT_RAW)
+		return;
+	if (!rep.reason[0])
+		snprintf(rep.reason, sizeof rep.reason, "smaller than min_size (%llu bytes)",
+			 (unsigned long long)m->cfg.min_size);
+	fd = fs_inode_open(m, inode, O_RDONLY | O_NONBLOCK, &err);
+	fs_mutex_lock(&inode->lock);
+	/* The mark goes on under the lock: a writer's first write, which
+	 * forgets it, cannot come in between. */
+	if (fs_track_too_small(&inode->t, rep.reason)) {
+		inode->format = (int)f;
+		if (fd >= 0)
+			lcp_store_refusal_record(fd, &rep);
+	}
+	fs_mutex_unlock(&inode->lock);
+	if (fd >= 0)
+		close(fd);
+}
+
 void fs_tensor_released(struct fs_mount *m, struct fs_inode *inode, bool writable)
 {
 	struct stat st;
-	bool unused = false;
+	bool unused = false, check_small = false;
 	/* Files under min_size are never packed: no job, no worker time. A
 	 * racing swap of the fd only makes this a conservative guess. */
 	bool small = writable && fs_inode_stat(m, inode, &st) == 0 &&
@@ -860,16 +977,42 @@ void fs_tensor_released(struct fs_mount *m, struct fs_inode *inode, bool writabl
 
 	fs_mutex_lock(&inode->lock);
 	if (inode->type == S_IFREG) {
-		act(m, inode, fs_track_released(&inode->t, writable, small), &unused);
+		enum fs_action a = fs_track_released(&inode->t, writable, small);
+		check_small = a == FS_DO_CHECK_SMALL && !m->readonly;
+		act(m, inode, a, &unused);
 		close_sf_if_idle(m, inode);
 	}
 	fs_mutex_unlock(&inode->lock);
+	if (check_small)
+		refuse_if_small_tensor(m, inode);
 }
 
 void fs_tensor_name_gone(struct fs_inode *inode)
 {
 	fs_mutex_lock(&inode->lock);
 	fs_track_name_changed(&inode->t);
+	fs_mutex_unlock(&inode->lock);
+}
+
+void fs_tensor_link_dropped(struct fs_mount *m, struct fs_inode *inode)
+{
+	struct lcp_probe pr;
+	struct fs_sfile *sf = NULL;
+
+	assert(fs_rwlock_held_write(&m->ns));
+	fs_mutex_lock(&inode->lock);
+	if (inode->type == S_IFREG && !m->readonly && inode->t.known &&
+	    inode->t.state == FS_REFUSED && strcmp(inode->t.reason, LCP_STORE_REFUSED_LINKS) == 0 &&
+	    probe_inode(m, inode, &pr, &sf) == LCP_OK && links_gone(&pr)) {
+		adopt(inode, &pr, sf);
+		sf = NULL;
+		/* After the first backoff, not at once: `rm a b` of two links
+		 * would otherwise pack b (a whole encode) just before it goes;
+		 * a job whose name went meanwhile never starts. */
+		if (fs_track_recheck(&inode->t) == FS_DO_QUEUE)
+			queue_job(m, inode, 1);
+	}
+	sfile_put(sf);
 	fs_mutex_unlock(&inode->lock);
 }
 
@@ -900,6 +1043,10 @@ static enum fs_job_end commit(struct fs_mount *m, struct fs_inode *inode, struct
 	struct fs_sfile *sf;
 
 	lcp_store_pack_source(pj, &dev, &ino);
+	/* Unmounted: the writer lock may be gone and a new mount may have the
+	 * raw file open (fs_tensor_stop marked it for a retry). */
+	if (atomic_load(&m->stopping))
+		return FS_JOB_OVERTAKEN;
 	if (!fs_track_gate(&inode->t, j->wgen) || (uint64_t)inode->dev != dev ||
 	    (uint64_t)inode->ino != ino)
 		return FS_JOB_OVERTAKEN;
@@ -946,7 +1093,7 @@ static void run_job(struct fs_mount *m, struct fs_job *j)
 
 	memset(&rep, 0, sizeof rep);
 	fs_mutex_lock(&inode->lock);
-	go = fs_track_job_may_start(&inode->t, j->wgen);
+	go = fs_track_job_may_start(&inode->t, j->wgen) && !atomic_load(&m->stopping);
 	fs_mutex_unlock(&inode->lock);
 	dfd = fs_inode_dirfd_name(m, inode, name, sizeof name, &e);
 	if (dfd >= 0 && go) {
@@ -1009,9 +1156,8 @@ static bool due(const struct timespec *t, const struct timespec *now)
 	return t->tv_sec < now->tv_sec || (t->tv_sec == now->tv_sec && t->tv_nsec <= now->tv_nsec);
 }
 
-/* Takes the first job that is due (queue lock held); NULL when none is.
- * At unmount deferred jobs are dropped (their files keep the retry marker
- * for the next mount); the others are drained. */
+/* Takes the first job that is due (queue lock held) onto the running
+ * list; NULL when none is. */
 static struct fs_job *take_due(struct fs_mount *m, struct timespec *next)
 {
 	struct timespec now;
@@ -1019,7 +1165,7 @@ static struct fs_job *take_due(struct fs_mount *m, struct timespec *next)
 	next->tv_sec = 0;
 	for (struct fs_job **pp = &m->queue_head, *prev = NULL; *pp; prev = *pp, pp = &(*pp)->next) {
 		struct fs_job *j = *pp;
-		if (!due(&j->due, &now) && !atomic_load(&m->stopping)) {
+		if (!due(&j->due, &now)) {
 			if (!next->tv_sec || !due(next, &j->due))
 				*next = j->due;
 			continue;
@@ -1027,20 +1173,38 @@ static struct fs_job *take_due(struct fs_mount *m, struct timespec *next)
 		*pp = j->next;
 		if (m->queue_tail == j)
 			m->queue_tail = prev;
-		j->next = NULL;
+		j->next = m->running;
+		m->running = j;
 		return j;
 	}
 	return NULL;
 }
 
-/* Ends a job that never ran: its inode is no longer queued. */
-static void drop_job(struct fs_mount *m, struct fs_job *j)
+static void job_free(struct fs_mount *m, struct fs_job *j)
 {
-	fs_mutex_lock(&j->inode->lock);
-	fs_track_job_done(&j->inode->t, FS_JOB_FAILED, "unmounted before the retry", true);
-	fs_mutex_unlock(&j->inode->lock);
 	fs_inode_unref(m, j->inode);
 	lcp_free(j);
+}
+
+/* A job ran: off the running list, and freed; once the unmount began, kept
+ * on m->finished instead, so that cancel_jobs may still use its inode. */
+static void job_ran(struct fs_mount *m, struct fs_job *j)
+{
+	fs_mutex_lock(&m->queue_lock);
+	for (struct fs_job **pp = &m->running; *pp; pp = &(*pp)->next) {
+		if (*pp == j) {
+			*pp = j->next;
+			break;
+		}
+	}
+	bool keep = atomic_load(&m->stopping);
+	if (keep) {
+		j->next = m->finished;
+		m->finished = j;
+	}
+	fs_mutex_unlock(&m->queue_lock);
+	if (!keep)
+		job_free(m, j);
 }
 
 static void *worker_main(void *arg)
@@ -1060,15 +1224,8 @@ static void *worker_main(void *arg)
 		fs_mutex_unlock(&m->queue_lock);
 		if (!j)
 			return NULL;
-		/* At unmount the queue is drained, not dropped: a file copied in
-		 * just before `fusermount3 -u` is still compressed. */
-		if (atomic_load(&m->stopping) && j->attempt) {
-			drop_job(m, j);
-			continue;
-		}
 		run_job(m, j);
-		fs_inode_unref(m, j->inode);
-		lcp_free(j);
+		job_ran(m, j);
 	}
 }
 
@@ -1129,15 +1286,95 @@ lcp_err fs_tensor_start(struct fs_mount *m)
 	return LCP_OK;
 }
 
+/* Marks a file whose job the unmount cancels for a retry by the next mount
+ * (ns held for writing, so no commit is under way). Only a tensor file
+ * (by its header): a retry marker on another file would be kept forever,
+ * as a pack that finds no tensor file records nothing. */
+static void mark_for_retry(struct fs_mount *m, struct fs_inode *inode)
+{
+	struct lcp_pack_report rep = {.outcome = LCP_PACK_DEFERRED};
+	int err, fd;
+
+	fs_mutex_lock(&inode->lock);
+	/* Pending, or a job that saw the unmount and could not queue again. */
+	bool pending = inode->t.state == FS_PENDING ||
+		       (inode->t.state == FS_REFUSED && strcmp(inode->t.reason, UNMOUNTED_REASON) == 0);
+	fs_mutex_unlock(&inode->lock);
+	enum lcp_format f = pending ? header_format(m, inode, NULL, 0) : LCP_FORMAT_UNKNOWN;
+	if (f == LCP_FORMAT_UNKNOWN || f == LCP_FORMAT_RAW)
+		return;
+	fd = fs_inode_open(m, inode, O_RDONLY | O_NONBLOCK, &err);
+	if (fd < 0)
+		return;
+	snprintf(rep.reason, sizeof rep.reason, "%s", UNMOUNTED_REASON);
+	lcp_store_refusal_record(fd, &rep);
+	close(fd);
+	log_inode(m, inode, LCP_LOG_INFO, "left raw: unmounted before compression (the next "
+		  "mount compresses it)");
+}
+
+/* The unmount cancels every job: queued ones are dropped, running ones
+ * cannot commit any more (commit() checks m->stopping under ns); each
+ * one's file is marked for a retry. Draining the queue instead would let
+ * this daemon rename a payload over a raw file that a new mount of the
+ * backing has open for writing: its writes would land in an unlinked file
+ * and be lost. */
+static void cancel_jobs(struct fs_mount *m)
+{
+	struct fs_job *queued;
+	struct fs_inode **running = NULL;
+	size_t nrunning = 0;
+
+	fs_rwlock_wrlock(&m->ns); /* a commit under way ends first */
+	fs_mutex_lock(&m->queue_lock);
+	queued = m->queue_head;
+	m->queue_head = m->queue_tail = NULL;
+	/* The inodes of jobs running, or ended since m->stopping was set,
+	 * stay referenced until the workers are gone (job_ran keeps what
+	 * ends). Without memory for the list they stay raw, unmarked. */
+	size_t n = 0;
+	for (int pass = 0; pass < 2; pass++)
+		for (struct fs_job *j = pass ? m->finished : m->running; j; j = j->next)
+			n++;
+	running = n ? lcp_calloc(n, sizeof *running) : NULL;
+	for (int pass = 0; pass < 2 && running; pass++)
+		for (struct fs_job *j = pass ? m->finished : m->running; j; j = j->next)
+			running[nrunning++] = j->inode;
+	pthread_cond_broadcast(&m->queue_cond);
+	fs_mutex_unlock(&m->queue_lock);
+	for (size_t i = 0; i < nrunning; i++)
+		mark_for_retry(m, running[i]);
+	lcp_free(running);
+	while (queued) {
+		struct fs_job *j = queued;
+		queued = j->next;
+		mark_for_retry(m, j->inode);
+		fs_mutex_lock(&j->inode->lock);
+		fs_track_job_done(&j->inode->t, FS_JOB_FAILED, UNMOUNTED_REASON, true);
+		fs_mutex_unlock(&j->inode->lock);
+		job_free(m, j);
+	}
+	fs_rwlock_unlock(&m->ns);
+}
+
 void fs_tensor_stop(struct fs_mount *m)
 {
 	atomic_store(&m->stopping, true);
-	fs_mutex_lock(&m->queue_lock);
-	pthread_cond_broadcast(&m->queue_cond);
-	fs_mutex_unlock(&m->queue_lock);
+	if (m->workers)
+		cancel_jobs(m);
+	/* Nothing of ours renames anything on the backing any more: a new
+	 * mount may start (and recover) while running jobs wind down; their
+	 * temporaries stay locked until they remove them. */
+	close_fd(&m->backing_lock); /* first: a new mount's recovery runs */
+	close_fd(&m->writer_lock);
 	for (unsigned i = 0; i < m->nworkers; i++)
 		pthread_join(m->workers[i], NULL);
 	m->nworkers = 0;
+	while (m->finished) {
+		struct fs_job *j = m->finished;
+		m->finished = j->next;
+		job_free(m, j);
+	}
 	lcp_free(m->workers);
 	m->workers = NULL;
 	lcp_encode_pool_free(m->pool);
@@ -1257,21 +1494,28 @@ static ssize_t put_text(const char *text, char *buf, size_t size)
 	return (ssize_t)n;
 }
 
-/* The format of a refused file whose refusal came back from its mark (after
- * a remount, or once the kernel forgot the inode), when no pack of this
- * daemon recorded it: the header says it again. LCP_FORMAT_UNKNOWN when the
- * file cannot be read now. No lock held: a header parse reads the file. */
-static enum lcp_format header_format(struct fs_mount *m, struct fs_inode *inode)
+/* The format of a file by its header (a refused file whose refusal came
+ * back from its mark, after a remount or once the kernel forgot the inode,
+ * when no pack of this daemon recorded it; a small file; a file whose job
+ * the unmount cancels). LCP_FORMAT_UNKNOWN when the file cannot be read
+ * now. why (may be NULL) receives the format's reason when the file is not
+ * a valid one, else "". No lock held: a header parse reads the file. */
+static enum lcp_format header_format(struct fs_mount *m, struct fs_inode *inode, char *why,
+				     size_t why_len)
 {
 	enum lcp_format f = LCP_FORMAT_UNKNOWN;
 	struct lcp_region_map map;
 	struct lcp_reader rd;
 	int err, fd = fs_inode_open(m, inode, O_RDONLY | O_NONBLOCK, &err);
 
+	if (why)
+		why[0] = '\0';
 	if (fd < 0)
 		return f;
 	if (lcp_reader_from_fd(&rd, &fd) == LCP_OK && lcp_format_parse(&rd, 0, &map) == LCP_OK) {
 		f = map.format;
+		if (why && !map.ok)
+			snprintf(why, why_len, "%s", map.reason[0] ? map.reason : "not a tensor file");
 		lcp_region_map_free(&map);
 	}
 	close(fd);
@@ -1294,7 +1538,7 @@ ssize_t fs_tensor_xattr(struct fs_mount *m, struct fs_inode *inode, const char *
 	bool format_unknown = inode->t.state == FS_REFUSED && inode->format < 0;
 	fs_mutex_unlock(&inode->lock);
 	if (strcmp(key, "format") == 0 && format_unknown) {
-		enum lcp_format f = header_format(m, inode);
+		enum lcp_format f = header_format(m, inode, NULL, 0);
 		fs_mutex_lock(&inode->lock);
 		if (inode->format < 0)
 			inode->format = (int)f;

@@ -312,6 +312,64 @@ static bool only_lock_file(int dfd)
 	return only;
 }
 
+/* Whether this process has an fd open on the object st describes. */
+static bool held_by_us(const struct stat *st)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	struct stat fst;
+	bool held = false;
+
+	if (!d)
+		return false;
+	while (!held && (e = readdir(d)) != NULL) {
+		char *end;
+		long fd = strtol(e->d_name, &end, 10);
+		held = *end == '\0' && end != e->d_name && fd != dirfd(d) &&
+		       fstat((int)fd, &fst) == 0 && fst.st_dev == st->st_dev &&
+		       fst.st_ino == st->st_ino;
+	}
+	closedir(d);
+	return held;
+}
+
+/* When directory dfd holds nothing but the lock file and temporaries this
+ * process has open (jobs of files whose names are gone: nothing they
+ * write can be committed there), removes those temporaries and returns
+ * true. Another process's temporary (its lock says nothing about who holds
+ * it, so /proc/self/fd tells ours) or any other name: false, nothing
+ * removed. */
+static bool remove_own_temps(int dfd)
+{
+	int fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *e;
+	bool ours = d != NULL, any = false;
+
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return false;
+	}
+	/* Two passes: judge every name first, remove only if all are ours. */
+	for (int pass = 0; pass < 2 && ours; pass++) {
+		rewinddir(d);
+		while (ours && (e = readdir(d)) != NULL) {
+			struct stat st;
+			if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") ||
+			    !strcmp(e->d_name, LCP_LOCK_NAME))
+				continue;
+			ours = lcp_store_name_kind(e->d_name) == LCP_NAME_TEMP &&
+			       fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+			       S_ISREG(st.st_mode) && held_by_us(&st);
+			if (ours && pass == 1)
+				any |= unlinkat(dfd, e->d_name, 0) == 0;
+		}
+	}
+	closedir(d);
+	return ours && any;
+}
+
 lcp_err lcp_store_rmdir_at(int dirfd, const char *name)
 {
 	int sub, lockfd;
@@ -321,13 +379,19 @@ lcp_err lcp_store_rmdir_at(int dirfd, const char *name)
 		return LCP_OK;
 	if (errno != ENOTEMPTY && errno != EEXIST)
 		return lcp_err_from_errno(errno);
+	sub = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (sub < 0)
+		return lcp_err_from_errno(errno);
+	/* Temporaries of our own jobs for files that were removed meanwhile
+	 * must not keep a directory that lists as empty. */
+	if (remove_own_temps(sub) && unlinkat(dirfd, name, AT_REMOVEDIR) == 0) {
+		close(sub);
+		return LCP_OK;
+	}
 	/* Not empty: maybe only our lock file is left. It goes while the whole
 	 * of it is locked; anyone who opened it meanwhile finds, once granted,
 	 * that the name no longer holds it, and starts over (in a directory
 	 * that is then gone, or not empty after all). */
-	sub = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (sub < 0)
-		return lcp_err_from_errno(errno);
 	err = LCP_ERR_NOTEMPTY;
 	if (only_lock_file(sub) && lock_in_dir(sub, 0, 0, true, true, &lockfd) == LCP_OK) {
 		if (only_lock_file(sub) && unlinkat(sub, LCP_LOCK_NAME, 0) == 0)

@@ -735,7 +735,7 @@ lcp_err lcp_store_pack_prepare_opts(int dirfd, const char *name, int srcfd,
 	else if (job->in_place && job->raw_st.st_nlink > 1)
 		/* The commit replaces NAME by a new inode: the other names would
 		 * keep the raw bytes and the links would silently split. */
-		refuse(rep, "file has several hard links");
+		refuse(rep, "%s", LCP_STORE_REFUSED_LINKS);
 	else if ((uint64_t)job->raw_st.st_size < cfg->min_size)
 		refuse(rep, "smaller than min_size (%llu bytes)", (unsigned long long)cfg->min_size);
 	else if (!has_tensor)
@@ -862,7 +862,7 @@ static lcp_err commit_locked(struct lcp_pack_job *job, const char *scname,
 		return LCP_OK;
 	}
 	if (job->in_place && now.st_nlink > 1) {
-		refuse(rep, "file has several hard links");
+		refuse(rep, "%s", LCP_STORE_REFUSED_LINKS);
 		refuse_for_good(rep, job, LCP_PACK_REFUSED);
 		return LCP_OK;
 	}

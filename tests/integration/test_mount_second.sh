@@ -24,7 +24,8 @@ temps=$(ls -A "$B" | grep -c '^\.lcpfs-tmp\.' || true)
 if "$LCPFS" recover "$B" 2> "$WORK/recover.err"; then fail "lcpfs recover ran on a backing in use"; fi
 grep -q 'busy' "$WORK/recover.err" || fail "recover: $(cat "$WORK/recover.err")"
 
-# A second read-write mount: refused at once, nothing mounted.
+# A second read-write mount: refused once its wait for the writer lock
+# (5 s) is over, nothing mounted.
 MOUNTS+=("$M2")
 "$LCPFS" "$B" "$M2" -f 2> "$WORK/second.err" &
 REFUSED=$!

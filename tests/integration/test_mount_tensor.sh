@@ -183,14 +183,23 @@ poll 5 grep -q 'damaged payload at offset' "$WORK/daemon.log" || fail "no log li
 say "damaged payload: EIO; log: $(grep -m1 'damaged payload' "$WORK/daemon.log")"
 unmount_fs "$M" "$DAEMON_PID" || fail "unmount"
 
-# Copied in and unmounted at once: the daemon finishes its queue before it
-# exits, so the file is compressed when the backing is mounted again.
+# Copied in and unmounted at once: the daemon commits nothing after the
+# unmount (a new mount may have the raw file open), so unless its job
+# committed first the file stays raw, marked for a retry, and the next
+# mount compresses it when it first looks it up.
 mount_fs "$B" "$M"
 cp "$SRC" "$M/late.safetensors"
 unmount_fs "$M" "$DAEMON_PID" || fail "unmount right after cp"
-[ -e "$B/.late.safetensors.lcpfs" ] || fail "file copied before unmount was not compressed"
+if [ ! -e "$B/.late.safetensors.lcpfs" ]; then
+	cmp -s "$SRC" "$B/late.safetensors" || fail "late file: neither compressed nor the raw bytes"
+	mark=$(xattr_get "$B/late.safetensors" user.lcpfs.refused) || fail "late file: raw without a mark"
+	case $mark in "retry: "*) ;; *) fail "late file: mark does not ask for a retry: $mark" ;; esac
+	say "copied just before unmount: left raw, marked '$mark'"
+fi
 mount_fs "$B" "$M"
-state_is "$M/late.safetensors" compressed || fail "late file state after remount"
-say "copied just before unmount: compressed before the daemon exited"
+poll "$COMMIT_TIMEOUT" state_is "$M/late.safetensors" compressed ||
+	fail "late file state after remount: $(xattr_get "$M/late.safetensors" user.lcpfs.state)"
+cmp -s "$SRC" "$B/late.safetensors" && fail "late file: the backing still holds the raw bytes"
+say "copied just before unmount: compressed by the next mount at the latest"
 unmount_fs "$M" "$DAEMON_PID" || fail "unmount"
 echo "tensor: all checks passed"

@@ -102,9 +102,24 @@ Test(fs_state, small_files_are_not_queued)
 {
 	fs_track_opened(&t, true, false);
 	fs_track_written(&t);
-	cr_assert_eq(fs_track_released(&t, true, true), FS_DO_NOTHING);
+	cr_assert_eq(fs_track_released(&t, true, true), FS_DO_CHECK_SMALL);
 	cr_assert_eq(t.state, FS_RAW);
 	cr_assert_not(t.queued);
+	cr_assert(fs_track_too_small(&t, "smaller than min_size (4096 bytes)"));
+	cr_assert_eq(t.state, FS_REFUSED);
+	cr_assert_str_eq(t.reason, "smaller than min_size (4096 bytes)");
+	cr_assert_eq(fs_track_written(&t), FS_DO_FORGET_REFUSAL, "the mark goes at the next write");
+}
+
+Test(fs_state, small_file_refused_only_if_nothing_came_meanwhile)
+{
+	fs_track_opened(&t, true, false);
+	fs_track_written(&t);
+	cr_assert_eq(fs_track_released(&t, true, true), FS_DO_CHECK_SMALL);
+	fs_track_opened(&t, true, false); /* a writer came before the parse ended */
+	cr_assert_not(fs_track_too_small(&t, "smaller than min_size (4096 bytes)"));
+	cr_assert_eq(t.state, FS_RAW);
+	cr_assert_str_eq(t.reason, "");
 }
 
 /* A write while the job runs: its commit is refused by the gate, and the
@@ -252,6 +267,22 @@ Test(fs_state, deferred_job_overtaken_by_a_writer)
 /* A retry mark found on a raw file (deferred by an earlier mount) queues a
  * job; a content refusal's mark does not, nor does a mark while a writer is
  * there. */
+Test(fs_state, recheck_queues_without_the_stale_reason)
+{
+	fs_track_probed(&t, FS_PROBE_RAW, "file has several hard links");
+	cr_assert_eq(t.state, FS_REFUSED);
+	cr_assert_eq(fs_track_recheck(&t), FS_DO_QUEUE);
+	cr_assert_eq(t.state, FS_PENDING);
+	cr_assert(t.queued);
+	cr_assert_str_eq(t.reason, "");
+	cr_assert_eq(fs_track_recheck(&t), FS_DO_NOTHING, "already queued");
+	fresh();
+	fs_track_probed(&t, FS_PROBE_RAW, "file has several hard links");
+	fs_track_opened(&t, true, false);
+	cr_assert_eq(fs_track_recheck(&t), FS_DO_NOTHING, "a writer decides");
+	cr_assert_str_eq(t.reason, "file has several hard links");
+}
+
 Test(fs_state, retry_mark_queues_a_job)
 {
 	fs_track_probed(&t, FS_PROBE_RAW, "retry: no space left on device");

@@ -23,14 +23,18 @@ mount_fs "$B" "$M"
 cp "$WORK/t.safetensors" "$M/x"
 wait_state "$M/x" compressed
 
-# check_write CHANGE...: opens x for writing, runs CHANGE on the backing,
+# check_write WHAT NAME CHANGE...: opens NAME for writing, runs CHANGE on the backing,
 # then writes one byte through the open descriptor.
 check_write() {
-	local what=$1 writer
-	shift
-	exec 3<> "$M/x"
+	local what=$1 name=$2 writer
+	shift 2
+	exec 3<> "$M/$name"
 	"$@"
-	"$PYTHON" -c 'import os; os.pwrite(3, b"\0", 1000)' 2> "$WORK/write.err" &
+	# Two writes: the second must end the same way and log nothing new.
+	"$PYTHON" -c 'import os
+for _ in range(2):
+    try: os.pwrite(3, b"\0", 1000)
+    except OSError as e: print(e)' > "$WORK/write.err" 2>&1 &
 	writer=$!
 	if ! poll 5 pid_gone "$writer"; then
 		local log=$(stat -c %s "$WORK/daemon.log")
@@ -45,4 +49,13 @@ check_write() {
 }
 
 rename_on_backing() { mv "$B/x" "$B/y"; mv "$B/.x.lcpfs" "$B/.y.lcpfs"; }
-check_write "renamed on the backing" rename_on_backing
+check_write "renamed on the backing" x rename_on_backing
+n=$(grep -c "cannot materialize" "$WORK/daemon.log" || true)
+[ "$n" -eq 1 ] || fail "two failed writes logged 'cannot materialize' $n times, want once"
+say "logged once"
+
+# Unpacked in place by the offline tool: a raw file of another inode takes
+# the name; the write must end too (failed: the object written to is gone).
+cp "$WORK/t.safetensors" "$M/z"
+wait_state "$M/z" compressed
+check_write "unpacked in place on the backing" z "$LCPFS" unpack "$B/z" "$B/z"

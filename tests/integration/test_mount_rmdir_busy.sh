@@ -28,3 +28,15 @@ rmdir "$M/d" 2> "$WORK/rmdir.err" ||
 [ ! -e "$M/d" ] || fail "d still exists"
 hold_go prepared
 say "a directory is removed while a compression in it was under way"
+
+# A temporary the daemon does not have open (another process's, say an
+# offline pack's) is never removed: the directory stays.
+mkdir "$M/e"
+touch "$B/e/.lcpfs-tmp.00000000000000aa.p"
+[ -z "$(ls -A "$M/e")" ] || fail "e lists $(ls -A "$M/e")"
+if rmdir "$M/e" 2> "$WORK/rmdir.err"; then
+	fail "rmdir removed a directory holding another process's temporary"
+fi
+grep -q "not empty" "$WORK/rmdir.err" || fail "rmdir of e: $(cat "$WORK/rmdir.err")"
+[ -e "$B/e/.lcpfs-tmp.00000000000000aa.p" ] || fail "another process's temporary was removed"
+say "another process's temporary keeps its directory (ENOTEMPTY)"

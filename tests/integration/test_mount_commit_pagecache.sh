@@ -3,7 +3,8 @@
 # A reader that opened a file while it was raw and reads it after its
 # compression committed must not make later readers see raw bytes: every
 # open after the commit reads the reconstruction (what `lcpfs unpack` of the
-# backing gives), the same bytes each time.
+# backing gives), the same bytes each time; so does the old reader (the
+# page cache is the inode's: after a commit it holds one version only).
 # Defect on main: the old handle keeps its raw fd (resolve_handle), its
 # reads fill the shared page cache with raw pages, and the next open is
 # granted keep_cache (unchanged_since_last_open), so it reads those pages.
@@ -31,7 +32,8 @@ while os.getxattr(path, "user.lcpfs.state") != b"compressed":
         sys.exit("never compressed")
     time.sleep(0.05)
 os.close(os.open(path, os.O_RDONLY))      # an open after the commit
-os.pread(old, size, 0)                    # the old reader reads everything
+oldbytes = os.pread(old, size, 0)         # the old reader reads everything
+open(os.path.join(work, "old.bin"), "wb").write(oldbytes)
 with open(path, "rb") as f:               # a new reader
     open(os.path.join(work, "after.bin"), "wb").write(f.read())
 os.close(old)
@@ -43,4 +45,5 @@ if cmp -s "$WORK/after.bin" "$WORK/t.safetensors"; then
 	fail "a reader that opened after the commit read the raw bytes left in the page cache by a reader from before it"
 fi
 cmp -s "$WORK/after.bin" "$WORK/recon.bin" || fail "a reader that opened after the commit read neither version whole"
+cmp -s "$WORK/old.bin" "$WORK/recon.bin" || fail "a reader opened before the commit read other bytes than the reconstruction after it"
 say "readers after a commit read the reconstruction"
