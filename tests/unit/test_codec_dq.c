@@ -211,7 +211,7 @@ Test(codec_dq, zero_steps_and_saturation)
  * codes of every parity pattern and lengths that end mid-step. */
 Test(codec_dq, class_walks_match_the_state_machine)
 {
-	static const char *const sets[] = {"ref", "baseline", "avx2", "avx512"};
+	static const char *const sets[] = {"ref", "baseline", "avx2", "avx512", "avx512bf16"};
 	enum { N = 1000 };
 	uint8_t codes[N], want[N], got[N];
 	rng_state = 43;

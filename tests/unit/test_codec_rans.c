@@ -174,7 +174,7 @@ static uint8_t *encode_block(const uint16_t freq[256], const uint8_t *s, uint32_
 	return b;
 }
 
-static const char *const kernel_names[] = {"ref", "baseline", "avx2", "avx512"};
+static const char *const kernel_names[] = {"ref", "baseline", "avx2", "avx512", "avx512bf16"};
 
 Test(rans, round_trip_every_lane_count_length_and_kernel)
 {
