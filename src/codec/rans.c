@@ -135,22 +135,31 @@ struct bitr {
 	size_t len, pos; /* pos in bits */
 };
 
-/* Reads nbits (<= 16); false when that runs past the input. */
-static bool get_bits(struct bitr *r, unsigned nbits, uint32_t *v)
+/* The next bits at pos, LSB first (at least 56 of them; bytes past the
+ * input read as 0): one little-endian load where 8 bytes are there. */
+static inline uint64_t peek_bits(const struct bitr *r)
+{
+	size_t at = r->pos / 8;
+	uint64_t w = 0;
+	if (at + 8 <= r->len)
+		w = lcp_load_le64(r->in + at);
+	else
+		for (unsigned i = 0; at + i < r->len; i++)
+			w |= (uint64_t)r->in[at + i] << (8 * i);
+	return w >> (r->pos % 8);
+}
+
+/* Moves past nbits; false when that runs past the input. */
+static inline bool skip_bits(struct bitr *r, unsigned nbits)
 {
 	if (nbits > r->len * 8 - r->pos)
 		return false;
-	/* The (up to) three bytes that hold the field, as one little-endian
-	 * word; bytes past the input read as 0 and are never part of it. */
-	size_t at = r->pos / 8;
-	uint32_t w = 0;
-	for (unsigned i = 0; i < 3 && at + i < r->len; i++)
-		w |= (uint32_t)r->in[at + i] << (8 * i);
-	*v = (w >> (r->pos % 8)) & ((1u << nbits) - 1u);
 	r->pos += nbits;
 	return true;
 }
 
+/* Parsed per chunk and per side plane, so each field is taken from one
+ * 64-bit window (the k nibble and its value together). */
 lcp_err lcp_rans_table_read(const uint8_t *in, size_t len, size_t *used, uint16_t freq[256])
 {
 	if (len < 2)
@@ -162,11 +171,11 @@ lcp_err lcp_rans_table_read(const uint8_t *in, size_t len, size_t *used, uint16_
 	struct bitr r = { in + 2, len - 2, 0 };
 	uint32_t sum = 0;
 	for (unsigned s = lo; s < hi;) {
-		uint32_t k, v;
-		if (!get_bits(&r, 4, &k))
-			return LCP_ERR_TRUNCATED;
+		uint64_t w = peek_bits(&r);
+		uint32_t k = (uint32_t)w & 15u, v;
 		if (k == 0) {
-			if (!get_bits(&r, 4, &v))
+			v = (uint32_t)(w >> 4) & 15u;
+			if (!skip_bits(&r, 8))
 				return LCP_ERR_TRUNCATED;
 			if (v + 1 > hi - s)
 				return LCP_ERR_FORMAT; /* the last symbol is never in a run */
@@ -175,7 +184,8 @@ lcp_err lcp_rans_table_read(const uint8_t *in, size_t len, size_t *used, uint16_
 		}
 		if (k > LCP_RANS_PROB_BITS)
 			return LCP_ERR_FORMAT;
-		if (!get_bits(&r, k - 1, &v))
+		v = (uint32_t)(w >> 4) & ((1u << (k - 1)) - 1u);
+		if (!skip_bits(&r, 4 + k - 1))
 			return LCP_ERR_TRUNCATED;
 		freq[s] = (uint16_t)((1u << (k - 1)) + v);
 		sum += freq[s];
@@ -251,20 +261,26 @@ size_t lcp_rans_encode(const struct lcp_rans_enc *e, const uint8_t *sym, uint32_
 
 void lcp_rans_dec_init(struct lcp_rans_dec *d, const uint16_t freq[256])
 {
-	/* Built per chunk (and per side plane), so four slots at a time where
-	 * SSE2 is there: slot c + k holds base + k << 20. */
+	/* Built per chunk and per side plane, so 16 slots a pass whatever f
+	 * (the slots past a symbol's are overwritten by the next symbol's, or
+	 * land in the table's padding): one pass for most symbols, and no
+	 * loop exit that depends on f % 4. Slot c + k holds base + k << 20. */
 	uint32_t c = 0;
 	for (unsigned s = 0; s < 256; s++) {
-		uint32_t f = freq[s], base = s | f << 8, k = 0;
+		uint32_t f = freq[s], base = s | f << 8;
+		for (uint32_t k = 0; k < f; k += LCP_RANS_DEC_PAD) {
 #ifdef __SSE2__
-		__m128i v = _mm_add_epi32(_mm_set1_epi32((int)base), _mm_set_epi32(3 << 20, 2 << 20, 1 << 20, 0));
-		for (; k + 4 <= f; k += 4) {
-			_mm_storeu_si128((__m128i *)(void *)(d->slot + c + k), v);
-			v = _mm_add_epi32(v, _mm_set1_epi32(4 << 20));
-		}
+			__m128i v = _mm_add_epi32(_mm_set1_epi32((int)(base + (k << 20))),
+						  _mm_set_epi32(3 << 20, 2 << 20, 1 << 20, 0));
+			for (unsigned q = 0; q < LCP_RANS_DEC_PAD; q += 4) {
+				_mm_storeu_si128((__m128i *)(void *)(d->slot + c + k + q), v);
+				v = _mm_add_epi32(v, _mm_set1_epi32(4 << 20));
+			}
+#else
+			for (uint32_t q = 0; q < LCP_RANS_DEC_PAD; q++)
+				d->slot[c + k + q] = base + ((k + q) << 20);
 #endif
-		for (; k < f; k++)
-			d->slot[c + k] = base + (k << 20);
+		}
 		c += f;
 	}
 }

@@ -76,9 +76,11 @@ static inline size_t lcp_rans_block_bound(uint32_t n, unsigned lanes)
 size_t lcp_rans_encode(const struct lcp_rans_enc *e, const uint8_t *sym, uint32_t n, unsigned lanes,
 		       uint8_t *out);
 
-/* Decoder table: for each slot, symbol | f << 8 | (slot - cum) << 20. */
+/* Decoder table: for each slot, symbol | f << 8 | (slot - cum) << 20; then
+ * LCP_RANS_DEC_PAD slots of padding that lcp_rans_dec_init may write. */
+#define LCP_RANS_DEC_PAD 16u
 struct lcp_rans_dec {
-	uint32_t slot[LCP_RANS_SCALE];
+	uint32_t slot[LCP_RANS_SCALE + LCP_RANS_DEC_PAD];
 };
 void lcp_rans_dec_init(struct lcp_rans_dec *d, const uint16_t freq[256]);
 
