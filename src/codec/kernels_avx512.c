@@ -37,8 +37,9 @@
 #define INLINE static inline __attribute__((always_inline))
 
 /* Blocks decoded side by side: enough independent gather -> multiply chains
- * to keep the vector ports busy (measured on faceres codes: 2 blocks 0.46,
- * 4 blocks 0.29, 8 blocks 0.21 ns/symbol). */
+ * to keep the vector ports busy (measured on faceres codes, symbols only: 2
+ * blocks 0.46, 4 blocks 0.29, 8 blocks 0.21 ns/symbol; fused decoding does
+ * more per step and takes 4, see FUSED). */
 #define MAX_GROUP 8
 
 /*
@@ -349,41 +350,50 @@ INLINE AVX512 lcp_err decode_group(const struct lcp_rans_block *b, unsigned K,
 		(void)f;                                                                         \
 		return decode_group(b, K, end, fused ? f : NULL, dq, kind);                      \
 	}
-#define GROUPS(suffix, fused, dq, kind)                                                        \
-	GROUP(group8##suffix, 8, fused, dq, kind)                                              \
-	GROUP(group4##suffix, 4, fused, dq, kind)                                              \
-	GROUP(group2##suffix, 2, fused, dq, kind)                                              \
-	GROUP(group1##suffix, 1, fused, dq, kind)
-GROUPS(, false, false, OUT_F32)
-GROUPS(_f32, true, false, OUT_F32)
-GROUPS(_f16, true, false, OUT_F16)
-GROUPS(_bf16, true, false, OUT_BF16_FINITE)
-GROUPS(_bf16n, true, false, OUT_BF16_NORMAL)
-GROUPS(_f32_dq, true, true, OUT_F32)
-GROUPS(_f16_dq, true, true, OUT_F16)
-GROUPS(_bf16_dq, true, true, OUT_BF16_FINITE)
-GROUPS(_bf16n_dq, true, true, OUT_BF16_NORMAL)
+/* Fused decoding runs 4 blocks side by side: 8 blocks' output streams and
+ * registers decoded the decode benchmark's matrix 8% slower (4-bit into
+ * F32, three alternating runs: 0.49-0.51 against 0.45 ns per weight), with
+ * no gain on a chunk in cache. */
+#define FUSED(suffix, dq, kind)                                                                \
+	GROUP(group4##suffix, 4, true, dq, kind)                                               \
+	GROUP(group2##suffix, 2, true, dq, kind)                                               \
+	GROUP(group1##suffix, 1, true, dq, kind)
+GROUP(group8, 8, false, false, OUT_F32)
+GROUP(group4, 4, false, false, OUT_F32)
+GROUP(group3, 3, false, false, OUT_F32) /* the three planes of a side stream */
+GROUP(group2, 2, false, false, OUT_F32)
+GROUP(group1, 1, false, false, OUT_F32)
+FUSED(_f32, false, OUT_F32)
+FUSED(_f16, false, OUT_F16)
+FUSED(_bf16, false, OUT_BF16_FINITE)
+FUSED(_bf16n, false, OUT_BF16_NORMAL)
+FUSED(_f32_dq, true, OUT_F32)
+FUSED(_f16_dq, true, OUT_F16)
+FUSED(_bf16_dq, true, OUT_BF16_FINITE)
+FUSED(_bf16n_dq, true, OUT_BF16_NORMAL)
 
 typedef lcp_err (*group_fn)(const struct lcp_rans_block *, const uint8_t *,
 			    const struct lcp_rans_fuse *);
 
-/* Decodes nb blocks of 16 lanes, as many side by side as there are (8, 4, 2
- * or 1 at a time), with the instances of one output (fn[0] 8 blocks ... fn[3]
- * one block). */
+/* Decodes nb blocks of 16 lanes, as many side by side as an instance takes
+ * (fn[K - 1] decodes K blocks; NULL where there is none; fn[0] is never
+ * NULL): the most it can at each call. */
 static lcp_err decode_groups(const struct lcp_rans_block *b, unsigned nb,
 			     const uint8_t *readable_end, const struct lcp_rans_fuse *f,
-			     const group_fn fn[4])
+			     const group_fn fn[MAX_GROUP])
 {
 	struct lcp_rans_fuse at;
 	if (f)
 		at = *f;
 	lcp_err err = LCP_OK;
 	for (unsigned k = 0; !err && k < nb;) {
-		unsigned left = nb - k, i = left >= 8 ? 0 : left >= 4 ? 1 : left >= 2 ? 2 : 3;
-		err = fn[i](b + k, readable_end, f ? &at : NULL);
-		k += 8u >> i;
+		unsigned K = nb - k < MAX_GROUP ? nb - k : MAX_GROUP;
+		while (!fn[K - 1])
+			K--;
+		err = fn[K - 1](b + k, readable_end, f ? &at : NULL);
+		k += K;
 		if (f)
-			at.first += (uint64_t)(8u >> i) * f->block_elems;
+			at.first += (uint64_t)K * f->block_elems;
 	}
 	return err;
 }
@@ -391,7 +401,8 @@ static lcp_err decode_groups(const struct lcp_rans_block *b, unsigned nb,
 static lcp_err rans_decode(const struct lcp_rans_block *b, unsigned nb, unsigned lanes,
 			   const uint8_t *readable_end)
 {
-	static const group_fn symbols[4] = { group8, group4, group2, group1 };
+	static const group_fn symbols[MAX_GROUP] = { group1, group2, group3, group4,
+						     NULL,   NULL,   NULL,   group8 };
 	if (lanes != 16)
 		return lcp_rans_decode_scalar(b, nb, lanes, readable_end);
 	return decode_groups(b, nb, readable_end, NULL, symbols);
@@ -420,16 +431,12 @@ static AVX512 bool scales_zero_or_normal(const struct lcp_rans_block *b, unsigne
 static lcp_err fused(const struct lcp_rans_block *b, unsigned nb, unsigned lanes,
 		     const uint8_t *readable_end, const struct lcp_rans_fuse *f, bool bf16_ext)
 {
-	static const group_fn f32[2][4] = { { group8_f32, group4_f32, group2_f32, group1_f32 },
-					    { group8_f32_dq, group4_f32_dq, group2_f32_dq, group1_f32_dq } };
-	static const group_fn f16[2][4] = { { group8_f16, group4_f16, group2_f16, group1_f16 },
-					    { group8_f16_dq, group4_f16_dq, group2_f16_dq, group1_f16_dq } };
-	static const group_fn bf16[2][4] = { { group8_bf16, group4_bf16, group2_bf16, group1_bf16 },
-					     { group8_bf16_dq, group4_bf16_dq, group2_bf16_dq, group1_bf16_dq } };
-	static const group_fn bf16n[2][4] = {
-		{ group8_bf16n, group4_bf16n, group2_bf16n, group1_bf16n },
-		{ group8_bf16n_dq, group4_bf16n_dq, group2_bf16n_dq, group1_bf16n_dq }
-	};
+#define FUSED_FNS(suffix) { group1##suffix, group2##suffix, NULL, group4##suffix, NULL, NULL, NULL, NULL }
+	static const group_fn f32[2][MAX_GROUP] = { FUSED_FNS(_f32), FUSED_FNS(_f32_dq) };
+	static const group_fn f16[2][MAX_GROUP] = { FUSED_FNS(_f16), FUSED_FNS(_f16_dq) };
+	static const group_fn bf16[2][MAX_GROUP] = { FUSED_FNS(_bf16), FUSED_FNS(_bf16_dq) };
+	static const group_fn bf16n[2][MAX_GROUP] = { FUSED_FNS(_bf16n), FUSED_FNS(_bf16n_dq) };
+#undef FUSED_FNS
 	if (lanes == 16 && nb > 0 && f->group_size >= 16 && !(f->group_size & (f->group_size - 1)) &&
 	    f->block_elems % f->group_size == 0 && f->first % f->block_elems == 0) {
 		if (f->dt == LCP_DTYPE_F32)
