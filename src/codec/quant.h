@@ -109,6 +109,23 @@ size_t lcp_quant_dq_work_bytes(uint32_t n);
 float lcp_quant_dq_block(const float *x, uint32_t n, const float *delta, uint32_t group_size,
 			 uint32_t phase, uint8_t *codes, void *work);
 
+/*
+ * The forms of the search: plain C, SSE2, AVX2 and AVX-512 (16, 8 and 16
+ * chains per vector step: quant_dq.h). Every form gives the same codes and
+ * the same error on every machine; lcp_quant_dq_block takes the fastest the
+ * CPU has. _with runs form, which must be available (a test hook).
+ */
+enum lcp_dq_search {
+	LCP_DQ_SEARCH_SCALAR,
+	LCP_DQ_SEARCH_SSE2,
+	LCP_DQ_SEARCH_AVX2,
+	LCP_DQ_SEARCH_AVX512,
+};
+bool lcp_quant_dq_search_available(enum lcp_dq_search form);
+float lcp_quant_dq_block_with(enum lcp_dq_search form, const float *x, uint32_t n,
+			      const float *delta, uint32_t group_size, uint32_t phase,
+			      uint8_t *codes, void *work);
+
 /* Reconstruction level L = 2k - sgn(k) * cls of code c (k = c - 128) in
  * class cls (0 or 1): y = D * (float)L. */
 static inline int lcp_dq_level(uint8_t c, unsigned cls)
