@@ -6,8 +6,9 @@
 #include "codec/quant.h"
 
 #include <math.h>
-#include <stdatomic.h>
+#include <pthread.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 #ifdef __SSE2__
 #include <emmintrin.h>
@@ -501,19 +502,39 @@ bool lcp_quant_dq_search_available(enum lcp_dq_search form)
 	}
 }
 
-/* The fastest form this CPU has (chosen once; thread-safe: every thread
- * computes the same value). */
-static enum lcp_dq_search best_search(void)
+static const char *const search_names[] = {"scalar", "sse2", "avx2", "avx512"};
+
+enum lcp_dq_search lcp_quant_dq_search_named(const char *name)
 {
-	static _Atomic int best = -1;
-	int b = atomic_load_explicit(&best, memory_order_relaxed);
-	if (b < 0) {
-		b = LCP_DQ_SEARCH_AVX512;
-		while (!lcp_quant_dq_search_available((enum lcp_dq_search)b))
-			b--;
-		atomic_store_explicit(&best, b, memory_order_relaxed);
-	}
-	return (enum lcp_dq_search)b;
+	for (int f = LCP_DQ_SEARCH_AVX512; name && f >= LCP_DQ_SEARCH_SCALAR; f--)
+		if (strcmp(name, search_names[f]) == 0 &&
+		    lcp_quant_dq_search_available((enum lcp_dq_search)f))
+			return (enum lcp_dq_search)f;
+	return LCP_DQ_SEARCH_NONE;
+}
+
+const char *lcp_quant_dq_search_name(enum lcp_dq_search form)
+{
+	return form >= LCP_DQ_SEARCH_SCALAR && form <= LCP_DQ_SEARCH_AVX512 ? search_names[form]
+									    : "none";
+}
+
+static enum lcp_dq_search chosen_search;
+static pthread_once_t choose_search_once = PTHREAD_ONCE_INIT;
+
+/* LCPFS_DQ_SEARCH's form when this CPU has it, else the fastest it has
+ * (all give the same codes: the choice only changes the speed). */
+static void choose_search(void)
+{
+	chosen_search = lcp_quant_dq_search_named(getenv("LCPFS_DQ_SEARCH"));
+	for (int f = LCP_DQ_SEARCH_AVX512; chosen_search == LCP_DQ_SEARCH_NONE; f--)
+		chosen_search = lcp_quant_dq_search_named(search_names[f]);
+}
+
+enum lcp_dq_search lcp_quant_dq_search(void)
+{
+	pthread_once(&choose_search_once, choose_search);
+	return chosen_search;
 }
 
 /*
@@ -626,7 +647,7 @@ float lcp_quant_dq_block_with(enum lcp_dq_search form, const float *x, uint32_t 
 float lcp_quant_dq_block(const float *x, uint32_t n, const float *delta, uint32_t group_size,
 			 uint32_t phase, uint8_t *codes, void *work)
 {
-	return lcp_quant_dq_block_with(best_search(), x, n, delta, group_size, phase, codes, work);
+	return lcp_quant_dq_block_with(lcp_quant_dq_search(), x, n, delta, group_size, phase, codes, work);
 }
 
 void lcp_dequant_ref(const uint8_t *codes, uint32_t n, float sd, int off, float *y)

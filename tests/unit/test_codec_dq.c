@@ -250,21 +250,21 @@ Test(codec_dq, class_walks_match_the_state_machine)
 static void check_forms(const float *x, uint32_t n, const float *delta, uint32_t group,
 			uint32_t phase, const char *what)
 {
-	static const char *const names[] = {"scalar", "sse2", "avx2", "avx512"};
 	uint8_t *want = malloc(n + 1), *got = malloc(n + 1);
 	void *work = work_for(n);
 	float want_err = lcp_quant_dq_block_with(LCP_DQ_SEARCH_SCALAR, x, n, delta, group, phase,
 						 want, work);
 	for (int f = LCP_DQ_SEARCH_SSE2; f <= LCP_DQ_SEARCH_AVX512; f++) {
-		if (!lcp_quant_dq_search_available((enum lcp_dq_search)f))
+		enum lcp_dq_search form = (enum lcp_dq_search)f;
+		const char *name = lcp_quant_dq_search_name(form);
+		if (!lcp_quant_dq_search_available(form))
 			continue;
 		memset(got, 0x77, n + 1);
-		float err = lcp_quant_dq_block_with((enum lcp_dq_search)f, x, n, delta, group, phase,
-						    got, work);
-		cr_assert_arr_eq(got, want, n, "%s: %s, n %u", what, names[f], n);
-		cr_assert_eq(got[n], 0x77, "%s: %s wrote past n", what, names[f]);
+		float err = lcp_quant_dq_block_with(form, x, n, delta, group, phase, got, work);
+		cr_assert_arr_eq(got, want, n, "%s: %s, n %u", what, name, n);
+		cr_assert_eq(got[n], 0x77, "%s: %s wrote past n", what, name);
 		cr_assert(memcmp(&err, &want_err, sizeof err) == 0, "%s: %s error %a, plain C %a", what,
-			  names[f], (double)err, (double)want_err);
+			  name, (double)err, (double)want_err);
 	}
 	free(want);
 	free(got);
@@ -339,4 +339,19 @@ Test(codec_dq, every_search_form_gives_the_same_codes)
 	}
 	fclose(f);
 	cr_assert_geq(blocks, 10u);
+}
+
+/* LCPFS_DQ_SEARCH's names: each form by its name where the CPU has it, an
+ * unknown name none, the automatic choice an available form. */
+Test(codec_dq, search_forms_by_name)
+{
+	cr_assert_eq(lcp_quant_dq_search_named("scalar"), LCP_DQ_SEARCH_SCALAR);
+	cr_assert_eq(lcp_quant_dq_search_named("no-such-form"), LCP_DQ_SEARCH_NONE);
+	cr_assert_eq(lcp_quant_dq_search_named(NULL), LCP_DQ_SEARCH_NONE);
+	for (int f = LCP_DQ_SEARCH_SCALAR; f <= LCP_DQ_SEARCH_AVX512; f++) {
+		enum lcp_dq_search form = (enum lcp_dq_search)f;
+		cr_assert_eq(lcp_quant_dq_search_named(lcp_quant_dq_search_name(form)),
+			     lcp_quant_dq_search_available(form) ? form : LCP_DQ_SEARCH_NONE);
+	}
+	cr_assert(lcp_quant_dq_search_available(lcp_quant_dq_search()));
 }
