@@ -558,7 +558,16 @@ float lcp_quant_dq_block_with(enum lcp_dq_search form, const float *x, uint32_t 
 	for (uint32_t i = 0, g = 0, len = group_size - phase; i < n; i += len, g++, len = group_size) {
 		float d = delta[g], inv = d > 0.0f ? 1.0f / d : 0.0f;
 		len = n - i < len ? n - i : len;
-		for (uint32_t j = 0; j < len; j++) {
+		uint32_t j = 0;
+#ifdef __SSE2__
+		/* four at a time: one element at a time was half of this
+		 * function's time in lcpfs pack */
+		for (__m128 vd = _mm_set1_ps(d), vi = _mm_set1_ps(inv); j + 4 <= len; j += 4) {
+			_mm_storeu_ps(dl + i + j, vd);
+			_mm_storeu_ps(il + i + j, vi);
+		}
+#endif
+		for (; j < len; j++) {
 			dl[i + j] = d;
 			il[i + j] = inv;
 		}
