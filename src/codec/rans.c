@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Static interleaved rANS (rans.h): frequency normalization, the serialized
- * table, the encoder and the reference decoder.
+ * table, the encoder (whole 16-lane steps through rans_x86.c where the CPU
+ * has AVX-512) and the reference decoder.
  */
 #include "codec/rans.h"
 
 #include <assert.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <string.h>
 #ifdef __SSE2__
@@ -207,6 +209,8 @@ void lcp_rans_enc_init(struct lcp_rans_enc *e, const uint16_t freq[256])
 		e->freq[s] = freq[s];
 		e->cum[s] = c;
 		e->rcp[s] = freq[s] >= 2 ? UINT64_MAX / freq[s] + 1 : 0;
+		e->freq_cum[s] = freq[s] | c << 16;
+		e->rcp_f64[s] = freq[s] ? 1.0 / freq[s] : 0.0;
 		c += freq[s];
 	}
 }
@@ -223,17 +227,13 @@ static inline uint32_t div_freq(uint32_t x, uint32_t f, uint64_t rcp)
 #endif
 }
 
-size_t lcp_rans_encode(const struct lcp_rans_enc *e, const uint8_t *sym, uint32_t n, unsigned lanes,
-		       uint8_t *out)
+/* Symbols to - 1 down to from of sym into the lane states x, words below
+ * *w: the plain-C encoder's loop. */
+static void encode_symbols(const struct lcp_rans_enc *e, const uint8_t *sym, uint32_t from,
+			   uint32_t to, unsigned lanes, uint32_t *x, uint8_t **w_io)
 {
-	assert(lanes >= 1 && lanes <= LCP_RANS_MAX_LANES && (lanes & (lanes - 1)) == 0);
-	uint32_t x[LCP_RANS_MAX_LANES];
-	for (unsigned l = 0; l < lanes; l++)
-		x[l] = LCP_RANS_LOW;
-	/* Symbols are encoded last to first and words written backwards from
-	 * the end of the bound, so the decoder reads both forwards. */
-	uint8_t *end = out + lcp_rans_block_bound(n, lanes), *w = end;
-	for (uint32_t i = n; i-- > 0;) {
+	uint8_t *w = *w_io;
+	for (uint32_t i = to; i-- > from;) {
 		uint32_t *xl = &x[i & (lanes - 1)], v = *xl;
 		uint32_t f = e->freq[sym[i]];
 		assert(f > 0);
@@ -251,12 +251,65 @@ size_t lcp_rans_encode(const struct lcp_rans_enc *e, const uint8_t *sym, uint32_
 		uint32_t q = div_freq(v, f, e->rcp[sym[i]]);
 		*xl = (q << LCP_RANS_PROB_BITS) + (v - q * f) + e->cum[sym[i]];
 	}
+	*w_io = w;
+}
+
+#ifdef LCP_HAVE_RANS_X86
+static bool use_avx512;
+static pthread_once_t avx512_once = PTHREAD_ONCE_INIT;
+
+static void check_avx512(void)
+{
+	use_avx512 = lcp_rans_avx512_available();
+}
+#endif
+
+/* The block's encoding; with simd, whole 16-lane steps by AVX-512. */
+static size_t encode(const struct lcp_rans_enc *e, const uint8_t *sym, uint32_t n, unsigned lanes,
+		     uint8_t *out, bool simd)
+{
+	assert(lanes >= 1 && lanes <= LCP_RANS_MAX_LANES && (lanes & (lanes - 1)) == 0);
+	uint32_t x[LCP_RANS_MAX_LANES];
+	for (unsigned l = 0; l < lanes; l++)
+		x[l] = LCP_RANS_LOW;
+	/* Symbols are encoded last to first and words written backwards from
+	 * the end of the bound, so the decoder reads both forwards. */
+	uint8_t *end = out + lcp_rans_block_bound(n, lanes), *w = end;
+	uint32_t whole = 0; /* symbols [0, whole) in whole 16-lane steps */
+#ifdef LCP_HAVE_RANS_X86
+	if (simd && lanes == 16)
+		whole = n / 16 * 16;
+#else
+	(void)simd;
+#endif
+	encode_symbols(e, sym, whole, n, lanes, x, &w);
+#ifdef LCP_HAVE_RANS_X86
+	if (whole)
+		w = lcp_rans_encode_steps_avx512(e, sym, whole / 16, x, w);
+#endif
 	w -= 4u * lanes;
 	for (unsigned l = 0; l < lanes; l++)
 		lcp_store_le32(w + 4u * l, x[l]);
 	size_t len = (size_t)(end - w);
 	memmove(out, w, len);
 	return len;
+}
+
+size_t lcp_rans_encode_ref(const struct lcp_rans_enc *e, const uint8_t *sym, uint32_t n,
+			   unsigned lanes, uint8_t *out)
+{
+	return encode(e, sym, n, lanes, out, false);
+}
+
+size_t lcp_rans_encode(const struct lcp_rans_enc *e, const uint8_t *sym, uint32_t n, unsigned lanes,
+		       uint8_t *out)
+{
+	bool simd = false;
+#ifdef LCP_HAVE_RANS_X86
+	pthread_once(&avx512_once, check_avx512);
+	simd = use_avx512;
+#endif
+	return encode(e, sym, n, lanes, out, simd);
 }
 
 void lcp_rans_dec_init(struct lcp_rans_dec *d, const uint16_t freq[256])
