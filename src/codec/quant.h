@@ -110,8 +110,8 @@ float lcp_quant_dq_block(const float *x, uint32_t n, const float *delta, uint32_
 			 uint32_t phase, uint8_t *codes, void *work);
 
 /*
- * The forms of the search: plain C, SSE2, AVX2 and AVX-512 (16, 4, 8 and
- * 16 chains per vector step: quant_dq.h). Every form gives the same codes
+ * The forms of the search: plain C, then SSE2, AVX2 and AVX-512 with 4, 8
+ * and 16 chains per vector operation (quant_dq.h). Every form gives the same codes
  * and the same error on every machine, so the payload bytes never depend on
  * the CPU; only the speed does.
  */
