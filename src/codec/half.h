@@ -10,6 +10,7 @@
 #ifndef LCPFS_CODEC_HALF_H
 #define LCPFS_CODEC_HALF_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -103,5 +104,12 @@ static inline float lcp_bf16_to_f32(uint16_t h)
  * bit for bit, vectorized where the target allows. */
 void lcp_f16_from_f32_n(const float *y, uint16_t *h, uint32_t n);
 void lcp_bf16_from_f32_n(const float *y, uint16_t *h, uint32_t n);
+
+/* For the encoder's input: the n little-endian F16 values at p widened into
+ * x, each as lcp_f16_to_f32 gives it, by F16C where the CPU has it; true
+ * when all are finite. On false (a NaN or an infinity, or no F16C) x holds
+ * nothing reliable: widen with lcp_f16_to_f32, which keeps NaN payloads
+ * bit for bit (F16C quiets signaling NaNs). Thread-safe. */
+bool lcp_f16_to_f32_finite_n(const uint8_t *p, uint64_t n, float *x);
 
 #endif

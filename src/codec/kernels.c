@@ -235,8 +235,12 @@ static bool cpu_has(const char *set)
 	__builtin_cpu_init();
 	if (strcmp(set, "avx2") == 0)
 		return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt");
-	return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-	       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("popcnt");
+	bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+		      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("popcnt") &&
+		      __builtin_cpu_supports("fma");
+	if (strcmp(set, "avx512bf16") == 0)
+		return avx512 && __builtin_cpu_supports("avx512bf16");
+	return avx512;
 }
 #endif
 
@@ -249,6 +253,8 @@ const struct lcp_kernels *lcp_kernels_named(const char *name)
 	if (strcmp(name, "baseline") == 0)
 		return &kernels_baseline;
 #ifdef LCP_HAVE_AVX512_KERNELS
+	if (strcmp(name, "avx512bf16") == 0 && cpu_has("avx512bf16"))
+		return &lcp_kernels_avx512bf16;
 	if (strcmp(name, "avx512") == 0 && cpu_has("avx512"))
 		return &lcp_kernels_avx512;
 	if (strcmp(name, "avx2") == 0 && cpu_has("avx2"))
@@ -264,6 +270,8 @@ static pthread_once_t choose_once = PTHREAD_ONCE_INIT;
 static void choose(void)
 {
 	chosen = lcp_kernels_named(getenv("LCPFS_DECODE"));
+	if (!chosen)
+		chosen = lcp_kernels_named("avx512bf16");
 	if (!chosen)
 		chosen = lcp_kernels_named("avx512");
 	if (!chosen)

@@ -7,8 +7,9 @@
  * lcp_dequant_ref, narrowing by the scalar functions of half.h). Every other
  * set computes exactly the same bytes by other means: "baseline" (SSE2 on
  * x86-64, else plain C), "avx2" (its rANS kernel; chosen at run time when
- * the CPU has AVX2 but not AVX-512) and "avx512" (AVX-512 F/BW/VL, chosen
- * when the CPU has it). tests/unit/test_codec_kernels.c compares every set
+ * the CPU has AVX2 but not AVX-512), "avx512" (AVX-512 F/BW/VL, chosen
+ * when the CPU has it) and "avx512bf16" (the same with the BF16 extension,
+ * chosen when the CPU has that too). tests/unit/test_codec_kernels.c compares every set
  * the machine supports with "ref", bit for bit.
  */
 #ifndef LCPFS_CODEC_KERNELS_H
@@ -216,7 +217,7 @@ static inline uint32_t lcp_rans_run(struct lcp_rans_cursor *cur, unsigned K,
 
 /* The set decoding uses: the fastest this CPU supports, or the one named by
  * the environment variable LCPFS_DECODE ("ref", "baseline", "avx2",
- * "avx512"; an unknown or unsupported name is ignored). Chosen once;
+ * "avx512", "avx512bf16"; an unknown or unsupported name is ignored). Chosen once;
  * thread-safe. */
 const struct lcp_kernels *lcp_kernels(void);
 
@@ -231,6 +232,7 @@ void lcp_kernels_force(const struct lcp_kernels *k);
 #define LCP_HAVE_AVX512_KERNELS 1
 /* kernels_avx512.c and kernels_avx2.c; use them through lcp_kernels_named,
  * which checks the CPU. */
+extern const struct lcp_kernels lcp_kernels_avx512bf16;
 extern const struct lcp_kernels lcp_kernels_avx512;
 extern const struct lcp_kernels lcp_kernels_avx2;
 #endif

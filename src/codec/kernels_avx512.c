@@ -1,20 +1,29 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * AVX-512 (F, BW, VL) decode kernels, compiled for any x86-64 through
- * function target attributes and used only when the CPU reports them
- * (kernels.c). Each computes what the reference computes, bit for bit:
+ * AVX-512 decode kernels, compiled for any x86-64 through function target
+ * attributes and used only when the CPU reports them (kernels.c): the set
+ * "avx512" needs F, BW and VL; "avx512bf16" is the same set with the BF16
+ * extension's narrowing where it is exact. Each computes what the reference
+ * computes, bit for bit:
  *  - rANS: the integer recurrence of rans.h on 16 lanes at once (one zmm
  *    register of states per block), up to 8 blocks of a chunk interleaved
  *    so the gather and multiply latencies of one block overlap the others';
  *    the last symbols of each block go through the scalar lcp_rans_finish,
  *    which also checks the block's end state;
- *  - dequantization: (float)code - off is exact for small integers, then one
- *    binary32 multiply, as in lcp_dequant_ref;
+ *  - dequantization: code - off and the levels of dependent quantization
+ *    are small integers, exact in binary32 however they are formed, then
+ *    one binary32 multiply, as in lcp_dequant_ref; fused into rANS, the
+ *    code comes out of the table entry as the float 2^23 + code (its bits
+ *    or'ed into those of 2^23), which saves a conversion;
  *  - F16: vcvtps2ph with round-to-nearest-even is IEEE narrowing, which is
  *    what lcp_f16_from_f32 computes (including subnormals, overflow to inf
  *    and NaN quieting) in the default floating-point environment;
- *  - BF16: the integer rounding of lcp_bf16_from_f32 on 16 lanes
- *    (vcvtneps2bf16 would flush subnormals to zero, so it is not used).
+ *  - BF16: the integer rounding of lcp_bf16_from_f32 on 16 lanes; fused
+ *    values are never NaN (finite scales times small integers), so the NaN
+ *    case is left out there; vcvtneps2bf16 (set "avx512bf16") flushes
+ *    subnormal inputs and results to zero, so it narrows only chunks whose
+ *    scales are all 0 or normal, which makes every value 0, normal or
+ *    infinite.
  */
 #include "codec/kernels.h"
 
@@ -24,12 +33,13 @@
 
 #include "codec/codec_format.h"
 
-#define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,popcnt")))
+#define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,popcnt,fma")))
 #define INLINE static inline __attribute__((always_inline))
 
 /* Blocks decoded side by side: enough independent gather -> multiply chains
- * to keep the vector ports busy (measured on faceres codes: 2 blocks 0.46,
- * 4 blocks 0.29, 8 blocks 0.21 ns/symbol). */
+ * to keep the vector ports busy (measured on faceres codes, symbols only: 2
+ * blocks 0.46, 4 blocks 0.29, 8 blocks 0.21 ns/symbol; fused decoding does
+ * more per step and takes 4, see FUSED). */
 #define MAX_GROUP 8
 
 /*
@@ -49,7 +59,9 @@ INLINE AVX512 __m512i gather_slots(__m512i idx, const struct lcp_rans_dec *d)
 	return r;
 }
 
-enum out_kind { OUT_F32, OUT_F16, OUT_BF16 };
+/* Output kinds: BF16 narrows any value; BF16_FINITE only non-NaN ones;
+ * BF16_NORMAL only 0, normal and infinite values (avx512bf16). */
+enum out_kind { OUT_F32, OUT_F16, OUT_BF16, OUT_BF16_FINITE, OUT_BF16_NORMAL };
 
 INLINE AVX512 __m512 dequant16(__m128i codes, __m512 sd, __m512 off)
 {
@@ -57,17 +69,24 @@ INLINE AVX512 __m512 dequant16(__m128i codes, __m512 sd, __m512 off)
 	return _mm512_mul_ps(sd, _mm512_sub_ps(v, off));
 }
 
-/* Dependent quantization: the level 2k - sgn(k) (lanes of cls) or 2k, k =
- * v - off, as binary32, every step exact (small integers): 2k = (v + v) -
- * off2 (off2 = 2 off), then sgn(k) as 1.0 with 2k's sign (one ternary-logic
- * op: (2k & sign) | 1.0) subtracted where cls is set and k != 0. */
-INLINE AVX512 __m512 dq_level16(__m512 v, __m512 off2, __mmask16 cls)
+/* Dependent quantization: the level 2k - sgn(k) (lanes of cls) or 2k, from
+ * l2k = 2k as binary32 (exact): sgn(2k) as +-1.0 or +0.0 by vfixupimmps
+ * (its table maps the classes zero, one, negative and positive to +0, +1,
+ * -1 and +1), subtracted where cls is set; 2k - 0 = 2k, also for k = 0. */
+#define DQ_SIGN_TABLE ((int)0xa900a800u)
+INLINE AVX512 __m512 dq_level16(__m512 l2k, __mmask16 cls)
 {
-	__m512 l = _mm512_sub_ps(_mm512_add_ps(v, v), off2);
-	__mmask16 nz = _mm512_mask_cmp_ps_mask(cls, l, _mm512_setzero_ps(), _CMP_NEQ_OQ);
-	__m512i s = _mm512_ternarylogic_epi32(_mm512_castps_si512(l), _mm512_set1_epi32((int)0x80000000u),
-					      _mm512_castps_si512(_mm512_set1_ps(1.0f)), 0xea);
-	return _mm512_mask_sub_ps(l, nz, l, _mm512_castsi512_ps(s));
+	__m512 sgn = _mm512_fixupimm_ps(l2k, l2k, _mm512_set1_epi32(DQ_SIGN_TABLE), 0);
+	return _mm512_mask_sub_ps(l2k, cls, l2k, sgn);
+}
+
+/* The symbols of 16 table entries (their low bytes) as binary32 2^23 +
+ * symbol: ternary logic (e & 0xff) | bits of 2^23. */
+#define MAGIC_2P23 8388608.0f
+INLINE AVX512 __m512 magic_symbols(__m512i e)
+{
+	return _mm512_castsi512_ps(_mm512_ternarylogic_epi32(e, _mm512_set1_epi32(0xff),
+							     _mm512_set1_epi32(0x4b000000), 0xea));
 }
 
 /* y + the low-rank term of 16 consecutive columns (lanes of m), summed over
@@ -93,6 +112,30 @@ INLINE AVX512 __m256i bf16_16(__m512 v)
 	return _mm512_cvtepi32_epi16(_mm512_mask_blend_epi32(nan, r, q));
 }
 
+/* BF16 by vcvtneps2bf16: exact for 0, normal and infinite values only
+ * (OUT_BF16_NORMAL), run only where the CPU has the BF16 extension. An asm
+ * statement, not the intrinsic, so the kernels around it need no target
+ * beyond AVX-512 F/BW/VL. */
+INLINE AVX512 __m256i bf16_16_normal(__m512 v)
+{
+	__m256i r;
+	__asm__("vcvtneps2bf16 %g1, %t0" : "=v"(r) : "v"(v));
+	return r;
+}
+
+/* bf16_16 of values that are not NaN: the rounding, then the high halves
+ * picked by one word permutation. */
+INLINE AVX512 __m256i bf16_16_finite(__m512 v)
+{
+	__m512i x = _mm512_castps_si512(v);
+	__m512i lsb = _mm512_and_si512(_mm512_srli_epi32(x, 16), _mm512_set1_epi32(1));
+	__m512i r = _mm512_add_epi32(_mm512_add_epi32(x, _mm512_set1_epi32(0x7fff)), lsb);
+	const __m512i high_halves = _mm512_set_epi16(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7,
+						     5, 3, 1, 31, 29, 27, 25, 23, 21, 19, 17, 15, 13,
+						     11, 9, 7, 5, 3, 1);
+	return _mm512_castsi512_si256(_mm512_permutexvar_epi16(high_halves, r));
+}
+
 INLINE AVX512 __m256i f16_16(__m512 v)
 {
 	return _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
@@ -105,8 +148,12 @@ INLINE AVX512 void store16(enum out_kind kind, uint8_t *out, __m512 v, __mmask16
 		_mm512_mask_storeu_ps(out, m, v);
 	else if (kind == OUT_F16)
 		_mm256_mask_storeu_epi16(out, m, f16_16(v));
-	else
+	else if (kind == OUT_BF16)
 		_mm256_mask_storeu_epi16(out, m, bf16_16(v));
+	else if (kind == OUT_BF16_FINITE)
+		_mm256_mask_storeu_epi16(out, m, bf16_16_finite(v));
+	else
+		_mm256_mask_storeu_epi16(out, m, bf16_16_normal(v));
 }
 
 INLINE AVX512 void dequant_run(const struct lcp_dequant_run *r, enum out_kind kind, bool low_rank)
@@ -127,7 +174,8 @@ INLINE AVX512 void dequant_run(const struct lcp_dequant_run *r, enum out_kind ki
 			if (r->cls) {
 				__m128i q = _mm_maskz_loadu_epi8(m, r->cls + i + j);
 				__m512 v = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(cv));
-				y = _mm512_mul_ps(sd, dq_level16(v, _mm512_add_ps(off, off), _mm_test_epi8_mask(q, q)));
+				__m512 l2k = _mm512_sub_ps(_mm512_add_ps(v, v), _mm512_add_ps(off, off));
+				y = _mm512_mul_ps(sd, dq_level16(l2k, _mm_test_epi8_mask(q, q)));
 			} else {
 				y = dequant16(cv, sd, off);
 			}
@@ -189,15 +237,20 @@ INLINE AVX512 __m512i rans_step(__m512i x, const uint8_t **p, struct step_out o,
 	const __m512i low = _mm512_set1_epi32((int)LCP_RANS_LOW);
 	__m512i e = gather_slots(_mm512_and_si512(x, slot_mask), d);
 	if (fused) {
-		__m512 v = _mm512_cvtepi32_ps(_mm512_and_si512(e, _mm512_set1_epi32(0xff)));
-		__m512 sd = _mm512_set1_ps(*o.sd), y;
+		__m512 v = magic_symbols(e), sd = _mm512_set1_ps(*o.sd), y;
 		if (dq) {
 			uint32_t st = *o.st, par = _mm512_test_epi32_mask(e, _mm512_set1_epi32(1));
 			*o.st = ((st >> 16) ^ par) | st << 16; /* q' = s0 ^ par, s0' = q */
-			/* off is 128 in this class (quant.h): 2 off is a constant */
-			y = _mm512_mul_ps(sd, dq_level16(v, _mm512_set1_ps(256.0f), (__mmask16)st));
+			/* off is 128 in this class (quant.h): 2k = 2 (2^23 + code) -
+			 * (2^24 + 256), exact, so one fused multiply-subtract */
+			__m512 l2k = _mm512_fmsub_ps(v, _mm512_set1_ps(2.0f),
+						     _mm512_set1_ps(2.0f * MAGIC_2P23 + 256.0f));
+			y = _mm512_mul_ps(sd, dq_level16(l2k, (__mmask16)st));
 		} else {
-			y = _mm512_mul_ps(sd, _mm512_sub_ps(v, _mm512_set1_ps(*o.off)));
+			/* (2^23 + code) - off is exact (|code - off| < 256), then 2^23 off */
+			__m512 k = _mm512_sub_ps(_mm512_sub_ps(v, _mm512_set1_ps(*o.off)),
+						 _mm512_set1_ps(MAGIC_2P23));
+			y = _mm512_mul_ps(sd, k);
 		}
 		store16(kind, o.out, y, 0xffff);
 	} else {
@@ -221,9 +274,11 @@ INLINE AVX512 __m512i rans_step(__m512i x, const uint8_t **p, struct step_out o,
  * (kernels.h) to stay before their load limits.
  */
 INLINE AVX512 lcp_err decode_group(const struct lcp_rans_block *b, unsigned K,
-				   const uint8_t *readable_end,
+				   const uint8_t *readable_end, bool fused,
 				   const struct lcp_rans_fuse *f, bool dq, enum out_kind kind)
 {
+	if (!fused)
+		f = NULL;
 	uint32_t st[MAX_GROUP] = {0};
 	/* Fused: block k's first element, and the log2 of the steps per group. */
 	uint64_t first[MAX_GROUP];
@@ -242,26 +297,55 @@ INLINE AVX512 lcp_err decode_group(const struct lcp_rans_block *b, unsigned K,
 		steps = b[k].stop / 16 < steps ? b[k].stop / 16 : steps;
 		first[k] = f ? f->first + (uint64_t)k * f->block_elems : 0;
 	}
+	/*
+	 * The steps work on locals: every output store goes through a
+	 * may-alias vector type, after which anything in memory (the
+	 * cursors, the blocks' fields, the fusion's pointers) was loaded
+	 * again, beside the gathers' 16 loads; fused blocks share one table
+	 * and one test of `fused` per instance. 4-bit DQ into F32, F16 and
+	 * BF16: 6-10% faster (scratch loop, alternating runs); 8-bit: the
+	 * same. Fused blocks are consecutive: block k's output starts k blocks
+	 * after out, its groups k blocks' groups after sd and off.
+	 */
+	const struct lcp_rans_dec *tab[MAX_GROUP];
+	const uint8_t *wp[MAX_GROUP];
+	uint8_t *sym[MAX_GROUP];
+#pragma GCC unroll 8
+	for (unsigned k = 0; k < K; k++) {
+		/* fused blocks share their chunk's table (fused() checks) */
+		tab[k] = fused ? b[0].table : b[k].table;
+		sym[k] = b[k].out;
+	}
+	uint8_t *out0 = f ? f->out + first[0] * eb : NULL;
+	const float *sd0 = f ? f->sd + (first[0] >> 4 >> gshift) : NULL;
+	const float *off0 = f ? f->off + (first[0] >> 4 >> gshift) : NULL;
+	size_t block_bytes = f ? (size_t)f->block_elems * eb : 0;
+	size_t block_groups = f ? f->block_elems >> 4 >> gshift : 0;
 	uint32_t t = 0;
 	while (t < steps) {
 		uint32_t run = lcp_rans_run(cur, K, readable_end, steps - t);
 		if (run == 0)
 			break; /* only a damaged block reads past its copy */
+#pragma GCC unroll 8
+		for (unsigned k = 0; k < K; k++)
+			wp[k] = cur[k].p;
 		for (uint32_t j = 0; j < run; j++, t++) {
 #pragma GCC unroll 8
 			for (unsigned k = 0; k < K; k++) {
-				struct step_out o = { b[k].out + 16u * t, NULL, NULL, NULL, &st[k] };
-				if (f) {
+				struct step_out o = { sym[k] + 16u * t, NULL, NULL, NULL, &st[k] };
+				if (fused) {
 					/* groups hold whole steps: a power of two >= 16 */
-					uint64_t e0 = first[k] + 16u * t;
-					uint64_t g = (first[k] >> 4 >> gshift) + (t >> gshift);
-					o.sd = f->sd + g;
-					o.off = f->off + g;
-					o.out = f->out + e0 * eb;
+					size_t g = k * block_groups + (t >> gshift);
+					o.sd = sd0 + g;
+					o.off = off0 + g;
+					o.out = out0 + k * block_bytes + (size_t)16u * t * eb;
 				}
-				x[k] = rans_step(x[k], &cur[k].p, o, f != NULL, dq, kind, b[k].table);
+				x[k] = rans_step(x[k], &wp[k], o, fused, dq, kind, tab[k]);
 			}
 		}
+#pragma GCC unroll 8
+		for (unsigned k = 0; k < K; k++)
+			cur[k].p = wp[k];
 	}
 	for (unsigned k = 0; k < K; k++) {
 		uint32_t xs[LCP_RANS_MAX_LANES];
@@ -294,42 +378,52 @@ INLINE AVX512 lcp_err decode_group(const struct lcp_rans_block *b, unsigned K,
 	static AVX512 lcp_err name(const struct lcp_rans_block *b, const uint8_t *end,         \
 				   const struct lcp_rans_fuse *f)                                \
 	{                                                                                        \
-		(void)f;                                                                         \
-		return decode_group(b, K, end, fused ? f : NULL, dq, kind);                      \
+		return decode_group(b, K, end, fused, f, dq, kind);                              \
 	}
-#define GROUPS(suffix, fused, dq, kind)                                                        \
-	GROUP(group8##suffix, 8, fused, dq, kind)                                              \
-	GROUP(group4##suffix, 4, fused, dq, kind)                                              \
-	GROUP(group2##suffix, 2, fused, dq, kind)                                              \
-	GROUP(group1##suffix, 1, fused, dq, kind)
-GROUPS(, false, false, OUT_F32)
-GROUPS(_f32, true, false, OUT_F32)
-GROUPS(_f16, true, false, OUT_F16)
-GROUPS(_bf16, true, false, OUT_BF16)
-GROUPS(_f32_dq, true, true, OUT_F32)
-GROUPS(_f16_dq, true, true, OUT_F16)
-GROUPS(_bf16_dq, true, true, OUT_BF16)
+/* Fused decoding runs 4 blocks side by side: 8 blocks' output streams and
+ * registers decoded the decode benchmark's matrix 8% slower (4-bit into
+ * F32, three alternating runs: 0.49-0.51 against 0.45 ns per weight), with
+ * no gain on a chunk in cache. */
+#define FUSED(suffix, dq, kind)                                                                \
+	GROUP(group4##suffix, 4, true, dq, kind)                                               \
+	GROUP(group2##suffix, 2, true, dq, kind)                                               \
+	GROUP(group1##suffix, 1, true, dq, kind)
+GROUP(group8, 8, false, false, OUT_F32)
+GROUP(group4, 4, false, false, OUT_F32)
+GROUP(group3, 3, false, false, OUT_F32) /* the three planes of a side stream */
+GROUP(group2, 2, false, false, OUT_F32)
+GROUP(group1, 1, false, false, OUT_F32)
+FUSED(_f32, false, OUT_F32)
+FUSED(_f16, false, OUT_F16)
+FUSED(_bf16, false, OUT_BF16_FINITE)
+FUSED(_bf16n, false, OUT_BF16_NORMAL)
+FUSED(_f32_dq, true, OUT_F32)
+FUSED(_f16_dq, true, OUT_F16)
+FUSED(_bf16_dq, true, OUT_BF16_FINITE)
+FUSED(_bf16n_dq, true, OUT_BF16_NORMAL)
 
 typedef lcp_err (*group_fn)(const struct lcp_rans_block *, const uint8_t *,
 			    const struct lcp_rans_fuse *);
 
-/* Decodes nb blocks of 16 lanes, as many side by side as there are (8, 4, 2
- * or 1 at a time), with the instances of one output (fn[0] 8 blocks ... fn[3]
- * one block). */
+/* Decodes nb blocks of 16 lanes, as many side by side as an instance takes
+ * (fn[K - 1] decodes K blocks; NULL where there is none; fn[0] is never
+ * NULL): the most it can at each call. */
 static lcp_err decode_groups(const struct lcp_rans_block *b, unsigned nb,
 			     const uint8_t *readable_end, const struct lcp_rans_fuse *f,
-			     const group_fn fn[4])
+			     const group_fn fn[MAX_GROUP])
 {
 	struct lcp_rans_fuse at;
 	if (f)
 		at = *f;
 	lcp_err err = LCP_OK;
 	for (unsigned k = 0; !err && k < nb;) {
-		unsigned left = nb - k, i = left >= 8 ? 0 : left >= 4 ? 1 : left >= 2 ? 2 : 3;
-		err = fn[i](b + k, readable_end, f ? &at : NULL);
-		k += 8u >> i;
+		unsigned K = nb - k < MAX_GROUP ? nb - k : MAX_GROUP;
+		while (!fn[K - 1])
+			K--;
+		err = fn[K - 1](b + k, readable_end, f ? &at : NULL);
+		k += K;
 		if (f)
-			at.first += (uint64_t)(8u >> i) * f->block_elems;
+			at.first += (uint64_t)K * f->block_elems;
 	}
 	return err;
 }
@@ -337,27 +431,54 @@ static lcp_err decode_groups(const struct lcp_rans_block *b, unsigned nb,
 static lcp_err rans_decode(const struct lcp_rans_block *b, unsigned nb, unsigned lanes,
 			   const uint8_t *readable_end)
 {
-	static const group_fn symbols[4] = { group8, group4, group2, group1 };
+	static const group_fn symbols[MAX_GROUP] = { group1, group2, group3, group4,
+						     NULL,   NULL,   NULL,   group8 };
 	if (lanes != 16)
 		return lcp_rans_decode_scalar(b, nb, lanes, readable_end);
 	return decode_groups(b, nb, readable_end, NULL, symbols);
 }
 
-static lcp_err rans_decode_fused(const struct lcp_rans_block *b, unsigned nb, unsigned lanes,
-				 const uint8_t *readable_end, const struct lcp_rans_fuse *f)
+/* Whether the scales of the groups that nb fused blocks reach are all 0 or
+ * normal (so vcvtneps2bf16 narrows their values exactly). */
+static AVX512 bool scales_zero_or_normal(const struct lcp_rans_block *b, unsigned nb,
+					 const struct lcp_rans_fuse *f)
 {
-	static const group_fn f32[2][4] = { { group8_f32, group4_f32, group2_f32, group1_f32 },
-					    { group8_f32_dq, group4_f32_dq, group2_f32_dq, group1_f32_dq } };
-	static const group_fn f16[2][4] = { { group8_f16, group4_f16, group2_f16, group1_f16 },
-					    { group8_f16_dq, group4_f16_dq, group2_f16_dq, group1_f16_dq } };
-	static const group_fn bf16[2][4] = { { group8_bf16, group4_bf16, group2_bf16, group1_bf16 },
-					     { group8_bf16_dq, group4_bf16_dq, group2_bf16_dq, group1_bf16_dq } };
-	if (lanes == 16 && f->group_size >= 16 && !(f->group_size & (f->group_size - 1)) &&
-	    f->block_elems % f->group_size == 0 && f->first % f->block_elems == 0) {
+	uint64_t g0 = f->first / f->group_size;
+	uint64_t end = f->first + (uint64_t)(nb - 1) * f->block_elems + b[nb - 1].stop;
+	uint64_t g1 = (end + f->group_size - 1) / f->group_size;
+	const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff);
+	__mmask16 bad = 0;
+	for (uint64_t g = g0; g < g1; g += 16) {
+		__mmask16 m = g1 - g >= 16 ? 0xffff : (__mmask16)((1u << (g1 - g)) - 1u);
+		__m512i a = _mm512_and_si512(_mm512_maskz_loadu_epi32(m, f->sd + g), abs_mask);
+		/* subnormal: 0 < |sd| < 2^-126, i.e. |sd| - 1 < 2^-126 - 1 unsigned */
+		bad |= _mm512_mask_cmplt_epu32_mask(m, _mm512_sub_epi32(a, _mm512_set1_epi32(1)),
+						     _mm512_set1_epi32(0x007fffff));
+	}
+	return bad == 0;
+}
+
+static lcp_err fused(const struct lcp_rans_block *b, unsigned nb, unsigned lanes,
+		     const uint8_t *readable_end, const struct lcp_rans_fuse *f, bool bf16_ext)
+{
+#define FUSED_FNS(suffix) { group1##suffix, group2##suffix, NULL, group4##suffix, NULL, NULL, NULL, NULL }
+	static const group_fn f32[2][MAX_GROUP] = { FUSED_FNS(_f32), FUSED_FNS(_f32_dq) };
+	static const group_fn f16[2][MAX_GROUP] = { FUSED_FNS(_f16), FUSED_FNS(_f16_dq) };
+	static const group_fn bf16[2][MAX_GROUP] = { FUSED_FNS(_bf16), FUSED_FNS(_bf16_dq) };
+	static const group_fn bf16n[2][MAX_GROUP] = { FUSED_FNS(_bf16n), FUSED_FNS(_bf16n_dq) };
+#undef FUSED_FNS
+	bool one_table = true;
+	for (unsigned k = 1; k < nb; k++)
+		one_table = one_table && b[k].table == b[0].table;
+	if (lanes == 16 && nb > 0 && one_table && f->group_size >= 16 &&
+	    !(f->group_size & (f->group_size - 1)) && f->block_elems % f->group_size == 0 &&
+	    f->first % f->block_elems == 0) {
 		if (f->dt == LCP_DTYPE_F32)
 			return decode_groups(b, nb, readable_end, f, f32[f->dq]);
 		if (f->dt == LCP_DTYPE_F16)
 			return decode_groups(b, nb, readable_end, f, f16[f->dq]);
+		if (f->dt == LCP_DTYPE_BF16 && bf16_ext && scales_zero_or_normal(b, nb, f))
+			return decode_groups(b, nb, readable_end, f, bf16n[f->dq]);
 		if (f->dt == LCP_DTYPE_BF16)
 			return decode_groups(b, nb, readable_end, f, bf16[f->dq]);
 	}
@@ -377,6 +498,18 @@ static lcp_err rans_decode_fused(const struct lcp_rans_block *b, unsigned nb, un
 			dequant_store(&r, f->dt);
 	}
 	return err;
+}
+
+static lcp_err rans_decode_fused(const struct lcp_rans_block *b, unsigned nb, unsigned lanes,
+				 const uint8_t *readable_end, const struct lcp_rans_fuse *f)
+{
+	return fused(b, nb, lanes, readable_end, f, false);
+}
+
+static lcp_err rans_decode_fused_bf16(const struct lcp_rans_block *b, unsigned nb, unsigned lanes,
+				      const uint8_t *readable_end, const struct lcp_rans_fuse *f)
+{
+	return fused(b, nb, lanes, readable_end, f, true);
 }
 
 /* lcp_side_params_ref on 16 groups at a time: the scale tables through
@@ -440,6 +573,9 @@ static AVX512 void side_params(const struct lcp_side_params *p)
 
 const struct lcp_kernels lcp_kernels_avx512 = { "avx512", rans_decode, rans_decode_fused,
 						 dequant_store, side_params, lcp_dq_classes_fast };
+const struct lcp_kernels lcp_kernels_avx512bf16 = { "avx512bf16", rans_decode,
+						     rans_decode_fused_bf16, dequant_store,
+						     side_params, lcp_dq_classes_fast };
 
 #else
 /* ISO C wants at least one declaration in a translation unit. */

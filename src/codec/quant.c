@@ -6,11 +6,15 @@
 #include "codec/quant.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 #ifdef __SSE2__
 #include <emmintrin.h>
 #endif
+
+#include "codec/quant_dq.h"
 
 /* 2^(k/256), k = 0..255, as binary32 literals: pinned so the scale grid
  * never depends on a libm's exp2f. The 16-step grid uses every 16th entry. */
@@ -336,10 +340,6 @@ uint16_t lcp_quant_scale_code(const struct lcp_qparams *p, float step, float *sc
 	return c;
 }
 
-/* |x / D| is clamped here before the levels are chosen: every candidate
- * level then has |k| <= 127 (level 253 of class 1 is k = 127). */
-#define DQ_MAX_V 250.0f
-
 size_t lcp_quant_dq_work_bytes(uint32_t n)
 {
 	/* per element: D and 1/D (floats), a byte of Viterbi decisions and the
@@ -477,55 +477,144 @@ static inline void dq_step4(const float *x, const float *d, const float *il, flo
 }
 #endif
 
+bool lcp_quant_dq_search_available(enum lcp_dq_search form)
+{
+	switch (form) {
+	case LCP_DQ_SEARCH_SCALAR:
+		return true;
+	case LCP_DQ_SEARCH_SSE2:
+#ifdef __SSE2__
+		return true;
+#else
+		return false;
+#endif
+#ifdef LCP_HAVE_DQ_X86
+	case LCP_DQ_SEARCH_AVX2:
+		__builtin_cpu_init();
+		return __builtin_cpu_supports("avx2");
+	case LCP_DQ_SEARCH_AVX512:
+		__builtin_cpu_init();
+		return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+		       __builtin_cpu_supports("avx512vl");
+#endif
+	default:
+		return false;
+	}
+}
+
+static const char *const search_names[] = {"scalar", "sse2", "avx2", "avx512"};
+
+enum lcp_dq_search lcp_quant_dq_search_named(const char *name)
+{
+	for (int f = LCP_DQ_SEARCH_AVX512; name && f >= LCP_DQ_SEARCH_SCALAR; f--)
+		if (strcmp(name, search_names[f]) == 0 &&
+		    lcp_quant_dq_search_available((enum lcp_dq_search)f))
+			return (enum lcp_dq_search)f;
+	return LCP_DQ_SEARCH_NONE;
+}
+
+const char *lcp_quant_dq_search_name(enum lcp_dq_search form)
+{
+	return form >= LCP_DQ_SEARCH_SCALAR && form <= LCP_DQ_SEARCH_AVX512 ? search_names[form]
+									    : "none";
+}
+
+static enum lcp_dq_search chosen_search;
+static pthread_once_t choose_search_once = PTHREAD_ONCE_INIT;
+
+/* LCPFS_DQ_SEARCH's form when this CPU has it, else the fastest it has
+ * (all give the same codes: the choice only changes the speed). */
+static void choose_search(void)
+{
+	chosen_search = lcp_quant_dq_search_named(getenv("LCPFS_DQ_SEARCH"));
+	for (int f = LCP_DQ_SEARCH_AVX512; chosen_search == LCP_DQ_SEARCH_NONE; f--)
+		chosen_search = lcp_quant_dq_search_named(search_names[f]);
+}
+
+enum lcp_dq_search lcp_quant_dq_search(void)
+{
+	pthread_once(&choose_search_once, choose_search);
+	return chosen_search;
+}
+
 /*
  * The Viterbi search runs the 16 chains side by side: step t holds
  * elements 16t .. 16t + 15 of the block, one per chain, and each chain's
  * states keep the least squared error of any code sequence ending in them
  * (dq_step1). The codes are read back from the end of each chain, from its
- * cheapest state (the first on a tie).
+ * cheapest state (the first on a tie). The whole steps go through the
+ * form's own loops (quant_dq.h), the last partial step through dq_step1;
+ * the error is summed the same way by every form.
  */
-float lcp_quant_dq_block(const float *x, uint32_t n, const float *delta, uint32_t group_size,
-			 uint32_t phase, uint8_t *codes, void *work)
+float lcp_quant_dq_block_with(enum lcp_dq_search form, const float *x, uint32_t n,
+			      const float *delta, uint32_t group_size, uint32_t phase,
+			      uint8_t *codes, void *work)
 {
 	enum { L = LCP_DQ_CHAINS };
-	uint32_t padded = (n + L - 1) / L * L;
+	uint32_t padded = (n + L - 1) / L * L, steps = n / L;
 	float *dl = work, *il = dl + padded;
 	uint8_t *dec = (uint8_t *)(il + padded);
 	int8_t *cand = (int8_t *)(dec + padded);
 	for (uint32_t i = 0, g = 0, len = group_size - phase; i < n; i += len, g++, len = group_size) {
 		float d = delta[g], inv = d > 0.0f ? 1.0f / d : 0.0f;
 		len = n - i < len ? n - i : len;
-		for (uint32_t j = 0; j < len; j++) {
+		uint32_t j = 0;
+#ifdef __SSE2__
+		/* four at a time: one element at a time was half of this
+		 * function's time in lcpfs pack */
+		for (__m128 vd = _mm_set1_ps(d), vi = _mm_set1_ps(inv); j + 4 <= len; j += 4) {
+			_mm_storeu_ps(dl + i + j, vd);
+			_mm_storeu_ps(il + i + j, vi);
+		}
+#endif
+		for (; j < len; j++) {
 			dl[i + j] = d;
 			il[i + j] = inv;
 		}
 	}
-	float c[4][L];
+	lcp_dq_costs c;
 	for (unsigned l = 0; l < L; l++) {
 		c[0][l] = 0.0f;
 		c[1][l] = c[2][l] = c[3][l] = INFINITY;
 	}
 	uint32_t base = 0;
-#ifdef __SSE2__
-	for (; base + L <= n; base += L)
-		for (unsigned l = 0; l < L; l += 4)
-			dq_step4(x + base + l, dl + base + l, il + base + l, &c[0][l], L, dec + base + l,
-				 cand + 4 * (base + l));
+	switch (form) {
+#ifdef LCP_HAVE_DQ_X86
+	case LCP_DQ_SEARCH_AVX512:
+		lcp_dq_forward_avx512(x, dl, il, steps, c, dec, cand);
+		base = steps * L;
+		break;
+	case LCP_DQ_SEARCH_AVX2:
+		lcp_dq_forward_avx2(x, dl, il, steps, c, dec, cand);
+		base = steps * L;
+		break;
 #endif
+#ifdef __SSE2__
+	case LCP_DQ_SEARCH_SSE2:
+		for (; base + L <= n; base += L)
+			for (unsigned l = 0; l < L; l += 4)
+				dq_step4(x + base + l, dl + base + l, il + base + l, &c[0][l], L,
+					 dec + base + l, cand + 4 * (base + l));
+		break;
+#endif
+	default:
+		break;
+	}
 	for (uint32_t i = base; i < n; i++) {
 		unsigned l = i % L;
 		dq_step1(x[i], dl[i], il[i], &c[0][l], L, dec + i, cand + 4 * (i & ~3u) + (i & 3u));
 	}
 	/* Back from the last step, the 16 chains side by side (independent
 	 * lookups); dec[i] then keeps element i's class for the error sum. */
-	unsigned st[L];
+	uint32_t st[L];
 	for (unsigned l = 0; l < L; l++) {
 		st[l] = 0;
 		for (unsigned k = 1; k < 4; k++)
 			if (c[k][l] < c[st[l]][l])
 				st[l] = k;
 	}
-	for (uint32_t t = padded / L; t-- > 0;)
+	uint32_t scalar_to = form == LCP_DQ_SEARCH_AVX512 || form == LCP_DQ_SEARCH_AVX2 ? steps : 0;
+	for (uint32_t t = padded / L; t-- > scalar_to;)
 		for (unsigned l = 0; l < L; l++) {
 			uint32_t i = t * L + l;
 			if (i >= n)
@@ -535,6 +624,12 @@ float lcp_quant_dq_block(const float *x, uint32_t n, const float *delta, uint32_
 			dec[i] = (uint8_t)q;
 			st[l] = pr >> 1;
 		}
+#ifdef LCP_HAVE_DQ_X86
+	if (form == LCP_DQ_SEARCH_AVX512)
+		lcp_dq_backward_avx512(steps, st, dec, cand, codes);
+	else if (form == LCP_DQ_SEARCH_AVX2)
+		lcp_dq_backward_avx2(steps, st, dec, cand, codes);
+#endif
 	float err = 0.0f;
 	uint32_t i = 0;
 #ifdef __SSE2__
@@ -556,6 +651,12 @@ float lcp_quant_dq_block(const float *x, uint32_t n, const float *delta, uint32_
 		err += e * e;
 	}
 	return err;
+}
+
+float lcp_quant_dq_block(const float *x, uint32_t n, const float *delta, uint32_t group_size,
+			 uint32_t phase, uint8_t *codes, void *work)
+{
+	return lcp_quant_dq_block_with(lcp_quant_dq_search(), x, n, delta, group_size, phase, codes, work);
 }
 
 void lcp_dequant_ref(const uint8_t *codes, uint32_t n, float sd, int off, float *y)

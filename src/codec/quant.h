@@ -109,6 +109,36 @@ size_t lcp_quant_dq_work_bytes(uint32_t n);
 float lcp_quant_dq_block(const float *x, uint32_t n, const float *delta, uint32_t group_size,
 			 uint32_t phase, uint8_t *codes, void *work);
 
+/*
+ * The forms of the search: plain C, then SSE2, AVX2 and AVX-512 with 4, 8
+ * and 16 chains per vector operation (quant_dq.h). Every form gives the same codes
+ * and the same error on every machine, so the payload bytes never depend on
+ * the CPU; only the speed does.
+ */
+enum lcp_dq_search {
+	LCP_DQ_SEARCH_NONE = -1,
+	LCP_DQ_SEARCH_SCALAR,
+	LCP_DQ_SEARCH_SSE2,
+	LCP_DQ_SEARCH_AVX2,
+	LCP_DQ_SEARCH_AVX512,
+};
+/* Whether this build and CPU can run form. Thread-safe. */
+bool lcp_quant_dq_search_available(enum lcp_dq_search form);
+/* The form called name ("scalar", "sse2", "avx2", "avx512"), or
+ * LCP_DQ_SEARCH_NONE when unknown or unavailable here. Thread-safe. */
+enum lcp_dq_search lcp_quant_dq_search_named(const char *name);
+/* form's name as above ("none" for anything else); a static string. */
+const char *lcp_quant_dq_search_name(enum lcp_dq_search form);
+/* The form lcp_quant_dq_block runs: the one named by the environment
+ * variable LCPFS_DQ_SEARCH when available, else the fastest this CPU has.
+ * Chosen once; thread-safe. */
+enum lcp_dq_search lcp_quant_dq_search(void);
+/* lcp_quant_dq_block through form, which must be available (tests and
+ * benchmarks compare the forms with it). */
+float lcp_quant_dq_block_with(enum lcp_dq_search form, const float *x, uint32_t n,
+			      const float *delta, uint32_t group_size, uint32_t phase,
+			      uint8_t *codes, void *work);
+
 /* Reconstruction level L = 2k - sgn(k) * cls of code c (k = c - 128) in
  * class cls (0 or 1): y = D * (float)L. */
 static inline int lcp_dq_level(uint8_t c, unsigned cls)

@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Static interleaved rANS (rans.h): frequency normalization, the serialized
- * table, the encoder and the reference decoder.
+ * table, the encoder (whole 16-lane steps through rans_x86.c where the CPU
+ * has AVX-512) and the reference decoder.
  */
 #include "codec/rans.h"
 
 #include <assert.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <string.h>
 #ifdef __SSE2__
@@ -135,22 +137,31 @@ struct bitr {
 	size_t len, pos; /* pos in bits */
 };
 
-/* Reads nbits (<= 16); false when that runs past the input. */
-static bool get_bits(struct bitr *r, unsigned nbits, uint32_t *v)
+/* The next bits at pos, LSB first (at least 56 of them; bytes past the
+ * input read as 0): one little-endian load where 8 bytes are there. */
+static inline uint64_t peek_bits(const struct bitr *r)
+{
+	size_t at = r->pos / 8;
+	uint64_t w = 0;
+	if (at + 8 <= r->len)
+		w = lcp_load_le64(r->in + at);
+	else
+		for (unsigned i = 0; at + i < r->len; i++)
+			w |= (uint64_t)r->in[at + i] << (8 * i);
+	return w >> (r->pos % 8);
+}
+
+/* Moves past nbits; false when that runs past the input. */
+static inline bool skip_bits(struct bitr *r, unsigned nbits)
 {
 	if (nbits > r->len * 8 - r->pos)
 		return false;
-	/* The (up to) three bytes that hold the field, as one little-endian
-	 * word; bytes past the input read as 0 and are never part of it. */
-	size_t at = r->pos / 8;
-	uint32_t w = 0;
-	for (unsigned i = 0; i < 3 && at + i < r->len; i++)
-		w |= (uint32_t)r->in[at + i] << (8 * i);
-	*v = (w >> (r->pos % 8)) & ((1u << nbits) - 1u);
 	r->pos += nbits;
 	return true;
 }
 
+/* Parsed per chunk and per side plane, so each field is taken from one
+ * 64-bit window (the k nibble and its value together). */
 lcp_err lcp_rans_table_read(const uint8_t *in, size_t len, size_t *used, uint16_t freq[256])
 {
 	if (len < 2)
@@ -162,11 +173,11 @@ lcp_err lcp_rans_table_read(const uint8_t *in, size_t len, size_t *used, uint16_
 	struct bitr r = { in + 2, len - 2, 0 };
 	uint32_t sum = 0;
 	for (unsigned s = lo; s < hi;) {
-		uint32_t k, v;
-		if (!get_bits(&r, 4, &k))
-			return LCP_ERR_TRUNCATED;
+		uint64_t w = peek_bits(&r);
+		uint32_t k = (uint32_t)w & 15u, v;
 		if (k == 0) {
-			if (!get_bits(&r, 4, &v))
+			v = (uint32_t)(w >> 4) & 15u;
+			if (!skip_bits(&r, 8))
 				return LCP_ERR_TRUNCATED;
 			if (v + 1 > hi - s)
 				return LCP_ERR_FORMAT; /* the last symbol is never in a run */
@@ -175,7 +186,8 @@ lcp_err lcp_rans_table_read(const uint8_t *in, size_t len, size_t *used, uint16_
 		}
 		if (k > LCP_RANS_PROB_BITS)
 			return LCP_ERR_FORMAT;
-		if (!get_bits(&r, k - 1, &v))
+		v = (uint32_t)(w >> 4) & ((1u << (k - 1)) - 1u);
+		if (!skip_bits(&r, 4 + k - 1))
 			return LCP_ERR_TRUNCATED;
 		freq[s] = (uint16_t)((1u << (k - 1)) + v);
 		sum += freq[s];
@@ -197,6 +209,8 @@ void lcp_rans_enc_init(struct lcp_rans_enc *e, const uint16_t freq[256])
 		e->freq[s] = freq[s];
 		e->cum[s] = c;
 		e->rcp[s] = freq[s] >= 2 ? UINT64_MAX / freq[s] + 1 : 0;
+		e->freq_cum[s] = freq[s] | c << 16;
+		e->rcp_f64[s] = freq[s] ? 1.0 / freq[s] : 0.0;
 		c += freq[s];
 	}
 }
@@ -213,17 +227,13 @@ static inline uint32_t div_freq(uint32_t x, uint32_t f, uint64_t rcp)
 #endif
 }
 
-size_t lcp_rans_encode(const struct lcp_rans_enc *e, const uint8_t *sym, uint32_t n, unsigned lanes,
-		       uint8_t *out)
+/* Symbols to - 1 down to from of sym into the lane states x, words below
+ * *w: the plain-C encoder's loop. */
+static void encode_symbols(const struct lcp_rans_enc *e, const uint8_t *sym, uint32_t from,
+			   uint32_t to, unsigned lanes, uint32_t *x, uint8_t **w_io)
 {
-	assert(lanes >= 1 && lanes <= LCP_RANS_MAX_LANES && (lanes & (lanes - 1)) == 0);
-	uint32_t x[LCP_RANS_MAX_LANES];
-	for (unsigned l = 0; l < lanes; l++)
-		x[l] = LCP_RANS_LOW;
-	/* Symbols are encoded last to first and words written backwards from
-	 * the end of the bound, so the decoder reads both forwards. */
-	uint8_t *end = out + lcp_rans_block_bound(n, lanes), *w = end;
-	for (uint32_t i = n; i-- > 0;) {
+	uint8_t *w = *w_io;
+	for (uint32_t i = to; i-- > from;) {
 		uint32_t *xl = &x[i & (lanes - 1)], v = *xl;
 		uint32_t f = e->freq[sym[i]];
 		assert(f > 0);
@@ -241,6 +251,42 @@ size_t lcp_rans_encode(const struct lcp_rans_enc *e, const uint8_t *sym, uint32_
 		uint32_t q = div_freq(v, f, e->rcp[sym[i]]);
 		*xl = (q << LCP_RANS_PROB_BITS) + (v - q * f) + e->cum[sym[i]];
 	}
+	*w_io = w;
+}
+
+#ifdef LCP_HAVE_RANS_X86
+static bool use_avx512;
+static pthread_once_t avx512_once = PTHREAD_ONCE_INIT;
+
+static void check_avx512(void)
+{
+	use_avx512 = lcp_rans_avx512_available();
+}
+#endif
+
+/* The block's encoding; with simd, whole 16-lane steps by AVX-512. */
+static size_t encode(const struct lcp_rans_enc *e, const uint8_t *sym, uint32_t n, unsigned lanes,
+		     uint8_t *out, bool simd)
+{
+	assert(lanes >= 1 && lanes <= LCP_RANS_MAX_LANES && (lanes & (lanes - 1)) == 0);
+	uint32_t x[LCP_RANS_MAX_LANES];
+	for (unsigned l = 0; l < lanes; l++)
+		x[l] = LCP_RANS_LOW;
+	/* Symbols are encoded last to first and words written backwards from
+	 * the end of the bound, so the decoder reads both forwards. */
+	uint8_t *end = out + lcp_rans_block_bound(n, lanes), *w = end;
+	uint32_t whole = 0; /* symbols [0, whole) in whole 16-lane steps */
+#ifdef LCP_HAVE_RANS_X86
+	if (simd && lanes == 16)
+		whole = n / 16 * 16;
+#else
+	(void)simd;
+#endif
+	encode_symbols(e, sym, whole, n, lanes, x, &w);
+#ifdef LCP_HAVE_RANS_X86
+	if (whole)
+		w = lcp_rans_encode_steps_avx512(e, sym, whole / 16, x, w);
+#endif
 	w -= 4u * lanes;
 	for (unsigned l = 0; l < lanes; l++)
 		lcp_store_le32(w + 4u * l, x[l]);
@@ -249,22 +295,45 @@ size_t lcp_rans_encode(const struct lcp_rans_enc *e, const uint8_t *sym, uint32_
 	return len;
 }
 
+size_t lcp_rans_encode_ref(const struct lcp_rans_enc *e, const uint8_t *sym, uint32_t n,
+			   unsigned lanes, uint8_t *out)
+{
+	return encode(e, sym, n, lanes, out, false);
+}
+
+size_t lcp_rans_encode(const struct lcp_rans_enc *e, const uint8_t *sym, uint32_t n, unsigned lanes,
+		       uint8_t *out)
+{
+	bool simd = false;
+#ifdef LCP_HAVE_RANS_X86
+	pthread_once(&avx512_once, check_avx512);
+	simd = use_avx512;
+#endif
+	return encode(e, sym, n, lanes, out, simd);
+}
+
 void lcp_rans_dec_init(struct lcp_rans_dec *d, const uint16_t freq[256])
 {
-	/* Built per chunk (and per side plane), so four slots at a time where
-	 * SSE2 is there: slot c + k holds base + k << 20. */
+	/* Built per chunk and per side plane, so 16 slots a pass whatever f
+	 * (the slots past a symbol's are overwritten by the next symbol's, or
+	 * land in the table's padding): one pass for most symbols, and no
+	 * loop exit that depends on f % 4. Slot c + k holds base + k << 20. */
 	uint32_t c = 0;
 	for (unsigned s = 0; s < 256; s++) {
-		uint32_t f = freq[s], base = s | f << 8, k = 0;
+		uint32_t f = freq[s], base = s | f << 8;
+		for (uint32_t k = 0; k < f; k += LCP_RANS_DEC_PAD) {
 #ifdef __SSE2__
-		__m128i v = _mm_add_epi32(_mm_set1_epi32((int)base), _mm_set_epi32(3 << 20, 2 << 20, 1 << 20, 0));
-		for (; k + 4 <= f; k += 4) {
-			_mm_storeu_si128((__m128i *)(void *)(d->slot + c + k), v);
-			v = _mm_add_epi32(v, _mm_set1_epi32(4 << 20));
-		}
+			__m128i v = _mm_add_epi32(_mm_set1_epi32((int)(base + (k << 20))),
+						  _mm_set_epi32(3 << 20, 2 << 20, 1 << 20, 0));
+			for (unsigned q = 0; q < LCP_RANS_DEC_PAD; q += 4) {
+				_mm_storeu_si128((__m128i *)(void *)(d->slot + c + k + q), v);
+				v = _mm_add_epi32(v, _mm_set1_epi32(4 << 20));
+			}
+#else
+			for (uint32_t q = 0; q < LCP_RANS_DEC_PAD; q++)
+				d->slot[c + k + q] = base + ((k + q) << 20);
 #endif
-		for (; k < f; k++)
-			d->slot[c + k] = base + (k << 20);
+		}
 		c += f;
 	}
 }

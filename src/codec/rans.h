@@ -22,6 +22,7 @@
 #ifndef LCPFS_CODEC_RANS_H
 #define LCPFS_CODEC_RANS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -62,6 +63,10 @@ struct lcp_rans_enc {
 	uint32_t freq[256];
 	uint32_t cum[256];
 	uint64_t rcp[256];
+	/* for the AVX-512 steps: freq | cum << 16, and 1 / freq (0 where
+	 * freq is 0) in binary64 */
+	uint32_t freq_cum[256];
+	double rcp_f64[256];
 };
 void lcp_rans_enc_init(struct lcp_rans_enc *e, const uint16_t freq[256]);
 
@@ -72,13 +77,30 @@ static inline size_t lcp_rans_block_bound(uint32_t n, unsigned lanes)
 }
 
 /* Encodes sym[0, n) (every symbol with f > 0) with `lanes` lanes into out
- * (at least lcp_rans_block_bound bytes); returns the block's length. */
+ * (at least lcp_rans_block_bound bytes); returns the block's length.
+ * 16-lane blocks go through AVX-512 where the CPU has it; _ref is the plain
+ * C encoder, which gives the same bytes (tests compare them). */
 size_t lcp_rans_encode(const struct lcp_rans_enc *e, const uint8_t *sym, uint32_t n, unsigned lanes,
 		       uint8_t *out);
+size_t lcp_rans_encode_ref(const struct lcp_rans_enc *e, const uint8_t *sym, uint32_t n,
+			   unsigned lanes, uint8_t *out);
 
-/* Decoder table: for each slot, symbol | f << 8 | (slot - cum) << 20. */
+#if defined(__x86_64__) && defined(__GNUC__)
+#define LCP_HAVE_RANS_X86 1
+/* rans_x86.c: whether this CPU has AVX-512 F, BW and VL; and the whole
+ * 16-lane steps steps - 1 .. 0 of sym (symbols 16 t .. 16 t + 15), lane
+ * states x updated, words written below w; returns the new w. Internal to
+ * lcp_rans_encode. */
+bool lcp_rans_avx512_available(void);
+uint8_t *lcp_rans_encode_steps_avx512(const struct lcp_rans_enc *e, const uint8_t *sym,
+				      uint32_t steps, uint32_t x[LCP_RANS_MAX_LANES], uint8_t *w);
+#endif
+
+/* Decoder table: for each slot, symbol | f << 8 | (slot - cum) << 20; then
+ * LCP_RANS_DEC_PAD slots of padding that lcp_rans_dec_init may write. */
+#define LCP_RANS_DEC_PAD 16u
 struct lcp_rans_dec {
-	uint32_t slot[LCP_RANS_SCALE];
+	uint32_t slot[LCP_RANS_SCALE + LCP_RANS_DEC_PAD];
 };
 void lcp_rans_dec_init(struct lcp_rans_dec *d, const uint16_t freq[256]);
 

@@ -90,11 +90,22 @@ bool lcp_bytes_zero(const void *p, size_t n)
 	const uint8_t *b = p;
 	uint64_t acc = 0;
 	size_t i = 0;
-	for (; i + 8 <= n; i += 8) {
+	/* 256 bytes at a time, stopping at the first that are not all zero:
+	 * a chunk of weights is asked about on every encode and almost never
+	 * is (a whole-buffer pass was 3% of lcpfs pack's CPU). */
+	for (; i + 256 <= n && acc == 0; i += 256)
+		for (size_t j = 0; j < 256; j += 8) {
+			uint64_t w;
+			memcpy(&w, b + i + j, sizeof w);
+			acc |= w;
+		}
+	for (; i + 8 <= n && acc == 0; i += 8) {
 		uint64_t w;
 		memcpy(&w, b + i, sizeof w);
 		acc |= w;
 	}
+	if (acc)
+		return false;
 	for (; i < n; i++)
 		acc |= b[i];
 	return acc == 0;

@@ -5,12 +5,14 @@
  * bitsandbytes NF4 (with and without double-quantized scales) on the real
  * weights in ../shared/data. Prints one table (stored bits/weight, SQNR,
  * minimum cosine, one-thread encode/decode speed, ranks chosen), the targets
- * of issue 3 as PASS/MISS lines, decode speed (issue 10), the lossless
+ * of issue 3 as PASS/MISS lines, the encoder's dependent-quantization
+ * search per SIMD form (issue 11), decode speed (issue 10), the lossless
  * preset against a byte-plane zstd -3 reference (issue 12), then the
  * model-level check: stories260K with the tensors a mount compresses,
  * reconstructed by each scheme and scored by ../shared/tools/stories260k.py
  * (kld, top1, perplexity; issue 12).
  *
+ * Every speed is per second of the timing thread's CPU time (now_s).
  * Exit status is 0 unless the benchmark could not run (targets only print).
  * Environment: BENCH_DATA (default ../shared/data), BENCH_OUT (directory for
  * the reconstructed model files; default a fresh /tmp directory, removed at
@@ -31,6 +33,7 @@
 
 #include "codec/half.h"
 #include "codec/kernels.h"
+#include "codec/quant.h"
 #include "lcpfs/codec.h"
 #include "lcpfs/config.h"
 #include "lib/refquant.h"
@@ -94,10 +97,14 @@ struct result {
 	bool failed;
 };
 
+/* Seconds of this thread's CPU time: every timed step runs on the calling
+ * thread (OpenBLAS is held to one thread), and on shared cores a wall clock
+ * also counts the time other processes take (under a load of 6 on 2 cores,
+ * best-of-3 wall times swung by 2x between runs). */
 static double now_s(void)
 {
 	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
@@ -479,6 +486,73 @@ static void range_reads(const struct lcp_encoded *enc, const struct lcp_codec_te
 }
 
 /*
+ * The encoder's dependent-quantization (Viterbi) search on its own, every
+ * form this CPU has (issue 11: it is ~30% of lcpfs pack's CPU): the matrix
+ * of decode_speed in blocks of DQ_BLOCK weights, half-steps DQ_COEF x the
+ * RMS of each group of 64 (the default preset's rule), one thread, best of
+ * RUNS; next to the plain-C form and SSE2 (the form main runs), and whether
+ * every form chose the plain-C form's codes.
+ */
+#define DQ_BLOCK 16384
+#define DQ_GROUP 64
+#define DQ_COEF 0.14f
+static void dq_search_speed(const struct file *files, size_t nfiles)
+{
+	uint64_t rows;
+	float *x = decode_matrix(files, nfiles, &rows);
+	if (!x)
+		return;
+	uint64_t n = rows * DEC_COLS;
+	float *delta = xmalloc((n / DQ_GROUP + 1) * sizeof *delta);
+	for (uint64_t g = 0; g < n / DQ_GROUP; g++) {
+		double ss = 0.0;
+		for (unsigned j = 0; j < DQ_GROUP; j++)
+			ss += (double)x[g * DQ_GROUP + j] * x[g * DQ_GROUP + j];
+		delta[g] = DQ_COEF * (float)sqrt(ss / DQ_GROUP);
+	}
+	uint8_t *want = xmalloc(n), *got = xmalloc(n);
+	void *work = xmalloc(lcp_quant_dq_work_bytes(DQ_BLOCK));
+	printf("\nDependent-quantization search (issue 11): %llu weights in blocks of %d, groups of %d,\n"
+	       "one thread, best of %d; M weights/s and MB/s of f32 input; \"auto\" = %s.\n",
+	       (unsigned long long)n, DQ_BLOCK, DQ_GROUP, RUNS,
+	       lcp_quant_dq_search_name(lcp_quant_dq_search()));
+	printf("%-7s %11s %9s %10s %9s  %s\n", "form", "M weights/s", "MB/s", "vs scalar", "vs sse2",
+	       "codes");
+	double rate[LCP_DQ_SEARCH_AVX512 + 1] = { 0 };
+	bool same[LCP_DQ_SEARCH_AVX512 + 1] = { true };
+	for (int f = LCP_DQ_SEARCH_SCALAR; f <= LCP_DQ_SEARCH_AVX512; f++) {
+		enum lcp_dq_search form = (enum lcp_dq_search)f;
+		if (!lcp_quant_dq_search_available(form))
+			continue;
+		double best = INFINITY;
+		uint8_t *codes = f == LCP_DQ_SEARCH_SCALAR ? want : got;
+		for (int run = 0; run < RUNS; run++) {
+			double t0 = now_s();
+			for (uint64_t i = 0; i < n; i += DQ_BLOCK) {
+				uint32_t len = n - i < DQ_BLOCK ? (uint32_t)(n - i) : DQ_BLOCK;
+				lcp_quant_dq_block_with(form, x + i, len, delta + i / DQ_GROUP, DQ_GROUP, 0,
+							codes + i, work);
+			}
+			best = best_enc_time(now_s() - t0, best);
+		}
+		rate[f] = (double)n / best;
+		same[f] = memcmp(codes, want, n) == 0;
+	}
+	for (int f = LCP_DQ_SEARCH_SCALAR; f <= LCP_DQ_SEARCH_AVX512; f++)
+		if (rate[f] > 0.0)
+			printf("%-7s %11.1f %9.1f %9.2fx %8.2fx  %s\n",
+			       lcp_quant_dq_search_name((enum lcp_dq_search)f), rate[f] / 1e6,
+			       rate[f] * 4 / 1e6, rate[f] / rate[LCP_DQ_SEARCH_SCALAR],
+			       rate[f] / rate[LCP_DQ_SEARCH_SSE2],
+			       f == LCP_DQ_SEARCH_SCALAR ? "reference" : same[f] ? "same" : "DIFFERENT");
+	free(x);
+	free(delta);
+	free(want);
+	free(got);
+	free(work);
+}
+
+/*
  * Decode per core into F32, F16 and BF16 at 4 and 8 bits (the default and
  * quality presets), with the kernels this CPU gets and with the plain-C
  * reference, next to ggml Q4_0 dequantization of the same values into F32
@@ -850,7 +924,8 @@ int main(void)
 	printf("Codec benchmark: every F32 tensor with >= 2 dims and >= %d elements, viewed as\n"
 	       "[prod(dims[:-1]), dims[-1]]; bpw = all stored bytes * 8 / elements; SQNR = 10 log10\n"
 	       "(sum x^2 / sum (x-y)^2) over all of a file's tensors; cos = the worst tensor's\n"
-	       "cosine; enc = MB/s of f32 input, dec = MB/s of f32 output, one thread, best of %d.\n"
+	       "cosine; enc = MB/s of f32 input, dec = MB/s of f32 output, one thread, best of %d;\n"
+	       "every speed in this benchmark is per second of the thread's CPU time.\n"
 	       "lcpfs-default = preset balanced, lcpfs-8bit = preset quality; ranks: rank:tensors.\n\n",
 	       MIN_ELEMS, RUNS);
 	printf("%-30s %-13s %7s %9s %9s %9s %9s  %s\n", "file", "scheme", "bpw", "SQNR dB",
@@ -929,6 +1004,7 @@ int main(void)
 		       enc_bytes / enc_s / 1e6 >= TARGET_ENC_ALL_MBS ? "PASS" : "MISS",
 		       enc_bytes / enc_s / 1e6, TARGET_ENC_ALL_MBS);
 
+	dq_search_speed(files, nnames);
 	decode_speed(ctx, files, nnames);
 
 	lossless_section(ctx, files, nnames);

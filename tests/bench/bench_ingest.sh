@@ -3,7 +3,8 @@
 # Ingest benchmark (`make bench`, issues 9 and 11), one run, with zstd -1 -T2
 # on the same files as the reference printed beside:
 #   - `lcpfs pack` of a >= 256 MiB F16 model (tiled real weights,
-#     tests/bench/lib/tiled_model.py) with -j 1 and -j 2, and its peak RSS;
+#     tests/bench/lib/tiled_model.py) with -j 1 and -j 2, its peak RSS and
+#     CPU seconds (the wall time on shared cores counts other processes);
 #   - cp-to-commit through a mount (threads = the cores) of that model and
 #     of its BF16 twin: cp into the mount until user.lcpfs.state is
 #     compressed; the daemon's peak RSS and the bound it must stay under;
@@ -66,28 +67,33 @@ BYTES=$(stat -c %s "$WORK/f16.safetensors")
 BF_BYTES=$(stat -c %s "$WORK/bf16.safetensors")
 cat "$WORK/f16.safetensors" "$WORK/bf16.safetensors" > /dev/null # page cache, as for cp
 
-# zstd_ns FILE: nanoseconds of zstd -1 -T2 on FILE (output discarded).
+# cpu_s: the user + sys seconds /usr/bin/time wrote to $WORK/cpu ("%U %S",
+# its last line).
+cpu_s() { tail -n 1 "$WORK/cpu" | awk '{ printf "%.2f", $1 + $2 }'; }
+
+# zstd_ns FILE: "ns cpu_s" of zstd -1 -T2 on FILE (output discarded).
 zstd_ns() {
-	local t0
+	local t0 t
 	t0=$(now_ns)
-	zstd -q -1 -T2 -c "$1" > /dev/null
-	echo $(( $(now_ns) - t0 ))
+	/usr/bin/time -f "%U %S" -o "$WORK/cpu" zstd -q -1 -T2 -c "$1" > /dev/null
+	t=$(( $(now_ns) - t0 ))
+	echo "$t $(cpu_s)"
 }
 
-# pack_row J: `lcpfs pack -j J` of the F16 model; prints "ns rss_kib".
+# pack_row J: `lcpfs pack -j J` of the F16 model; prints "ns rss_kib cpu_s".
 pack_row() {
 	rm -f "$WORK/p.safetensors" "$WORK/.p.safetensors.lcpfs"
 	local t0 t
 	t0=$(now_ns)
-	/usr/bin/time -f %M -o "$WORK/rss" "$LCPFS" pack -j "$1" "$WORK/f16.safetensors" \
+	/usr/bin/time -f "%U %S %M" -o "$WORK/cpu" "$LCPFS" pack -j "$1" "$WORK/f16.safetensors" \
 		"$WORK/p.safetensors" > /dev/null
 	t=$(( $(now_ns) - t0 ))
-	echo "$t $(tail -n 1 "$WORK/rss")"
+	echo "$t $(tail -n 1 "$WORK/cpu" | awk '{ print $3 }') $(cpu_s)"
 }
-read -r p1_ns p1_rss < <(pack_row 1)
-read -r p2_ns p2_rss < <(pack_row 2)
-z_f16=$(zstd_ns "$WORK/f16.safetensors")
-z_bf16=$(zstd_ns "$WORK/bf16.safetensors")
+read -r p1_ns p1_rss p1_cpu < <(pack_row 1)
+read -r p2_ns p2_rss p2_cpu < <(pack_row 2)
+read -r z_f16 z_f16_cpu < <(zstd_ns "$WORK/f16.safetensors")
+read -r z_bf16 _ < <(zstd_ns "$WORK/bf16.safetensors")
 stored=$(( $(stat -c %s "$WORK/p.safetensors") + $(stat -c %s "$WORK/.p.safetensors.lcpfs") ))
 
 # The mount: cp-to-commit of each model, backing use polled meanwhile.
@@ -186,6 +192,9 @@ printf '%-44s %10.2f %10s %14s\n' "lcpfs pack -j 1 (F16)" "$(awk -v n="$p1_ns" '
 printf '%-44s %10.2f %10s %14s\n' "lcpfs pack -j 2 (F16)" "$(awk -v n="$p2_ns" 'BEGIN{print n/1e9}')" "$(mbs "$BYTES" "$p2_ns")" "$(mbs "$BYTES" "$z_f16") MB/s"
 printf '%-44s %10.2f %10s %14s\n' "cp-to-commit through the mount (F16)" "$(awk -v n="$c16_ns" 'BEGIN{print n/1e9}')" "$(mbs "$BYTES" "$c16_ns")" "$(mbs "$BYTES" "$z_f16") MB/s"
 printf '%-44s %10.2f %10s %14s\n' "cp-to-commit through the mount (BF16)" "$(awk -v n="$cbf_ns" 'BEGIN{print n/1e9}')" "$(mbs "$BF_BYTES" "$cbf_ns")" "$(mbs "$BF_BYTES" "$z_bf16") MB/s"
+# On the shared machine the wall times above count other processes too; the
+# CPU seconds do not (2 cores free would give at best CPU / 2 of wall time).
+echo "CPU seconds (user + sys): lcpfs pack -j 1 $p1_cpu, -j 2 $p2_cpu; zstd -1 -T2 $z_f16_cpu (F16)"
 echo "stored: $stored bytes of $BYTES ($(awk -v a="$BYTES" -v b="$stored" 'BEGIN{printf "%.2f", a/b}')x)"
 echo "peak RSS: lcpfs pack -j 1 $(( p1_rss / 1024 )) MiB, -j 2 $(( p2_rss / 1024 )) MiB; daemon after both ingests $(( hwm_ingest / 1024 )) MiB (bound: (threads+1) x (${HOLD_MAX_MIB} MiB held tensor + window) + threads x ${CHUNK_SET_MIB} MiB = ${bound_mib} MiB, $(verdict "$bound_mib" "$(( hwm_ingest / 1024 ))"))"
 echo "peak extra backing space while compressing: F16 $(( c16_extra >> 20 )) MiB, BF16 $(( cbf_extra >> 20 )) MiB (the payload and sidecar written beside the raw file)"

@@ -6,7 +6,8 @@
 # offsets; tensors within the quality floor; exact tensors byte-identical;
 # torch.load accepts the unpacked .pt; malformed files and a plain zip are
 # stored as they came; one damaged payload or sidecar byte makes verify and
-# unpack fail. Prints `lcpfs inspect` of each packed file (ratios per format).
+# unpack fail; every form of the encoder's search packs the same bytes. Prints
+# `lcpfs inspect` of each packed file (ratios per format).
 set -u
 cd "$(dirname "$0")/../.." || exit 2
 : "${LCPFS:?set LCPFS to the lcpfs binary}"
@@ -122,6 +123,24 @@ done
 # A zip that is not a PyTorch file is left alone.
 grep -q 'stored as a plain copy' <("$LCPFS" pack "$W/src/bad_nopkl.zip" "$W/packed/z.zip") || bad "plain zip not left alone"
 cmp -s "$W/src/bad_nopkl.zip" "$W/packed/z.zip" || bad "plain zip changed"
+
+# Every form of the encoder's Viterbi search (LCPFS_DQ_SEARCH; a form this
+# CPU lacks falls back to the fastest) writes the same payload bytes as the
+# plain-C one past the 32-byte header (its file id is random), and the file
+# unpacks to the same bytes: the payload never depends on the CPU.
+mkdir -p "$W/dq"
+for src in "$W"/src/stories*.safetensors "$W"/src/faceres*.safetensors; do
+	f=$(basename "$src")
+	LCPFS_DQ_SEARCH=scalar "$LCPFS" pack "$src" "$W/dq/scalar-$f" > /dev/null || bad "$f: scalar pack"
+	[ -e "$W/dq/.scalar-$f.lcpfs" ] || bad "$f: not compressed by the scalar search"
+	"$LCPFS" unpack "$W/dq/scalar-$f" "$W/dq/scalar-$f.out" || bad "$f: scalar unpack"
+	for form in sse2 avx2 avx512; do
+		LCPFS_DQ_SEARCH=$form "$LCPFS" pack "$src" "$W/dq/$form-$f" > /dev/null || bad "$f: $form pack"
+		cmp -s -i 32 "$W/dq/scalar-$f" "$W/dq/$form-$f" || bad "$f: $form search, payload differs from scalar"
+		"$LCPFS" unpack "$W/dq/$form-$f" "$W/dq/$form-$f.out" || bad "$f: $form unpack"
+		cmp -s "$W/dq/scalar-$f.out" "$W/dq/$form-$f.out" || bad "$f: $form search, unpacks differently"
+	done
+done
 
 # Damage: one payload byte, then one sidecar byte.
 flip() { # flip FILE OFFSET

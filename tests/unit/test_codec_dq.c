@@ -4,10 +4,13 @@
  * written out here, the trellis search against brute force on short
  * chains, the error it reports against a decode done here, its gain over
  * plain rounding at equal rate on Gaussian weights, zero steps and
- * saturation, and determinism.
+ * saturation, determinism, and every form of the search (plain C, SSE2,
+ * AVX2, AVX-512) against the plain C one on random values, exact ties,
+ * special steps and real weights.
  */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -211,7 +214,7 @@ Test(codec_dq, zero_steps_and_saturation)
  * codes of every parity pattern and lengths that end mid-step. */
 Test(codec_dq, class_walks_match_the_state_machine)
 {
-	static const char *const sets[] = {"ref", "baseline", "avx2", "avx512"};
+	static const char *const sets[] = {"ref", "baseline", "avx2", "avx512", "avx512bf16"};
 	enum { N = 1000 };
 	uint8_t codes[N], want[N], got[N];
 	rng_state = 43;
@@ -240,4 +243,115 @@ Test(codec_dq, class_walks_match_the_state_machine)
 	lcp_dq_classes_continue(codes, 48, &q, &s0, got);
 	lcp_dq_classes_continue(codes + 48, N - 48, &q, &s0, got + 48);
 	cr_assert_arr_eq(got, want, N);
+}
+
+/* One block through every search form this machine has, against the plain
+ * C form: the same codes and the same error, bit for bit. */
+static void check_forms(const float *x, uint32_t n, const float *delta, uint32_t group,
+			uint32_t phase, const char *what)
+{
+	uint8_t *want = malloc(n + 1), *got = malloc(n + 1);
+	void *work = work_for(n);
+	float want_err = lcp_quant_dq_block_with(LCP_DQ_SEARCH_SCALAR, x, n, delta, group, phase,
+						 want, work);
+	for (int f = LCP_DQ_SEARCH_SSE2; f <= LCP_DQ_SEARCH_AVX512; f++) {
+		enum lcp_dq_search form = (enum lcp_dq_search)f;
+		const char *name = lcp_quant_dq_search_name(form);
+		if (!lcp_quant_dq_search_available(form))
+			continue;
+		memset(got, 0x77, n + 1);
+		float err = lcp_quant_dq_block_with(form, x, n, delta, group, phase, got, work);
+		cr_assert_arr_eq(got, want, n, "%s: %s, n %u", what, name, n);
+		cr_assert_eq(got[n], 0x77, "%s: %s wrote past n", what, name);
+		cr_assert(memcmp(&err, &want_err, sizeof err) == 0, "%s: %s error %a, plain C %a", what,
+			  name, (double)err, (double)want_err);
+	}
+	free(want);
+	free(got);
+	free(work);
+}
+
+/* Half-steps as the codec takes them: coef times each group's RMS. */
+static void steps_of(const float *x, uint32_t n, uint32_t group, uint32_t phase, float coef,
+		     float *delta)
+{
+	for (uint32_t i = 0, g = 0, len = group - phase; i < n; i += len, g++, len = group) {
+		len = n - i < len ? n - i : len;
+		double s = 0.0;
+		for (uint32_t j = 0; j < len; j++)
+			s += (double)x[i + j] * x[i + j];
+		delta[g] = coef * (float)sqrt(s / len);
+	}
+}
+
+Test(codec_dq, every_search_form_gives_the_same_codes)
+{
+	enum { N = 16384 };
+	static float x[N], delta[N];
+	static const uint32_t lengths[] = {N, N - 5, 1000, 17, 16, 15, 1};
+	static const uint32_t groups[][2] = {{64, 0}, {100, 37}, {16, 5}};
+	char what[96];
+	rng_state = 44;
+	for (size_t li = 0; li < sizeof lengths / sizeof lengths[0]; li++)
+		for (size_t gi = 0; gi < sizeof groups / sizeof groups[0]; gi++) {
+			uint32_t n = lengths[li], G = groups[gi][0], ph = groups[gi][1];
+			/* Gaussian values, the codec's step rule */
+			for (uint32_t i = 0; i < n; i++)
+				x[i] = (float)(normal() * 0.02);
+			steps_of(x, n, G, ph, 0.14f, delta);
+			snprintf(what, sizeof what, "gaussian, group %u", G);
+			check_forms(x, n, delta, G, ph, what);
+			/* exact ties: multiples of D / 2 with D a power of two, so
+			 * candidates and whole paths cost the same */
+			for (uint32_t i = 0; i < n; i++)
+				x[i] = 0.125f * (float)((int)(rnd() % 81) - 40);
+			for (uint32_t g = 0; g <= n / G + 1; g++)
+				delta[g] = 0.25f;
+			snprintf(what, sizeof what, "ties, group %u", G);
+			check_forms(x, n, delta, G, ph, what);
+			/* special steps: zero, subnormal (1 / D is infinite: NaN
+			 * and infinite lanes), tiny, huge values past the grid */
+			for (uint32_t i = 0; i < n; i++)
+				x[i] = i % 7 == 0 ? 0.0f : i % 5 == 0 ? (float)(normal() * 1e4) : (float)normal();
+			for (uint32_t g = 0; g <= n / G + 1; g++)
+				delta[g] = g % 4 == 0 ? 0.0f : g % 4 == 1 ? 1e-45f : g % 4 == 2 ? 1e-30f : 0.1f;
+			snprintf(what, sizeof what, "special steps, group %u", G);
+			check_forms(x, n, delta, G, ph, what);
+		}
+	/* real weights: stories260K's tensors back to back, block by block */
+	FILE *f = fopen("tests/data/llama2c-stories260K.safetensors", "rb");
+	cr_assert_not_null(f);
+	uint8_t hdr[8];
+	cr_assert_eq(fread(hdr, 1, 8, f), 8u);
+	uint64_t hlen = 0;
+	for (int i = 7; i >= 0; i--)
+		hlen = hlen << 8 | hdr[i];
+	cr_assert_eq(fseek(f, (long)(8 + hlen), SEEK_SET), 0);
+	unsigned blocks = 0;
+	while (fread(x, sizeof *x, N, f) == N) {
+		for (uint32_t i = 0; i < N; i++)
+			if (!isfinite(x[i]))
+				x[i] = 0.0f;
+		steps_of(x, N, 64, 0, 0.14f, delta);
+		snprintf(what, sizeof what, "stories260K block %u", blocks);
+		check_forms(x, N, delta, 64, 0, what);
+		blocks++;
+	}
+	fclose(f);
+	cr_assert_geq(blocks, 10u);
+}
+
+/* LCPFS_DQ_SEARCH's names: each form by its name where the CPU has it, an
+ * unknown name none, the automatic choice an available form. */
+Test(codec_dq, search_forms_by_name)
+{
+	cr_assert_eq(lcp_quant_dq_search_named("scalar"), LCP_DQ_SEARCH_SCALAR);
+	cr_assert_eq(lcp_quant_dq_search_named("no-such-form"), LCP_DQ_SEARCH_NONE);
+	cr_assert_eq(lcp_quant_dq_search_named(NULL), LCP_DQ_SEARCH_NONE);
+	for (int f = LCP_DQ_SEARCH_SCALAR; f <= LCP_DQ_SEARCH_AVX512; f++) {
+		enum lcp_dq_search form = (enum lcp_dq_search)f;
+		cr_assert_eq(lcp_quant_dq_search_named(lcp_quant_dq_search_name(form)),
+			     lcp_quant_dq_search_available(form) ? form : LCP_DQ_SEARCH_NONE);
+	}
+	cr_assert(lcp_quant_dq_search_available(lcp_quant_dq_search()));
 }

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Every decode kernel set this machine supports ("baseline", "avx2", "avx512")
- * against the reference kernels ("ref"), bit for bit:
+ * Every decode kernel set this machine supports ("baseline", "avx2", "avx512",
+ * "avx512bf16") against the reference kernels ("ref"), bit for bit:
  *  - dequantize-and-store runs over every output dtype, odd lengths, group
  *    phases, misaligned outputs, with and without a low-rank term and
  *    dependent quantization's classes, and
@@ -11,6 +11,10 @@
  *  - whole tensors of every preset and dtype decoded through the codec with
  *    each set, and every range read (lcp_codec_decode_range) against the
  *    same bytes of the whole-chunk decode;
+ *  - the fused rANS-and-dequantize kernels on coded blocks, with scales
+ *    that are subnormal (which the BF16 extension's narrowing would flush),
+ *    zero, huge, on rounding ties; BF16 tensors with subnormal scales
+ *    through the encoder;
  *  - damaged 16-lane chunks (valid checksum) through every set: never a
  *    crash (SAN=1), the same verdict as the reference.
  */
@@ -23,12 +27,13 @@
 #include "codec/half.h"
 #include "codec/kernels.h"
 #include "codec/quant.h"
+#include "codec/rans.h"
 #include "common/checksum.h"
 #include "lcpfs/codec.h"
 #include "test_codec_damage.h"
 #include "test_codec_helpers.h"
 
-static const char *const fast_sets[] = {"baseline", "avx2", "avx512"};
+static const char *const fast_sets[] = {"baseline", "avx2", "avx512", "avx512bf16"};
 #define NFAST (sizeof fast_sets / sizeof fast_sets[0])
 
 static const enum lcp_dtype dtypes[] = {LCP_DTYPE_F32, LCP_DTYPE_F16, LCP_DTYPE_BF16, LCP_DTYPE_F64};
@@ -327,6 +332,154 @@ Test(codec_kernels, tensors_decode_the_same_with_every_set_and_every_range)
 		}
 }
 
+/*
+ * Blocks of symbols rANS-coded with 16 lanes, as one call of the fused
+ * kernels would get them (struct lcp_rans_fuse), against the reference
+ * (symbols by ref, then its dequantize-and-store per block), for every
+ * output dtype, with and without dependent quantization, over group sizes,
+ * 1 to 8 blocks and a short last block. The scales are normal, or also
+ * special: 0, subnormal (which BF16 extension's narrowing would flush to
+ * zero: "avx512bf16" must fall back for them), huge (products overflow to
+ * infinity), negative, and on F16/BF16 rounding ties.
+ */
+#define FUSE_BLOCK 2048u
+#define FUSE_MAX_BLOCKS 8u
+
+/* Expected bytes of a fused call: the symbols decoded by ref, then every
+ * block dequantized from its first code by the reference kernels. */
+static void fused_reference(const struct lcp_rans_block *b, unsigned nb, const struct lcp_rans_fuse *f,
+			    const uint8_t *end)
+{
+	const struct lcp_kernels *ref = lcp_kernels_named("ref");
+	static uint8_t cls[FUSE_BLOCK];
+	cr_assert_eq(ref->rans_decode(b, nb, 16, end), LCP_OK);
+	for (unsigned k = 0; k < nb; k++) {
+		uint64_t e0 = f->first + (uint64_t)k * f->block_elems;
+		struct lcp_dequant_run r = {
+			.codes = b[k].out, .n = b[k].stop, .group_size = f->group_size,
+			.phase = (uint32_t)(e0 % f->group_size), .sd = f->sd + e0 / f->group_size,
+			.off = f->off + e0 / f->group_size, .out = f->out + e0 * elem_bytes(f->dt),
+		};
+		if (f->dq) {
+			lcp_dq_classes_ref(r.codes, r.n, cls);
+			r.cls = cls;
+		}
+		ref->dequant_store(&r, f->dt);
+	}
+}
+
+Test(codec_kernels, fused_decoding_matches_the_reference)
+{
+	static const uint32_t specials[] = {
+		0x00000000, 0x00000001, 0x007fffff, 0x00400000, 0x80000003, /* zero, subnormals */
+		0x7f000000, 0xff7fffff,                                     /* products overflow */
+		0x3f808000, 0x3f801000, 0xbf818000, 0x33000001, 0x38801000, /* BF16/F16 ties, F16 subnormal */
+	};
+	enum { NSPECIAL = sizeof specials / sizeof specials[0] };
+	static const uint32_t groups[] = {16, 64, 256};
+	static const unsigned nbs[] = {1, 3, 8};
+	static const enum lcp_dtype fdts[] = {LCP_DTYPE_F32, LCP_DTYPE_F16, LCP_DTYPE_BF16};
+	static uint8_t sym[FUSE_MAX_BLOCKS * FUSE_BLOCK], codes[FUSE_MAX_BLOCKS * FUSE_BLOCK];
+	static uint8_t stream[FUSE_MAX_BLOCKS * (64 + 2 * FUSE_BLOCK)];
+	static uint8_t want[FUSE_MAX_BLOCKS * FUSE_BLOCK * 4], got[FUSE_MAX_BLOCKS * FUSE_BLOCK * 4 + 1];
+	static float sd[FUSE_MAX_BLOCKS * FUSE_BLOCK / 16], off[FUSE_MAX_BLOCKS * FUSE_BLOCK / 16];
+	static struct lcp_rans_dec table;
+	rng_state = 41;
+	for (int dq = 0; dq < 2; dq++)
+		for (size_t gi = 0; gi < sizeof groups / sizeof groups[0]; gi++)
+			for (size_t ni = 0; ni < sizeof nbs / sizeof nbs[0]; ni++)
+				for (int special = 0; special < 2; special++) {
+					unsigned nb = nbs[ni];
+					uint32_t n = nb * FUSE_BLOCK - (nb > 1 ? 37 : 0), ng = (n + groups[gi] - 1) / groups[gi];
+					/* dependent quantization: codes near 128 (k = 0 included) */
+					uint64_t hist[256] = {0};
+					for (uint32_t i = 0; i < n; i++) {
+						int v = dq ? 128 + (int)lround(normal() * 3.0) : (int)(rnd() % 256);
+						sym[i] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+						hist[sym[i]]++;
+					}
+					uint16_t freq[256];
+					struct lcp_rans_enc enc;
+					lcp_rans_normalize(hist, freq);
+					lcp_rans_enc_init(&enc, freq);
+					lcp_rans_dec_init(&table, freq);
+					struct lcp_rans_block b[FUSE_MAX_BLOCKS];
+					size_t at = 0;
+					for (unsigned k = 0; k < nb; k++) {
+						uint32_t cnt = k + 1 < nb ? FUSE_BLOCK : n - k * FUSE_BLOCK;
+						size_t len = lcp_rans_encode(&enc, sym + k * FUSE_BLOCK, cnt, 16, stream + at);
+						b[k] = (struct lcp_rans_block){&table, stream + at, len, cnt, cnt,
+									       codes + k * FUSE_BLOCK};
+						at += len;
+					}
+					for (uint32_t g = 0; g < ng; g++) {
+						uint32_t u = specials[(g * 7) % NSPECIAL];
+						memcpy(&sd[g], &u, 4);
+						if (!special || g % 3)
+							sd[g] = (float)(normal() * 0.01);
+						off[g] = dq ? 128.0f : (float)(rnd() % 256);
+					}
+					for (size_t d = 0; d < sizeof fdts / sizeof fdts[0]; d++) {
+						struct lcp_rans_fuse f = {sd, off, groups[gi], FUSE_BLOCK, 0, fdts[d], dq != 0, want};
+						size_t bytes = (size_t)n * elem_bytes(fdts[d]);
+						fused_reference(b, nb, &f, stream + at);
+						for (size_t k = 0; k < NFAST; k++) {
+							const struct lcp_kernels *kern = lcp_kernels_named(fast_sets[k]);
+							if (!kern || !kern->rans_decode_fused)
+								continue;
+							memset(got, 0x5a, sizeof got);
+							f.out = got;
+							cr_assert_eq(kern->rans_decode_fused(b, nb, 16, stream + at, &f), LCP_OK);
+							cr_assert_arr_eq(got, want, bytes, "%s: dtype %d%s, group %u, %u blocks%s",
+									 fast_sets[k], fdts[d], dq ? " dq" : "", groups[gi], nb,
+									 special ? ", special scales" : "");
+							cr_assert_eq(got[bytes], 0x5a, "%s wrote past the output", fast_sets[k]);
+						}
+					}
+				}
+}
+
+/*
+ * The same through the encoder: BF16 weights so small that the quality
+ * preset's group scales are binary32 subnormals (the smallest steps it
+ * quantizes well: 1 / step must stay finite), one chunk of 8 rANS blocks;
+ * the reconstruction holds BF16 subnormals.
+ */
+Test(codec_kernels, bf16_with_subnormal_scales_decodes_the_same)
+{
+	const uint64_t rows = 64, cols = 2048, n = rows * cols;
+	uint8_t *x = malloc(n * 2);
+	rng_state = 31;
+	for (uint64_t i = 0; i < n; i++)
+		put_value(LCP_DTYPE_BF16, x + 2 * i, normal() * 3e-37);
+	struct lcp_config cfg = lcp_config_quality();
+	struct lcp_codec_ctx *ctx;
+	struct lcp_encoded e;
+	struct lcp_codec_tensor *ct;
+	encode_open(LCP_DTYPE_BF16, rows, cols, x, &cfg, &ctx, &e, &ct);
+	cr_assert_eq(e.nchunks, 1);
+	cr_assert_eq(e.data[e.chunks[0].data_off] >> 2 & 3, 2, "codes must be rANS-coded");
+	uint8_t *want = decode_all(&e, ct, n, 2, lcp_kernels_named("ref"));
+	uint64_t subnormal = 0;
+	for (uint64_t i = 0; i < n; i++) {
+		uint16_t h;
+		memcpy(&h, want + 2 * i, 2);
+		subnormal += (h & 0x7f80) == 0 && (h & 0x7f) != 0;
+	}
+	cr_assert_gt(subnormal, n / 100, "too few subnormal values (%lu) to test", (unsigned long)subnormal);
+	for (size_t k = 0; k < NFAST; k++) {
+		const struct lcp_kernels *kern = lcp_kernels_named(fast_sets[k]);
+		if (!kern)
+			continue;
+		uint8_t *got = decode_all(&e, ct, n, 2, kern);
+		cr_assert_arr_eq(got, want, n * 2, "%s", fast_sets[k]);
+		free(got);
+	}
+	free_encoded(ctx, &e, ct);
+	free(want);
+	free(x);
+}
+
 Test(codec_kernels, range_arguments_are_checked)
 {
 	const uint64_t n = 4096;
@@ -387,7 +540,10 @@ Test(codec_kernels, environment_names_the_set)
 Test(codec_kernels, unknown_set_name_falls_back_to_the_fastest)
 {
 	cr_assert_eq(setenv("LCPFS_DECODE", "no-such-set", 1), 0);
-	const char *best = lcp_kernels_named("avx512") ? "avx512" : "baseline";
+	static const char *const by_speed[] = {"avx512bf16", "avx512", "avx2", "baseline"};
+	const char *best = NULL;
+	for (size_t i = 0; !best; i++)
+		best = lcp_kernels_named(by_speed[i]) ? by_speed[i] : NULL;
 	cr_expect_str_eq(lcp_kernels()->name, best);
 	cr_expect_null(lcp_kernels_named("no-such-set"));
 	cr_expect_null(lcp_kernels_named(NULL));

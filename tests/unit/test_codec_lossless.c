@@ -20,7 +20,7 @@
 #include "test_codec_damage.h"
 #include "test_codec_helpers.h"
 
-static const char *const sets[] = {"ref", "baseline", "avx2", "avx512"};
+static const char *const sets[] = {"ref", "baseline", "avx2", "avx512", "avx512bf16"};
 #define NSETS (sizeof sets / sizeof sets[0])
 
 static const enum lcp_dtype dtypes[] = {LCP_DTYPE_F32, LCP_DTYPE_F16, LCP_DTYPE_BF16, LCP_DTYPE_F64};

@@ -3,9 +3,10 @@
  * The rANS entropy coder (src/codec/rans.h): frequency normalization, the
  * serialized table, encode/decode round trips for every lane count and
  * block length, a golden block that pins the byte layout, malformed blocks
- * and tables, and every kernel set against the reference decoder (same
+ * and tables, every kernel set against the reference decoder (same
  * symbols, same verdict on damaged blocks; exact-size buffers so SAN=1
- * catches any read past a block).
+ * catches any read past a block), and the fast encoder against the plain-C
+ * one.
  */
 #include <criterion/criterion.h>
 #include <stdlib.h>
@@ -174,7 +175,7 @@ static uint8_t *encode_block(const uint16_t freq[256], const uint8_t *s, uint32_
 	return b;
 }
 
-static const char *const kernel_names[] = {"ref", "baseline", "avx2", "avx512"};
+static const char *const kernel_names[] = {"ref", "baseline", "avx2", "avx512", "avx512bf16"};
 
 Test(rans, round_trip_every_lane_count_length_and_kernel)
 {
@@ -359,4 +360,38 @@ Test(rans, damaged_blocks_get_the_same_verdict_everywhere)
 		}
 		free(good);
 	}
+}
+
+/* lcp_rans_encode (AVX-512 steps for 16 lanes where the CPU has them)
+ * against the plain-C encoder: the same bytes for lengths around whole
+ * steps, 8 and 16 lanes, and models with every kind of frequency: a bell
+ * over 16 and over 256 symbols (frequencies that are not powers of two, so
+ * the binary64 quotient lands one short on exact multiples), one dominant
+ * symbol (f = 4095 beside f = 1) and flat. */
+Test(rans, fast_encoder_gives_the_plain_c_bytes)
+{
+	enum { N = 16400 };
+	static const uint32_t lengths[] = {1, 15, 16, 17, 255, 1000, 16383, 16384, N};
+	static const unsigned shapes[][3] = {{16, 8, 2}, {256, 128, 30}, {256, 7, 0}, {256, 128, 200}};
+	uint8_t *s = malloc(N), *want = malloc(lcp_rans_block_bound(N, 16));
+	uint8_t *got = malloc(lcp_rans_block_bound(N, 16));
+	rng_state = 77;
+	for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
+		make_symbols(s, N, shapes[k][0], shapes[k][1], shapes[k][2]);
+		uint16_t freq[256];
+		model_of(s, N, freq);
+		struct lcp_rans_enc e;
+		lcp_rans_enc_init(&e, freq);
+		for (size_t li = 0; li < sizeof lengths / sizeof lengths[0]; li++)
+			for (unsigned lanes = 8; lanes <= 16; lanes *= 2) {
+				uint32_t n = lengths[li];
+				size_t want_len = lcp_rans_encode_ref(&e, s + N - n, n, lanes, want);
+				size_t got_len = lcp_rans_encode(&e, s + N - n, n, lanes, got);
+				cr_assert_eq(got_len, want_len, "shape %zu, n %u, lanes %u", k, n, lanes);
+				cr_assert_arr_eq(got, want, want_len, "shape %zu, n %u, lanes %u", k, n, lanes);
+			}
+	}
+	free(s);
+	free(want);
+	free(got);
 }

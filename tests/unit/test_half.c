@@ -179,3 +179,48 @@ Test(half, array_forms_match_scalar_bit_for_bit)
 	free(h);
 	free(b);
 }
+
+/* The encoder's F16 widening: every finite pattern (8 at a time and in the
+ * tail) exactly as lcp_f16_to_f32 gives it, and false for an infinity or a
+ * NaN in either part. Without F16C it always answers false (the caller
+ * then widens with lcp_f16_to_f32). */
+Test(half, f16_widening_of_arrays)
+{
+	enum { MAXN = 65536 + 3 };
+	uint8_t *p = malloc(2 * MAXN);
+	float *x = malloc(MAXN * sizeof *x);
+	uint32_t n = 0;
+	for (uint32_t h = 0; h < 65536; h++)
+		if ((h & 0x7c00u) != 0x7c00u) {
+			p[2 * n] = (uint8_t)h;
+			p[2 * n + 1] = (uint8_t)(h >> 8);
+			n++;
+		}
+	cr_assert_eq(n % 8, 0);
+	for (uint32_t k = 0; k < 3; k++) { /* a tail of 3 finite values */
+		p[2 * n] = (uint8_t)(0x3c01 + k);
+		p[2 * n + 1] = (uint8_t)((0x3c01 + k) >> 8);
+		n++;
+	}
+	bool fast = false;
+#if defined(__x86_64__) && defined(__GNUC__)
+	__builtin_cpu_init();
+	fast = __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
+#endif
+	cr_assert_eq(lcp_f16_to_f32_finite_n(p, n, x), fast);
+	for (uint32_t i = 0; fast && i < n; i++) {
+		uint16_t h = (uint16_t)(p[2 * i] | p[2 * i + 1] << 8);
+		float want = lcp_f16_to_f32(h);
+		cr_assert(memcmp(&x[i], &want, sizeof want) == 0, "pattern 0x%04x", h);
+	}
+	/* an infinity among the first eight, then a NaN in the tail */
+	p[2 * 5 + 1] = 0x7c;
+	p[2 * 5] = 0x00;
+	cr_assert_not(lcp_f16_to_f32_finite_n(p, n, x));
+	p[2 * 5 + 1] = 0x00;
+	p[2 * (n - 1) + 1] = 0xfe;
+	cr_assert_not(lcp_f16_to_f32_finite_n(p, n, x));
+	cr_assert_eq(lcp_f16_to_f32_finite_n(p, n - 1, x), fast);
+	free(p);
+	free(x);
+}

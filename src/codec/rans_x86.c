@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The rANS encoder's 16-lane steps under AVX-512 (rans.h; run by
+ * lcp_rans_encode where the CPU has F, BW and VL): the 16 lane states of a
+ * block are one register, and each step encodes symbols 16t + 15 .. 16t
+ * exactly as the plain-C loop does, so the bytes are the same. The
+ * division x / f is done in binary64: x * (1 / f) is within 2^-19 of the
+ * quotient (x < 2^32), whose fraction is 0 or at least 1 / 4096, so the
+ * truncation is the integer quotient or, on an exact multiple, one less;
+ * the remainder then equals f and one correction makes both exact.
+ */
+#include "codec/rans.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+
+#include <immintrin.h>
+
+#define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,popcnt")))
+
+bool lcp_rans_avx512_available(void)
+{
+	__builtin_cpu_init();
+	return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+	       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("popcnt");
+}
+
+AVX512 uint8_t *lcp_rans_encode_steps_avx512(const struct lcp_rans_enc *e, const uint8_t *sym,
+					     uint32_t steps, uint32_t x[LCP_RANS_MAX_LANES],
+					     uint8_t *w)
+{
+	const __m512i low16 = _mm512_set1_epi32(0xffff), one = _mm512_set1_epi32(1);
+	__m512i vx = _mm512_loadu_si512(x);
+	for (uint32_t t = steps; t-- > 0;) {
+		__m128i s8 = _mm_loadu_si128((const __m128i *)(const void *)(sym + 16u * t));
+		__m512i s = _mm512_cvtepu8_epi32(s8);
+		__m512i fc = _mm512_i32gather_epi32(s, e->freq_cum, 4);
+		__m512i f = _mm512_and_si512(fc, low16), cum = _mm512_srli_epi32(fc, 16);
+		__m512d r_lo = _mm512_i32gather_pd(_mm512_castsi512_si256(s), e->rcp_f64, 8);
+		__m512d r_hi = _mm512_i32gather_pd(_mm512_extracti64x4_epi64(s, 1), e->rcp_f64, 8);
+		/* lanes whose state would pass 2^32: their low words out, in
+		 * lane order below w (the order the decoder reads them) */
+		__mmask16 out = _mm512_cmpge_epu32_mask(vx, _mm512_slli_epi32(f, 32 - LCP_RANS_PROB_BITS));
+		unsigned cnt = (unsigned)__builtin_popcount(out);
+		w -= 2u * cnt;
+		_mm256_mask_storeu_epi16(w, (__mmask16)((1u << cnt) - 1u),
+					 _mm512_cvtepi32_epi16(_mm512_maskz_compress_epi32(out, vx)));
+		__m512i v = _mm512_mask_srli_epi32(vx, out, vx, 16);
+		__m256i q_lo = _mm512_cvttpd_epu32(_mm512_mul_pd(_mm512_cvtepu32_pd(_mm512_castsi512_si256(v)), r_lo));
+		__m256i q_hi = _mm512_cvttpd_epu32(_mm512_mul_pd(_mm512_cvtepu32_pd(_mm512_extracti64x4_epi64(v, 1)), r_hi));
+		__m512i q = _mm512_inserti64x4(_mm512_castsi256_si512(q_lo), q_hi, 1);
+		__m512i r = _mm512_sub_epi32(v, _mm512_mullo_epi32(q, f));
+		__mmask16 fix = _mm512_cmpge_epu32_mask(r, f);
+		q = _mm512_mask_add_epi32(q, fix, q, one);
+		r = _mm512_mask_sub_epi32(r, fix, r, f);
+		vx = _mm512_add_epi32(_mm512_add_epi32(_mm512_slli_epi32(q, LCP_RANS_PROB_BITS), r), cum);
+	}
+	_mm512_storeu_si512(x, vx);
+	return w;
+}
+
+#else
+/* ISO C wants at least one declaration in a translation unit. */
+typedef int lcp_rans_x86_unavailable;
+#endif
