@@ -92,6 +92,11 @@ struct lcp_probe {
 	uint64_t dev, ino;     /* the object NAME named */
 	uint64_t nlink;
 	uint64_t size;         /* its size on the backing */
+	/* COMPRESSED only (else 0), from the sidecar, so that a caller can
+	 * answer a stat without opening the file: */
+	uint64_t logical_size;   /* what a reader sees (lcp_store_logical_size) */
+	uint64_t stored_size;    /* payload + sidecar bytes (lcp_store_stored_size) */
+	uint64_t sidecar_blocks; /* the sidecar's st_blocks (512-byte units) */
 	char note[512];        /* DAMAGED: what is wrong. RAW: something worth a log
 	                          line ("its bytes are an lcpfs payload, but no
 	                          sidecar is beside it"), or "". Cannot tell (an

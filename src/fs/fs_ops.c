@@ -77,7 +77,7 @@ static int stat_inode(struct fs_mount *m, struct fs_inode *inode, struct stat *s
 	*timeout = m->attr_timeout;
 	if (S_ISREG(st->st_mode) && fs_tensor_known(m, inode) != 0)
 		*timeout = 0;
-	fs_tensor_fix_stat(m, inode, st);
+	fs_tensor_fix_stat(inode, st);
 	return 0;
 }
 

@@ -77,9 +77,11 @@ struct fs_inode {
 	pthread_cond_t changed;   /* signalled when a materialize ends */
 	struct fs_track t;
 	struct fs_sfile *sf;      /* the committed file, when t.state == FS_COMPRESSED
-	                             (closed while idle when many are open) */
-	uint64_t logical_size;    /* the committed file's sizes, kept while it is */
-	uint64_t stored_size;     /* closed (state compressed, known, not damaged) */
+	                             and a handle has it open (closed at the last
+	                             release: an idle inode keeps only its sizes) */
+	uint64_t logical_size;    /* the committed file's sizes, from the store's */
+	uint64_t stored_size;     /* last answer (state compressed, known, not */
+	uint64_t sidecar_blocks;  /* damaged); blocks in st_blocks units */
 	uint64_t nlink;           /* link count when the store last answered */
 	bool announcing;          /* just committed, kernel cache not yet invalidated */
 	bool untold_logged;       /* "cannot tell" logged since the store last answered */
@@ -117,12 +119,10 @@ struct fs_mount {
 	struct fs_inode *lru_head, *lru_tail; /* fds of files nobody has open */
 	size_t lru_count, lru_max;
 	size_t npinned;           /* inodes with open handles */
-	size_t sf_keep;           /* committed files kept open while idle (fs_tensor.c) */
 
 	/* Compression (fs_tensor.c). */
 	struct lcp_chunk_cache *cache;
 	struct lcp_encode_pool *pool; /* encoder threads, shared by every job */
-	atomic_size_t nsfiles;    /* committed files open */
 	struct fs_mutex queue_lock;
 	pthread_cond_t queue_cond;
 	struct fs_job *queue_head, *queue_tail;
@@ -239,10 +239,10 @@ void fs_tensor_inode_gone(struct fs_inode *inode);
 /* Makes sure the store has answered for a regular file (ns held). Returns
  * 0, or EIO when it cannot tell now (logged; asked again next time). */
 int fs_tensor_known(struct fs_mount *m, struct fs_inode *inode);
-/* Adjusts a backing stat for what the mount shows (logical size, real
- * blocks); a committed file asked about this way only is closed when the
- * mount keeps many open. */
-void fs_tensor_fix_stat(struct fs_mount *m, struct fs_inode *inode, struct stat *st);
+/* Adjusts a backing stat of the inode's object for what the mount shows: a
+ * compressed file's logical size, and its payload's plus its sidecar's
+ * allocated blocks. Opens nothing. */
+void fs_tensor_fix_stat(struct fs_inode *inode, struct stat *st);
 /* Opens a regular file for h (ns held for reading): a compressed file is
  * read through the store, whatever the access mode (it turns raw on the
  * first write); O_TRUNC empties it (a new empty file takes its name).

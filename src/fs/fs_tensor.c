@@ -61,7 +61,6 @@
 struct fs_sfile {
 	struct lcp_store_file *f;
 	atomic_uint refs;
-	atomic_size_t *count;    /* the mount's count of open committed files */
 };
 
 struct fs_job {
@@ -82,7 +81,6 @@ static struct fs_sfile *sfile_get(struct fs_sfile *s)
 static void sfile_put(struct fs_sfile *s)
 {
 	if (s && atomic_fetch_sub(&s->refs, 1) == 1) {
-		atomic_fetch_sub(s->count, 1);
 		lcp_store_close(s->f);
 		lcp_free(s);
 	}
@@ -162,8 +160,9 @@ void fs_tensor_inode_gone(struct fs_inode *inode)
 	inode->sf = NULL;
 }
 
-/* Asks the store about the inode's name; on a compressed answer *sf is the
- * opened file. Inode lock held. */
+/* Asks the store about the inode's name; with sf non-NULL a compressed
+ * file is also opened into *sf (with sf NULL only the sidecar is read and
+ * let go: what a stat needs). Inode lock held. */
 static lcp_err probe_inode(struct fs_mount *m, struct fs_inode *inode, struct lcp_probe *pr,
 			   struct fs_sfile **sf)
 {
@@ -173,13 +172,14 @@ static lcp_err probe_inode(struct fs_mount *m, struct fs_inode *inode, struct lc
 	lcp_err err;
 
 	assert(fs_mutex_held(&inode->lock));
-	*sf = NULL;
+	if (sf)
+		*sf = NULL;
 	memset(pr, 0, sizeof *pr);
 	if (dfd < 0) {
 		snprintf(pr->note, sizeof pr->note, "it has no name to ask the store about");
 		return lcp_err_from_errno(e);
 	}
-	err = lcp_store_probe_at(dfd, name, m->cache, pr, &f);
+	err = lcp_store_probe_at(dfd, name, m->cache, pr, sf ? &f : NULL);
 	close(dfd);
 	if (err == LCP_OK && (pr->dev != (uint64_t)inode->dev || pr->ino != (uint64_t)inode->ino)) {
 		/* The name now stands for another object (changed on the backing). */
@@ -193,8 +193,6 @@ static lcp_err probe_inode(struct fs_mount *m, struct fs_inode *inode, struct lc
 		} else {
 			(*sf)->f = f;
 			atomic_init(&(*sf)->refs, 1);
-			(*sf)->count = &m->nsfiles;
-			atomic_fetch_add(&m->nsfiles, 1);
 			f = NULL;
 		}
 	}
@@ -209,41 +207,40 @@ static enum fs_probe_answer answer_of(const struct lcp_probe *pr)
 					       : FS_PROBE_RAW;
 }
 
-/* Sets the inode's committed file (inode lock held; NULL: none), keeping
- * its sizes for getattr when it is closed while idle. */
+/* Sets the inode's committed file (inode lock held; NULL: none). */
 static void set_sf(struct fs_inode *inode, struct fs_sfile *sf)
 {
 	sfile_put(inode->sf);
 	inode->sf = sf;
-	if (sf) {
-		inode->logical_size = lcp_store_logical_size(sf->f);
-		inode->stored_size = lcp_store_stored_size(sf->f);
-	}
 }
 
-/* A committed file nobody has open is closed (inode lock held) once the
- * mount has more than m->sf_keep open: its sizes stay, and the next open
- * (or report) opens it again. So a listing of many compressed files does
- * not use an fd each, while the few in use stay open (on a network backing
- * an open file keeps reading its version when another machine replaces
- * it). */
-static void close_sf_if_idle(struct fs_mount *m, struct fs_inode *inode)
+/* Keeps what a stat of a compressed file needs (inode lock held). */
+static void note_sizes(struct fs_inode *inode, const struct lcp_probe *pr)
 {
-	if (inode->t.nopen == 0 && !inode->announcing && inode->sf &&
-	    atomic_load(&m->nsfiles) > m->sf_keep)
+	inode->logical_size = pr->logical_size;
+	inode->stored_size = pr->stored_size;
+	inode->sidecar_blocks = pr->sidecar_blocks;
+}
+
+/* A committed file nobody has open is closed (inode lock held): its sizes
+ * stay, and the next open (or report) opens it again. An open committed
+ * file holds its parsed sidecar and every tensor's decoder state (about
+ * three times the sidecar's size) and an fd, so only files in use keep
+ * one: a listing of many compressed files, whose inodes the kernel keeps
+ * for as long as it likes, costs the daemon no more than their sizes. */
+static void close_sf_if_idle(struct fs_inode *inode)
+{
+	if (inode->t.nopen == 0 && !inode->announcing && inode->sf)
 		set_sf(inode, NULL);
 }
 
 /* Records a probe answer (inode lock held). */
-static void adopt(struct fs_inode *inode, const struct lcp_probe *pr, struct fs_sfile *sf)
+static void adopt(struct fs_inode *inode, const struct lcp_probe *pr)
 {
 	set_sf(inode, NULL);
 	inode->nlink = pr->nlink;
 	fs_track_probed(&inode->t, answer_of(pr), pr->refused);
-	if (inode->t.state == FS_COMPRESSED && !inode->t.damaged)
-		set_sf(inode, sf);
-	else
-		sfile_put(sf);
+	note_sizes(inode, pr);
 }
 
 /* Whether a probe found the inode's name holding another object. */
@@ -255,7 +252,6 @@ static bool names_other(const struct fs_inode *inode, const struct lcp_probe *pr
 int fs_tensor_known(struct fs_mount *m, struct fs_inode *inode)
 {
 	struct lcp_probe pr;
-	struct fs_sfile *sf;
 	int err = 0;
 
 	if (inode->type != S_IFREG)
@@ -263,17 +259,17 @@ int fs_tensor_known(struct fs_mount *m, struct fs_inode *inode)
 	assert(fs_rwlock_held(&m->ns));
 	fs_mutex_lock(&inode->lock);
 	if (!inode->t.known) {
-		lcp_err le = probe_inode(m, inode, &pr, &sf);
+		lcp_err le = probe_inode(m, inode, &pr, NULL);
 		if (le == LCP_ERR_AGAIN && !names_other(inode, &pr)) {
 			/* A network backing's client may still name a payload and
 			 * its sidecar as of different moments (another machine just
 			 * replaced both): reading the directory makes it learn the
 			 * names anew; ask once more. */
 			fs_inode_reread_dir(m, inode);
-			le = probe_inode(m, inode, &pr, &sf);
+			le = probe_inode(m, inode, &pr, NULL);
 		}
 		if (le == LCP_OK) {
-			adopt(inode, &pr, sf);
+			adopt(inode, &pr);
 			/* Deferred by an earlier mount (or run of `lcpfs pack`) for a
 			 * transient cause: try again now. */
 			if (pr.repr == LCP_REPR_RAW && lcp_store_refusal_is_retry(pr.refused) &&
@@ -319,6 +315,7 @@ static int reopen_sf(struct fs_mount *m, struct fs_inode *inode)
 	le = probe_inode(m, inode, &pr, &sf);
 	if (le == LCP_OK && pr.repr == LCP_REPR_COMPRESSED && sf) {
 		set_sf(inode, sf);
+		note_sizes(inode, &pr);
 		return 0;
 	}
 	sfile_put(sf);
@@ -326,11 +323,18 @@ static int reopen_sf(struct fs_mount *m, struct fs_inode *inode)
 		fs_inode_reread_dir(m, inode); /* the kernel's new lookup finds it */
 		return ESTALE;
 	}
+	if (le == LCP_OK && pr.repr == LCP_REPR_DAMAGED) {
+		/* Found only now that the file is opened (codec parameters that
+		 * do not parse): from now on it reads as damaged. */
+		adopt(inode, &pr);
+		log_inode(m, inode, LCP_LOG_ERROR, "damaged: %s; reads fail", pr.note);
+		return EIO;
+	}
 	fs_track_unknown(&inode->t);
 	return EIO;
 }
 
-void fs_tensor_fix_stat(struct fs_mount *m, struct fs_inode *inode, struct stat *st)
+void fs_tensor_fix_stat(struct fs_inode *inode, struct stat *st)
 {
 	if (!S_ISREG(st->st_mode))
 		return;
@@ -339,8 +343,6 @@ void fs_tensor_fix_stat(struct fs_mount *m, struct fs_inode *inode, struct stat 
 		st->st_size = (off_t)inode->logical_size;
 		st->st_blocks = (blkcnt_t)((inode->stored_size + 511) / 512);
 	}
-	/* Asked about by a lookup or getattr only: kept only while few are. */
-	close_sf_if_idle(m, inode);
 	fs_mutex_unlock(&inode->lock);
 }
 
@@ -861,7 +863,7 @@ void fs_tensor_released(struct fs_mount *m, struct fs_inode *inode, bool writabl
 	fs_mutex_lock(&inode->lock);
 	if (inode->type == S_IFREG) {
 		act(m, inode, fs_track_released(&inode->t, writable, small), &unused);
-		close_sf_if_idle(m, inode);
+		close_sf_if_idle(inode);
 	}
 	fs_mutex_unlock(&inode->lock);
 }
@@ -923,6 +925,7 @@ static enum fs_job_end commit(struct fs_mount *m, struct fs_inode *inode, struct
 	fs_track_job_done(&inode->t, FS_JOB_COMMITTED, "", true);
 	if (probe_inode(m, inode, &pr, &sf) == LCP_OK && pr.repr == LCP_REPR_COMPRESSED && sf) {
 		set_sf(inode, sf);
+		note_sizes(inode, &pr);
 		inode->nlink = pr.nlink;
 		inode->announcing = true;
 	} else {
@@ -993,7 +996,7 @@ static void run_job(struct fs_mount *m, struct fs_job *j)
 			fuse_lowlevel_notify_inval_inode(m->se, fs_ino_of(m, inode), 0, 0);
 		fs_mutex_lock(&inode->lock);
 		inode->announcing = false;
-		close_sf_if_idle(m, inode);
+		close_sf_if_idle(inode);
 		fs_mutex_unlock(&inode->lock);
 	} else if (deferred) {
 		log_inode(m, inode, LCP_LOG_WARN, "left raw for now: %s; trying again in %u s",
@@ -1312,7 +1315,7 @@ ssize_t fs_tensor_xattr(struct fs_mount *m, struct fs_inode *inode, const char *
 	} else if (state == FS_COMPRESSED) {
 		int e = reopen_sf(m, inode);
 		sf = sfile_get(inode->sf);
-		close_sf_if_idle(m, inode);
+		close_sf_if_idle(inode);
 		if (e) {
 			fs_mutex_unlock(&inode->lock);
 			return -e;
