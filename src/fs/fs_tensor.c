@@ -341,7 +341,9 @@ void fs_tensor_fix_stat(struct fs_inode *inode, struct stat *st)
 	fs_mutex_lock(&inode->lock);
 	if (inode->t.state == FS_COMPRESSED && inode->t.known && !inode->t.damaged) {
 		st->st_size = (off_t)inode->logical_size;
-		st->st_blocks = (blkcnt_t)((inode->stored_size + 511) / 512);
+		/* What the backing really allocates, as du counts it: st has the
+		 * payload's blocks; its sidecar's come with them. */
+		st->st_blocks += (blkcnt_t)inode->sidecar_blocks;
 	}
 	fs_mutex_unlock(&inode->lock);
 }
