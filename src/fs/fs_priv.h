@@ -297,8 +297,13 @@ int fs_tensor_rename(struct fs_mount *m, int olddirfd, const char *oldname, int 
  * with its reason. No lock may be held. */
 int fs_tensor_link(struct fs_mount *m, struct fs_inode *inode, struct fs_inode *newparent,
 		   const char *newname);
+/* The largest xattr value Linux passes (XATTR_SIZE_MAX), and the pieces
+ * the inspect report is cut into for user.lcpfs.inspect.K. */
+#define FS_XATTR_VALUE_MAX 65536u
+#define FS_INSPECT_PART_BYTES FS_XATTR_VALUE_MAX
 /* Computed xattrs: value of user.lcpfs.<key> into buf (size 0: length only);
- * returns length, or -errno (-ENODATA when the key does not apply). */
+ * returns length, or -errno (-ENODATA when the key does not apply, -E2BIG
+ * for "inspect" when the report is larger than an xattr value can be). */
 ssize_t fs_tensor_xattr(struct fs_mount *m, struct fs_inode *inode, const char *key, char *buf,
 			size_t size);
 

@@ -41,6 +41,7 @@
 #include <unistd.h>
 
 #include "common/alloc.h"
+#include "common/checksum.h"
 #include "common/log.h"
 #include "common/thread_buf.h"
 #include "fs/fs_priv.h"
@@ -1249,17 +1250,57 @@ int fs_tensor_link(struct fs_mount *m, struct fs_inode *inode, struct fs_inode *
 	return err;
 }
 
-/* Copies text into buf (size 0: length only); returns its length or -ERANGE. */
-static ssize_t put_text(const char *text, char *buf, size_t size)
+/* Copies n bytes into buf (size 0: length only); returns n or -ERANGE. */
+static ssize_t put_bytes(const char *bytes, size_t n, char *buf, size_t size)
 {
-	size_t n = strlen(text);
-
 	if (size == 0)
 		return (ssize_t)n;
 	if (n > size)
 		return -ERANGE;
-	memcpy(buf, text, n);
+	memcpy(buf, bytes, n);
 	return (ssize_t)n;
+}
+
+static ssize_t put_text(const char *text, char *buf, size_t size)
+{
+	return put_bytes(text, strlen(text), buf, size);
+}
+
+/* The inspect report as xattrs (key "inspect" plus suffix): "" the whole
+ * JSON, when it fits in one xattr value (else E2BIG, as the kernel would
+ * say); ".parts" "COUNT LENGTH XXH3" (decimal, decimal, 16 hex digits: the
+ * xxh3-64 of the whole JSON); ".K" (K decimal, no leading zeros) its K-th
+ * piece of FS_INSPECT_PART_BYTES. A reader checks the pieces it joined
+ * against LENGTH and XXH3: the report may change between its reads. */
+static ssize_t inspect_xattr(const struct lcp_file_report *rep, const char *suffix, char *buf,
+			     size_t size)
+{
+	char *json = NULL, text[64], *end;
+	lcp_err e = lcp_store_report_json(rep, &json);
+	ssize_t r = -ENODATA;
+
+	if (e)
+		return -lcp_err_to_errno(e);
+	size_t len = strlen(json);
+	size_t parts = len ? (len + FS_INSPECT_PART_BYTES - 1) / FS_INSPECT_PART_BYTES : 1;
+	if (suffix[0] == '\0') {
+		r = len > FS_XATTR_VALUE_MAX ? -E2BIG : put_bytes(json, len, buf, size);
+	} else if (strcmp(suffix, ".parts") == 0) {
+		snprintf(text, sizeof text, "%zu %zu %016llx", parts, len,
+			 (unsigned long long)lcp_xxh3(json, len));
+		r = put_text(text, buf, size);
+	} else if (suffix[0] == '.' && suffix[1] >= '0' && suffix[1] <= '9' &&
+		   (suffix[1] != '0' || suffix[2] == '\0')) {
+		errno = 0;
+		unsigned long long k = strtoull(suffix + 1, &end, 10);
+		if (*end == '\0' && errno == 0 && k < parts) {
+			size_t off = (size_t)k * FS_INSPECT_PART_BYTES;
+			size_t n = len - off < FS_INSPECT_PART_BYTES ? len - off : FS_INSPECT_PART_BYTES;
+			r = put_bytes(json + off, n, buf, size);
+		}
+	}
+	lcp_free(json);
+	return r;
 }
 
 /* The format of a refused file whose refusal came back from its mark (after
@@ -1314,6 +1355,10 @@ ssize_t fs_tensor_xattr(struct fs_mount *m, struct fs_inode *inode, const char *
 	} else if (strcmp(key, "format") == 0 && state == FS_REFUSED && inode->format >= 0 &&
 		   inode->format != LCP_FORMAT_UNKNOWN) {
 		r = put_text(lcp_format_name((enum lcp_format)inode->format), buf, size);
+	} else if (strcmp(key, "stored_size") == 0 && state == FS_COMPRESSED && !inode->t.damaged) {
+		/* Known without opening the file: what stats asks of each file. */
+		snprintf(text, sizeof text, "%llu", (unsigned long long)inode->stored_size);
+		r = put_text(text, buf, size);
 	} else if (state == FS_COMPRESSED) {
 		int e = reopen_sf(m, inode);
 		sf = sfile_get(inode->sf);
@@ -1348,15 +1393,13 @@ ssize_t fs_tensor_xattr(struct fs_mount *m, struct fs_inode *inode, const char *
 		snprintf(text, sizeof text, "%.2f", min_sqnr);
 	else if (strcmp(key, "min_cosine") == 0)
 		snprintf(text, sizeof text, "%.6f", min_cos);
-	if (text[0]) {
+	else if (strcmp(key, "preset") == 0)
+		lcp_config_describe(&rep.config, text, sizeof text);
+	if (text[0])
 		r = put_text(text, buf, size);
-	} else if (strcmp(key, "inspect") == 0) {
+	else if (strncmp(key, "inspect", strlen("inspect")) == 0)
 		/* The same JSON `lcpfs inspect --json` prints for a backing file. */
-		char *json = NULL;
-		lcp_err e = lcp_store_report_json(&rep, &json);
-		r = e ? -lcp_err_to_errno(e) : put_text(json, buf, size);
-		lcp_free(json);
-	}
+		r = inspect_xattr(&rep, key + strlen("inspect"), buf, size);
 	lcp_file_report_free(&rep);
 	sfile_put(sf);
 	return r;
