@@ -25,6 +25,7 @@
 #include <sys/fsuid.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "common/alloc.h"
@@ -143,10 +144,28 @@ static int do_lookup(struct fs_mount *m, struct fs_inode *parent, const char *na
  *  - No writeback cache: each write reaches us, so write tracking and the
  *    size record are exact at release.
  * keep_cache is decided per open (fs_open): the page cache is the hot path.
+ *
+ * POSIX ACLs are enforced by the kernel when we ask for FUSE_CAP_POSIX_ACL
+ * (which turns on default_permissions): it reads them through getxattr and
+ * caches them; setting one passes through to the backing object, which
+ * keeps the mode in step, and a commit or materialize carries it over with
+ * every other xattr. Asked for only when the backing stores ACLs (its root
+ * answers system.posix_acl_access); otherwise fs_setxattr refuses them, as a
+ * passed-through ACL would deny on the backing but not through the mount.
+ * Without FUSE_CAP_DONT_MASK the kernel applies the caller's umask before
+ * creating, also below a directory with a default ACL (where a local
+ * filesystem would not).
  */
 static void fs_init(void *userdata, struct fuse_conn_info *conn)
 {
-	(void)userdata;
+	struct fs_mount *m = userdata;
+	char root[FS_PROCPATH_LEN];
+
+	fs_procpath(m->root.fd, root, sizeof root);
+	m->acl = (conn->capable & FUSE_CAP_POSIX_ACL) &&
+		 (getxattr(root, "system.posix_acl_access", NULL, 0) >= 0 || errno == ENODATA);
+	if (m->acl)
+		conn->want |= FUSE_CAP_POSIX_ACL;
 	conn->max_write = 1u << 20;
 	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
 		conn->want |= FUSE_CAP_SPLICE_WRITE;

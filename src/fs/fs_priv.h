@@ -110,6 +110,7 @@ struct fs_mount {
 	double attr_timeout;      /* how long the kernel keeps attributes, seconds */
 	double entry_timeout;     /* how long the kernel keeps names, seconds */
 	bool readonly;
+	bool acl;                 /* POSIX ACLs enforced by the kernel (fs_init) */
 	struct fs_rwlock ns;
 
 	/* The inode table (fs_inode.c). */

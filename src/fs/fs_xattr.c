@@ -17,6 +17,7 @@
 #include "fs/fs_priv.h"
 
 #define COMPUTED_PREFIX "user.lcpfs."
+#define ACL_PREFIX "system.posix_acl_"
 
 /* Listed by listxattr when they have a value for the inode (and after
  * them inspect.0, inspect.1, ... as inspect.parts counts them). */
@@ -117,6 +118,11 @@ void fs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *v
 	/* The computed attributes describe the store's state: not settable. */
 	if (computed_key(name)) {
 		fuse_reply_err(req, EPERM);
+		return;
+	}
+	/* An ACL the kernel does not enforce here must not land on the backing. */
+	if (!m->acl && strncmp(name, ACL_PREFIX, strlen(ACL_PREFIX)) == 0) {
+		fuse_reply_err(req, EOPNOTSUPP);
 		return;
 	}
 	fs_rwlock_rdlock(&m->ns);
