@@ -34,6 +34,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <sys/uio.h>
 
 #include "lcpfs/codec.h"
@@ -78,6 +79,16 @@ void lcp_store_temp_remove(int dirfd, struct lcp_store_temp *t);
  * "user.lcpfs.*") and atime/mtime of open file from_fd: what every swap
  * of a file's representation keeps. */
 lcp_err lcp_store_copy_attributes(int from_fd, int to_fd);
+
+/* Gives the sidecar of NAME in dirfd the owner uid and gid ((uid_t)-1 or
+ * (gid_t)-1 keeps that one) and the read and write bits of mode (mode &
+ * 0666), as a commit does, and fsyncs it when that changed anything: what a
+ * chmod or chown of a compressed file does to its sidecar (lcpfs(5)). The
+ * owner is left when not permitted (an unprivileged caller), as by a
+ * commit. LCP_OK also when NAME has no sidecar of the store's. Thread-safe;
+ * the caller serializes it with changes of NAME. */
+lcp_err lcp_store_sidecar_attrs_at(int dirfd, const char *name, unsigned mode, uid_t uid,
+				   gid_t gid);
 
 /* What a file is. */
 enum lcp_repr {

@@ -264,6 +264,53 @@ static int do_truncate(struct fs_mount *m, struct fs_inode *inode, struct fs_han
 	return 0;
 }
 
+/* chmod and chown of the inode's object pfd (/proc path path; ns held). A
+ * compressed file's sidecar follows: it has the file's owner and read and
+ * write bits (lcpfs(5)). Access leaves the sidecar first and reaches it
+ * last: before the payload changes, the sidecar keeps only the bits the old
+ * and the new mode share, and none for an owner or group about to change
+ * (made durable), so a crash at any point between leaves it no more
+ * readable than the payload before and after; once the payload changed (or
+ * failed to), the sidecar gets the payload's owner and bits as they are. */
+static int set_owner_mode(struct fs_mount *m, struct fs_inode *inode, int pfd, const char *path,
+			  const struct stat *attr, int valid)
+{
+	uid_t uid = (valid & FUSE_SET_ATTR_UID) ? attr->st_uid : (uid_t)-1;
+	gid_t gid = (valid & FUSE_SET_ATTR_GID) ? attr->st_gid : (gid_t)-1;
+	bool follow = fs_tensor_has_sidecar(inode);
+	struct stat st;
+	int err = 0;
+
+	if (follow) {
+		if (fstatat(pfd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
+			return errno;
+		mode_t keep = st.st_mode & 0666;
+		if (valid & FUSE_SET_ATTR_MODE)
+			keep &= attr->st_mode;
+		if (uid != (uid_t)-1 && uid != st.st_uid)
+			keep &= (mode_t)~0600;
+		if (gid != (gid_t)-1 && gid != st.st_gid)
+			keep &= (mode_t)~0060;
+		if ((err = fs_tensor_sidecar_attrs(m, inode, keep, (uid_t)-1, (gid_t)-1)) != 0)
+			return err;
+	}
+	/* On the inode, not through a handle: a handle of a compressed file
+	 * has no backing fd, and both name the same object. */
+	if ((valid & FUSE_SET_ATTR_MODE) && chmod(path, attr->st_mode) != 0)
+		err = errno;
+	if (!err && (valid & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) &&
+	    fchownat(pfd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
+		err = errno;
+	if (follow) {
+		int e = fstatat(pfd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0
+				? errno
+				: fs_tensor_sidecar_attrs(m, inode, st.st_mode, st.st_uid, st.st_gid);
+		if (!err)
+			err = e;
+	}
+	return err;
+}
+
 static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid,
 		       struct fuse_file_info *fi)
 {
@@ -280,21 +327,9 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
 	if (pfd < 0)
 		goto out;
 	fs_procpath(pfd, path, sizeof path);
-	if (valid & FUSE_SET_ATTR_MODE) {
-		/* On the inode, not through a handle: a handle of a compressed
-		 * file has no backing fd, and both name the same object. */
-		if (chmod(path, attr->st_mode) != 0) {
-			err = errno;
+	if (valid & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
+		if ((err = set_owner_mode(m, inode, pfd, path, attr, valid)) != 0)
 			goto out;
-		}
-	}
-	if (valid & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
-		uid_t uid = (valid & FUSE_SET_ATTR_UID) ? attr->st_uid : (uid_t)-1;
-		gid_t gid = (valid & FUSE_SET_ATTR_GID) ? attr->st_gid : (gid_t)-1;
-		if (fchownat(pfd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
-			err = errno;
-			goto out;
-		}
 	}
 	if (valid & FUSE_SET_ATTR_SIZE) {
 		/* A compressed file is made raw first, with no lock held (emptied

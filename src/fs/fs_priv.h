@@ -298,6 +298,15 @@ int fs_tensor_rename(struct fs_mount *m, int olddirfd, const char *oldname, int 
  * with its reason. No lock may be held. */
 int fs_tensor_link(struct fs_mount *m, struct fs_inode *inode, struct fs_inode *newparent,
 		   const char *newname);
+/* Whether the inode is a compressed file now, with a sidecar beside its
+ * payload (ns held). */
+bool fs_tensor_has_sidecar(struct fs_inode *inode);
+/* Gives the sidecar of a compressed inode owner uid:gid ((uid_t)-1 and
+ * (gid_t)-1 keep them) and the read and write bits of mode
+ * (lcp_store_sidecar_attrs_at), ns held; 0 when it has none. 0 or an
+ * errno (logged). */
+int fs_tensor_sidecar_attrs(struct fs_mount *m, struct fs_inode *inode, mode_t mode, uid_t uid,
+			    gid_t gid);
 /* The largest xattr value Linux passes (XATTR_SIZE_MAX), and the pieces
  * the inspect report is cut into for user.lcpfs.inspect.K. */
 #define FS_XATTR_VALUE_MAX 65536u

@@ -1250,6 +1250,34 @@ int fs_tensor_link(struct fs_mount *m, struct fs_inode *inode, struct fs_inode *
 	return err;
 }
 
+bool fs_tensor_has_sidecar(struct fs_inode *inode)
+{
+	if (inode->type != S_IFREG)
+		return false;
+	fs_mutex_lock(&inode->lock);
+	bool has = inode->t.known && inode->t.state == FS_COMPRESSED;
+	fs_mutex_unlock(&inode->lock);
+	return has;
+}
+
+int fs_tensor_sidecar_attrs(struct fs_mount *m, struct fs_inode *inode, mode_t mode, uid_t uid,
+			    gid_t gid)
+{
+	char name[NAME_MAX + 1];
+	int e, dfd = fs_inode_dirfd_name(m, inode, name, sizeof name, &e);
+	lcp_err err;
+
+	assert(fs_rwlock_held(&m->ns));
+	if (dfd < 0)
+		return e == ENOENT ? 0 : e; /* unlinked: its sidecar went with its name */
+	err = lcp_store_sidecar_attrs_at(dfd, name, (unsigned)mode, uid, gid);
+	close(dfd);
+	if (err)
+		log_inode(m, inode, LCP_LOG_ERROR, "cannot give the sidecar the file's owner and "
+			  "mode: %s", lcp_strerror(err));
+	return lcp_err_to_errno(err);
+}
+
 /* Copies n bytes into buf (size 0: length only); returns n or -ERANGE. */
 static ssize_t put_bytes(const char *bytes, size_t n, char *buf, size_t size)
 {
