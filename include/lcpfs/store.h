@@ -82,13 +82,16 @@ lcp_err lcp_store_copy_attributes(int from_fd, int to_fd);
 
 /* Gives the sidecar of NAME in dirfd the owner uid and gid ((uid_t)-1 or
  * (gid_t)-1 keeps that one) and the read and write bits of mode (mode &
- * 0666), as a commit does, and fsyncs it when that changed anything: what a
- * chmod or chown of a compressed file does to its sidecar (lcpfs(5)). The
- * owner is left when not permitted (an unprivileged caller), as by a
- * commit. LCP_OK also when NAME has no sidecar of the store's. Thread-safe;
- * the caller serializes it with changes of NAME. */
+ * 0666), as a commit does: what a chmod or chown of a compressed file does
+ * to its sidecar (lcpfs(5)). The owner is left when not permitted (an
+ * unprivileged caller), as by a commit. LCP_OK also when NAME has no
+ * sidecar of the store's. With sync_fd non-NULL, *sync_fd is an fd of the
+ * sidecar when anything changed, for the caller to fsync (outside its
+ * locks: an fsync may take long) and close, else -1; with sync_fd NULL
+ * nothing is made durable. Thread-safe; the caller serializes it with
+ * changes of NAME. */
 lcp_err lcp_store_sidecar_attrs_at(int dirfd, const char *name, unsigned mode, uid_t uid,
-				   gid_t gid);
+				   gid_t gid, int *sync_fd);
 
 /* What a file is. */
 enum lcp_repr {

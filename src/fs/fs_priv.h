@@ -223,6 +223,9 @@ void fs_inode_path(struct fs_mount *m, struct fs_inode *inode, char *buf, size_t
 void fs_procpath(int fd, char *buf, size_t len);
 
 /* Tensor layer (fs_tensor.c). */
+/* Test hook (LCPFS_TEST_HOLD, lcpfs(1)): at a named point, waits for the
+ * test's go file. */
+void fs_tensor_hold(struct fs_mount *m, const char *point);
 /* Sets m->cfg from the compression options (comma-separated, or NULL for
  * the defaults); errbuf names a bad option. */
 lcp_err fs_tensor_configure(struct fs_mount *m, const char *options, char *errbuf,
@@ -303,10 +306,10 @@ int fs_tensor_link(struct fs_mount *m, struct fs_inode *inode, struct fs_inode *
 bool fs_tensor_has_sidecar(struct fs_inode *inode);
 /* Gives the sidecar of a compressed inode owner uid:gid ((uid_t)-1 and
  * (gid_t)-1 keep them) and the read and write bits of mode
- * (lcp_store_sidecar_attrs_at), ns held; 0 when it has none. 0 or an
- * errno (logged). */
+ * (lcp_store_sidecar_attrs_at, sync_fd as there), ns held; 0 when it has
+ * none. 0 or an errno (logged). */
 int fs_tensor_sidecar_attrs(struct fs_mount *m, struct fs_inode *inode, mode_t mode, uid_t uid,
-			    gid_t gid);
+			    gid_t gid, int *sync_fd);
 /* The largest xattr value Linux passes (XATTR_SIZE_MAX), and the pieces
  * the inspect report is cut into for user.lcpfs.inspect.K. */
 #define FS_XATTR_VALUE_MAX 65536u

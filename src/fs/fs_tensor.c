@@ -142,6 +142,11 @@ static void hold_point(struct fs_mount *m, const char *point)
 	}
 }
 
+void fs_tensor_hold(struct fs_mount *m, const char *point)
+{
+	hold_point(m, point);
+}
+
 lcp_err fs_tensor_configure(struct fs_mount *m, const char *options, char *errbuf,
 			    size_t errbuf_len)
 {
@@ -1261,16 +1266,18 @@ bool fs_tensor_has_sidecar(struct fs_inode *inode)
 }
 
 int fs_tensor_sidecar_attrs(struct fs_mount *m, struct fs_inode *inode, mode_t mode, uid_t uid,
-			    gid_t gid)
+			    gid_t gid, int *sync_fd)
 {
 	char name[NAME_MAX + 1];
 	int e, dfd = fs_inode_dirfd_name(m, inode, name, sizeof name, &e);
 	lcp_err err;
 
 	assert(fs_rwlock_held(&m->ns));
+	if (sync_fd)
+		*sync_fd = -1;
 	if (dfd < 0)
 		return e == ENOENT ? 0 : e; /* unlinked: its sidecar went with its name */
-	err = lcp_store_sidecar_attrs_at(dfd, name, (unsigned)mode, uid, gid);
+	err = lcp_store_sidecar_attrs_at(dfd, name, (unsigned)mode, uid, gid, sync_fd);
 	close(dfd);
 	if (err)
 		log_inode(m, inode, LCP_LOG_ERROR, "cannot give the sidecar the file's owner and "

@@ -347,7 +347,7 @@ lcp_err lcp_store_copy_attributes(int from_fd, int to_fd)
 }
 
 lcp_err lcp_store_sidecar_attrs_at(int dirfd, const char *name, unsigned mode, uid_t uid,
-				   gid_t gid)
+				   gid_t gid, int *sync_fd)
 {
 	char scname[LCP_STORE_NAME_LEN];
 	uint8_t magic[8];
@@ -356,6 +356,8 @@ lcp_err lcp_store_sidecar_attrs_at(int dirfd, const char *name, unsigned mode, u
 	int fd;
 	lcp_err err = lcp_store_sidecar_name(name, scname);
 
+	if (sync_fd)
+		*sync_fd = -1;
 	if (err == LCP_OK)
 		err = lcp_store_open_regular(dirfd, scname, O_RDONLY, &fd, &st);
 	if (err == LCP_ERR_NOENT || err == LCP_ERR_UNSUPPORTED)
@@ -378,8 +380,10 @@ lcp_err lcp_store_sidecar_attrs_at(int dirfd, const char *name, unsigned mode, u
 		else
 			err = lcp_err_from_errno(errno);
 	}
-	if (err == LCP_OK && changed)
-		err = lcp_store_fsync(fd);
+	if (err == LCP_OK && changed && sync_fd) {
+		*sync_fd = fd;
+		return LCP_OK;
+	}
 out:
 	close(fd);
 	return err;
