@@ -387,6 +387,17 @@ lcp_err lcp_store_materialize_at(int dirfd, const char *name);
  * changed meanwhile.
  */
 lcp_err lcp_store_discard_at(int dirfd, const char *name, uint64_t *dev, uint64_t *ino);
+/* The same in two steps, so that a caller serializing NAME's namespace
+ * holds its lock for the swap only. Prepare (dirfd must stay open until
+ * free): the checks above, and the empty temporary written and fsynced.
+ * Commit: under NAME's lock, NAME must still be that payload with the
+ * same metadata (else LCP_ERR_AGAIN: prepare again), then the rename and
+ * the directory's fsync; no file is fsynced. Free removes an uncommitted
+ * temporary (d may be NULL). Errors as above. */
+struct lcp_discard;
+lcp_err lcp_store_discard_prepare_at(int dirfd, const char *name, struct lcp_discard **out);
+lcp_err lcp_store_discard_commit(struct lcp_discard *d, uint64_t *dev, uint64_t *ino);
+void lcp_store_discard_free(struct lcp_discard *d);
 
 /*
  * Namespace operations that keep each file's sidecar with its payload.

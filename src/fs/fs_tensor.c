@@ -121,7 +121,9 @@ static void crash_point(struct fs_mount *m, const char *point)
  * job reaching the point creates <dir>/<point>.reached and waits until
  * <dir>/<point>.go exists (at most HOLD_MAX_SEC). Points: "start" (a job
  * is about to prepare), "prepared" (the temporaries are written, the gate
- * not yet taken), "materialize" (before a materialize decodes). Lets tests
+ * not yet taken), "materialize" (before a materialize decodes), "discard"
+ * (before the empty file of an O_TRUNC is written and fsynced), "fsync"
+ * (fs_fsync, before the backing's fsync). Lets tests
  * act at a known moment of a compression without sleeping. */
 static void hold_point(struct fs_mount *m, const char *point)
 {
@@ -417,41 +419,63 @@ static int repoint(struct fs_mount *m, struct fs_inode *inode, int dfd, const ch
 	return 0;
 }
 
-/* Empties a compressed file for O_TRUNC (ns held for writing): a new empty
- * file takes its name, and the inode points at it. */
+/* Empties a compressed file for O_TRUNC (no lock held): a new empty file
+ * takes its name, and the inode points at it. The empty file is written and
+ * fsynced with no lock held; only the swap takes ns for writing (an fsync
+ * under ns would stop every lookup while the backing is slow). Returns 0
+ * (also when the inode is no longer compressed) or an errno. */
 static int discard(struct fs_mount *m, struct fs_inode *inode)
 {
-	char name[NAME_MAX + 1];
-	uint64_t dev, ino;
-	int e, dfd;
-	lcp_err err;
+	for (int tries = 0;; tries++) {
+		struct lcp_discard *d = NULL;
+		char name[NAME_MAX + 1];
+		uint64_t dev, ino;
+		bool moved_on = false;
+		int e, dfd;
+		lcp_err err;
 
-	assert(fs_rwlock_held_write(&m->ns));
-	fs_mutex_lock(&inode->lock);
-	if (inode->t.state != FS_COMPRESSED) {
+		fs_mutex_lock(&inode->lock);
+		dev_t dev0 = inode->dev;
+		ino_t ino0 = inode->ino;
+		moved_on = inode->t.state != FS_COMPRESSED;
 		fs_mutex_unlock(&inode->lock);
-		return 0;
+		if (moved_on)
+			return 0;
+		if ((dfd = fs_inode_dirfd_name(m, inode, name, sizeof name, &e)) < 0)
+			return e;
+		hold_point(m, "discard");
+		err = lcp_store_discard_prepare_at(dfd, name, &d);
+		if (err == LCP_OK || err == LCP_ERR_NOENT) {
+			fs_rwlock_wrlock(&m->ns);
+			fs_mutex_lock(&inode->lock);
+			if (inode->dev != dev0 || inode->ino != ino0)
+				err = LCP_ERR_AGAIN;
+			else if (inode->t.state != FS_COMPRESSED)
+				moved_on = true;
+			else if (err == LCP_OK)
+				err = lcp_store_discard_commit(d, &dev, &ino);
+			if (!moved_on && err == LCP_OK && repoint(m, inode, dfd, name, ino) != 0)
+				fs_track_unknown(&inode->t);
+			if (!moved_on && (err == LCP_OK || err == LCP_ERR_NOENT)) {
+				set_sf(inode, NULL);
+				fs_track_discarded(&inode->t);
+			}
+			fs_mutex_unlock(&inode->lock);
+			fs_rwlock_unlock(&m->ns);
+		}
+		lcp_store_discard_free(d);
+		close(dfd);
+		if (moved_on)
+			return 0;
+		if (err == LCP_ERR_AGAIN && tries + 1 < MATERIALIZE_TRIES)
+			continue;
+		if (err == LCP_ERR_MLINK)
+			log_inode(m, inode, LCP_LOG_ERROR, "a compressed file with several hard links "
+				  "cannot be truncated in place; unpack it first");
+		else if (err && err != LCP_ERR_NOENT)
+			log_inode(m, inode, LCP_LOG_ERROR, "cannot truncate: %s", lcp_strerror(err));
+		return err == LCP_ERR_NOENT ? 0 : lcp_err_to_errno(err);
 	}
-	dfd = fs_inode_dirfd_name(m, inode, name, sizeof name, &e);
-	if (dfd < 0) {
-		fs_mutex_unlock(&inode->lock);
-		return e;
-	}
-	err = lcp_store_discard_at(dfd, name, &dev, &ino);
-	if (err == LCP_OK && repoint(m, inode, dfd, name, ino) != 0)
-		fs_track_unknown(&inode->t);
-	close(dfd);
-	if (err == LCP_OK || err == LCP_ERR_NOENT) {
-		set_sf(inode, NULL);
-		fs_track_discarded(&inode->t);
-	}
-	fs_mutex_unlock(&inode->lock);
-	if (err == LCP_ERR_MLINK)
-		log_inode(m, inode, LCP_LOG_ERROR, "a compressed file with several hard links "
-			  "cannot be truncated in place; unpack it first");
-	else if (err && err != LCP_ERR_NOENT)
-		log_inode(m, inode, LCP_LOG_ERROR, "cannot truncate: %s", lcp_strerror(err));
-	return err == LCP_ERR_NOENT ? 0 : lcp_err_to_errno(err);
 }
 
 /* Materializes a compressed inode (no lock held): decode with no lock, swap
@@ -529,14 +553,7 @@ static int materialize(struct fs_mount *m, struct fs_inode *inode)
 
 int fs_tensor_make_raw(struct fs_mount *m, struct fs_inode *inode, bool to_empty)
 {
-	int err;
-
-	if (!to_empty)
-		return materialize(m, inode);
-	fs_rwlock_wrlock(&m->ns);
-	err = discard(m, inode);
-	fs_rwlock_unlock(&m->ns);
-	return err;
+	return to_empty ? discard(m, inode) : materialize(m, inode);
 }
 
 /* Brings h up to the inode's current content (inode and h locks held): a
@@ -587,9 +604,7 @@ int fs_tensor_open(struct fs_mount *m, struct fs_inode *inode, struct fs_handle 
 			 * writing, briefly. */
 			fs_mutex_unlock(&inode->lock);
 			fs_rwlock_unlock(&m->ns);
-			fs_rwlock_wrlock(&m->ns);
 			err = discard(m, inode);
-			fs_rwlock_unlock(&m->ns);
 			fs_rwlock_rdlock(&m->ns);
 			if (err)
 				return err;
