@@ -35,6 +35,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/stat.h>
+#include <sys/types.h>
 #include <sys/uio.h>
 
 #include "lcpfs/codec.h"
@@ -92,6 +93,19 @@ lcp_err lcp_store_copy_attributes(int from_fd, int to_fd);
  */
 lcp_err lcp_store_open_regular(int dirfd, const char *name, int flags, int *fd, struct stat *st);
 
+/* Gives the sidecar of NAME in dirfd the owner uid and gid ((uid_t)-1 or
+ * (gid_t)-1 keeps that one) and the read and write bits of mode (mode &
+ * 0666), as a commit does: what a chmod or chown of a compressed file does
+ * to its sidecar (lcpfs(5)). The owner is left when not permitted (an
+ * unprivileged caller), as by a commit. LCP_OK also when NAME has no
+ * sidecar of the store's. With sync_fd non-NULL, *sync_fd is an fd of the
+ * sidecar when anything changed, for the caller to fsync (outside its
+ * locks: an fsync may take long) and close, else -1; with sync_fd NULL
+ * nothing is made durable. Thread-safe; the caller serializes it with
+ * changes of NAME. */
+lcp_err lcp_store_sidecar_attrs_at(int dirfd, const char *name, unsigned mode, uid_t uid,
+				   gid_t gid, int *sync_fd);
+
 /* What a file is. */
 enum lcp_repr {
 	LCP_REPR_RAW = 0,        /* its bytes are the file's bytes */
@@ -105,6 +119,11 @@ struct lcp_probe {
 	uint64_t dev, ino;     /* the object NAME named */
 	uint64_t nlink;
 	uint64_t size;         /* its size on the backing */
+	/* COMPRESSED only (else 0), from the sidecar, so that a caller can
+	 * answer a stat without opening the file: */
+	uint64_t logical_size;   /* what a reader sees (lcp_store_logical_size) */
+	uint64_t stored_size;    /* payload + sidecar bytes (lcp_store_stored_size) */
+	uint64_t sidecar_blocks; /* the sidecar's st_blocks (512-byte units) */
 	char note[512];        /* DAMAGED: what is wrong. RAW: something worth a log
 	                          line ("its bytes are an lcpfs payload, but no
 	                          sidecar is beside it"), or "". Cannot tell (an
@@ -387,6 +406,17 @@ lcp_err lcp_store_materialize_at(int dirfd, const char *name);
  * changed meanwhile.
  */
 lcp_err lcp_store_discard_at(int dirfd, const char *name, uint64_t *dev, uint64_t *ino);
+/* The same in two steps, so that a caller serializing NAME's namespace
+ * holds its lock for the swap only. Prepare (dirfd must stay open until
+ * free): the checks above, and the empty temporary written and fsynced.
+ * Commit: under NAME's lock, NAME must still be that payload with the
+ * same metadata (else LCP_ERR_AGAIN: prepare again), then the rename and
+ * the directory's fsync; no file is fsynced. Free removes an uncommitted
+ * temporary (d may be NULL). Errors as above. */
+struct lcp_discard;
+lcp_err lcp_store_discard_prepare_at(int dirfd, const char *name, struct lcp_discard **out);
+lcp_err lcp_store_discard_commit(struct lcp_discard *d, uint64_t *dev, uint64_t *ino);
+void lcp_store_discard_free(struct lcp_discard *d);
 
 /*
  * Namespace operations that keep each file's sidecar with its payload.

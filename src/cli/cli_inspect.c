@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * `lcpfs inspect`, `lcpfs verify` and `lcpfs recover`. inspect reads the sidecar beside PATH;
- * on a path inside a mount (where sidecars are hidden) it reads the JSON
- * report the daemon exposes as xattr "user.lcpfs.inspect" (the same
- * lcp_store_report_json text) and the state from "user.lcpfs.state". It
- * prints a table, the JSON (--json) and/or writes a picture (--svg FILE).
+ * on a path inside a mount (where sidecars are hidden) it takes the state
+ * from xattr "user.lcpfs.state" and, for a compressed file, the JSON report
+ * (the same lcp_store_report_json text) the daemon exposes in pieces as
+ * "user.lcpfs.inspect.0", ".1", ... ("user.lcpfs.inspect.parts" counts and
+ * checksums them: a report of many tensors is larger than one xattr value
+ * can be). It prints a table, the JSON (--json) and/or writes a picture
+ * (--svg FILE).
  */
 #include <errno.h>
 #include <limits.h>
@@ -21,10 +24,13 @@
 
 #include "cli/cli.h"
 #include "common/alloc.h"
+#include "common/checksum.h"
 #include "lcpfs/store.h"
 
 #define XATTR_INSPECT "user.lcpfs.inspect"
 #define XATTR_STATE "user.lcpfs.state"
+/* A report that changes while it is read (recompressed) is read again. */
+#define MOUNT_REPORT_TRIES 3
 
 /* Reads an xattr of path into an lcp_malloc'ed NUL-terminated string. */
 static char *get_xattr(const char *path, const char *key)
@@ -43,6 +49,65 @@ static char *get_xattr(const char *path, const char *key)
 	}
 	s[n] = 0;
 	return s;
+}
+
+/* Reads the parts pieces of the daemon's inspect report of path into buf
+ * (len bytes). 0, or -1 with errno: EAGAIN or ENODATA when they do not add
+ * up to len (the report changed meanwhile). */
+static int read_report_parts(const char *path, size_t parts, char *buf, size_t len)
+{
+	size_t off = 0;
+
+	for (size_t k = 0; k < parts; k++) {
+		char key[64];
+		snprintf(key, sizeof key, XATTR_INSPECT ".%zu", k);
+		ssize_t n = getxattr(path, key, buf + off, len - off);
+		if (n < 0) {
+			if (errno == ERANGE) /* longer than announced */
+				errno = EAGAIN;
+			return -1;
+		}
+		off += (size_t)n;
+	}
+	if (off != len) {
+		errno = EAGAIN;
+		return -1;
+	}
+	return 0;
+}
+
+/* The daemon's inspect report of path inside a mount, as an lcp_malloc'ed
+ * NUL-terminated string, checked against the length and xxh3 that
+ * user.lcpfs.inspect.parts names; NULL with errno set (EAGAIN: it kept
+ * changing while being read). */
+static char *mount_report(const char *path)
+{
+	for (int tries = 0; tries < MOUNT_REPORT_TRIES; tries++) {
+		char *parts = get_xattr(path, XATTR_INSPECT ".parts");
+		unsigned long long hash = 0;
+		size_t count = 0, len = 0;
+		int ok = parts && sscanf(parts, "%zu %zu %llx", &count, &len, &hash) == 3;
+		lcp_free(parts);
+		if (!parts)
+			return NULL;
+		if (!ok) {
+			errno = EPROTO;
+			return NULL;
+		}
+		char *text = lcp_malloc(len + 1);
+		if (!text)
+			return NULL;
+		if (read_report_parts(path, count, text, len) == 0 && lcp_xxh3(text, len) == hash) {
+			text[len] = '\0';
+			return text;
+		}
+		int e = errno;
+		lcp_free(text);
+		if (e != EAGAIN && e != ENODATA)
+			return NULL;
+		errno = EAGAIN;
+	}
+	return NULL;
 }
 
 static enum lcp_format format_by_name(const char *name)
@@ -203,19 +268,30 @@ int lcp_cli_inspect(int argc, char **argv)
 		fprintf(stderr, "lcpfs inspect: %s: %s\n", path, strerror(errno));
 		return 1;
 	}
-	err = lcp_store_open_at(dirfd, base, NULL, &f);
-	if (err == LCP_OK) {
+	/* Inside a mount the daemon answers user.lcpfs.state (sidecars are
+	 * hidden there, and the bytes read are the reconstruction): a
+	 * compressed file's report comes only from the daemon. */
+	xstate = get_xattr(path, XATTR_STATE);
+	if (xstate && strcmp(xstate, "compressed") == 0) {
+		state = xstate;
+		if (!(text = mount_report(path))) {
+			fprintf(stderr, "lcpfs inspect: %s: compressed, but the mount gives no report: "
+				"%s\n", path,
+				errno == EAGAIN ? "it kept changing while being read" : strerror(errno));
+			close(dirfd);
+			lcp_free(xstate);
+			return 1;
+		}
+		err = json && !svg ? LCP_OK : report_from_json(text, &r);
+	} else if (xstate) {
+		state = xstate;
+		err = lcp_store_report_raw_at(dirfd, base, &r);
+	} else if ((err = lcp_store_open_at(dirfd, base, NULL, &f)) == LCP_OK) {
 		err = lcp_store_report(f, &r);
 		have_config = true;
 		lcp_store_close(f);
-	} else if (err == LCP_ERR_NOENT && (text = get_xattr(path, XATTR_INSPECT)) != NULL) {
-		/* Inside a mount: the daemon's report. */
-		xstate = get_xattr(path, XATTR_STATE);
-		state = xstate ? xstate : "compressed";
-		err = json && !svg ? LCP_OK : report_from_json(text, &r);
 	} else if (err == LCP_ERR_NOENT) {
-		xstate = get_xattr(path, XATTR_STATE);
-		state = xstate ? xstate : "raw";
+		state = "raw";
 		err = lcp_store_report_raw_at(dirfd, base, &r);
 	}
 	close(dirfd);

@@ -4,7 +4,7 @@
  * set of files saves, in the spirit of compsize and du. Directories are
  * walked (symlinks not followed, each inode counted once). A file inside a
  * mount answers through the daemon's user.lcpfs.* xattrs (state, format,
- * reason, and the inspect report for the exact sizes of a compressed file);
+ * reason, and for a compressed file its stored size and preset);
  * any other file is asked through the store's public API (compressed or
  * raw, its configuration) plus the refusal marker a mount leaves on a raw
  * file. The store's own files (sidecars, temporaries) are never listed as
@@ -37,7 +37,7 @@
 #define REASONS_SHOWN 20 /* in the human table */
 #define OTHER_REASONS "(other reasons)"
 #define NO_FORMAT "other" /* raw files: not a tensor file, or not examined */
-#define INSPECT_BUF_START (64u << 10) /* most reports fit: one getxattr call */
+#define XATTR_BUF_START 1024u /* every value asked for fits: one getxattr call */
 
 /* Totals for one key (a state, a format, a preset or a reason). */
 struct tally {
@@ -196,25 +196,27 @@ static int facts_from_mount(struct stats *s, const char *xpath, const char *show
 		fprintf(stderr, "lcpfs stats: %s: unknown state '%s'\n", shown, s->xbuf);
 		return -1;
 	}
+	/* Through the mount st_size is the logical size. */
 	f->logical = f->stored = (uint64_t)st->st_size;
 	if (strcmp(f->state, "compressed") == 0) {
-		/* The report has the exact sizes; the ratio xattr is rounded. */
-		json_t *r = NULL;
-		if (read_xattr(s, xpath, "user.lcpfs.inspect") >= 0)
-			r = json_loads(s->xbuf, 0, NULL);
-		json_t *lg = json_object_get(r, "logical_size"), *sd = json_object_get(r, "stored_size");
-		const char *fmt = json_string_value(json_object_get(r, "format"));
-		if (!json_is_integer(lg) || !json_is_integer(sd) || !fmt) {
-			fprintf(stderr, "lcpfs stats: %s: no readable inspect report\n", shown);
-			json_decref(r);
+		char *end = NULL;
+		if (read_xattr(s, xpath, "user.lcpfs.stored_size") > 0) {
+			errno = 0;
+			f->stored = strtoull(s->xbuf, &end, 10);
+		}
+		if (!end || *end || errno) {
+			fprintf(stderr, "lcpfs stats: %s: compressed, but the mount gives no stored "
+				"size\n", shown);
 			return -1;
 		}
-		f->logical = (uint64_t)json_integer_value(lg);
-		f->stored = (uint64_t)json_integer_value(sd);
-		snprintf(f->format, sizeof f->format, "%s", fmt);
-		const char *preset = json_string_value(json_object_get(r, "preset"));
-		snprintf(f->preset, sizeof f->preset, "%s", preset ? preset : "(unknown)");
-		json_decref(r);
+		if (read_xattr(s, xpath, "user.lcpfs.format") < 0) {
+			fprintf(stderr, "lcpfs stats: %s: compressed, but the mount gives no format\n",
+				shown);
+			return -1;
+		}
+		snprintf(f->format, sizeof f->format, "%s", s->xbuf);
+		snprintf(f->preset, sizeof f->preset, "%s",
+			 read_xattr(s, xpath, "user.lcpfs.preset") > 0 ? s->xbuf : "(unknown)");
 		return 0;
 	}
 	if (read_xattr(s, xpath, "user.lcpfs.format") >= 0)
@@ -575,7 +577,7 @@ int lcp_cli_stats(int argc, char **argv)
 		return 2;
 	}
 	memset(&s, 0, sizeof s);
-	s.xcap = INSPECT_BUF_START;
+	s.xcap = XATTR_BUF_START;
 	s.xbuf = lcp_malloc(s.xcap);
 	if (!s.xbuf) {
 		fprintf(stderr, "lcpfs stats: out of memory\n");

@@ -516,7 +516,6 @@ int lcp_fs_main(int argc, char **argv)
 	}
 	atomic_flag_clear(&m->readahead_done);
 	atomic_init(&m->stopping, false);
-	atomic_init(&m->nsfiles, 0);
 	cl.readahead_bytes = DEFAULT_READAHEAD_BYTES;
 	m->ahead_bytes = DEFAULT_DECODE_AHEAD_BYTES;
 	m->cache_bytes = DEFAULT_CACHE_BYTES;

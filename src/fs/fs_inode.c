@@ -173,8 +173,6 @@ lcp_err fs_table_init(struct fs_mount *m, int root_fd)
 	m->lru_max = FD_CACHE_MIN;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur / 4 > FD_CACHE_MIN)
 		m->lru_max = rl.rlim_cur / 4 > FD_CACHE_MAX ? FD_CACHE_MAX : (size_t)(rl.rlim_cur / 4);
-	/* Committed files nobody has open: each holds its payload's fd. */
-	m->sf_keep = m->lru_max / 2;
 	m->buckets = lcp_calloc(TABLE_BUCKETS, sizeof *m->buckets);
 	if (!m->buckets)
 		return LCP_ERR_NOMEM;

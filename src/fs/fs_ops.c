@@ -25,6 +25,7 @@
 #include <sys/fsuid.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "common/alloc.h"
@@ -77,7 +78,7 @@ static int stat_inode(struct fs_mount *m, struct fs_inode *inode, struct stat *s
 	*timeout = m->attr_timeout;
 	if (S_ISREG(st->st_mode) && fs_tensor_known(m, inode) != 0)
 		*timeout = 0;
-	fs_tensor_fix_stat(m, inode, st);
+	fs_tensor_fix_stat(inode, st);
 	return 0;
 }
 
@@ -143,10 +144,28 @@ static int do_lookup(struct fs_mount *m, struct fs_inode *parent, const char *na
  *  - No writeback cache: each write reaches us, so write tracking and the
  *    size record are exact at release.
  * keep_cache is decided per open (fs_open): the page cache is the hot path.
+ *
+ * POSIX ACLs are enforced by the kernel when we ask for FUSE_CAP_POSIX_ACL
+ * (which turns on default_permissions): it reads them through getxattr and
+ * caches them; setting one passes through to the backing object, which
+ * keeps the mode in step, and a commit or materialize carries it over with
+ * every other xattr. Asked for only when the backing stores ACLs (its root
+ * answers system.posix_acl_access); otherwise fs_setxattr refuses them, as a
+ * passed-through ACL would deny on the backing but not through the mount.
+ * Without FUSE_CAP_DONT_MASK the kernel applies the caller's umask before
+ * creating, also below a directory with a default ACL (where a local
+ * filesystem would not).
  */
 static void fs_init(void *userdata, struct fuse_conn_info *conn)
 {
-	(void)userdata;
+	struct fs_mount *m = userdata;
+	char root[FS_PROCPATH_LEN];
+
+	fs_procpath(m->root.fd, root, sizeof root);
+	m->acl = (conn->capable & FUSE_CAP_POSIX_ACL) &&
+		 (getxattr(root, "system.posix_acl_access", NULL, 0) >= 0 || errno == ENODATA);
+	if (m->acl)
+		conn->want |= FUSE_CAP_POSIX_ACL;
 	conn->max_write = 1u << 20;
 	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
 		conn->want |= FUSE_CAP_SPLICE_WRITE;
@@ -245,6 +264,81 @@ static int do_truncate(struct fs_mount *m, struct fs_inode *inode, struct fs_han
 	return 0;
 }
 
+/* A compressed file's sidecar follows chmod and chown: it has the file's
+ * owner and read and write bits (lcpfs(5)). Access leaves the sidecar first
+ * and reaches it last. Before the payload changes (restrict_sidecar), the
+ * sidecar keeps only the bits the old and the new mode share, and none for
+ * an owner or group about to change, made durable with no lock held; once
+ * the payload changed (or failed to), the sidecar gets the payload's owner
+ * and bits as they are (follow_payload; not synced: lost in a crash, it is
+ * left restricted). So a crash at any point leaves the sidecar no more
+ * readable than the payload before and after. (A pack committing between
+ * the two steps skips the first: it was raw then.) */
+static int restrict_sidecar(struct fs_mount *m, struct fs_inode *inode, const struct stat *attr,
+			    int valid)
+{
+	int err, sync_fd = -1, pfd;
+	struct stat st;
+
+	fs_rwlock_rdlock(&m->ns);
+	if (!fs_tensor_has_sidecar(inode)) {
+		fs_rwlock_unlock(&m->ns);
+		return 0;
+	}
+	pfd = fs_inode_path_fd(m, inode, &err);
+	if (pfd >= 0) {
+		err = fstatat(pfd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0 ? errno : 0;
+		close(pfd);
+	}
+	if (!err) {
+		mode_t keep = st.st_mode & 0666;
+		if (valid & FUSE_SET_ATTR_MODE)
+			keep &= attr->st_mode;
+		if ((valid & FUSE_SET_ATTR_UID) && attr->st_uid != st.st_uid)
+			keep &= (mode_t)~0600;
+		if ((valid & FUSE_SET_ATTR_GID) && attr->st_gid != st.st_gid)
+			keep &= (mode_t)~0060;
+		err = fs_tensor_sidecar_attrs(m, inode, keep, (uid_t)-1, (gid_t)-1, &sync_fd);
+	}
+	fs_rwlock_unlock(&m->ns);
+	if (sync_fd >= 0) {
+		if (!err && fsync(sync_fd) != 0)
+			err = errno;
+		close(sync_fd);
+	}
+	return err;
+}
+
+static int follow_payload(struct fs_mount *m, struct fs_inode *inode, int pfd)
+{
+	struct stat st;
+
+	if (!fs_tensor_has_sidecar(inode))
+		return 0;
+	if (fstatat(pfd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
+		return errno;
+	return fs_tensor_sidecar_attrs(m, inode, st.st_mode, st.st_uid, st.st_gid, NULL);
+}
+
+/* chmod and chown of the inode's object pfd (/proc path path; ns held). */
+static int set_owner_mode(struct fs_mount *m, struct fs_inode *inode, int pfd, const char *path,
+			  const struct stat *attr, int valid)
+{
+	uid_t uid = (valid & FUSE_SET_ATTR_UID) ? attr->st_uid : (uid_t)-1;
+	gid_t gid = (valid & FUSE_SET_ATTR_GID) ? attr->st_gid : (gid_t)-1;
+	int err = 0;
+
+	/* On the inode, not through a handle: a handle of a compressed file
+	 * has no backing fd, and both name the same object. */
+	if ((valid & FUSE_SET_ATTR_MODE) && chmod(path, attr->st_mode) != 0)
+		err = errno;
+	if (!err && (valid & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) &&
+	    fchownat(pfd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
+		err = errno;
+	int e = follow_payload(m, inode, pfd);
+	return err ? err : e;
+}
+
 static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid,
 		       struct fuse_file_info *fi)
 {
@@ -254,28 +348,21 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
 	char path[FS_PROCPATH_LEN];
 	struct stat st;
 	double timeout = 0;
-	int err = 0, pfd;
+	int err = 0, pfd = -1;
 
+	if ((valid & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) &&
+	    (err = restrict_sidecar(m, inode, attr, valid)) != 0) {
+		fuse_reply_err(req, err);
+		return;
+	}
 	fs_rwlock_rdlock(&m->ns);
 	pfd = fs_inode_path_fd(m, inode, &err);
 	if (pfd < 0)
 		goto out;
 	fs_procpath(pfd, path, sizeof path);
-	if (valid & FUSE_SET_ATTR_MODE) {
-		/* On the inode, not through a handle: a handle of a compressed
-		 * file has no backing fd, and both name the same object. */
-		if (chmod(path, attr->st_mode) != 0) {
-			err = errno;
+	if (valid & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
+		if ((err = set_owner_mode(m, inode, pfd, path, attr, valid)) != 0)
 			goto out;
-		}
-	}
-	if (valid & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
-		uid_t uid = (valid & FUSE_SET_ATTR_UID) ? attr->st_uid : (uid_t)-1;
-		gid_t gid = (valid & FUSE_SET_ATTR_GID) ? attr->st_gid : (gid_t)-1;
-		if (fchownat(pfd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
-			err = errno;
-			goto out;
-		}
 	}
 	if (valid & FUSE_SET_ATTR_SIZE) {
 		/* A compressed file is made raw first, with no lock held (emptied
@@ -761,21 +848,34 @@ static void fs_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in,
 		fuse_reply_write(req, (size_t)n);
 }
 
+/* A duplicate of h's backing fd (caller closes), or -1 when it reads
+ * through the store (*err 0) or dup fails (*err set). Taken under h->lock,
+ * used with none held: a flush or fsync of a slow backing must not hold the
+ * handle, which a read of the same file waits for while holding the inode
+ * (and a getattr of it waits for that while holding the namespace). */
+static int dup_handle_fd(struct fs_handle *h, int *err)
+{
+	int d = -1;
+
+	*err = 0;
+	pthread_mutex_lock(&h->lock);
+	if (h->fd >= 0 && (d = fcntl(h->fd, F_DUPFD_CLOEXEC, 0)) < 0)
+		*err = errno;
+	pthread_mutex_unlock(&h->lock);
+	return d;
+}
+
 static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs_handle *h = handle_of(fi);
-	int err = 0;
+	int err;
 
 	(void)ino;
 	/* close() of a duplicate gives the backing its close-time semantics
 	 * (errors of network filesystems) without closing our fd. */
-	pthread_mutex_lock(&h->lock);
-	if (h->fd >= 0) {
-		int d = dup(h->fd);
-		if (d < 0 || close(d) != 0)
-			err = errno;
-	}
-	pthread_mutex_unlock(&h->lock);
+	int d = dup_handle_fd(h, &err);
+	if (d >= 0 && close(d) != 0)
+		err = errno;
 	fuse_reply_err(req, err);
 }
 
@@ -795,15 +895,15 @@ static void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 static void fs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
 	struct fs_handle *h = handle_of(fi);
-	int r = 0, err = 0;
+	int err, d;
 
 	(void)ino;
-	pthread_mutex_lock(&h->lock);
-	if (h->fd >= 0) {
-		r = datasync ? fdatasync(h->fd) : fsync(h->fd);
-		err = r ? errno : 0;
+	if ((d = dup_handle_fd(h, &err)) >= 0) {
+		fs_tensor_hold(fs_mount_of(req), "fsync"); /* as a slow backing's fsync */
+		if ((datasync ? fdatasync(d) : fsync(d)) != 0)
+			err = errno;
+		close(d);
 	}
-	pthread_mutex_unlock(&h->lock);
 	fuse_reply_err(req, err);
 }
 

@@ -77,9 +77,11 @@ struct fs_inode {
 	pthread_cond_t changed;   /* signalled when a materialize ends */
 	struct fs_track t;
 	struct fs_sfile *sf;      /* the committed file, when t.state == FS_COMPRESSED
-	                             (closed while idle when many are open) */
-	uint64_t logical_size;    /* the committed file's sizes, kept while it is */
-	uint64_t stored_size;     /* closed (state compressed, known, not damaged) */
+	                             and a handle has it open (closed at the last
+	                             release: an idle inode keeps only its sizes) */
+	uint64_t logical_size;    /* the committed file's sizes, from the store's */
+	uint64_t stored_size;     /* last answer (state compressed, known, not */
+	uint64_t sidecar_blocks;  /* damaged); blocks in st_blocks units */
 	uint64_t nlink;           /* link count when the store last answered */
 	bool announcing;          /* just committed, kernel cache not yet invalidated */
 	bool materialize_logged;  /* a failed materialize logged since the last success */
@@ -112,6 +114,7 @@ struct fs_mount {
 	double attr_timeout;      /* how long the kernel keeps attributes, seconds */
 	double entry_timeout;     /* how long the kernel keeps names, seconds */
 	bool readonly;
+	bool acl;                 /* POSIX ACLs enforced by the kernel (fs_init) */
 	struct fs_rwlock ns;
 
 	/* The inode table (fs_inode.c). */
@@ -121,12 +124,10 @@ struct fs_mount {
 	struct fs_inode *lru_head, *lru_tail; /* fds of files nobody has open */
 	size_t lru_count, lru_max;
 	size_t npinned;           /* inodes with open handles */
-	size_t sf_keep;           /* committed files kept open while idle (fs_tensor.c) */
 
 	/* Compression (fs_tensor.c). */
 	struct lcp_chunk_cache *cache;
 	struct lcp_encode_pool *pool; /* encoder threads, shared by every job */
-	atomic_size_t nsfiles;    /* committed files open */
 	struct fs_mutex queue_lock;
 	pthread_cond_t queue_cond;
 	struct fs_job *queue_head, *queue_tail;
@@ -229,6 +230,9 @@ void fs_inode_path(struct fs_mount *m, struct fs_inode *inode, char *buf, size_t
 void fs_procpath(int fd, char *buf, size_t len);
 
 /* Tensor layer (fs_tensor.c). */
+/* Test hook (LCPFS_TEST_HOLD, lcpfs(1)): at a named point, waits for the
+ * test's go file. */
+void fs_tensor_hold(struct fs_mount *m, const char *point);
 /* Sets m->cfg from the compression options (comma-separated, or NULL for
  * the defaults); errbuf names a bad option. */
 lcp_err fs_tensor_configure(struct fs_mount *m, const char *options, char *errbuf,
@@ -249,10 +253,10 @@ void fs_tensor_inode_gone(struct fs_inode *inode);
 /* Makes sure the store has answered for a regular file (ns held). Returns
  * 0, or EIO when it cannot tell now (logged; asked again next time). */
 int fs_tensor_known(struct fs_mount *m, struct fs_inode *inode);
-/* Adjusts a backing stat for what the mount shows (logical size, real
- * blocks); a committed file asked about this way only is closed when the
- * mount keeps many open. */
-void fs_tensor_fix_stat(struct fs_mount *m, struct fs_inode *inode, struct stat *st);
+/* Adjusts a backing stat of the inode's object for what the mount shows: a
+ * compressed file's logical size, and its payload's plus its sidecar's
+ * allocated blocks. Opens nothing. */
+void fs_tensor_fix_stat(struct fs_inode *inode, struct stat *st);
 /* Opens a regular file for h (ns held for reading): a compressed file is
  * read through the store, whatever the access mode (it turns raw on the
  * first write); O_TRUNC empties it (a new empty file takes its name).
@@ -312,8 +316,22 @@ int fs_tensor_rename(struct fs_mount *m, int olddirfd, const char *oldname, int 
  * with its reason. No lock may be held. */
 int fs_tensor_link(struct fs_mount *m, struct fs_inode *inode, struct fs_inode *newparent,
 		   const char *newname);
+/* Whether the inode is a compressed file now, with a sidecar beside its
+ * payload (ns held). */
+bool fs_tensor_has_sidecar(struct fs_inode *inode);
+/* Gives the sidecar of a compressed inode owner uid:gid ((uid_t)-1 and
+ * (gid_t)-1 keep them) and the read and write bits of mode
+ * (lcp_store_sidecar_attrs_at, sync_fd as there), ns held; 0 when it has
+ * none. 0 or an errno (logged). */
+int fs_tensor_sidecar_attrs(struct fs_mount *m, struct fs_inode *inode, mode_t mode, uid_t uid,
+			    gid_t gid, int *sync_fd);
+/* The largest xattr value Linux passes (XATTR_SIZE_MAX), and the pieces
+ * the inspect report is cut into for user.lcpfs.inspect.K. */
+#define FS_XATTR_VALUE_MAX 65536u
+#define FS_INSPECT_PART_BYTES FS_XATTR_VALUE_MAX
 /* Computed xattrs: value of user.lcpfs.<key> into buf (size 0: length only);
- * returns length, or -errno (-ENODATA when the key does not apply). */
+ * returns length, or -errno (-ENODATA when the key does not apply, -E2BIG
+ * for "inspect" when the report is larger than an xattr value can be). */
 ssize_t fs_tensor_xattr(struct fs_mount *m, struct fs_inode *inode, const char *key, char *buf,
 			size_t size);
 

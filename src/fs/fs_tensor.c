@@ -41,6 +41,7 @@
 #include <unistd.h>
 
 #include "common/alloc.h"
+#include "common/checksum.h"
 #include "common/log.h"
 #include "common/thread_buf.h"
 #include "fs/fs_priv.h"
@@ -63,7 +64,6 @@
 struct fs_sfile {
 	struct lcp_store_file *f;
 	atomic_uint refs;
-	atomic_size_t *count;    /* the mount's count of open committed files */
 };
 
 struct fs_job {
@@ -92,7 +92,6 @@ static struct fs_sfile *sfile_get(struct fs_sfile *s)
 static void sfile_put(struct fs_sfile *s)
 {
 	if (s && atomic_fetch_sub(&s->refs, 1) == 1) {
-		atomic_fetch_sub(s->count, 1);
 		lcp_store_close(s->f);
 		lcp_free(s);
 	}
@@ -134,7 +133,9 @@ static void crash_point(struct fs_mount *m, const char *point)
  * job reaching the point creates <dir>/<point>.reached and waits until
  * <dir>/<point>.go exists (at most HOLD_MAX_SEC). Points: "start" (a job
  * is about to prepare), "prepared" (the temporaries are written, the gate
- * not yet taken), "materialize" (before a materialize decodes). Lets tests
+ * not yet taken), "materialize" (before a materialize decodes), "discard"
+ * (before the empty file of an O_TRUNC is written and fsynced), "fsync"
+ * (fs_fsync, before the backing's fsync). Lets tests
  * act at a known moment of a compression without sleeping. */
 static void hold_point(struct fs_mount *m, const char *point)
 {
@@ -153,6 +154,11 @@ static void hold_point(struct fs_mount *m, const char *point)
 			return;
 		nanosleep(&step, NULL);
 	}
+}
+
+void fs_tensor_hold(struct fs_mount *m, const char *point)
+{
+	hold_point(m, point);
 }
 
 lcp_err fs_tensor_configure(struct fs_mount *m, const char *options, char *errbuf,
@@ -174,8 +180,9 @@ void fs_tensor_inode_gone(struct fs_inode *inode)
 	inode->sf = NULL;
 }
 
-/* Asks the store about the inode's name; on a compressed answer *sf is the
- * opened file. Inode lock held. */
+/* Asks the store about the inode's name; with sf non-NULL a compressed
+ * file is also opened into *sf (with sf NULL only the sidecar is read and
+ * let go: what a stat needs). Inode lock held. */
 static lcp_err probe_inode(struct fs_mount *m, struct fs_inode *inode, struct lcp_probe *pr,
 			   struct fs_sfile **sf)
 {
@@ -185,13 +192,14 @@ static lcp_err probe_inode(struct fs_mount *m, struct fs_inode *inode, struct lc
 	lcp_err err;
 
 	assert(fs_mutex_held(&inode->lock));
-	*sf = NULL;
+	if (sf)
+		*sf = NULL;
 	memset(pr, 0, sizeof *pr);
 	if (dfd < 0) {
 		snprintf(pr->note, sizeof pr->note, "it has no name to ask the store about");
 		return lcp_err_from_errno(e);
 	}
-	err = lcp_store_probe_at(dfd, name, m->cache, pr, &f);
+	err = lcp_store_probe_at(dfd, name, m->cache, pr, sf ? &f : NULL);
 	close(dfd);
 	if (err == LCP_OK && (pr->dev != (uint64_t)inode->dev || pr->ino != (uint64_t)inode->ino)) {
 		/* The name now stands for another object (changed on the backing). */
@@ -205,8 +213,6 @@ static lcp_err probe_inode(struct fs_mount *m, struct fs_inode *inode, struct lc
 		} else {
 			(*sf)->f = f;
 			atomic_init(&(*sf)->refs, 1);
-			(*sf)->count = &m->nsfiles;
-			atomic_fetch_add(&m->nsfiles, 1);
 			f = NULL;
 		}
 	}
@@ -221,41 +227,40 @@ static enum fs_probe_answer answer_of(const struct lcp_probe *pr)
 					       : FS_PROBE_RAW;
 }
 
-/* Sets the inode's committed file (inode lock held; NULL: none), keeping
- * its sizes for getattr when it is closed while idle. */
+/* Sets the inode's committed file (inode lock held; NULL: none). */
 static void set_sf(struct fs_inode *inode, struct fs_sfile *sf)
 {
 	sfile_put(inode->sf);
 	inode->sf = sf;
-	if (sf) {
-		inode->logical_size = lcp_store_logical_size(sf->f);
-		inode->stored_size = lcp_store_stored_size(sf->f);
-	}
 }
 
-/* A committed file nobody has open is closed (inode lock held) once the
- * mount has more than m->sf_keep open: its sizes stay, and the next open
- * (or report) opens it again. So a listing of many compressed files does
- * not use an fd each, while the few in use stay open (on a network backing
- * an open file keeps reading its version when another machine replaces
- * it). */
-static void close_sf_if_idle(struct fs_mount *m, struct fs_inode *inode)
+/* Keeps what a stat of a compressed file needs (inode lock held). */
+static void note_sizes(struct fs_inode *inode, const struct lcp_probe *pr)
 {
-	if (inode->t.nopen == 0 && !inode->announcing && inode->sf &&
-	    atomic_load(&m->nsfiles) > m->sf_keep)
+	inode->logical_size = pr->logical_size;
+	inode->stored_size = pr->stored_size;
+	inode->sidecar_blocks = pr->sidecar_blocks;
+}
+
+/* A committed file nobody has open is closed (inode lock held): its sizes
+ * stay, and the next open (or report) opens it again. An open committed
+ * file holds its parsed sidecar and every tensor's decoder state (about
+ * three times the sidecar's size) and an fd, so only files in use keep
+ * one: a listing of many compressed files, whose inodes the kernel keeps
+ * for as long as it likes, costs the daemon no more than their sizes. */
+static void close_sf_if_idle(struct fs_inode *inode)
+{
+	if (inode->t.nopen == 0 && !inode->announcing && inode->sf)
 		set_sf(inode, NULL);
 }
 
 /* Records a probe answer (inode lock held). */
-static void adopt(struct fs_inode *inode, const struct lcp_probe *pr, struct fs_sfile *sf)
+static void adopt(struct fs_inode *inode, const struct lcp_probe *pr)
 {
 	set_sf(inode, NULL);
 	inode->nlink = pr->nlink;
 	fs_track_probed(&inode->t, answer_of(pr), pr->refused);
-	if (inode->t.state == FS_COMPRESSED && !inode->t.damaged)
-		set_sf(inode, sf);
-	else
-		sfile_put(sf);
+	note_sizes(inode, pr);
 }
 
 /* Whether a probe found the inode's name holding another object. */
@@ -275,7 +280,6 @@ static bool links_gone(const struct lcp_probe *pr)
 int fs_tensor_known(struct fs_mount *m, struct fs_inode *inode)
 {
 	struct lcp_probe pr;
-	struct fs_sfile *sf;
 	int err = 0;
 
 	if (inode->type != S_IFREG)
@@ -283,17 +287,17 @@ int fs_tensor_known(struct fs_mount *m, struct fs_inode *inode)
 	assert(fs_rwlock_held(&m->ns));
 	fs_mutex_lock(&inode->lock);
 	if (!inode->t.known) {
-		lcp_err le = probe_inode(m, inode, &pr, &sf);
+		lcp_err le = probe_inode(m, inode, &pr, NULL);
 		if (le == LCP_ERR_AGAIN && !names_other(inode, &pr)) {
 			/* A network backing's client may still name a payload and
 			 * its sidecar as of different moments (another machine just
 			 * replaced both): reading the directory makes it learn the
 			 * names anew; ask once more. */
 			fs_inode_reread_dir(m, inode);
-			le = probe_inode(m, inode, &pr, &sf);
+			le = probe_inode(m, inode, &pr, NULL);
 		}
 		if (le == LCP_OK) {
-			adopt(inode, &pr, sf);
+			adopt(inode, &pr);
 			/* Deferred by an earlier mount (or run of `lcpfs pack`) for a
 			 * transient cause: try again now. Likewise a refusal for hard
 			 * links once one link is left. */
@@ -343,6 +347,7 @@ static int reopen_sf(struct fs_mount *m, struct fs_inode *inode)
 	le = probe_inode(m, inode, &pr, &sf);
 	if (le == LCP_OK && pr.repr == LCP_REPR_COMPRESSED && sf) {
 		set_sf(inode, sf);
+		note_sizes(inode, &pr);
 		return 0;
 	}
 	sfile_put(sf);
@@ -350,21 +355,28 @@ static int reopen_sf(struct fs_mount *m, struct fs_inode *inode)
 		fs_inode_reread_dir(m, inode); /* the kernel's new lookup finds it */
 		return ESTALE;
 	}
+	if (le == LCP_OK && pr.repr == LCP_REPR_DAMAGED) {
+		/* Found only now that the file is opened (codec parameters that
+		 * do not parse): from now on it reads as damaged. */
+		adopt(inode, &pr);
+		log_inode(m, inode, LCP_LOG_ERROR, "damaged: %s; reads fail", pr.note);
+		return EIO;
+	}
 	fs_track_unknown(&inode->t);
 	return EIO;
 }
 
-void fs_tensor_fix_stat(struct fs_mount *m, struct fs_inode *inode, struct stat *st)
+void fs_tensor_fix_stat(struct fs_inode *inode, struct stat *st)
 {
 	if (!S_ISREG(st->st_mode))
 		return;
 	fs_mutex_lock(&inode->lock);
 	if (inode->t.state == FS_COMPRESSED && inode->t.known && !inode->t.damaged) {
 		st->st_size = (off_t)inode->logical_size;
-		st->st_blocks = (blkcnt_t)((inode->stored_size + 511) / 512);
+		/* What the backing really allocates, as du counts it: st has the
+		 * payload's blocks; its sidecar's come with them. */
+		st->st_blocks += (blkcnt_t)inode->sidecar_blocks;
 	}
-	/* Asked about by a lookup or getattr only: kept only while few are. */
-	close_sf_if_idle(m, inode);
 	fs_mutex_unlock(&inode->lock);
 }
 
@@ -431,41 +443,63 @@ static int repoint(struct fs_mount *m, struct fs_inode *inode, int dfd, const ch
 	return 0;
 }
 
-/* Empties a compressed file for O_TRUNC (ns held for writing): a new empty
- * file takes its name, and the inode points at it. */
+/* Empties a compressed file for O_TRUNC (no lock held): a new empty file
+ * takes its name, and the inode points at it. The empty file is written and
+ * fsynced with no lock held; only the swap takes ns for writing (an fsync
+ * under ns would stop every lookup while the backing is slow). Returns 0
+ * (also when the inode is no longer compressed) or an errno. */
 static int discard(struct fs_mount *m, struct fs_inode *inode)
 {
-	char name[NAME_MAX + 1];
-	uint64_t dev, ino;
-	int e, dfd;
-	lcp_err err;
+	for (int tries = 0;; tries++) {
+		struct lcp_discard *d = NULL;
+		char name[NAME_MAX + 1];
+		uint64_t dev, ino;
+		bool moved_on = false;
+		int e, dfd;
+		lcp_err err;
 
-	assert(fs_rwlock_held_write(&m->ns));
-	fs_mutex_lock(&inode->lock);
-	if (inode->t.state != FS_COMPRESSED) {
+		fs_mutex_lock(&inode->lock);
+		dev_t dev0 = inode->dev;
+		ino_t ino0 = inode->ino;
+		moved_on = inode->t.state != FS_COMPRESSED;
 		fs_mutex_unlock(&inode->lock);
-		return 0;
+		if (moved_on)
+			return 0;
+		if ((dfd = fs_inode_dirfd_name(m, inode, name, sizeof name, &e)) < 0)
+			return e;
+		hold_point(m, "discard");
+		err = lcp_store_discard_prepare_at(dfd, name, &d);
+		if (err == LCP_OK || err == LCP_ERR_NOENT) {
+			fs_rwlock_wrlock(&m->ns);
+			fs_mutex_lock(&inode->lock);
+			if (inode->dev != dev0 || inode->ino != ino0)
+				err = LCP_ERR_AGAIN;
+			else if (inode->t.state != FS_COMPRESSED)
+				moved_on = true;
+			else if (err == LCP_OK)
+				err = lcp_store_discard_commit(d, &dev, &ino);
+			if (!moved_on && err == LCP_OK && repoint(m, inode, dfd, name, ino) != 0)
+				fs_track_unknown(&inode->t);
+			if (!moved_on && (err == LCP_OK || err == LCP_ERR_NOENT)) {
+				set_sf(inode, NULL);
+				fs_track_discarded(&inode->t);
+			}
+			fs_mutex_unlock(&inode->lock);
+			fs_rwlock_unlock(&m->ns);
+		}
+		lcp_store_discard_free(d);
+		close(dfd);
+		if (moved_on)
+			return 0;
+		if (err == LCP_ERR_AGAIN && tries + 1 < MATERIALIZE_TRIES)
+			continue;
+		if (err == LCP_ERR_MLINK)
+			log_inode(m, inode, LCP_LOG_ERROR, "a compressed file with several hard links "
+				  "cannot be truncated in place; unpack it first");
+		else if (err && err != LCP_ERR_NOENT)
+			log_inode(m, inode, LCP_LOG_ERROR, "cannot truncate: %s", lcp_strerror(err));
+		return err == LCP_ERR_NOENT ? 0 : lcp_err_to_errno(err);
 	}
-	dfd = fs_inode_dirfd_name(m, inode, name, sizeof name, &e);
-	if (dfd < 0) {
-		fs_mutex_unlock(&inode->lock);
-		return e;
-	}
-	err = lcp_store_discard_at(dfd, name, &dev, &ino);
-	if (err == LCP_OK && repoint(m, inode, dfd, name, ino) != 0)
-		fs_track_unknown(&inode->t);
-	close(dfd);
-	if (err == LCP_OK || err == LCP_ERR_NOENT) {
-		set_sf(inode, NULL);
-		fs_track_discarded(&inode->t);
-	}
-	fs_mutex_unlock(&inode->lock);
-	if (err == LCP_ERR_MLINK)
-		log_inode(m, inode, LCP_LOG_ERROR, "a compressed file with several hard links "
-			  "cannot be truncated in place; unpack it first");
-	else if (err && err != LCP_ERR_NOENT)
-		log_inode(m, inode, LCP_LOG_ERROR, "cannot truncate: %s", lcp_strerror(err));
-	return err == LCP_ERR_NOENT ? 0 : lcp_err_to_errno(err);
 }
 
 /* The store found no compressed file under the inode's name while the
@@ -478,19 +512,17 @@ static int discard(struct fs_mount *m, struct fs_inode *inode)
 static bool raw_in_place(struct fs_mount *m, struct fs_inode *inode)
 {
 	struct lcp_probe pr;
-	struct fs_sfile *sf = NULL;
 	bool raw = false;
 
 	fs_rwlock_rdlock(&m->ns);
 	fs_mutex_lock(&inode->lock);
-	if (probe_inode(m, inode, &pr, &sf) == LCP_OK && pr.repr == LCP_REPR_RAW) {
+	if (probe_inode(m, inode, &pr, NULL) == LCP_OK && pr.repr == LCP_REPR_RAW) {
 		set_sf(inode, NULL);
 		fs_track_materialized(&inode->t);
 		raw = true;
 	}
 	fs_mutex_unlock(&inode->lock);
 	fs_rwlock_unlock(&m->ns);
-	sfile_put(sf);
 	if (!raw)
 		fs_inode_reread_dir(m, inode); /* the kernel's next lookup finds what is there */
 	return raw;
@@ -586,14 +618,7 @@ static int materialize(struct fs_mount *m, struct fs_inode *inode)
 
 int fs_tensor_make_raw(struct fs_mount *m, struct fs_inode *inode, bool to_empty)
 {
-	int err;
-
-	if (!to_empty)
-		return materialize(m, inode);
-	fs_rwlock_wrlock(&m->ns);
-	err = discard(m, inode);
-	fs_rwlock_unlock(&m->ns);
-	return err;
+	return to_empty ? discard(m, inode) : materialize(m, inode);
 }
 
 /* Brings h up to the inode's current content (inode and h locks held): a
@@ -667,9 +692,7 @@ int fs_tensor_open(struct fs_mount *m, struct fs_inode *inode, struct fs_handle 
 			 * writing, briefly. */
 			fs_mutex_unlock(&inode->lock);
 			fs_rwlock_unlock(&m->ns);
-			fs_rwlock_wrlock(&m->ns);
 			err = discard(m, inode);
-			fs_rwlock_unlock(&m->ns);
 			fs_rwlock_rdlock(&m->ns);
 			if (err)
 				return err;
@@ -980,7 +1003,7 @@ void fs_tensor_released(struct fs_mount *m, struct fs_inode *inode, bool writabl
 		enum fs_action a = fs_track_released(&inode->t, writable, small);
 		check_small = a == FS_DO_CHECK_SMALL && !m->readonly;
 		act(m, inode, a, &unused);
-		close_sf_if_idle(m, inode);
+		close_sf_if_idle(inode);
 	}
 	fs_mutex_unlock(&inode->lock);
 	if (check_small)
@@ -997,22 +1020,19 @@ void fs_tensor_name_gone(struct fs_inode *inode)
 void fs_tensor_link_dropped(struct fs_mount *m, struct fs_inode *inode)
 {
 	struct lcp_probe pr;
-	struct fs_sfile *sf = NULL;
 
 	assert(fs_rwlock_held_write(&m->ns));
 	fs_mutex_lock(&inode->lock);
 	if (inode->type == S_IFREG && !m->readonly && inode->t.known &&
 	    inode->t.state == FS_REFUSED && strcmp(inode->t.reason, LCP_STORE_REFUSED_LINKS) == 0 &&
-	    probe_inode(m, inode, &pr, &sf) == LCP_OK && links_gone(&pr)) {
-		adopt(inode, &pr, sf);
-		sf = NULL;
+	    probe_inode(m, inode, &pr, NULL) == LCP_OK && links_gone(&pr)) {
+		adopt(inode, &pr);
 		/* After the first backoff, not at once: `rm a b` of two links
 		 * would otherwise pack b (a whole encode) just before it goes;
 		 * a job whose name went meanwhile never starts. */
 		if (fs_track_recheck(&inode->t) == FS_DO_QUEUE)
 			queue_job(m, inode, 1);
 	}
-	sfile_put(sf);
 	fs_mutex_unlock(&inode->lock);
 }
 
@@ -1070,6 +1090,7 @@ static enum fs_job_end commit(struct fs_mount *m, struct fs_inode *inode, struct
 	fs_track_job_done(&inode->t, FS_JOB_COMMITTED, "", true);
 	if (probe_inode(m, inode, &pr, &sf) == LCP_OK && pr.repr == LCP_REPR_COMPRESSED && sf) {
 		set_sf(inode, sf);
+		note_sizes(inode, &pr);
 		inode->nlink = pr.nlink;
 		inode->announcing = true;
 	} else {
@@ -1140,7 +1161,7 @@ static void run_job(struct fs_mount *m, struct fs_job *j)
 			fuse_lowlevel_notify_inval_inode(m->se, fs_ino_of(m, inode), 0, 0);
 		fs_mutex_lock(&inode->lock);
 		inode->announcing = false;
-		close_sf_if_idle(m, inode);
+		close_sf_if_idle(inode);
 		fs_mutex_unlock(&inode->lock);
 	} else if (deferred) {
 		log_inode(m, inode, LCP_LOG_WARN, "left raw for now: %s; trying again in %u s",
@@ -1481,17 +1502,87 @@ int fs_tensor_link(struct fs_mount *m, struct fs_inode *inode, struct fs_inode *
 	return err;
 }
 
-/* Copies text into buf (size 0: length only); returns its length or -ERANGE. */
-static ssize_t put_text(const char *text, char *buf, size_t size)
+bool fs_tensor_has_sidecar(struct fs_inode *inode)
 {
-	size_t n = strlen(text);
+	if (inode->type != S_IFREG)
+		return false;
+	fs_mutex_lock(&inode->lock);
+	bool has = inode->t.known && inode->t.state == FS_COMPRESSED;
+	fs_mutex_unlock(&inode->lock);
+	return has;
+}
 
+int fs_tensor_sidecar_attrs(struct fs_mount *m, struct fs_inode *inode, mode_t mode, uid_t uid,
+			    gid_t gid, int *sync_fd)
+{
+	char name[NAME_MAX + 1];
+	int e, dfd = fs_inode_dirfd_name(m, inode, name, sizeof name, &e);
+	lcp_err err;
+
+	assert(fs_rwlock_held(&m->ns));
+	if (sync_fd)
+		*sync_fd = -1;
+	if (dfd < 0)
+		return e == ENOENT ? 0 : e; /* unlinked: its sidecar went with its name */
+	err = lcp_store_sidecar_attrs_at(dfd, name, (unsigned)mode, uid, gid, sync_fd);
+	close(dfd);
+	if (err)
+		log_inode(m, inode, LCP_LOG_ERROR, "cannot give the sidecar the file's owner and "
+			  "mode: %s", lcp_strerror(err));
+	return lcp_err_to_errno(err);
+}
+
+/* Copies n bytes into buf (size 0: length only); returns n or -ERANGE. */
+static ssize_t put_bytes(const char *bytes, size_t n, char *buf, size_t size)
+{
 	if (size == 0)
 		return (ssize_t)n;
 	if (n > size)
 		return -ERANGE;
-	memcpy(buf, text, n);
+	memcpy(buf, bytes, n);
 	return (ssize_t)n;
+}
+
+static ssize_t put_text(const char *text, char *buf, size_t size)
+{
+	return put_bytes(text, strlen(text), buf, size);
+}
+
+/* The inspect report as xattrs (key "inspect" plus suffix): "" the whole
+ * JSON, when it fits in one xattr value (else E2BIG, as the kernel would
+ * say); ".parts" "COUNT LENGTH XXH3" (decimal, decimal, 16 hex digits: the
+ * xxh3-64 of the whole JSON); ".K" (K decimal, no leading zeros) its K-th
+ * piece of FS_INSPECT_PART_BYTES. A reader checks the pieces it joined
+ * against LENGTH and XXH3: the report may change between its reads. */
+static ssize_t inspect_xattr(const struct lcp_file_report *rep, const char *suffix, char *buf,
+			     size_t size)
+{
+	char *json = NULL, text[64], *end;
+	lcp_err e = lcp_store_report_json(rep, &json);
+	ssize_t r = -ENODATA;
+
+	if (e)
+		return -lcp_err_to_errno(e);
+	size_t len = strlen(json);
+	size_t parts = len ? (len + FS_INSPECT_PART_BYTES - 1) / FS_INSPECT_PART_BYTES : 1;
+	if (suffix[0] == '\0') {
+		r = len > FS_XATTR_VALUE_MAX ? -E2BIG : put_bytes(json, len, buf, size);
+	} else if (strcmp(suffix, ".parts") == 0) {
+		snprintf(text, sizeof text, "%zu %zu %016llx", parts, len,
+			 (unsigned long long)lcp_xxh3(json, len));
+		r = put_text(text, buf, size);
+	} else if (suffix[0] == '.' && suffix[1] >= '0' && suffix[1] <= '9' &&
+		   (suffix[1] != '0' || suffix[2] == '\0')) {
+		errno = 0;
+		unsigned long long k = strtoull(suffix + 1, &end, 10);
+		if (*end == '\0' && errno == 0 && k < parts) {
+			size_t off = (size_t)k * FS_INSPECT_PART_BYTES;
+			size_t n = len - off < FS_INSPECT_PART_BYTES ? len - off : FS_INSPECT_PART_BYTES;
+			r = put_bytes(json + off, n, buf, size);
+		}
+	}
+	lcp_free(json);
+	return r;
 }
 
 /* The format of a file by its header (a refused file whose refusal came
@@ -1553,10 +1644,14 @@ ssize_t fs_tensor_xattr(struct fs_mount *m, struct fs_inode *inode, const char *
 	} else if (strcmp(key, "format") == 0 && state == FS_REFUSED && inode->format >= 0 &&
 		   inode->format != LCP_FORMAT_UNKNOWN) {
 		r = put_text(lcp_format_name((enum lcp_format)inode->format), buf, size);
+	} else if (strcmp(key, "stored_size") == 0 && state == FS_COMPRESSED && !inode->t.damaged) {
+		/* Known without opening the file: what stats asks of each file. */
+		snprintf(text, sizeof text, "%llu", (unsigned long long)inode->stored_size);
+		r = put_text(text, buf, size);
 	} else if (state == FS_COMPRESSED) {
 		int e = reopen_sf(m, inode);
 		sf = sfile_get(inode->sf);
-		close_sf_if_idle(m, inode);
+		close_sf_if_idle(inode);
 		if (e) {
 			fs_mutex_unlock(&inode->lock);
 			return -e;
@@ -1587,15 +1682,13 @@ ssize_t fs_tensor_xattr(struct fs_mount *m, struct fs_inode *inode, const char *
 		snprintf(text, sizeof text, "%.2f", min_sqnr);
 	else if (strcmp(key, "min_cosine") == 0)
 		snprintf(text, sizeof text, "%.6f", min_cos);
-	if (text[0]) {
+	else if (strcmp(key, "preset") == 0)
+		lcp_config_describe(&rep.config, text, sizeof text);
+	if (text[0])
 		r = put_text(text, buf, size);
-	} else if (strcmp(key, "inspect") == 0) {
+	else if (strncmp(key, "inspect", strlen("inspect")) == 0)
 		/* The same JSON `lcpfs inspect --json` prints for a backing file. */
-		char *json = NULL;
-		lcp_err e = lcp_store_report_json(&rep, &json);
-		r = e ? -lcp_err_to_errno(e) : put_text(json, buf, size);
-		lcp_free(json);
-	}
+		r = inspect_xattr(&rep, key + strlen("inspect"), buf, size);
 	lcp_file_report_free(&rep);
 	sfile_put(sf);
 	return r;

@@ -226,6 +226,9 @@ lcp_err lcp_store_probe_at(int dirfd, const char *name, struct lcp_chunk_cache *
 			goto out;
 		}
 		pr->repr = LCP_REPR_COMPRESSED;
+		pr->logical_size = sc.logical_size;
+		pr->stored_size = sc.payload_size + (uint64_t)sst.st_size;
+		pr->sidecar_blocks = (uint64_t)sst.st_blocks;
 		if (out) {
 			err = make_file(fd, &sc, (uint64_t)sst.st_size, cache, out);
 			fd = -1;

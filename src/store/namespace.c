@@ -194,73 +194,127 @@ lcp_err lcp_store_materialize_at(int dirfd, const char *name)
 	return err;
 }
 
+struct lcp_discard {
+	int dirfd;                 /* not owned */
+	char name[LCP_STORE_NAME_LEN];
+	char scname[LCP_STORE_NAME_LEN];
+	struct stat payload_st;    /* the payload as its metadata was copied */
+	struct lcp_store_temp tmp; /* the empty file; fd -1 once renamed */
+};
+
 /* The swap of a discard, under the name lock: NAME must still be the
- * payload pfd (st) is. */
-static lcp_err discard_locked(int dirfd, const char *name, const char *scname, const struct stat *st,
-			      struct lcp_store_temp *tmp)
+ * payload d->payload_st was, with the metadata the temporary has. */
+static lcp_err discard_locked(struct lcp_discard *d)
 {
 	struct stat now;
 
-	if (fstatat(dirfd, name, &now, AT_SYMLINK_NOFOLLOW) != 0)
+	if (fstatat(d->dirfd, d->name, &now, AT_SYMLINK_NOFOLLOW) != 0)
 		return errno == ENOENT ? LCP_ERR_AGAIN : lcp_err_from_errno(errno);
-	if (now.st_dev != st->st_dev || now.st_ino != st->st_ino)
+	if (now.st_dev != d->payload_st.st_dev || now.st_ino != d->payload_st.st_ino)
 		return LCP_ERR_AGAIN;
 	if (now.st_nlink > 1)
 		return LCP_ERR_MLINK;
+	/* A chmod, chown or xattr change since the copy: prepare again (a
+	 * copy now would need an fsync here, where the caller may hold its
+	 * locks). */
+	if (!lcp_store_same_version(&now, &d->payload_st))
+		return LCP_ERR_AGAIN;
 	/* An empty file is not the sidecar's payload: from the rename on, NAME
 	 * reads empty, and the sidecar is provably stale. */
-	if (renameat(dirfd, tmp->name, dirfd, name) != 0)
+	if (renameat(d->dirfd, d->tmp.name, d->dirfd, d->name) != 0)
 		return lcp_err_from_errno(errno);
 	lcp_store_crash_point("discard");
-	lcp_store_remove_sidecar(dirfd, scname);
-	fsync(dirfd);
+	lcp_store_remove_sidecar(d->dirfd, d->scname);
+	fsync(d->dirfd);
 	return LCP_OK;
 }
 
-lcp_err lcp_store_discard_at(int dirfd, const char *name, uint64_t *dev, uint64_t *ino)
+lcp_err lcp_store_discard_prepare_at(int dirfd, const char *name, struct lcp_discard **out)
 {
-	char scname[LCP_STORE_NAME_LEN];
-	struct lcp_store_temp tmp = {.fd = -1};
-	struct lcp_name_lock lock;
+	struct lcp_discard *d;
 	struct lcp_probe pr;
-	struct stat st, res;
 	int fd;
 	lcp_err err;
 
-	if ((err = lcp_store_sidecar_name(name, scname)) != LCP_OK)
-		return err;
-	if ((err = lcp_store_probe_at(dirfd, name, NULL, &pr, NULL)) != LCP_OK)
-		return err;
+	*out = NULL;
+	if (strlen(name) >= LCP_STORE_NAME_LEN)
+		return LCP_ERR_NAMETOOLONG;
+	if (!(d = lcp_calloc(1, sizeof *d)))
+		return LCP_ERR_NOMEM;
+	d->dirfd = dirfd;
+	d->tmp.fd = -1;
+	memcpy(d->name, name, strlen(name) + 1);
+	if ((err = lcp_store_sidecar_name(name, d->scname)) != LCP_OK ||
+	    (err = lcp_store_probe_at(dirfd, name, NULL, &pr, NULL)) != LCP_OK)
+		goto fail;
 	if (pr.repr == LCP_REPR_RAW)
-		return LCP_ERR_NOENT;
-	if (pr.nlink > 1)
-		return LCP_ERR_MLINK;
-	if ((err = lcp_store_open_regular(dirfd, name, O_RDONLY, &fd, &st)) != LCP_OK)
-		return err;
+		err = LCP_ERR_NOENT;
+	else if (pr.nlink > 1)
+		err = LCP_ERR_MLINK;
+	else
+		err = lcp_store_open_regular(dirfd, name, O_RDONLY, &fd, &d->payload_st);
+	if (err)
+		goto fail;
 	/* The payload itself is never changed: other processes (other machines'
 	 * mounts) may be reading it. A new empty file with its metadata takes
 	 * its name, as a truncation's time. */
 	struct timespec now_mtime[2] = {{0, UTIME_OMIT}, {0, UTIME_NOW}};
-	if ((uint64_t)st.st_ino != pr.ino)
+	if ((uint64_t)d->payload_st.st_ino != pr.ino)
 		err = LCP_ERR_AGAIN;
-	else if ((err = lcp_store_temp_create(dirfd, 'd', 0600, &tmp)) == LCP_OK &&
-		 (err = lcp_store_copy_metadata(fd, &st, tmp.fd)) == LCP_OK)
-		err = futimens(tmp.fd, now_mtime) == 0 ? lcp_store_fsync(tmp.fd)
-						       : lcp_err_from_errno(errno);
+	else if ((err = lcp_store_temp_create(dirfd, 'd', 0600, &d->tmp)) == LCP_OK &&
+		 (err = lcp_store_copy_metadata(fd, &d->payload_st, d->tmp.fd)) == LCP_OK)
+		err = futimens(d->tmp.fd, now_mtime) == 0 ? lcp_store_fsync(d->tmp.fd)
+							  : lcp_err_from_errno(errno);
 	close(fd);
-	if (err == LCP_OK && (err = lcp_store_lock_names(dirfd, name, -1, NULL, &lock)) == LCP_OK) {
-		err = discard_locked(dirfd, name, scname, &st, &tmp);
-		lcp_store_unlock_names(&lock);
-	}
-	if (err == LCP_OK && fstat(tmp.fd, &res) == 0) {
+	if (err)
+		goto fail;
+	*out = d;
+	return LCP_OK;
+fail:
+	lcp_store_discard_free(d);
+	return err;
+}
+
+lcp_err lcp_store_discard_commit(struct lcp_discard *d, uint64_t *dev, uint64_t *ino)
+{
+	struct lcp_name_lock lock;
+	struct stat res;
+	lcp_err err;
+
+	if (d->tmp.fd < 0)
+		return LCP_ERR_INVAL;
+	if ((err = lcp_store_lock_names(d->dirfd, d->name, -1, NULL, &lock)) != LCP_OK)
+		return err;
+	err = discard_locked(d);
+	lcp_store_unlock_names(&lock);
+	if (err)
+		return err;
+	if (fstat(d->tmp.fd, &res) == 0) {
 		*dev = (uint64_t)res.st_dev;
 		*ino = (uint64_t)res.st_ino;
 	}
-	if (err == LCP_OK) {
-		close(tmp.fd); /* renamed into place: nothing to remove */
-		tmp.fd = -1;
-	}
-	lcp_store_temp_remove(dirfd, &tmp);
+	close(d->tmp.fd); /* renamed into place: nothing to remove */
+	d->tmp.fd = -1;
+	return LCP_OK;
+}
+
+void lcp_store_discard_free(struct lcp_discard *d)
+{
+	if (!d)
+		return;
+	if (d->tmp.fd >= 0)
+		lcp_store_temp_remove(d->dirfd, &d->tmp);
+	lcp_free(d);
+}
+
+lcp_err lcp_store_discard_at(int dirfd, const char *name, uint64_t *dev, uint64_t *ino)
+{
+	struct lcp_discard *d;
+	lcp_err err = lcp_store_discard_prepare_at(dirfd, name, &d);
+
+	if (err == LCP_OK)
+		err = lcp_store_discard_commit(d, dev, ino);
+	lcp_store_discard_free(d);
 	return err;
 }
 

@@ -346,6 +346,49 @@ lcp_err lcp_store_copy_attributes(int from_fd, int to_fd)
 	return lcp_store_copy_metadata(from_fd, &st, to_fd);
 }
 
+lcp_err lcp_store_sidecar_attrs_at(int dirfd, const char *name, unsigned mode, uid_t uid,
+				   gid_t gid, int *sync_fd)
+{
+	char scname[LCP_STORE_NAME_LEN];
+	uint8_t magic[8];
+	struct stat st;
+	bool changed = false;
+	int fd;
+	lcp_err err = lcp_store_sidecar_name(name, scname);
+
+	if (sync_fd)
+		*sync_fd = -1;
+	if (err == LCP_OK)
+		err = lcp_store_open_regular(dirfd, scname, O_RDONLY, &fd, &st);
+	if (err == LCP_ERR_NOENT || err == LCP_ERR_UNSUPPORTED)
+		return LCP_OK;
+	if (err)
+		return err;
+	if (lcp_pread_all(fd, magic, sizeof magic, 0) != LCP_OK ||
+	    memcmp(magic, LCP_SIDECAR_MAGIC, sizeof magic) != 0)
+		goto out; /* a stranger's file named like a sidecar */
+	if ((uid != (uid_t)-1 && uid != st.st_uid) || (gid != (gid_t)-1 && gid != st.st_gid)) {
+		if (fchown(fd, uid, gid) == 0)
+			changed = true;
+		else if (errno != EPERM)
+			err = lcp_err_from_errno(errno);
+	}
+	/* After the chown, which may clear mode bits. */
+	if (err == LCP_OK && (st.st_mode & 07777) != (mode & 0666)) {
+		if (fchmod(fd, mode & 0666) == 0)
+			changed = true;
+		else
+			err = lcp_err_from_errno(errno);
+	}
+	if (err == LCP_OK && changed && sync_fd) {
+		*sync_fd = fd;
+		return LCP_OK;
+	}
+out:
+	close(fd);
+	return err;
+}
+
 void lcp_store_refusal_set(int fd, const char *reason)
 {
 	(void)fsetxattr(fd, LCP_REFUSED_XATTR, reason, strlen(reason), 0);

@@ -39,6 +39,11 @@ mnt_k=$(du -k "$F" | cut -f1)
 [ "$backing_k" -lt "$orig_k" ] || fail "backing uses $backing_k KiB, original $orig_k KiB"
 [ "$mnt_k" -lt "$orig_k" ] || fail "du through the mount shows $mnt_k KiB, original $orig_k KiB"
 say "du: original $orig_k KiB, backing $backing_k KiB, du in mount $mnt_k KiB"
+# st_blocks is what the backing allocates for payload and sidecar (not their
+# byte sizes rounded), so du through the mount equals du of the backing.
+want_blocks=$(( $(stat -c %b "$B/model.safetensors") + $(stat -c %b "$B/.model.safetensors.lcpfs") ))
+[ "$(stat -c %b "$F")" = "$want_blocks" ] ||
+	fail "st_blocks through the mount $(stat -c %b "$F"), the backing allocates $want_blocks for payload and sidecar"
 [ "$(ls -A "$M")" = model.safetensors ] || fail "readdir shows internal names: $(ls -A "$M")"
 internal=$(ls -A "$B" | grep -vx model.safetensors | head -n 1)
 [ -n "$internal" ] || fail "no sidecar beside the committed payload in the backing"

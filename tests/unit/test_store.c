@@ -574,3 +574,63 @@ Test(store, hard_linked_raw_file_is_refused)
 	cr_assert_str_eq(rep.reason, "file has several hard links");
 	cr_assert_eq(scratch_count(&dir), 2);
 }
+
+Test(store, probe_gives_sizes_without_opening)
+{
+	struct lcp_store_file *f;
+	struct lcp_probe pr;
+	struct stat sst;
+	pack_ok("m.safetensors");
+	cr_assert_eq(lcp_store_probe_at(dir.fd, "m.safetensors", NULL, &pr, NULL), LCP_OK);
+	cr_assert_eq(pr.repr, LCP_REPR_COMPRESSED);
+	cr_assert_eq(fstatat(dir.fd, ".m.safetensors.lcpfs", &sst, 0), 0);
+	cr_assert_eq(pr.sidecar_blocks, (uint64_t)sst.st_blocks);
+	cr_assert_eq(pr.logical_size, st.len);
+	cr_assert_eq(pr.stored_size, pr.size + (uint64_t)sst.st_size);
+	cr_assert_eq(lcp_store_open_at(dir.fd, "m.safetensors", NULL, &f), LCP_OK);
+	cr_assert_eq(pr.stored_size, lcp_store_stored_size(f));
+	lcp_store_close(f);
+}
+
+Test(store, sidecar_attrs_follow_owner_and_rw_bits)
+{
+	struct stat sst;
+	pack_ok("m.safetensors");
+	cr_assert_eq(lcp_store_sidecar_attrs_at(dir.fd, "m.safetensors", 04751, 1234, 4321, NULL),
+		     LCP_OK);
+	cr_assert_eq(fstatat(dir.fd, ".m.safetensors.lcpfs", &sst, 0), 0);
+	/* Read and write bits only: 0751 & 0666. */
+	cr_assert_eq(sst.st_mode & 07777, 0640, "mode %o", sst.st_mode & 07777);
+	if (geteuid() == 0) {
+		cr_assert_eq(sst.st_uid, 1234);
+		cr_assert_eq(sst.st_gid, 4321);
+	}
+	int sync_fd;
+	cr_assert_eq(lcp_store_sidecar_attrs_at(dir.fd, "m.safetensors", 0600, (uid_t)-1,
+						(gid_t)-1, &sync_fd), LCP_OK);
+	cr_assert_geq(sync_fd, 0, "a change gives an fd to sync");
+	cr_assert_eq(fsync(sync_fd), 0);
+	close(sync_fd);
+	cr_assert_eq(lcp_store_sidecar_attrs_at(dir.fd, "m.safetensors", 0600, (uid_t)-1,
+						(gid_t)-1, &sync_fd), LCP_OK);
+	cr_assert_eq(sync_fd, -1, "no change, nothing to sync");
+	cr_assert_eq(fstatat(dir.fd, ".m.safetensors.lcpfs", &sst, 0), 0);
+	cr_assert_eq(sst.st_mode & 07777, 0600);
+	if (geteuid() == 0)
+		cr_assert_eq(sst.st_uid, 1234, "(uid_t)-1 keeps the owner");
+}
+
+Test(store, sidecar_attrs_leave_strangers_alone)
+{
+	struct stat sst;
+	/* A raw file: no sidecar, nothing to do. */
+	cr_assert_eq(lcp_store_sidecar_attrs_at(dir.fd, "m.safetensors", 0600, (uid_t)-1, (gid_t)-1,
+						NULL), LCP_OK);
+	/* A user's file named like a sidecar, without the magic. */
+	write_file(dir.fd, ".m.safetensors.lcpfs", "not ours", 8);
+	cr_assert_eq(fchmodat(dir.fd, ".m.safetensors.lcpfs", 0644, 0), 0);
+	cr_assert_eq(lcp_store_sidecar_attrs_at(dir.fd, "m.safetensors", 0600, (uid_t)-1, (gid_t)-1,
+						NULL), LCP_OK);
+	cr_assert_eq(fstatat(dir.fd, ".m.safetensors.lcpfs", &sst, 0), 0);
+	cr_assert_eq(sst.st_mode & 07777, 0644);
+}
