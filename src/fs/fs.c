@@ -440,7 +440,14 @@ static int serve(struct fs_mount *m, struct cmdline *cl, const char *prog, int r
 	/* Finish or clean what a crash left before the mount appears: nobody
 	 * sees the backing half-recovered, and a hung recovery could not
 	 * freeze a mount that is not there yet. */
-	fs_tensor_recover(m, root_fd);
+	if (fs_tensor_recover(m, root_fd) == LCP_ERR_BUSY) {
+		fprintf(stderr,
+			"%s: %s: a running lcpfs mount of a directory inside this backing, or a "
+			"recovery, uses part of this tree (the warning above names it); unmount "
+			"it first, or mount this one read-only (-o ro)\n",
+			prog, m->backing);
+		goto out_signals;
+	}
 	if (fuse_session_mount(se, cl->mountpoint) != 0)
 		goto out_signals;
 	*mounted = true;

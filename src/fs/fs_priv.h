@@ -238,8 +238,10 @@ void fs_tensor_hold(struct fs_mount *m, const char *point);
 lcp_err fs_tensor_configure(struct fs_mount *m, const char *options, char *errbuf,
 			    size_t errbuf_len);
 /* Recovers the backing directory (lcp_store_recover_dir; not on a
- * read-only mount). Logs what it could not do. */
-void fs_tensor_recover(struct fs_mount *m, int root_fd);
+ * read-only mount) and takes its use lock. Logs what it could not do.
+ * LCP_ERR_BUSY, with nothing taken, when a read-write mount of a directory
+ * below (or a recovery) uses the tree: the mount must not start. */
+lcp_err fs_tensor_recover(struct fs_mount *m, int root_fd);
 /* Creates the chunk cache and starts the compression workers. */
 lcp_err fs_tensor_start(struct fs_mount *m);
 /* At unmount: no new jobs, and no commit from now on (a new mount may

@@ -1250,7 +1250,7 @@ static void *worker_main(void *arg)
 	}
 }
 
-void fs_tensor_recover(struct fs_mount *m, int root_fd)
+lcp_err fs_tensor_recover(struct fs_mount *m, int root_fd)
 {
 	int dfd = openat(root_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	lcp_err err;
@@ -1262,10 +1262,16 @@ void fs_tensor_recover(struct fs_mount *m, int root_fd)
 		err = lcp_err_from_errno(errno);
 	else
 		err = lcp_store_recover_dir(dfd);
-	if (err == LCP_ERR_BUSY)
-		lcp_log(LCP_LOG_WARN, "%s: another lcpfs process uses this backing: recovery "
-			"skipped (it ran when that one started)", m->backing);
-	else if (err != LCP_OK)
+	if (err == LCP_ERR_BUSY) {
+		/* This mount holds the writer lock of its own directory and
+		 * none above it has one (lcp_store_lock_writer), so the user
+		 * is a read-write mount of a directory below, or a recovery:
+		 * two writers of one tree. The store's warning named it. */
+		if (dfd >= 0)
+			close(dfd);
+		return err;
+	}
+	if (err != LCP_OK)
 		lcp_log(LCP_LOG_WARN, "%s: recovery incomplete: %s", m->backing, lcp_strerror(err));
 	/* From now on a recovery elsewhere waits for this mount to end. */
 	m->backing_lock = -1;
@@ -1273,6 +1279,7 @@ void fs_tensor_recover(struct fs_mount *m, int root_fd)
 		lcp_log(LCP_LOG_WARN, "%s: cannot take the backing's use lock", m->backing);
 	if (dfd >= 0)
 		close(dfd);
+	return LCP_OK;
 }
 
 lcp_err fs_tensor_start(struct fs_mount *m)

@@ -76,4 +76,18 @@ timeout -k 5 "$MOUNT_TIMEOUT" "$LCPFS" "$B/sub" "$WORK/mnt2" -f 2> "$WORK/second
 	fail "a read-write mount of a subdirectory of a mounted backing started (exit $rc)"
 grep -q "mount of $B, which holds this directory" "$WORK/second.err" ||
 	fail "the refusal does not name the mounted backing: $(cat "$WORK/second.err")"
-say "recovery of a subdirectory did not harm the mount's files ($refused of $runs refused)"
+
+# The other way round: with a read-write mount of sub running, a read-write
+# mount of the backing above it would be a second writer of sub's files.
+unmount_fs "$M" "$DAEMON_PID" || fail "unmount"
+mount_fs "$B/sub" "$WORK/mnt2"
+mkdir "$WORK/mnt3"
+rc=0
+timeout -k 5 "$MOUNT_TIMEOUT" "$LCPFS" "$B" "$WORK/mnt3" -f 2> "$WORK/parent.err" || rc=$?
+[ "$rc" != 0 ] && [ "$rc" != 124 ] ||
+	fail "a read-write mount of a directory holding a mounted backing started (exit $rc)"
+grep -q "$B/sub" "$WORK/parent.err" ||
+	fail "the refusal does not name the mounted backing below: $(cat "$WORK/parent.err")"
+mount_fs "$B" "$WORK/mnt3" -o ro
+cmp -s "$WORK/mnt3/sub/A" "$WORK/expected" || fail "a read-only mount above reads A wrong"
+say "recovery of a subdirectory did not harm the mount's files ($refused of $runs refused); nested read-write mounts are refused both ways"
