@@ -625,11 +625,16 @@ void fs_inode_unpin(struct fs_mount *m, struct fs_inode *inode)
 	int fd = -1;
 
 	fs_mutex_lock(&m->table_lock);
-	/* Its fd joins the most recently used. */
+	/* Its fd joins the most recently used; a retired inode's goes, so
+	 * that the backing frees the raw file it kept alive. */
 	if (--inode->pins == 0) {
 		m->npinned--;
-		if (inode->type != S_IFDIR && inode->fd >= 0)
+		if (inode->retired) {
+			fd = inode->fd;
+			inode->fd = -1;
+		} else if (inode->type != S_IFDIR && inode->fd >= 0) {
 			fd = lru_push(m, inode);
+		}
 	}
 	fs_mutex_unlock(&m->table_lock);
 	if (fd >= 0)
@@ -653,6 +658,23 @@ void fs_inode_rekey(struct fs_mount *m, struct fs_inode *inode, int fd, const st
 	fs_mutex_unlock(&m->table_lock);
 	if (old >= 0)
 		close(old);
+}
+
+struct fs_inode *fs_inode_retire(struct fs_mount *m, struct fs_inode *inode, char **name)
+{
+	struct fs_inode *parent;
+
+	assert(fs_rwlock_held_write(&m->ns));
+	fs_mutex_lock(&m->table_lock);
+	hash_remove(m, inode);
+	inode->retired = true;
+	/* The parent's reference the name held passes to the caller. */
+	parent = inode->parent;
+	*name = inode->name;
+	inode->parent = NULL;
+	inode->name = NULL;
+	fs_mutex_unlock(&m->table_lock);
+	return parent;
 }
 
 void fs_inode_path(struct fs_mount *m, struct fs_inode *inode, char *buf, size_t len)

@@ -693,7 +693,6 @@ static struct fs_handle *handle_new(int flags)
 		return NULL;
 	pthread_mutex_init(&h->lock, NULL);
 	h->fd = -1;
-	h->retired_fd = -1;
 	h->flags = flags;
 	h->writable = wants_write(flags);
 	return h;

@@ -71,6 +71,9 @@ struct fs_inode {
 	mode_t type;              /* S_IFMT bits */
 	struct fs_inode *parent;  /* last known name, for the store's dirfd+name calls; */
 	char *name;               /* NULL once unlinked (or for the root) */
+	bool retired;             /* replaced by a commit while open (fs_inode_retire):
+	                             set once with ns held for writing and table_lock;
+	                             read under either */
 
 	/* Tensor state: lock. */
 	struct fs_mutex lock;
@@ -95,9 +98,6 @@ struct fs_inode {
 struct fs_handle {
 	pthread_mutex_t lock;     /* fd, sf and content_gen below */
 	int fd;                   /* backing fd, or -1 while reading through sf */
-	int retired_fd;           /* a reader's raw fd replaced by the committed file,
-	                             or -1: closed with the handle (a read in flight
-	                             may still splice from it) */
 	struct fs_sfile *sf;      /* committed file read through, or NULL */
 	struct fs_reader *reader; /* sf's read stream (made at the first read), or NULL */
 	uint64_t content_gen;     /* the inode's content generation fd/sf belong to */
@@ -224,6 +224,17 @@ int fs_inode_check_name(struct fs_mount *m, struct fs_inode *inode);
  * the inode's own fd, if it had one, or is closed. Caller holds ns for
  * writing. */
 void fs_inode_rekey(struct fs_mount *m, struct fs_inode *inode, int fd, const struct stat *st);
+/* A commit replaced the inode's backing object while handles of it are
+ * open (ns held for writing): the inode leaves the table instead of being
+ * re-keyed, as a file replaced by a rename stays what its open descriptors
+ * read. No lookup finds it again and it has no name; its handles keep
+ * their backing fds, a stat is answered from its own fd (closed at the
+ * last unpin, so that the backing frees the raw file), and it is freed at
+ * the kernel's last FORGET. The committed file becomes a new inode at
+ * its next lookup. Returns the parent it had, whose reference passes to
+ * the caller (fs_inode_unref), and moves its name into *name (the
+ * caller's, lcp_free); NULL and *name NULL when it had none. */
+struct fs_inode *fs_inode_retire(struct fs_mount *m, struct fs_inode *inode, char **name);
 /* The inode's path below the backing directory, for log lines. */
 void fs_inode_path(struct fs_mount *m, struct fs_inode *inode, char *buf, size_t len);
 /* "/proc/self/fd/<fd>" into buf (FS_PROCPATH_LEN bytes). */
@@ -262,10 +273,11 @@ void fs_tensor_fix_stat(struct fs_inode *inode, struct stat *st);
 /* Opens a regular file for h (ns held for reading): a compressed file is
  * read through the store, whatever the access mode (it turns raw on the
  * first write); O_TRUNC empties it (a new empty file takes its name).
- * ESTALE when the inode's name holds another file now. Returns 0 or an
- * errno. Takes
- * ns for writing itself when it must (truncating a compressed file): the
- * caller passes its hold and gets it back as a read hold. */
+ * ESTALE when the inode's name holds another file now, or the inode was
+ * retired (the kernel looks the name up again and opens the new file).
+ * Returns 0 or an errno. Takes ns for writing itself when it must
+ * (truncating a compressed file): the caller passes its hold and gets it
+ * back as a read hold. */
 int fs_tensor_open(struct fs_mount *m, struct fs_inode *inode, struct fs_handle *h);
 /* What a read through a handle gives fs_read to reply with: the bytes of
  * a committed file as view's segments (pointing into buf and into chunks

@@ -170,6 +170,14 @@ enum fs_action fs_track_job_done(struct fs_track *t, enum fs_job_end end, const 
 	return queue(t); /* renamed or reopened only: try again */
 }
 
+void fs_track_superseded(struct fs_track *t)
+{
+	t->queued = false;
+	t->dirty = false;
+	t->state = FS_RAW;
+	t->reason[0] = '\0';
+}
+
 void fs_track_materialized(struct fs_track *t)
 {
 	t->state = FS_RAW;

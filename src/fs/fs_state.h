@@ -127,6 +127,11 @@ bool fs_track_gate(const struct fs_track *t, uint64_t wgen);
 enum fs_action fs_track_job_done(struct fs_track *t, enum fs_job_end end, const char *reason,
 				 bool has_name);
 
+/* The job committed, but the inode stays the raw version its open handles
+ * read (a new inode stands for the committed file): raw, nothing queued,
+ * and its contents never change again. */
+void fs_track_superseded(struct fs_track *t);
+
 /* A compressed file was materialized (its bytes, now raw, did not change),
  * or emptied in place (discarded: bytes changed). */
 void fs_track_materialized(struct fs_track *t);

@@ -102,17 +102,44 @@ static void log_inode(struct fs_mount *m, struct fs_inode *inode, enum lcp_log_l
 static void queue_job(struct fs_mount *m, struct fs_inode *inode, unsigned attempt);
 static enum lcp_format header_format(struct fs_mount *m, struct fs_inode *inode, char *why,
 				     size_t why_len);
+
+static void vlog_path(enum lcp_log_level level, const char *path, const char *fmt, va_list ap)
+{
+	char msg[768];
+
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	lcp_log(level, "%s: %s", path, msg);
+}
+
 static void log_inode(struct fs_mount *m, struct fs_inode *inode, enum lcp_log_level level,
 		      const char *fmt, ...)
 {
-	char path[PATH_MAX], msg[768];
+	char path[PATH_MAX];
 	va_list ap;
 
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof msg, fmt, ap);
-	va_end(ap);
 	fs_inode_path(m, inode, path, sizeof path);
-	lcp_log(level, "%s: %s", path, msg);
+	va_start(ap, fmt);
+	vlog_path(level, path, fmt, ap);
+	va_end(ap);
+}
+
+/* log_inode for the file named name in directory parent. */
+static void log_entry(struct fs_mount *m, struct fs_inode *parent, const char *name,
+		      enum lcp_log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+static void log_entry(struct fs_mount *m, struct fs_inode *parent, const char *name,
+		      enum lcp_log_level level, const char *fmt, ...)
+{
+	char path[PATH_MAX];
+	size_t used;
+	va_list ap;
+
+	fs_inode_path(m, parent, path, sizeof path);
+	used = strlen(path);
+	snprintf(path + used, sizeof path - used, "/%s", name);
+	va_start(ap, fmt);
+	vlog_path(level, path, fmt, ap);
+	va_end(ap);
 }
 
 /* Crash-injection for tests/integration/test_mount_crash.sh: with
@@ -623,41 +650,20 @@ int fs_tensor_make_raw(struct fs_mount *m, struct fs_inode *inode, bool to_empty
 
 /* Brings h up to the inode's current content (inode and h locks held): a
  * handle reading a committed file that was materialized since reads the
- * raw file now (or the newer committed file). A writer's raw fd stays (no
- * commit happens while a writer is open).
- *
- * A reader opened while the file was raw reads the committed file once it
- * is committed, not its raw fd: the kernel's page cache belongs to the
- * inode, not to the handle, so raw pages this reader fetched after the
- * commit's invalidation would be served to every later open (granted
- * keep_cache, as the backing file did not change since) and mix with the
- * reconstruction in mmaps. Refusing keep_cache while such a reader is open
- * would not be enough: its reads racing a new reader's still fill the
- * shared cache. So after a commit every read gives the reconstruction.
- * The old fd stays open until the handle closes: a read in flight may
- * still be splicing from it. */
+ * raw file now (or the newer committed file). A handle on a raw fd keeps
+ * it: it reads the version it opened, as across a rename. (A commit never
+ * swaps the file behind a raw fd: with handles open it retires the inode,
+ * see commit().) */
 static int resolve_handle(struct fs_mount *m, struct fs_inode *inode, struct fs_handle *h)
 {
 	assert(fs_mutex_held(&inode->lock));
-	if (h->content_gen == inode->t.content_gen || (h->fd >= 0 && h->writable))
+	if (h->content_gen == inode->t.content_gen || h->fd >= 0)
 		return 0;
 	if (inode->t.state == FS_COMPRESSED) {
 		if (inode->t.damaged || !inode->sf)
 			return EIO;
 		sfile_put(h->sf);
 		h->sf = sfile_get(inode->sf);
-		if (h->fd >= 0) {
-			/* An fd retired a whole version ago (materialized and
-			 * committed again since): its reads ended long before. */
-			if (h->retired_fd >= 0)
-				close(h->retired_fd);
-			h->retired_fd = h->fd;
-			h->fd = -1;
-		}
-	} else if (h->fd >= 0) {
-		/* Raw again (or still) with a fd of its own: it reads the
-		 * version it opened, as across a rename. */
-		return 0;
 	} else {
 		int fd, err = open_backing(m, inode, h->flags & ~O_TRUNC, &fd);
 		if (err)
@@ -675,6 +681,11 @@ int fs_tensor_open(struct fs_mount *m, struct fs_inode *inode, struct fs_handle 
 	bool trunc = (h->flags & O_TRUNC) != 0;
 	int err;
 
+	/* Reached through a name the kernel still had from before a commit:
+	 * it looks the name up again (a path open is retried once on ESTALE)
+	 * and opens the committed file, a new inode with its own page cache. */
+	if (inode->retired)
+		return ESTALE;
 	for (;;) {
 		if ((err = fs_tensor_known(m, inode)) != 0)
 			return err;
@@ -864,7 +875,6 @@ void fs_tensor_handle_close(struct fs_handle *h)
 	reader_put(h->reader);
 	h->reader = NULL;
 	close_fd(&h->fd);
-	close_fd(&h->retired_fd);
 	sfile_put(h->sf);
 	h->sf = NULL;
 }
@@ -1053,10 +1063,14 @@ static enum fs_job_end end_of(const struct lcp_pack_report *rep)
 	return FS_JOB_OVERTAKEN;
 }
 
-/* The commit under the gate (ns held for writing, inode lock held). */
+/* The commit under the gate (ns held for writing, inode lock held). When
+ * handles are open the inode is retired (fs_inode_retire): *gone_parent
+ * and *gone_name are then the name the kernel must forget (the caller's
+ * reference and string), else they stay NULL. */
 static enum fs_job_end commit(struct fs_mount *m, struct fs_inode *inode, struct fs_job *j,
 			      struct lcp_pack_job *pj, int dfd, const char *name,
-			      struct lcp_pack_report *rep, lcp_err *err)
+			      struct lcp_pack_report *rep, lcp_err *err,
+			      struct fs_inode **gone_parent, char **gone_name)
 {
 	uint64_t dev, ino;
 	struct lcp_probe pr;
@@ -1076,8 +1090,24 @@ static enum fs_job_end commit(struct fs_mount *m, struct fs_inode *inode, struct
 	if (!rep->committed)
 		return end_of(rep);
 	crash_point(m, "committed");
+	if (inode->t.nopen > 0) {
+		/* Handles opened before the commit (readers: no writer is open)
+		 * read the raw file through their fds, and the kernel's page
+		 * cache of this inode holds raw pages they keep filling. As
+		 * after a rename over an open file, they keep that version
+		 * (mmaps too) until they close; the committed file becomes a
+		 * new inode, with a page cache of its own, at its next lookup.
+		 * One name suffices: a file with several links is never
+		 * compressed. */
+		*gone_parent = fs_inode_retire(m, inode, gone_name);
+		fs_track_superseded(&inode->t);
+		return FS_JOB_COMMITTED;
+	}
 	/* The payload is in place: before anyone may look, the inode points
-	 * at it and knows it is compressed (or knows it must ask again). */
+	 * at it and knows it is compressed (or knows it must ask again). No
+	 * handle is open, so no raw page can be fetched from now on: the
+	 * invalidation after the commit drops those cached before, and the
+	 * first open after it keeps no cache (seen_size below). */
 	struct stat st;
 	int fd = openat(dfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 	if (fd >= 0 && fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) == 0) {
@@ -1088,6 +1118,7 @@ static enum fs_job_end commit(struct fs_mount *m, struct fs_inode *inode, struct
 		log_inode(m, inode, LCP_LOG_ERROR, "committed but cannot reopen: %s", strerror(errno));
 	}
 	fs_track_job_done(&inode->t, FS_JOB_COMMITTED, "", true);
+	inode->seen_size = -1;
 	if (probe_inode(m, inode, &pr, &sf) == LCP_OK && pr.repr == LCP_REPR_COMPRESSED && sf) {
 		set_sf(inode, sf);
 		note_sizes(inode, &pr);
@@ -1111,6 +1142,8 @@ static void run_job(struct fs_mount *m, struct fs_job *j)
 	lcp_err err = LCP_OK;
 	bool go, forget = false;
 	int e, dfd = -1;
+	struct fs_inode *gone_parent = NULL; /* a retired inode's last name */
+	char *gone_name = NULL;
 
 	memset(&rep, 0, sizeof rep);
 	fs_mutex_lock(&inode->lock);
@@ -1128,7 +1161,7 @@ static void run_job(struct fs_mount *m, struct fs_job *j)
 	if (pj) {
 		fs_rwlock_wrlock(&m->ns);
 		fs_mutex_lock(&inode->lock);
-		end = commit(m, inode, j, pj, dfd, name, &rep, &err);
+		end = commit(m, inode, j, pj, dfd, name, &rep, &err, &gone_parent, &gone_name);
 		if (end == FS_JOB_COMMITTED)
 			inode->format = (int)rep.format;
 		fs_mutex_unlock(&inode->lock);
@@ -1151,7 +1184,21 @@ static void run_job(struct fs_mount *m, struct fs_job *j)
 	fs_mutex_unlock(&inode->lock);
 	if (dfd >= 0)
 		close(dfd);
-	if (end == FS_JOB_COMMITTED) {
+	if (end == FS_JOB_COMMITTED && gone_parent) {
+		log_entry(m, gone_parent, gone_name, LCP_LOG_INFO,
+			  "compressed %llu -> %llu bytes (descriptors open before read the raw "
+			  "bytes until they close)",
+			  (unsigned long long)rep.logical_size, (unsigned long long)rep.stored_size);
+		/* The kernel forgets the name's dentry, so that its next lookup
+		 * finds the committed file as a new inode. Outside every lock,
+		 * from a worker (not a request of this file): the kernel may
+		 * need requests of ours answered to finish it. */
+		if (!atomic_load(&m->stopping))
+			fuse_lowlevel_notify_inval_entry(m->se, fs_ino_of(m, gone_parent), gone_name,
+							 strlen(gone_name));
+		fs_inode_unref(m, gone_parent);
+		lcp_free(gone_name);
+	} else if (end == FS_JOB_COMMITTED && !inode->retired) {
 		log_inode(m, inode, LCP_LOG_INFO, "compressed %llu -> %llu bytes",
 			  (unsigned long long)rep.logical_size, (unsigned long long)rep.stored_size);
 		/* The bytes changed (lossy reconstruction): drop cached pages and
@@ -1630,6 +1677,11 @@ ssize_t fs_tensor_xattr(struct fs_mount *m, struct fs_inode *inode, const char *
 
 	if (inode->type != S_IFREG)
 		return -ENODATA;
+	/* Replaced by a commit: a getxattr by path through the name the kernel
+	 * still had looks it up again (retried on ESTALE) and asks the file
+	 * that has the name now. */
+	if (inode->retired)
+		return -ESTALE;
 	if (fs_tensor_known(m, inode) != 0)
 		return -EIO;
 	fs_mutex_lock(&inode->lock);

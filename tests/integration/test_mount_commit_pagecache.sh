@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# A reader that opened a file while it was raw and reads it after its
-# compression committed must not make later readers see raw bytes: every
-# open after the commit reads the reconstruction (what `lcpfs unpack` of the
-# backing gives), the same bytes each time; so does the old reader (the
-# page cache is the inode's: after a commit it holds one version only).
-# Defect on main: the old handle keeps its raw fd (resolve_handle), its
-# reads fill the shared page cache with raw pages, and the next open is
-# granted keep_cache (unchanged_since_last_open), so it reads those pages.
+# A commit replaces a file as a rename over it does: what was opened before
+# the commit keeps reading the raw bytes, whole, until it closes (a read
+# descriptor and a read-only MAP_SHARED mapping, each of which read a part
+# before the commit); every open after it reads the reconstruction (what
+# `lcpfs unpack` of the backing gives), also one made after the old
+# readers filled their page cache with raw pages, whole.
+# Defects this guards against: before the switch to a new inode at the
+# commit, the old reader's raw pages filled the inode's page cache and a
+# later open (granted keep_cache) read them; then (1b772d2) the old reader
+# switched to the reconstruction at its next read, so a read across the
+# commit mixed two versions (issue 14).
 set -eu
 cd "$(dirname "$0")/../.."
 . tests/integration/fsx/mount_lib.sh
@@ -15,35 +18,62 @@ cd "$(dirname "$0")/../.."
 
 B=$WORK/backing M=$WORK/mnt
 mkdir -p "$B" "$M"
-make_tensor "$WORK/t.safetensors" 21
+make_tensor "$WORK/t.safetensors" 21 512
 LCPFS_TEST_HOLD=start LCPFS_TEST_HOLD_DIR=$HOLD_DIR mount_fs "$B" "$M"
 
 cp "$WORK/t.safetensors" "$M/x.safetensors"
 hold_wait start
 "$PYTHON" - "$M/x.safetensors" "$HOLD_DIR" "$WORK" <<'PY' || fail "the reader script failed"
-import os, sys, time
+import mmap, os, sys, time
 path, hold, work = sys.argv[1:4]
+def keep(name, data):
+    open(os.path.join(work, name), "wb").write(data)
+def read_all(fd, size):
+    data = b""
+    while len(data) < size:
+        piece = os.pread(fd, size - len(data), len(data))
+        if not piece:
+            break
+        data += piece
+    return data
 size = os.path.getsize(path)
+half = size // 2
 old = os.open(path, os.O_RDONLY)          # opened while the file is raw
+mapfd = os.open(path, os.O_RDONLY)
+mapped = mmap.mmap(mapfd, size, mmap.MAP_SHARED, mmap.PROT_READ)
+os.close(mapfd)                           # the mapping holds the file open
+oldhead = os.pread(old, half, 0)          # each reads a part before the commit
+maphead = mapped[:half]
 open(os.path.join(hold, "start.go"), "w").close()
 deadline = time.time() + 120
 while os.getxattr(path, "user.lcpfs.state") != b"compressed":
     if time.time() > deadline:
         sys.exit("never compressed")
     time.sleep(0.05)
-os.close(os.open(path, os.O_RDONLY))      # an open after the commit
-oldbytes = os.pread(old, size, 0)         # the old reader reads everything
-open(os.path.join(work, "old.bin"), "wb").write(oldbytes)
-with open(path, "rb") as f:               # a new reader
-    open(os.path.join(work, "after.bin"), "wb").write(f.read())
+first = os.open(path, os.O_RDONLY)        # an open after the commit
+keep("old.bin", oldhead + read_all(old, size)[half:])
+keep("map.bin", maphead + mapped[half:])
+keep("first.bin", read_all(first, size))
+with open(path, "rb") as f:               # a new open after the old readers read all
+    keep("after.bin", f.read())
+keep("old_again.bin", read_all(old, size))
+os.close(first)
 os.close(old)
+mapped.close()
 PY
 unmount_fs "$M" "$DAEMON_PID" || fail "unmount"
 "$LCPFS" unpack "$B/x.safetensors" "$WORK/recon.bin" || fail "unpack of the backing"
 cmp -s "$WORK/t.safetensors" "$WORK/recon.bin" && fail "the reconstruction equals the raw file: the test proves nothing"
+cmp -s "$WORK/old.bin" "$WORK/t.safetensors" ||
+	fail "a descriptor opened before the commit, read across it, did not read the raw bytes whole"
+cmp -s "$WORK/old_again.bin" "$WORK/t.safetensors" ||
+	fail "a descriptor opened before the commit read other bytes than the raw file at its second read"
+cmp -s "$WORK/map.bin" "$WORK/t.safetensors" ||
+	fail "a mapping made before the commit, read across it, did not read the raw bytes whole"
+cmp -s "$WORK/first.bin" "$WORK/recon.bin" ||
+	fail "a descriptor opened after the commit did not read the reconstruction whole"
 if cmp -s "$WORK/after.bin" "$WORK/t.safetensors"; then
-	fail "a reader that opened after the commit read the raw bytes left in the page cache by a reader from before it"
+	fail "an open after the old readers read the raw bytes they left in a page cache"
 fi
-cmp -s "$WORK/after.bin" "$WORK/recon.bin" || fail "a reader that opened after the commit read neither version whole"
-cmp -s "$WORK/old.bin" "$WORK/recon.bin" || fail "a reader opened before the commit read other bytes than the reconstruction after it"
-say "readers after a commit read the reconstruction"
+cmp -s "$WORK/after.bin" "$WORK/recon.bin" || fail "an open after the old readers read neither version whole"
+say "readers from before a commit read the raw bytes; opens after it read the reconstruction"

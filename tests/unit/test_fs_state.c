@@ -63,6 +63,23 @@ Test(fs_state, write_release_commit)
 	cr_assert_gt(t.content_gen, before, "a commit swaps the backing file");
 }
 
+/* A commit while a reader holds the file open: the inode stays the raw
+ * version the reader reads (a new inode is the committed file). */
+Test(fs_state, commit_under_a_reader_supersedes)
+{
+	uint64_t g = write_and_release();
+	fs_track_opened(&t, false, false);
+	cr_assert(fs_track_gate(&t, g), "a reader does not hold a commit back");
+	uint64_t before = t.content_gen;
+	fs_track_superseded(&t);
+	cr_assert_eq(t.state, FS_RAW);
+	cr_assert_not(t.queued);
+	cr_assert_eq(t.content_gen, before, "the reader keeps its raw fd");
+	cr_assert_eq(fs_track_released(&t, false, false), FS_DO_NOTHING,
+		     "nothing to compress when the reader goes");
+	cr_assert_eq(t.state, FS_RAW);
+}
+
 Test(fs_state, nothing_queued_without_a_change)
 {
 	fs_track_opened(&t, true, false);
