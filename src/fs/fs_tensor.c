@@ -162,7 +162,8 @@ static void crash_point(struct fs_mount *m, const char *point)
  * is about to prepare), "prepared" (the temporaries are written, the gate
  * not yet taken), "materialize" (before a materialize decodes), "discard"
  * (before the empty file of an O_TRUNC is written and fsynced), "fsync"
- * (fs_fsync, before the backing's fsync). Lets tests
+ * (fs_fsync, before the backing's fsync), "announce" (a commit is done,
+ * the kernel not yet told to drop its name or pages). Lets tests
  * act at a known moment of a compression without sleeping. */
 static void hold_point(struct fs_mount *m, const char *point)
 {
@@ -1184,6 +1185,8 @@ static void run_job(struct fs_mount *m, struct fs_job *j)
 	fs_mutex_unlock(&inode->lock);
 	if (dfd >= 0)
 		close(dfd);
+	if (end == FS_JOB_COMMITTED)
+		hold_point(m, "announce");
 	if (end == FS_JOB_COMMITTED && gone_parent) {
 		log_entry(m, gone_parent, gone_name, LCP_LOG_INFO,
 			  "compressed %llu -> %llu bytes (descriptors open before read the raw "
