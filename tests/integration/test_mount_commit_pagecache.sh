@@ -26,16 +26,11 @@ hold_wait start
 "$PYTHON" - "$M/x.safetensors" "$HOLD_DIR" "$WORK" <<'PY' || fail "the reader script failed"
 import mmap, os, sys, time
 path, hold, work = sys.argv[1:4]
+sys.path.insert(0, "tests/integration/fsx")
+import held
+from held import read_all
 def keep(name, data):
-    open(os.path.join(work, name), "wb").write(data)
-def read_all(fd, size):
-    data = b""
-    while len(data) < size:
-        piece = os.pread(fd, size - len(data), len(data))
-        if not piece:
-            break
-        data += piece
-    return data
+    held.keep(work, name, data)
 size = os.path.getsize(path)
 half = size // 2
 old = os.open(path, os.O_RDONLY)          # opened while the file is raw

@@ -26,16 +26,11 @@ run_case() {
 import os, sys, time
 path, hold, work, first = sys.argv[1:5]
 out = os.path.join(work, first)
+sys.path.insert(0, "tests/integration/fsx")
+import held
+from held import read_all
 def keep(name, data):
-    open(os.path.join(out, name), "wb").write(data)
-def read_all(fd, size):
-    data = b""
-    while len(data) < size:
-        piece = os.pread(fd, size - len(data), len(data))
-        if not piece:
-            break
-        data += piece
-    return data
+    held.keep(out, name, data)
 raw = open(os.path.join(work, "t.safetensors"), "rb").read()
 size = len(raw)
 writer = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
