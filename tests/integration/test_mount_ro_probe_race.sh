@@ -20,6 +20,9 @@ cd "$(dirname "$0")/../.."
 
 SHIM=$WORK/probe_gate.so
 cc -shared -fPIC -O1 -o "$SHIM" tests/integration/fsx/probe_gate.c -ldl || fail "cannot build the shim"
+# A sanitizer build's runtime must come first among preloaded libraries.
+PRELOAD=$(asan_runtime)
+PRELOAD=${PRELOAD:+$PRELOAD:}$SHIM
 B=$WORK/backing M1=$WORK/rw
 mkdir -p "$B" "$M1"
 make_tensor "$WORK/t.safetensors" 121
@@ -35,7 +38,7 @@ node_case() {
 	local name=$1 what=$2 gate=$WORK/gate.$1 node=$WORK/ro.$1 lookup rc=0
 	shift 2
 	mkdir -p "$gate" "$node"
-	LD_PRELOAD=$SHIM LCPFS_QA_GATE_DIR=$gate LCPFS_QA_GATE_NAME=.$name.lcpfs mount_fs "$B" "$node" -o ro
+	LD_PRELOAD=$PRELOAD LCPFS_QA_GATE_DIR=$gate LCPFS_QA_GATE_NAME=.$name.lcpfs mount_fs "$B" "$node" -o ro
 	stat "$node/$name" > /dev/null 2>&1 &
 	lookup=$!
 	poll 30 test -e "$gate/arrived" || { : > "$gate/go"; fail "$what: the node never probed $name"; }

@@ -60,6 +60,12 @@ mount_fs() {
 $(tail -n 20 "$WORK/daemon.log")"
 }
 
+# asan_runtime: prints the AddressSanitizer runtime the lcpfs binary is
+# linked with (the SAN=1 build), nothing for a normal build.
+asan_runtime() {
+	ldd "$LCPFS" 2>/dev/null | awk '/libasan/ { print $3 }'
+}
+
 pid_gone() {
 	! kill -0 "$1" 2>/dev/null
 }
