@@ -42,6 +42,13 @@
  * more per step and takes 4, see FUSED). */
 #define MAX_GROUP 8
 
+/* Fused steps announce their output this many bytes ahead with a prefetch
+ * for writing, so a store that misses the cache finds its line owned
+ * rather than waiting for it: the decode benchmark's matrix (14 MiB of F32
+ * output) 2-9% faster per row, 256 to 1024 bytes alike (DESIGN-notes). A
+ * prefetch never faults, so one past the output is harmless. */
+#define OUT_PREFETCH_BYTES 512
+
 /*
  * vpgatherdd merges into its destination register, so it waits for that
  * register's previous value; compilers reuse one register for consecutive
@@ -339,6 +346,7 @@ INLINE AVX512 lcp_err decode_group(const struct lcp_rans_block *b, unsigned K,
 					o.sd = sd0 + g;
 					o.off = off0 + g;
 					o.out = out0 + k * block_bytes + (size_t)16u * t * eb;
+					__builtin_prefetch((const void *)((uintptr_t)o.out + OUT_PREFETCH_BYTES), 1, 3);
 				}
 				x[k] = rans_step(x[k], &wp[k], o, fused, dq, kind, tab[k]);
 			}

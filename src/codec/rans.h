@@ -94,6 +94,9 @@ size_t lcp_rans_encode_ref(const struct lcp_rans_enc *e, const uint8_t *sym, uin
 bool lcp_rans_avx512_available(void);
 uint8_t *lcp_rans_encode_steps_avx512(const struct lcp_rans_enc *e, const uint8_t *sym,
 				      uint32_t steps, uint32_t x[LCP_RANS_MAX_LANES], uint8_t *w);
+/* lcp_rans_dec_init with one 64-byte store per 16 slots; internal to it. */
+struct lcp_rans_dec;
+void lcp_rans_dec_init_avx512(struct lcp_rans_dec *d, const uint16_t freq[256]);
 #endif
 
 /* Decoder table: for each slot, symbol | f << 8 | (slot - cum) << 20; then

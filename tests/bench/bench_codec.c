@@ -16,7 +16,9 @@
  * Exit status is 0 unless the benchmark could not run (targets only print).
  * Environment: BENCH_DATA (default ../shared/data), BENCH_OUT (directory for
  * the reconstructed model files; default a fresh /tmp directory, removed at
- * the end), PYTHON (default /usr/bin/python3). Runs with cwd = repo root.
+ * the end), PYTHON (default /usr/bin/python3), BENCH_ONLY=decode (load the
+ * weights, run only the decode-speed section: a short run for decoder work).
+ * Runs with cwd = repo root.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -920,6 +922,8 @@ int main(void)
 	struct file *files = xmalloc(nnames * sizeof *files);
 	struct result *res = xmalloc(nnames * nschemes * sizeof *res);
 	const char *model_name = NULL;
+	const char *only = getenv("BENCH_ONLY");
+	bool decode_only = only && strcmp(only, "decode") == 0;
 
 	printf("Codec benchmark: every F32 tensor with >= 2 dims and >= %d elements, viewed as\n"
 	       "[prod(dims[:-1]), dims[-1]]; bpw = all stored bytes * 8 / elements; SQNR = 10 log10\n"
@@ -938,7 +942,7 @@ int main(void)
 		}
 		if (strstr(f->name, "stories260K"))
 			model_name = f->name;
-		for (size_t s = 0; s < nschemes; s++) {
+		for (size_t s = 0; s < nschemes && !decode_only; s++) {
 			struct result *r = &res[fi * nschemes + s];
 			run_scheme(ctx, f, s, r, NULL);
 			char ranks[512] = "";
@@ -956,6 +960,10 @@ int main(void)
 		fflush(stdout);
 	}
 
+	if (decode_only) {
+		decode_speed(ctx, files, nnames);
+		goto done;
+	}
 	printf("\nTargets (issue 3):\n");
 	size_t iq0 = S_REF0 + (size_t)(ref_scheme_find("Q4_0") - ref_schemes);
 	size_t iiq = S_REF0 + (size_t)(ref_scheme_find("IQ4_NL") - ref_schemes);
@@ -1010,7 +1018,7 @@ int main(void)
 	lossless_section(ctx, files, nnames);
 	if (model_name)
 		model_section(ctx, dir, python, model_name);
-
+done:
 	for (size_t fi = 0; fi < nnames; fi++) {
 		free_file(&files[fi]);
 		free(names[fi]);

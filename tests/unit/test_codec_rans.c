@@ -5,8 +5,8 @@
  * block length, a golden block that pins the byte layout, malformed blocks
  * and tables, every kernel set against the reference decoder (same
  * symbols, same verdict on damaged blocks; exact-size buffers so SAN=1
- * catches any read past a block), and the fast encoder against the plain-C
- * one.
+ * catches any read past a block), the fast encoder against the plain-C
+ * one, and the decoding table against its definition.
  */
 #include <criterion/criterion.h>
 #include <stdlib.h>
@@ -394,4 +394,36 @@ Test(rans, fast_encoder_gives_the_plain_c_bytes)
 	free(s);
 	free(want);
 	free(got);
+}
+
+/* Slot by slot, the table rans.h defines: symbol | f << 8 | (slot - cum)
+ * << 20, whichever form of lcp_rans_dec_init this CPU runs. */
+Test(rans, decoding_table_is_its_definition)
+{
+	static const unsigned shapes[][3] = {{16, 8, 2}, {256, 128, 30}, {256, 7, 0}, {256, 128, 200}};
+	enum { N = 20000 };
+	uint8_t *s = malloc(N);
+	static struct lcp_rans_dec d;
+	rng_state = 5;
+	for (size_t k = 0; k < sizeof shapes / sizeof shapes[0] + 1; k++) {
+		uint16_t freq[256];
+		if (k < sizeof shapes / sizeof shapes[0]) {
+			make_symbols(s, N, shapes[k][0], shapes[k][1], shapes[k][2]);
+			model_of(s, N, freq);
+		} else { /* every symbol, f = 16 each: whole passes, none past the table */
+			for (unsigned i = 0; i < 256; i++)
+				freq[i] = LCP_RANS_SCALE / 256;
+		}
+		memset(&d, 0xa5, sizeof d);
+		lcp_rans_dec_init(&d, freq);
+		uint32_t cum = 0;
+		for (unsigned sym = 0; sym < 256; sym++) {
+			for (uint32_t j = 0; j < freq[sym]; j++)
+				cr_assert_eq(d.slot[cum + j], sym | (uint32_t)freq[sym] << 8 | j << 20,
+					     "shape %zu, symbol %u, slot %u", k, sym, cum + j);
+			cum += freq[sym];
+		}
+		cr_assert_eq(cum, LCP_RANS_SCALE);
+	}
+	free(s);
 }
