@@ -41,7 +41,7 @@ done
 # quarantine and every allocation has shadow and redzones: RSS says nothing
 # about the daemon's own bound there.
 if [ -n "$(asan_runtime)" ]; then
-	echo "SKIP: the daemon is an AddressSanitizer build: its resident size is not the daemon's"
+	echo "SKIP: the daemon is a sanitizer (SAN=1) build: its resident size is not the daemon's"
 	exit 77
 fi
 mount_fs "$B" "$M" -o cache=1M,decode_ahead=0
