@@ -13,6 +13,7 @@
 #include "codec/half.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
 #include <immintrin.h>
 #include <pthread.h>
 #endif
@@ -127,8 +128,13 @@ static pthread_once_t f16c_once = PTHREAD_ONCE_INIT;
 
 static void check_f16c(void)
 {
+	unsigned a, b, c, d;
+
 	__builtin_cpu_init();
-	have_f16c = __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
+	/* clang's __builtin_cpu_supports knows no "f16c": CPUID leaf 1 says
+	 * (ECX bit 29); "avx" also covers the OS saving the YMM state. */
+	have_f16c = __builtin_cpu_supports("avx") && __get_cpuid(1, &a, &b, &c, &d) &&
+		    (c & bit_F16C) != 0;
 }
 #endif
 
