@@ -69,25 +69,24 @@ cmp -s "$M/sub/A" "$WORK/expected" || fail "A reads different bytes after the re
 # run that recovery at start and then write the same files: it is refused,
 # naming the mounted backing. (If it ever starts, timeout's SIGTERM
 # unmounts it.)
-mkdir "$WORK/mnt2"
-rc=0
-timeout -k 5 "$MOUNT_TIMEOUT" "$LCPFS" "$B/sub" "$WORK/mnt2" -f 2> "$WORK/second.err" || rc=$?
-[ "$rc" != 0 ] && [ "$rc" != 124 ] ||
-	fail "a read-write mount of a subdirectory of a mounted backing started (exit $rc)"
-grep -q "mount of $B, which holds this directory" "$WORK/second.err" ||
-	fail "the refusal does not name the mounted backing: $(cat "$WORK/second.err")"
+# refused BACKING MNT WHAT NAMED: a read-write mount of BACKING (WHAT)
+# exits with an error that contains NAMED.
+refused() {
+	mkdir -p "$2"
+	local rc=0
+	timeout -k 5 "$MOUNT_TIMEOUT" "$LCPFS" "$1" "$2" -f 2> "$WORK/refusal.err" || rc=$?
+	[ "$rc" != 0 ] && [ "$rc" != 124 ] || fail "a read-write mount of $3 started (exit $rc)"
+	grep -qF "$4" "$WORK/refusal.err" ||
+		fail "the refusal of $3 does not name the mounted backing: $(cat "$WORK/refusal.err")"
+}
+refused "$B/sub" "$WORK/mnt2" "a subdirectory of a mounted backing" \
+	"mount of $B, which holds this directory"
 
 # The other way round: with a read-write mount of sub running, a read-write
 # mount of the backing above it would be a second writer of sub's files.
 unmount_fs "$M" "$DAEMON_PID" || fail "unmount"
 mount_fs "$B/sub" "$WORK/mnt2"
-mkdir "$WORK/mnt3"
-rc=0
-timeout -k 5 "$MOUNT_TIMEOUT" "$LCPFS" "$B" "$WORK/mnt3" -f 2> "$WORK/parent.err" || rc=$?
-[ "$rc" != 0 ] && [ "$rc" != 124 ] ||
-	fail "a read-write mount of a directory holding a mounted backing started (exit $rc)"
-grep -q "$B/sub" "$WORK/parent.err" ||
-	fail "the refusal does not name the mounted backing below: $(cat "$WORK/parent.err")"
+refused "$B" "$WORK/mnt3" "a directory holding a mounted backing" "$B/sub"
 mount_fs "$B" "$WORK/mnt3" -o ro
 cmp -s "$WORK/mnt3/sub/A" "$WORK/expected" || fail "a read-only mount above reads A wrong"
 say "recovery of a subdirectory did not harm the mount's files ($refused of $runs refused); nested read-write mounts are refused both ways"
