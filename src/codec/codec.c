@@ -525,6 +525,13 @@ static lcp_err put_stream(struct lcp_codec_ctx *ctx, struct lcp_buf *b, const ui
  * tensors 0.04 bits/weight, so the margin is the codes' 2%. */
 #define SIDE_PREFERENCE 50u
 
+/* A side plane of the 8-bit class (16-bit scale codes) is stored raw unless
+ * rANS saves at least 1 part in SIDE_RANS_MIN_SAVING of its bytes: on the
+ * decode benchmark's matrix the aux (zero point) plane saved 8% (0.019
+ * bits/weight) and cost ~4% of the 8-bit decode time, the scale codes'
+ * high bytes save 86% and keep rANS (DESIGN-notes, "Decode, pairs"). */
+#define SIDE_RANS_MIN_SAVING 8u
+
 /* Statistics a quantization plan for one encoding needs, of the
  * quantizer's input (the tensor, or its low-rank residual). */
 struct qstats {
@@ -760,12 +767,25 @@ static lcp_err encode_quant_chunk(struct lcp_codec_ctx *ctx, const struct attemp
 	sidebuf->len = planes->len = alt->len = rans->len = 0;
 	uint8_t zmode = 0, side_mode, alt_mode;
 	lcp_err err = LCP_OK;
-	for (unsigned k = 0; !err && k <= sbytes; k++)
+	size_t raw_extra = 0; /* bytes the 8-bit class's raw rule added */
+	for (unsigned k = 0; !err && k <= sbytes; k++) {
+		size_t at = planes->len;
 		err = lcp_stream_put_plane(planes, side + k * ng, ng, (uint32_t)ng, LCP_RANS_MAX_LANES);
+		if (!err && sbytes == 2 && planes->data[at] == PLANE_RANS &&
+		    (planes->len - at - 1) * SIDE_RANS_MIN_SAVING > ng * (SIDE_RANS_MIN_SAVING - 1)) {
+			raw_extra += ng + 1 - (planes->len - at);
+			planes->len = at;
+			err = lcp_buf_append_u8(planes, PLANE_RAW);
+			if (!err)
+				err = lcp_buf_append(planes, side + k * ng, ng);
+		}
+	}
 	if (!err)
 		err = put_stream(ctx, sidebuf, side, (sbytes + 1) * ng, &zmode);
 	side_mode = zmode ? SIDE_ZSTD : SIDE_RAW;
-	if (!err && (uint64_t)planes->len * SIDE_PREFERENCE <=
+	/* planes against zstd as if every plane took its smallest form: the
+	 * raw rule trades bytes for speed, never for zstd's slower decode */
+	if (!err && (uint64_t)(planes->len - raw_extra) * SIDE_PREFERENCE <=
 			    (uint64_t)sidebuf->len * (SIDE_PREFERENCE + 1)) {
 		sidebuf = planes;
 		side_mode = SIDE_PLANES;

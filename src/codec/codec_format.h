@@ -60,7 +60,9 @@
  * slower than zstd); and
  * planes (16 lanes) for the side stream unless zstd or raw is smaller by
  * more than 2% (zstd decoded the 8-bit class's side streams in a sixth of
- * the whole decode time; their planes take fewer bytes).
+ * the whole decode time; their planes take fewer bytes); in the 8-bit
+ * class a plane is stored raw unless rANS saves an eighth of its bytes
+ * (codec.c, SIDE_RANS_MIN_SAVING).
  *
  * Why rANS, and why this shape (measured with throwaway prototypes on the
  * codes of the shared weights, one core of the 2-core development machine,
