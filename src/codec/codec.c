@@ -536,20 +536,21 @@ static lcp_err put_stream(struct lcp_codec_ctx *ctx, struct lcp_buf *b, const ui
  * high bytes save 86% and keep rANS (DESIGN-notes, "Decode, pairs"). */
 #define SIDE_RANS_MIN_SAVING 8u
 
-/* The 8-bit class stores 16-lane chunks' codes as pairs unless they take
- * more than 1 part in PAIRS_PREFERENCE more bytes than one rANS symbol per
- * code: on the decode benchmark's matrix pairs took 1.5% more (7.87
- * against 7.75 bits per code) and decode with half the rANS steps. */
+/* The 8-bit class stores codes it would store as rANS as pairs instead,
+ * with the same lanes, unless they take more than 1 part in
+ * PAIRS_PREFERENCE more bytes: on the decode benchmark's matrix pairs took
+ * 1.5% more (7.87 against 7.75 bits per code) and decode with half the
+ * rANS steps, in SIMD or (fewer lanes) scalar code. */
 #define PAIRS_PREFERENCE 25u
 
 /*
  * Appends the m 8-bit codes of a chunk to b as pairs (codec_format.h): the
- * nibble plane, then the rANS stream of the pair symbols with 16 lanes in
- * blocks of the pairs of block_elems codes. work holds 2 * the chunk's
+ * nibble plane, then the rANS stream of the pair symbols with `lanes` lanes
+ * in blocks of the pairs of block_elems codes. work holds 2 * the chunk's
  * pairs bytes.
  */
 static lcp_err put_pairs(struct lcp_buf *b, const uint8_t *codes, uint64_t m, uint32_t block_elems,
-			 uint8_t *work)
+			 unsigned lanes, uint8_t *work)
 {
 	uint64_t np = lcp_pairs_in_chunk(m, block_elems);
 	uint8_t *nib = work, *sym = work + np;
@@ -566,7 +567,7 @@ static lcp_err put_pairs(struct lcp_buf *b, const uint8_t *codes, uint64_t m, ui
 	}
 	lcp_err err = lcp_buf_append(b, nib, np);
 	return err ? err : lcp_stream_put_rans(b, sym, np, (uint32_t)lcp_pairs_in(block_elems),
-					       LCP_RANS_MAX_LANES, NULL);
+					       lanes, NULL);
 }
 
 /* Statistics a quantization plan for one encoding needs, of the
@@ -838,9 +839,9 @@ static lcp_err encode_quant_chunk(struct lcp_codec_ctx *ctx, const struct attemp
 	bool use_rans = lcp_stream_prefer_rans(rans->len, alt->len, lanes);
 	const struct lcp_buf *code = use_rans ? rans : alt;
 	uint8_t code_mode = use_rans ? CODE_RANS : alt_mode;
-	if (use_rans && a->enc == LCP_ENC_Q8 && lanes == LCP_RANS_MAX_LANES) {
+	if (use_rans && a->enc == LCP_ENC_Q8) {
 		uint8_t *work = scratch(&ctx->pairs, 2 * lcp_pairs_in_chunk(m, a->block_elems));
-		err = work ? put_pairs(pairs, codes, m, a->block_elems, work) : LCP_ERR_NOMEM;
+		err = work ? put_pairs(pairs, codes, m, a->block_elems, lanes, work) : LCP_ERR_NOMEM;
 		if (err)
 			return err;
 		if ((uint64_t)pairs->len * PAIRS_PREFERENCE <= (uint64_t)rans->len * (PAIRS_PREFERENCE + 1)) {

@@ -77,11 +77,12 @@
  * code stream is the nibble plane, one byte per pair of every block in
  * turn, (c_a & 15) | (c_{a+16} & 15) << 4, then a rANS stream of the same
  * pairs' symbols (c_a >> 4) | (c_{a+16} >> 4) << 4 in blocks of P(B)
- * (block j of the stream holds block j's pairs). The encoder takes pairs
- * for 16-lane chunks it would store as rANS unless they take more than 1
- * part in 25 more bytes (PAIRS_PREFERENCE in codec.c): the low nibbles of
- * 8-bit codes are nearly uniform, so pairs cost ~0.12 bits per weight on
- * the decode benchmark's matrix, and they halve the rANS steps.
+ * (block j of the stream holds block j's pairs). The encoder takes pairs,
+ * with the same lanes, for the 8-bit chunks it would store as rANS unless
+ * they take more than 1 part in 25 more bytes (PAIRS_PREFERENCE in
+ * codec.c): the low nibbles of 8-bit codes are nearly uniform, so pairs
+ * cost ~0.12 bits per weight on the decode benchmark's matrix, and they
+ * halve the rANS steps.
  *
  * Why rANS, and why this shape (measured with throwaway prototypes on the
  * codes of the shared weights, one core of the 2-core development machine,

@@ -898,3 +898,64 @@ Test(codec, eight_bit_side_planes_stay_raw_unless_rans_saves_an_eighth)
 	lcp_encoded_free(&e);
 	free(t.bytes);
 }
+
+/* A params block with byte 4 (the version) set to v and its checksum
+ * redone, into a copy the caller frees. */
+static uint8_t *params_as_version(const struct lcp_encoded *e, uint8_t v)
+{
+	uint8_t *p = malloc(e->params_len);
+	cr_assert_not_null(p);
+	memcpy(p, e->params, e->params_len);
+	p[4] = v;
+	lcp_store_le64(p + e->params_len - 8, lcp_xxh3(p, e->params_len - 8));
+	return p;
+}
+
+/*
+ * Pairs (code mode 3) exist in params version 4 only, which is written for
+ * the 8-bit class and only for it: older readers refuse the version (as
+ * this one refuses version 5), a version-4 block of another class is
+ * damage, and a chunk of pairs under a version-2 block (the 8-bit class's
+ * older layout, still read) is damage, never bytes. The 4-bit classes keep
+ * their versions.
+ */
+Test(codec, pairs_live_in_params_version_4_only)
+{
+	const uint64_t dims[2] = {32, 4096};
+	struct tensor t;
+	make_tensor(&t, LCP_DTYPE_F32, 2, dims, 8);
+	struct lcp_config q8 = lcp_config_quality();
+	q8.rank = 0;
+	struct lcp_encoded e;
+	encode_ok(&t, &q8, &e);
+	cr_assert_eq(e.params[4], 4);
+	const struct lcp_chunk_info *ci = &e.chunks[0];
+	cr_assert_eq(e.data[ci->data_off] >> 2 & 3, CODE_PAIRS, "the chunk's codes must be pairs");
+	struct lcp_codec_tensor *ct;
+	uint8_t *p = params_as_version(&e, 5);
+	cr_expect_eq(lcp_codec_tensor_open(p, e.params_len, &ct), LCP_ERR_VERSION);
+	free(p);
+	p = params_as_version(&e, 2);
+	cr_assert_eq(lcp_codec_tensor_open(p, e.params_len, &ct), LCP_OK);
+	uint8_t *out = malloc(t.v.len);
+	cr_expect_eq(lcp_codec_decode_chunk(ct, ci, e.data + ci->data_off, ci->data_len, out,
+					    (ci->elem_end - ci->elem_begin) * 4),
+		     LCP_ERR_FORMAT);
+	lcp_codec_tensor_free(ct);
+	free(p);
+	free(out);
+	lcp_encoded_free(&e);
+
+	struct lcp_config q4 = cfg_of(4, 64, false, 0), def = lcp_config_default();
+	encode_ok(&t, &q4, &e);
+	cr_expect_eq(e.params[4], 2);
+	p = params_as_version(&e, 4);
+	cr_expect_eq(lcp_codec_tensor_open(p, e.params_len, &ct), LCP_ERR_FORMAT);
+	free(p);
+	lcp_encoded_free(&e);
+	def.rank = 0;
+	encode_ok(&t, &def, &e);
+	cr_expect_eq(e.params[4], 3);
+	lcp_encoded_free(&e);
+	free(t.bytes);
+}
