@@ -281,6 +281,42 @@ INLINE AVX512 __m512i rans_step(__m512i x, const uint8_t **p, struct step_out o,
 	return rans_advance(x, e, p);
 }
 
+/* Each block's 16 lane states into x[k] and its word cursor into cur[k];
+ * LCP_ERR_FORMAT when a block is too short to hold its states. */
+INLINE AVX512 lcp_err start_blocks(const struct lcp_rans_block *b, unsigned K,
+				   const uint8_t *readable_end, __m512i *x,
+				   struct lcp_rans_cursor *cur)
+{
+#pragma GCC unroll 8
+	for (unsigned k = 0; k < K; k++) {
+		if (b[k].len < 64)
+			return LCP_ERR_FORMAT;
+		x[k] = _mm512_loadu_si512(b[k].in);
+		lcp_rans_cursor_init(&cur[k], &b[k], 64, readable_end);
+	}
+	return LCP_OK;
+}
+
+/* The steps all K cursors allow next (at most left), their word pointers
+ * copied to wp for the run (end_run puts them back); 0 only when a damaged
+ * block has read past its copy. */
+INLINE uint32_t start_run(struct lcp_rans_cursor *cur, unsigned K, const uint8_t *readable_end,
+			  uint32_t left, const uint8_t **wp)
+{
+	uint32_t run = lcp_rans_run(cur, K, readable_end, left);
+#pragma GCC unroll 8
+	for (unsigned k = 0; k < K; k++)
+		wp[k] = cur[k].p;
+	return run;
+}
+
+INLINE void end_run(struct lcp_rans_cursor *cur, unsigned K, const uint8_t *const *wp)
+{
+#pragma GCC unroll 8
+	for (unsigned k = 0; k < K; k++)
+		cur[k].p = wp[k];
+}
+
 /*
  * Decodes K blocks of 16 lanes side by side while every block has a whole
  * step left, then finishes each block (its last n mod 16 symbols and the end
@@ -301,13 +337,11 @@ INLINE AVX512 lcp_err decode_group(const struct lcp_rans_block *b, unsigned K,
 		gshift++;
 	__m512i x[MAX_GROUP];
 	struct lcp_rans_cursor cur[MAX_GROUP];
+	if (start_blocks(b, K, readable_end, x, cur))
+		return LCP_ERR_FORMAT;
 	uint32_t steps = UINT32_MAX;
 #pragma GCC unroll 8
 	for (unsigned k = 0; k < K; k++) {
-		if (b[k].len < 64)
-			return LCP_ERR_FORMAT;
-		x[k] = _mm512_loadu_si512(b[k].in);
-		lcp_rans_cursor_init(&cur[k], &b[k], 64, readable_end);
 		steps = b[k].stop / 16 < steps ? b[k].stop / 16 : steps;
 		first[k] = f ? f->first + (uint64_t)k * f->block_elems : 0;
 	}
@@ -337,12 +371,9 @@ INLINE AVX512 lcp_err decode_group(const struct lcp_rans_block *b, unsigned K,
 	size_t block_groups = f ? f->block_elems >> 4 >> gshift : 0;
 	uint32_t t = 0;
 	while (t < steps) {
-		uint32_t run = lcp_rans_run(cur, K, readable_end, steps - t);
+		uint32_t run = start_run(cur, K, readable_end, steps - t, wp);
 		if (run == 0)
 			break; /* only a damaged block reads past its copy */
-#pragma GCC unroll 8
-		for (unsigned k = 0; k < K; k++)
-			wp[k] = cur[k].p;
 		for (uint32_t j = 0; j < run; j++, t++) {
 #pragma GCC unroll 8
 			for (unsigned k = 0; k < K; k++) {
@@ -358,9 +389,7 @@ INLINE AVX512 lcp_err decode_group(const struct lcp_rans_block *b, unsigned K,
 				x[k] = rans_step(x[k], &wp[k], o, fused, dq, kind, tab[k]);
 			}
 		}
-#pragma GCC unroll 8
-		for (unsigned k = 0; k < K; k++)
-			cur[k].p = wp[k];
+		end_run(cur, K, wp);
 	}
 	for (unsigned k = 0; k < K; k++) {
 		uint32_t xs[LCP_RANS_MAX_LANES];
@@ -438,13 +467,11 @@ INLINE AVX512 lcp_err decode_pairs_group(const struct lcp_rans_block *b, unsigne
 	__m512i x[MAX_GROUP];
 	struct lcp_rans_cursor cur[MAX_GROUP];
 	const uint8_t *wp[MAX_GROUP];
+	if (start_blocks(b, K, readable_end, x, cur))
+		return LCP_ERR_FORMAT;
 	uint32_t steps = UINT32_MAX;
 #pragma GCC unroll 8
 	for (unsigned k = 0; k < K; k++) {
-		if (b[k].len < 64)
-			return LCP_ERR_FORMAT;
-		x[k] = _mm512_loadu_si512(b[k].in);
-		lcp_rans_cursor_init(&cur[k], &b[k], 64, readable_end);
 		first[k] = f->first + k * B;
 		n[k] = f->m - first[k] < B ? f->m - first[k] : B;
 		/* whole steps only: a block's last pairs may hold padding */
@@ -458,12 +485,9 @@ INLINE AVX512 lcp_err decode_pairs_group(const struct lcp_rans_block *b, unsigne
 	size_t block_bytes = (size_t)B * eb, block_groups = (size_t)(B >> glog);
 	uint32_t t = 0;
 	while (t < steps) {
-		uint32_t run = lcp_rans_run(cur, K, readable_end, steps - t);
+		uint32_t run = start_run(cur, K, readable_end, steps - t, wp);
 		if (run == 0)
 			break; /* only a damaged block reads past its copy */
-#pragma GCC unroll 8
-		for (unsigned k = 0; k < K; k++)
-			wp[k] = cur[k].p;
 		for (uint32_t j = 0; j < run; j++, t++) {
 #pragma GCC unroll 8
 			for (unsigned k = 0; k < K; k++) {
@@ -476,9 +500,7 @@ INLINE AVX512 lcp_err decode_pairs_group(const struct lcp_rans_block *b, unsigne
 				x[k] = pair_step(x[k], &wp[k], nib0 + k * pb + 16u * t, o, kind, tab);
 			}
 		}
-#pragma GCC unroll 8
-		for (unsigned k = 0; k < K; k++)
-			cur[k].p = wp[k];
+		end_run(cur, K, wp);
 	}
 	for (unsigned k = 0; k < K; k++) {
 		uint32_t xs[LCP_RANS_MAX_LANES];
