@@ -116,8 +116,8 @@ struct zero_chunk {
 
 struct lcp_codec_ctx {
 	ZSTD_CCtx *zc;
-	struct scratch raw, x, xq, codes, sc, aux, stream, dec, delta, dqwork;
-	struct lcp_buf side, planes, alt, rans;
+	struct scratch raw, x, xq, codes, sc, aux, stream, dec, delta, dqwork, pairs;
+	struct lcp_buf side, planes, alt, rans, pairbuf;
 	struct zero_chunk zero;
 };
 
@@ -202,13 +202,14 @@ void lcp_codec_ctx_free(struct lcp_codec_ctx *ctx)
 		return;
 	ZSTD_freeCCtx(ctx->zc);
 	struct scratch *all[] = {&ctx->raw, &ctx->x, &ctx->xq, &ctx->codes, &ctx->sc, &ctx->aux,
-				 &ctx->stream, &ctx->dec, &ctx->delta, &ctx->dqwork};
+				 &ctx->stream, &ctx->dec, &ctx->delta, &ctx->dqwork, &ctx->pairs};
 	for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
 		scratch_free(all[i]);
 	lcp_buf_free(&ctx->side);
 	lcp_buf_free(&ctx->planes);
 	lcp_buf_free(&ctx->alt);
 	lcp_buf_free(&ctx->rans);
+	lcp_buf_free(&ctx->pairbuf);
 	lcp_buf_free(&ctx->zero.bytes);
 	lcp_free(ctx);
 }
@@ -427,8 +428,9 @@ static void acc_metrics(enum lcp_dtype dt, const float *x, const uint8_t *raw, c
 	s[3] = ee;
 }
 
-/* The params block: version 3 for dependent quantization and lossless
- * tensors, version 2 for the other quantized ones (codec_format.h). */
+/* The params block: version 4 for the 8-bit class, 3 for dependent
+ * quantization and lossless tensors, version 2 for the other quantized ones
+ * (codec_format.h). */
 static lcp_err params_build(const struct lcp_tensor_source *t, enum lcp_encoding enc,
 			    const struct lcp_qparams *q, bool dq, const struct lowrank *lr,
 			    uint32_t group_size, uint32_t chunk_elems, uint32_t block_elems,
@@ -437,7 +439,9 @@ static lcp_err params_build(const struct lcp_tensor_source *t, enum lcp_encoding
 	struct lcp_buf b = LCP_BUF_INIT;
 	lcp_err err = lcp_buf_append(&b, PARAMS_MAGIC, 4);
 	if (!err)
-		err = lcp_buf_append_u8(&b, dq || enc == LCP_ENC_LOSSLESS ? PARAMS_VERSION_3 : PARAMS_VERSION_2);
+		err = lcp_buf_append_u8(&b, enc == LCP_ENC_Q8 ? PARAMS_VERSION_4
+						: dq || enc == LCP_ENC_LOSSLESS ? PARAMS_VERSION_3
+										: PARAMS_VERSION_2);
 	if (!err)
 		err = lcp_buf_append_u8(&b, (uint8_t)enc);
 	if (!err)
@@ -524,6 +528,47 @@ static lcp_err put_stream(struct lcp_codec_ctx *ctx, struct lcp_buf *b, const ui
  * weight for 0.03 ns per weight), and a 10% margin cost stories260K's 8-bit
  * tensors 0.04 bits/weight, so the margin is the codes' 2%. */
 #define SIDE_PREFERENCE 50u
+
+/* A side plane of the 8-bit class (16-bit scale codes) is stored raw unless
+ * rANS saves at least 1 part in SIDE_RANS_MIN_SAVING of its bytes: on the
+ * decode benchmark's matrix the aux (zero point) plane saved 8% (0.019
+ * bits/weight) and cost ~4% of the 8-bit decode time, the scale codes'
+ * high bytes save 86% and keep rANS (DESIGN-notes, "Decode, pairs"). */
+#define SIDE_RANS_MIN_SAVING 8u
+
+/* The 8-bit class stores codes it would store as rANS as pairs instead,
+ * with the same lanes, unless they take more than 1 part in
+ * PAIRS_PREFERENCE more bytes: on the decode benchmark's matrix pairs took
+ * 1.5% more (7.87 against 7.75 bits per code) and decode with half the
+ * rANS steps, in SIMD or (fewer lanes) scalar code. */
+#define PAIRS_PREFERENCE 25u
+
+/*
+ * Appends the m 8-bit codes of a chunk to b as pairs (codec_format.h): the
+ * nibble plane, then the rANS stream of the pair symbols with `lanes` lanes
+ * in blocks of the pairs of block_elems codes. work holds 2 * the chunk's
+ * pairs bytes.
+ */
+static lcp_err put_pairs(struct lcp_buf *b, const uint8_t *codes, uint64_t m, uint32_t block_elems,
+			 unsigned lanes, uint8_t *work)
+{
+	uint64_t np = lcp_pairs_in_chunk(m, block_elems);
+	uint8_t *nib = work, *sym = work + np;
+	uint64_t p = 0;
+	for (uint64_t beg = 0; beg < m; beg += block_elems) {
+		uint64_t n = m - beg < block_elems ? m - beg : block_elems;
+		const uint8_t *c = codes + beg;
+		for (uint64_t q = 0; q < lcp_pairs_in(n); q++, p++) {
+			uint64_t i = 32u * (q / 16u) + q % 16u;
+			uint8_t second = i + 16u < n ? c[i + 16u] : 0; /* padding: code 0 */
+			nib[p] = (uint8_t)((c[i] & 15u) | (second & 15u) << 4);
+			sym[p] = (uint8_t)(c[i] >> 4 | (second >> 4) << 4);
+		}
+	}
+	lcp_err err = lcp_buf_append(b, nib, np);
+	return err ? err : lcp_stream_put_rans(b, sym, np, (uint32_t)lcp_pairs_in(block_elems),
+					       lanes, NULL);
+}
 
 /* Statistics a quantization plan for one encoding needs, of the
  * quantizer's input (the tensor, or its low-rank residual). */
@@ -756,16 +801,29 @@ static lcp_err encode_quant_chunk(struct lcp_codec_ctx *ctx, const struct attemp
 		memcpy(packed, codes, m);
 	}
 	struct lcp_buf *sidebuf = &ctx->side, *planes = &ctx->planes, *alt = &ctx->alt;
-	struct lcp_buf *rans = &ctx->rans;
-	sidebuf->len = planes->len = alt->len = rans->len = 0;
+	struct lcp_buf *rans = &ctx->rans, *pairs = &ctx->pairbuf;
+	sidebuf->len = planes->len = alt->len = rans->len = pairs->len = 0;
 	uint8_t zmode = 0, side_mode, alt_mode;
 	lcp_err err = LCP_OK;
-	for (unsigned k = 0; !err && k <= sbytes; k++)
+	size_t raw_extra = 0; /* bytes the 8-bit class's raw rule added */
+	for (unsigned k = 0; !err && k <= sbytes; k++) {
+		size_t at = planes->len;
 		err = lcp_stream_put_plane(planes, side + k * ng, ng, (uint32_t)ng, LCP_RANS_MAX_LANES);
+		if (!err && sbytes == 2 && planes->data[at] == PLANE_RANS &&
+		    (planes->len - at - 1) * SIDE_RANS_MIN_SAVING > ng * (SIDE_RANS_MIN_SAVING - 1)) {
+			raw_extra += ng + 1 - (planes->len - at);
+			planes->len = at;
+			err = lcp_buf_append_u8(planes, PLANE_RAW);
+			if (!err)
+				err = lcp_buf_append(planes, side + k * ng, ng);
+		}
+	}
 	if (!err)
 		err = put_stream(ctx, sidebuf, side, (sbytes + 1) * ng, &zmode);
 	side_mode = zmode ? SIDE_ZSTD : SIDE_RAW;
-	if (!err && (uint64_t)planes->len * SIDE_PREFERENCE <=
+	/* planes against zstd as if every plane took its smallest form: the
+	 * raw rule trades bytes for speed, never for zstd's slower decode */
+	if (!err && (uint64_t)(planes->len - raw_extra) * SIDE_PREFERENCE <=
 			    (uint64_t)sidebuf->len * (SIDE_PREFERENCE + 1)) {
 		sidebuf = planes;
 		side_mode = SIDE_PLANES;
@@ -780,7 +838,18 @@ static lcp_err encode_quant_chunk(struct lcp_codec_ctx *ctx, const struct attemp
 		return err;
 	bool use_rans = lcp_stream_prefer_rans(rans->len, alt->len, lanes);
 	const struct lcp_buf *code = use_rans ? rans : alt;
-	uint8_t modes = (uint8_t)(side_mode | (use_rans ? CODE_RANS : alt_mode) << 2);
+	uint8_t code_mode = use_rans ? CODE_RANS : alt_mode;
+	if (use_rans && a->enc == LCP_ENC_Q8) {
+		uint8_t *work = scratch(&ctx->pairs, 2 * lcp_pairs_in_chunk(m, a->block_elems));
+		err = work ? put_pairs(pairs, codes, m, a->block_elems, lanes, work) : LCP_ERR_NOMEM;
+		if (err)
+			return err;
+		if ((uint64_t)pairs->len * PAIRS_PREFERENCE <= (uint64_t)rans->len * (PAIRS_PREFERENCE + 1)) {
+			code = pairs;
+			code_mode = CODE_PAIRS;
+		}
+	}
+	uint8_t modes = (uint8_t)(side_mode | code_mode << 2);
 	err = lcp_buf_append_u8(&o->bytes, modes);
 	if (!err)
 		err = lcp_buf_append_le32(&o->bytes, (uint32_t)sidebuf->len);

@@ -23,10 +23,13 @@
  * dependent quantization, which needs bit 1), u8 log2 of scale codes per
  * octave (4 or 8; 0 lossless), u16 rank, u32 group size, u32 chunk elements,
  * f32 super-scale, u8 ndims, u64 dims[ndims], fp16 V^T[rank * cols];
- * versions 2 and 3 then have u32 block elements B (0 for lossless in
- * version 2); last, u64 xxh3 of all bytes before it. Version 3 is written
- * for dependent quantization, version 2 for the other quantized tensors;
- * version 1 (no block field) was written for lossless ones; all are read.
+ * versions 2 to 4 then have u32 block elements B (0 for lossless in
+ * version 2); last, u64 xxh3 of all bytes before it. Version 4 is written
+ * for the 8-bit class (encoding q8; its chunks may hold pairs, code mode 3
+ * below, which older readers must refuse: they refuse the version), version
+ * 3 for dependent quantization, version 2 for the other quantized tensors
+ * (4-bit codes); version 1 (no block field) was written for lossless ones.
+ * All four are read.
  *
  * Dependent quantization (flags bit 2; quant.h has the search): the
  * entropy-coded class's 8-bit codes c with k = c - 128 reconstruct as
@@ -47,7 +50,8 @@
  * the side stream's mode (enum side_mode: raw, one zstd frame, or planes:
  * each plane u8 enum plane_mode then ng raw bytes, one byte repeated, or a
  * rANS stream of one block of ng symbols), bits 2-3 the codes' (enum
- * code_mode: raw, one zstd frame, or a rANS stream), bits 4-7 zero. Raw and
+ * code_mode: raw, one zstd frame, a rANS stream, or (version 4 only)
+ * pairs), bits 4-7 zero. Raw and
  * zstd codes are one byte each, 4-bit symbols packed two per byte, low
  * nibble first. A rANS stream (rans.h): u8 log2 of the lane count L (0..4),
  * its own frequency table (lcp_rans_table_write), u32 byte length of each
@@ -60,7 +64,25 @@
  * slower than zstd); and
  * planes (16 lanes) for the side stream unless zstd or raw is smaller by
  * more than 2% (zstd decoded the 8-bit class's side streams in a sixth of
- * the whole decode time; their planes take fewer bytes).
+ * the whole decode time; their planes take fewer bytes); in the 8-bit
+ * class a plane is stored raw unless rANS saves an eighth of its bytes
+ * (codec.c, SIDE_RANS_MIN_SAVING).
+ *
+ * Pairs (code mode 3, version 4, 8-bit codes): one rANS symbol per two
+ * codes. Block j of the chunk (its elements [j*B, min((j+1)*B, m)), n of
+ * them) has P(n) = 16 floor(n / 32) + min(n mod 32, 16) pairs; pair p of a
+ * block covers its elements a = 32 floor(p / 16) + p mod 16 and a + 16
+ * (the second is padding, written as code 0 and ignored, when a + 16 >= n),
+ * so 16 lanes decode two 16-code vectors in element order per step. The
+ * code stream is the nibble plane, one byte per pair of every block in
+ * turn, (c_a & 15) | (c_{a+16} & 15) << 4, then a rANS stream of the same
+ * pairs' symbols (c_a >> 4) | (c_{a+16} >> 4) << 4 in blocks of P(B)
+ * (block j of the stream holds block j's pairs). The encoder takes pairs,
+ * with the same lanes, for the 8-bit chunks it would store as rANS unless
+ * they take more than 1 part in 25 more bytes (PAIRS_PREFERENCE in
+ * codec.c): the low nibbles of 8-bit codes are nearly uniform, so pairs
+ * cost ~0.12 bits per weight on the decode benchmark's matrix, and they
+ * halve the rANS steps.
  *
  * Why rANS, and why this shape (measured with throwaway prototypes on the
  * codes of the shared weights, one core of the 2-core development machine,
@@ -114,8 +136,9 @@
 
 #define PARAMS_MAGIC "LCPQ"
 #define PARAMS_VERSION_1 1 /* still read */
-#define PARAMS_VERSION_2 2 /* written for quantized tensors without dependent quantization */
+#define PARAMS_VERSION_2 2 /* written for 4-bit codes without dependent quantization */
 #define PARAMS_VERSION_3 3 /* written for dependent quantization and lossless tensors */
+#define PARAMS_VERSION_4 4 /* written for the 8-bit class: chunks may hold pairs */
 /* Flags byte of the params block. */
 #define PARAMS_FLAG_SYMMETRIC 1u
 #define PARAMS_FLAG_ENTROPY 2u /* entropy-coded 4-bit class: 8-bit symbols, offset 128 */
@@ -152,15 +175,28 @@
  * byte in version 2; version 1 has raw and zstd only, as bit 0) and its
  * codes (bits 2-3; version 1: bit 1). */
 enum side_mode { SIDE_RAW = 0, SIDE_ZSTD = 1, SIDE_PLANES = 2 };
-enum code_mode { CODE_RAW = 0, CODE_ZSTD = 1, CODE_RANS = 2 };
+enum code_mode { CODE_RAW = 0, CODE_ZSTD = 1, CODE_RANS = 2, CODE_PAIRS = 3 };
 /* Modes of one plane of a side stream stored as planes. */
 enum plane_mode { PLANE_RAW = 0, PLANE_CONSTANT = 1, PLANE_RANS = 2 };
 /* Planes of a side stream: two scale-code byte planes and the aux plane. */
 #define SIDE_MAX_PLANES 3
 
+/* Pairs of a block of n elements (code mode CODE_PAIRS). */
+static inline uint64_t lcp_pairs_in(uint64_t n)
+{
+	return 16u * (n / 32u) + (n % 32u < 16u ? n % 32u : 16u);
+}
+
+/* Pairs of a chunk of m elements in blocks of block_elems. */
+static inline uint64_t lcp_pairs_in_chunk(uint64_t m, uint64_t block_elems)
+{
+	uint64_t full = m / block_elems;
+	return full * lcp_pairs_in(block_elems) + lcp_pairs_in(m - full * block_elems);
+}
+
 /* A parsed params block (lcp_codec_tensor_open). Immutable once built. */
 struct lcp_codec_tensor {
-	uint8_t version;       /* PARAMS_VERSION_1, _2 or _3 */
+	uint8_t version;       /* PARAMS_VERSION_1 .. _4 */
 	enum lcp_encoding encoding;
 	enum lcp_dtype dtype;
 	unsigned elem_bytes;

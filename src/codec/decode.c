@@ -92,7 +92,7 @@ lcp_err lcp_codec_tensor_open(const uint8_t *params, size_t params_len,
 	if (memcmp(params, PARAMS_MAGIC, 4) != 0)
 		return LCP_ERR_FORMAT;
 	uint8_t version = params[4];
-	if (version < PARAMS_VERSION_1 || version > PARAMS_VERSION_3)
+	if (version < PARAMS_VERSION_1 || version > PARAMS_VERSION_4)
 		return LCP_ERR_VERSION;
 	if (params_len < PARAMS_FIXED_LEN)
 		return LCP_ERR_TRUNCATED;
@@ -140,7 +140,7 @@ lcp_err lcp_codec_tensor_open(const uint8_t *params, size_t params_len,
 	t.dq = flags & PARAMS_FLAG_DQ;
 	uint8_t known = version == PARAMS_VERSION_3 ? 7 : 3;
 	if (dt > LCP_DTYPE_F64 || (flags & ~known) || (t.ecsq && (enc != LCP_ENC_Q4 || !t.q.symmetric)) ||
-	    (t.dq && !t.ecsq))
+	    (t.dq && !t.ecsq) || (version == PARAMS_VERSION_4 && enc != LCP_ENC_Q8))
 		return LCP_ERR_FORMAT;
 	if (t.ecsq)
 		t.q.bits = 8; /* 8-bit symbols, symmetric: off 128 */
@@ -357,6 +357,49 @@ static lcp_err decode_rans_range(const struct lcp_codec_tensor *t, const struct 
 }
 
 /*
+ * Codes [first, first + count) of a chunk of m codes stored as pairs
+ * (code mode CODE_PAIRS, codec_format.h) from its code stream src[0, len):
+ * the pairs from the first touched block's start to the end of the step
+ * that holds the last code are decoded into psym (indexed by the chunk's
+ * pair), then unpaired into the same positions of codes; with fuse, every
+ * block goes straight to the output instead (a whole chunk).
+ */
+static lcp_err decode_pairs_range(const struct lcp_codec_tensor *t, const struct lcp_kernels *k,
+				  const uint8_t *src, size_t len, uint64_t m, uint64_t first,
+				  uint64_t count, uint8_t *psym, uint8_t *codes,
+				  struct lcp_rans_dec *table, const uint8_t *readable_end,
+				  struct lcp_rans_fuse *fuse)
+{
+	uint64_t B = t->block_elems, pb = lcp_pairs_in(B), np = lcp_pairs_in_chunk(m, B);
+	if (len < np)
+		return LCP_ERR_FORMAT;
+	const uint8_t *nib = src;
+	struct lcp_stream rs;
+	size_t used;
+	lcp_err err = lcp_stream_parse(src + np, len - np, np, pb, 256, table, &rs, &used);
+	if (!err && used != len - np)
+		err = LCP_ERR_FORMAT;
+	if (err)
+		return err;
+	uint64_t last = first + count - 1, jl = last / B, r = last % B;
+	uint64_t nl = m - jl * B < B ? m - jl * B : B;
+	uint64_t in_step = 16u * (r / 32u) + 16u, pl = lcp_pairs_in(nl);
+	uint64_t pfirst = first / B * pb, pend = jl * pb + (in_step < pl ? in_step : pl);
+	if (fuse) {
+		fuse->nibbles = nib;
+		fuse->codes = codes;
+		fuse->m = m;
+	}
+	err = lcp_stream_decode_range(k, &rs, np, pfirst, pend - pfirst, psym, readable_end, fuse);
+	for (uint64_t j = first / B; !err && !fuse && j <= jl; j++) {
+		uint64_t e0 = first > j * B ? first - j * B : 0;
+		uint64_t e1 = first + count < (j + 1) * B ? first + count - j * B : B;
+		lcp_pairs_unpair(psym + j * pb, nib + j * pb, e0, e1, codes + j * B);
+	}
+	return err;
+}
+
+/*
  * The side stream stored as planes (side mode SIDE_PLANES): nplanes planes
  * of ng bytes into side, each u8 mode then 0: ng raw bytes, 1: one byte
  * repeated, 2: a rANS stream of one block of ng symbols, decoded up to
@@ -425,7 +468,8 @@ static lcp_err decode_quant(const struct lcp_codec_tensor *t, const uint8_t *dat
 	} else {
 		sm = (enum side_mode)(modes & 3);
 		cm = (enum code_mode)(modes >> 2 & 3);
-		if (modes >> 4 || sm > SIDE_PLANES || cm > CODE_RANS)
+		if (modes >> 4 || sm > SIDE_PLANES ||
+		    cm > (t->version == PARAMS_VERSION_4 ? CODE_PAIRS : CODE_RANS))
 			return LCP_ERR_FORMAT;
 	}
 	uint32_t side_len = lcp_load_le32(data + 1);
@@ -443,19 +487,21 @@ static lcp_err decode_quant(const struct lcp_codec_tensor *t, const uint8_t *dat
 	 * is a valid 8-bit code, so damaged streams that pass the checksum can
 	 * give wrong numbers but never out-of-range math. */
 	size_t u_floats = (size_t)nrows * t->rank;
-	bool unpack = cm != CODE_RANS && t->q.bits == 4;
+	bool entropy = cm == CODE_RANS || cm == CODE_PAIRS;
+	bool unpack = !entropy && t->q.bits == 4;
 	struct layout l = { NULL, 0 };
 	struct dscratch *ds = NULL;
 	float *u, *sd, *off;
-	uint8_t *side, *packed, *codes, *cls;
+	uint8_t *side, *packed, *codes, *cls, *psym;
 	struct lcp_rans_dec *table, *side_tables;
 	for (int pass = 0; pass < 2; pass++) {
-		table = take(&l, cm == CODE_RANS ? sizeof *table : 0);
+		table = take(&l, entropy ? sizeof *table : 0);
 		side_tables = take(&l, sm == SIDE_PLANES ? SIDE_MAX_PLANES * sizeof *side_tables : 0);
 		u = take(&l, u_floats * sizeof(float));
 		side = take(&l, side_raw);
-		packed = take(&l, cm == CODE_RANS ? 0 : packed_len);
-		codes = cm == CODE_RANS || unpack ? take(&l, m) : packed;
+		packed = take(&l, entropy ? 0 : packed_len);
+		codes = entropy || unpack ? take(&l, m) : packed;
+		psym = take(&l, cm == CODE_PAIRS ? lcp_pairs_in_chunk(m, t->block_elems) : 0);
 		cls = take(&l, t->dq ? m : 0);
 		sd = take(&l, (g1 - g0) * sizeof(float));
 		off = take(&l, (g1 - g0) * sizeof(float));
@@ -484,14 +530,17 @@ static lcp_err decode_quant(const struct lcp_codec_tensor *t, const uint8_t *dat
 	kern->side_params(&sp);
 	/* A whole chunk without a low-rank term goes from rANS straight to the
 	 * output where the kernels can (codes never stored). */
-	bool fusable = cm == CODE_RANS && kern->rans_decode_fused && !t->rank && first == 0 &&
+	bool fusable = entropy && kern->rans_decode_fused && !t->rank && first == 0 &&
 		       count == m &&
 		       (t->dtype == LCP_DTYPE_F32 || t->dtype == LCP_DTYPE_F16 || t->dtype == LCP_DTYPE_BF16);
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 	fusable = false;
 #endif
-	struct lcp_rans_fuse fuse = { sd, off, G, t->block_elems, 0, t->dtype, t->dq, out };
-	if (cm == CODE_RANS)
+	struct lcp_rans_fuse fuse = { sd, off, G, t->block_elems, 0, t->dtype, t->dq, out, NULL, NULL, 0 };
+	if (cm == CODE_PAIRS)
+		err = decode_pairs_range(t, kern, code_src, code_len, m, first, count, psym, codes, table,
+					 data + data_len, fusable ? &fuse : NULL);
+	else if (cm == CODE_RANS)
 		err = decode_rans_range(t, kern, code_src, code_len, m, first, count, codes, table,
 					data + data_len, fusable ? &fuse : NULL);
 	else if (cm == CODE_ZSTD)

@@ -222,6 +222,16 @@ lcp_err lcp_rans_decode_scalar(const struct lcp_rans_block *b, unsigned nb, unsi
 	return LCP_OK;
 }
 
+void lcp_pairs_unpair(const uint8_t *sym, const uint8_t *nib, uint64_t e0, uint64_t e1,
+		      uint8_t *codes)
+{
+	for (uint64_t i = e0; i < e1; i++) {
+		uint64_t s = i % 32u, p = 16u * (i / 32u) + s % 16u;
+		codes[i] = (uint8_t)(s < 16u ? (sym[p] & 15u) << 4 | (nib[p] & 15u)
+					     : (sym[p] & 0xf0u) | nib[p] >> 4);
+	}
+}
+
 static const struct lcp_kernels kernels_ref = { "ref", lcp_rans_decode_ref, NULL, ref_store,
 						lcp_side_params_ref, lcp_dq_classes_ref };
 

@@ -62,7 +62,12 @@ struct lcp_dequant_run {
  * term) at out + element * element bytes. b[k].out still receives whatever
  * codes the kernel decodes in scalar code. With dependent quantization the
  * blocks start at block boundaries (their chains start there, quant.h) and
- * the kernel walks the chains' states itself.
+ * the kernel walks the chains' states itself. With nibbles set the blocks
+ * are the pair stream of a chunk of m 8-bit codes (codec_format.h, code
+ * mode 3), each decoded to its end: b[k] holds the pair symbols of element
+ * block first / block_elems + k, nibbles is the chunk's nibble plane, and
+ * codes (m bytes, indexed by chunk element) receives whatever codes the
+ * kernel forms in scalar code.
  */
 struct lcp_rans_fuse {
 	const float *sd;        /* per group of the chunk, from group 0 */
@@ -73,7 +78,17 @@ struct lcp_rans_fuse {
 	enum lcp_dtype dt;      /* F32, F16 or BF16 */
 	bool dq;                /* dependent quantization (off[g] is then 128) */
 	uint8_t *out;           /* where the chunk's element 0 goes */
+	const uint8_t *nibbles; /* pairs: the chunk's nibble plane; else NULL */
+	uint8_t *codes;         /* pairs: scratch codes of the chunk */
+	uint64_t m;             /* pairs: the chunk's elements */
 };
+
+/* Pairs (code mode 3): the codes of elements [e0, e1) of one block, from
+ * its pair symbols sym and nibble bytes nib (each indexed by the block's
+ * pair), into codes (indexed by the block's element). The pairs that hold
+ * those elements must be decoded. */
+void lcp_pairs_unpair(const uint8_t *sym, const uint8_t *nib, uint64_t e0, uint64_t e1,
+		      uint8_t *codes);
 
 /*
  * The scale and offset of groups [g0, g0 + count) of a chunk, from its side

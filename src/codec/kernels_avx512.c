@@ -234,14 +234,29 @@ struct step_out {
 	uint32_t *st;
 };
 
+/* The new lane states after the slots' table entries e, renormalization
+ * words read in lane order from *p. */
+INLINE AVX512 __m512i rans_advance(__m512i x, __m512i e, const uint8_t **p)
+{
+	const __m512i f_mask = _mm512_set1_epi32(0xfff);
+	const __m512i low = _mm512_set1_epi32((int)LCP_RANS_LOW);
+	__m512i f = _mm512_and_si512(_mm512_srli_epi32(e, 8), f_mask);
+	__m512i y = _mm512_add_epi32(_mm512_mullo_epi32(f, _mm512_srli_epi32(x, LCP_RANS_PROB_BITS)),
+				     _mm512_srli_epi32(e, 20));
+	__mmask16 k = _mm512_cmplt_epu32_mask(y, low);
+	/* The lanes that renormalize take the next words in lane order. */
+	__m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(const void *)*p));
+	w = _mm512_maskz_expand_epi32(k, w);
+	*p += 2u * (unsigned)__builtin_popcount(k);
+	return _mm512_mask_or_epi32(y, k, _mm512_slli_epi32(y, 16), w);
+}
+
 /* One step of 16 lanes: the codes of lanes 0..15 to o, new states returned,
  * renormalization words read in lane order from *p. */
 INLINE AVX512 __m512i rans_step(__m512i x, const uint8_t **p, struct step_out o, bool fused,
 				bool dq, enum out_kind kind, const struct lcp_rans_dec *d)
 {
 	const __m512i slot_mask = _mm512_set1_epi32(LCP_RANS_SCALE - 1);
-	const __m512i f_mask = _mm512_set1_epi32(0xfff);
-	const __m512i low = _mm512_set1_epi32((int)LCP_RANS_LOW);
 	__m512i e = gather_slots(_mm512_and_si512(x, slot_mask), d);
 	if (fused) {
 		__m512 v = magic_symbols(e), sd = _mm512_set1_ps(*o.sd), y;
@@ -263,15 +278,43 @@ INLINE AVX512 __m512i rans_step(__m512i x, const uint8_t **p, struct step_out o,
 	} else {
 		_mm_storeu_si128((__m128i *)(void *)o.sym, _mm512_cvtepi32_epi8(e));
 	}
-	__m512i f = _mm512_and_si512(_mm512_srli_epi32(e, 8), f_mask);
-	__m512i y = _mm512_add_epi32(_mm512_mullo_epi32(f, _mm512_srli_epi32(x, LCP_RANS_PROB_BITS)),
-				     _mm512_srli_epi32(e, 20));
-	__mmask16 k = _mm512_cmplt_epu32_mask(y, low);
-	/* The lanes that renormalize take the next words in lane order. */
-	__m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(const void *)*p));
-	w = _mm512_maskz_expand_epi32(k, w);
-	*p += 2u * (unsigned)__builtin_popcount(k);
-	return _mm512_mask_or_epi32(y, k, _mm512_slli_epi32(y, 16), w);
+	return rans_advance(x, e, p);
+}
+
+/* Each block's 16 lane states into x[k] and its word cursor into cur[k];
+ * LCP_ERR_FORMAT when a block is too short to hold its states. */
+INLINE AVX512 lcp_err start_blocks(const struct lcp_rans_block *b, unsigned K,
+				   const uint8_t *readable_end, __m512i *x,
+				   struct lcp_rans_cursor *cur)
+{
+#pragma GCC unroll 8
+	for (unsigned k = 0; k < K; k++) {
+		if (b[k].len < 64)
+			return LCP_ERR_FORMAT;
+		x[k] = _mm512_loadu_si512(b[k].in);
+		lcp_rans_cursor_init(&cur[k], &b[k], 64, readable_end);
+	}
+	return LCP_OK;
+}
+
+/* The steps all K cursors allow next (at most left), their word pointers
+ * copied to wp for the run (end_run puts them back); 0 only when a damaged
+ * block has read past its copy. */
+INLINE uint32_t start_run(struct lcp_rans_cursor *cur, unsigned K, const uint8_t *readable_end,
+			  uint32_t left, const uint8_t **wp)
+{
+	uint32_t run = lcp_rans_run(cur, K, readable_end, left);
+#pragma GCC unroll 8
+	for (unsigned k = 0; k < K; k++)
+		wp[k] = cur[k].p;
+	return run;
+}
+
+INLINE void end_run(struct lcp_rans_cursor *cur, unsigned K, const uint8_t *const *wp)
+{
+#pragma GCC unroll 8
+	for (unsigned k = 0; k < K; k++)
+		cur[k].p = wp[k];
 }
 
 /*
@@ -294,13 +337,11 @@ INLINE AVX512 lcp_err decode_group(const struct lcp_rans_block *b, unsigned K,
 		gshift++;
 	__m512i x[MAX_GROUP];
 	struct lcp_rans_cursor cur[MAX_GROUP];
+	if (start_blocks(b, K, readable_end, x, cur))
+		return LCP_ERR_FORMAT;
 	uint32_t steps = UINT32_MAX;
 #pragma GCC unroll 8
 	for (unsigned k = 0; k < K; k++) {
-		if (b[k].len < 64)
-			return LCP_ERR_FORMAT;
-		x[k] = _mm512_loadu_si512(b[k].in);
-		lcp_rans_cursor_init(&cur[k], &b[k], 64, readable_end);
 		steps = b[k].stop / 16 < steps ? b[k].stop / 16 : steps;
 		first[k] = f ? f->first + (uint64_t)k * f->block_elems : 0;
 	}
@@ -330,12 +371,9 @@ INLINE AVX512 lcp_err decode_group(const struct lcp_rans_block *b, unsigned K,
 	size_t block_groups = f ? f->block_elems >> 4 >> gshift : 0;
 	uint32_t t = 0;
 	while (t < steps) {
-		uint32_t run = lcp_rans_run(cur, K, readable_end, steps - t);
+		uint32_t run = start_run(cur, K, readable_end, steps - t, wp);
 		if (run == 0)
 			break; /* only a damaged block reads past its copy */
-#pragma GCC unroll 8
-		for (unsigned k = 0; k < K; k++)
-			wp[k] = cur[k].p;
 		for (uint32_t j = 0; j < run; j++, t++) {
 #pragma GCC unroll 8
 			for (unsigned k = 0; k < K; k++) {
@@ -351,9 +389,7 @@ INLINE AVX512 lcp_err decode_group(const struct lcp_rans_block *b, unsigned K,
 				x[k] = rans_step(x[k], &wp[k], o, fused, dq, kind, tab[k]);
 			}
 		}
-#pragma GCC unroll 8
-		for (unsigned k = 0; k < K; k++)
-			cur[k].p = wp[k];
+		end_run(cur, K, wp);
 	}
 	for (unsigned k = 0; k < K; k++) {
 		uint32_t xs[LCP_RANS_MAX_LANES];
@@ -375,6 +411,115 @@ INLINE AVX512 lcp_err decode_group(const struct lcp_rans_block *b, unsigned K,
 			} else {
 				dequant_run(&r, kind, false);
 			}
+		}
+	}
+	return LCP_OK;
+}
+
+/*
+ * One step of a pair stream (codec_format.h, code mode 3), fused: the 16
+ * pair symbols come out of the table entries' low bytes, the 16 nibble
+ * bytes from nib; lane l's codes are elements 32t + l (vector a: its high
+ * nibble is the symbol's low one) and 32t + 16 + l (vector b), each formed
+ * by one bit select (0xe4: c ? a : b, c = the high-nibble mask), and
+ * dequantized as the reference does: (float)code - off is exact, then one
+ * binary32 multiply. a and b are the groups of the two vectors.
+ */
+struct pair_out {
+	uint8_t *out;
+	const float *sd_a, *off_a, *sd_b, *off_b;
+};
+
+INLINE AVX512 __m512i pair_step(__m512i x, const uint8_t **p, const uint8_t *nib,
+				struct pair_out o, enum out_kind kind, const struct lcp_rans_dec *d)
+{
+	const __m512i slot_mask = _mm512_set1_epi32(LCP_RANS_SCALE - 1);
+	const __m512i high = _mm512_set1_epi32(0xf0);
+	__m512i e = gather_slots(_mm512_and_si512(x, slot_mask), d);
+	__m512i lo = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)nib));
+	__m512i ca = _mm512_ternarylogic_epi32(_mm512_slli_epi32(e, 4), lo, high, 0xe4);
+	__m512i cb = _mm512_ternarylogic_epi32(e, _mm512_srli_epi32(lo, 4), high, 0xe4);
+	__m512 ya = _mm512_mul_ps(_mm512_set1_ps(*o.sd_a),
+				  _mm512_sub_ps(_mm512_cvtepi32_ps(ca), _mm512_set1_ps(*o.off_a)));
+	__m512 yb = _mm512_mul_ps(_mm512_set1_ps(*o.sd_b),
+				  _mm512_sub_ps(_mm512_cvtepi32_ps(cb), _mm512_set1_ps(*o.off_b)));
+	unsigned eb = kind == OUT_F32 ? 4 : 2;
+	store16(kind, o.out, ya, 0xffff);
+	store16(kind, o.out + 16u * eb, yb, 0xffff);
+	return rans_advance(x, e, p);
+}
+
+/*
+ * The pair-stream twin of decode_group (fused only): K blocks of 16 lanes
+ * side by side while every block has a whole 32-element step of codes left,
+ * then each block's last pairs by lcp_rans_finish, their codes unpaired
+ * into f->codes and stored by dequant_run.
+ */
+INLINE AVX512 lcp_err decode_pairs_group(const struct lcp_rans_block *b, unsigned K,
+					 const uint8_t *readable_end, const struct lcp_rans_fuse *f,
+					 enum out_kind kind)
+{
+	unsigned eb = kind == OUT_F32 ? 4 : 2, glog = 0;
+	while ((1u << glog) < f->group_size)
+		glog++;
+	uint64_t B = f->block_elems, pb = lcp_pairs_in(B);
+	uint64_t first[MAX_GROUP], n[MAX_GROUP];
+	__m512i x[MAX_GROUP];
+	struct lcp_rans_cursor cur[MAX_GROUP];
+	const uint8_t *wp[MAX_GROUP];
+	if (start_blocks(b, K, readable_end, x, cur))
+		return LCP_ERR_FORMAT;
+	uint32_t steps = UINT32_MAX;
+#pragma GCC unroll 8
+	for (unsigned k = 0; k < K; k++) {
+		first[k] = f->first + k * B;
+		n[k] = f->m - first[k] < B ? f->m - first[k] : B;
+		/* whole steps only: a block's last pairs may hold padding */
+		steps = n[k] / 32u < steps ? (uint32_t)(n[k] / 32u) : steps;
+	}
+	/* As in decode_group: locals, one table, consecutive blocks. */
+	const struct lcp_rans_dec *tab = b[0].table;
+	const uint8_t *nib0 = f->nibbles + first[0] / B * pb;
+	uint8_t *out0 = f->out + first[0] * eb;
+	const float *sd0 = f->sd + (first[0] >> glog), *off0 = f->off + (first[0] >> glog);
+	size_t block_bytes = (size_t)B * eb, block_groups = (size_t)(B >> glog);
+	uint32_t t = 0;
+	while (t < steps) {
+		uint32_t run = start_run(cur, K, readable_end, steps - t, wp);
+		if (run == 0)
+			break; /* only a damaged block reads past its copy */
+		for (uint32_t j = 0; j < run; j++, t++) {
+#pragma GCC unroll 8
+			for (unsigned k = 0; k < K; k++) {
+				size_t ga = k * block_groups + ((32u * t) >> glog);
+				size_t gb = k * block_groups + ((32u * t + 16u) >> glog);
+				struct pair_out o = { out0 + k * block_bytes + (size_t)32u * t * eb,
+						      sd0 + ga, off0 + ga, sd0 + gb, off0 + gb };
+				for (unsigned c = 0; c < 32u * eb; c += 64)
+					__builtin_prefetch((const void *)((uintptr_t)o.out + c + OUT_PREFETCH_BYTES), 1, 3);
+				x[k] = pair_step(x[k], &wp[k], nib0 + k * pb + 16u * t, o, kind, tab);
+			}
+		}
+		end_run(cur, K, wp);
+	}
+	for (unsigned k = 0; k < K; k++) {
+		uint32_t xs[LCP_RANS_MAX_LANES];
+		_mm512_storeu_si512(xs, x[k]);
+		lcp_err err = lcp_rans_finish(&b[k], 16, xs, cur[k].p, cur[k].end, 16u * t);
+		if (err)
+			return err;
+		uint64_t e0 = 32u * t;
+		if (e0 < n[k]) { /* the codes of the pairs the scalar finish decoded */
+			uint8_t *codes = f->codes + first[k];
+			lcp_pairs_unpair(b[k].out, nib0 + k * pb, e0, n[k], codes);
+			struct lcp_dequant_run r = {
+				.codes = codes + e0, .n = (uint32_t)(n[k] - e0), .group_size = f->group_size,
+				.phase = (uint32_t)((first[k] + e0) % f->group_size),
+				.sd = f->sd + (first[k] + e0) / f->group_size,
+				.off = f->off + (first[k] + e0) / f->group_size,
+				.out = f->out + (first[k] + e0) * eb,
+			};
+			dequant_run(&r, kind, false);
 		}
 	}
 	return LCP_OK;
@@ -409,6 +554,22 @@ FUSED(_f32_dq, true, OUT_F32)
 FUSED(_f16_dq, true, OUT_F16)
 FUSED(_bf16_dq, true, OUT_BF16_FINITE)
 FUSED(_bf16n_dq, true, OUT_BF16_NORMAL)
+
+/* Instances of decode_pairs_group, 4 blocks side by side as FUSED. */
+#define PAIRS(name, K, kind)                                                                   \
+	static AVX512 lcp_err name(const struct lcp_rans_block *b, const uint8_t *end,         \
+				   const struct lcp_rans_fuse *f)                                \
+	{                                                                                        \
+		return decode_pairs_group(b, K, end, f, kind);                                   \
+	}
+#define PAIRS_FUSED(suffix, kind)                                                              \
+	PAIRS(pairs4##suffix, 4, kind)                                                         \
+	PAIRS(pairs2##suffix, 2, kind)                                                         \
+	PAIRS(pairs1##suffix, 1, kind)
+PAIRS_FUSED(_f32, OUT_F32)
+PAIRS_FUSED(_f16, OUT_F16)
+PAIRS_FUSED(_bf16, OUT_BF16_FINITE)
+PAIRS_FUSED(_bf16n, OUT_BF16_NORMAL)
 
 typedef lcp_err (*group_fn)(const struct lcp_rans_block *, const uint8_t *,
 			    const struct lcp_rans_fuse *);
@@ -446,13 +607,11 @@ static lcp_err rans_decode(const struct lcp_rans_block *b, unsigned nb, unsigned
 	return decode_groups(b, nb, readable_end, NULL, symbols);
 }
 
-/* Whether the scales of the groups that nb fused blocks reach are all 0 or
- * normal (so vcvtneps2bf16 narrows their values exactly). */
-static AVX512 bool scales_zero_or_normal(const struct lcp_rans_block *b, unsigned nb,
-					 const struct lcp_rans_fuse *f)
+/* Whether the scales of the groups of the chunk's elements [f->first, end)
+ * are all 0 or normal (so vcvtneps2bf16 narrows their values exactly). */
+static AVX512 bool scales_zero_or_normal(const struct lcp_rans_fuse *f, uint64_t end)
 {
 	uint64_t g0 = f->first / f->group_size;
-	uint64_t end = f->first + (uint64_t)(nb - 1) * f->block_elems + b[nb - 1].stop;
 	uint64_t g1 = (end + f->group_size - 1) / f->group_size;
 	const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff);
 	__mmask16 bad = 0;
@@ -464,6 +623,46 @@ static AVX512 bool scales_zero_or_normal(const struct lcp_rans_block *b, unsigne
 						     _mm512_set1_epi32(0x007fffff));
 	}
 	return bad == 0;
+}
+
+/* Pair streams (f->nibbles set): fused where the blocks are whole steps
+ * and groups hold whole 16-code vectors, else symbols, codes, then
+ * dequant_store. */
+static lcp_err fused_pairs(const struct lcp_rans_block *b, unsigned nb, unsigned lanes,
+			   const uint8_t *readable_end, const struct lcp_rans_fuse *f, bool bf16_ext,
+			   bool one_table)
+{
+#define PAIRS_FNS(suffix) { pairs1##suffix, pairs2##suffix, NULL, pairs4##suffix, NULL, NULL, NULL, NULL }
+	static const group_fn f32[MAX_GROUP] = PAIRS_FNS(_f32), f16[MAX_GROUP] = PAIRS_FNS(_f16);
+	static const group_fn bf16[MAX_GROUP] = PAIRS_FNS(_bf16), bf16n[MAX_GROUP] = PAIRS_FNS(_bf16n);
+#undef PAIRS_FNS
+	if (lanes == 16 && nb > 0 && one_table && f->group_size >= 16 &&
+	    !(f->group_size & (f->group_size - 1)) && f->block_elems % 32 == 0 &&
+	    f->block_elems % f->group_size == 0 && f->first % f->block_elems == 0) {
+		if (f->dt == LCP_DTYPE_F32)
+			return decode_groups(b, nb, readable_end, f, f32);
+		if (f->dt == LCP_DTYPE_F16)
+			return decode_groups(b, nb, readable_end, f, f16);
+		if (f->dt == LCP_DTYPE_BF16 && bf16_ext &&
+		    scales_zero_or_normal(f, f->first + nb * f->block_elems < f->m
+						     ? f->first + nb * f->block_elems : f->m))
+			return decode_groups(b, nb, readable_end, f, bf16n);
+		if (f->dt == LCP_DTYPE_BF16)
+			return decode_groups(b, nb, readable_end, f, bf16);
+	}
+	lcp_err err = rans_decode(b, nb, lanes, readable_end);
+	uint64_t B = f->block_elems, pb = lcp_pairs_in(B);
+	for (unsigned k = 0; !err && k < nb; k++) {
+		uint64_t e0 = f->first + (uint64_t)k * B, n = f->m - e0 < B ? f->m - e0 : B;
+		lcp_pairs_unpair(b[k].out, f->nibbles + e0 / B * pb, 0, n, f->codes + e0);
+		struct lcp_dequant_run r = {
+			.codes = f->codes + e0, .n = (uint32_t)n, .group_size = f->group_size,
+			.phase = (uint32_t)(e0 % f->group_size), .sd = f->sd + e0 / f->group_size,
+			.off = f->off + e0 / f->group_size, .out = f->out + e0 * lcp_codec_elem_bytes(f->dt),
+		};
+		dequant_store(&r, f->dt);
+	}
+	return err;
 }
 
 static lcp_err fused(const struct lcp_rans_block *b, unsigned nb, unsigned lanes,
@@ -478,6 +677,8 @@ static lcp_err fused(const struct lcp_rans_block *b, unsigned nb, unsigned lanes
 	bool one_table = true;
 	for (unsigned k = 1; k < nb; k++)
 		one_table = one_table && b[k].table == b[0].table;
+	if (f->nibbles)
+		return fused_pairs(b, nb, lanes, readable_end, f, bf16_ext, one_table);
 	if (lanes == 16 && nb > 0 && one_table && f->group_size >= 16 &&
 	    !(f->group_size & (f->group_size - 1)) && f->block_elems % f->group_size == 0 &&
 	    f->first % f->block_elems == 0) {
@@ -485,7 +686,8 @@ static lcp_err fused(const struct lcp_rans_block *b, unsigned nb, unsigned lanes
 			return decode_groups(b, nb, readable_end, f, f32[f->dq]);
 		if (f->dt == LCP_DTYPE_F16)
 			return decode_groups(b, nb, readable_end, f, f16[f->dq]);
-		if (f->dt == LCP_DTYPE_BF16 && bf16_ext && scales_zero_or_normal(b, nb, f))
+		if (f->dt == LCP_DTYPE_BF16 && bf16_ext &&
+		    scales_zero_or_normal(f, f->first + (uint64_t)(nb - 1) * f->block_elems + b[nb - 1].stop))
 			return decode_groups(b, nb, readable_end, f, bf16n[f->dq]);
 		if (f->dt == LCP_DTYPE_BF16)
 			return decode_groups(b, nb, readable_end, f, bf16[f->dq]);

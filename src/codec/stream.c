@@ -242,7 +242,8 @@ lcp_err lcp_stream_decode_range(const struct lcp_kernels *k, const struct lcp_st
 		batch[nb] = blk;
 		if (!err && (++nb == RANS_BATCH || b + 1 == b1)) {
 			if (fuse) {
-				fuse->first = (b + 1 - nb) * rs->block_elems;
+				/* in elements: a pair stream's blocks hold fewer symbols */
+				fuse->first = (b + 1 - nb) * fuse->block_elems;
 				err = k->rans_decode_fused(batch, nb, rs->lanes, readable_end, fuse);
 			} else {
 				err = k->rans_decode(batch, nb, rs->lanes, readable_end);

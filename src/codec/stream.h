@@ -90,7 +90,8 @@ struct lcp_rans_block lcp_stream_block(const struct lcp_stream *rs, uint64_t b, 
  * Decodes the blocks of the parsed stream rs (m symbols) that hold symbols
  * [first, first + count) into the same positions of out, with the kernel
  * set k, up to 8 blocks side by side; with fuse, straight to dequantized
- * output instead (fuse->first is set per call). Bytes before readable_end
+ * output instead (fuse->first is set per call: the element of its first
+ * block, block index * fuse->block_elems). Bytes before readable_end
  * may be loaded.
  */
 lcp_err lcp_stream_decode_range(const struct lcp_kernels *k, const struct lcp_stream *rs,

@@ -19,7 +19,9 @@
  * with group 100 (the decoders' unfused path), the lossless preset on every
  * dtype (split planes, two rANS blocks but for F64), a coordinate
  * grid the default preset stores exact (zstd planes) and random bit
- * patterns (raw).
+ * patterns (raw). Since format 4 also: the 8-bit class's codes as pairs
+ * (two 16-lane blocks into F16; three blocks, the last ending inside a
+ * 32-code step, into BF16; a kept low-rank term, F32).
  *
  * Build and run from the repository root, after `make`:
  *   cc -std=c11 -D_GNU_SOURCE -Iinclude -Isrc tests/tools/make_codec_fixture.c \
@@ -158,7 +160,10 @@ int main(void)
 		  emit(ctx, "lossless_f16_split", LCP_DTYPE_F16, 20, 1000, WEIGHTS, 0.0, -1, &ll) ||
 		  emit(ctx, "lossless_f64_split", LCP_DTYPE_F64, 4, 1000, WEIGHTS, 0.0, -1, &ll) ||
 		  emit(ctx, "grid_f16_exact", LCP_DTYPE_F16, 64, 64, GRID, 0.0, -1, &def) ||
-		  emit(ctx, "bits_f32_raw", LCP_DTYPE_F32, 8, 256, BITS, 0.0, -1, &ll);
+		  emit(ctx, "bits_f32_raw", LCP_DTYPE_F32, 8, 256, BITS, 0.0, -1, &ll) ||
+		  emit(ctx, "pairs_f16", LCP_DTYPE_F16, 32, 1024, WEIGHTS, 0.0, -1, &q) ||
+		  emit(ctx, "pairs_bf16_tail", LCP_DTYPE_BF16, 33, 1000, WEIGHTS, 0.0, -1, &q) ||
+		  emit(ctx, "pairs_f32_rank", LCP_DTYPE_F32, 40, 1000, WEIGHTS, 1.0, -1, &q);
 	lcp_codec_ctx_free(ctx);
 	if (err)
 		fprintf(stderr, "make_codec_fixture: encode or decode failed\n");

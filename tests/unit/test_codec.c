@@ -11,10 +11,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec/codec_format.h"
 #include "codec/half.h"
 #include "codec/quant.h"
+#include "codec/stream.h"
 #include "common/alloc.h"
 #include "common/checksum.h"
+#include "common/le.h"
 #include "lcpfs/codec.h"
 #include "test_codec_helpers.h"
 
@@ -848,4 +851,112 @@ Test(codec, misaligned_16bit_output_matches_aligned)
 		lcp_encoded_free(&e);
 		free(t.bytes);
 	}
+}
+
+/*
+ * The 8-bit class keeps a side plane raw unless rANS saves at least an
+ * eighth of it (codec.c, SIDE_RANS_MIN_SAVING), and compares the planes
+ * with zstd as if they were all rANS-coded: groups of 8 whose zero points
+ * spread evenly over 150 values (7.2 bits of 8: rANS saves ~8% with its
+ * table and lane states; zstd's Huffman code takes about as much as
+ * rANS), one scale for them all (constant scale-code planes). The zero
+ * points stay raw, and the side stream stays planes, although zstd is
+ * smaller than them with the raw plane. The planes are read with the
+ * stream parser, as the decoder reads them.
+ */
+Test(codec, eight_bit_side_planes_stay_raw_unless_rans_saves_an_eighth)
+{
+	const uint64_t rows = 32, cols = 4096, n = rows * cols;
+	const uint32_t G = 8;
+	struct tensor t;
+	make_tensor(&t, LCP_DTYPE_F32, 2, (const uint64_t[]){rows, cols}, 5);
+	rng_state = 77;
+	for (uint64_t g = 0; g < n / G; g++) {
+		int z = 53 + (int)(rnd() % 150); /* the group's zero point */
+		for (uint32_t j = 0; j < G; j++) {
+			/* the grid's ends pin the range; the rest anywhere on it */
+			int c = j == 0 ? 0 : j == 1 ? 255 : (int)(rnd() % 256);
+			put_value(LCP_DTYPE_F32, t.bytes + 4 * (g * G + j), (double)(c - z) / 1024.0);
+		}
+	}
+	struct lcp_config c = cfg_of(8, G, false, 0);
+	struct lcp_encoded e;
+	encode_ok(&t, &c, &e);
+	cr_assert_eq(e.nchunks, 1);
+	const uint8_t *d = e.data + e.chunks[0].data_off;
+	cr_assert_eq(d[0] & 3, SIDE_PLANES, "the side stream must be stored as planes");
+	const uint8_t *p = d + QCHUNK_HEADER_LEN, *end = p + lcp_load_le32(d + 1);
+	static struct lcp_rans_dec table;
+	uint8_t modes[3];
+	for (int k = 0; k < 3; k++) {
+		struct lcp_plane pl;
+		cr_assert_eq(lcp_stream_parse_plane(&p, end, n / G, n / G, &table, &pl), LCP_OK);
+		modes[k] = pl.mode;
+	}
+	cr_expect_eq(modes[0], PLANE_CONSTANT, "one scale for every group");
+	cr_expect_eq(modes[2], PLANE_RAW, "zero points: rANS saves less than an eighth");
+	free(decode_all(&e, LCP_DTYPE_F32, n));
+	lcp_encoded_free(&e);
+	free(t.bytes);
+}
+
+/* A params block with byte 4 (the version) set to v and its checksum
+ * redone, into a copy the caller frees. */
+static uint8_t *params_as_version(const struct lcp_encoded *e, uint8_t v)
+{
+	uint8_t *p = malloc(e->params_len);
+	cr_assert_not_null(p);
+	memcpy(p, e->params, e->params_len);
+	p[4] = v;
+	lcp_store_le64(p + e->params_len - 8, lcp_xxh3(p, e->params_len - 8));
+	return p;
+}
+
+/*
+ * Pairs (code mode 3) exist in params version 4 only, which is written for
+ * the 8-bit class and only for it: older readers refuse the version (as
+ * this one refuses version 5), a version-4 block of another class is
+ * damage, and a chunk of pairs under a version-2 block (the 8-bit class's
+ * older layout, still read) is damage, never bytes. The 4-bit classes keep
+ * their versions.
+ */
+Test(codec, pairs_live_in_params_version_4_only)
+{
+	const uint64_t dims[2] = {32, 4096};
+	struct tensor t;
+	make_tensor(&t, LCP_DTYPE_F32, 2, dims, 8);
+	struct lcp_config q8 = lcp_config_quality();
+	q8.rank = 0;
+	struct lcp_encoded e;
+	encode_ok(&t, &q8, &e);
+	cr_assert_eq(e.params[4], 4);
+	const struct lcp_chunk_info *ci = &e.chunks[0];
+	cr_assert_eq(e.data[ci->data_off] >> 2 & 3, CODE_PAIRS, "the chunk's codes must be pairs");
+	struct lcp_codec_tensor *ct;
+	uint8_t *p = params_as_version(&e, 5);
+	cr_expect_eq(lcp_codec_tensor_open(p, e.params_len, &ct), LCP_ERR_VERSION);
+	free(p);
+	p = params_as_version(&e, 2);
+	cr_assert_eq(lcp_codec_tensor_open(p, e.params_len, &ct), LCP_OK);
+	uint8_t *out = malloc(t.v.len);
+	cr_expect_eq(lcp_codec_decode_chunk(ct, ci, e.data + ci->data_off, ci->data_len, out,
+					    (ci->elem_end - ci->elem_begin) * 4),
+		     LCP_ERR_FORMAT);
+	lcp_codec_tensor_free(ct);
+	free(p);
+	free(out);
+	lcp_encoded_free(&e);
+
+	struct lcp_config q4 = cfg_of(4, 64, false, 0), def = lcp_config_default();
+	encode_ok(&t, &q4, &e);
+	cr_expect_eq(e.params[4], 2);
+	p = params_as_version(&e, 4);
+	cr_expect_eq(lcp_codec_tensor_open(p, e.params_len, &ct), LCP_ERR_FORMAT);
+	free(p);
+	lcp_encoded_free(&e);
+	def.rank = 0;
+	encode_ok(&t, &def, &e);
+	cr_expect_eq(e.params[4], 3);
+	lcp_encoded_free(&e);
+	free(t.bytes);
 }

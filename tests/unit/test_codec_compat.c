@@ -186,3 +186,12 @@ Test(codec_compat, v3_tensors_read_back_as_written)
 {
 	cr_assert_eq(check_fixture("tests/data/codec_v3_tensors.txt"), 15);
 }
+
+/* The golden vectors of format 4: the 8-bit class's codes as pairs (fused
+ * into F16 and BF16, a last block ending inside a step, unfused with a
+ * low-rank term), the 8-bit tensors that keep raw or zstd codes now under
+ * version 4, beside the unchanged classes. */
+Test(codec_compat, v4_tensors_read_back_as_written)
+{
+	cr_assert_eq(check_fixture("tests/data/codec_v4_tensors.txt"), 18);
+}

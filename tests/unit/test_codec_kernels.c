@@ -15,8 +15,10 @@
  *    that are subnormal (which the BF16 extension's narrowing would flush),
  *    zero, huge, on rounding ties; BF16 tensors with subnormal scales
  *    through the encoder;
- *  - damaged 16-lane chunks (valid checksum) through every set: never a
- *    crash (SAN=1), the same verdict as the reference.
+ *  - chunks of pairs (8-bit codes, code mode 3) built here from the
+ *    format's text, every lane count, against the same codes stored raw;
+ *  - damaged 16-lane chunks and chunks of pairs (valid checksum) through
+ *    every set: never a crash (SAN=1), the same verdict as the reference.
  */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -28,7 +30,10 @@
 #include "codec/kernels.h"
 #include "codec/quant.h"
 #include "codec/rans.h"
+#include "codec/stream.h"
+#include "common/buf.h"
 #include "common/checksum.h"
+#include "common/le.h"
 #include "lcpfs/codec.h"
 #include "test_codec_damage.h"
 #include "test_codec_helpers.h"
@@ -293,6 +298,10 @@ Test(codec_kernels, tensors_decode_the_same_with_every_set_and_every_range)
 		{4, true, 32, 0, 17, 1000},   /* 16 lanes, last block of 616 codes (38 steps + 8) */
 		{4, true, 100, 0, 140, 1000}, /* dependent quantization not fused (group 100) */
 		{4, true, 64, 0, 9, 555},     /* dependent quantization, 4 lanes, chains end mid-step */
+		/* 8-bit codes as pairs (code mode 3): */
+		{8, false, 32, 0, 41, 1000},  /* one chunk, last block of 8232 codes (257 steps + 8) */
+		{8, false, 16, 0, 50, 1024},  /* groups of 16: a step's two vectors in two groups */
+		{8, false, 32, 8, 96, 2050},  /* low-rank term: pairs, then the unfused path */
 	};
 	for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++)
 		for (size_t d = 0; d < sizeof dtypes / sizeof dtypes[0]; d++) {
@@ -314,6 +323,11 @@ Test(codec_kernels, tensors_decode_the_same_with_every_set_and_every_range)
 			struct lcp_encoded e;
 			struct lcp_codec_tensor *ct;
 			encode_open(dt, cases[ci].rows, cases[ci].cols, x, &cfg, &ctx, &e, &ct);
+			unsigned pair_chunks = 0;
+			for (uint32_t c = 0; c < e.nchunks; c++)
+				pair_chunks += (e.data[e.chunks[c].data_off] >> 2 & 3) == 3;
+			if (cases[ci].bits == 8 && ci >= 8)
+				cr_assert_eq(pair_chunks, e.nchunks, "case %zu dtype %d: %u of %u chunks hold pairs, mode %d", ci, dt, pair_chunks, e.nchunks, e.data[e.chunks[0].data_off]);
 			uint8_t *want = decode_all(&e, ct, n, eb, lcp_kernels_named("ref"));
 			for (size_t k = 0; k < NFAST; k++) {
 				const struct lcp_kernels *kern = lcp_kernels_named(fast_sets[k]);
@@ -328,6 +342,142 @@ Test(codec_kernels, tensors_decode_the_same_with_every_set_and_every_range)
 			check_ranges(&e, ct, want, eb, lcp_kernels_named("ref"));
 			free_encoded(ctx, &e, ct);
 			free(want);
+			free(x);
+		}
+}
+
+/*
+ * Pairs (code mode 3, codec_format.h) built here from the format's text,
+ * with every lane count, against the same codes stored raw (mode 0) in a
+ * chunk of the same params block: one short chunk (a block shorter than
+ * 16384), and chunks whose last block ends inside a 32-code step or on one;
+ * every set, F32, F16 and BF16, whole chunks and every range read. Codes
+ * are random bytes (both nibbles vary), side bytes random (scale codes
+ * near the top, zero points anywhere).
+ */
+#define CODE_MODE_PAIRS 3
+
+/* Pairs of a block of n codes. */
+static uint64_t pairs_of(uint64_t n)
+{
+	return 16 * (n / 32) + (n % 32 < 16 ? n % 32 : 16);
+}
+
+/* A quantized chunk (side stream raw) with codes[0, m) as pairs in blocks
+ * of B with `lanes` lanes into out; returns its length; *nibbles gets the
+ * nibble plane's. */
+static size_t pair_chunk(uint8_t *out, const uint8_t *side, size_t side_len, const uint8_t *codes,
+			 uint64_t m, uint64_t B, unsigned lanes, uint64_t *nibbles)
+{
+	uint64_t pb = pairs_of(B), np = 0;
+	uint8_t *nib = malloc(m + 32), *sym = malloc(m + 32);
+	for (uint64_t beg = 0; beg < m; beg += B) {
+		uint64_t n = m - beg < B ? m - beg : B;
+		for (uint64_t i = 0; i < n; i++) {
+			/* element i of the block: pair 16 (i / 32) + i mod 16, its
+			 * first or second element */
+			uint64_t p = np + 16 * (i / 32) + i % 16;
+			bool second = i % 32 >= 16;
+			if (!second)
+				nib[p] = sym[p] = 0;
+			nib[p] |= (uint8_t)((codes[beg + i] & 15) << (second ? 4 : 0));
+			sym[p] |= (uint8_t)((codes[beg + i] >> 4) << (second ? 4 : 0));
+		}
+		np += pairs_of(n);
+		cr_assert(beg + B >= m || np % pb == 0);
+	}
+	struct lcp_buf b = LCP_BUF_INIT;
+	cr_assert_eq(lcp_stream_put_rans(&b, sym, np, (uint32_t)pb, lanes, NULL), LCP_OK);
+	out[0] = CODE_MODE_PAIRS << 2; /* side raw */
+	lcp_store_le32(out + 1, (uint32_t)side_len);
+	memcpy(out + 5, side, side_len);
+	memcpy(out + 5 + side_len, nib, np);
+	memcpy(out + 5 + side_len + np, b.data, b.len);
+	size_t len = 5 + side_len + np + b.len;
+	*nibbles = np;
+	lcp_buf_free(&b);
+	free(nib);
+	free(sym);
+	return len;
+}
+
+Test(codec_kernels, pair_chunks_decode_as_their_codes_stored_raw)
+{
+	static const struct {
+		uint64_t rows, cols;
+	} shapes[] = {{5, 999}, {41, 1000}, {40, 1024}};
+	static const unsigned lane_counts[] = {1, 4, 16};
+	static const enum lcp_dtype fdts[] = {LCP_DTYPE_F32, LCP_DTYPE_F16, LCP_DTYPE_BF16};
+	for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+		for (size_t d = 0; d < sizeof fdts / sizeof fdts[0]; d++) {
+			enum lcp_dtype dt = fdts[d];
+			unsigned eb = elem_bytes(dt);
+			uint64_t n = shapes[si].rows * shapes[si].cols;
+			uint8_t *x = normal_weights(dt, n, 300 + si);
+			struct lcp_config cfg = lcp_config_quality();
+			cfg.rank = 0;
+			struct lcp_codec_ctx *ctx;
+			struct lcp_encoded e;
+			struct lcp_codec_tensor *ct;
+			encode_open(dt, shapes[si].rows, shapes[si].cols, x, &cfg, &ctx, &e, &ct);
+			cr_assert_eq(e.nchunks, 1);
+			uint64_t m = n, B = lcp_codec_tensor_block_elems(ct), ng = (m + 31) / 32;
+			uint8_t *codes = malloc(m), *side = malloc(3 * ng);
+			uint8_t *raw = malloc(5 + 3 * ng + m), *pairs = malloc(5 + 3 * ng + 3 * m + 4096);
+			rng_state = 900 + si;
+			for (uint64_t i = 0; i < m; i++)
+				codes[i] = (uint8_t)rnd();
+			for (uint64_t g = 0; g < ng; g++) {
+				side[g] = (uint8_t)(0xf0 + rnd() % 16);
+				side[ng + g] = (uint8_t)rnd();
+				side[2 * ng + g] = (uint8_t)rnd();
+			}
+			raw[0] = 0;
+			lcp_store_le32(raw + 1, (uint32_t)(3 * ng));
+			memcpy(raw + 5, side, 3 * ng);
+			memcpy(raw + 5 + 3 * ng, codes, m);
+			struct lcp_chunk_info rci = e.chunks[0];
+			rci.data_len = 5 + 3 * ng + m;
+			rci.stored_xxh3 = lcp_xxh3(raw, rci.data_len);
+			uint8_t *want = malloc(m * eb), *got = malloc(m * eb);
+			lcp_kernels_force(lcp_kernels_named("ref"));
+			cr_assert_eq(lcp_codec_decode_chunk(ct, &rci, raw, rci.data_len, want, m * eb), LCP_OK);
+			for (size_t li = 0; li < sizeof lane_counts / sizeof lane_counts[0]; li++) {
+				struct lcp_chunk_info pci = rci;
+				uint64_t np;
+				pci.data_len = pair_chunk(pairs, side, 3 * ng, codes, m, B, lane_counts[li], &np);
+				pci.stored_xxh3 = lcp_xxh3(pairs, pci.data_len);
+				for (size_t k = 0; k <= NFAST; k++) {
+					const struct lcp_kernels *kern =
+						lcp_kernels_named(k < NFAST ? fast_sets[k] : "ref");
+					if (!kern)
+						continue;
+					lcp_kernels_force(kern);
+					memset(got, 0x5a, m * eb);
+					cr_assert_eq(lcp_codec_decode_chunk(ct, &pci, pairs, pci.data_len, got, m * eb),
+						     LCP_OK);
+					cr_assert_arr_eq(got, want, m * eb, "%s: shape %zu dtype %d, %u lanes", kern->name,
+							 si, dt, lane_counts[li]);
+					uint64_t bs = 0, bc = 0;
+					cr_assert(range_reads_match(ct, &pci, pairs, want, eb, &bs, &bc),
+						  "%s: shape %zu dtype %d, %u lanes: range %lu+%lu", kern->name, si, dt,
+						  lane_counts[li], (unsigned long)bs, (unsigned long)bc);
+				}
+				lcp_kernels_force(NULL);
+				/* a nibble plane cut short is damage, not bytes */
+				pci.data_len = 5 + 3 * ng + np - 1;
+				pci.stored_xxh3 = lcp_xxh3(pairs, pci.data_len);
+				cr_assert_eq(lcp_codec_decode_chunk(ct, &pci, pairs, pci.data_len, got, m * eb),
+					     LCP_ERR_FORMAT);
+			}
+			lcp_kernels_force(NULL);
+			free_encoded(ctx, &e, ct);
+			free(want);
+			free(got);
+			free(codes);
+			free(side);
+			free(raw);
+			free(pairs);
 			free(x);
 		}
 }
@@ -420,7 +570,8 @@ Test(codec_kernels, fused_decoding_matches_the_reference)
 						off[g] = dq ? 128.0f : (float)(rnd() % 256);
 					}
 					for (size_t d = 0; d < sizeof fdts / sizeof fdts[0]; d++) {
-						struct lcp_rans_fuse f = {sd, off, groups[gi], FUSE_BLOCK, 0, fdts[d], dq != 0, want};
+						struct lcp_rans_fuse f = {sd, off, groups[gi], FUSE_BLOCK, 0, fdts[d], dq != 0, want,
+								 NULL, NULL, 0};
 						size_t bytes = (size_t)n * elem_bytes(fdts[d]);
 						fused_reference(b, nb, &f, stream + at);
 						for (size_t k = 0; k < NFAST; k++) {
@@ -458,7 +609,7 @@ Test(codec_kernels, bf16_with_subnormal_scales_decodes_the_same)
 	struct lcp_codec_tensor *ct;
 	encode_open(LCP_DTYPE_BF16, rows, cols, x, &cfg, &ctx, &e, &ct);
 	cr_assert_eq(e.nchunks, 1);
-	cr_assert_eq(e.data[e.chunks[0].data_off] >> 2 & 3, 2, "codes must be rANS-coded");
+	cr_assert_eq(e.data[e.chunks[0].data_off] >> 2 & 3, 3, "codes must be stored as pairs");
 	uint8_t *want = decode_all(&e, ct, n, 2, lcp_kernels_named("ref"));
 	uint64_t subnormal = 0;
 	for (uint64_t i = 0; i < n; i++) {
@@ -525,6 +676,36 @@ Test(codec_kernels, damaged_simd_chunks_never_crash_and_agree)
 	rng_state = 13;
 	/* mostly in the block table and the first blocks' states */
 	check_damaged_chunk(ct, ci, e.data + ci->data_off, n * 2, MUTATIONS, 5, 2000);
+	free_encoded(ctx, &e, ct);
+	free(x);
+}
+
+/* The same for a chunk of pairs (8-bit codes, code mode 3): damage in its
+ * nibble plane and pair stream; and a flipped bit without a new checksum
+ * is a checksum error, never bytes. */
+Test(codec_kernels, damaged_pair_chunks_never_crash_and_agree)
+{
+	const uint64_t rows = 40, cols = 1024, n = rows * cols;
+	uint8_t *x = normal_weights(LCP_DTYPE_F16, n, 10);
+	struct lcp_config cfg = lcp_config_quality();
+	cfg.rank = 0;
+	struct lcp_codec_ctx *ctx;
+	struct lcp_encoded e;
+	struct lcp_codec_tensor *ct;
+	encode_open(LCP_DTYPE_F16, rows, cols, x, &cfg, &ctx, &e, &ct);
+	const struct lcp_chunk_info *ci = &e.chunks[0];
+	const uint8_t *d = e.data + ci->data_off;
+	cr_assert_eq(d[0] >> 2 & 3, CODE_MODE_PAIRS, "the chunk's codes must be pairs");
+	uint8_t *copy = malloc(ci->data_len), *out = malloc(n * 2);
+	memcpy(copy, d, ci->data_len);
+	copy[ci->data_len / 2] ^= 4;
+	cr_assert_eq(lcp_codec_decode_chunk(ct, ci, copy, ci->data_len, out, n * 2), LCP_ERR_CHECKSUM);
+	rng_state = 14;
+	/* the side stream (5 + ~3 * 1280 bytes), then the nibble plane
+	 * (20480 bytes), then the pair stream's table and blocks */
+	check_damaged_chunk(ct, ci, d, n * 2, MUTATIONS, 3800, 26000);
+	free(copy);
+	free(out);
 	free_encoded(ctx, &e, ct);
 	free(x);
 }
