@@ -89,8 +89,10 @@ $(BUILD)/bench/%: $(BUILD)/tests/bench/%.o $(BENCH_LIB_OBJS) $(LIB)
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $< $(BENCH_LIB_OBJS) $(LIB) $(LIB_LIBS)
 
-# Unit tests. Criterion prints its "Synthesis:" summary line.
-check: $(UNIT)
+# Unit tests. Criterion prints its "Synthesis:" summary line. The seed
+# builder and the benchmarks are built too, so an API change that breaks
+# them fails here rather than at the next `make fuzz-seeds` or `make bench`.
+check: $(UNIT) $(BUILD)/make_seeds $(BENCH_BINS)
 	$(UNIT) --jobs=2
 
 # Unit tests, then the integration scripts (real files, real mounts).

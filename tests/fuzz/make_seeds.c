@@ -226,7 +226,7 @@ static void sidecar_seeds(void)
 		lcp_buf_free(&b);
 		struct lcp_pack_report rep;
 		memset(&rep, 0, sizeof rep);
-		must(lcp_store_pack_at(dfd, "f", &cfg, NULL, NULL, &rep), files[i]);
+		must(lcp_store_pack_at(dfd, "f", -1, &cfg, NULL, NULL, &rep), files[i]);
 		int sfd = openat(dfd, ".f.lcpfs", O_RDONLY);
 		if (sfd < 0)
 			die(files[i]);
