@@ -8,7 +8,7 @@
 # The store refuses such a compression when payload and sidecar take more
 # (allocated blocks compared, lcpfs(5) REFUSAL MARKER), and here before it
 # encodes anything: every chunk of the holes would get a 48-byte sidecar
-# record (8192 chunks of 128K elements: 384 KiB), which alone outgrows the
+# record (8193 chunks: 384 KiB), which alone outgrows the
 # raw file's 4 KiB. Before that early check the refusal came after about 6
 # CPU seconds of encoding per 16 GiB of holes, which the reason then did not
 # say ("at least N compressed" is the early form).
