@@ -224,6 +224,12 @@ lcp_err lcp_codec_encode_stream(struct lcp_codec_ctx *ctx, const struct lcp_tens
 				const struct lcp_config *cfg, struct lcp_encode_exec *exec,
 				const struct lcp_encode_sink *sink, struct lcp_encoded *out);
 
+/* The most bytes of the original tensor one stored chunk of a dtype dt
+ * tensor covers, whatever the encoding (quantized chunks hold at most 128K
+ * elements, lossless ones at most 256 KiB): a tensor of L bytes is stored in
+ * at least ceil(L / this) chunks. */
+uint64_t lcp_codec_max_chunk_bytes(enum lcp_dtype dt);
+
 /* Parsed params block, immutable once opened; safe to share between threads. */
 struct lcp_codec_tensor;
 /* Validates and parses a params block (every field bounds-checked; a damaged

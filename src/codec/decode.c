@@ -40,6 +40,14 @@ unsigned lcp_codec_elem_bytes(enum lcp_dtype dt)
 	}
 }
 
+uint64_t lcp_codec_max_chunk_bytes(enum lcp_dtype dt)
+{
+	/* plan_chunks (codec.c): chunks of about the target (CHUNK_TARGET_ELEMS
+	 * elements quantized, CHUNK_TARGET_BYTES lossless), never more */
+	uint64_t quantized = (uint64_t)CHUNK_TARGET_ELEMS * lcp_codec_elem_bytes(dt);
+	return quantized > CHUNK_TARGET_BYTES ? quantized : CHUNK_TARGET_BYTES;
+}
+
 void lcp_codec_touched_rows(uint64_t cols, uint64_t b, uint64_t m, uint64_t *r0, uint64_t *nrows)
 {
 	*r0 = b / cols;

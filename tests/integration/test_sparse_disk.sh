@@ -5,11 +5,13 @@
 # disk, written through the mount by truncate and a header write, as any
 # user can) takes at most 64 KiB more once compressed (payload and sidecar,
 # counted as du counts).
-# The store refuses such a compression once payload and sidecar are written
-# (allocated blocks compared, lcpfs(5) REFUSAL MARKER). Before, the holes
-# were never read, but every 256K-element chunk still got a stored chunk and
-# a 48-byte sidecar record: 2.4 MB on disk for a 16 GiB tensor (about
-# 0.9 MB for this one), after about 6 CPU seconds of encoding per 16 GiB.
+# The store refuses such a compression when payload and sidecar take more
+# (allocated blocks compared, lcpfs(5) REFUSAL MARKER), and here before it
+# encodes anything: every chunk of the holes would get a 48-byte sidecar
+# record (8193 chunks: 384 KiB), which alone outgrows the
+# raw file's 4 KiB. Before that early check the refusal came after about 6
+# CPU seconds of encoding per 16 GiB of holes, which the reason then did not
+# say ("at least N compressed" is the early form).
 set -eu
 cd "$(dirname "$0")/../.."
 . tests/integration/fsx/mount_lib.sh
@@ -39,4 +41,5 @@ echo "raw: $raw bytes on disk; now $stored ($state)"
 [ "$state" = refused ] || fail "a file of holes is $state, not refused"
 reason=$(xattr_get "$M/holes.safetensors" user.lcpfs.reason)
 case $reason in *"not smaller on disk"*) ;; *) fail "refused for another reason: $reason" ;; esac
+case $reason in *"at least"*) ;; *) fail "refused only after encoding the holes: $reason" ;; esac
 say "a file of holes does not grow on disk"
