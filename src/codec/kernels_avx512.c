@@ -130,6 +130,15 @@ INLINE AVX512 __m256i bf16_16_normal(__m512 v)
 	return r;
 }
 
+/* bf16_16_normal of 32 values, a's then b's, in one vcvtne2ps2bf16 (half
+ * the narrowing uops of two vcvtneps2bf16): the same conditions. */
+INLINE AVX512 __m512i bf16_32_normal(__m512 a, __m512 b)
+{
+	__m512i r;
+	__asm__("vcvtne2ps2bf16 %1, %2, %0" : "=v"(r) : "v"(a), "v"(b));
+	return r;
+}
+
 /* bf16_16 of values that are not NaN: the rounding, then the high halves
  * picked by one word permutation. */
 INLINE AVX512 __m256i bf16_16_finite(__m512 v)
@@ -226,12 +235,16 @@ static AVX512 void dequant_store(const struct lcp_dequant_run *r, enum lcp_dtype
 /* Where a step's 16 codes go: as bytes to sym, or (fused) dequantized with
  * scale sd and offset off and stored in kind at out; with dependent
  * quantization, *st holds the block's 16 chain states: class bits in the
- * low half, low bits in the high half (kernels.h). */
+ * low half, low bits in the high half (kernels.h). OUT_BF16_NORMAL narrows
+ * two steps' values at once (bf16_32_normal): a first step (second false)
+ * leaves its values in *held, the second stores both. */
 struct step_out {
 	uint8_t *sym;
 	const float *sd, *off;
 	uint8_t *out;
 	uint32_t *st;
+	__m512 *held;
+	bool second;
 };
 
 /* The new lane states after the slots' table entries e, renormalization
@@ -274,7 +287,12 @@ INLINE AVX512 __m512i rans_step(__m512i x, const uint8_t **p, struct step_out o,
 						 _mm512_set1_ps(MAGIC_2P23));
 			y = _mm512_mul_ps(sd, k);
 		}
-		store16(kind, o.out, y, 0xffff);
+		if (kind != OUT_BF16_NORMAL)
+			store16(kind, o.out, y, 0xffff);
+		else if (o.second)
+			_mm512_storeu_si512(o.out - 32, bf16_32_normal(*o.held, y));
+		else
+			*o.held = y;
 	} else {
 		_mm_storeu_si128((__m128i *)(void *)o.sym, _mm512_cvtepi32_epi8(e));
 	}
@@ -330,6 +348,10 @@ INLINE AVX512 lcp_err decode_group(const struct lcp_rans_block *b, unsigned K,
 	if (!fused)
 		f = NULL;
 	uint32_t st[MAX_GROUP] = {0};
+	__m512 held[MAX_GROUP];
+#pragma GCC unroll 8
+	for (unsigned k = 0; k < K; k++)
+		held[k] = _mm512_setzero_ps(); /* always written by a first step before use */
 	/* Fused: block k's first element, and the log2 of the steps per group. */
 	uint64_t first[MAX_GROUP];
 	unsigned eb = kind == OUT_F32 ? 4 : 2, gshift = 0;
@@ -377,7 +399,8 @@ INLINE AVX512 lcp_err decode_group(const struct lcp_rans_block *b, unsigned K,
 		for (uint32_t j = 0; j < run; j++, t++) {
 #pragma GCC unroll 8
 			for (unsigned k = 0; k < K; k++) {
-				struct step_out o = { sym[k] + 16u * t, NULL, NULL, NULL, &st[k] };
+				struct step_out o = { sym[k] + 16u * t, NULL, NULL, NULL, &st[k],
+						      &held[k], (t & 1) != 0 };
 				if (fused) {
 					/* groups hold whole steps: a power of two >= 16 */
 					size_t g = k * block_groups + (t >> gshift);
@@ -391,6 +414,10 @@ INLINE AVX512 lcp_err decode_group(const struct lcp_rans_block *b, unsigned K,
 		}
 		end_run(cur, K, wp);
 	}
+	if (fused && kind == OUT_BF16_NORMAL && (t & 1)) /* the last step's pair is alone */
+#pragma GCC unroll 8
+		for (unsigned k = 0; k < K; k++)
+			store16(kind, out0 + k * block_bytes + (size_t)16u * (t - 1) * eb, held[k], 0xffff);
 	for (unsigned k = 0; k < K; k++) {
 		uint32_t xs[LCP_RANS_MAX_LANES];
 		_mm512_storeu_si512(xs, x[k]);
@@ -444,8 +471,12 @@ INLINE AVX512 __m512i pair_step(__m512i x, const uint8_t **p, const uint8_t *nib
 	__m512 yb = _mm512_mul_ps(_mm512_set1_ps(*o.sd_b),
 				  _mm512_sub_ps(_mm512_cvtepi32_ps(cb), _mm512_set1_ps(*o.off_b)));
 	unsigned eb = kind == OUT_F32 ? 4 : 2;
-	store16(kind, o.out, ya, 0xffff);
-	store16(kind, o.out + 16u * eb, yb, 0xffff);
+	if (kind == OUT_BF16_NORMAL) {
+		_mm512_storeu_si512(o.out, bf16_32_normal(ya, yb));
+	} else {
+		store16(kind, o.out, ya, 0xffff);
+		store16(kind, o.out + 16u * eb, yb, 0xffff);
+	}
 	return rans_advance(x, e, p);
 }
 
