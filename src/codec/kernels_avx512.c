@@ -473,6 +473,15 @@ INLINE AVX512 __m512i pair_step(__m512i x, const uint8_t **p, const uint8_t *nib
 	unsigned eb = kind == OUT_F32 ? 4 : 2;
 	if (kind == OUT_BF16_NORMAL) {
 		_mm512_storeu_si512(o.out, bf16_32_normal(ya, yb));
+	} else if (kind == OUT_F16) {
+		/* vcvtps2ph into a register, then the store: compilers fold the
+		 * two into vcvtps2ph to memory, which this CPU (Zen 5) runs at
+		 * 0.35 ns against 0.21 ns for the pair (microbenchmark of 16-value
+		 * conversions); the empty asm keeps the register form. */
+		__m256i ha = f16_16(ya), hb = f16_16(yb);
+		__asm__("" : "+v"(ha), "+v"(hb));
+		_mm256_storeu_si256((__m256i *)(void *)o.out, ha);
+		_mm256_storeu_si256((__m256i *)(void *)(o.out + 32), hb);
 	} else {
 		store16(kind, o.out, ya, 0xffff);
 		store16(kind, o.out + 16u * eb, yb, 0xffff);
