@@ -542,10 +542,16 @@ INLINE AVX512 lcp_err decode_pairs_group(const struct lcp_rans_block *b, unsigne
 		}
 		end_run(cur, K, wp);
 	}
+	/* The states leave their registers once, here: with x indexed by the
+	 * loop below (not unrolled), the compiler stored x[k] to the stack at
+	 * every step (1.1% of the 8-bit decode, median of 9 same-process A/B
+	 * runs over F32, F16 and BF16). */
+	uint32_t xs[MAX_GROUP][LCP_RANS_MAX_LANES];
+#pragma GCC unroll 8
+	for (unsigned k = 0; k < K; k++)
+		_mm512_storeu_si512(xs[k], x[k]);
 	for (unsigned k = 0; k < K; k++) {
-		uint32_t xs[LCP_RANS_MAX_LANES];
-		_mm512_storeu_si512(xs, x[k]);
-		lcp_err err = lcp_rans_finish(&b[k], 16, xs, cur[k].p, cur[k].end, 16u * t);
+		lcp_err err = lcp_rans_finish(&b[k], 16, xs[k], cur[k].p, cur[k].end, 16u * t);
 		if (err)
 			return err;
 		uint64_t e0 = 32u * t;
