@@ -117,7 +117,7 @@ struct zero_chunk {
 struct lcp_codec_ctx {
 	ZSTD_CCtx *zc;
 	struct scratch raw, x, xq, codes, sc, aux, stream, dec, delta, dqwork, pairs;
-	struct lcp_buf side, planes, alt, rans, pairbuf;
+	struct lcp_buf side, planes, alt, rans, pairbuf, aliasbuf;
 	struct zero_chunk zero;
 };
 
@@ -210,6 +210,7 @@ void lcp_codec_ctx_free(struct lcp_codec_ctx *ctx)
 	lcp_buf_free(&ctx->alt);
 	lcp_buf_free(&ctx->rans);
 	lcp_buf_free(&ctx->pairbuf);
+	lcp_buf_free(&ctx->aliasbuf);
 	lcp_buf_free(&ctx->zero.bytes);
 	lcp_free(ctx);
 }
@@ -440,8 +441,9 @@ static lcp_err params_build(const struct lcp_tensor_source *t, enum lcp_encoding
 	lcp_err err = lcp_buf_append(&b, PARAMS_MAGIC, 4);
 	if (!err)
 		err = lcp_buf_append_u8(&b, enc == LCP_ENC_Q8 ? PARAMS_VERSION_4
-						: dq || enc == LCP_ENC_LOSSLESS ? PARAMS_VERSION_3
-										: PARAMS_VERSION_2);
+						: dq ? PARAMS_VERSION_5
+						: enc == LCP_ENC_LOSSLESS ? PARAMS_VERSION_3
+									  : PARAMS_VERSION_2);
 	if (!err)
 		err = lcp_buf_append_u8(&b, (uint8_t)enc);
 	if (!err)
@@ -542,6 +544,13 @@ static lcp_err put_stream(struct lcp_codec_ctx *ctx, struct lcp_buf *b, const ui
  * 1.5% more (7.87 against 7.75 bits per code) and decode with half the
  * rANS steps, in SIMD or (fewer lanes) scalar code. */
 #define PAIRS_PREFERENCE 25u
+
+/* Dependent quantization's codes go as an alias stream (rans.h) rather
+ * than rANS unless its estimate (lcp_stream_alias_cost_bytes) is larger by
+ * more than 1 part in ALIAS_PREFERENCE: it decodes without a gather per
+ * code, 1.3-1.4x as fast on the decode benchmark's matrix (Zen 5), whose
+ * chunks it stores 0.18% larger (escapes). */
+#define ALIAS_PREFERENCE 50u
 
 /*
  * Appends the m 8-bit codes of a chunk to b as pairs (codec_format.h): the
@@ -801,8 +810,8 @@ static lcp_err encode_quant_chunk(struct lcp_codec_ctx *ctx, const struct attemp
 		memcpy(packed, codes, m);
 	}
 	struct lcp_buf *sidebuf = &ctx->side, *planes = &ctx->planes, *alt = &ctx->alt;
-	struct lcp_buf *rans = &ctx->rans, *pairs = &ctx->pairbuf;
-	sidebuf->len = planes->len = alt->len = rans->len = pairs->len = 0;
+	struct lcp_buf *rans = &ctx->rans, *pairs = &ctx->pairbuf, *aliasbuf = &ctx->aliasbuf;
+	sidebuf->len = planes->len = alt->len = rans->len = pairs->len = aliasbuf->len = 0;
 	uint8_t zmode = 0, side_mode, alt_mode;
 	lcp_err err = LCP_OK;
 	size_t raw_extra = 0; /* bytes the 8-bit class's raw rule added */
@@ -832,13 +841,23 @@ static lcp_err encode_quant_chunk(struct lcp_codec_ctx *ctx, const struct attemp
 		err = put_stream(ctx, alt, packed, code_len, &zmode);
 	alt_mode = zmode ? CODE_ZSTD : CODE_RAW;
 	unsigned lanes = lcp_stream_lanes(m, a->block_elems);
-	if (!err)
-		err = lcp_stream_put_rans(rans, codes, m, a->block_elems, lanes, NULL);
+	/* Dependent quantization's codes: an alias stream or rANS, whichever
+	 * the histogram's estimate prefers (encoding both cost pack -j 1 12%
+	 * of its time on the 256 MiB bench model). */
+	uint64_t hist[256];
+	lcp_stream_count(codes, m, hist);
+	bool alias = a->qp.dq && lcp_stream_alias_cost_bytes(hist) * ALIAS_PREFERENCE <=
+					 lcp_stream_cost_bytes(hist) * (ALIAS_PREFERENCE + 1);
+	struct lcp_buf *entropy = alias ? aliasbuf : rans;
+	if (!err && alias)
+		err = lcp_stream_put_alias(aliasbuf, codes, m, a->block_elems, lanes, hist);
+	else if (!err)
+		err = lcp_stream_put_rans(rans, codes, m, a->block_elems, lanes, hist);
 	if (err)
 		return err;
-	bool use_rans = lcp_stream_prefer_rans(rans->len, alt->len, lanes);
-	const struct lcp_buf *code = use_rans ? rans : alt;
-	uint8_t code_mode = use_rans ? CODE_RANS : alt_mode;
+	bool use_rans = lcp_stream_prefer_rans(entropy->len, alt->len, lanes);
+	const struct lcp_buf *code = use_rans ? entropy : alt;
+	uint8_t code_mode = use_rans ? (alias ? CODE_ALIAS : CODE_RANS) : alt_mode;
 	if (use_rans && a->enc == LCP_ENC_Q8) {
 		uint8_t *work = scratch(&ctx->pairs, 2 * lcp_pairs_in_chunk(m, a->block_elems));
 		err = work ? put_pairs(pairs, codes, m, a->block_elems, lanes, work) : LCP_ERR_NOMEM;

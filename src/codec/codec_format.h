@@ -23,13 +23,14 @@
  * dependent quantization, which needs bit 1), u8 log2 of scale codes per
  * octave (4 or 8; 0 lossless), u16 rank, u32 group size, u32 chunk elements,
  * f32 super-scale, u8 ndims, u64 dims[ndims], fp16 V^T[rank * cols];
- * versions 2 to 4 then have u32 block elements B (0 for lossless in
- * version 2); last, u64 xxh3 of all bytes before it. Version 4 is written
- * for the 8-bit class (encoding q8; its chunks may hold pairs, code mode 3
- * below, which older readers must refuse: they refuse the version), version
- * 3 for dependent quantization, version 2 for the other quantized tensors
- * (4-bit codes); version 1 (no block field) was written for lossless ones.
- * All four are read.
+ * versions 2 to 5 then have u32 block elements B (0 for lossless in
+ * version 2); last, u64 xxh3 of all bytes before it. Version 5 is written
+ * for dependent quantization (its chunks may hold alias streams, code mode
+ * 4 below, which older readers must refuse: they refuse the version;
+ * version 3 before), version 4 for the 8-bit class (encoding q8; its chunks
+ * may hold pairs, code mode 3), version 3 for lossless tensors, version 2
+ * for the other quantized tensors (4-bit codes); version 1 (no block
+ * field) was written for lossless ones. All five are read.
  *
  * Dependent quantization (flags bit 2; quant.h has the search): the
  * entropy-coded class's 8-bit codes c with k = c - 128 reconstruct as
@@ -51,7 +52,8 @@
  * each plane u8 enum plane_mode then ng raw bytes, one byte repeated, or a
  * rANS stream of one block of ng symbols), bits 2-3 the codes' (enum
  * code_mode: raw, one zstd frame, a rANS stream, or (version 4 only)
- * pairs), bits 4-7 zero. Raw and
+ * pairs; version 5: bits 2-4, and 4, an alias stream), the other bits
+ * zero. Raw and
  * zstd codes are one byte each, 4-bit symbols packed two per byte, low
  * nibble first. A rANS stream (rans.h): u8 log2 of the lane count L (0..4),
  * its own frequency table (lcp_rans_table_write), u32 byte length of each
@@ -83,6 +85,17 @@
  * codec.c): the low nibbles of 8-bit codes are nearly uniform, so pairs
  * cost ~0.12 bits per weight on the decode benchmark's matrix, and they
  * halve the rANS steps.
+ *
+ * Alias streams (code mode 4, version 5, dependent quantization's codes;
+ * rans.h has the map): a rANS stream's layout with a map from slots to
+ * symbols that 32 buckets of at most two symbols each describe, so a SIMD
+ * decoder finds 16 lanes' symbols with three register permutes where a
+ * rANS table needs a 16-lane gather; codes outside the map's 31 symbols
+ * (0.4% of the decode benchmark's matrix) are escapes, a word each. On the
+ * Zen 5 development machine a zmm gather costs ~3.6 ns of throughput, as
+ * much as the rest of a 4-bit step: alias streams decode 1.3-1.4x as fast
+ * and take 0.18% more bytes. The encoder takes one unless the histogram's
+ * estimate is 2% above rANS's (ALIAS_PREFERENCE in codec.c).
  *
  * Why rANS, and why this shape (measured with throwaway prototypes on the
  * codes of the shared weights, one core of the 2-core development machine,
@@ -139,10 +152,11 @@
 #define PARAMS_VERSION_2 2 /* written for 4-bit codes without dependent quantization */
 #define PARAMS_VERSION_3 3 /* written for dependent quantization and lossless tensors */
 #define PARAMS_VERSION_4 4 /* written for the 8-bit class: chunks may hold pairs */
+#define PARAMS_VERSION_5 5 /* written for dependent quantization: chunks may hold alias streams */
 /* Flags byte of the params block. */
 #define PARAMS_FLAG_SYMMETRIC 1u
 #define PARAMS_FLAG_ENTROPY 2u /* entropy-coded 4-bit class: 8-bit symbols, offset 128 */
-#define PARAMS_FLAG_DQ 4u      /* version 3: dependent quantization (with ENTROPY) */
+#define PARAMS_FLAG_DQ 4u      /* versions 3 and 5: dependent quantization (with ENTROPY) */
 #define PARAMS_FIXED_LEN 25 /* through ndims */
 #define PARAMS_V2_TAIL_LEN 4 /* u32 block elements */
 #define QCHUNK_HEADER_LEN 5 /* u8 modes, u32 side_len */
@@ -175,7 +189,7 @@
  * byte in version 2; version 1 has raw and zstd only, as bit 0) and its
  * codes (bits 2-3; version 1: bit 1). */
 enum side_mode { SIDE_RAW = 0, SIDE_ZSTD = 1, SIDE_PLANES = 2 };
-enum code_mode { CODE_RAW = 0, CODE_ZSTD = 1, CODE_RANS = 2, CODE_PAIRS = 3 };
+enum code_mode { CODE_RAW = 0, CODE_ZSTD = 1, CODE_RANS = 2, CODE_PAIRS = 3, CODE_ALIAS = 4 };
 /* Modes of one plane of a side stream stored as planes. */
 enum plane_mode { PLANE_RAW = 0, PLANE_CONSTANT = 1, PLANE_RANS = 2 };
 /* Planes of a side stream: two scale-code byte planes and the aux plane. */
@@ -211,7 +225,7 @@ struct lcp_codec_tensor {
 	uint64_t cols;
 	float *vt;            /* rank > 0: V^T (rank x cols), binary32 */
 	float scale8[256];    /* 8-bit scale codes: lcp_qscale of every code */
-	float frac16[256];    /* 16-bit scale codes: lcp_qscale_frac of every k */
+	float frac16[256];    /* lcp_qscale_frac of every k below 2^steps */
 };
 
 /* Bytes per element of a dtype the codec handles (F32, F16, BF16, F64);

@@ -100,7 +100,7 @@ lcp_err lcp_codec_tensor_open(const uint8_t *params, size_t params_len,
 	if (memcmp(params, PARAMS_MAGIC, 4) != 0)
 		return LCP_ERR_FORMAT;
 	uint8_t version = params[4];
-	if (version < PARAMS_VERSION_1 || version > PARAMS_VERSION_4)
+	if (version < PARAMS_VERSION_1 || version > PARAMS_VERSION_5)
 		return LCP_ERR_VERSION;
 	if (params_len < PARAMS_FIXED_LEN)
 		return LCP_ERR_TRUNCATED;
@@ -146,9 +146,10 @@ lcp_err lcp_codec_tensor_open(const uint8_t *params, size_t params_len,
 	t.q.symmetric = flags & PARAMS_FLAG_SYMMETRIC;
 	t.ecsq = flags & PARAMS_FLAG_ENTROPY;
 	t.dq = flags & PARAMS_FLAG_DQ;
-	uint8_t known = version == PARAMS_VERSION_3 ? 7 : 3;
+	uint8_t known = version == PARAMS_VERSION_3 || version == PARAMS_VERSION_5 ? 7 : 3;
 	if (dt > LCP_DTYPE_F64 || (flags & ~known) || (t.ecsq && (enc != LCP_ENC_Q4 || !t.q.symmetric)) ||
-	    (t.dq && !t.ecsq) || (version == PARAMS_VERSION_4 && enc != LCP_ENC_Q8))
+	    (t.dq && !t.ecsq) || (version == PARAMS_VERSION_4 && enc != LCP_ENC_Q8) ||
+	    (version == PARAMS_VERSION_5 && !t.dq))
 		return LCP_ERR_FORMAT;
 	if (t.ecsq)
 		t.q.bits = 8; /* 8-bit symbols, symmetric: off 128 */
@@ -169,9 +170,8 @@ lcp_err lcp_codec_tensor_open(const uint8_t *params, size_t params_len,
 	if (steps == 4)
 		for (unsigned c = 0; c < 256; c++)
 			t.scale8[c] = lcp_qscale(&t.q, (uint16_t)c);
-	if (steps == 8)
-		for (unsigned k = 0; k < 256; k++)
-			t.frac16[k] = lcp_qscale_frac(&t.q, k);
+	for (unsigned k = 0; steps && k < (1u << steps); k++)
+		t.frac16[k] = lcp_qscale_frac(&t.q, k);
 	t.n = n;
 	t.cols = cols;
 	if (n && (t.chunk_elems == 0 || (t.group_size && t.chunk_elems % t.group_size)))
@@ -345,20 +345,22 @@ static lcp_err decode_lossless(const struct lcp_codec_tensor *t, const uint8_t *
 }
 
 /*
- * Decodes the blocks of the rANS code stream src[0, len) that hold codes
- * [first, first + count) of a chunk of m codes, into the same positions of
+ * Decodes the blocks of the rANS code stream (alias set: alias stream)
+ * src[0, len) that hold codes [first, first + count) of a chunk of m
+ * codes, into the same positions of
  * codes, with table as the decoding table's storage; with fuse, straight to
  * the output instead. The stream's table and block lengths are checked
  * first, so damage there is an error before anything is decoded.
  */
 static lcp_err decode_rans_range(const struct lcp_codec_tensor *t, const struct lcp_kernels *k,
 				 const uint8_t *src, size_t len, uint64_t m, uint64_t first,
-				 uint64_t count, uint8_t *codes, struct lcp_rans_dec *table,
+				 uint64_t count, bool alias, uint8_t *codes, struct lcp_rans_dec *table,
 				 const uint8_t *readable_end, struct lcp_rans_fuse *fuse)
 {
 	struct lcp_stream rs;
 	size_t used;
-	lcp_err err = lcp_stream_parse(src, len, m, t->block_elems, 1u << t->q.bits, table, &rs, &used);
+	lcp_err err = lcp_stream_parse_as(src, len, m, t->block_elems, 1u << t->q.bits, alias, table,
+					  &rs, &used);
 	if (!err && used != len)
 		err = LCP_ERR_FORMAT;
 	return err ? err : lcp_stream_decode_range(k, &rs, m, first, count, codes, readable_end, fuse);
@@ -474,10 +476,13 @@ static lcp_err decode_quant(const struct lcp_codec_tensor *t, const uint8_t *dat
 		sm = modes & 1 ? SIDE_ZSTD : SIDE_RAW;
 		cm = modes & 2 ? CODE_ZSTD : CODE_RAW;
 	} else {
+		/* version 5: a third code mode bit, for CODE_ALIAS */
+		unsigned cm_bits = t->version == PARAMS_VERSION_5 ? 7 : 3;
 		sm = (enum side_mode)(modes & 3);
-		cm = (enum code_mode)(modes >> 2 & 3);
-		if (modes >> 4 || sm > SIDE_PLANES ||
-		    cm > (t->version == PARAMS_VERSION_4 ? CODE_PAIRS : CODE_RANS))
+		cm = (enum code_mode)(modes >> 2 & cm_bits);
+		if (modes >> (t->version == PARAMS_VERSION_5 ? 5 : 4) || sm > SIDE_PLANES ||
+		    (cm == CODE_PAIRS && t->version != PARAMS_VERSION_4) ||
+		    (cm == CODE_ALIAS && t->version != PARAMS_VERSION_5) || cm > CODE_ALIAS)
 			return LCP_ERR_FORMAT;
 	}
 	uint32_t side_len = lcp_load_le32(data + 1);
@@ -495,7 +500,7 @@ static lcp_err decode_quant(const struct lcp_codec_tensor *t, const uint8_t *dat
 	 * is a valid 8-bit code, so damaged streams that pass the checksum can
 	 * give wrong numbers but never out-of-range math. */
 	size_t u_floats = (size_t)nrows * t->rank;
-	bool entropy = cm == CODE_RANS || cm == CODE_PAIRS;
+	bool entropy = cm == CODE_RANS || cm == CODE_PAIRS || cm == CODE_ALIAS;
 	bool unpack = !entropy && t->q.bits == 4;
 	struct layout l = { NULL, 0 };
 	struct dscratch *ds = NULL;
@@ -538,7 +543,9 @@ static lcp_err decode_quant(const struct lcp_codec_tensor *t, const uint8_t *dat
 	kern->side_params(&sp);
 	/* A whole chunk without a low-rank term goes from rANS straight to the
 	 * output where the kernels can (codes never stored). */
-	bool fusable = entropy && kern->rans_decode_fused && !t->rank && first == 0 &&
+	bool fusable = entropy &&
+		       (cm == CODE_ALIAS ? kern->alias_decode_fused : kern->rans_decode_fused) &&
+		       !t->rank && first == 0 &&
 		       count == m &&
 		       (t->dtype == LCP_DTYPE_F32 || t->dtype == LCP_DTYPE_F16 || t->dtype == LCP_DTYPE_BF16);
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -548,9 +555,9 @@ static lcp_err decode_quant(const struct lcp_codec_tensor *t, const uint8_t *dat
 	if (cm == CODE_PAIRS)
 		err = decode_pairs_range(t, kern, code_src, code_len, m, first, count, psym, codes, table,
 					 data + data_len, fusable ? &fuse : NULL);
-	else if (cm == CODE_RANS)
-		err = decode_rans_range(t, kern, code_src, code_len, m, first, count, codes, table,
-					data + data_len, fusable ? &fuse : NULL);
+	else if (cm == CODE_RANS || cm == CODE_ALIAS)
+		err = decode_rans_range(t, kern, code_src, code_len, m, first, count, cm == CODE_ALIAS,
+					codes, table, data + data_len, fusable ? &fuse : NULL);
 	else if (cm == CODE_ZSTD)
 		err = unzstd(ds, code_src, code_len, packed, packed_len);
 	else

@@ -94,10 +94,11 @@ void lcp_pairs_unpair(const uint8_t *sym, const uint8_t *nib, uint64_t e0, uint6
  * The scale and offset of groups [g0, g0 + count) of a chunk, from its side
  * stream: scale codes (one plane, or for 16-bit codes a high-byte plane
  * then a low-byte plane) then the aux plane, ng bytes each. The scale of
- * code c is scale8[c] for 8-bit codes, else (quant.h) 0 for c = 0 and
- * lcp_qscale_pow2(frac16[k], oct) with e = 65535 - c, oct = ceil(e / 256),
- * k = 256 * oct - e. Symmetric: sd = -scale when aux != 0, off = sym_off;
- * asymmetric: sd = scale, off = aux.
+ * code c is (quant.h) 0 for c = 0 and lcp_qscale_pow2(frac16[k], oct) with
+ * e = 65535 - c, oct = ceil(e / 256), k = 256 * oct - e; for 8-bit codes
+ * that is scale8[c], and with e = 255 - c, oct = ceil(e / 16), k = 16 * oct
+ * - e, frac16's first 16 values. Symmetric: sd = -scale when aux != 0, off
+ * = sym_off; asymmetric: sd = scale, off = aux.
  */
 struct lcp_side_params {
 	const uint8_t *side;
@@ -105,7 +106,7 @@ struct lcp_side_params {
 	unsigned sbytes;       /* bytes per scale code: 1 or 2 */
 	uint64_t g0, count;
 	const float *scale8;   /* 256 values, sbytes 1 */
-	const float *frac16;   /* 256 values, sbytes 2 */
+	const float *frac16;   /* 256 values, sbytes 2; 16, sbytes 1 */
 	bool symmetric;
 	float sym_off;
 	float *sd, *off;       /* count values each */
@@ -130,6 +131,13 @@ struct lcp_kernels {
 	 * codes of a rANS block, given from the block's first code: cls[i] =
 	 * state >> 1 of chain i mod 16 before code i (quant.h). */
 	void (*dq_classes)(const uint8_t *codes, uint32_t n, uint8_t *cls);
+	/* rans_decode and rans_decode_fused for alias streams (rans.h); the
+	 * sets without SIMD alias steps decode them with lcp_rans_decode_ref
+	 * and have no fused form (NULL). */
+	lcp_err (*alias_decode)(const struct lcp_rans_block *b, unsigned nb, unsigned lanes,
+				const uint8_t *readable_end);
+	lcp_err (*alias_decode_fused)(const struct lcp_rans_block *b, unsigned nb, unsigned lanes,
+				      const uint8_t *readable_end, const struct lcp_rans_fuse *f);
 };
 
 /* The reference dq_classes: each chain's state through lcp_dq_next. */
@@ -162,6 +170,14 @@ void lcp_dequant_store_dq(void (*store)(const struct lcp_dequant_run *, enum lcp
  */
 lcp_err lcp_rans_decode_scalar(const struct lcp_rans_block *b, unsigned nb, unsigned lanes,
 			       const uint8_t *readable_end);
+/* The same for alias blocks (rans.h), through lcp_alias_slot_table: the
+ * baseline set's alias_decode, and the others' for fewer than 16 lanes. */
+lcp_err lcp_alias_decode_scalar(const struct lcp_rans_block *b, unsigned nb, unsigned lanes,
+				const uint8_t *readable_end);
+/* An alias table's map spelled out as a rANS slot table (rans.h's layout:
+ * code | f << 8 | rank << 20, code 0 for the escape), for decoders that
+ * look slots up one by one or by gathers. */
+void lcp_alias_slot_table(const struct lcp_rans_dec *d, struct lcp_rans_dec *slots);
 
 /* The plain-C side_params (every set but avx512 uses it, and avx512 for
  * the rare groups whose scale is subnormal). */
@@ -172,8 +188,10 @@ void lcp_side_params_ref(const struct lcp_side_params *p);
 void lcp_dequant_store_baseline(const struct lcp_dequant_run *r, enum lcp_dtype dt);
 
 /* Bytes a SIMD rANS step of 16 lanes loads from its words and consumes, at
- * most (16 words). */
+ * most (16 words); an alias step (rans.h) twice that (16 escapes' words,
+ * then 16 renormalizations'). */
 #define LCP_RANS_STEP_BYTES 32u
+#define LCP_ALIAS_STEP_BYTES 64u
 /* Room of a block's stack copy of its last words (lcp_rans_cursor). */
 #define LCP_RANS_TAIL_PAD 128u
 
@@ -202,9 +220,10 @@ static inline void lcp_rans_cursor_init(struct lcp_rans_cursor *c, const struct 
 /* Steps the cursor allows before its load limit, moving the last words to
  * the copy when they are fewer than a step from readable_end; 0 only when a
  * damaged block has read past its copy. */
-static inline size_t lcp_rans_cursor_steps(struct lcp_rans_cursor *c, const uint8_t *readable_end)
+static inline size_t lcp_rans_cursor_steps(struct lcp_rans_cursor *c, const uint8_t *readable_end,
+					   size_t step_bytes)
 {
-	size_t s = c->p <= c->limit ? (size_t)(c->limit - c->p) / LCP_RANS_STEP_BYTES : 0;
+	size_t s = c->p <= c->limit ? (size_t)(c->limit - c->p) / step_bytes : 0;
 	if (s == 0 && c->limit == readable_end && c->p <= c->end) {
 		size_t rem = (size_t)(c->end - c->p); /* end <= readable_end < p + a step */
 		memcpy(c->tail, c->p, rem);
@@ -212,19 +231,19 @@ static inline size_t lcp_rans_cursor_steps(struct lcp_rans_cursor *c, const uint
 		c->p = c->tail;
 		c->end = c->tail + rem;
 		c->limit = c->tail + LCP_RANS_TAIL_PAD;
-		s = LCP_RANS_TAIL_PAD / LCP_RANS_STEP_BYTES;
+		s = LCP_RANS_TAIL_PAD / step_bytes;
 	}
 	return s;
 }
 
-/* The steps (at most left) that all K cursors allow; 0 only when a damaged
- * block has read past its copy. */
+/* The steps (at most left) of step_bytes each that all K cursors allow; 0
+ * only when a damaged block has read past its copy. */
 static inline uint32_t lcp_rans_run(struct lcp_rans_cursor *cur, unsigned K,
-				    const uint8_t *readable_end, uint32_t left)
+				    const uint8_t *readable_end, uint32_t left, size_t step_bytes)
 {
 	size_t run = left;
 	for (unsigned k = 0; k < K; k++) {
-		size_t s = lcp_rans_cursor_steps(&cur[k], readable_end);
+		size_t s = lcp_rans_cursor_steps(&cur[k], readable_end, step_bytes);
 		run = s < run ? s : run;
 	}
 	return (uint32_t)run;

@@ -264,9 +264,14 @@ static void check_avx512(void)
 }
 #endif
 
-/* The block's encoding; with simd, whole 16-lane steps by AVX-512. */
-static size_t encode(const struct lcp_rans_enc *e, const uint8_t *sym, uint32_t n, unsigned lanes,
-		     uint8_t *out, bool simd)
+/* Steps to - 1 down to from of an alias block (below). */
+static void alias_encode_steps(const struct lcp_rans_alias_enc *e, const uint8_t *sym, uint32_t n,
+			       unsigned lanes, uint32_t from, uint32_t to, uint32_t *x, uint8_t **w_io);
+
+/* The block's encoding by e, or (ae set) as an alias block by ae; with
+ * simd, whole 16-lane steps by AVX-512. */
+static size_t encode(const struct lcp_rans_enc *e, const struct lcp_rans_alias_enc *ae,
+		     const uint8_t *sym, uint32_t n, unsigned lanes, uint8_t *out, bool simd)
 {
 	assert(lanes >= 1 && lanes <= LCP_RANS_MAX_LANES && (lanes & (lanes - 1)) == 0);
 	uint32_t x[LCP_RANS_MAX_LANES];
@@ -274,18 +279,24 @@ static size_t encode(const struct lcp_rans_enc *e, const uint8_t *sym, uint32_t 
 		x[l] = LCP_RANS_LOW;
 	/* Symbols are encoded last to first and words written backwards from
 	 * the end of the bound, so the decoder reads both forwards. */
-	uint8_t *end = out + lcp_rans_block_bound(n, lanes), *w = end;
-	uint32_t whole = 0; /* symbols [0, whole) in whole 16-lane steps */
+	uint8_t *end = out + (ae ? lcp_rans_alias_block_bound(n, lanes) : lcp_rans_block_bound(n, lanes));
+	uint8_t *w = end;
+	uint32_t whole = 0; /* steps [0, whole) of 16 lanes by AVX-512 */
 #ifdef LCP_HAVE_RANS_X86
 	if (simd && lanes == 16)
-		whole = n / 16 * 16;
+		whole = n / 16;
 #else
 	(void)simd;
 #endif
-	encode_symbols(e, sym, whole, n, lanes, x, &w);
+	if (ae)
+		alias_encode_steps(ae, sym, n, lanes, whole, (n + lanes - 1) / lanes, x, &w);
+	else
+		encode_symbols(e, sym, 16 * whole, n, lanes, x, &w);
 #ifdef LCP_HAVE_RANS_X86
-	if (whole)
-		w = lcp_rans_encode_steps_avx512(e, sym, whole / 16, x, w);
+	if (whole && ae)
+		w = lcp_rans_alias_encode_steps_avx512(ae, sym, whole, x, w);
+	else if (whole)
+		w = lcp_rans_encode_steps_avx512(e, sym, whole, x, w);
 #endif
 	w -= 4u * lanes;
 	for (unsigned l = 0; l < lanes; l++)
@@ -298,7 +309,7 @@ static size_t encode(const struct lcp_rans_enc *e, const uint8_t *sym, uint32_t 
 size_t lcp_rans_encode_ref(const struct lcp_rans_enc *e, const uint8_t *sym, uint32_t n,
 			   unsigned lanes, uint8_t *out)
 {
-	return encode(e, sym, n, lanes, out, false);
+	return encode(e, NULL, sym, n, lanes, out, false);
 }
 
 size_t lcp_rans_encode(const struct lcp_rans_enc *e, const uint8_t *sym, uint32_t n, unsigned lanes,
@@ -309,11 +320,12 @@ size_t lcp_rans_encode(const struct lcp_rans_enc *e, const uint8_t *sym, uint32_
 	pthread_once(&avx512_once, check_avx512);
 	simd = use_avx512;
 #endif
-	return encode(e, sym, n, lanes, out, simd);
+	return encode(e, NULL, sym, n, lanes, out, simd);
 }
 
 void lcp_rans_dec_init(struct lcp_rans_dec *d, const uint16_t freq[256])
 {
+	d->alias = false;
 	/* Built per chunk and per side plane, so 16 slots a pass whatever f
 	 * (the slots past a symbol's are overwritten by the next symbol's, or
 	 * land in the table's padding): one pass for most symbols, and no
@@ -348,6 +360,64 @@ void lcp_rans_dec_init(struct lcp_rans_dec *d, const uint16_t freq[256])
 	}
 }
 
+/* A block decoded to its stop: when that is its end, every word must be
+ * used (p at end) and every lane back at 2^16. */
+static lcp_err block_end(const struct lcp_rans_block *b, unsigned lanes, const uint32_t *x,
+			 const uint8_t *p, const uint8_t *end)
+{
+	if (b->stop < b->n)
+		return LCP_OK;
+	if (p != end)
+		return LCP_ERR_FORMAT;
+	for (unsigned l = 0; l < lanes; l++)
+		if (x[l] != LCP_RANS_LOW)
+			return LCP_ERR_FORMAT;
+	return LCP_OK;
+}
+
+/* The symbol of lane state x in an alias table, x moved past it; 0 for
+ * an escape. */
+static inline uint8_t alias_symbol(const struct lcp_rans_dec *d, uint32_t *x)
+{
+	uint32_t u = (*x >> 7) & (LCP_ALIAS_BUCKETS - 1), lo = *x & (LCP_ALIAS_SPAN - 1);
+	uint32_t e = d->entry[lo >= d->split[u]][u];
+	*x = (e >> 7 & 0xfffu) * (*x >> LCP_RANS_PROB_BITS) + lo + (e >> 19) - LCP_ALIAS_SPAN;
+	return (uint8_t)((e & 0x7fu) ? (e & 0x7fu) + 64u : 0u);
+}
+
+/* lcp_rans_finish of an alias block (rans.h), step by step from i0, a
+ * step's first symbol. */
+static lcp_err alias_finish(const struct lcp_rans_block *b, unsigned lanes,
+			    uint32_t x[LCP_RANS_MAX_LANES], const uint8_t *p, const uint8_t *end,
+			    uint32_t i0)
+{
+	const struct lcp_rans_dec *d = b->table;
+	for (uint32_t i = i0; i < b->stop; i += lanes) {
+		unsigned nl = b->n - i < lanes ? b->n - i : lanes;
+		unsigned out = b->stop - i < nl ? b->stop - i : nl;
+		for (unsigned l = 0; l < out; l++) {
+			uint8_t s = alias_symbol(d, &x[l]);
+			if (s == 0) {
+				if (end - p < 2 || lcp_load_le16(p) > 255)
+					return LCP_ERR_FORMAT;
+				s = (uint8_t)lcp_load_le16(p);
+				p += 2;
+			}
+			b->out[i + l] = s;
+		}
+		if (out < nl)
+			return LCP_OK; /* a range read's last step: its lanes below stop */
+		for (unsigned l = 0; l < nl; l++)
+			if (x[l] < LCP_RANS_LOW) {
+				if (end - p < 2)
+					return LCP_ERR_FORMAT;
+				x[l] = x[l] << 16 | lcp_load_le16(p);
+				p += 2;
+			}
+	}
+	return block_end(b, lanes, x, p, end);
+}
+
 lcp_err lcp_rans_finish(const struct lcp_rans_block *b, unsigned lanes,
 			uint32_t x[LCP_RANS_MAX_LANES], const uint8_t *p, const uint8_t *end,
 			uint32_t i0)
@@ -355,6 +425,8 @@ lcp_err lcp_rans_finish(const struct lcp_rans_block *b, unsigned lanes,
 	const struct lcp_rans_dec *d = b->table;
 	if (p > end)
 		return LCP_ERR_FORMAT; /* a SIMD pass already read past the block */
+	if (d->alias)
+		return alias_finish(b, lanes, x, p, end, i0);
 	for (uint32_t i = i0; i < b->stop; i++) {
 		uint32_t *xl = &x[i & (lanes - 1)];
 		uint32_t e = d->slot[*xl & (LCP_RANS_SCALE - 1)];
@@ -367,14 +439,7 @@ lcp_err lcp_rans_finish(const struct lcp_rans_block *b, unsigned lanes,
 			p += 2;
 		}
 	}
-	if (b->stop < b->n)
-		return LCP_OK;
-	if (p != end)
-		return LCP_ERR_FORMAT;
-	for (unsigned l = 0; l < lanes; l++)
-		if (x[l] != LCP_RANS_LOW)
-			return LCP_ERR_FORMAT;
-	return LCP_OK;
+	return block_end(b, lanes, x, p, end);
 }
 
 lcp_err lcp_rans_decode_ref(const struct lcp_rans_block *b, unsigned nb, unsigned lanes,
@@ -393,4 +458,187 @@ lcp_err lcp_rans_decode_ref(const struct lcp_rans_block *b, unsigned nb, unsigne
 			return err;
 	}
 	return LCP_OK;
+}
+
+bool lcp_rans_alias_model(const uint16_t freq[256])
+{
+	unsigned n = 0;
+	for (unsigned s = 0; s < 256; s++) {
+		if (!freq[s])
+			continue;
+		if (s != 0 && (s < LCP_ALIAS_SYM_MIN || s > LCP_ALIAS_SYM_MAX))
+			return false;
+		n++;
+	}
+	return n <= LCP_ALIAS_BUCKETS;
+}
+
+/* The alias map of an alias model (rans.h): each bucket's split, own
+ * symbol (sym[u], meaningful where split[u] > 0) and alias symbol
+ * (meaningful where split[u] < LCP_ALIAS_SPAN). */
+struct alias_map {
+	uint32_t split[LCP_ALIAS_BUCKETS];
+	uint8_t sym[LCP_ALIAS_BUCKETS], alias[LCP_ALIAS_BUCKETS];
+};
+
+static void alias_map(const uint16_t freq[256], struct alias_map *a)
+{
+	uint32_t rem[LCP_ALIAS_BUCKETS] = {0};
+	bool open[LCP_ALIAS_BUCKETS];
+	unsigned n = 0;
+	for (unsigned s = 0; s < 256; s++)
+		if (freq[s]) {
+			a->sym[n] = (uint8_t)s;
+			rem[n++] = freq[s];
+		}
+	for (unsigned u = 0; u < LCP_ALIAS_BUCKETS; u++) {
+		open[u] = true;
+		a->alias[u] = u < n ? a->sym[u] : 0;
+		if (u >= n)
+			a->sym[u] = 0;
+	}
+	for (;;) {
+		unsigned u = 0, o = 0;
+		while (u < LCP_ALIAS_BUCKETS && !(open[u] && rem[u] < LCP_ALIAS_SPAN))
+			u++;
+		if (u == LCP_ALIAS_BUCKETS)
+			break;
+		/* The open buckets' rem sum to LCP_ALIAS_SPAN each on average, so
+		 * one under it means one over it. */
+		while (!(open[o] && rem[o] > LCP_ALIAS_SPAN))
+			o++;
+		a->split[u] = rem[u];
+		a->alias[u] = a->sym[o];
+		rem[o] -= LCP_ALIAS_SPAN - rem[u];
+		open[u] = false;
+	}
+	for (unsigned u = 0; u < LCP_ALIAS_BUCKETS; u++)
+		if (open[u])
+			a->split[u] = LCP_ALIAS_SPAN;
+}
+
+/* Calls fn(arg, s, slot, len, rank) for each segment of the map: len
+ * slots from slot hold symbol s's ranks from rank, in slot order. */
+static void alias_segments(const struct alias_map *a,
+			   void (*fn)(void *, unsigned, uint32_t, uint32_t, uint32_t, unsigned, unsigned),
+			   void *arg)
+{
+	uint32_t next[256] = {0};
+	for (unsigned u = 0; u < LCP_ALIAS_BUCKETS; u++) {
+		uint32_t at = u * LCP_ALIAS_SPAN;
+		if (a->split[u]) {
+			fn(arg, a->sym[u], at, a->split[u], next[a->sym[u]], u, 0);
+			next[a->sym[u]] += a->split[u];
+		}
+		if (a->split[u] < LCP_ALIAS_SPAN) {
+			uint32_t len = LCP_ALIAS_SPAN - a->split[u];
+			fn(arg, a->alias[u], at + a->split[u], len, next[a->alias[u]], u, 1);
+			next[a->alias[u]] += len;
+		}
+	}
+}
+
+struct dec_build {
+	struct lcp_rans_dec *d;
+	const uint16_t *freq;
+};
+
+static void dec_segment(void *arg, unsigned s, uint32_t slot, uint32_t len, uint32_t rank,
+			unsigned u, unsigned side)
+{
+	const struct dec_build *b = arg;
+	(void)len;
+	uint32_t lo = slot - u * LCP_ALIAS_SPAN, t = s ? s - 64u : 0u;
+	b->d->entry[side][u] = (rank - lo + LCP_ALIAS_SPAN) << 19 | (uint32_t)b->freq[s] << 7 | t;
+}
+
+void lcp_rans_dec_init_alias(struct lcp_rans_dec *d, const uint16_t freq[256])
+{
+	struct alias_map a;
+	alias_map(freq, &a);
+	d->alias = true;
+	memset(d->entry, 0, sizeof d->entry);
+	memcpy(d->split, a.split, sizeof d->split);
+	struct dec_build b = { d, freq };
+	alias_segments(&a, dec_segment, &b);
+}
+
+static void enc_segment(void *arg, unsigned s, uint32_t slot, uint32_t len, uint32_t rank,
+			unsigned u, unsigned side)
+{
+	struct lcp_rans_alias_enc *e = arg;
+	(void)u;
+	(void)side;
+	for (uint32_t k = 0; k < len; k++)
+		e->slot_of[e->base[s] + rank + k] = (uint16_t)(slot + k);
+}
+
+void lcp_rans_alias_enc_init(struct lcp_rans_alias_enc *e, const uint16_t freq[256])
+{
+	struct alias_map a;
+	alias_map(freq, &a);
+	uint32_t c = 0;
+	for (unsigned s = 0; s < 256; s++) {
+		e->freq[s] = freq[s];
+		e->rcp[s] = freq[s] >= 2 ? UINT64_MAX / freq[s] + 1 : 0;
+		e->base[s] = (uint16_t)c;
+		e->freq_base[s] = freq[s] | c << 16;
+		e->rcp_f64[s] = freq[s] ? 1.0 / freq[s] : 0.0;
+		c += freq[s];
+	}
+	e->slot_of[LCP_RANS_SCALE] = e->slot_of[LCP_RANS_SCALE + 1] = 0;
+	alias_segments(&a, enc_segment, e);
+}
+
+/* Steps to - 1 down to from of an alias block of n symbols into the lane
+ * states x, words below *w: the plain-C encoder's loop. Each step is the
+ * decoder's reads backwards: the renormalization words (last lane first),
+ * the escapes' words, then the symbols. */
+static void alias_encode_steps(const struct lcp_rans_alias_enc *e, const uint8_t *sym, uint32_t n,
+			       unsigned lanes, uint32_t from, uint32_t to, uint32_t *x, uint8_t **w_io)
+{
+	uint8_t *w = *w_io;
+	for (uint32_t t = to; t-- > from;) {
+		uint32_t i0 = t * lanes;
+		unsigned nl = n - i0 < lanes ? n - i0 : lanes;
+		uint8_t s[LCP_RANS_MAX_LANES];
+		for (unsigned l = 0; l < nl; l++)
+			s[l] = sym[i0 + l] && e->freq[sym[i0 + l]] ? sym[i0 + l] : 0;
+		for (unsigned l = nl; l-- > 0;) {
+			uint32_t f = e->freq[s[l]];
+			assert(f > 0);
+			if (x[l] >= f << (32 - LCP_RANS_PROB_BITS)) {
+				w -= 2;
+				lcp_store_le16(w, (uint16_t)x[l]);
+				x[l] >>= 16;
+			}
+		}
+		for (unsigned l = nl; l-- > 0;)
+			if (s[l] == 0) {
+				w -= 2;
+				lcp_store_le16(w, sym[i0 + l]);
+			}
+		for (unsigned l = 0; l < nl; l++) {
+			uint32_t f = e->freq[s[l]], q = div_freq(x[l], f, e->rcp[s[l]]);
+			x[l] = (q << LCP_RANS_PROB_BITS) + e->slot_of[e->base[s[l]] + x[l] - q * f];
+		}
+	}
+	*w_io = w;
+}
+
+size_t lcp_rans_alias_encode_ref(const struct lcp_rans_alias_enc *e, const uint8_t *sym, uint32_t n,
+				 unsigned lanes, uint8_t *out)
+{
+	return encode(NULL, e, sym, n, lanes, out, false);
+}
+
+size_t lcp_rans_alias_encode(const struct lcp_rans_alias_enc *e, const uint8_t *sym, uint32_t n,
+			     unsigned lanes, uint8_t *out)
+{
+	bool simd = false;
+#ifdef LCP_HAVE_RANS_X86
+	pthread_once(&avx512_once, check_avx512);
+	simd = use_avx512;
+#endif
+	return encode(NULL, e, sym, n, lanes, out, simd);
 }

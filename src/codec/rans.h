@@ -94,18 +94,99 @@ size_t lcp_rans_encode_ref(const struct lcp_rans_enc *e, const uint8_t *sym, uin
 bool lcp_rans_avx512_available(void);
 uint8_t *lcp_rans_encode_steps_avx512(const struct lcp_rans_enc *e, const uint8_t *sym,
 				      uint32_t steps, uint32_t x[LCP_RANS_MAX_LANES], uint8_t *w);
+/* The same for an alias block's whole 16-lane steps (escapes' words
+ * below the renormalization words of their step); internal to
+ * lcp_rans_alias_encode. */
+struct lcp_rans_alias_enc;
+uint8_t *lcp_rans_alias_encode_steps_avx512(const struct lcp_rans_alias_enc *e, const uint8_t *sym,
+					    uint32_t steps, uint32_t x[LCP_RANS_MAX_LANES], uint8_t *w);
 /* lcp_rans_dec_init with one 64-byte store per 16 slots; internal to it. */
 struct lcp_rans_dec;
 void lcp_rans_dec_init_avx512(struct lcp_rans_dec *d, const uint16_t freq[256]);
 #endif
 
-/* Decoder table: for each slot, symbol | f << 8 | (slot - cum) << 20; then
- * LCP_RANS_DEC_PAD slots of padding that lcp_rans_dec_init may write. */
+/*
+ * Alias streams (code mode CODE_ALIAS, codec_format.h): the same states,
+ * words and blocks with another map from slots to symbols, one a SIMD
+ * decoder reads with register permutes instead of a gather per slot (a
+ * 16-lane gather cost as much as the rest of a 4-bit step on the Zen 5
+ * development machine), and escapes for the symbols the map leaves out.
+ *
+ * Model: freq as above with at most LCP_ALIAS_BUCKETS symbols of f > 0,
+ * each 0 (the escape) or in LCP_ALIAS_SYM_MIN .. LCP_ALIAS_SYM_MAX (so a
+ * SIMD decoder holds a symbol as 7 bits).
+ *
+ * Map (Walker's alias method): 32 buckets of 128 slots. With s_0 < ... <
+ * s_{n-1} the symbols of f > 0, bucket i starts with a share of s_i (i <
+ * n; none for i >= n), rem[i] = f[s_i] (0 for i >= n). Until no bucket is
+ * open: u = the lowest open bucket with rem[u] < 128, or, if none, every
+ * open bucket closes with split 128; else o = the lowest open bucket with
+ * rem[o] > 128; bucket u closes with split[u] = rem[u] and alias[u] = s_o,
+ * and rem[o] -= 128 - rem[u]. Bucket u's slots 128u .. 128u + split[u] - 1
+ * hold s_u, the rest alias[u]. A symbol's slots (its segments in slot
+ * order) take its ranks 0 .. f - 1 in that order.
+ *
+ * Decoding as above with the map: slot -> (s, f, rank r); x = f * (x >>
+ * 12) + r. Steps: the symbols of one step (L consecutive symbols, one per
+ * lane; the block's last step may have fewer) decode from their lanes'
+ * states, then each escaped lane, in lane order, takes one word, which is
+ * its symbol (< 256), then the lanes renormalize in lane order as above.
+ */
+#define LCP_ALIAS_BUCKETS 32u
+#define LCP_ALIAS_SPAN (LCP_RANS_SCALE / LCP_ALIAS_BUCKETS)
+#define LCP_ALIAS_SYM_MIN 65u
+#define LCP_ALIAS_SYM_MAX 191u
+
+/* Whether freq (lcp_rans_table_read's model) is an alias model. */
+bool lcp_rans_alias_model(const uint16_t freq[256]);
+
+/*
+ * Decoder table: for each slot, symbol | f << 8 | (slot - cum) << 20; then
+ * LCP_RANS_DEC_PAD slots of padding that lcp_rans_dec_init may write. An
+ * alias table (alias set) has instead, per bucket, split and two entries,
+ * the bucket's own symbol's and its alias's: (r - lo + 128) << 19 | f << 7
+ * | t, with lo the slot's offset in the bucket (r - lo + 128 in 1 .. 4223)
+ * and t = s - 64 (0 for the escape).
+ */
 #define LCP_RANS_DEC_PAD 16u
 struct lcp_rans_dec {
 	uint32_t slot[LCP_RANS_SCALE + LCP_RANS_DEC_PAD];
+	bool alias;
+	uint32_t split[LCP_ALIAS_BUCKETS];
+	uint32_t entry[2][LCP_ALIAS_BUCKETS]; /* [0]: slots below split */
 };
 void lcp_rans_dec_init(struct lcp_rans_dec *d, const uint16_t freq[256]);
+/* The alias table of an alias model. */
+void lcp_rans_dec_init_alias(struct lcp_rans_dec *d, const uint16_t freq[256]);
+
+/* Alias encoder: the model's frequencies, slot_of[base[s] + r] = the slot
+ * of symbol s's rank r, and the divisions' reciprocals as in lcp_rans_enc;
+ * for the AVX-512 steps freq | base << 16, and slot_of padded for 32-bit
+ * gathers. */
+struct lcp_rans_alias_enc {
+	uint32_t freq[256];
+	uint64_t rcp[256];
+	uint16_t base[256];
+	uint32_t freq_base[256];
+	double rcp_f64[256];
+	uint16_t slot_of[LCP_RANS_SCALE + 2];
+};
+void lcp_rans_alias_enc_init(struct lcp_rans_alias_enc *e, const uint16_t freq[256]);
+
+/* Most bytes an alias block of n symbols with `lanes` lanes can take. */
+static inline size_t lcp_rans_alias_block_bound(uint32_t n, unsigned lanes)
+{
+	return 4u * (size_t)lanes + 4u * (size_t)n;
+}
+
+/* Encodes sym[0, n) with `lanes` lanes into out (at least
+ * lcp_rans_alias_block_bound bytes): symbols with f = 0, and 0, as
+ * escapes. Returns the block's length. 16-lane blocks go through AVX-512
+ * where the CPU has it; _ref is the plain C encoder (the same bytes). */
+size_t lcp_rans_alias_encode(const struct lcp_rans_alias_enc *e, const uint8_t *sym, uint32_t n,
+			     unsigned lanes, uint8_t *out);
+size_t lcp_rans_alias_encode_ref(const struct lcp_rans_alias_enc *e, const uint8_t *sym, uint32_t n,
+				 unsigned lanes, uint8_t *out);
 
 /* One block of n symbols to decode with table: its bytes in[0, len),
  * symbols [0, stop) into out[0, stop). A range read stops early (stop < n);

@@ -8,7 +8,8 @@
  * quotient (x < 2^32), whose fraction is 0 or at least 1 / 4096, so the
  * truncation is the integer quotient or, on an exact multiple, one less;
  * the remainder then equals f and one correction makes both exact.
- * Also the decoder's table fill, 16 slots a store.
+ * The same for alias blocks, and the decoder's table fill, 16 slots a
+ * store.
  */
 #include "codec/rans.h"
 
@@ -25,11 +26,25 @@ bool lcp_rans_avx512_available(void)
 	       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("popcnt");
 }
 
+/* q = v / f and r = v mod f on 16 lanes, r_lo and r_hi 1 / f of lanes 0-7
+ * and 8-15 in binary64 (see above). */
+static inline __attribute__((always_inline)) AVX512 void divide16(__m512i v, __m512i f, __m512d r_lo,
+								 __m512d r_hi, __m512i *q, __m512i *r)
+{
+	__m256i q_lo = _mm512_cvttpd_epu32(_mm512_mul_pd(_mm512_cvtepu32_pd(_mm512_castsi512_si256(v)), r_lo));
+	__m256i q_hi = _mm512_cvttpd_epu32(_mm512_mul_pd(_mm512_cvtepu32_pd(_mm512_extracti64x4_epi64(v, 1)), r_hi));
+	*q = _mm512_inserti64x4(_mm512_castsi256_si512(q_lo), q_hi, 1);
+	*r = _mm512_sub_epi32(v, _mm512_mullo_epi32(*q, f));
+	__mmask16 fix = _mm512_cmpge_epu32_mask(*r, f);
+	*q = _mm512_mask_add_epi32(*q, fix, *q, _mm512_set1_epi32(1));
+	*r = _mm512_mask_sub_epi32(*r, fix, *r, f);
+}
+
 AVX512 uint8_t *lcp_rans_encode_steps_avx512(const struct lcp_rans_enc *e, const uint8_t *sym,
 					     uint32_t steps, uint32_t x[LCP_RANS_MAX_LANES],
 					     uint8_t *w)
 {
-	const __m512i low16 = _mm512_set1_epi32(0xffff), one = _mm512_set1_epi32(1);
+	const __m512i low16 = _mm512_set1_epi32(0xffff);
 	__m512i vx = _mm512_loadu_si512(x);
 	for (uint32_t t = steps; t-- > 0;) {
 		__m128i s8 = _mm_loadu_si128((const __m128i *)(const void *)(sym + 16u * t));
@@ -45,15 +60,52 @@ AVX512 uint8_t *lcp_rans_encode_steps_avx512(const struct lcp_rans_enc *e, const
 		w -= 2u * cnt;
 		_mm256_mask_storeu_epi16(w, (__mmask16)((1u << cnt) - 1u),
 					 _mm512_cvtepi32_epi16(_mm512_maskz_compress_epi32(out, vx)));
-		__m512i v = _mm512_mask_srli_epi32(vx, out, vx, 16);
-		__m256i q_lo = _mm512_cvttpd_epu32(_mm512_mul_pd(_mm512_cvtepu32_pd(_mm512_castsi512_si256(v)), r_lo));
-		__m256i q_hi = _mm512_cvttpd_epu32(_mm512_mul_pd(_mm512_cvtepu32_pd(_mm512_extracti64x4_epi64(v, 1)), r_hi));
-		__m512i q = _mm512_inserti64x4(_mm512_castsi256_si512(q_lo), q_hi, 1);
-		__m512i r = _mm512_sub_epi32(v, _mm512_mullo_epi32(q, f));
-		__mmask16 fix = _mm512_cmpge_epu32_mask(r, f);
-		q = _mm512_mask_add_epi32(q, fix, q, one);
-		r = _mm512_mask_sub_epi32(r, fix, r, f);
+		__m512i v = _mm512_mask_srli_epi32(vx, out, vx, 16), q, r;
+		divide16(v, f, r_lo, r_hi, &q, &r);
 		vx = _mm512_add_epi32(_mm512_add_epi32(_mm512_slli_epi32(q, LCP_RANS_PROB_BITS), r), cum);
+	}
+	_mm512_storeu_si512(x, vx);
+	return w;
+}
+
+/* As above with the alias map (rans.h): the new state's low 12 bits are
+ * the slot of the symbol's rank r, slot_of[base + r] (16-bit entries,
+ * gathered as 32 bits and masked), and lanes whose symbol has f = 0 (or is
+ * 0) code the escape, symbol 0, and put their symbol's word below their
+ * step's renormalization words. */
+AVX512 uint8_t *lcp_rans_alias_encode_steps_avx512(const struct lcp_rans_alias_enc *e, const uint8_t *sym,
+						   uint32_t steps, uint32_t x[LCP_RANS_MAX_LANES],
+						   uint8_t *w)
+{
+	const __m512i low16 = _mm512_set1_epi32(0xffff);
+	const __m512i esc_fb = _mm512_set1_epi32((int)e->freq_base[0]);
+	__m512i vx = _mm512_loadu_si512(x);
+	for (uint32_t t = steps; t-- > 0;) {
+		__m128i s8 = _mm_loadu_si128((const __m128i *)(const void *)(sym + 16u * t));
+		__m512i s = _mm512_cvtepu8_epi32(s8);
+		__m512i fb = _mm512_i32gather_epi32(s, e->freq_base, 4);
+		__mmask16 esc = _mm512_testn_epi32_mask(fb, low16) | _mm512_testn_epi32_mask(s, s);
+		fb = _mm512_mask_mov_epi32(fb, esc, esc_fb);
+		__m512i code = _mm512_maskz_mov_epi32((__mmask16)~esc, s); /* escapes code symbol 0 */
+		__m512i f = _mm512_and_si512(fb, low16), base = _mm512_srli_epi32(fb, 16);
+		__m512d r_lo = _mm512_i32gather_pd(_mm512_castsi512_si256(code), e->rcp_f64, 8);
+		__m512d r_hi = _mm512_i32gather_pd(_mm512_extracti64x4_epi64(code, 1), e->rcp_f64, 8);
+		__mmask16 out = _mm512_cmpge_epu32_mask(vx, _mm512_slli_epi32(f, 32 - LCP_RANS_PROB_BITS));
+		unsigned cnt = (unsigned)__builtin_popcount(out);
+		w -= 2u * cnt;
+		_mm256_mask_storeu_epi16(w, (__mmask16)((1u << cnt) - 1u),
+					 _mm512_cvtepi32_epi16(_mm512_maskz_compress_epi32(out, vx)));
+		if (esc) {
+			unsigned ne = (unsigned)__builtin_popcount(esc);
+			w -= 2u * ne;
+			_mm256_mask_storeu_epi16(w, (__mmask16)((1u << ne) - 1u),
+						 _mm512_cvtepi32_epi16(_mm512_maskz_compress_epi32(esc, s)));
+		}
+		__m512i v = _mm512_mask_srli_epi32(vx, out, vx, 16), q, r;
+		divide16(v, f, r_lo, r_hi, &q, &r);
+		__m512i slot = _mm512_and_si512(
+			_mm512_i32gather_epi32(_mm512_add_epi32(base, r), e->slot_of, 2), low16);
+		vx = _mm512_add_epi32(_mm512_slli_epi32(q, LCP_RANS_PROB_BITS), slot);
 	}
 	_mm512_storeu_si512(x, vx);
 	return w;

@@ -4,6 +4,7 @@
  */
 #include "codec/stream.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "codec/codec_format.h"
@@ -40,18 +41,12 @@ static void count_bytes(const uint8_t *p, uint64_t m, uint64_t hist[256])
 		hist[v] = (uint64_t)h0[v] + h1[v] + h2[v] + h3[v];
 }
 
-lcp_err lcp_stream_put_rans(struct lcp_buf *b, const uint8_t *sym, uint64_t m,
-			    uint32_t block_elems, unsigned lanes, const uint64_t hist[256])
+/* Appends the stream of sym[0, m) with table freq: lanes, table, block
+ * lengths, then each block coded by e (rANS) or, if set, ae (alias). */
+static lcp_err put_blocks(struct lcp_buf *b, const uint16_t freq[256], const uint8_t *sym,
+			  uint64_t m, uint32_t block_elems, unsigned lanes, const struct lcp_rans_enc *e,
+			  const struct lcp_rans_alias_enc *ae)
 {
-	uint64_t counted[256];
-	uint16_t freq[256];
-	struct lcp_rans_enc e;
-	if (!hist) {
-		count_bytes(sym, m, counted);
-		hist = counted;
-	}
-	lcp_rans_normalize(hist, freq);
-	lcp_rans_enc_init(&e, freq);
 	unsigned lg = 0;
 	while ((1u << lg) < lanes)
 		lg++;
@@ -67,13 +62,96 @@ lcp_err lcp_stream_put_rans(struct lcp_buf *b, const uint8_t *sym, uint64_t m,
 	for (uint64_t k = 0; !err && k < nblocks; k++) {
 		uint64_t beg = k * block_elems;
 		uint32_t bn = (uint32_t)(m - beg < block_elems ? m - beg : block_elems);
-		err = lcp_buf_reserve(b, lcp_rans_block_bound(bn, lanes));
+		err = lcp_buf_reserve(b, ae ? lcp_rans_alias_block_bound(bn, lanes)
+					    : lcp_rans_block_bound(bn, lanes));
 		if (err)
 			break;
-		size_t len = lcp_rans_encode(&e, sym + beg, bn, lanes, b->data + b->len);
+		size_t len = ae ? lcp_rans_alias_encode(ae, sym + beg, bn, lanes, b->data + b->len)
+				: lcp_rans_encode(e, sym + beg, bn, lanes, b->data + b->len);
 		b->len += len;
 		lcp_store_le32(b->data + lens_at + 4 * k, (uint32_t)len);
 	}
+	return err;
+}
+
+lcp_err lcp_stream_put_rans(struct lcp_buf *b, const uint8_t *sym, uint64_t m,
+			    uint32_t block_elems, unsigned lanes, const uint64_t hist[256])
+{
+	uint64_t counted[256];
+	uint16_t freq[256];
+	struct lcp_rans_enc e;
+	if (!hist) {
+		count_bytes(sym, m, counted);
+		hist = counted;
+	}
+	lcp_rans_normalize(hist, freq);
+	lcp_rans_enc_init(&e, freq);
+	return put_blocks(b, freq, sym, m, block_elems, lanes, &e, NULL);
+}
+
+/* The alias model of hist (rans.h): its most frequent symbols in
+ * LCP_ALIAS_SYM_MIN .. LCP_ALIAS_SYM_MAX, at most LCP_ALIAS_BUCKETS - 1
+ * (the lower symbol first among equals), the others as escapes (symbol
+ * 0); false when that leaves fewer than one symbol to code directly. */
+static bool alias_model(const uint64_t hist[256], uint16_t freq[256])
+{
+	uint64_t h[256] = {0}, esc = 0;
+	bool taken[256] = {false};
+	for (unsigned k = 0; k + 1 < LCP_ALIAS_BUCKETS; k++) {
+		unsigned best = 0;
+		for (unsigned v = LCP_ALIAS_SYM_MIN; v <= LCP_ALIAS_SYM_MAX; v++)
+			if (!taken[v] && hist[v] > hist[best])
+				best = v;
+		if (best == 0 || hist[best] == 0)
+			break;
+		taken[best] = true;
+		h[best] = hist[best];
+	}
+	unsigned direct = 0;
+	for (unsigned v = 0; v < 256; v++) {
+		direct += taken[v];
+		esc += taken[v] ? 0 : hist[v];
+	}
+	if (direct == 0)
+		return false;
+	h[0] = esc;
+	lcp_rans_normalize(h, freq);
+	/* a lone direct symbol gets a neighbour of frequency 1 */
+	return lcp_rans_alias_model(freq);
+}
+
+void lcp_stream_count(const uint8_t *sym, uint64_t m, uint64_t hist[256])
+{
+	count_bytes(sym, m, hist);
+}
+
+uint64_t lcp_stream_alias_cost_bytes(const uint64_t hist[256])
+{
+	uint16_t freq[256];
+	if (!alias_model(hist, freq))
+		return UINT64_MAX;
+	uint64_t h[256], words = 0;
+	for (unsigned s = 0; s < 256; s++) {
+		bool direct = s != 0 && freq[s];
+		h[s] = direct ? hist[s] : 0;
+		words += direct ? 0 : hist[s];
+	}
+	h[0] = words;
+	return lcp_stream_cost_bytes(h) + 2 * words;
+}
+
+lcp_err lcp_stream_put_alias(struct lcp_buf *b, const uint8_t *sym, uint64_t m,
+			     uint32_t block_elems, unsigned lanes, const uint64_t hist[256])
+{
+	uint16_t freq[256];
+	if (!alias_model(hist, freq))
+		return LCP_ERR_INVAL;
+	struct lcp_rans_alias_enc *e = malloc(sizeof *e); /* 12 KiB */
+	if (!e)
+		return LCP_ERR_NOMEM;
+	lcp_rans_alias_enc_init(e, freq);
+	lcp_err err = put_blocks(b, freq, sym, m, block_elems, lanes, NULL, e);
+	free(e);
 	return err;
 }
 
@@ -153,6 +231,13 @@ lcp_err lcp_stream_parse(const uint8_t *src, size_t len, uint64_t m, uint64_t bl
 			 unsigned limit, struct lcp_rans_dec *table, struct lcp_stream *rs,
 			 size_t *used)
 {
+	return lcp_stream_parse_as(src, len, m, block_elems, limit, false, table, rs, used);
+}
+
+lcp_err lcp_stream_parse_as(const uint8_t *src, size_t len, uint64_t m, uint64_t block_elems,
+			    unsigned limit, bool alias, struct lcp_rans_dec *table,
+			    struct lcp_stream *rs, size_t *used)
+{
 	uint16_t freq[256];
 	size_t table_len;
 	if (len < 1 || src[0] > RANS_MAX_LOG2_LANES)
@@ -162,6 +247,8 @@ lcp_err lcp_stream_parse(const uint8_t *src, size_t len, uint64_t m, uint64_t bl
 	for (unsigned s = limit; s < 256; s++)
 		if (freq[s])
 			return LCP_ERR_FORMAT;
+	if (alias && !lcp_rans_alias_model(freq))
+		return LCP_ERR_FORMAT;
 	uint64_t nblocks = (m + block_elems - 1) / block_elems;
 	size_t head = 1 + table_len;
 	if ((len - head) / 4 < nblocks)
@@ -171,7 +258,10 @@ lcp_err lcp_stream_parse(const uint8_t *src, size_t len, uint64_t m, uint64_t bl
 		total += lcp_load_le32(src + head + 4 * b);
 	if (total > len - head - 4 * nblocks)
 		return LCP_ERR_FORMAT;
-	lcp_rans_dec_init(table, freq);
+	if (alias)
+		lcp_rans_dec_init_alias(table, freq);
+	else
+		lcp_rans_dec_init(table, freq);
 	*rs = (struct lcp_stream){ 1u << src[0], nblocks, block_elems, src + head,
 				   src + head + 4 * nblocks, table };
 	*used = head + 4 * nblocks + (size_t)total;
@@ -236,7 +326,8 @@ lcp_err lcp_stream_decode_range(const struct lcp_kernels *k, const struct lcp_st
 		if (b < b0)
 			continue;
 		if (nb && blk.stop < blk.n) {
-			err = k->rans_decode(batch, nb, rs->lanes, readable_end);
+			err = (rs->table->alias ? k->alias_decode : k->rans_decode)(batch, nb, rs->lanes,
+										   readable_end);
 			nb = 0;
 		}
 		batch[nb] = blk;
@@ -244,9 +335,11 @@ lcp_err lcp_stream_decode_range(const struct lcp_kernels *k, const struct lcp_st
 			if (fuse) {
 				/* in elements: a pair stream's blocks hold fewer symbols */
 				fuse->first = (b + 1 - nb) * fuse->block_elems;
-				err = k->rans_decode_fused(batch, nb, rs->lanes, readable_end, fuse);
+				err = (rs->table->alias ? k->alias_decode_fused : k->rans_decode_fused)(
+					batch, nb, rs->lanes, readable_end, fuse);
 			} else {
-				err = k->rans_decode(batch, nb, rs->lanes, readable_end);
+				err = (rs->table->alias ? k->alias_decode : k->rans_decode)(
+					batch, nb, rs->lanes, readable_end);
 			}
 			nb = 0;
 		}

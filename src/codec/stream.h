@@ -30,6 +30,22 @@ unsigned lcp_stream_lanes(uint64_t m, uint32_t block_elems);
 lcp_err lcp_stream_put_rans(struct lcp_buf *b, const uint8_t *sym, uint64_t m,
 			    uint32_t block_elems, unsigned lanes, const uint64_t hist[256]);
 
+/* The histogram of sym[0, m) (m < 2^32). */
+void lcp_stream_count(const uint8_t *sym, uint64_t m, uint64_t hist[256]);
+
+/* lcp_stream_cost_bytes of an alias stream of the symbols of hist (rans.h:
+ * its most frequent symbols in range coded directly, the others as
+ * escapes, a word each); UINT64_MAX when the symbols leave no alias model
+ * (none in its range). */
+uint64_t lcp_stream_alias_cost_bytes(const uint64_t hist[256]);
+
+/* Appends sym[0, m), whose histogram is hist, to b as an alias stream
+ * (code mode CODE_ALIAS): lanes, table, block lengths and blocks as
+ * lcp_stream_put_rans. LCP_ERR_INVAL, with nothing appended, where
+ * lcp_stream_alias_cost_bytes is UINT64_MAX. */
+lcp_err lcp_stream_put_alias(struct lcp_buf *b, const uint8_t *sym, uint64_t m,
+			     uint32_t block_elems, unsigned lanes, const uint64_t hist[256]);
+
 /* rANS with 16 lanes is kept unless raw or zstd is smaller by more than 1
  * part in 50; with fewer lanes it must be smaller by that margin
  * (codec_format.h says why). */
@@ -65,6 +81,12 @@ struct lcp_stream {
 lcp_err lcp_stream_parse(const uint8_t *src, size_t len, uint64_t m, uint64_t block_elems,
 			 unsigned limit, struct lcp_rans_dec *table, struct lcp_stream *rs,
 			 size_t *used);
+
+/* lcp_stream_parse of an alias stream (alias true; its table must be an
+ * alias model) or a rANS stream. */
+lcp_err lcp_stream_parse_as(const uint8_t *src, size_t len, uint64_t m, uint64_t block_elems,
+			    unsigned limit, bool alias, struct lcp_rans_dec *table,
+			    struct lcp_stream *rs, size_t *used);
 
 /* One plane of m bytes as stored (lcp_stream_put_plane), parsed. */
 struct lcp_plane {

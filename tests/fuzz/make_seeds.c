@@ -328,6 +328,7 @@ int main(int argc, char **argv)
 	put("detect", "ggjt.bin", ggjt, sizeof ggjt);
 	sidecar_seeds();
 	codec_seed("q4-f32", LCP_DTYPE_F32, 16, 64, 4, 0);
+	codec_seed("q4-bf16-16lanes", LCP_DTYPE_BF16, 64, 512, 4, 0); /* SIMD alias steps */
 	codec_seed("q8-bf16", LCP_DTYPE_BF16, 16, 64, 8, 0);
 	codec_seed("lowrank-f32", LCP_DTYPE_F32, 64, 64, 4, 1);
 	codec_seed("lossless-f32", LCP_DTYPE_F32, 8, 32, 4, 2);

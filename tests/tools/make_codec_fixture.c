@@ -21,7 +21,10 @@
  * grid the default preset stores exact (zstd planes) and random bit
  * patterns (raw). Since format 4 also: the 8-bit class's codes as pairs
  * (two 16-lane blocks into F16; three blocks, the last ending inside a
- * 32-code step, into BF16; a kept low-rank term, F32).
+ * 32-code step, into BF16; a kept low-rank term, F32). Since format 5
+ * also: dependent quantization's codes as alias streams, escapes included
+ * (two blocks into F16; a last block ending inside a step, BF16), and
+ * heavy tails that keep rANS (F32).
  *
  * Build and run from the repository root, after `make`:
  *   cc -std=c11 -D_GNU_SOURCE -Iinclude -Isrc tests/tools/make_codec_fixture.c \
@@ -46,8 +49,10 @@
 #include "../unit/test_codec_helpers.h"
 
 /* How a tensor's values are drawn: GRID is a coordinate grid (the column
- * index, as pose models store), BITS random bit patterns (NaNs included). */
-enum shape { WEIGHTS, REPEATED_ROWS, UNIFORM, GRID, BITS };
+ * index, as pose models store), BITS random bit patterns (NaNs included),
+ * TAILS weights of which 1 in 25 is 8x larger (codes so spread that an
+ * alias stream's escapes would cost more than rANS). */
+enum shape { WEIGHTS, REPEATED_ROWS, UNIFORM, GRID, BITS, TAILS };
 
 /* Weight-like values: Gaussian with a per-row scale (rows differ by up to
  * 4x, as trained layers do), a heavy tail (1 in 200 values 6x larger), and
@@ -85,6 +90,7 @@ static int emit(struct lcp_codec_ctx *ctx, const char *name, enum lcp_dtype dt, 
 	for (uint64_t i = 0; i < n; i++) {
 		double v = shape == UNIFORM ? 0.02 * (2.0 * uniform01() - 1.0)
 			   : shape == GRID  ? (double)(i % cols)
+			   : shape == TAILS ? weight(i, cols, lr) * (uniform01() < 0.04 ? 8.0 : 1.0)
 					    : weight(i, cols, lr);
 		if (shape == REPEATED_ROWS && i >= 4 * cols) /* rows 4.. repeat rows 0..3 */
 			memcpy(x + i * eb, x + (i % (4 * cols)) * eb, eb);
@@ -137,7 +143,8 @@ int main(void)
 		return 1;
 	struct lcp_config def = lcp_config_default(), q = lcp_config_quality();
 	struct lcp_config ll = lcp_config_lossless(), g100 = def;
-	struct lcp_config asym4 = def, sym8 = q;
+	struct lcp_config asym4 = def, sym8 = q, def0 = def;
+	def0.rank = 0;
 	g100.group_size = 100;
 	g100.rank = 0;
 	asym4.symmetric = false;
@@ -163,7 +170,10 @@ int main(void)
 		  emit(ctx, "bits_f32_raw", LCP_DTYPE_F32, 8, 256, BITS, 0.0, -1, &ll) ||
 		  emit(ctx, "pairs_f16", LCP_DTYPE_F16, 32, 1024, WEIGHTS, 0.0, -1, &q) ||
 		  emit(ctx, "pairs_bf16_tail", LCP_DTYPE_BF16, 33, 1000, WEIGHTS, 0.0, -1, &q) ||
-		  emit(ctx, "pairs_f32_rank", LCP_DTYPE_F32, 40, 1000, WEIGHTS, 1.0, -1, &q);
+		  emit(ctx, "pairs_f32_rank", LCP_DTYPE_F32, 40, 1000, WEIGHTS, 1.0, -1, &q) ||
+		  emit(ctx, "alias_f16", LCP_DTYPE_F16, 32, 1024, WEIGHTS, 0.0, -1, &def0) ||
+		  emit(ctx, "alias_bf16_tail", LCP_DTYPE_BF16, 33, 1000, WEIGHTS, 0.0, -1, &def0) ||
+		  emit(ctx, "dq_f32_tails_rans", LCP_DTYPE_F32, 40, 1024, TAILS, 0.0, -1, &def0);
 	lcp_codec_ctx_free(ctx);
 	if (err)
 		fprintf(stderr, "make_codec_fixture: encode or decode failed\n");

@@ -933,8 +933,11 @@ Test(codec, pairs_live_in_params_version_4_only)
 	const struct lcp_chunk_info *ci = &e.chunks[0];
 	cr_assert_eq(e.data[ci->data_off] >> 2 & 3, CODE_PAIRS, "the chunk's codes must be pairs");
 	struct lcp_codec_tensor *ct;
-	uint8_t *p = params_as_version(&e, 5);
+	uint8_t *p = params_as_version(&e, 6);
 	cr_expect_eq(lcp_codec_tensor_open(p, e.params_len, &ct), LCP_ERR_VERSION);
+	free(p);
+	p = params_as_version(&e, 5); /* version 5 is dependent quantization's */
+	cr_expect_eq(lcp_codec_tensor_open(p, e.params_len, &ct), LCP_ERR_FORMAT);
 	free(p);
 	p = params_as_version(&e, 2);
 	cr_assert_eq(lcp_codec_tensor_open(p, e.params_len, &ct), LCP_OK);
@@ -956,7 +959,40 @@ Test(codec, pairs_live_in_params_version_4_only)
 	lcp_encoded_free(&e);
 	def.rank = 0;
 	encode_ok(&t, &def, &e);
-	cr_expect_eq(e.params[4], 3);
+	cr_expect_eq(e.params[4], 5);
+	lcp_encoded_free(&e);
+	free(t.bytes);
+}
+
+/* Alias streams (code mode 4) are written for dependent quantization under
+ * params version 5; the same chunk under version 3, whose modes byte has
+ * two code mode bits, is refused, not misread. */
+Test(codec, alias_streams_live_in_params_version_5_only)
+{
+	const uint64_t dims[2] = {32, 4096};
+	struct tensor t;
+	make_tensor(&t, LCP_DTYPE_F32, 2, dims, 8);
+	struct lcp_config def = lcp_config_default();
+	def.rank = 0;
+	struct lcp_encoded e;
+	encode_ok(&t, &def, &e);
+	cr_assert_eq(e.params[4], 5);
+	const struct lcp_chunk_info *ci = &e.chunks[0];
+	cr_assert_eq(e.data[ci->data_off] >> 2 & 7, CODE_ALIAS, "the chunk's codes must be an alias stream");
+	size_t out_len = (ci->elem_end - ci->elem_begin) * 4;
+	uint8_t *out = malloc(out_len);
+	struct lcp_codec_tensor *ct;
+	cr_assert_eq(lcp_codec_tensor_open(e.params, e.params_len, &ct), LCP_OK);
+	cr_expect_eq(lcp_codec_decode_chunk(ct, ci, e.data + ci->data_off, ci->data_len, out, out_len),
+		     LCP_OK);
+	lcp_codec_tensor_free(ct);
+	uint8_t *p = params_as_version(&e, 3);
+	cr_assert_eq(lcp_codec_tensor_open(p, e.params_len, &ct), LCP_OK);
+	cr_expect_eq(lcp_codec_decode_chunk(ct, ci, e.data + ci->data_off, ci->data_len, out, out_len),
+		     LCP_ERR_FORMAT);
+	lcp_codec_tensor_free(ct);
+	free(p);
+	free(out);
 	lcp_encoded_free(&e);
 	free(t.bytes);
 }

@@ -357,6 +357,30 @@ Test(codec_kernels, tensors_decode_the_same_with_every_set_and_every_range)
  */
 #define CODE_MODE_PAIRS 3
 
+/* The chunk ci (bytes d) decodes to want with every set, whole and by every
+ * range read; what names the case in messages. */
+static void decodes_as_want_everywhere(const struct lcp_codec_tensor *ct,
+				       const struct lcp_chunk_info *ci, const uint8_t *d,
+				       const uint8_t *want, uint64_t m, unsigned eb, const char *what)
+{
+	uint8_t *got = malloc(m * eb);
+	for (size_t k = 0; k <= NFAST; k++) {
+		const struct lcp_kernels *kern = lcp_kernels_named(k < NFAST ? fast_sets[k] : "ref");
+		if (!kern)
+			continue;
+		lcp_kernels_force(kern);
+		memset(got, 0x5a, m * eb);
+		cr_assert_eq(lcp_codec_decode_chunk(ct, ci, d, ci->data_len, got, m * eb), LCP_OK, "%s: %s",
+			     kern->name, what);
+		cr_assert_arr_eq(got, want, m * eb, "%s: %s", kern->name, what);
+		uint64_t bs = 0, bc = 0;
+		cr_assert(range_reads_match(ct, ci, d, want, eb, &bs, &bc), "%s: %s: range %lu+%lu",
+			  kern->name, what, (unsigned long)bs, (unsigned long)bc);
+	}
+	lcp_kernels_force(NULL);
+	free(got);
+}
+
 /* Pairs of a block of n codes. */
 static uint64_t pairs_of(uint64_t n)
 {
@@ -447,23 +471,9 @@ Test(codec_kernels, pair_chunks_decode_as_their_codes_stored_raw)
 				uint64_t np;
 				pci.data_len = pair_chunk(pairs, side, 3 * ng, codes, m, B, lane_counts[li], &np);
 				pci.stored_xxh3 = lcp_xxh3(pairs, pci.data_len);
-				for (size_t k = 0; k <= NFAST; k++) {
-					const struct lcp_kernels *kern =
-						lcp_kernels_named(k < NFAST ? fast_sets[k] : "ref");
-					if (!kern)
-						continue;
-					lcp_kernels_force(kern);
-					memset(got, 0x5a, m * eb);
-					cr_assert_eq(lcp_codec_decode_chunk(ct, &pci, pairs, pci.data_len, got, m * eb),
-						     LCP_OK);
-					cr_assert_arr_eq(got, want, m * eb, "%s: shape %zu dtype %d, %u lanes", kern->name,
-							 si, dt, lane_counts[li]);
-					uint64_t bs = 0, bc = 0;
-					cr_assert(range_reads_match(ct, &pci, pairs, want, eb, &bs, &bc),
-						  "%s: shape %zu dtype %d, %u lanes: range %lu+%lu", kern->name, si, dt,
-						  lane_counts[li], (unsigned long)bs, (unsigned long)bc);
-				}
-				lcp_kernels_force(NULL);
+				char what[64];
+				snprintf(what, sizeof what, "shape %zu dtype %d, %u lanes", si, dt, lane_counts[li]);
+				decodes_as_want_everywhere(ct, &pci, pairs, want, m, eb, what);
 				/* a nibble plane cut short is damage, not bytes */
 				pci.data_len = 5 + 3 * ng + np - 1;
 				pci.stored_xxh3 = lcp_xxh3(pairs, pci.data_len);
@@ -478,6 +488,96 @@ Test(codec_kernels, pair_chunks_decode_as_their_codes_stored_raw)
 			free(side);
 			free(raw);
 			free(pairs);
+			free(x);
+		}
+}
+
+/*
+ * Alias streams (code mode 4, rans.h) of dependent quantization's codes
+ * against the same codes stored raw (mode 0), as the pair test above: every
+ * lane count, set, dtype and range read. The codes are mostly near 128
+ * with a tail of any byte (0 and values outside 65..191 included), so
+ * every step kind meets escapes: none, one, several, and a lane's escape
+ * right before its renormalization.
+ */
+#define CODE_MODE_ALIAS 4
+
+Test(codec_kernels, alias_chunks_decode_as_their_codes_stored_raw)
+{
+	static const struct {
+		uint64_t rows, cols;
+	} shapes[] = {{5, 999}, {41, 1000}, {40, 1024}};
+	static const unsigned lane_counts[] = {1, 4, 16};
+	static const enum lcp_dtype fdts[] = {LCP_DTYPE_F32, LCP_DTYPE_F16, LCP_DTYPE_BF16};
+	for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+		for (size_t d = 0; d < sizeof fdts / sizeof fdts[0]; d++) {
+			enum lcp_dtype dt = fdts[d];
+			unsigned eb = elem_bytes(dt);
+			uint64_t n = shapes[si].rows * shapes[si].cols;
+			uint8_t *x = normal_weights(dt, n, 400 + si);
+			struct lcp_config cfg = {4, 0, 64, true, 4096, 1ull << 30, 0.5f, false};
+			struct lcp_codec_ctx *ctx;
+			struct lcp_encoded e;
+			struct lcp_codec_tensor *ct;
+			encode_open(dt, shapes[si].rows, shapes[si].cols, x, &cfg, &ctx, &e, &ct);
+			cr_assert_eq(e.nchunks, 1);
+			cr_assert_eq(e.params[4], 5);
+			uint64_t m = n, B = lcp_codec_tensor_block_elems(ct), ng = (m + 63) / 64;
+			uint8_t *codes = malloc(m), *side = malloc(2 * ng);
+			uint8_t *raw = malloc(5 + 2 * ng + m), *chunk = malloc(5 + 2 * ng + 4 * m + 4096);
+			rng_state = 950 + si;
+			unsigned escapes = 0;
+			for (uint64_t i = 0; i < m; i++) {
+				uint32_t r = rnd();
+				codes[i] = r % 50 == 0 ? (uint8_t)(r >> 8) : (uint8_t)(128 + (int)(r >> 8) % 9 - 4);
+				escapes += codes[i] < 124 || codes[i] > 132;
+			}
+			cr_assert_gt(escapes, m / 100);
+			for (uint64_t g = 0; g < ng; g++) {
+				side[g] = (uint8_t)(0x40 + rnd() % 64);
+				side[ng + g] = (uint8_t)(rnd() & 1);
+			}
+			raw[0] = 0;
+			lcp_store_le32(raw + 1, (uint32_t)(2 * ng));
+			memcpy(raw + 5, side, 2 * ng);
+			memcpy(raw + 5 + 2 * ng, codes, m);
+			struct lcp_chunk_info rci = e.chunks[0];
+			rci.data_len = 5 + 2 * ng + m;
+			rci.stored_xxh3 = lcp_xxh3(raw, rci.data_len);
+			uint8_t *want = malloc(m * eb), *got = malloc(m * eb);
+			lcp_kernels_force(lcp_kernels_named("ref"));
+			cr_assert_eq(lcp_codec_decode_chunk(ct, &rci, raw, rci.data_len, want, m * eb), LCP_OK);
+			for (size_t li = 0; li < sizeof lane_counts / sizeof lane_counts[0]; li++) {
+				struct lcp_buf b = LCP_BUF_INIT;
+				uint64_t hist[256];
+				lcp_stream_count(codes, m, hist);
+				cr_assert_eq(lcp_stream_put_alias(&b, codes, m, (uint32_t)B, lane_counts[li], hist),
+					     LCP_OK);
+				chunk[0] = CODE_MODE_ALIAS << 2; /* side raw */
+				lcp_store_le32(chunk + 1, (uint32_t)(2 * ng));
+				memcpy(chunk + 5, side, 2 * ng);
+				memcpy(chunk + 5 + 2 * ng, b.data, b.len);
+				struct lcp_chunk_info aci = rci;
+				aci.data_len = 5 + 2 * ng + b.len;
+				aci.stored_xxh3 = lcp_xxh3(chunk, aci.data_len);
+				lcp_buf_free(&b);
+				char what[64];
+				snprintf(what, sizeof what, "shape %zu dtype %d, %u lanes", si, dt, lane_counts[li]);
+				decodes_as_want_everywhere(ct, &aci, chunk, want, m, eb, what);
+				/* a stream cut short is damage, not bytes */
+				aci.data_len -= 1;
+				aci.stored_xxh3 = lcp_xxh3(chunk, aci.data_len);
+				cr_assert_eq(lcp_codec_decode_chunk(ct, &aci, chunk, aci.data_len, got, m * eb),
+					     LCP_ERR_FORMAT);
+			}
+			lcp_kernels_force(NULL);
+			free_encoded(ctx, &e, ct);
+			free(want);
+			free(got);
+			free(codes);
+			free(side);
+			free(raw);
+			free(chunk);
 			free(x);
 		}
 }
@@ -666,7 +766,8 @@ Test(codec_kernels, damaged_simd_chunks_never_crash_and_agree)
 {
 	const uint64_t rows = 40, cols = 1024, n = rows * cols;
 	uint8_t *x = normal_weights(LCP_DTYPE_F16, n, 9);
-	struct lcp_config cfg = {4, 0, 64, true, 4096, 1ull << 30, 0.5f, false};
+	/* asymmetric 4-bit codes: no dependent quantization, a rANS stream */
+	struct lcp_config cfg = {4, 0, 64, false, 4096, 1ull << 30, 0.5f, false};
 	struct lcp_codec_ctx *ctx;
 	struct lcp_encoded e;
 	struct lcp_codec_tensor *ct;
@@ -675,6 +776,24 @@ Test(codec_kernels, damaged_simd_chunks_never_crash_and_agree)
 	cr_assert_eq(e.data[ci->data_off] >> 2 & 3, 2, "the chunk's codes must be rANS-coded");
 	rng_state = 13;
 	/* mostly in the block table and the first blocks' states */
+	check_damaged_chunk(ct, ci, e.data + ci->data_off, n * 2, MUTATIONS, 5, 2000);
+	free_encoded(ctx, &e, ct);
+	free(x);
+}
+
+/* The same for an alias stream (dependent quantization, code mode 4). */
+Test(codec_kernels, damaged_alias_chunks_never_crash_and_agree)
+{
+	const uint64_t rows = 40, cols = 1024, n = rows * cols;
+	uint8_t *x = normal_weights(LCP_DTYPE_F16, n, 11);
+	struct lcp_config cfg = {4, 0, 64, true, 4096, 1ull << 30, 0.5f, false};
+	struct lcp_codec_ctx *ctx;
+	struct lcp_encoded e;
+	struct lcp_codec_tensor *ct;
+	encode_open(LCP_DTYPE_F16, rows, cols, x, &cfg, &ctx, &e, &ct);
+	const struct lcp_chunk_info *ci = &e.chunks[0];
+	cr_assert_eq(e.data[ci->data_off] >> 2 & 7, CODE_MODE_ALIAS, "the chunk's codes must be an alias stream");
+	rng_state = 15;
 	check_damaged_chunk(ct, ci, e.data + ci->data_off, n * 2, MUTATIONS, 5, 2000);
 	free_encoded(ctx, &e, ct);
 	free(x);
@@ -752,7 +871,7 @@ Test(codec_kernels, side_params_match_the_reference)
 				float scale8[256], frac16[256];
 				for (unsigned k = 0; k < 256; k++) {
 					scale8[k] = lcp_qscale(&q, (uint16_t)k);
-					frac16[k] = sbytes == 2 ? lcp_qscale_frac(&q, k) : 0.0f;
+					frac16[k] = sbytes == 2 || k < 16 ? lcp_qscale_frac(&q, k) : 0.0f;
 				}
 				for (unsigned i = 0; i < 3 * NG; i++)
 					side[i] = (uint8_t)(i % 17 == 0 ? 0 : rnd());

@@ -427,3 +427,162 @@ Test(rans, decoding_table_is_its_definition)
 	}
 	free(s);
 }
+
+/* rans.h's alias map worked by hand for {0: 96, 128: 2000, 129: 1000,
+ * 130: 1000}: bucket 0 keeps 96 slots of symbol 0 and lends 32 to 128;
+ * buckets 4..18 go to 128 whole, which leaves it 48 of bucket 1; bucket 1
+ * lends 80 to 129, buckets 19..25 go to 129, leaving it 24 of bucket 2,
+ * which lends 104 to 130; buckets 26..31 go to 130, which keeps all of
+ * bucket 3. Ranks run in slot order. */
+Test(rans, alias_map_is_the_worked_example)
+{
+	uint16_t freq[256] = {0};
+	freq[0] = 96;
+	freq[128] = 2000;
+	freq[129] = 1000;
+	freq[130] = 1000;
+	cr_assert(lcp_rans_alias_model(freq));
+	static struct lcp_rans_dec d;
+	lcp_rans_dec_init_alias(&d, freq);
+	static const uint32_t split[32] = {96, 48, 24, 128};
+	cr_assert_arr_eq(d.split, split, sizeof split);
+	/* entry = (rank - lo + 128) << 19 | f << 7 | (symbol - 64, 0 for escapes) */
+#define ENTRY(rank, lo, f, t) ((uint32_t)((rank) - (lo) + 128) << 19 | (uint32_t)(f) << 7 | (t))
+	cr_expect_eq(d.entry[0][0], ENTRY(0, 0, 96, 0));           /* slots 0..95: escape */
+	cr_expect_eq(d.entry[1][0], ENTRY(0, 96, 2000, 64));       /* 96..127: 128, ranks 0.. */
+	cr_expect_eq(d.entry[0][1], ENTRY(32, 0, 2000, 64));       /* 128..175: 128, ranks 32.. */
+	cr_expect_eq(d.entry[1][1], ENTRY(0, 48, 1000, 65));       /* 176..255: 129, ranks 0.. */
+	cr_expect_eq(d.entry[0][2], ENTRY(80, 0, 1000, 65));       /* 256..279: 129, ranks 80.. */
+	cr_expect_eq(d.entry[1][2], ENTRY(0, 24, 1000, 66));       /* 280..383: 130, ranks 0.. */
+	cr_expect_eq(d.entry[0][3], ENTRY(104, 0, 1000, 66));      /* 384..511: 130 */
+	cr_expect_eq(d.entry[1][4], ENTRY(80, 0, 2000, 64));       /* bucket 4: 128, ranks 80.. */
+	cr_expect_eq(d.entry[1][18], ENTRY(80 + 14 * 128, 0, 2000, 64));
+	cr_expect_eq(d.entry[1][19], ENTRY(104, 0, 1000, 65));     /* bucket 19: 129 */
+	cr_expect_eq(d.entry[1][31], ENTRY(232 + 5 * 128, 0, 1000, 66));
+#undef ENTRY
+	static struct lcp_rans_alias_enc e;
+	lcp_rans_alias_enc_init(&e, freq);
+	cr_expect_eq(e.slot_of[e.base[128] + 4], 100);
+	cr_expect_eq(e.slot_of[e.base[128] + 32], 128);
+	cr_expect_eq(e.slot_of[e.base[129] + 999], 25 * 128 + 127);
+	cr_expect_eq(e.slot_of[e.base[130] + 999], 4095);
+	cr_expect_eq(e.slot_of[e.base[0] + 95], 95);
+}
+
+Test(rans, alias_models_are_small_and_in_range)
+{
+	uint16_t freq[256] = {0};
+	freq[65] = freq[191] = 2048;
+	cr_expect(lcp_rans_alias_model(freq));
+	freq[191] = 2047;
+	freq[192] = 1;
+	cr_expect_not(lcp_rans_alias_model(freq), "192 is outside the 7-bit symbols");
+	memset(freq, 0, sizeof freq);
+	freq[0] = 4096 - 31 * 100;
+	for (unsigned s = 100; s < 131; s++)
+		freq[s] = 100;
+	cr_expect(lcp_rans_alias_model(freq), "31 symbols and the escape");
+	freq[0] -= 1;
+	freq[131] = 1;
+	cr_expect_not(lcp_rans_alias_model(freq), "33 symbols");
+}
+
+/* Alias blocks (escapes: symbols outside the model, 0, bytes outside
+ * 65..191) round-trip through the reference decoder with every lane
+ * count and length, whole and stopped anywhere; a block cut short or with
+ * an escape word above 255 is malformed. */
+Test(rans, alias_blocks_round_trip_with_escapes)
+{
+	static const unsigned lane_counts[] = {1, 2, 4, 8, 16};
+	static const uint32_t lengths[] = {1, 15, 16, 17, 333, 4096, 16384};
+	rng_state = 77;
+	for (size_t li = 0; li < 5; li++)
+		for (size_t ni = 0; ni < 7; ni++) {
+			uint32_t n = lengths[ni];
+			unsigned lanes = lane_counts[li];
+			uint8_t *s = malloc(n), *got = malloc(n);
+			make_symbols(s, n, 256, 128, 5);
+			for (uint32_t i = 1; i < n; i += 97)
+				s[i] = (uint8_t)(i % 3 == 0 ? 0 : i % 3 == 1 ? 30 : 250);
+			uint64_t hist[256] = {0}, h[256] = {0};
+			for (uint32_t i = 0; i < n; i++)
+				hist[s[i]]++;
+			/* the model: up to 31 of the symbols in 65..191, the rest escapes */
+			unsigned direct = 0;
+			for (unsigned v = 65; v <= 191 && direct < 31; v++)
+				if (hist[v] > n / 200 || (n < 200 && hist[v])) {
+					h[v] = hist[v];
+					direct++;
+				}
+			for (unsigned v = 0; v < 256; v++)
+				h[0] += h[v] ? 0 : hist[v];
+			uint16_t freq[256];
+			lcp_rans_normalize(h, freq);
+			cr_assert(lcp_rans_alias_model(freq));
+			static struct lcp_rans_alias_enc e;
+			static struct lcp_rans_dec d;
+			lcp_rans_alias_enc_init(&e, freq);
+			lcp_rans_dec_init_alias(&d, freq);
+			uint8_t *buf = malloc(lcp_rans_alias_block_bound(n, lanes));
+			size_t len = lcp_rans_alias_encode(&e, s, n, lanes, buf);
+			uint32_t stops[] = {n, n / 2 + 1, 1};
+			for (size_t k = 0; k < 3; k++) {
+				memset(got, 0xee, n);
+				struct lcp_rans_block b = {&d, buf, len, n, stops[k], got};
+				cr_assert_eq(lcp_rans_decode_ref(&b, 1, lanes, buf + len), LCP_OK,
+					     "%u lanes, %u symbols, stop %u", lanes, n, stops[k]);
+				cr_assert_arr_eq(got, s, stops[k], "%u lanes, %u symbols", lanes, n);
+			}
+			struct lcp_rans_block cut = {&d, buf, len - 2, n, n, got};
+			cr_expect_eq(lcp_rans_decode_ref(&cut, 1, lanes, buf + len), LCP_ERR_FORMAT);
+			free(buf);
+			free(s);
+			free(got);
+		}
+}
+
+/* The AVX-512 alias steps give the plain-C bytes: models with many
+ * escapes (symbols out of range, 0, and in range but left out), few, and
+ * none. */
+Test(rans, fast_alias_encoder_gives_the_plain_c_bytes)
+{
+	enum { N = 16400 };
+	static const uint32_t lengths[] = {1, 15, 16, 17, 255, 1000, 16383, 16384, N};
+	static const unsigned shapes[][3] = {{256, 128, 2}, {256, 128, 30}, {192, 150, 9}, {256, 100, 0}};
+	uint8_t *s = malloc(N), *want = malloc(lcp_rans_alias_block_bound(N, 16));
+	uint8_t *got = malloc(lcp_rans_alias_block_bound(N, 16));
+	static struct lcp_rans_alias_enc e;
+	rng_state = 78;
+	for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
+		make_symbols(s, N, shapes[k][0], shapes[k][1], shapes[k][2]);
+		for (uint32_t i = 5; i < N; i += 301)
+			s[i] = 0;
+		uint64_t hist[256] = {0};
+		for (uint32_t i = 0; i < N; i++)
+			hist[s[i]]++;
+		/* directly: the first 31 symbols in range that occur */
+		uint64_t h[256] = {0};
+		unsigned direct = 0;
+		for (unsigned v = 65; v <= 191 && direct < 31; v++)
+			if (hist[v]) {
+				h[v] = hist[v];
+				direct++;
+			}
+		for (unsigned v = 0; v < 256; v++)
+			h[0] += h[v] ? 0 : hist[v];
+		uint16_t freq[256];
+		lcp_rans_normalize(h, freq);
+		cr_assert(lcp_rans_alias_model(freq));
+		lcp_rans_alias_enc_init(&e, freq);
+		for (size_t li = 0; li < sizeof lengths / sizeof lengths[0]; li++) {
+			uint32_t n = lengths[li];
+			size_t want_len = lcp_rans_alias_encode_ref(&e, s + N - n, n, 16, want);
+			size_t got_len = lcp_rans_alias_encode(&e, s + N - n, n, 16, got);
+			cr_assert_eq(got_len, want_len, "shape %zu, n %u", k, n);
+			cr_assert_arr_eq(got, want, want_len, "shape %zu, n %u", k, n);
+		}
+	}
+	free(s);
+	free(want);
+	free(got);
+}
