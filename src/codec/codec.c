@@ -552,6 +552,13 @@ static lcp_err put_stream(struct lcp_codec_ctx *ctx, struct lcp_buf *b, const ui
  * chunks it stores 0.18% larger (escapes). */
 #define ALIAS_PREFERENCE 50u
 
+/* The 8-bit class's 16-lane chunks keep rANS (then pairs) unless raw or
+ * zstd is smaller by more than 1 part in Q8_ALT_PREFERENCE, not 2%: on
+ * the decode benchmark's matrix its zstd chunks decoded 3.3x slower than
+ * its pair chunks (385K against 116K cycles each) for 5-7% fewer bytes,
+ * and the 5% of chunks that took zstd took 14% of the decode time. */
+#define Q8_ALT_PREFERENCE 8u
+
 /*
  * Appends the m 8-bit codes of a chunk to b as pairs (codec_format.h): the
  * nibble plane, then the rANS stream of the pair symbols with `lanes` lanes
@@ -855,7 +862,10 @@ static lcp_err encode_quant_chunk(struct lcp_codec_ctx *ctx, const struct attemp
 		err = lcp_stream_put_rans(rans, codes, m, a->block_elems, lanes, hist);
 	if (err)
 		return err;
-	bool use_rans = lcp_stream_prefer_rans(entropy->len, alt->len, lanes);
+	bool use_rans = a->enc == LCP_ENC_Q8 && lanes == LCP_RANS_MAX_LANES
+				? (uint64_t)entropy->len * Q8_ALT_PREFERENCE <=
+					  (uint64_t)alt->len * (Q8_ALT_PREFERENCE + 1)
+				: lcp_stream_prefer_rans(entropy->len, alt->len, lanes);
 	const struct lcp_buf *code = use_rans ? entropy : alt;
 	uint8_t code_mode = use_rans ? (alias ? CODE_ALIAS : CODE_RANS) : alt_mode;
 	if (use_rans && a->enc == LCP_ENC_Q8) {
