@@ -463,9 +463,17 @@ static void acc_metrics(enum lcp_dtype dt, const float *x, const uint8_t *raw, c
 }
 #undef ACC_LANES
 
-/* The params block: version 5 for dependent quantization, 4 for the 8-bit
- * class, 3 for lossless tensors, version 2 for the other quantized ones
- * (codec_format.h). */
+/* The params block's version for encoding enc (codec_format.h): 5 for
+ * dependent quantization and the 8-bit class, 3 for lossless tensors, 2
+ * for the other quantized ones. */
+static uint8_t params_version(enum lcp_encoding enc, bool dq)
+{
+	return enc == LCP_ENC_Q8 || dq ? PARAMS_VERSION_5
+	       : enc == LCP_ENC_LOSSLESS ? PARAMS_VERSION_3
+					 : PARAMS_VERSION_2;
+}
+
+/* The params block (codec_format.h). */
 static lcp_err params_build(const struct lcp_tensor_source *t, enum lcp_encoding enc,
 			    const struct lcp_qparams *q, bool dq, const struct lowrank *lr,
 			    uint32_t group_size, uint32_t chunk_elems, uint32_t block_elems,
@@ -474,10 +482,7 @@ static lcp_err params_build(const struct lcp_tensor_source *t, enum lcp_encoding
 	struct lcp_buf b = LCP_BUF_INIT;
 	lcp_err err = lcp_buf_append(&b, PARAMS_MAGIC, 4);
 	if (!err)
-		err = lcp_buf_append_u8(&b, enc == LCP_ENC_Q8 ? PARAMS_VERSION_4
-						: dq ? PARAMS_VERSION_5
-						: enc == LCP_ENC_LOSSLESS ? PARAMS_VERSION_3
-									  : PARAMS_VERSION_2);
+		err = lcp_buf_append_u8(&b, params_version(enc, dq));
 	if (!err)
 		err = lcp_buf_append_u8(&b, (uint8_t)enc);
 	if (!err)
@@ -856,9 +861,11 @@ static lcp_err encode_quant_chunk(struct lcp_codec_ctx *ctx, const struct attemp
 	uint8_t zmode = 0, side_mode, alt_mode;
 	lcp_err err = LCP_OK;
 	size_t raw_extra = 0; /* bytes the 8-bit class's raw rule added */
+	uint32_t plane_block = (uint32_t)(params_version(a->enc, a->qp.dq) == PARAMS_VERSION_5
+						  ? plane_block_elems(ng) : ng);
 	for (unsigned k = 0; !err && k <= sbytes; k++) {
 		size_t at = planes->len;
-		err = lcp_stream_put_plane(planes, side + k * ng, ng, (uint32_t)ng, LCP_RANS_MAX_LANES);
+		err = lcp_stream_put_plane(planes, side + k * ng, ng, plane_block, LCP_RANS_MAX_LANES);
 		if (!err && sbytes == 2 && planes->data[at] == PLANE_RANS &&
 		    (planes->len - at - 1) * SIDE_RANS_MIN_SAVING > ng * (SIDE_RANS_MIN_SAVING - 1)) {
 			raw_extra += ng + 1 - (planes->len - at);

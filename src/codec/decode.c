@@ -149,7 +149,7 @@ lcp_err lcp_codec_tensor_open(const uint8_t *params, size_t params_len,
 	uint8_t known = version == PARAMS_VERSION_3 || version == PARAMS_VERSION_5 ? 7 : 3;
 	if (dt > LCP_DTYPE_F64 || (flags & ~known) || (t.ecsq && (enc != LCP_ENC_Q4 || !t.q.symmetric)) ||
 	    (t.dq && !t.ecsq) || (version == PARAMS_VERSION_4 && enc != LCP_ENC_Q8) ||
-	    (version == PARAMS_VERSION_5 && !t.dq))
+	    (version == PARAMS_VERSION_5 && !t.dq && enc != LCP_ENC_Q8))
 		return LCP_ERR_FORMAT;
 	if (t.ecsq)
 		t.q.bits = 8; /* 8-bit symbols, symmetric: off 128 */
@@ -412,21 +412,22 @@ static lcp_err decode_pairs_range(const struct lcp_codec_tensor *t, const struct
 /*
  * The side stream stored as planes (side mode SIDE_PLANES): nplanes planes
  * of ng bytes into side, each u8 mode then 0: ng raw bytes, 1: one byte
- * repeated, 2: a rANS stream of one block of ng symbols, decoded up to
- * symbol upto only. The rANS planes, each with its table in tables[],
- * decode in one kernel call, side by side.
+ * repeated, 2: a rANS stream of ng symbols in blocks of block_elems,
+ * decoded up to symbol upto only. The rANS planes' blocks, each plane with
+ * its table in tables[], decode side by side, RANS_BATCH at a time.
  */
 static lcp_err decode_side_planes(const struct lcp_kernels *k, const uint8_t *src, size_t len,
-				  uint64_t ng, unsigned nplanes, uint64_t upto, uint8_t *side,
-				  struct lcp_rans_dec *tables, const uint8_t *readable_end)
+				  uint64_t ng, uint64_t block_elems, unsigned nplanes, uint64_t upto,
+				  uint8_t *side, struct lcp_rans_dec *tables, const uint8_t *readable_end)
 {
-	struct lcp_rans_block batch[SIDE_MAX_PLANES];
-	unsigned nb = 0, lanes = 0;
+	struct lcp_rans_block batch[RANS_BATCH];
+	unsigned nb = 0, lanes = 0, ntables = 0;
 	const uint8_t *p = src, *end = src + len;
-	for (unsigned i = 0; i < nplanes; i++) {
+	lcp_err err = LCP_OK;
+	for (unsigned i = 0; !err && i < nplanes; i++) {
 		uint8_t *out = side + i * ng;
 		struct lcp_plane pl;
-		lcp_err err = lcp_stream_parse_plane(&p, end, ng, ng, &tables[nb], &pl);
+		err = lcp_stream_parse_plane(&p, end, ng, block_elems, &tables[ntables], &pl);
 		if (err)
 			return err;
 		if (pl.mode == PLANE_RAW) {
@@ -434,15 +435,23 @@ static lcp_err decode_side_planes(const struct lcp_kernels *k, const uint8_t *sr
 		} else if (pl.mode == PLANE_CONSTANT) {
 			memset(out, pl.value, ng);
 		} else {
-			if (nb && pl.rs.lanes != lanes)
+			if (ntables++ && pl.rs.lanes != lanes)
 				return LCP_ERR_FORMAT; /* the encoder gives every plane the same lanes */
 			lanes = pl.rs.lanes;
-			batch[nb++] = lcp_stream_block(&pl.rs, 0, ng, upto, pl.rs.blocks, out);
+			const uint8_t *at = pl.rs.blocks;
+			for (uint64_t b = 0; !err && b < pl.rs.nblocks && b * block_elems < upto; b++) {
+				batch[nb] = lcp_stream_block(&pl.rs, b, ng, upto, at, out);
+				at += batch[nb].len;
+				if (++nb == RANS_BATCH) {
+					err = k->rans_decode(batch, nb, lanes, readable_end);
+					nb = 0;
+				}
+			}
 		}
 	}
-	if (p != end)
-		return LCP_ERR_FORMAT;
-	return nb ? k->rans_decode(batch, nb, lanes, readable_end) : LCP_OK;
+	if (!err && p != end)
+		err = LCP_ERR_FORMAT;
+	return err || !nb ? err : k->rans_decode(batch, nb, lanes, readable_end);
 }
 
 /*
@@ -481,8 +490,8 @@ static lcp_err decode_quant(const struct lcp_codec_tensor *t, const uint8_t *dat
 		sm = (enum side_mode)(modes & 3);
 		cm = (enum code_mode)(modes >> 2 & cm_bits);
 		if (modes >> (t->version == PARAMS_VERSION_5 ? 5 : 4) || sm > SIDE_PLANES ||
-		    (cm == CODE_PAIRS && t->version != PARAMS_VERSION_4) ||
-		    (cm == CODE_ALIAS && t->version != PARAMS_VERSION_5) || cm > CODE_ALIAS)
+		    (cm == CODE_PAIRS && (t->encoding != LCP_ENC_Q8 || t->version < PARAMS_VERSION_4)) ||
+		    (cm == CODE_ALIAS && (!t->dq || t->version != PARAMS_VERSION_5)) || cm > CODE_ALIAS)
 			return LCP_ERR_FORMAT;
 	}
 	uint32_t side_len = lcp_load_le32(data + 1);
@@ -530,7 +539,9 @@ static lcp_err decode_quant(const struct lcp_codec_tensor *t, const uint8_t *dat
 	if (sm == SIDE_ZSTD)
 		err = unzstd(ds, side_src, side_len, side, side_raw);
 	else if (sm == SIDE_PLANES)
-		err = decode_side_planes(kern, side_src, side_len, ng, sbytes + 1, g1, side, side_tables,
+		err = decode_side_planes(kern, side_src, side_len, ng,
+					 t->version == PARAMS_VERSION_5 ? plane_block_elems(ng) : ng, sbytes + 1,
+					 g1, side, side_tables,
 					 data + data_len);
 	else
 		memcpy(side, side_src, side_raw);

@@ -890,7 +890,8 @@ Test(codec, eight_bit_side_planes_stay_raw_unless_rans_saves_an_eighth)
 	uint8_t modes[3];
 	for (int k = 0; k < 3; k++) {
 		struct lcp_plane pl;
-		cr_assert_eq(lcp_stream_parse_plane(&p, end, n / G, n / G, &table, &pl), LCP_OK);
+		cr_assert_eq(lcp_stream_parse_plane(&p, end, n / G, plane_block_elems(n / G), &table, &pl),
+			     LCP_OK);
 		modes[k] = pl.mode;
 	}
 	cr_expect_eq(modes[0], PLANE_CONSTANT, "one scale for every group");
@@ -913,14 +914,15 @@ static uint8_t *params_as_version(const struct lcp_encoded *e, uint8_t v)
 }
 
 /*
- * Pairs (code mode 3) exist in params version 4 only, which is written for
- * the 8-bit class and only for it: older readers refuse the version (as
- * this one refuses version 5), a version-4 block of another class is
+ * Pairs (code mode 3) exist in the 8-bit class under params versions 4 and
+ * 5 (5 is written now; 4 was): readers older than a version refuse it (as
+ * this one refuses version 6), a version-4 block of another class is
  * damage, and a chunk of pairs under a version-2 block (the 8-bit class's
- * older layout, still read) is damage, never bytes. The 4-bit classes keep
- * their versions.
+ * older layout, still read) is damage, never bytes. Version 5 is only for
+ * dependent quantization and the 8-bit class; the asymmetric 4-bit class
+ * keeps version 2.
  */
-Test(codec, pairs_live_in_params_version_4_only)
+Test(codec, pairs_live_in_the_8_bit_class_of_versions_4_and_5)
 {
 	const uint64_t dims[2] = {32, 4096};
 	struct tensor t;
@@ -929,15 +931,12 @@ Test(codec, pairs_live_in_params_version_4_only)
 	q8.rank = 0;
 	struct lcp_encoded e;
 	encode_ok(&t, &q8, &e);
-	cr_assert_eq(e.params[4], 4);
+	cr_assert_eq(e.params[4], 5);
 	const struct lcp_chunk_info *ci = &e.chunks[0];
-	cr_assert_eq(e.data[ci->data_off] >> 2 & 3, CODE_PAIRS, "the chunk's codes must be pairs");
+	cr_assert_eq(e.data[ci->data_off] >> 2 & 7, CODE_PAIRS, "the chunk's codes must be pairs");
 	struct lcp_codec_tensor *ct;
 	uint8_t *p = params_as_version(&e, 6);
 	cr_expect_eq(lcp_codec_tensor_open(p, e.params_len, &ct), LCP_ERR_VERSION);
-	free(p);
-	p = params_as_version(&e, 5); /* version 5 is dependent quantization's */
-	cr_expect_eq(lcp_codec_tensor_open(p, e.params_len, &ct), LCP_ERR_FORMAT);
 	free(p);
 	p = params_as_version(&e, 2);
 	cr_assert_eq(lcp_codec_tensor_open(p, e.params_len, &ct), LCP_OK);
@@ -954,6 +953,9 @@ Test(codec, pairs_live_in_params_version_4_only)
 	encode_ok(&t, &q4, &e);
 	cr_expect_eq(e.params[4], 2);
 	p = params_as_version(&e, 4);
+	cr_expect_eq(lcp_codec_tensor_open(p, e.params_len, &ct), LCP_ERR_FORMAT);
+	free(p);
+	p = params_as_version(&e, 5);
 	cr_expect_eq(lcp_codec_tensor_open(p, e.params_len, &ct), LCP_ERR_FORMAT);
 	free(p);
 	lcp_encoded_free(&e);

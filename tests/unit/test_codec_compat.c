@@ -199,8 +199,9 @@ Test(codec_compat, v4_tensors_read_back_as_written)
 /* The golden vectors of format 5: dependent quantization's codes as alias
  * streams with escapes (the default preset's tensors, fused into F16 and
  * BF16, a last block ending inside a step, unfused with group 100 and with
- * a low-rank term) and codes too spread for one (rANS), beside the
- * unchanged classes. */
+ * a low-rank term) and codes too spread for one (rANS); the 8-bit class
+ * (pairs) now under version 5; side planes in blocks; beside the unchanged
+ * classes. */
 Test(codec_compat, v5_tensors_read_back_as_written)
 {
 	cr_assert_eq(check_fixture("tests/data/codec_v5_tensors.txt"), 21);
