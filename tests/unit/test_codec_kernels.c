@@ -358,10 +358,12 @@ Test(codec_kernels, tensors_decode_the_same_with_every_set_and_every_range)
 #define CODE_MODE_PAIRS 3
 
 /* The chunk ci (bytes d) decodes to want with every set, whole and by every
- * range read; what names the case in messages. */
+ * range read, and its first cut_len bytes alone are damage, not bytes;
+ * what names the case in messages. */
 static void decodes_as_want_everywhere(const struct lcp_codec_tensor *ct,
 				       const struct lcp_chunk_info *ci, const uint8_t *d,
-				       const uint8_t *want, uint64_t m, unsigned eb, const char *what)
+				       const uint8_t *want, uint64_t m, unsigned eb, const char *what,
+				       size_t cut_len)
 {
 	uint8_t *got = malloc(m * eb);
 	for (size_t k = 0; k <= NFAST; k++) {
@@ -378,6 +380,11 @@ static void decodes_as_want_everywhere(const struct lcp_codec_tensor *ct,
 			  kern->name, what, (unsigned long)bs, (unsigned long)bc);
 	}
 	lcp_kernels_force(NULL);
+	struct lcp_chunk_info cut = *ci;
+	cut.data_len = cut_len;
+	cut.stored_xxh3 = lcp_xxh3(d, cut_len);
+	cr_assert_eq(lcp_codec_decode_chunk(ct, &cut, d, cut_len, got, m * eb), LCP_ERR_FORMAT, "%s: cut",
+		     what);
 	free(got);
 }
 
@@ -425,29 +432,55 @@ static size_t pair_chunk(uint8_t *out, const uint8_t *side, size_t side_len, con
 	return len;
 }
 
+/* The shapes, lane counts and dtypes the chunk tests below build chunks
+ * for: one short chunk (a block shorter than 16384), and chunks whose last
+ * block ends inside a 32-code step or on one. */
+static const struct {
+	uint64_t rows, cols;
+} chunk_shapes[] = {{5, 999}, {41, 1000}, {40, 1024}};
+static const unsigned chunk_lanes[] = {1, 4, 16};
+static const enum lcp_dtype chunk_dtypes[] = {LCP_DTYPE_F32, LCP_DTYPE_F16, LCP_DTYPE_BF16};
+#define NSHAPES (sizeof chunk_shapes / sizeof chunk_shapes[0])
+
+/* The reference's decode into want (m values of eb bytes) of the chunk like
+ * base (its elements) holding the side stream side[0, side_len) and the
+ * codes[0, m) raw (code mode 0); its info in *rci. */
+static void raw_chunk_want(const struct lcp_codec_tensor *ct, const struct lcp_chunk_info *base,
+			   const uint8_t *side, size_t side_len, const uint8_t *codes, uint64_t m,
+			   unsigned eb, struct lcp_chunk_info *rci, uint8_t *want)
+{
+	uint8_t *raw = malloc(5 + side_len + m);
+	raw[0] = 0;
+	lcp_store_le32(raw + 1, (uint32_t)side_len);
+	memcpy(raw + 5, side, side_len);
+	memcpy(raw + 5 + side_len, codes, m);
+	*rci = *base;
+	rci->data_len = 5 + side_len + m;
+	rci->stored_xxh3 = lcp_xxh3(raw, rci->data_len);
+	lcp_kernels_force(lcp_kernels_named("ref"));
+	cr_assert_eq(lcp_codec_decode_chunk(ct, rci, raw, rci->data_len, want, m * eb), LCP_OK);
+	lcp_kernels_force(NULL);
+	free(raw);
+}
+
 Test(codec_kernels, pair_chunks_decode_as_their_codes_stored_raw)
 {
-	static const struct {
-		uint64_t rows, cols;
-	} shapes[] = {{5, 999}, {41, 1000}, {40, 1024}};
-	static const unsigned lane_counts[] = {1, 4, 16};
-	static const enum lcp_dtype fdts[] = {LCP_DTYPE_F32, LCP_DTYPE_F16, LCP_DTYPE_BF16};
-	for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
-		for (size_t d = 0; d < sizeof fdts / sizeof fdts[0]; d++) {
-			enum lcp_dtype dt = fdts[d];
+	for (size_t si = 0; si < NSHAPES; si++)
+		for (size_t d = 0; d < sizeof chunk_dtypes / sizeof chunk_dtypes[0]; d++) {
+			enum lcp_dtype dt = chunk_dtypes[d];
 			unsigned eb = elem_bytes(dt);
-			uint64_t n = shapes[si].rows * shapes[si].cols;
+			uint64_t n = chunk_shapes[si].rows * chunk_shapes[si].cols;
 			uint8_t *x = normal_weights(dt, n, 300 + si);
 			struct lcp_config cfg = lcp_config_quality();
 			cfg.rank = 0;
 			struct lcp_codec_ctx *ctx;
 			struct lcp_encoded e;
 			struct lcp_codec_tensor *ct;
-			encode_open(dt, shapes[si].rows, shapes[si].cols, x, &cfg, &ctx, &e, &ct);
+			encode_open(dt, chunk_shapes[si].rows, chunk_shapes[si].cols, x, &cfg, &ctx, &e, &ct);
 			cr_assert_eq(e.nchunks, 1);
 			uint64_t m = n, B = lcp_codec_tensor_block_elems(ct), ng = (m + 31) / 32;
 			uint8_t *codes = malloc(m), *side = malloc(3 * ng);
-			uint8_t *raw = malloc(5 + 3 * ng + m), *pairs = malloc(5 + 3 * ng + 3 * m + 4096);
+			uint8_t *pairs = malloc(5 + 3 * ng + 3 * m + 4096);
 			rng_state = 900 + si;
 			for (uint64_t i = 0; i < m; i++)
 				codes[i] = (uint8_t)rnd();
@@ -456,37 +489,24 @@ Test(codec_kernels, pair_chunks_decode_as_their_codes_stored_raw)
 				side[ng + g] = (uint8_t)rnd();
 				side[2 * ng + g] = (uint8_t)rnd();
 			}
-			raw[0] = 0;
-			lcp_store_le32(raw + 1, (uint32_t)(3 * ng));
-			memcpy(raw + 5, side, 3 * ng);
-			memcpy(raw + 5 + 3 * ng, codes, m);
-			struct lcp_chunk_info rci = e.chunks[0];
-			rci.data_len = 5 + 3 * ng + m;
-			rci.stored_xxh3 = lcp_xxh3(raw, rci.data_len);
-			uint8_t *want = malloc(m * eb), *got = malloc(m * eb);
-			lcp_kernels_force(lcp_kernels_named("ref"));
-			cr_assert_eq(lcp_codec_decode_chunk(ct, &rci, raw, rci.data_len, want, m * eb), LCP_OK);
-			for (size_t li = 0; li < sizeof lane_counts / sizeof lane_counts[0]; li++) {
+			struct lcp_chunk_info rci;
+			uint8_t *want = malloc(m * eb);
+			raw_chunk_want(ct, &e.chunks[0], side, 3 * ng, codes, m, eb, &rci, want);
+			for (size_t li = 0; li < sizeof chunk_lanes / sizeof chunk_lanes[0]; li++) {
 				struct lcp_chunk_info pci = rci;
 				uint64_t np;
-				pci.data_len = pair_chunk(pairs, side, 3 * ng, codes, m, B, lane_counts[li], &np);
+				pci.data_len = pair_chunk(pairs, side, 3 * ng, codes, m, B, chunk_lanes[li], &np);
 				pci.stored_xxh3 = lcp_xxh3(pairs, pci.data_len);
 				char what[64];
-				snprintf(what, sizeof what, "shape %zu dtype %d, %u lanes", si, dt, lane_counts[li]);
-				decodes_as_want_everywhere(ct, &pci, pairs, want, m, eb, what);
-				/* a nibble plane cut short is damage, not bytes */
-				pci.data_len = 5 + 3 * ng + np - 1;
-				pci.stored_xxh3 = lcp_xxh3(pairs, pci.data_len);
-				cr_assert_eq(lcp_codec_decode_chunk(ct, &pci, pairs, pci.data_len, got, m * eb),
-					     LCP_ERR_FORMAT);
+				snprintf(what, sizeof what, "shape %zu dtype %d, %u lanes", si, dt, chunk_lanes[li]);
+				/* cut: a nibble plane cut short */
+				decodes_as_want_everywhere(ct, &pci, pairs, want, m, eb, what, 5 + 3 * ng + np - 1);
 			}
 			lcp_kernels_force(NULL);
 			free_encoded(ctx, &e, ct);
 			free(want);
-			free(got);
 			free(codes);
 			free(side);
-			free(raw);
 			free(pairs);
 			free(x);
 		}
@@ -504,27 +524,22 @@ Test(codec_kernels, pair_chunks_decode_as_their_codes_stored_raw)
 
 Test(codec_kernels, alias_chunks_decode_as_their_codes_stored_raw)
 {
-	static const struct {
-		uint64_t rows, cols;
-	} shapes[] = {{5, 999}, {41, 1000}, {40, 1024}};
-	static const unsigned lane_counts[] = {1, 4, 16};
-	static const enum lcp_dtype fdts[] = {LCP_DTYPE_F32, LCP_DTYPE_F16, LCP_DTYPE_BF16};
-	for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
-		for (size_t d = 0; d < sizeof fdts / sizeof fdts[0]; d++) {
-			enum lcp_dtype dt = fdts[d];
+	for (size_t si = 0; si < NSHAPES; si++)
+		for (size_t d = 0; d < sizeof chunk_dtypes / sizeof chunk_dtypes[0]; d++) {
+			enum lcp_dtype dt = chunk_dtypes[d];
 			unsigned eb = elem_bytes(dt);
-			uint64_t n = shapes[si].rows * shapes[si].cols;
+			uint64_t n = chunk_shapes[si].rows * chunk_shapes[si].cols;
 			uint8_t *x = normal_weights(dt, n, 400 + si);
 			struct lcp_config cfg = {4, 0, 64, true, 4096, 1ull << 30, 0.5f, false};
 			struct lcp_codec_ctx *ctx;
 			struct lcp_encoded e;
 			struct lcp_codec_tensor *ct;
-			encode_open(dt, shapes[si].rows, shapes[si].cols, x, &cfg, &ctx, &e, &ct);
+			encode_open(dt, chunk_shapes[si].rows, chunk_shapes[si].cols, x, &cfg, &ctx, &e, &ct);
 			cr_assert_eq(e.nchunks, 1);
 			cr_assert_eq(e.params[4], 5);
 			uint64_t m = n, B = lcp_codec_tensor_block_elems(ct), ng = (m + 63) / 64;
 			uint8_t *codes = malloc(m), *side = malloc(2 * ng);
-			uint8_t *raw = malloc(5 + 2 * ng + m), *chunk = malloc(5 + 2 * ng + 4 * m + 4096);
+			uint8_t *chunk = malloc(5 + 2 * ng + 4 * m + 4096);
 			rng_state = 950 + si;
 			unsigned escapes = 0;
 			for (uint64_t i = 0; i < m; i++) {
@@ -537,21 +552,14 @@ Test(codec_kernels, alias_chunks_decode_as_their_codes_stored_raw)
 				side[g] = (uint8_t)(0x40 + rnd() % 64);
 				side[ng + g] = (uint8_t)(rnd() & 1);
 			}
-			raw[0] = 0;
-			lcp_store_le32(raw + 1, (uint32_t)(2 * ng));
-			memcpy(raw + 5, side, 2 * ng);
-			memcpy(raw + 5 + 2 * ng, codes, m);
-			struct lcp_chunk_info rci = e.chunks[0];
-			rci.data_len = 5 + 2 * ng + m;
-			rci.stored_xxh3 = lcp_xxh3(raw, rci.data_len);
-			uint8_t *want = malloc(m * eb), *got = malloc(m * eb);
-			lcp_kernels_force(lcp_kernels_named("ref"));
-			cr_assert_eq(lcp_codec_decode_chunk(ct, &rci, raw, rci.data_len, want, m * eb), LCP_OK);
-			for (size_t li = 0; li < sizeof lane_counts / sizeof lane_counts[0]; li++) {
+			struct lcp_chunk_info rci;
+			uint8_t *want = malloc(m * eb);
+			raw_chunk_want(ct, &e.chunks[0], side, 2 * ng, codes, m, eb, &rci, want);
+			for (size_t li = 0; li < sizeof chunk_lanes / sizeof chunk_lanes[0]; li++) {
 				struct lcp_buf b = LCP_BUF_INIT;
 				uint64_t hist[256];
 				lcp_stream_count(codes, m, hist);
-				cr_assert_eq(lcp_stream_put_alias(&b, codes, m, (uint32_t)B, lane_counts[li], hist),
+				cr_assert_eq(lcp_stream_put_alias(&b, codes, m, (uint32_t)B, chunk_lanes[li], hist),
 					     LCP_OK);
 				chunk[0] = CODE_MODE_ALIAS << 2; /* side raw */
 				lcp_store_le32(chunk + 1, (uint32_t)(2 * ng));
@@ -562,21 +570,15 @@ Test(codec_kernels, alias_chunks_decode_as_their_codes_stored_raw)
 				aci.stored_xxh3 = lcp_xxh3(chunk, aci.data_len);
 				lcp_buf_free(&b);
 				char what[64];
-				snprintf(what, sizeof what, "shape %zu dtype %d, %u lanes", si, dt, lane_counts[li]);
-				decodes_as_want_everywhere(ct, &aci, chunk, want, m, eb, what);
-				/* a stream cut short is damage, not bytes */
-				aci.data_len -= 1;
-				aci.stored_xxh3 = lcp_xxh3(chunk, aci.data_len);
-				cr_assert_eq(lcp_codec_decode_chunk(ct, &aci, chunk, aci.data_len, got, m * eb),
-					     LCP_ERR_FORMAT);
+				snprintf(what, sizeof what, "shape %zu dtype %d, %u lanes", si, dt, chunk_lanes[li]);
+				/* cut: the stream one byte short */
+				decodes_as_want_everywhere(ct, &aci, chunk, want, m, eb, what, aci.data_len - 1);
 			}
 			lcp_kernels_force(NULL);
 			free_encoded(ctx, &e, ct);
 			free(want);
-			free(got);
 			free(codes);
 			free(side);
-			free(raw);
 			free(chunk);
 			free(x);
 		}

@@ -362,6 +362,11 @@ Test(rans, damaged_blocks_get_the_same_verdict_everywhere)
 	}
 }
 
+/* Block lengths the fast encoders are checked at: around whole 16-lane
+ * steps and blocks, up to ENCODE_N. */
+#define ENCODE_N 16400
+static const uint32_t encode_lengths[] = {1, 15, 16, 17, 255, 1000, 16383, 16384, ENCODE_N};
+
 /* lcp_rans_encode (AVX-512 steps for 16 lanes where the CPU has them)
  * against the plain-C encoder: the same bytes for lengths around whole
  * steps, 8 and 16 lanes, and models with every kind of frequency: a bell
@@ -370,8 +375,7 @@ Test(rans, damaged_blocks_get_the_same_verdict_everywhere)
  * symbol (f = 4095 beside f = 1) and flat. */
 Test(rans, fast_encoder_gives_the_plain_c_bytes)
 {
-	enum { N = 16400 };
-	static const uint32_t lengths[] = {1, 15, 16, 17, 255, 1000, 16383, 16384, N};
+	enum { N = ENCODE_N };
 	static const unsigned shapes[][3] = {{16, 8, 2}, {256, 128, 30}, {256, 7, 0}, {256, 128, 200}};
 	uint8_t *s = malloc(N), *want = malloc(lcp_rans_block_bound(N, 16));
 	uint8_t *got = malloc(lcp_rans_block_bound(N, 16));
@@ -382,9 +386,9 @@ Test(rans, fast_encoder_gives_the_plain_c_bytes)
 		model_of(s, N, freq);
 		struct lcp_rans_enc e;
 		lcp_rans_enc_init(&e, freq);
-		for (size_t li = 0; li < sizeof lengths / sizeof lengths[0]; li++)
+		for (size_t li = 0; li < sizeof encode_lengths / sizeof encode_lengths[0]; li++)
 			for (unsigned lanes = 8; lanes <= 16; lanes *= 2) {
-				uint32_t n = lengths[li];
+				uint32_t n = encode_lengths[li];
 				size_t want_len = lcp_rans_encode_ref(&e, s + N - n, n, lanes, want);
 				size_t got_len = lcp_rans_encode(&e, s + N - n, n, lanes, got);
 				cr_assert_eq(got_len, want_len, "shape %zu, n %u, lanes %u", k, n, lanes);
@@ -546,8 +550,7 @@ Test(rans, alias_blocks_round_trip_with_escapes)
  * none. */
 Test(rans, fast_alias_encoder_gives_the_plain_c_bytes)
 {
-	enum { N = 16400 };
-	static const uint32_t lengths[] = {1, 15, 16, 17, 255, 1000, 16383, 16384, N};
+	enum { N = ENCODE_N };
 	static const unsigned shapes[][3] = {{256, 128, 2}, {256, 128, 30}, {192, 150, 9}, {256, 100, 0}};
 	uint8_t *s = malloc(N), *want = malloc(lcp_rans_alias_block_bound(N, 16));
 	uint8_t *got = malloc(lcp_rans_alias_block_bound(N, 16));
@@ -574,8 +577,8 @@ Test(rans, fast_alias_encoder_gives_the_plain_c_bytes)
 		lcp_rans_normalize(h, freq);
 		cr_assert(lcp_rans_alias_model(freq));
 		lcp_rans_alias_enc_init(&e, freq);
-		for (size_t li = 0; li < sizeof lengths / sizeof lengths[0]; li++) {
-			uint32_t n = lengths[li];
+		for (size_t li = 0; li < sizeof encode_lengths / sizeof encode_lengths[0]; li++) {
+			uint32_t n = encode_lengths[li];
 			size_t want_len = lcp_rans_alias_encode_ref(&e, s + N - n, n, 16, want);
 			size_t got_len = lcp_rans_alias_encode(&e, s + N - n, n, 16, got);
 			cr_assert_eq(got_len, want_len, "shape %zu, n %u", k, n);
